@@ -1,0 +1,91 @@
+"""Audio input: any common file format, bytes or array → mono float32 at 16 kHz.
+
+soundfile (libsndfile) decodes WAV, FLAC, OGG/Vorbis, OGG/Opus and MP3; soxr resamples.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .errors import AudioError
+
+SAMPLE_RATE = 16000  # Hz: every model in vocable works at this rate
+MAX_DURATION = 6 * 3600.0  # seconds: longer input is refused rather than exhausting memory
+
+AudioInput = Union[str, os.PathLike, bytes, bytearray, np.ndarray]
+
+
+def load_audio(source: AudioInput, sample_rate: int = SAMPLE_RATE, source_rate: int | None = None,
+               name: str | None = None) -> np.ndarray:
+    """Decode `source` to a 1-D float32 array at `sample_rate`.
+
+    `source` is a path, the bytes of an audio file, or a numpy array (then `source_rate` gives its
+    rate; default 16 kHz). Multi-channel audio is mixed down to mono.
+    Raises AudioError naming the file when it is missing, unreadable, empty or not audio.
+    """
+    if isinstance(source, np.ndarray):
+        audio, rate = _from_array(source, name or "array"), source_rate or SAMPLE_RATE
+    elif isinstance(source, (bytes, bytearray)):
+        audio, rate = _decode(io.BytesIO(bytes(source)), name or "<bytes>")
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise AudioError(f"{path}: no such file")
+        audio, rate = _decode(str(path), name or str(path))
+    label = name or (str(source) if not isinstance(source, (bytes, bytearray, np.ndarray)) else "audio")
+    if audio.size == 0:
+        raise AudioError(f"{label}: audio is empty (0 samples)")
+    if audio.size / rate > MAX_DURATION:
+        raise AudioError(f"{label}: audio is {audio.size / rate / 3600:.1f} h long; "
+                         f"the limit is {MAX_DURATION / 3600:.0f} h")
+    if not np.all(np.isfinite(audio)):
+        raise AudioError(f"{label}: audio contains NaN or infinite samples")
+    return resample(audio, rate, sample_rate)
+
+
+def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
+    if rate == target:
+        return np.ascontiguousarray(audio, dtype=np.float32)
+    return soxr.resample(audio.astype(np.float32), rate, target).astype(np.float32)
+
+
+def audio_info(path: str | os.PathLike) -> tuple[float, int]:
+    """(duration in seconds, sample rate) of a file, read from its header when the format has one."""
+    try:
+        info = sf.info(str(path))
+    except Exception as e:  # soundfile raises several types for bad files
+        raise AudioError(f"{path}: not a readable audio file ({_short(e)})") from None
+    if info.frames <= 0 and info.duration <= 0:
+        # MP3 and some Ogg files report no frame count: decode to measure.
+        audio = load_audio(path)
+        return len(audio) / SAMPLE_RATE, info.samplerate
+    return float(info.duration), int(info.samplerate)
+
+
+def _decode(file, label: str) -> tuple[np.ndarray, int]:
+    try:
+        data, rate = sf.read(file, dtype="float32", always_2d=True)
+    except Exception as e:
+        raise AudioError(f"{label}: not a readable audio file ({_short(e)})") from None
+    return data.mean(axis=1), rate
+
+
+def _from_array(array: np.ndarray, label: str) -> np.ndarray:
+    if array.ndim == 2:  # (samples, channels), as soundfile returns
+        array = array.mean(axis=1) if array.shape[1] <= 8 else array.mean(axis=0)
+    if array.ndim != 1:
+        raise AudioError(f"{label}: expected a 1-D or 2-D audio array, got shape {array.shape}")
+    if np.issubdtype(array.dtype, np.integer):
+        array = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
+    return array.astype(np.float32)
+
+
+def _short(error: Exception) -> str:
+    return str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__

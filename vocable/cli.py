@@ -1,0 +1,151 @@
+"""The `vocable` command line. Each subcommand is a small function; errors become one line + exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import __version__
+from .errors import VocableError
+
+EXIT_USAGE = 2  # bad input: unreadable audio, malformed config, missing model, ...
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.func(args) or 0
+    except VocableError as e:
+        print(f"vocable: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("vocable: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vocable", description="Offline speech recognition.")
+    parser.add_argument("--version", action="version", version=f"vocable {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    add_transcribe(commands)
+    add_train(commands)
+    add_evaluate(commands)
+    add_models(commands)
+    return parser
+
+
+def add_transcribe(commands) -> None:
+    p = commands.add_parser("transcribe", help="transcribe audio files")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--model", default="default", help="bundled model name or model file (default: %(default)s)")
+    p.add_argument("--format", default="txt", choices=["txt", "json"], help="output format")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
+    p.set_defaults(func=cmd_transcribe)
+
+
+def cmd_transcribe(args) -> int:
+    import torch
+
+    from .transcribe import load
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    recognizer = load(args.model)
+    failed = 0
+    for path in args.files:
+        try:
+            result = recognizer.transcribe(path)
+        except VocableError as e:  # keep going: one bad file must not lose the others' results
+            print(f"vocable: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        if args.format == "json":
+            print(json.dumps({"file": path, **result.to_dict()}, ensure_ascii=False))
+        else:
+            print(result.text if len(args.files) == 1 else f"{path}\t{result.text}")
+    return EXIT_USAGE if failed else 0
+
+
+def add_train(commands) -> None:
+    p = commands.add_parser("train", help="train a model from a TOML config")
+    p.add_argument("config", metavar="CONFIG.toml")
+    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.ckpt")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value (TOML syntax), e.g. --set optim.epochs=3")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:
+    from .config import load_config
+    from .train import train
+    config = load_config(args.config, parse_overrides(args.set))
+    train(config, resume=args.resume, show_progress=not args.no_progress)
+    return 0
+
+
+def parse_overrides(items: list[str]) -> dict:
+    import tomllib
+
+    from .errors import ConfigError
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        try:
+            overrides[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            overrides[key.strip()] = value  # a bare string
+    return overrides
+
+
+def add_evaluate(commands) -> None:
+    p = commands.add_parser("evaluate", help="WER/CER of a model on a manifest or Kaldi-style folder")
+    p.add_argument("dataset", metavar="DATASET")
+    p.add_argument("--model", default="default")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--output", metavar="FILE.jsonl", help="write per-utterance results here")
+    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N utterances")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args) -> int:
+    from .data.manifest import read_dataset
+    from .evaluate import evaluate_dataset, write_rows
+    from .transcribe import load
+    recognizer = load(args.model)
+    utterances = read_dataset(args.dataset)
+    if args.limit:
+        utterances = utterances[: args.limit]
+    summary = evaluate_dataset(recognizer, utterances, show_progress=not args.json)
+    if args.output:
+        write_rows(args.output, summary.rows)
+    if args.json:
+        print(json.dumps({"dataset": args.dataset, "model": recognizer.loaded.path, **summary.to_dict()}))
+    else:
+        print(f"dataset     {args.dataset}\nmodel       {recognizer.loaded.path}\n"
+              f"WER         {summary.wer:.2%}\nCER         {summary.cer:.2%}\n"
+              f"utterances  {summary.utterances} ({summary.failed} unreadable)\n"
+              f"audio       {summary.audio_hours:.3f} h\nRTF         {summary.rtf:.4f}")
+    return 0
+
+
+def add_models(commands) -> None:
+    p = commands.add_parser("models", help="list bundled models")
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_models(args) -> int:
+    from .modelfile import DEFAULT_MODEL, bundled_models
+    for name in bundled_models():
+        print(name + ("  (default)" if name == DEFAULT_MODEL else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

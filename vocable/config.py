@@ -1,0 +1,177 @@
+"""Typed training configuration, loaded from TOML.
+
+Every section is a dataclass; unknown keys and wrong types are errors that name the file and field.
+Paths are relative to the config file's folder.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+from .features import FeatureConfig
+from .models import ModelConfig
+
+
+@dataclass
+class DataConfig:
+    train: list[str] = field(default_factory=list)  # manifests, Kaldi folders or shard folders
+    dev: list[str] = field(default_factory=list)
+    max_batch_seconds: float = 200.0  # audio seconds per batch (before padding)
+    max_duration: float = 30.0  # seconds: longer training utterances are skipped (and counted)
+    num_workers: int = 0  # DataLoader worker processes
+    allow_overlap: bool = False  # allow dev speakers/audio that also occur in train
+
+
+@dataclass
+class TokenizerConfig:
+    kind: str = "char"  # "char" | "bpe"
+    vocab_size: int = 256  # bpe only
+    normalizer: str = "english"  # "english" | "basic" | "none"
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 1e-2
+    warmup_steps: int = 500
+    schedule: str = "cosine"  # "cosine" | "noam" | "constant"
+    min_lr_ratio: float = 0.05  # cosine floor, as a fraction of lr
+    epochs: int = 20
+    max_steps: int = 0  # 0 = epochs decide
+    grad_clip: float = 5.0
+    precision: str = "fp32"  # "fp32" | "bf16" | "fp16" (fp16 on CUDA only)
+
+
+@dataclass
+class SpecAugmentConfig:
+    enabled: bool = True
+    freq_masks: int = 2
+    freq_width: int = 15
+    time_masks: int = 2
+    time_width_frac: float = 0.05
+
+
+@dataclass
+class AugmentConfig:
+    """Waveform augmentation applied on the fly to training audio (see vocable/data/augment.py)."""
+    noise_prob: float = 0.0  # chance of additive noise per utterance
+    snr_db: tuple[float, float] = (5.0, 30.0)  # SNR range for additive noise
+    noise_dirs: list[str] = field(default_factory=list)  # folders of noise recordings (else coloured/babble)
+    babble_prob: float = 0.0  # share of noise draws that use babble from other utterances
+    reverb_prob: float = 0.0  # chance of a simulated room impulse response
+    speed_prob: float = 0.0  # chance of speed perturbation
+    speeds: tuple[float, ...] = (0.9, 1.1)
+    gain_db: tuple[float, float] = (0.0, 0.0)  # random gain range
+    telephone_prob: float = 0.0  # chance of band-limiting to 300-3400 Hz through 8 kHz
+
+
+@dataclass
+class RunConfig:
+    out_dir: str = "exp/run"
+    seed: int = 1234
+    checkpoint_every: int = 200  # steps between resumable checkpoints
+    average_last: int = 3  # final model = average of the last K epoch checkpoints
+    log: str = "csv"  # "csv" | "tensorboard"
+    threads: int = 0  # torch threads on CPU; 0 = torch's default
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    half_model: bool = False  # store the final model in fp16
+    name: str = ""  # model name written into the model file
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def validate(self, where: str) -> None:
+        self.features.validate(f"{where}: [features]")
+        self.model.validate(f"{where}: [model]")
+        if not self.data.train:
+            raise ConfigError(f"{where}: [data] train: at least one training manifest is required")
+        checks = [("tokenizer", "kind", self.tokenizer.kind, ("char", "bpe")),
+                  ("optim", "schedule", self.optim.schedule, ("cosine", "noam", "constant")),
+                  ("optim", "precision", self.optim.precision, ("fp32", "bf16", "fp16")),
+                  ("run", "log", self.run.log, ("csv", "tensorboard")),
+                  ("run", "device", self.run.device, ("auto", "cpu", "cuda"))]
+        for section, key, value, allowed in checks:
+            if value not in allowed:
+                raise ConfigError(f"{where}: [{section}] {key}: expected one of {list(allowed)}, got {value!r}")
+        positive = [("optim", "lr", self.optim.lr), ("data", "max_batch_seconds", self.data.max_batch_seconds),
+                    ("run", "checkpoint_every", self.run.checkpoint_every)]
+        for section, key, value in positive:
+            if value <= 0:
+                raise ConfigError(f"{where}: [{section}] {key}: must be positive, got {value}")
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
+    """Read a TOML training config; relative data and output paths are resolved against its folder."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML ({e})") from None
+    for dotted, value in (overrides or {}).items():
+        section, key = dotted.split(".", 1)
+        raw.setdefault(section, {})[key] = value
+    config = from_dict(TrainConfig, raw, str(path))
+    base = path.parent
+    config.data.train = [_resolve(base, p) for p in config.data.train]
+    config.data.dev = [_resolve(base, p) for p in config.data.dev]
+    config.augment.noise_dirs = [_resolve(base, p) for p in config.augment.noise_dirs]
+    config.run.out_dir = _resolve(base, config.run.out_dir)
+    config.validate(str(path))
+    return config
+
+
+def _resolve(base: Path, p: str) -> str:
+    return str(Path(p)) if Path(p).is_absolute() else str(base / p)
+
+
+def from_dict(cls, data: dict, where: str, prefix: str = ""):
+    """Build dataclass `cls` from a TOML table, checking keys and types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: [{prefix.rstrip('.')}] must be a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{where}: unknown field '{prefix}{key}' (known: {', '.join(sorted(known))})")
+    values = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if is_dataclass(hint):
+            values[key] = from_dict(hint, value, where, f"{prefix}{key}.")
+        else:
+            values[key] = _check_type(value, hint, f"{where}: field '{prefix}{key}'")
+    return cls(**values)
+
+
+def _check_type(value, hint, label: str):
+    origin = typing.get_origin(hint)
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise ConfigError(f"{label}: expected a list, got {type(value).__name__}")
+        item_type = typing.get_args(hint)[0]
+        items = [_check_type(v, item_type, label) for v in value]
+        return items if origin is list else tuple(items)
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and (type(value) is not hint):
+        raise ConfigError(f"{label}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
+    return value

@@ -1,0 +1,125 @@
+"""Manifests: the one dataset format vocable trains and evaluates on.
+
+A manifest is JSON Lines, one utterance per line:
+    {"audio": "clips/a.wav", "text": "hello world", "duration": 1.52, "speaker": "spk1", ...}
+`audio` is absolute or relative to the manifest's folder; any other keys are free metadata
+(gender, age, accent, ...). A Kaldi-style folder (`text` + `wav.scp`, optional `utt2spk`,
+`spk2gender`, `spk2age`) is read as the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DataError
+
+CORE_KEYS = ("id", "audio", "text", "duration", "speaker")
+
+
+@dataclass
+class Utterance:
+    id: str
+    audio: str  # absolute path
+    text: str
+    duration: float = 0.0  # seconds; 0 = unknown
+    speaker: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def to_json(self, relative_to: Path | None = None) -> str:
+        audio = self.audio
+        if relative_to is not None:
+            try:
+                audio = os.path.relpath(self.audio, relative_to)
+            except ValueError:  # another drive on Windows
+                pass
+        row = {"id": self.id, "audio": audio, "text": self.text, "duration": round(self.duration, 3),
+               "speaker": self.speaker, **self.meta}
+        return json.dumps(row, ensure_ascii=False)
+
+
+def read_dataset(path: str | os.PathLike) -> list[Utterance]:
+    """A JSONL manifest or a Kaldi-style folder → utterances."""
+    path = Path(path)
+    if path.is_dir():
+        return read_kaldi_dir(path)
+    if path.is_file():
+        return read_manifest(path)
+    raise DataError(f"{path}: no such manifest file or dataset folder")
+
+
+def read_manifest(path: str | os.PathLike) -> list[Utterance]:
+    path = Path(path)
+    utterances = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{number}: expected a JSON object")
+            for key in ("audio", "text"):
+                if not isinstance(row.get(key), str):
+                    raise DataError(f"{path}:{number}: missing or non-string field '{key}'")
+            try:
+                duration = float(row.get("duration") or 0.0)
+            except (TypeError, ValueError):
+                raise DataError(f"{path}:{number}: field 'duration' is not a number") from None
+            audio = row["audio"] if os.path.isabs(row["audio"]) else str(path.parent / row["audio"])
+            utterances.append(Utterance(str(row.get("id") or f"{path.stem}-{number}"), audio, row["text"],
+                                        duration, str(row.get("speaker") or ""),
+                                        {k: v for k, v in row.items() if k not in CORE_KEYS}))
+    return utterances
+
+
+def write_manifest(path: str | os.PathLike, utterances: list[Utterance], relative: bool = True) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = path.parent.resolve() if relative else None
+    with open(path, "w", encoding="utf-8") as f:
+        for u in utterances:
+            f.write(u.to_json(base) + "\n")
+
+
+def _read_table(path: Path, required: bool = False) -> dict[str, str]:
+    """Kaldi two-column table: key, then the rest of the line."""
+    if not path.is_file():
+        if required:
+            raise DataError(f"{path}: missing (a Kaldi-style folder needs 'text' and 'wav.scp')")
+        return {}
+    table = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            parts = line.rstrip("\n").split(maxsplit=1)
+            if not parts:
+                continue
+            table[parts[0]] = parts[1] if len(parts) > 1 else ""
+    return table
+
+
+def read_kaldi_dir(folder: str | os.PathLike) -> list[Utterance]:
+    folder = Path(folder)
+    texts = _read_table(folder / "text", required=True)
+    wavs = _read_table(folder / "wav.scp", required=True)
+    utt2spk = _read_table(folder / "utt2spk")
+    genders, ages = _read_table(folder / "spk2gender"), _read_table(folder / "spk2age")
+    utterances = []
+    for utt, rel in wavs.items():
+        if utt not in texts:
+            continue
+        if rel.rstrip().endswith("|"):
+            raise DataError(f"{folder / 'wav.scp'}: {utt}: piped commands are not supported; give a file path")
+        speaker = utt2spk.get(utt, "")
+        meta = {}
+        for key, table in (("gender", genders), ("age", ages)):
+            value = table.get(speaker, table.get(speaker.lstrip("0"), None)) if speaker else None
+            if value is not None:
+                meta[key] = int(value) if key == "age" and value.isdigit() else value
+        audio = rel if os.path.isabs(rel) else str((folder / rel).resolve())
+        utterances.append(Utterance(utt, audio, texts[utt], 0.0, speaker, meta))
+    return utterances

@@ -1,0 +1,148 @@
+"""Acoustic features in plain torch: log-mel spectrogram, MFCC, pitch, SpecAugment.
+
+All functions take batched waveforms (B, samples) at 16 kHz and return (B, frames, dim).
+They run identically on CPU and GPU. Frames are not centred (frame t covers samples
+[t*HOP, t*HOP + WIN)), so streaming code can compute them chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+SAMPLE_RATE = 16000  # Hz
+WIN_LENGTH = 400  # samples = 25 ms analysis window
+HOP_LENGTH = 160  # samples = 10 ms between frames
+N_FFT = 512  # FFT size (window zero-padded to a power of two)
+LOG_FLOOR = 1e-10  # power floor before the log, so silence gives a finite value
+PITCH_MIN_HZ, PITCH_MAX_HZ = 70.0, 400.0  # search range of the pitch tracker
+
+
+@dataclass
+class FeatureConfig:
+    kind: str = "logmel"  # "logmel" or "mfcc"
+    n_mels: int = 80
+    n_mfcc: int = 13  # used when kind == "mfcc"
+    pitch: bool = False  # append (voicing, log-F0) per frame
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def dim(self) -> int:
+        base = self.n_mfcc if self.kind == "mfcc" else self.n_mels
+        return base + (2 if self.pitch else 0)
+
+    def validate(self, where: str = "features") -> None:
+        from .errors import ConfigError
+        if self.kind not in ("logmel", "mfcc"):
+            raise ConfigError(f"{where}.kind: expected 'logmel' or 'mfcc', got {self.kind!r}")
+        if self.sample_rate != SAMPLE_RATE:
+            raise ConfigError(f"{where}.sample_rate: only {SAMPLE_RATE} Hz is supported")
+        if not 8 <= self.n_mels <= 256:
+            raise ConfigError(f"{where}.n_mels: expected 8..256, got {self.n_mels}")
+
+
+def num_frames(num_samples: int) -> int:
+    """Frames produced for `num_samples` samples (at least one: short input is zero-padded)."""
+    return max(1, 1 + (num_samples - WIN_LENGTH) // HOP_LENGTH)
+
+
+def compute_features(waveforms: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
+    """(B, samples) or (samples,) float waveforms → (B, frames, config.dim) features."""
+    if waveforms.dim() == 1:
+        waveforms = waveforms.unsqueeze(0)
+    feats = log_mel(waveforms, config.n_mels)
+    if config.kind == "mfcc":
+        feats = feats @ _dct_matrix(config.n_mels, config.n_mfcc, feats.device)
+    if config.pitch:
+        feats = torch.cat([feats, pitch(waveforms)], dim=-1)
+    return feats
+
+
+def log_mel(waveforms: torch.Tensor, n_mels: int = 80) -> torch.Tensor:
+    """(B, samples) → (B, frames, n_mels) natural-log mel power spectrogram (HTK mel scale)."""
+    power = _power_spectrum(waveforms)  # (B, frames, N_FFT // 2 + 1)
+    mel = power @ mel_filterbank(n_mels, waveforms.device)
+    return torch.log(mel.clamp_min(LOG_FLOOR))
+
+
+def pitch(waveforms: torch.Tensor) -> torch.Tensor:
+    """(B, samples) → (B, frames, 2): voicing strength in [0, 1] and log-F0 (0 where unvoiced).
+
+    Normalised autocorrelation of each windowed frame; the strongest peak in the lag range
+    of PITCH_MIN_HZ..PITCH_MAX_HZ gives F0 and its height the voicing.
+    """
+    frames = _frames(waveforms) * torch.hann_window(WIN_LENGTH, device=waveforms.device)
+    frames = frames - frames.mean(dim=-1, keepdim=True)
+    spectrum = torch.fft.rfft(frames, n=2 * N_FFT)
+    autocorr = torch.fft.irfft(spectrum.abs() ** 2)[..., :N_FFT]
+    autocorr = autocorr / autocorr[..., :1].clamp_min(1e-8)
+    lo, hi = int(SAMPLE_RATE / PITCH_MAX_HZ), min(int(SAMPLE_RATE / PITCH_MIN_HZ), WIN_LENGTH - 1)
+    peak, lag = autocorr[..., lo:hi].max(dim=-1)
+    voicing = peak.clamp(0.0, 1.0)
+    log_f0 = torch.log(SAMPLE_RATE / (lag + lo).float()) * (voicing > 0.45)
+    return torch.stack([voicing, log_f0], dim=-1)
+
+
+def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, freq_masks: int = 2, freq_width: int = 27,
+                 time_masks: int = 2, time_width_frac: float = 0.05,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """SpecAugment (Park et al. 2019): zero random frequency bands and time spans of (B, T, F) features.
+
+    Time masks are at most `time_width_frac` of each utterance's own length.
+    Returns a new tensor; the input is not modified.
+    """
+    feats = feats.clone()
+    batch, _, dim = feats.shape
+    for b in range(batch):
+        length = int(lengths[b])
+        for _ in range(freq_masks):
+            width = int(torch.randint(0, freq_width + 1, (1,), generator=generator))
+            start = int(torch.randint(0, max(1, dim - width), (1,), generator=generator))
+            feats[b, :, start:start + width] = 0.0
+        max_width = max(1, int(length * time_width_frac))
+        for _ in range(time_masks):
+            width = int(torch.randint(0, max_width + 1, (1,), generator=generator))
+            start = int(torch.randint(0, max(1, length - width), (1,), generator=generator))
+            feats[b, start:start + width, :] = 0.0
+    return feats
+
+
+def mel_filterbank(n_mels: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(N_FFT // 2 + 1, n_mels) triangular filters on the HTK mel scale, 0 Hz .. Nyquist."""
+    def hz_to_mel(hz):
+        return 2595.0 * torch.log10(1.0 + hz / 700.0)
+
+    def mel_to_hz(mel):
+        return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+    fft_hz = torch.linspace(0, SAMPLE_RATE / 2, N_FFT // 2 + 1, dtype=torch.float64)
+    mel_points = torch.linspace(0.0, float(hz_to_mel(torch.tensor(SAMPLE_RATE / 2.0))), n_mels + 2,
+                                dtype=torch.float64)
+    hz_points = mel_to_hz(mel_points)
+    lower, centre, upper = hz_points[:-2], hz_points[1:-1], hz_points[2:]
+    rising = (fft_hz[:, None] - lower) / (centre - lower)
+    falling = (upper - fft_hz[:, None]) / (upper - centre)
+    return torch.clamp(torch.minimum(rising, falling), min=0.0).to(torch.float32).to(device)
+
+
+def _frames(waveforms: torch.Tensor) -> torch.Tensor:
+    """(B, samples) → (B, frames, WIN_LENGTH), zero-padding input shorter than one window."""
+    if waveforms.shape[-1] < WIN_LENGTH:
+        waveforms = torch.nn.functional.pad(waveforms, (0, WIN_LENGTH - waveforms.shape[-1]))
+    return waveforms.unfold(-1, WIN_LENGTH, HOP_LENGTH)
+
+
+def _power_spectrum(waveforms: torch.Tensor) -> torch.Tensor:
+    frames = _frames(waveforms.float()) * torch.hann_window(WIN_LENGTH, periodic=True, device=waveforms.device)
+    return torch.fft.rfft(frames, n=N_FFT).abs() ** 2
+
+
+def _dct_matrix(n_mels: int, n_mfcc: int, device) -> torch.Tensor:
+    """(n_mels, n_mfcc) orthonormal DCT-II basis."""
+    n = torch.arange(n_mels, dtype=torch.float64)
+    k = torch.arange(n_mfcc, dtype=torch.float64)[None, :]
+    basis = torch.cos(math.pi / n_mels * (n[:, None] + 0.5) * k) * math.sqrt(2.0 / n_mels)
+    basis[:, 0] /= math.sqrt(2.0)
+    return basis.to(torch.float32).to(device)

@@ -1,0 +1,81 @@
+"""Acoustic models, one file each, all mapping features (B, T, F) to CTC logits (B, T/4, vocab).
+
+Pick one by name with `ModelConfig.arch`: "cnn-rnn", "transformer" or "conformer".
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from torch import nn
+
+from ..errors import ConfigError
+from .cnn_rnn import CnnRnn
+from .conformer import Conformer
+from .transformer import Transformer
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "conformer"  # "cnn-rnn" | "transformer" | "conformer"
+    d_model: int = 144
+    n_layers: int = 8
+    n_heads: int = 4  # attention models
+    ff_mult: int = 4  # attention models
+    conv_kernel: int = 15  # conformer
+    rnn_type: str = "gru"  # cnn-rnn: "gru" | "lstm"
+    bidirectional: bool = True  # cnn-rnn
+    dropout: float = 0.1
+    attention_chunk: int = 0  # attention models: >0 = streaming chunk size in output frames (40 ms each)
+    left_chunks: int = -1  # attention models: chunks of left context when chunked (-1 = all)
+    causal_conv: bool = False  # conformer: no right context in the convolution module
+
+    def validate(self, where: str = "model") -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ConfigError(f"{where}.arch: expected one of {sorted(ARCHITECTURES)}, got {self.arch!r}")
+        if self.arch != "cnn-rnn" and self.d_model % self.n_heads:
+            raise ConfigError(f"{where}.d_model: {self.d_model} is not divisible by n_heads={self.n_heads}")
+        if self.rnn_type not in ("gru", "lstm"):
+            raise ConfigError(f"{where}.rnn_type: expected 'gru' or 'lstm', got {self.rnn_type!r}")
+
+    @property
+    def streaming(self) -> bool:
+        """True when the model has bounded right context and can be run chunk by chunk."""
+        if self.arch == "cnn-rnn":
+            return not self.bidirectional
+        return self.attention_chunk > 0 and (self.arch == "transformer" or self.causal_conv)
+
+
+def _cnn_rnn(c: ModelConfig, input_dim: int, vocab: int) -> nn.Module:
+    return CnnRnn(input_dim, vocab, c.d_model, c.n_layers, c.rnn_type, c.bidirectional, c.dropout)
+
+
+def _transformer(c: ModelConfig, input_dim: int, vocab: int) -> nn.Module:
+    return Transformer(input_dim, vocab, c.d_model, c.n_layers, c.n_heads, c.ff_mult, c.dropout,
+                       c.attention_chunk, c.left_chunks)
+
+
+def _conformer(c: ModelConfig, input_dim: int, vocab: int) -> nn.Module:
+    return Conformer(input_dim, vocab, c.d_model, c.n_layers, c.n_heads, c.ff_mult, c.conv_kernel, c.dropout,
+                     c.attention_chunk, c.left_chunks, c.causal_conv)
+
+
+ARCHITECTURES = {"cnn-rnn": _cnn_rnn, "transformer": _transformer, "conformer": _conformer}
+
+
+def build_model(config: ModelConfig, input_dim: int, vocab_size: int) -> nn.Module:
+    config.validate()
+    return ARCHITECTURES[config.arch](config, input_dim, vocab_size)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def model_config_from_dict(data: dict) -> ModelConfig:
+    known = {f.name for f in fields(ModelConfig)}
+    return ModelConfig(**{k: v for k, v in data.items() if k in known})
+
+
+__all__ = ["ModelConfig", "build_model", "count_parameters", "model_config_from_dict", "asdict",
+           "CnnRnn", "Transformer", "Conformer"]

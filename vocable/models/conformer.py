@@ -1,0 +1,78 @@
+"""Conformer CTC model (Gulati et al. 2020): macaron feed-forward, self-attention, depthwise convolution.
+
+`causal_conv=True` with `attention_chunk > 0` gives a model with bounded right context for streaming.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .common import Conv2dSubsampling, FeatureNorm, SelfAttention, attention_mask, padding_mask
+
+
+def feed_forward(d_model: int, ff_mult: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, ff_mult * d_model), nn.SiLU(),
+                         nn.Dropout(dropout), nn.Linear(ff_mult * d_model, d_model), nn.Dropout(dropout))
+
+
+class ConvModule(nn.Module):
+    """Pointwise conv + GLU, depthwise conv, norm, SiLU, pointwise conv. (B, T, d) → (B, T, d)."""
+
+    def __init__(self, d_model: int, kernel: int, dropout: float, causal: bool):
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.pointwise_in = nn.Conv1d(d_model, 2 * d_model, 1)
+        self.left_pad = kernel - 1 if causal else (kernel - 1) // 2
+        self.right_pad = 0 if causal else (kernel - 1) // 2
+        self.depthwise = nn.Conv1d(d_model, d_model, kernel, groups=d_model)
+        self.depth_norm = nn.LayerNorm(d_model)  # LayerNorm, not BatchNorm: same in training and streaming
+        self.pointwise_out = nn.Conv1d(d_model, d_model, 1)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x).masked_fill(pad[..., None], 0.0).transpose(1, 2)
+        x = nn.functional.glu(self.pointwise_in(x), dim=1)
+        x = self.depthwise(nn.functional.pad(x, (self.left_pad, self.right_pad)))
+        x = nn.functional.silu(self.depth_norm(x.transpose(1, 2)))
+        return self.dropout(self.pointwise_out(x.transpose(1, 2)).transpose(1, 2))
+
+
+class ConformerBlock(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, ff_mult: int, kernel: int, dropout: float, causal: bool):
+        super().__init__()
+        self.ff1 = feed_forward(d_model, ff_mult, dropout)
+        self.attn_norm = nn.LayerNorm(d_model)
+        self.attn = SelfAttention(d_model, n_heads, dropout)
+        self.conv = ConvModule(d_model, kernel, dropout, causal)
+        self.ff2 = feed_forward(d_model, ff_mult, dropout)
+        self.final_norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        x = x + 0.5 * self.ff1(x)
+        x = x + self.dropout(self.attn(self.attn_norm(x), mask))
+        x = x + self.conv(x, pad)
+        return self.final_norm(x + 0.5 * self.ff2(x))
+
+
+class Conformer(nn.Module):
+    def __init__(self, input_dim: int, vocab_size: int, d_model: int = 144, n_layers: int = 8, n_heads: int = 4,
+                 ff_mult: int = 4, conv_kernel: int = 15, dropout: float = 0.1, attention_chunk: int = 0,
+                 left_chunks: int = -1, causal_conv: bool = False):
+        super().__init__()
+        self.norm = FeatureNorm(input_dim)
+        self.subsample = Conv2dSubsampling(input_dim, d_model)
+        self.blocks = nn.ModuleList(ConformerBlock(d_model, n_heads, ff_mult, conv_kernel, dropout, causal_conv)
+                                    for _ in range(n_layers))
+        self.head = nn.Linear(d_model, vocab_size)
+        self.attention_chunk, self.left_chunks = attention_chunk, left_chunks
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """feats (B, T, F), lengths (B,) → logits (B, T/4, vocab), out_lengths (B,)."""
+        x, out_lengths = self.subsample(self.norm(feats), lengths)
+        mask = attention_mask(out_lengths, x.shape[1], self.attention_chunk, self.left_chunks)
+        pad = padding_mask(out_lengths, x.shape[1])
+        for block in self.blocks:
+            x = block(x, mask, pad)
+        return self.head(x), out_lengths

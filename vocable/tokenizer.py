@@ -1,0 +1,184 @@
+"""Text normalisation and tokenizers (characters or SentencePiece BPE) for CTC.
+
+Token id 0 is always the CTC blank. Tokenizers serialise to a plain dict stored in the model file.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import unicodedata
+from collections import Counter
+from typing import Iterable
+
+BLANK = 0  # CTC blank token id
+
+_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen " \
+        "sixteen seventeen eighteen nineteen".split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ABBREVIATIONS = {"mr": "mister", "mrs": "missus", "dr": "doctor", "st": "saint", "vs": "versus",
+                  "etc": "et cetera", "no": "number"}
+
+
+def normalize_english(text: str) -> str:
+    """Lower-case English words with intra-word apostrophes; numbers spelt out.
+
+    "Dr. Smith's 2 cats—aren't they?" → "doctor smith's two cats aren't they".
+    Curly quotes become straight, other punctuation becomes a word break, and an abbreviation is
+    expanded only when written with its full stop ("Dr." but not "dr").
+    """
+    text = unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'").lower()
+    text = re.sub(r"\b(" + "|".join(_ABBREVIATIONS) + r")\.", lambda m: _ABBREVIATIONS[m.group(1)] + " ", text)
+    text = re.sub(r"(\d+)(st|nd|rd|th)\b", r"\1", text)
+    text = re.sub(r"\d+(?:,\d{3})*(?:\.\d+)?", lambda m: " " + _number_words(m.group(0)) + " ", text)
+    text = re.sub(r"[^a-z' ]+", " ", text)
+    text = re.sub(r"(?<![a-z])'|'(?![a-z])", " ", text)  # quotes, not apostrophes
+    return " ".join(text.split())
+
+
+def normalize_basic(text: str) -> str:
+    """Any script: NFKC, lower case, punctuation and symbols become spaces."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    kept = [c if not unicodedata.category(c)[0] in "PSC" or c == "'" else " " for c in text]
+    return " ".join("".join(kept).split())
+
+
+NORMALIZERS = {"english": normalize_english, "basic": normalize_basic, "none": lambda t: " ".join(t.split())}
+
+
+def _number_words(token: str) -> str:
+    token = token.replace(",", "")
+    if "." in token:
+        whole, frac = token.split(".", 1)
+        return _number_words(whole) + " point " + " ".join(_ONES[int(d)] for d in frac)
+    n = int(token)
+    if len(token) > 1 and token.startswith("0"):
+        return " ".join(_ONES[int(d)] for d in token)
+    if 1900 <= n <= 2099 and n % 100 != 0 and len(token) == 4 and n // 100 != 20:
+        return _int_words(n // 100) + " " + _int_words(n % 100)  # years: nineteen eighty four
+    return _int_words(n) if n < 10**12 else " ".join(_ONES[int(d)] for d in token)
+
+
+def _int_words(n: int) -> str:
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    for size, name in ((10**9, "billion"), (10**6, "million"), (1000, "thousand"), (100, "hundred")):
+        if n >= size:
+            rest = n % size
+            return _int_words(n // size) + " " + name + ("" if rest == 0 else " " + _int_words(rest))
+    raise AssertionError(n)
+
+
+class CharTokenizer:
+    """One token per character seen in the training text; space is a token too."""
+
+    kind = "char"
+
+    def __init__(self, chars: list[str], normalizer: str = "english"):
+        self.chars = list(chars)
+        self.normalizer = normalizer
+        self._index = {c: i + 1 for i, c in enumerate(self.chars)}
+
+    @classmethod
+    def train(cls, texts: Iterable[str], normalizer: str = "english", min_count: int = 1) -> "CharTokenizer":
+        counts = Counter(c for t in texts for c in NORMALIZERS[normalizer](t))
+        return cls(sorted(c for c, n in counts.items() if n >= min_count), normalizer)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars) + 1
+
+    def normalize(self, text: str) -> str:
+        return NORMALIZERS[self.normalizer](text)
+
+    def unknown_chars(self, text: str) -> set[str]:
+        return {c for c in self.normalize(text) if c not in self._index}
+
+    def encode(self, text: str) -> list[int]:
+        """Normalise and encode; characters outside the alphabet are dropped (importers report them)."""
+        return [self._index[c] for c in self.normalize(text) if c in self._index]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return " ".join("".join(self.chars[i - 1] for i in ids if i != BLANK).split())
+
+    def token_text(self, token_id: int) -> str:
+        return self.chars[token_id - 1]
+
+    def is_word_start(self, token_id: int, previous_id: int | None) -> bool:
+        return self.chars[token_id - 1] != " " and (previous_id is None or self.chars[previous_id - 1] == " ")
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "chars": self.chars, "normalizer": self.normalizer}
+
+
+class BPETokenizer:
+    """SentencePiece BPE; its model proto travels inside the vocable model file."""
+
+    kind = "bpe"
+
+    def __init__(self, model_proto: bytes, normalizer: str = "english"):
+        import sentencepiece as spm
+        self.model_proto = model_proto
+        self.normalizer = normalizer
+        self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        self._chars = {c for i in range(self.sp.get_piece_size()) for c in self.sp.id_to_piece(i)}
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int = 256, normalizer: str = "english") -> "BPETokenizer":
+        import io
+        import sentencepiece as spm
+        sentences = [NORMALIZERS[normalizer](t) for t in texts]
+        proto = io.BytesIO()
+        spm.SentencePieceTrainer.train(sentence_iterator=iter(s for s in sentences if s), model_writer=proto,
+                                       vocab_size=vocab_size, model_type="bpe", character_coverage=1.0,
+                                       bos_id=-1, eos_id=-1, unk_id=0, hard_vocab_limit=False,
+                                       minloglevel=2)
+        return cls(proto.getvalue(), normalizer)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size() + 1
+
+    def normalize(self, text: str) -> str:
+        return NORMALIZERS[self.normalizer](text)
+
+    def unknown_chars(self, text: str) -> set[str]:
+        return {c for c in self.normalize(text).replace(" ", "") if c not in self._chars}
+
+    def encode(self, text: str) -> list[int]:
+        return [i + 1 for i in self.sp.encode(self.normalize(text)) if i != self.sp.unk_id()]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.sp.decode([i - 1 for i in ids if i != BLANK])
+
+    def token_text(self, token_id: int) -> str:
+        return self.sp.id_to_piece(token_id - 1).replace("▁", " ")
+
+    def is_word_start(self, token_id: int, previous_id: int | None) -> bool:
+        return self.sp.id_to_piece(token_id - 1).startswith("▁") or previous_id is None
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "model_proto": base64.b64encode(self.model_proto).decode("ascii"),
+                "normalizer": self.normalizer}
+
+
+Tokenizer = CharTokenizer | BPETokenizer
+
+
+def tokenizer_from_dict(data: dict) -> Tokenizer:
+    if data["kind"] == "char":
+        return CharTokenizer(data["chars"], data.get("normalizer", "english"))
+    if data["kind"] == "bpe":
+        return BPETokenizer(base64.b64decode(data["model_proto"]), data.get("normalizer", "english"))
+    raise ValueError(f"unknown tokenizer kind {data['kind']!r}")
+
+
+def train_tokenizer(texts: list[str], kind: str = "char", vocab_size: int = 256,
+                    normalizer: str = "english") -> Tokenizer:
+    if kind == "char":
+        return CharTokenizer.train(texts, normalizer)
+    if kind == "bpe":
+        return BPETokenizer.train(texts, vocab_size, normalizer)
+    raise ValueError(f"unknown tokenizer kind {kind!r}")

@@ -1,0 +1,342 @@
+"""Training: `vocable train CONFIG.toml` — read it top to bottom in `train()`.
+
+Runs on one CPU/GPU, or several processes under `torchrun --nproc_per_node N` (DDP: gloo on CPU,
+nccl on GPU). Writes into run.out_dir:
+    last.ckpt          resumable state, every run.checkpoint_every steps and at each epoch end
+    epoch-N.pt         weights after epoch N (the last run.average_last are kept for averaging)
+    best.vocable       the model file with the lowest dev WER so far
+    model.vocable      the final model: average of the last run.average_last epochs
+    metrics.csv        step, epoch, loss, lr, audio seconds per second, dev WER/CER
+    tokenizer.json     the tokenizer, fixed at the start so a resumed run keeps it
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from .config import TrainConfig
+from .data.loader import SpeechDataset, bucket_batches, collate, feature_stats, fill_durations, usable
+from .data.manifest import Utterance, read_dataset
+from .decoding import greedy_decode
+from .errors import ConfigError, DataError
+from .evaluate import cer, wer
+from .features import spec_augment
+from .modelfile import save_model
+from .models import build_model, count_parameters
+from .tokenizer import Tokenizer, tokenizer_from_dict, train_tokenizer
+from .transcribe import FRAME_SECONDS
+
+
+def train(config: TrainConfig, resume: bool = False, show_progress: bool = True) -> Path:
+    """Train a model as configured; returns the path of the final model file."""
+    rank, world_size, device = setup_distributed(config.run.device)
+    is_main = rank == 0
+    if config.run.threads > 0:
+        torch.set_num_threads(config.run.threads)
+    torch.manual_seed(config.run.seed)
+    out = Path(config.run.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log = (lambda *a: print(*a, flush=True)) if is_main else (lambda *a: None)
+
+    # Data: read, refuse leaks, fix the tokenizer, drop what CTC cannot learn.
+    train_utts, dev_utts = read_all(config.data.train), read_all(config.data.dev)
+    check_no_leak(train_utts, dev_utts, config.data.allow_overlap)
+    for utts in (train_utts, dev_utts):
+        fill_durations(utts, show_progress and is_main)
+    tokenizer = fixed_tokenizer(out, train_utts, config, resume, is_main)
+    train_utts, skipped = usable(train_utts, tokenizer, config.data.max_duration)
+    dev_utts, _ = usable(dev_utts, tokenizer, config.data.max_duration)
+    if not train_utts:
+        raise DataError(f"no usable training utterances (skipped: {skipped})")
+    hours = sum(u.duration for u in train_utts) / 3600
+    log(f"train: {len(train_utts)} utterances, {hours:.2f} h; dev: {len(dev_utts)}; skipped: {skipped or 'none'}")
+
+    augment = build_augmenter(config)
+    dataset = SpeechDataset(train_utts, tokenizer, config.features, augment, config.run.seed)
+    model = build_model(config.model, config.features.dim, tokenizer.vocab_size).to(device)
+    model.norm.set_stats(*[s.to(device) for s in feature_stats(dataset, seed=config.run.seed)])
+    log(f"model: {config.model.arch}, {count_parameters(model) / 1e6:.2f} M parameters, vocab {tokenizer.vocab_size}")
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    durations = [u.duration for u in train_utts]
+    steps_per_epoch = len(bucket_batches(durations, config.data.max_batch_seconds, config.run.seed, 0, rank, world_size))
+    total_steps = config.optim.max_steps or steps_per_epoch * config.optim.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(config, total_steps))
+
+    state = {"step": 0, "epoch": 0, "batch": 0, "best_wer": math.inf}
+    if resume and (out / "last.ckpt").exists():
+        state = load_checkpoint(out / "last.ckpt", model, optimizer, scheduler)
+        log(f"resumed from {out / 'last.ckpt'} at step {state['step']} (epoch {state['epoch']}, batch {state['batch']})")
+    ddp_model = torch.nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
+    metrics = MetricsLog(out, config.run.log, is_main)
+
+    def save_state():
+        if is_main:
+            save_checkpoint(out / "last.ckpt", model, optimizer, scheduler, state)
+
+    while state["epoch"] < config.optim.epochs and state["step"] < total_steps:
+        epoch = state["epoch"]
+        dataset.epoch = epoch
+        batches = bucket_batches(durations, config.data.max_batch_seconds, config.run.seed, epoch, rank, world_size)
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches[state["batch"]:], collate_fn=collate,
+                                             num_workers=config.data.num_workers)
+        bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch + 1}/{config.optim.epochs}",
+                   unit="batch", disable=not (show_progress and is_main), dynamic_ncols=True)
+        model.train()
+        for feats, feat_lengths, targets, target_lengths, seconds in loader:
+            started = time.perf_counter()
+            loss = train_step(ddp_model, optimizer, scheduler, config, device, state["step"],
+                              feats, feat_lengths, targets, target_lengths)
+            speed = seconds * world_size / (time.perf_counter() - started)
+            state["step"] += 1
+            state["batch"] += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", audio_s_per_s=f"{speed:.0f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            metrics.write(step=state["step"], epoch=epoch + 1, loss=loss, lr=scheduler.get_last_lr()[0],
+                          audio_s_per_s=speed)
+            if state["step"] % config.run.checkpoint_every == 0:
+                save_state()
+            if state["step"] >= total_steps:
+                break
+        bar.close()
+        state["epoch"], state["batch"] = epoch + 1, 0
+        if is_main:
+            end_epoch(out, model, config, tokenizer, dev_utts, state, metrics, log)
+        save_state()
+        if world_size > 1:
+            dist.barrier()
+
+    final = out / "model.vocable"
+    if is_main:
+        average = average_epochs(out, config.run.average_last)
+        model.load_state_dict(average)
+        save_model(final, model, config.model, config.features, tokenizer, model_meta(config, state, train_utts),
+                   half=config.run.half_model)
+        log(f"wrote {final}")
+    metrics.close()
+    if world_size > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return final
+
+
+def train_step(model, optimizer, scheduler, config: TrainConfig, device, step: int,
+               feats, feat_lengths, targets, target_lengths) -> float:
+    feats, feat_lengths = feats.to(device), feat_lengths.to(device)
+    if config.spec_augment.enabled:
+        s = config.spec_augment
+        generator = torch.Generator().manual_seed(config.run.seed * 100003 + step)
+        feats = spec_augment(feats.cpu(), feat_lengths.cpu(), s.freq_masks, s.freq_width, s.time_masks,
+                             s.time_width_frac, generator).to(device)
+    with autocast(config.optim.precision, device):
+        logits, out_lengths = model(feats, feat_lengths)
+    log_probs = torch.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T, B, V) as ctc_loss wants
+    loss = torch.nn.functional.ctc_loss(log_probs, targets.to(device), out_lengths, target_lengths.to(device),
+                                        blank=0, reduction="mean", zero_infinity=True)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach())
+
+
+def lr_schedule(config: TrainConfig, total_steps: int):
+    """Multiplier of the peak learning rate at each step: linear warm-up, then cosine/Noam/constant."""
+    o = config.optim
+    warmup = max(1, o.warmup_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if o.schedule == "noam":
+            return math.sqrt(warmup / (step + 1))
+        if o.schedule == "cosine":
+            progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+            return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        return 1.0
+
+    return factor
+
+
+def autocast(precision: str, device: torch.device):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("[optim] precision: fp16 needs a CUDA device; use bf16 on CPU")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@torch.inference_mode()
+def dev_error_rates(model, config: TrainConfig, tokenizer: Tokenizer, dev_utts: list[Utterance],
+                    device) -> tuple[float, float]:
+    """Greedy WER and CER of `model` on the dev set."""
+    dataset = SpeechDataset(dev_utts, tokenizer, config.features)
+    batches = bucket_batches([u.duration for u in dev_utts], config.data.max_batch_seconds, 0, 0)
+    model.eval()
+    refs, hyps = [], []
+    for batch in batches:
+        feats, feat_lengths, *_ = collate([dataset[i] for i in batch])
+        logits, out_lengths = model(feats.to(device), feat_lengths.to(device))
+        log_probs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+        for row, i in enumerate(batch):
+            hyps.append(greedy_decode(log_probs[row, : int(out_lengths[row])], tokenizer, FRAME_SECONDS).text)
+            refs.append(dev_utts[i].text)
+    model.train()
+    return wer(refs, hyps), cer(refs, hyps)
+
+
+def end_epoch(out: Path, model, config: TrainConfig, tokenizer, dev_utts, state: dict, metrics, log) -> None:
+    """Validate, keep the best model and this epoch's weights for averaging."""
+    epoch = state["epoch"]
+    torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, out / f"epoch-{epoch}.pt")
+    for old in sorted(out.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))[:-max(1, config.run.average_last)]:
+        old.unlink()
+    if not dev_utts:
+        return
+    dev_wer, dev_cer = dev_error_rates(model, config, tokenizer, dev_utts, next(model.parameters()).device)
+    metrics.write(step=state["step"], epoch=epoch, dev_wer=dev_wer, dev_cer=dev_cer)
+    log(f"epoch {epoch}: dev WER {dev_wer:.2%}, CER {dev_cer:.2%}")
+    if dev_wer < state["best_wer"]:
+        state["best_wer"] = dev_wer
+        save_model(out / "best.vocable", model, config.model, config.features, tokenizer,
+                   {**model_meta(config, state, []), "dev_wer": dev_wer, "dev_cer": dev_cer})
+
+
+def average_epochs(out: Path, last: int) -> dict:
+    paths = sorted(out.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))[-max(1, last):]
+    states = [torch.load(p, map_location="cpu", weights_only=True) for p in paths]
+    return {k: (sum(s[k].float() for s in states) / len(states)).to(states[0][k].dtype)
+            if states[0][k].is_floating_point() else states[-1][k] for k in states[0]}
+
+
+def model_meta(config: TrainConfig, state: dict, train_utts: list[Utterance]) -> dict:
+    meta = {"name": config.run.name, "steps": state["step"], "epochs": state["epoch"],
+            "train_config": json.loads(json.dumps(asdict(config), default=str))}
+    if train_utts:
+        meta["train_hours"] = round(sum(u.duration for u in train_utts) / 3600, 3)
+        meta["train_utterances"] = len(train_utts)
+    if math.isfinite(state.get("best_wer", math.inf)):
+        meta["best_dev_wer"] = state["best_wer"]
+    return meta
+
+
+def save_checkpoint(path: Path, model, optimizer, scheduler, state: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "state": state, "rng": torch.get_rng_state()}, tmp)
+    os.replace(tmp, path)  # atomic, so a kill during the write keeps the previous checkpoint
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    torch.set_rng_state(ckpt["rng"])
+    return ckpt["state"]
+
+
+def read_all(paths: list[str]) -> list[Utterance]:
+    utterances = []
+    for path in paths:
+        utterances.extend(read_dataset(path))
+    return utterances
+
+
+def check_no_leak(train_utts: list[Utterance], dev_utts: list[Utterance], allow_overlap: bool) -> None:
+    """Refuse dev data that shares speakers or audio files with training data."""
+    if allow_overlap or not dev_utts:
+        return
+    speakers = {u.speaker for u in train_utts if u.speaker} & {u.speaker for u in dev_utts if u.speaker}
+    audio = {os.path.realpath(u.audio) for u in train_utts} & {os.path.realpath(u.audio) for u in dev_utts}
+    if speakers or audio:
+        raise DataError(f"dev data overlaps training data: {len(speakers)} shared speakers "
+                        f"({', '.join(sorted(speakers)[:5])}), {len(audio)} shared audio files; "
+                        "split by speaker, or set [data] allow_overlap = true")
+
+
+def fixed_tokenizer(out: Path, train_utts: list[Utterance], config: TrainConfig, resume: bool, is_main: bool) -> Tokenizer:
+    """Train the tokenizer once (rank 0) and store it, so resumed and DDP runs share the same one."""
+    path = out / "tokenizer.json"
+    if not (resume and path.exists()):
+        if is_main:
+            tokenizer = train_tokenizer([u.text for u in train_utts], config.tokenizer.kind,
+                                        config.tokenizer.vocab_size, config.tokenizer.normalizer)
+            path.write_text(json.dumps(tokenizer.to_dict()))
+        if dist.is_initialized():
+            dist.barrier()
+    return tokenizer_from_dict(json.loads(path.read_text()))
+
+
+def build_augmenter(config: TrainConfig):
+    a = config.augment
+    if not any((a.noise_prob, a.reverb_prob, a.speed_prob, a.telephone_prob, a.gain_db != (0.0, 0.0))):
+        return None
+    from .data.augment import build_augmenter as build
+    return build(a)
+
+
+class MetricsLog:
+    """Training metrics to metrics.csv (always) and TensorBoard (when asked)."""
+
+    FIELDS = ["step", "epoch", "loss", "lr", "audio_s_per_s", "dev_wer", "dev_cer"]
+
+    def __init__(self, out: Path, kind: str, enabled: bool):
+        self.enabled, self.writer, self.tb = enabled, None, None
+        if not enabled:
+            return
+        path = out / "metrics.csv"
+        new = not path.exists()
+        self.file = open(path, "a", newline="")
+        self.writer = csv.DictWriter(self.file, fieldnames=self.FIELDS)
+        if new:
+            self.writer.writeheader()
+        if kind == "tensorboard":
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ConfigError("[run] log = 'tensorboard' needs the tensorboard package (pip install tensorboard)") from None
+            self.tb = SummaryWriter(str(out / "tensorboard"))
+
+    def write(self, **row) -> None:
+        if not self.enabled:
+            return
+        self.writer.writerow(row)
+        self.file.flush()
+        if self.tb:
+            for key, value in row.items():
+                if key not in ("step", "epoch"):
+                    self.tb.add_scalar(key, value, row["step"])
+
+    def close(self) -> None:
+        if self.enabled:
+            self.file.close()
+            if self.tb:
+                self.tb.close()
+
+
+def setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device). Under torchrun (WORLD_SIZE > 1) joins the process group."""
+    use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if use_cuda:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        return rank, world_size, torch.device("cuda", local_rank)
+    return rank, world_size, torch.device("cpu")

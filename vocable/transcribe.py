@@ -1,0 +1,101 @@
+"""From audio to text: the Recognizer that `vocable.load(...)` returns."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from .audio import SAMPLE_RATE, AudioInput, load_audio
+from .decoding import Hypothesis, Word, greedy_decode
+from .features import HOP_LENGTH, compute_features
+from .modelfile import LoadedModel, load_model_file
+from .models.common import Conv2dSubsampling, min_input_frames
+
+FRAME_SECONDS = HOP_LENGTH * Conv2dSubsampling.FACTOR / SAMPLE_RATE  # 0.04 s per model output frame
+
+
+@dataclass
+class Segment:
+    start: float
+    end: float
+    text: str
+    words: list[Word] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    text: str
+    segments: list[Segment]
+    duration: float  # seconds of audio
+
+    @property
+    def words(self) -> list[Word]:
+        return [w for s in self.segments for w in s.words]
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "duration": round(self.duration, 3),
+                "segments": [asdict(s) for s in self.segments]}
+
+
+class Recognizer:
+    """A loaded model ready to transcribe. Thread-safe for inference (no mutable state)."""
+
+    def __init__(self, loaded: LoadedModel, device: str = "cpu"):
+        self.loaded = loaded
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.features = loaded.features
+        self.device = device
+
+    @property
+    def name(self) -> str:
+        return self.loaded.meta.get("name") or os.path.basename(self.loaded.path)
+
+    @torch.inference_mode()
+    def log_probs(self, audio: np.ndarray) -> np.ndarray:
+        """(samples,) 16 kHz audio → (frames, vocab) CTC log-probabilities, one frame per 40 ms."""
+        return self.log_probs_batch([audio])[0]
+
+    @torch.inference_mode()
+    def log_probs_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
+        waves = [torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in audios]
+        feats = [compute_features(w.to(self.device), self.features)[0] for w in waves]
+        lengths = torch.tensor([max(f.shape[0], min_input_frames()) for f in feats])
+        batch = torch.zeros(len(feats), int(lengths.max()), self.features.dim, device=self.device)
+        for i, f in enumerate(feats):
+            batch[i, : f.shape[0]] = f
+        logits, out_lengths = self.model(batch, lengths.to(self.device))
+        log_probs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+        return [log_probs[i, : int(n)] for i, n in enumerate(out_lengths)]
+
+    def decode(self, log_probs: np.ndarray, offset: float = 0.0) -> Hypothesis:
+        return greedy_decode(log_probs, self.tokenizer, FRAME_SECONDS, offset)
+
+    def transcribe(self, audio: AudioInput, sample_rate: int | None = None) -> Result:
+        """Transcribe a path, file bytes or a numpy array (at `sample_rate`, default 16 kHz)."""
+        samples = load_audio(audio, source_rate=sample_rate)
+        return self._result(samples, self.decode(self.log_probs(samples)))
+
+    def transcribe_batch(self, audios: list[AudioInput], batch_size: int = 8) -> list[Result]:
+        """Transcribe many inputs, running the model on `batch_size` of them at a time."""
+        results = []
+        for i in range(0, len(audios), batch_size):
+            samples = [load_audio(a) for a in audios[i: i + batch_size]]
+            for s, lp in zip(samples, self.log_probs_batch(samples)):
+                results.append(self._result(s, self.decode(lp)))
+        return results
+
+    @staticmethod
+    def _result(samples: np.ndarray, hyp: Hypothesis) -> Result:
+        duration = len(samples) / SAMPLE_RATE
+        segment = Segment(hyp.words[0].start if hyp.words else 0.0,
+                          hyp.words[-1].end if hyp.words else duration, hyp.text, hyp.words)
+        return Result(hyp.text, [segment] if hyp.text else [], duration)
+
+
+def load(name_or_path: str | os.PathLike | None = "default", device: str = "cpu") -> Recognizer:
+    """Load a bundled model by name ("default") or a model file by path."""
+    return Recognizer(load_model_file(name_or_path, device), device)
