@@ -62,7 +62,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     hours = sum(u.duration for u in train_utts) / 3600
     log(f"train: {len(train_utts)} utterances, {hours:.2f} h; dev: {len(dev_utts)}; skipped: {skipped or 'none'}")
 
-    augment = build_augmenter(config)
+    augment = build_augmenter(config, train_utts)
     dataset = SpeechDataset(train_utts, tokenizer, config.features, augment, config.run.seed)
     model = build_model(config.model, config.features.dim, tokenizer.vocab_size).to(device)
     model.norm.set_stats(*[s.to(device) for s in feature_stats(dataset, seed=config.run.seed)])
@@ -281,12 +281,13 @@ def fixed_tokenizer(out: Path, train_utts: list[Utterance], config: TrainConfig,
     return tokenizer_from_dict(json.loads(path.read_text()))
 
 
-def build_augmenter(config: TrainConfig):
+def build_augmenter(config: TrainConfig, train_utts: list[Utterance]):
+    """The waveform augmenter, or None when [augment] enables nothing; babble comes from training speech."""
     a = config.augment
-    if not any((a.noise_prob, a.reverb_prob, a.speed_prob, a.telephone_prob, a.gain_db != (0.0, 0.0))):
+    if not any((a.noise_prob, a.reverb_prob, a.speed_prob, a.telephone_prob, tuple(a.gain_db) != (0.0, 0.0))):
         return None
     from .data.augment import build_augmenter as build
-    return build(a)
+    return build(a, [u.audio for u in train_utts], config.run.seed)
 
 
 class MetricsLog:
