@@ -1,0 +1,123 @@
+"""Synthetic speech: text normalisation, voices, manifest, audio, resumability."""
+
+import json
+import shutil
+
+import pytest
+import soundfile as sf
+
+from vocable.cli import main
+from vocable.data.synth import list_voices, select_voices, speakable, synthesize_corpus
+from vocable.errors import DataError
+
+SENTENCES = """The oceans are teeming with life.
+Dr. Smith's 2 cats, aren't they lovely?
+The DNA of cats is known.
+Café au lait, please.
+He sold 1,000 apples in 1984; then he stopped.
+We did not understand his motivation.
+He acted with the best of motives.
+There was too much for one person to do.
+"""
+
+
+def test_speakable_text_matches_transcript():
+    spoken, text = speakable("Dr. Smith's 2 cats, aren't they lovely?")
+    assert text == "doctor smith's two cats aren't they lovely"
+    assert spoken == "doctor smith's two cats, aren't they lovely?"  # prosody kept, words identical
+    assert speakable("He sold 1,000 apples in 1984; then")[1] == "he sold one thousand apples in nineteen eighty four then"
+    assert speakable("THE STATE OF THE UNION") == ("the state of the union.", "the state of the union")
+    assert speakable("The DNA of cats.") == "acronym"
+    assert speakable("Café au lait.") == "other characters"
+    assert speakable("It costs 5% more.") == "other characters"
+    assert speakable("   ") == "empty"
+    assert speakable("word " * 40) == "too long"
+
+
+def installed(ids):
+    voices = list_voices()
+    have = {v.id for v in voices}
+    missing = [i for i in ids if i not in have]
+    if missing:
+        pytest.skip(f"voices not installed: {missing} (scripts/install-voices.sh)")
+    return select_voices(voices, ids)
+
+
+def test_select_voices_reports_unknown_patterns():
+    voices = list_voices()
+    if not voices:
+        pytest.skip("no TTS voices installed")
+    assert select_voices(voices, [voices[0].engine])[0].engine == voices[0].engine
+    with pytest.raises(DataError, match="no installed voice matches"):
+        select_voices(voices, ["nosuchengine:voice"])
+
+
+def read_rows(path):
+    return [json.loads(line) for line in open(path, encoding="utf-8")]
+
+
+def test_synth_manifest_audio_and_resume(tmp_path):
+    ids = ["espeak-ng:en-us", "flite:slt"] + (["festival:kal_diphone"] if shutil.which("festival") else [])
+    voices = installed(ids)
+    text = tmp_path / "sentences.txt"
+    text.write_text(SENTENCES)
+    out = tmp_path / "synth"
+    hours = 12.0 / 3600  # ~4-5 utterances
+    first = synthesize_corpus([str(text)], hours, str(out), voices, jobs=2, seed=3, show_progress=False)
+    rows = read_rows(out / "manifest.jsonl")
+    assert first.failed == 0 and first.new == len(rows) >= 3
+    assert first.skipped_sentences == {"acronym": 1, "other characters": 1}
+    assert sum(r["duration"] for r in rows) >= 12.0
+    assert {r["voice"] for r in rows} == set(ids)  # voices take turns
+    allowed = {speakable(s)[1] for s in SENTENCES.splitlines() if isinstance(speakable(s), tuple)}
+    for r in rows:
+        info = sf.info(str(out / r["audio"]))
+        assert info.samplerate == 16000 and info.format == "FLAC"
+        assert r["duration"] == pytest.approx(info.duration, abs=0.002)
+        assert 0.5 < r["duration"] < 15
+        assert r["text"] in allowed and r["speaker"].startswith(r["voice"])
+        assert r["licence"] and r["engine"] == r["voice"].split(":")[0]
+        assert set(r["text"]) <= set("abcdefghijklmnopqrstuvwxyz' ")
+    espeak = [r for r in rows if r["engine"] == "espeak-ng"]
+    assert all("+" in r["speaker"] for r in espeak)  # speaker = voice + variant
+
+    # Re-running renders nothing; a lost file and a line cut short by a kill are redone, nothing else.
+    mtimes = {r["id"]: (out / r["audio"]).stat().st_mtime_ns for r in rows}
+    again = synthesize_corpus([str(text)], hours, str(out), voices, jobs=2, seed=3, show_progress=False)
+    assert again.new == 0 and again.utterances == len(rows)
+    (out / rows[0]["audio"]).unlink()
+    with open(out / "manifest.jsonl", "a") as f:
+        f.write('{"id": "cut sho')
+    third = synthesize_corpus([str(text)], hours, str(out), voices, jobs=1, seed=3, show_progress=False)
+    final = read_rows(out / "manifest.jsonl")
+    assert third.new == 1 and {r["id"] for r in final} == set(mtimes)
+    assert all((out / r["audio"]).stat().st_mtime_ns == mtimes[r["id"]] for r in final if r["id"] != rows[0]["id"])
+
+    # More hours continue the same sequence.
+    more = synthesize_corpus([str(text)], hours * 2, str(out), voices, jobs=2, seed=3, show_progress=False)
+    assert more.new > 0 and more.hours >= hours * 2
+
+
+def test_synth_cli_opus_and_errors(tmp_path, capsys):
+    installed(["espeak-ng:en-us"])
+    text = tmp_path / "s.txt"
+    text.write_text(SENTENCES)
+    out = tmp_path / "opus"
+    assert main(["data", "synth", "--text", str(text), "--hours", "0.001", "-o", str(out), "--voices",
+                 "espeak-ng:en-us", "--format", "opus", "--jobs", "1", "--no-progress"]) == 0
+    rows = read_rows(out / "manifest.jsonl")
+    assert rows and all(sf.info(str(out / r["audio"])).subtype == "OPUS" for r in rows)
+    assert "utterances" in capsys.readouterr().out
+    assert main(["data", "synth", "--text", str(tmp_path / "missing.txt"), "--hours", "1", "-o", str(out)]) == 2
+    assert main(["data", "synth", "--text", str(text), "--hours", "1", "-o", str(out), "--voices", "nope"]) == 2
+    assert "no installed voice matches" in capsys.readouterr().err
+
+
+def test_voices_command_lists_licences(capsys):
+    if not list_voices():
+        pytest.skip("no TTS voices installed")
+    assert main(["data", "voices", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(r["licence"] and r["engine"] for r in rows)
+    espeak = [r for r in rows if r["engine"] == "espeak-ng"]
+    assert not espeak or all("GPL" in r["licence"] for r in espeak)

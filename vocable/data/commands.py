@@ -1,0 +1,68 @@
+"""`vocable data ...` subcommands: each is an `add_*` (arguments) + `cmd_*` (work) pair."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ..errors import DataError
+
+
+def add_data_commands(commands) -> None:
+    add_voices(commands)
+    add_synth(commands)
+
+
+def add_voices(commands) -> None:
+    p = commands.add_parser("voices", help="list installed offline text-to-speech voices and their licences")
+    p.add_argument("--piper", action="append", default=[], metavar="VOICE.onnx", help="also list this piper voice")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_voices)
+
+
+def cmd_voices(args) -> int:
+    from .synth import describe_voices, list_voices
+    rows = describe_voices(list_voices(args.piper))
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print("no voices installed; run scripts/install-voices.sh")
+        return 0
+    width = max(len(r["id"]) for r in rows)
+    for r in rows:
+        variants = f"{r['variants']} variants" if r["variants"] else ""
+        print(f"{r['id']:<{width}}  {variants:<12}  {r['licence']}  [{r['copyright']}]")
+    print(f"{len(rows)} voices, {sum(max(1, r['variants']) for r in rows)} speakers (voice+variant)")
+    return 0
+
+
+def add_synth(commands) -> None:
+    p = commands.add_parser("synth", help="render sentences with every installed TTS voice into a manifest")
+    p.add_argument("--text", action="append", required=True, metavar="FILE", help="sentences, one per line (repeatable)")
+    p.add_argument("--hours", type=float, required=True, help="audio to render (measured)")
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="writes DIR/manifest.jsonl and DIR/audio/")
+    p.add_argument("--voices", nargs="+", metavar="VOICE",
+                   help="engines, voice ids or globs, e.g. flite festival 'espeak-ng:en-gb*' (default: all)")
+    p.add_argument("--piper", action="append", default=[], metavar="VOICE.onnx", help="also use this piper voice")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", default="flac", choices=["flac", "opus"], help="flac (lossless) or Ogg/Opus (~8x smaller)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_synth)
+
+
+def cmd_synth(args) -> int:
+    from .synth import list_voices, select_voices, synthesize_corpus
+    if args.jobs < 1:
+        raise DataError(f"--jobs must be at least 1, got {args.jobs}")
+    voices = select_voices(list_voices(args.piper), args.voices)
+    result = synthesize_corpus(args.text, args.hours, args.out, voices, args.jobs, args.seed, args.format,
+                               show_progress=not args.no_progress)
+    print(f"{args.out}/manifest.jsonl: {result.utterances} utterances, {result.hours:.2f} h "
+          f"({result.new} new, {result.failed} failed) from {result.voices} voices")
+    if result.skipped_sentences:
+        print("sentences skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(result.skipped_sentences.items())))
+    for error in result.errors:
+        print(f"failed: {error}")
+    return 0
