@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(commands)
     add_evaluate(commands)
     add_models(commands)
+    add_data(commands)
     return parser
 
 
@@ -145,6 +146,14 @@ def cmd_models(args) -> int:
     for name in bundled_models():
         print(name + ("  (default)" if name == DEFAULT_MODEL else ""))
     return 0
+
+
+def add_data(commands) -> None:
+    """`vocable data import|split|check|synth|voices|prepare`: the subcommands live in vocable/data/commands.py."""
+    from .data.commands import add_data_commands
+    p = commands.add_parser("data", help="import, split, check, synthesise and cache datasets")
+    add_data_commands(p.add_subparsers(title="data commands", metavar="COMMAND"))
+    p.set_defaults(func=lambda args: p.print_help() or EXIT_USAGE)
 
 
 if __name__ == "__main__":
