@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate(commands)
     add_models(commands)
     add_data(commands)
+    add_listen(commands)
+    add_serve(commands)
     return parser
 
 
@@ -154,6 +156,93 @@ def add_data(commands) -> None:
     p = commands.add_parser("data", help="import, split, check, synthesise and cache datasets")
     add_data_commands(p.add_subparsers(title="data commands", metavar="COMMAND"))
     p.set_defaults(func=lambda args: p.print_help() or EXIT_USAGE)
+
+
+def add_listen(commands) -> None:
+    p = commands.add_parser("listen", help="live transcription from the microphone (or a file played in real time)")
+    p.add_argument("--model", default="default", help="bundled model name or model file (default: %(default)s)")
+    p.add_argument("--input", metavar="FILE", help="play this audio file instead of the microphone")
+    p.add_argument("--speed", type=float, default=1.0, help="with --input: times real time (0 = no waiting)")
+    p.add_argument("--json", action="store_true", help="one JSON event per line, with timestamps")
+    p.add_argument("--chunk-ms", type=int, default=100, help="audio per chunk (default: %(default)s ms)")
+    p.add_argument("--device", default=None, help="input device number or name (see python -m sounddevice)")
+    p.add_argument("--vad", default="auto", choices=["auto", "webrtc", "energy", "none"])
+    p.add_argument("--endpoint", type=float, default=0.6, help="seconds of silence that end an utterance")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default: %(default)s)")
+    p.set_defaults(func=cmd_listen)
+
+
+def cmd_listen(args) -> int:
+    import time
+
+    import torch
+
+    from .stream import Microphone, StreamOptions, Streamer, file_chunks
+    from .transcribe import load
+    torch.set_num_threads(max(1, args.threads))
+    recognizer = load(args.model)
+    options = StreamOptions(vad=args.vad, endpoint_silence=args.endpoint)
+    live = sys.stdout.isatty() and not args.json
+    started = time.monotonic()
+
+    def show(events) -> None:
+        for event in events:
+            if args.json:
+                print(json.dumps({**event.to_dict(), "time": round(time.monotonic() - started, 3)}), flush=True)
+            elif event.type == "final":
+                line = f"[{event.start:7.2f} -> {event.end:7.2f}] {event.text}"
+                print("\r\x1b[K" + line if live else line, flush=True)
+            elif live:  # a partial replaces the line in place
+                print("\r\x1b[K" + event.text, end="", flush=True)
+
+    if args.input:
+        streamer = Streamer(recognizer, options=options)
+        for chunk in file_chunks(args.input, args.chunk_ms / 1000, args.speed):
+            show(streamer.accept(chunk))
+        show(streamer.flush())
+        return 0
+    device = int(args.device) if args.device and args.device.isdigit() else args.device
+    with Microphone(args.chunk_ms / 1000, device) as mic:
+        streamer = Streamer(recognizer, mic.sample_rate, options=options)
+        if not args.json:
+            print(f"listening with {recognizer.name} (Ctrl-C to stop)", file=sys.stderr)
+        try:
+            for chunk in mic:
+                show(streamer.accept(chunk))
+        except KeyboardInterrupt:
+            show(streamer.flush())
+    return 0
+
+
+def add_serve(commands) -> None:
+    p = commands.add_parser("serve", help="OpenAI-compatible transcription server with WebSocket streaming and a page")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (default: $VOCABLE_API_KEY)")
+    p.add_argument("--model", default="default", help="model for requests (default: %(default)s)")
+    p.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload (default: %(default)s MB)")
+    p.add_argument("--max-audio-seconds", type=float, default=1800.0, help="longest upload (default: %(default)s s)")
+    p.add_argument("--max-streams", type=int, default=4, help="concurrent WebSocket streams (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=2, help="inference calls at once (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads per inference call (default: %(default)s)")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args) -> int:
+    import os
+
+    import torch
+
+    from .server import ServerOptions, serve
+    torch.set_num_threads(max(1, args.threads))
+    api_key = args.api_key or os.environ.get("VOCABLE_API_KEY") or None
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        print(f"vocable: warning: serving on {args.host} without --api-key: anyone who can reach it may use it",
+              file=sys.stderr)
+    serve(ServerOptions(model=args.model, api_key=api_key, max_upload_mb=args.max_upload_mb,
+                        max_audio_seconds=args.max_audio_seconds, max_streams=args.max_streams,
+                        workers=args.workers), host=args.host, port=args.port)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,466 @@
+"""The vocable server: OpenAI-compatible transcription, WebSocket streaming and a browser page.
+
+    vocable serve --port 8000
+    client = openai.OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused")
+    client.audio.transcriptions.create(model="whisper-1", file=open("a.wav", "rb"))
+
+Endpoints (see docs/server.md):
+    GET  /                          the page: record from the microphone, upload a file, download SRT/VTT
+    GET  /health                    liveness and load
+    GET  /v1/models                 the models a request may name
+    POST /v1/audio/transcriptions   multipart, as OpenAI defines it
+    WS   /v1/audio/stream           16-bit PCM in (or a declared format), JSON partial/final events out
+
+Uploads are parsed in memory and never written to disk. Errors are JSON in OpenAI's shape:
+{"error": {"message", "type", "param", "code"}}.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import json
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import anyio
+import numpy as np
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.websockets import WebSocketDisconnect
+
+from .. import __version__
+from ..audio import SAMPLE_RATE, load_audio
+from ..errors import VocableError
+from ..stream import FORMATS as STREAM_FORMATS
+from ..stream import StreamOptions, Streamer
+
+STATIC_DIR = Path(__file__).parent / "static"
+MB = 1024 * 1024
+FORM_OVERHEAD = 64 * 1024  # bytes of multipart headers and small fields allowed on top of the file
+RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+GRANULARITIES = ("word", "segment")
+MAX_WS_MESSAGE = 1 * MB  # largest WebSocket message accepted (~32 s of 16 kHz int16)
+LANGUAGES = {"en": "english", "english": "english"}  # what the bundled models transcribe
+
+
+@dataclass
+class ServerOptions:
+    model: str = "default"  # the model used when a request names none (or one the server does not have)
+    api_key: str | None = None  # when set, requests need "Authorization: Bearer KEY" (WebSocket: ?api_key=)
+    max_upload_mb: float = 25.0  # OpenAI's own upload limit
+    max_audio_seconds: float = 1800.0  # longest upload, in seconds of audio
+    max_streams: int = 4  # concurrent WebSocket streams
+    max_stream_seconds: float = 3600.0  # a stream is closed after this much audio
+    max_models: int = 2  # loaded models kept in memory
+    workers: int = 2  # inference calls running at once (the rest wait)
+    stream: StreamOptions = field(default_factory=StreamOptions)
+
+
+class ApiError(Exception):
+    """An error answered as JSON in OpenAI's shape."""
+
+    def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.param = status, message, code, param
+
+    def body(self) -> dict:
+        kind = "invalid_request_error" if self.status < 500 else "server_error"
+        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
+
+
+class ModelCache:
+    """Loaded recognizers by name, the least recently used dropped beyond `size`.
+
+    A request may name the server's model or a bundled one, never a path; any other name (such as
+    "whisper-1" from an OpenAI client) means the server's model.
+    """
+
+    def __init__(self, default: str, size: int = 2):
+        from ..modelfile import bundled_models, resolve_model_path
+        self.default_path = resolve_model_path(default)  # fails now, not on the first request
+        self.default = self.default_path.name.removesuffix(".vocable")
+        self.allowed = {name: name for name in bundled_models()}
+        self.allowed[self.default] = str(self.default_path)
+        self.size = max(1, size)
+        self._models: OrderedDict[str, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        return [self.default] + sorted(n for n in self.allowed if n != self.default)
+
+    def resolve(self, requested: str | None) -> str:
+        return requested if requested in self.allowed else self.default
+
+    def get(self, name: str):
+        """The Recognizer for `name` (loading it on first use; blocking)."""
+        from ..transcribe import load
+        with self._lock:
+            if name in self._models:
+                self._models.move_to_end(name)
+                return self._models[name]
+            recognizer = load(self.allowed[name])
+            self._models[name] = recognizer
+            while len(self._models) > self.size:
+                self._models.popitem(last=False)
+            return recognizer
+
+
+def create_app(options: ServerOptions | None = None) -> FastAPI:
+    options = options or ServerOptions()
+    app = FastAPI(title="vocable", version=__version__, docs_url="/docs", redoc_url=None)
+    app.state.options = options
+    app.state.models = ModelCache(options.model, options.max_models)
+    app.state.limiter = anyio.CapacityLimiter(max(1, options.workers))
+    app.state.streams = 0
+    _add_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "version": __version__, "model": app.state.models.default,
+                "streams": app.state.streams, "max_streams": options.max_streams,
+                "auth": options.api_key is not None}
+
+    @app.get("/v1/models")
+    async def models(request: Request):
+        _check_key(options, request.headers.get("authorization"), None)
+        return {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "vocable"}
+                                           for n in app.state.models.names()]}
+
+    @app.post("/v1/audio/transcriptions")
+    async def transcriptions(request: Request):
+        _check_key(options, request.headers.get("authorization"), None)
+        form = await _read_form(request, int(options.max_upload_mb * MB))
+        try:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise ApiError(400, "file: a multipart file field named 'file' is required", "missing_file", "file")
+            data = await upload.read()
+            query = _TranscriptionRequest.from_form(form, options)
+        finally:
+            await form.close()
+        if not data:
+            raise ApiError(400, f"file: {upload.filename or 'the upload'} is empty (0 bytes)", "empty_file", "file")
+        name = app.state.models.resolve(query.model)
+        recognizer = await anyio.to_thread.run_sync(app.state.models.get, name, limiter=app.state.limiter)
+        result = await anyio.to_thread.run_sync(_transcribe, recognizer, data, upload.filename or "upload",
+                                                options.max_audio_seconds, limiter=app.state.limiter)
+        return _format(result, query)
+
+    @app.websocket("/v1/audio/stream")
+    async def stream(websocket: WebSocket):
+        try:
+            _check_key(options, websocket.headers.get("authorization"), websocket.query_params.get("api_key"))
+        except ApiError as e:
+            return await _refuse(websocket, e)
+        if app.state.streams >= options.max_streams:
+            return await _refuse(websocket, ApiError(
+                429, f"too many streams: {options.max_streams} are open; retry later", "too_many_streams"))
+        app.state.streams += 1
+        try:
+            await _run_stream(app, websocket)
+        finally:
+            app.state.streams -= 1
+
+    return app
+
+
+@dataclass
+class _TranscriptionRequest:
+    model: str | None
+    response_format: str
+    granularities: list[str]
+    language: str | None
+
+    @classmethod
+    def from_form(cls, form, options: ServerOptions) -> "_TranscriptionRequest":
+        response_format = str(form.get("response_format") or "json")
+        if response_format not in RESPONSE_FORMATS:
+            raise ApiError(400, f"response_format: expected one of {', '.join(RESPONSE_FORMATS)}, "
+                                f"got {response_format!r}", "invalid_value", "response_format")
+        granularities = [str(g) for g in form.getlist("timestamp_granularities[]")
+                         + form.getlist("timestamp_granularities")]
+        for g in granularities:
+            if g not in GRANULARITIES:
+                raise ApiError(400, f"timestamp_granularities[]: expected word or segment, got {g!r}",
+                               "invalid_value", "timestamp_granularities")
+        if granularities and response_format != "verbose_json":
+            raise ApiError(400, "timestamp_granularities[]: needs response_format=verbose_json",
+                           "invalid_value", "timestamp_granularities")
+        language = str(form.get("language") or "").strip().lower() or None
+        if language and language not in LANGUAGES:
+            raise ApiError(400, f"language: {language!r} is not supported; this server transcribes English (en)",
+                           "unsupported_language", "language")
+        if str(form.get("stream") or "false").lower() == "true":
+            raise ApiError(400, "stream: streaming uploads are not supported; use the WebSocket "
+                                "/v1/audio/stream for live results", "unsupported_value", "stream")
+        for key in ("temperature",):  # accepted for compatibility, must still be well-formed
+            value = form.get(key)
+            if value is not None:
+                try:
+                    float(value)
+                except ValueError:
+                    raise ApiError(400, f"{key}: expected a number, got {value!r}", "invalid_value", key) from None
+        model = form.get("model")
+        return cls(str(model) if model else None, response_format, granularities, language)
+
+
+# -- requests ------------------------------------------------------------------------------------
+
+
+class _InMemoryParser(MultiPartParser):
+    spool_max_size = 1 << 62  # never roll an upload over to a temporary file: audio stays in memory
+
+
+async def _read_form(request: Request, max_file_bytes: int):
+    """Read the request body (refusing more than the limit as it arrives) and parse it in memory."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise ApiError(415, f"Content-Type: expected multipart/form-data, got {content_type or 'none'!r}",
+                       "unsupported_media_type")
+    limit = max_file_bytes + FORM_OVERHEAD
+    too_large = ApiError(413, f"file: the upload is larger than the server's limit of "
+                              f"{max_file_bytes / MB:g} MB", "file_too_large", "file")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+
+    async def stream():
+        yield bytes(body)
+
+    try:
+        return await _InMemoryParser(request.headers, stream(), max_files=4, max_fields=64).parse()
+    except MultiPartException as e:
+        raise ApiError(400, f"malformed multipart body: {e.message}", "invalid_multipart") from None
+
+
+def _transcribe(recognizer, data: bytes, filename: str, max_seconds: float):
+    """Decode the uploaded bytes (never touching disk) and transcribe them. Runs in a worker thread."""
+    duration = _declared_duration(data)
+    if duration is not None and duration > max_seconds:
+        raise _too_long(filename, duration, max_seconds)
+    try:
+        samples = load_audio(data, name=filename)
+    except VocableError as e:  # soundfile names the in-memory buffer: say the upload's name instead
+        message = re.sub(r"Error opening <[^>]*>: ", "", str(e))
+        raise ApiError(400, f"file: {message}", "invalid_file_format", "file") from None
+    if len(samples) / SAMPLE_RATE > max_seconds:
+        raise _too_long(filename, len(samples) / SAMPLE_RATE, max_seconds)
+    return recognizer.transcribe(samples)
+
+
+def _declared_duration(data: bytes) -> float | None:
+    """Duration from the file's header, when it has one, so that long audio is refused before decoding."""
+    import soundfile as sf
+    try:
+        info = sf.info(io.BytesIO(data))
+    except Exception:  # not audio, or a format without a header: load_audio will say
+        return None
+    return info.duration if info.frames > 0 else None
+
+
+def _too_long(filename: str, seconds: float, limit: float) -> ApiError:
+    return ApiError(400, f"file: {filename} is {seconds:.0f} s long; the server's limit is {limit:g} s",
+                    "audio_too_long", "file")
+
+
+def _check_key(options: ServerOptions, authorization: str | None, query_key: str | None) -> None:
+    if options.api_key is None:
+        return
+    given = query_key
+    if authorization and authorization.lower().startswith("bearer "):
+        given = authorization[7:].strip()
+    if not given or not hmac.compare_digest(given.encode(), options.api_key.encode()):
+        raise ApiError(401, "invalid API key: send 'Authorization: Bearer KEY' (WebSocket: ?api_key=KEY)",
+                       "invalid_api_key")
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request, e: ApiError):
+        return JSONResponse(e.body(), status_code=e.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, e: StarletteHTTPException):
+        return JSONResponse(ApiError(e.status_code, str(e.detail)).body(), status_code=e.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request, e: RequestValidationError):
+        return JSONResponse(ApiError(400, f"invalid request: {e.errors()[:1]}").body(), status_code=400)
+
+
+# -- responses -----------------------------------------------------------------------------------
+
+
+def _format(result, query: _TranscriptionRequest) -> Response:
+    if query.response_format == "text":
+        return PlainTextResponse(result.text + "\n")
+    if query.response_format == "srt":
+        return PlainTextResponse(_srt(result.segments), media_type="application/x-subrip")
+    if query.response_format == "vtt":
+        return PlainTextResponse(_vtt(result.segments), media_type="text/vtt")
+    if query.response_format == "json":
+        return JSONResponse({"text": result.text})
+    granularities = query.granularities or ["segment"]
+    body = {"task": "transcribe", "language": "english", "duration": round(result.duration, 3),
+            "text": result.text}
+    if "segment" in granularities:
+        body["segments"] = [_verbose_segment(i, s) for i, s in enumerate(result.segments)]
+    if "word" in granularities:
+        body["words"] = [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)}
+                         for w in result.words]
+    return JSONResponse(body)
+
+
+def _verbose_segment(index: int, segment) -> dict:
+    """A segment with the fields OpenAI's verbose_json has; those Whisper-specific are filled honestly."""
+    confidences = [max(w.confidence, 1e-6) for w in segment.words]
+    return {"id": index, "seek": 0, "start": round(segment.start, 3), "end": round(segment.end, 3),
+            "text": segment.text, "tokens": [], "temperature": 0.0,
+            "avg_logprob": round(float(np.mean(np.log(confidences))), 4) if confidences else 0.0,
+            "compression_ratio": 1.0, "no_speech_prob": 0.0,
+            "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3),
+                       "probability": round(w.confidence, 4)} for w in segment.words]}
+
+
+# Minimal subtitle writers, private to the server until vocable/formats.py (issue 4) provides them.
+def _timestamp(seconds: float, separator: str) -> str:
+    ms = max(0, int(round(seconds * 1000)))
+    return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d}{separator}{ms % 1000:03d}"
+
+
+def _srt(segments) -> str:
+    return "".join(f"{i}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n{s.text}\n\n"
+                   for i, s in enumerate(segments, 1))
+
+
+def _vtt(segments) -> str:
+    return "WEBVTT\n\n" + "".join(f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{s.text}\n\n"
+                                  for s in segments)
+
+
+# -- streaming -----------------------------------------------------------------------------------
+
+
+async def _refuse(websocket: WebSocket, error: ApiError) -> None:
+    """Refuse a WebSocket before accepting it: an HTTP error response where the server supports it."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse(error.body(), status_code=error.status))
+        return
+    await websocket.accept()
+    await websocket.send_json({"type": "error", "code": error.status, "message": error.message})
+    await websocket.close(code=1008 if error.status == 401 else 1013)
+
+
+async def _run_stream(app: FastAPI, websocket: WebSocket) -> None:
+    """Protocol: optional first text message {"type": "start", "sample_rate", "format", "model"} (the
+    query string may carry the same keys); then binary audio messages; then {"type": "end"}, answered by
+    the last final event(s) and {"type": "done"}. Events: {"type": "partial"|"final", "text", "start",
+    "end", "words"}; errors: {"type": "error", "code", "message"}, then the socket closes."""
+    options: ServerOptions = app.state.options
+    await websocket.accept()
+    config = dict(websocket.query_params)
+    streamer = None
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") is not None:
+                request = _parse_control(message["text"])
+                if request.get("type") == "start":
+                    if streamer is not None:
+                        raise ApiError(400, "start: send it before any audio")
+                    config.update({k: v for k, v in request.items() if k != "type"})
+                    streamer = await _open_stream(app, config)
+                    await websocket.send_json(_ready(app, streamer, config))
+                    continue
+                if request.get("type") == "end":
+                    if streamer is not None:
+                        for event in await _in_thread(app, streamer.flush):
+                            await websocket.send_json(event.to_dict())
+                    await websocket.send_json({"type": "done", "audio_seconds": round(streamer.time if streamer
+                                                                                      else 0.0, 3)})
+                    await websocket.close()
+                    return
+                raise ApiError(400, f"unknown message type {request.get('type')!r}; expected start or end")
+            if streamer is None:
+                streamer = await _open_stream(app, config)
+                await websocket.send_json(_ready(app, streamer, config))
+            for event in await _in_thread(app, streamer.accept, message.get("bytes") or b""):
+                await websocket.send_json(event.to_dict())
+            if streamer.time > options.max_stream_seconds:
+                raise ApiError(400, f"stream longer than the server's limit of {options.max_stream_seconds:g} s",
+                               "audio_too_long")
+    except ApiError as e:
+        await websocket.send_json({"type": "error", "code": e.status, "message": e.message})
+        await websocket.close(code=1008)
+    except WebSocketDisconnect:
+        return
+
+
+def _parse_control(text: str) -> dict:
+    try:
+        request = json.loads(text)
+    except json.JSONDecodeError:
+        raise ApiError(400, "text messages must be JSON objects such as {\"type\": \"end\"}") from None
+    if not isinstance(request, dict):
+        raise ApiError(400, "text messages must be JSON objects such as {\"type\": \"end\"}")
+    return request
+
+
+async def _open_stream(app: FastAPI, config: dict) -> Streamer:
+    try:
+        rate = int(config.get("sample_rate", SAMPLE_RATE))
+    except (TypeError, ValueError):
+        raise ApiError(400, f"sample_rate: expected an integer, got {config.get('sample_rate')!r}") from None
+    fmt = str(config.get("format", "s16le"))
+    if fmt not in STREAM_FORMATS:
+        raise ApiError(415, f"format: expected one of {', '.join(STREAM_FORMATS)}, got {fmt!r}")
+    name = app.state.models.resolve(config.get("model"))
+    recognizer = await anyio.to_thread.run_sync(app.state.models.get, name, limiter=app.state.limiter)
+    try:
+        return Streamer(recognizer, rate, fmt, replace(app.state.options.stream))
+    except VocableError as e:
+        raise ApiError(400, str(e)) from None
+
+
+def _ready(app: FastAPI, streamer: Streamer, config: dict) -> dict:
+    return {"type": "ready", "model": app.state.models.resolve(config.get("model")),
+            "sample_rate": streamer.sample_rate, "format": streamer.input_format, "engine": streamer.engine_kind}
+
+
+async def _in_thread(app: FastAPI, fn, *args):
+    try:
+        return await anyio.to_thread.run_sync(fn, *args, limiter=app.state.limiter)
+    except VocableError as e:
+        raise ApiError(400, str(e)) from None
+
+
+def serve(options: ServerOptions, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+    """Run the server until interrupted (blocking)."""
+    import uvicorn
+    app = create_app(options)
+    app.state.models.get(app.state.models.default)  # load now: a broken model fails at start, not per request
+    uvicorn.run(app, host=host, port=port, log_level=log_level, ws_max_size=MAX_WS_MESSAGE)
+
+
+__all__ = ["ServerOptions", "ApiError", "ModelCache", "create_app", "serve"]

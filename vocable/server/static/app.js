@@ -1,0 +1,198 @@
+// The vocable page: live transcription over the WebSocket, and file upload through the OpenAI-style API.
+// Vanilla JS, no build step, nothing fetched from elsewhere.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+let live = null;  // {ws, ctx, media, node} while recording
+let lastFile = null;
+
+function apiKey() { return $("api-key").value.trim(); }
+function authHeaders() { return apiKey() ? { Authorization: "Bearer " + apiKey() } : {}; }
+function setStatus(text, isError) {
+  $("status").textContent = text;
+  $("status").className = isError ? "error" : "";
+}
+function fmtTime(s) { return s.toFixed(2).padStart(6, " "); }
+
+async function loadModels() {
+  try {
+    const health = await (await fetch("/health")).json();
+    $("key-label").hidden = !health.auth;
+    const reply = await fetch("/v1/models", { headers: authHeaders() });
+    if (!reply.ok) { setStatus("enter the server's API key", true); return; }
+    const models = (await reply.json()).data;
+    $("model").replaceChildren(...models.map((m) => new Option(m.id, m.id)));
+  } catch (e) {
+    setStatus("server unreachable: " + e, true);
+  }
+}
+
+function streamUrl() {
+  const url = new URL("/v1/audio/stream", location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  if (apiKey()) url.searchParams.set("api_key", apiKey());
+  return url.toString();
+}
+
+function showEvent(event) {
+  if (event.type === "partial") {
+    $("partial").textContent = event.text;
+  } else if (event.type === "final") {
+    const line = document.createElement("p");
+    const time = document.createElement("span");
+    time.className = "time";
+    time.textContent = fmtTime(event.start) + " – " + fmtTime(event.end);
+    line.append(time, document.createTextNode(event.text));
+    $("finals").append(line);
+    $("partial").textContent = "";
+  } else if (event.type === "error") {
+    setStatus(event.message, true);
+  } else if (event.type === "ready") {
+    setStatus("listening (" + event.model + ", " + event.engine + ")");
+  }
+}
+
+async function explainRefusal() {
+  try {
+    const health = await (await fetch("/health")).json();
+    if (health.streams >= health.max_streams) return "the server is busy (" + health.max_streams + " streams open)";
+    if (health.auth) return "refused: check the API key";
+  } catch (e) { /* fall through */ }
+  return "could not connect to the server";
+}
+
+async function startRecording() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    setStatus("this browser gives no microphone here (a page needs https or localhost)", true);
+    return;
+  }
+  document.body.dataset.state = "starting";
+  let media;
+  try {
+    media = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true } });
+  } catch (e) {
+    setStatus("no microphone: " + e.message, true);
+    document.body.dataset.state = "error";
+    return;
+  }
+  let ctx;
+  try { ctx = new AudioContext({ sampleRate: 16000 }); } catch (e) { ctx = new AudioContext(); }
+  await ctx.resume();
+  const ws = new WebSocket(streamUrl());
+  ws.binaryType = "arraybuffer";
+  live = { ws, ctx, media, node: null, opened: false };
+  ws.onopen = () => {
+    live.opened = true;
+    ws.send(JSON.stringify({ type: "start", sample_rate: ctx.sampleRate, format: "s16le", model: $("model").value || undefined }));
+  };
+  ws.onmessage = (m) => {
+    const event = JSON.parse(m.data);
+    showEvent(event);
+    if (event.type === "done") ws.close();
+  };
+  ws.onclose = async () => {
+    const refused = live && !live.opened;
+    stopAudio();
+    if (refused) setStatus(await explainRefusal(), true);
+    else if (document.body.dataset.state !== "error") setStatus("idle");
+    document.body.dataset.state = refused ? "error" : "idle";
+    $("record").textContent = "Start recording";
+  };
+  const send = (buffer) => { if (ws.readyState === WebSocket.OPEN && live && live.opened) ws.send(buffer); };
+  const source = ctx.createMediaStreamSource(media);
+  if (ctx.audioWorklet) {
+    await ctx.audioWorklet.addModule("/static/pcm-worklet.js");
+    const node = new AudioWorkletNode(ctx, "pcm-capture");
+    node.port.onmessage = (e) => send(e.data);
+    source.connect(node).connect(ctx.destination);  // outputs silence; keeps the node running
+    live.node = node;
+  } else {  // older browsers: ScriptProcessor
+    const node = ctx.createScriptProcessor(4096, 1, 1);
+    node.onaudioprocess = (e) => {
+      const input = e.inputBuffer.getChannelData(0);
+      const pcm = new Int16Array(input.length);
+      for (let i = 0; i < input.length; i++) pcm[i] = Math.max(-1, Math.min(1, input[i])) * 32767;
+      send(pcm.buffer);
+    };
+    source.connect(node).connect(ctx.destination);
+    live.node = node;
+  }
+  document.body.dataset.state = "recording";
+  $("record").textContent = "Stop";
+  setStatus("connecting…");
+}
+
+function stopAudio() {
+  if (!live) return;
+  if (live.node) live.node.disconnect();
+  live.media.getTracks().forEach((t) => t.stop());
+  live.ctx.close();
+  live = null;
+}
+
+function stopRecording() {
+  if (!live) return;
+  const ws = live.ws;
+  if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "end" }));  // server answers "done"
+  else ws.close();
+  if (live.node) live.node.disconnect();
+  setStatus("finishing…");
+}
+
+async function transcribeFile(format) {
+  const form = new FormData();
+  form.append("file", lastFile);
+  form.append("model", $("model").value || "default");
+  form.append("response_format", format);
+  if (format === "verbose_json") form.append("timestamp_granularities[]", "segment");
+  const reply = await fetch("/v1/audio/transcriptions", { method: "POST", body: form, headers: authHeaders() });
+  if (!reply.ok) {
+    let message = reply.status + " " + reply.statusText;
+    try { message = (await reply.json()).error.message; } catch (e) { /* not JSON */ }
+    throw new Error(message);
+  }
+  return format === "verbose_json" ? reply.json() : reply.text();
+}
+
+async function onUpload(e) {
+  e.preventDefault();
+  lastFile = $("file").files[0];
+  if (!lastFile) { $("upload-status").textContent = "choose a file first"; return; }
+  $("upload-status").textContent = "transcribing…";
+  $("upload-status").className = "";
+  try {
+    const result = await transcribeFile("verbose_json");
+    $("upload-text").textContent = result.text || "(no speech found)";
+    $("upload-status").textContent = result.duration.toFixed(1) + " s of audio";
+    $("download-srt").disabled = $("download-vtt").disabled = false;
+  } catch (err) {
+    $("upload-status").textContent = err.message;
+    $("upload-status").className = "error";
+  }
+}
+
+async function download(format) {
+  try {
+    const text = await transcribeFile(format);
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob([text], { type: "text/plain" }));
+    link.download = lastFile.name.replace(/\.[^.]*$/, "") + "." + format;
+    link.click();
+    URL.revokeObjectURL(link.href);
+  } catch (err) {
+    $("upload-status").textContent = err.message;
+    $("upload-status").className = "error";
+  }
+}
+
+document.addEventListener("DOMContentLoaded", async () => {
+  $("api-key").value = params.get("api_key") || localStorage.getItem("vocable-api-key") || "";
+  $("api-key").addEventListener("change", () => { localStorage.setItem("vocable-api-key", apiKey()); loadModels(); });
+  $("record").addEventListener("click", () => (live ? stopRecording() : startRecording()));
+  $("upload-form").addEventListener("submit", onUpload);
+  $("download-srt").addEventListener("click", () => download("srt"));
+  $("download-vtt").addEventListener("click", () => download("vtt"));
+  await loadModels();
+  if (params.get("autostart") === "1") startRecording();  // used by the browser test
+});

@@ -1,0 +1,462 @@
+"""Streaming recognition: push audio chunks, get partial and final results with word timings.
+
+    streamer = Streamer(vocable.load("default"), sample_rate=8000)
+    for chunk in chunks:                 # any size; 80-320 ms is typical
+        for event in streamer.accept(chunk):
+            print(event.type, event.text)
+    for event in streamer.flush():      # end of audio: finish the last utterance
+        ...
+
+A voice-activity detector cuts the stream into utterances: one starts at the first speech frames (with
+a little audio from before them) and ends after `endpoint_silence` seconds of non-speech, or at
+`max_utterance` seconds. While an utterance runs, `partial` events carry the current hypothesis; at its
+end one `final` event carries the result, and all per-utterance state is dropped.
+
+Two engines decode an utterance:
+- incremental, for models with bounded right context (`ModelConfig.streaming`, e.g. a unidirectional
+  cnn-rnn): features are computed as samples arrive, the subsampling convolution keeps its last few
+  input frames, and the RNN state is carried from chunk to chunk, so each chunk costs the same however
+  long the utterance. The output equals the offline forward pass on the same audio.
+- window, for offline models (bidirectional cnn-rnn, full-attention transformer/conformer): the
+  utterance's audio (at most `max_utterance` seconds) is re-decoded every `partial_every` seconds.
+
+Per-stream state is bounded: under one VAD frame and one feature window of samples, the pre-roll, the
+RNN state and the utterance's log-probabilities (incremental), or the utterance's audio (window).
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from .audio import SAMPLE_RATE
+from .decoding import Hypothesis, Word
+from .errors import AudioError, ConfigError
+from .features import HOP_LENGTH, WIN_LENGTH, compute_features
+from .models.common import Conv2dSubsampling, min_input_frames
+
+VAD_FRAME = 480  # samples = 30 ms, a frame length webrtcvad accepts at 16 kHz
+FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}  # raw PCM formats accepted as bytes
+INT16_SCALE = 32768.0  # int16 → float in [-1, 1)
+
+
+@dataclass
+class StreamOptions:
+    vad: str = "auto"  # "auto" (webrtc if installed, else energy) | "webrtc" | "energy" | "none"
+    vad_aggressiveness: int = 2  # webrtcvad 0..3: higher = fewer non-speech frames called speech
+    energy_threshold_db: float = 12.0  # energy VAD: speech is this far above the tracked noise floor
+    onset: float = 0.06  # seconds of consecutive speech that start an utterance
+    pre_roll: float = 0.3  # seconds of audio before the onset that the utterance includes
+    endpoint_silence: float = 0.6  # seconds of non-speech that end an utterance
+    max_utterance: float = 20.0  # seconds: an utterance this long is finalised (bounds memory and work)
+    partial_every: float = 0.32  # seconds of audio between re-decodes (window engine)
+    engine: str = "auto"  # "auto" (incremental when the model streams) | "incremental" | "window"
+
+    def validate(self) -> None:
+        if self.vad not in ("auto", "webrtc", "energy", "none"):
+            raise ConfigError(f"stream vad: expected auto, webrtc, energy or none, got {self.vad!r}")
+        if self.engine not in ("auto", "incremental", "window"):
+            raise ConfigError(f"stream engine: expected auto, incremental or window, got {self.engine!r}")
+        if not 0.03 <= self.endpoint_silence <= 10.0:
+            raise ConfigError(f"stream endpoint_silence: expected 0.03..10 s, got {self.endpoint_silence}")
+        if not 1.0 <= self.max_utterance <= 120.0:
+            raise ConfigError(f"stream max_utterance: expected 1..120 s, got {self.max_utterance}")
+
+
+@dataclass
+class StreamEvent:
+    type: str  # "partial" (may still change) | "final" (this utterance is done)
+    text: str
+    start: float  # seconds from the start of the stream
+    end: float
+    words: list[Word] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"type": self.type, "text": self.text, "start": round(self.start, 3), "end": round(self.end, 3),
+                "words": [{**asdict(w), "start": round(w.start, 3), "end": round(w.end, 3),
+                           "confidence": round(w.confidence, 3)} for w in self.words]}
+
+
+class Streamer:
+    """Turns a stream of audio chunks into partial and final results. One per stream; not thread-safe.
+
+    `sample_rate` is the rate of the audio given to `accept`; `input_format` says how to read bytes
+    ("s16le" = 16-bit little-endian PCM, "f32le" = 32-bit float). Arrays may be int16 or float.
+    """
+
+    def __init__(self, recognizer, sample_rate: int = SAMPLE_RATE, input_format: str = "s16le",
+                 options: StreamOptions | None = None):
+        self.options = options or StreamOptions()
+        self.options.validate()
+        if input_format not in FORMATS:
+            raise AudioError(f"stream format: expected one of {sorted(FORMATS)}, got {input_format!r}")
+        if not 4000 <= int(sample_rate) <= 192000:
+            raise AudioError(f"stream sample_rate: expected 4000..192000 Hz, got {sample_rate}")
+        self.recognizer = recognizer
+        self.sample_rate, self.input_format = int(sample_rate), input_format
+        self.engine_kind = self._pick_engine()
+        self._resampler = _make_resampler(self.sample_rate)
+        self._leftover = b""  # an incomplete sample from the last bytes chunk
+        self._vad = make_vad(self.options)
+        self._pending = np.zeros(0, np.float32)  # < VAD_FRAME samples not yet classified
+        self._pre_roll = collections.deque(maxlen=max(1, round(self.options.pre_roll * SAMPLE_RATE / VAD_FRAME)))
+        self.samples = 0  # 16 kHz samples classified so far: the stream clock
+        self._speech_run = 0  # consecutive speech frames before an onset
+        self._utterance: _Utterance | None = None
+
+    @property
+    def time(self) -> float:
+        """Seconds of audio consumed."""
+        return self.samples / SAMPLE_RATE
+
+    def accept(self, chunk: bytes | bytearray | np.ndarray) -> list[StreamEvent]:
+        """Feed a chunk of audio; returns the events it produced (often none)."""
+        audio = self._to_float(chunk)
+        if self._resampler is not None and audio.size:
+            audio = self._resampler.resample_chunk(audio)
+        return self._process(audio)
+
+    def flush(self) -> list[StreamEvent]:
+        """End of audio: decode what is left and return the last final event, if any."""
+        tail = np.zeros(0, np.float32)
+        if self._resampler is not None:
+            tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            self._resampler = _make_resampler(self.sample_rate)
+        events = self._process(np.concatenate([tail, np.zeros((-len(self._pending) - len(tail)) % VAD_FRAME,
+                                                               np.float32)]))
+        if self._utterance is not None:
+            events.append(self._finish())
+        self._leftover = b""
+        return [e for e in events if e is not None]
+
+    def state_bytes(self) -> int:
+        """Approximate memory held for this stream (for tests and the server's accounting)."""
+        held = self._pending.nbytes + sum(f.nbytes for f in self._pre_roll)
+        return held + (self._utterance.nbytes() if self._utterance else 0)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _pick_engine(self) -> str:
+        streaming = getattr(getattr(self.recognizer, "loaded", None), "model_config", None)
+        can_stream = bool(streaming is not None and streaming.streaming and hasattr(self.recognizer.model,
+                                                                                    "forward_chunk"))
+        if self.options.engine == "incremental" and not can_stream:
+            raise ConfigError(f"model {self.recognizer.name}: not a streaming model (needs a unidirectional "
+                              f"cnn-rnn); use the window engine")
+        if self.options.engine == "auto":
+            return "incremental" if can_stream else "window"
+        return self.options.engine
+
+    def _to_float(self, chunk) -> np.ndarray:
+        if isinstance(chunk, (bytes, bytearray, memoryview)):
+            dtype = FORMATS[self.input_format]
+            data = self._leftover + bytes(chunk)
+            usable = len(data) - len(data) % dtype.itemsize
+            self._leftover = data[usable:]
+            chunk = np.frombuffer(data[:usable], dtype=dtype)
+        chunk = np.asarray(chunk)
+        if chunk.ndim == 2:  # (samples, channels)
+            chunk = chunk.mean(axis=1) if chunk.dtype.kind == "f" else chunk.astype(np.float32).mean(axis=1)
+        if chunk.ndim != 1:
+            raise AudioError(f"stream chunk: expected 1-D audio, got shape {chunk.shape}")
+        if chunk.dtype.kind in "iu":
+            audio = chunk.astype(np.float32) / INT16_SCALE if chunk.dtype.itemsize == 2 else \
+                chunk.astype(np.float32) / float(np.iinfo(chunk.dtype).max)
+        else:
+            audio = chunk.astype(np.float32)
+        if not np.all(np.isfinite(audio)):
+            raise AudioError("stream chunk: audio contains NaN or infinite samples")
+        return audio
+
+    def _process(self, audio: np.ndarray) -> list[StreamEvent]:
+        """Classify whole VAD frames, start/feed/end utterances, then emit a partial if the text changed."""
+        data = np.concatenate([self._pending, audio]) if self._pending.size else audio
+        whole = len(data) - len(data) % VAD_FRAME
+        self._pending = data[whole:].copy()
+        events: list[StreamEvent] = []
+        options = self.options
+        onset_frames = max(1, round(options.onset * SAMPLE_RATE / VAD_FRAME))
+        endpoint_frames = max(1, round(options.endpoint_silence * SAMPLE_RATE / VAD_FRAME))
+        max_frames = int(options.max_utterance * SAMPLE_RATE / VAD_FRAME)
+        for i in range(0, whole, VAD_FRAME):
+            frame = data[i: i + VAD_FRAME]
+            speech = self._vad(frame)
+            self.samples += VAD_FRAME
+            if self._utterance is None:
+                self._pre_roll.append(frame)
+                self._speech_run = self._speech_run + 1 if speech else 0
+                if self._speech_run >= onset_frames:
+                    start = self.samples - VAD_FRAME * len(self._pre_roll)
+                    self._utterance = _Utterance(self, start / SAMPLE_RATE)
+                    self._utterance.push(np.concatenate(self._pre_roll))
+                    self._pre_roll.clear()
+                    self._speech_run = 0
+                continue
+            utterance = self._utterance
+            utterance.push(frame)
+            utterance.silent_frames = 0 if speech else utterance.silent_frames + 1
+            if utterance.silent_frames >= endpoint_frames or utterance.frames >= max_frames:
+                events.append(self._finish())
+        if self._utterance is not None:
+            events.append(self._partial())
+        return [e for e in events if e is not None]
+
+    def _partial(self) -> StreamEvent | None:
+        utterance = self._utterance
+        hyp = utterance.hypothesis(final=False)
+        if not hyp.text or hyp.text == utterance.last_partial:
+            return None
+        utterance.last_partial = hyp.text
+        return StreamEvent("partial", hyp.text, hyp.words[0].start if hyp.words else utterance.start,
+                           self.time, hyp.words)
+
+    def _finish(self) -> StreamEvent | None:
+        utterance, self._utterance = self._utterance, None
+        hyp = utterance.hypothesis(final=True)
+        if not hyp.text:  # noise that the VAD took for speech
+            return None
+        return StreamEvent("final", hyp.text, hyp.words[0].start, hyp.words[-1].end, hyp.words)
+
+
+class _Utterance:
+    """One utterance being decoded: audio in, a hypothesis out, by the stream's engine."""
+
+    def __init__(self, streamer: Streamer, start: float):
+        self.recognizer, self.start = streamer.recognizer, start
+        self.engine = (IncrementalDecoder(streamer.recognizer) if streamer.engine_kind == "incremental"
+                       else WindowDecoder(streamer.recognizer, streamer.options.partial_every))
+        self.frames = 0  # VAD frames pushed
+        self.silent_frames = 0  # trailing non-speech VAD frames
+        self.last_partial = ""
+
+    def push(self, audio: np.ndarray) -> None:
+        self.frames += len(audio) // VAD_FRAME
+        self.engine.push(audio)
+
+    def hypothesis(self, final: bool) -> Hypothesis:
+        return self.recognizer.decode(self.engine.log_probs(final), offset=self.start)
+
+    def nbytes(self) -> int:
+        return self.engine.nbytes()
+
+
+class IncrementalDecoder:
+    """Runs a streaming model (one with `forward_chunk`) on audio as it arrives.
+
+    Frame t of the features covers samples [160t, 160t+400), so whole frames are computed as soon as their
+    samples are in; output frame j of the subsampling needs input frames [4j, 4j+7), so the last few
+    input frames are kept for the next chunk. The model state (the RNN's) is carried between calls.
+    """
+
+    def __init__(self, recognizer):
+        self.model, self.features = recognizer.model, recognizer.features
+        self.device = getattr(recognizer, "device", "cpu")
+        self.samples = np.zeros(0, np.float32)  # < WIN_LENGTH + one chunk: not yet framed
+        self.feats = torch.zeros(1, 0, self.features.dim)  # < 7 + one chunk: not yet subsampled
+        self.state = None
+        self.outputs: list[np.ndarray] = []  # (frames, vocab) log-probs of this utterance
+        self.output_frames = 0
+
+    def push(self, audio: np.ndarray) -> None:
+        self.samples = np.concatenate([self.samples, audio.astype(np.float32)])
+
+    @torch.inference_mode()
+    def log_probs(self, final: bool = False) -> np.ndarray:
+        """(frames, vocab) log-probs of everything pushed so far (up to the last whole output frame)."""
+        self._advance()
+        if not self.outputs:
+            return np.zeros((0, 1), np.float32)
+        if len(self.outputs) > 1:
+            self.outputs = [np.concatenate(self.outputs)]
+        return self.outputs[0]
+
+    def _advance(self) -> None:
+        if len(self.samples) < WIN_LENGTH:
+            return
+        n = 1 + (len(self.samples) - WIN_LENGTH) // HOP_LENGTH  # whole feature frames available
+        wave = torch.from_numpy(self.samples[: (n - 1) * HOP_LENGTH + WIN_LENGTH]).to(self.device)
+        self.samples = self.samples[n * HOP_LENGTH:].copy()
+        feats = torch.cat([self.feats, compute_features(wave, self.features).cpu()], dim=1)
+        context, step = min_input_frames(), Conv2dSubsampling.FACTOR
+        m = (feats.shape[1] - context) // step + 1 if feats.shape[1] >= context else 0
+        if m <= 0:
+            self.feats = feats
+            return
+        logits, self.state = self.model.forward_chunk(feats[:, : (m - 1) * step + context].to(self.device),
+                                                      self.state)
+        self.feats = feats[:, m * step:].clone()
+        self.outputs.append(torch.log_softmax(logits[0].float(), dim=-1).cpu().numpy())
+        self.output_frames += m
+
+    def nbytes(self) -> int:
+        state = self.state if isinstance(self.state, tuple) else (self.state,)
+        return (self.samples.nbytes + self.feats.numel() * 4 + sum(o.nbytes for o in self.outputs)
+                + sum(s.numel() * 4 for s in state if s is not None))
+
+
+class WindowDecoder:
+    """Fallback for offline models: re-decode the utterance's audio every `every` seconds."""
+
+    def __init__(self, recognizer, every: float):
+        self.recognizer = recognizer
+        self.every = max(1, int(every * SAMPLE_RATE))  # samples between re-decodes
+        self.chunks: list[np.ndarray] = []
+        self.size = 0
+        self.decoded_size = 0  # samples covered by `self.cached`
+        self.cached = np.zeros((0, 1), np.float32)
+
+    def push(self, audio: np.ndarray) -> None:
+        self.chunks.append(audio.astype(np.float32))
+        self.size += len(audio)
+
+    def log_probs(self, final: bool = False) -> np.ndarray:
+        due = self.size - self.decoded_size >= self.every or (final and self.size > self.decoded_size)
+        if due:
+            if len(self.chunks) > 1:
+                self.chunks = [np.concatenate(self.chunks)]
+            self.cached = self.recognizer.log_probs(self.chunks[0])
+            self.decoded_size = self.size
+        return self.cached
+
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in self.chunks) + self.cached.nbytes
+
+
+# -- voice activity --------------------------------------------------------------------------
+
+
+def make_vad(options: StreamOptions):
+    """A callable: 30 ms float frame at 16 kHz → True when it holds speech."""
+    kind = options.vad
+    if kind in ("auto", "webrtc"):
+        try:
+            import webrtcvad
+        except ImportError:
+            if kind == "webrtc":
+                raise ConfigError("vad 'webrtc' needs the webrtcvad-wheels package "
+                                  "(pip install 'vocable[vad]')") from None
+            kind = "energy"
+        else:
+            return WebRtcVad(webrtcvad.Vad(options.vad_aggressiveness))
+    if kind == "energy":
+        return EnergyVad(options.energy_threshold_db)
+    return lambda frame: True  # "none": everything is speech; only max_utterance and flush() cut
+
+
+class WebRtcVad:
+    def __init__(self, vad):
+        self.vad = vad
+
+    def __call__(self, frame: np.ndarray) -> bool:
+        pcm = (np.clip(frame, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+        return self.vad.is_speech(pcm, SAMPLE_RATE)
+
+
+class EnergyVad:
+    """Speech when a frame's level is `threshold_db` above a tracked noise floor (and above ABSOLUTE_DB).
+
+    The floor follows quiet frames at once and loud ones slowly, so steady noise becomes the floor
+    while a word (well under a second) barely moves it.
+    """
+
+    ABSOLUTE_DB = -50.0  # dBFS: quieter frames are never speech
+    RISE = 0.01  # share of the gap the floor rises per 30 ms frame
+
+    def __init__(self, threshold_db: float = 12.0, floor_db: float = -70.0):
+        self.threshold_db, self.floor = threshold_db, floor_db
+
+    def __call__(self, frame: np.ndarray) -> bool:
+        level = 10.0 * math.log10(float(np.mean(frame.astype(np.float64) ** 2)) + 1e-12)
+        speech = level > max(self.floor + self.threshold_db, self.ABSOLUTE_DB)
+        self.floor = level if level < self.floor else self.floor + self.RISE * (level - self.floor)
+        return speech
+
+
+def _make_resampler(rate: int):
+    if rate == SAMPLE_RATE:
+        return None
+    import soxr
+    return soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
+
+
+# -- audio sources for `vocable listen` --------------------------------------------------------
+
+
+def file_chunks(path, chunk_seconds: float = 0.1, speed: float = 1.0):
+    """Yield (samples,) 16 kHz chunks of an audio file, paced like a live source.
+
+    `speed` > 1 plays faster than real time; 0 does not wait at all.
+    """
+    import time
+
+    from .audio import load_audio
+    audio = load_audio(path)
+    step = max(1, int(chunk_seconds * SAMPLE_RATE))
+    started = time.monotonic()
+    for i in range(0, len(audio), step):
+        if speed > 0:  # sleep until this chunk would have been recorded
+            due = started + (i + step) / SAMPLE_RATE / speed
+            time.sleep(max(0.0, due - time.monotonic()))
+        yield audio[i: i + step]
+
+
+class Microphone:
+    """Chunks from the default (or given) input device through sounddevice, as int16 arrays.
+
+        with Microphone(0.1) as mic:
+            streamer = Streamer(recognizer, mic.sample_rate)
+            for chunk in mic: ...
+    """
+
+    def __init__(self, chunk_seconds: float = 0.1, device: int | str | None = None):
+        try:
+            import sounddevice
+        except OSError:  # the Python package is there but libportaudio is not
+            raise AudioError("microphone: the PortAudio library is not installed (apt install libportaudio2); "
+                             "use --input FILE to transcribe a file instead") from None
+        except ImportError:
+            raise AudioError("microphone: needs the sounddevice package (pip install 'vocable[mic]'); "
+                             "use --input FILE to transcribe a file instead") from None
+        import queue
+        self._sd, self._queue = sounddevice, queue.Queue(maxsize=100)  # ~10 s of 100 ms chunks
+        try:
+            info = sounddevice.query_devices(device, "input")
+        except (ValueError, sounddevice.PortAudioError) as e:
+            raise AudioError(f"microphone: no input device ({str(e).splitlines()[0]})") from None
+        # Ask for 16 kHz; devices that cannot do it record at their own rate and the Streamer resamples.
+        self.sample_rate = SAMPLE_RATE
+        try:
+            sounddevice.check_input_settings(device, channels=1, dtype="int16", samplerate=SAMPLE_RATE)
+        except Exception:
+            self.sample_rate = int(info["default_samplerate"])
+        self.device, self.blocksize = device, max(1, int(chunk_seconds * self.sample_rate))
+        self.dropped = 0  # chunks lost because decoding fell behind
+        self._stream = None
+
+    def __enter__(self) -> "Microphone":
+        def callback(data, frames, time_info, status):
+            try:
+                self._queue.put_nowait(data[:, 0].copy())
+            except Exception:  # queue full: drop rather than grow without bound
+                self.dropped += 1
+
+        try:
+            self._stream = self._sd.InputStream(samplerate=self.sample_rate, channels=1, dtype="int16",
+                                                blocksize=self.blocksize, device=self.device, callback=callback)
+            self._stream.start()
+        except self._sd.PortAudioError as e:
+            raise AudioError(f"microphone: cannot open the input device ({str(e).splitlines()[0]})") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream.close()
+
+    def __iter__(self):
+        while True:
+            yield self._queue.get()
