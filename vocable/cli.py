@@ -108,33 +108,74 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def add_evaluate(commands) -> None:
-    p = commands.add_parser("evaluate", help="WER/CER of a model on a manifest or Kaldi-style folder")
-    p.add_argument("dataset", metavar="DATASET")
+    p = commands.add_parser("evaluate", help="WER/CER of a model on a manifest or Kaldi-style folder, by group, "
+                            "under noise, with confidence intervals; or compare two results")
+    p.add_argument("dataset", metavar="DATASET", nargs="?", help="JSONL manifest or Kaldi-style folder")
     p.add_argument("--model", default="default")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--by", action="append", default=[], metavar="FIELD[,FIELD...]",
+                   help="WER per group of these fields: any manifest field, speaker, length (numeric age → bands)")
+    p.add_argument("--age-bands", default="13,18,60", metavar="Y1,Y2,...",
+                   help="age band edges in years (default: %(default)s → child, teen, adult, 60+)")
+    p.add_argument("--noise", type=float, nargs="+", default=[], metavar="SNR",
+                   help="also evaluate with added noise at these SNRs in dB (e.g. --noise 20 10 5 0)")
+    p.add_argument("--noise-color", default="white", choices=["white", "pink", "brown"])
+    p.add_argument("--reverb", action="store_true", help="also evaluate in simulated rooms")
+    p.add_argument("--report", metavar="DIR", help="write an HTML report with plots and audio clips here")
+    p.add_argument("--clips", type=int, default=50, help="utterances in the report's listening table")
+    p.add_argument("--json", action="store_true", help="print everything (with per-utterance rows) as JSON")
     p.add_argument("--output", metavar="FILE.jsonl", help="write per-utterance results here")
+    p.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
+                   help="paired comparison of two saved results (--json output or --output rows)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N utterances")
     p.set_defaults(func=cmd_evaluate)
 
 
 def cmd_evaluate(args) -> int:
+    from .errors import ConfigError, VocableError
+    from .evaluate import (StatsOptions, SweepOptions, compare_results, format_comparison, format_summary,
+                           load_rows, run_evaluation, write_rows)
+    try:
+        edges = tuple(int(x) for x in args.age_bands.split(","))
+    except ValueError:
+        raise ConfigError(f"--age-bands {args.age_bands!r}: expected increasing whole years, e.g. 13,18,60") from None
+    if not edges or list(edges) != sorted(set(edges)) or edges[0] <= 0:
+        raise ConfigError(f"--age-bands {args.age_bands!r}: expected increasing whole years, e.g. 13,18,60")
+    if args.bootstrap < 10:
+        raise ConfigError("--bootstrap: use at least 10 replicates (1000 is a good default)")
+    stats = StatsOptions(resamples=args.bootstrap, seed=args.seed, age_edges=edges)
+    if args.compare:
+        comparison = compare_results(load_rows(args.compare[0]), load_rows(args.compare[1]), stats,
+                                     names=tuple(args.compare))
+        print(json.dumps(comparison, ensure_ascii=False) if args.json else format_comparison(comparison))
+        return 0
+    if not args.dataset:
+        raise ConfigError("evaluate: give a DATASET (or --compare A.json B.json)")
     from .data.manifest import read_dataset
-    from .evaluate import evaluate_dataset, write_rows
     from .transcribe import load
     recognizer = load(args.model)
     utterances = read_dataset(args.dataset)
     if args.limit:
         utterances = utterances[: args.limit]
-    summary = evaluate_dataset(recognizer, utterances, show_progress=not args.json)
-    if args.output:
-        write_rows(args.output, summary.rows)
+    by = [f.strip() for item in args.by for f in item.split(",") if f.strip()]
+    sweep = SweepOptions(snrs=args.noise, reverb=args.reverb, color=args.noise_color, seed=args.seed)
+    result = {"dataset": args.dataset, **run_evaluation(recognizer, utterances, by, sweep, stats,
+                                                         show_progress=True)}
+    try:
+        if args.output:
+            write_rows(args.output, result["rows"])
+        if args.report:
+            from .report import write_report
+            page = write_report(result, args.report, max_clips=args.clips)
+    except OSError as e:
+        raise VocableError(f"{e.filename or args.report}: cannot write ({e.strerror or e})") from None
     if args.json:
-        print(json.dumps({"dataset": args.dataset, "model": recognizer.loaded.path, **summary.to_dict()}))
+        print(json.dumps(result, ensure_ascii=False))
     else:
-        print(f"dataset     {args.dataset}\nmodel       {recognizer.loaded.path}\n"
-              f"WER         {summary.wer:.2%}\nCER         {summary.cer:.2%}\n"
-              f"utterances  {summary.utterances} ({summary.failed} unreadable)\n"
-              f"audio       {summary.audio_hours:.3f} h\nRTF         {summary.rtf:.4f}")
+        print(f"dataset     {args.dataset}\n" + format_summary(result))
+        if args.report:
+            print(f"\nreport      {page}")
     return 0
 
 

@@ -73,11 +73,13 @@ def pitch(waveforms: torch.Tensor) -> torch.Tensor:
     Normalised autocorrelation of each windowed frame; the strongest peak in the lag range
     of PITCH_MIN_HZ..PITCH_MAX_HZ gives F0 and its height the voicing.
     """
-    frames = _frames(waveforms) * torch.hann_window(WIN_LENGTH, device=waveforms.device)
-    frames = frames - frames.mean(dim=-1, keepdim=True)
-    spectrum = torch.fft.rfft(frames, n=2 * N_FFT)
-    autocorr = torch.fft.irfft(spectrum.abs() ** 2)[..., :N_FFT]
-    autocorr = autocorr / autocorr[..., :1].clamp_min(1e-8)
+    window = torch.hann_window(WIN_LENGTH, device=waveforms.device)
+    frames = _frames(waveforms)
+    frames = (frames - frames.mean(dim=-1, keepdim=True)) * window
+    signal_ac, window_ac = _autocorrelation(frames), _autocorrelation(window)
+    # Dividing by the window's own (normalised) autocorrelation undoes its taper (Boersma 1993),
+    # so a periodic signal scores near 1 at its period instead of decaying with lag.
+    autocorr = (signal_ac / signal_ac[..., :1].clamp_min(1e-8)) / (window_ac / window_ac[0]).clamp_min(1e-3)
     lo, hi = int(SAMPLE_RATE / PITCH_MAX_HZ), min(int(SAMPLE_RATE / PITCH_MIN_HZ), WIN_LENGTH - 1)
     peak, lag = autocorr[..., lo:hi].max(dim=-1)
     voicing = peak.clamp(0.0, 1.0)
@@ -137,6 +139,12 @@ def _frames(waveforms: torch.Tensor) -> torch.Tensor:
 def _power_spectrum(waveforms: torch.Tensor) -> torch.Tensor:
     frames = _frames(waveforms.float()) * torch.hann_window(WIN_LENGTH, periodic=True, device=waveforms.device)
     return torch.fft.rfft(frames, n=N_FFT).abs() ** 2
+
+
+def _autocorrelation(frames: torch.Tensor) -> torch.Tensor:
+    """Autocorrelation over lags 0..N_FFT-1 of each frame (last dimension), via the FFT."""
+    spectrum = torch.fft.rfft(frames, n=2 * N_FFT)
+    return torch.fft.irfft(spectrum.abs() ** 2)[..., :N_FFT]
 
 
 def _dct_matrix(n_mels: int, n_mfcc: int, device) -> torch.Tensor:

@@ -1,4 +1,8 @@
-"""From audio to text: the Recognizer that `vocable.load(...)` returns."""
+"""From audio to text: the Recognizer that `vocable.load(...)` returns.
+
+The Recognizer's model call is an engine: TorchEngine for .vocable files, runtime.OnnxEngine for
+exported .onnx files. torch is imported only by TorchEngine, so ONNX models transcribe without it.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,13 @@ import os
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import torch
 
 from .audio import SAMPLE_RATE, AudioInput, load_audio
 from .decoding import Hypothesis, Word, greedy_decode
-from .features import HOP_LENGTH, compute_features
-from .modelfile import LoadedModel, load_model_file
-from .models.common import Conv2dSubsampling, min_input_frames
+from .features_np import HOP_LENGTH, MIN_INPUT_FRAMES, SUBSAMPLING
 
-FRAME_SECONDS = HOP_LENGTH * Conv2dSubsampling.FACTOR / SAMPLE_RATE  # 0.04 s per model output frame
+FRAME_SECONDS = HOP_LENGTH * SUBSAMPLING / SAMPLE_RATE  # 0.04 s per model output frame
+ONNX_SUFFIX = ".onnx"  # models exported by vocable/export.py, run by vocable/runtime.py
 
 
 @dataclass
@@ -40,36 +42,54 @@ class Result:
                 "segments": [asdict(s) for s in self.segments]}
 
 
-class Recognizer:
-    """A loaded model ready to transcribe. Thread-safe for inference (no mutable state)."""
+class TorchEngine:
+    """The model call of a torch model: audio → features (vocable.features) → forward → log-softmax."""
 
-    def __init__(self, loaded: LoadedModel, device: str = "cpu"):
+    def __init__(self, model, features, device: str = "cpu"):
+        self.model, self.features, self.device = model, features, device
+
+    def log_probs_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        from .features import compute_features
+        with torch.inference_mode():
+            waves = [torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in audios]
+            feats = [compute_features(w.to(self.device), self.features)[0] for w in waves]
+            lengths = torch.tensor([max(f.shape[0], MIN_INPUT_FRAMES) for f in feats])
+            batch = torch.zeros(len(feats), int(lengths.max()), self.features.dim, device=self.device)
+            for i, f in enumerate(feats):
+                batch[i, : f.shape[0]] = f
+            logits, out_lengths = self.model(batch, lengths.to(self.device))
+            log_probs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+        return [log_probs[i, : int(n)] for i, n in enumerate(out_lengths)]
+
+
+class Recognizer:
+    """A loaded model ready to transcribe. Thread-safe for inference (no mutable state).
+
+    `loaded` is a modelfile.LoadedModel (or runtime.OnnxModelFile); `engine` runs the model
+    (default: TorchEngine on `loaded.model`).
+    """
+
+    def __init__(self, loaded, device: str = "cpu", engine=None):
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.features = loaded.features
         self.device = device
+        self.engine = engine or TorchEngine(loaded.model, loaded.features, device)
 
     @property
     def name(self) -> str:
         return self.loaded.meta.get("name") or os.path.basename(self.loaded.path)
 
-    @torch.inference_mode()
     def log_probs(self, audio: np.ndarray) -> np.ndarray:
         """(samples,) 16 kHz audio → (frames, vocab) CTC log-probabilities, one frame per 40 ms."""
         return self.log_probs_batch([audio])[0]
 
-    @torch.inference_mode()
     def log_probs_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
-        waves = [torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in audios]
-        feats = [compute_features(w.to(self.device), self.features)[0] for w in waves]
-        lengths = torch.tensor([max(f.shape[0], min_input_frames()) for f in feats])
-        batch = torch.zeros(len(feats), int(lengths.max()), self.features.dim, device=self.device)
-        for i, f in enumerate(feats):
-            batch[i, : f.shape[0]] = f
-        logits, out_lengths = self.model(batch, lengths.to(self.device))
-        log_probs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
-        return [log_probs[i, : int(n)] for i, n in enumerate(out_lengths)]
+        """Many (samples,) arrays → their (frames, vocab) log-probabilities, run as one padded batch."""
+        return self.engine.log_probs_batch(audios)
 
     def decode(self, log_probs: np.ndarray, offset: float = 0.0) -> Hypothesis:
         return greedy_decode(log_probs, self.tokenizer, FRAME_SECONDS, offset)
@@ -96,6 +116,18 @@ class Recognizer:
         return Result(hyp.text, [segment] if hyp.text else [], duration)
 
 
-def load(name_or_path: str | os.PathLike | None = "default", device: str = "cpu") -> Recognizer:
-    """Load a bundled model by name ("default") or a model file by path."""
+def load(name_or_path: str | os.PathLike | None = "default", device: str = "cpu", threads: int = 0) -> Recognizer:
+    """Load a bundled model by name ("default"), a .vocable model file, or an exported .onnx file.
+
+    `threads` > 0 caps the CPU threads of the model call (0 = the engine's default).
+    A .onnx file runs on onnxruntime without torch.
+    """
+    if str(name_or_path).lower().endswith(ONNX_SUFFIX):
+        from .runtime import load_onnx
+        return load_onnx(name_or_path, threads=threads)
+    import torch
+
+    from .modelfile import load_model_file
+    if threads > 0:
+        torch.set_num_threads(threads)
     return Recognizer(load_model_file(name_or_path, device), device)

@@ -9,6 +9,7 @@ from ..errors import DataError
 
 
 def add_data_commands(commands) -> None:
+    add_import(commands)
     add_voices(commands)
     add_synth(commands)
 
@@ -65,4 +66,30 @@ def cmd_synth(args) -> int:
         print("sentences skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(result.skipped_sentences.items())))
     for error in result.errors:
         print(f"failed: {error}")
+    return 0
+
+
+def add_import(commands) -> None:
+    from .importers import READERS
+    p = commands.add_parser("import", help="corpus → JSONL manifest (bad rows are counted and skipped)")
+    p.add_argument("kind", choices=sorted(READERS), help="corpus format")
+    p.add_argument("source", metavar="SRC", help="Common Voice TSV (or its folder), LibriSpeech/Kaldi/FSDD/audio folder")
+    p.add_argument("-o", "--out", required=True, metavar="OUT.jsonl")
+    p.add_argument("--normalizer", default="english", choices=["english", "basic", "none"],
+                   help="text normalisation (english: a-z' only; basic: any language)")
+    p.add_argument("--jobs", type=int, default=4, help="threads measuring audio")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_import)
+
+
+def cmd_import(args) -> int:
+    from .importers import import_corpus
+    from .manifest import write_manifest
+    report = import_corpus(args.kind, args.source, args.normalizer, args.jobs, not args.no_progress)
+    if not report.utterances:
+        hint = " (for languages other than English use --normalizer basic)" \
+            if report.skipped.get("characters outside the alphabet") else ""
+        raise DataError(f"{args.source}: no usable utterances; {report.summary()}{hint}")
+    write_manifest(args.out, report.utterances)
+    print(f"{args.out}: {report.summary()}")
     return 0

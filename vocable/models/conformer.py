@@ -31,8 +31,8 @@ class ConvModule(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
-        x = self.norm(x).masked_fill(pad[..., None], 0.0).transpose(1, 2)
-        x = nn.functional.glu(self.pointwise_in(x), dim=1)
+        x = nn.functional.glu(self.pointwise_in(self.norm(x).transpose(1, 2)), dim=1)
+        x = x.masked_fill(pad[:, None, :], 0.0)  # padding must read as silence to the depthwise conv
         x = self.depthwise(nn.functional.pad(x, (self.left_pad, self.right_pad)))
         x = nn.functional.silu(self.depth_norm(x.transpose(1, 2)))
         return self.dropout(self.pointwise_out(x.transpose(1, 2)).transpose(1, 2))

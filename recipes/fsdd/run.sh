@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# FSDD digit recogniser: prepare manifests, train, evaluate on the test takes and on an unseen speaker.
+#   recipes/fsdd/run.sh [conformer|cnn-rnn] [HOLDOUT_SPEAKER]
+# Stages skip themselves when their output exists, so a re-run continues where it stopped.
+set -euo pipefail
+cd "$(dirname "$0")"
+arch=${1:-conformer}
+holdout=${2:-}
+data=data${holdout:+-without-$holdout}
+out=exp/$arch${holdout:+-without-$holdout}
+[ -f "$data/train.jsonl" ] || python prepare.py --out "$data" ${holdout:+--holdout "$holdout"}
+if [ ! -f "$out/model.vocable" ]; then
+  resume=""; [ -f "$out/last.ckpt" ] && resume="--resume"
+  vocable train "$arch.toml" $resume --set run.out_dir="\"$out\"" \
+    --set data.train="[\"$data/train.jsonl\"]" --set data.dev="[\"$data/dev.jsonl\"]"
+fi
+vocable evaluate "$data/dev.jsonl" --model "$out/model.vocable" --output "$out/dev-results.jsonl"
+if [ -n "$holdout" ]; then
+  vocable evaluate "$data/heldout.jsonl" --model "$out/model.vocable" --output "$out/heldout-results.jsonl"
+fi

@@ -1,0 +1,75 @@
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from vocable.audio import SAMPLE_RATE, audio_info, load_audio
+from vocable.errors import AudioError
+
+from .conftest import FSDD_FIXTURES
+
+
+def tone(seconds=1.0, rate=44100, channels=1):
+    t = np.arange(int(seconds * rate)) / rate
+    wave = 0.5 * np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    return np.stack([wave] * channels, axis=1) if channels > 1 else wave
+
+
+@pytest.mark.parametrize("fmt,subtype,ext", [("WAV", "PCM_16", "wav"), ("FLAC", None, "flac"),
+                                              ("OGG", "VORBIS", "ogg"), ("OGG", "OPUS", "opus"),
+                                              ("MP3", None, "mp3")])
+def test_reads_common_formats_resampled_to_16k_mono(tmp_path, fmt, subtype, ext):
+    rate = 48000 if subtype == "OPUS" else 44100
+    path = tmp_path / f"a.{ext}"
+    sf.write(path, tone(1.0, rate, channels=2), rate, format=fmt, subtype=subtype)
+    audio = load_audio(path)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert abs(len(audio) - SAMPLE_RATE) < 0.06 * SAMPLE_RATE  # codecs add a little padding
+    spectrum = np.abs(np.fft.rfft(audio[2000:14000]))
+    peak_hz = spectrum.argmax() * SAMPLE_RATE / 12000
+    assert abs(peak_hz - 440) < 5
+
+
+def test_bytes_and_arrays(tmp_path):
+    buf = io.BytesIO()
+    sf.write(buf, tone(0.5, 8000), 8000, format="WAV")
+    assert len(load_audio(buf.getvalue())) == 8000
+    assert len(load_audio(tone(0.5, 8000), source_rate=8000)) == 8000
+    ints = (tone(0.5, 16000) * 32767).astype(np.int16)
+    assert np.abs(load_audio(ints)).max() == pytest.approx(0.5, abs=0.01)
+
+
+def test_real_fixture():
+    audio = load_audio(FSDD_FIXTURES / "3_theo_0.flac")
+    assert 0.2 < len(audio) / SAMPLE_RATE < 1.5
+    duration, rate = audio_info(FSDD_FIXTURES / "3_theo_0.flac")
+    assert rate == 8000 and duration == pytest.approx(len(audio) / SAMPLE_RATE, abs=0.01)
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not audio at all" * 10, b"RIFF\x00\x00\x00\x00WAVEfmt "])
+def test_bad_input_names_the_file(tmp_path, content):
+    path = tmp_path / "bad.wav"
+    path.write_bytes(content)
+    with pytest.raises(AudioError, match="bad.wav"):
+        load_audio(path)
+
+
+def test_missing_and_empty_and_truncated(tmp_path):
+    with pytest.raises(AudioError, match="no such file"):
+        load_audio(tmp_path / "nope.wav")
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), 16000)
+    with pytest.raises(AudioError, match="empty"):
+        load_audio(empty)
+    good = tmp_path / "good.flac"
+    sf.write(good, tone(2.0, 16000), 16000)
+    truncated = tmp_path / "truncated.flac"
+    truncated.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(AudioError, match="truncated.flac"):
+        load_audio(truncated)
+
+
+def test_nan_samples_rejected():
+    with pytest.raises(AudioError, match="NaN"):
+        load_audio(np.array([0.0, np.nan, 0.1], dtype=np.float32))

@@ -1,0 +1,161 @@
+"""Importers on small fixtures in each corpus's real layout; bad rows are counted, never silent."""
+
+import csv
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import FSDD_FIXTURES
+from vocable.audio import SAMPLE_RATE, load_audio
+from vocable.cli import main
+from vocable.data.importers import clean_text, import_corpus
+from vocable.data.manifest import read_manifest
+
+SENTENCES = ["the cat sat on the mat", "Dr. Smith has 2 dogs.", "a quiet evening by the sea", "open the door please"]
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory) -> list[np.ndarray]:
+    """Real (synthetic) speech for each sentence: espeak-ng, else the FSDD fixture clips."""
+    if not shutil.which("espeak-ng"):
+        return [load_audio(p) for p in sorted(FSDD_FIXTURES.glob("*.flac"))[:len(SENTENCES)]]
+    folder = tmp_path_factory.mktemp("espeak")
+    clips = []
+    for i, sentence in enumerate(SENTENCES):
+        subprocess.run(["espeak-ng", "-w", str(folder / f"{i}.wav"), sentence], check=True)
+        clips.append(load_audio(folder / f"{i}.wav"))
+    return clips
+
+
+def test_clean_text():
+    assert clean_text("Dr. Smith has 2 dogs.", "english") == ("doctor smith has two dogs", "")
+    assert clean_text("Café", "english") == ("", "characters outside the alphabet")
+    assert clean_text("50% more", "english") == ("", "characters outside the alphabet")
+    assert clean_text(" ... ", "english") == ("", "empty text")
+    assert clean_text("Grüße, Welt!", "basic") == ("grüße welt", "")
+
+
+def test_commonvoice_tsv_with_mp3(tmp_path, speech):
+    clips = tmp_path / "cv" / "clips"
+    clips.mkdir(parents=True)
+    header = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", "accents", "locale"]
+    rows = []
+    for i, (sentence, audio) in enumerate(zip(SENTENCES, speech)):
+        name = f"common_voice_en_{i}.mp3"
+        sf.write(clips / name, audio, SAMPLE_RATE, format="MP3")
+        rows.append([f"client{i % 2}", name, sentence, "2", "0", "twenties" if i % 2 else "", "female" if i else "male",
+                     "Scottish English" if i == 1 else "", "en"])
+    (clips / "broken.mp3").write_bytes(b"ID3 this is not an mp3 stream" * 10)
+    rows += [["client9", "missing.mp3", "where is it", "2", "0", "", "", "", "en"],
+             ["client9", "common_voice_en_0.mp3", "", "2", "0", "", "", "", "en"],
+             ["client9", "common_voice_en_1.mp3", "Ein Café, bitte", "2", "0", "", "", "", "en"],
+             ["client9", "broken.mp3", "this file is broken", "2", "0", "", "", "", "en"]]
+    tsv = tmp_path / "cv" / "validated.tsv"
+    with open(tsv, "w", newline="") as f:
+        writer = csv.writer(f, delimiter="\t")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+    out = tmp_path / "cv.jsonl"
+    assert main(["data", "import", "commonvoice", str(tsv), "-o", str(out), "--no-progress"]) == 0
+    utts = read_manifest(out)
+    assert [u.text for u in utts] == ["the cat sat on the mat", "doctor smith has two dogs",
+                                      "a quiet evening by the sea", "open the door please"]
+    assert [u.speaker for u in utts] == ["client0", "client1", "client0", "client1"]
+    assert utts[1].meta == {"age": "twenties", "gender": "female", "locale": "en", "accent": "Scottish English"}
+    for u, audio in zip(utts, speech):
+        assert u.duration == pytest.approx(len(audio) / SAMPLE_RATE, abs=0.1)  # mp3 adds codec padding
+    report = import_corpus("commonvoice", str(tsv.parent), show_progress=False)  # the folder works too
+    assert dict(report.skipped) == {"missing file": 1, "empty text": 1, "characters outside the alphabet": 1,
+                                    "unreadable audio": 1}
+    assert "broken.mp3" in report.summary() and "missing.mp3" in report.summary()
+
+
+def test_librispeech_layout(tmp_path, speech):
+    root = tmp_path / "LibriSpeech"
+    root.mkdir()
+    (root / "SPEAKERS.TXT").write_text(";ID  |SEX| SUBSET | MINUTES | NAME\n19 | F | train-clean-100 | 25.19 | Kara\n"
+                                       "26 | M | train-clean-100 | 25.08 | Denny\n")
+    for speaker, chapter, clips in (("19", "198", [0, 1]), ("26", "495", [2, 3])):
+        folder = root / "train-clean-100" / speaker / chapter
+        folder.mkdir(parents=True)
+        lines = []
+        for n, i in enumerate(clips):
+            utt = f"{speaker}-{chapter}-{n:04d}"
+            if i != 3:  # the last clip's audio is missing
+                sf.write(folder / f"{utt}.flac", speech[i], SAMPLE_RATE)
+            lines.append(f"{utt} {SENTENCES[i].upper()}")
+        (folder / f"{speaker}-{chapter}.trans.txt").write_text("\n".join(lines) + "\n")
+    report = import_corpus("librispeech", str(root), show_progress=False)
+    assert [(u.id, u.speaker, u.meta["gender"]) for u in report.utterances] == [
+        ("19-198-0000", "19", "f"), ("19-198-0001", "19", "f"), ("26-495-0000", "26", "m")]
+    assert report.utterances[2].text == "a quiet evening by the sea"
+    assert dict(report.skipped) == {"missing file": 1}
+
+
+def test_kaldi_folder(tmp_path, speech):
+    folder = tmp_path / "kaldi"
+    (folder / "wav").mkdir(parents=True)
+    for i, audio in enumerate(speech[:3]):
+        sf.write(folder / "wav" / f"u{i}.wav", audio, SAMPLE_RATE)
+    (folder / "text").write_text("u0 THE CAT SAT ON THE MAT\nu1 DR. SMITH HAS 2 DOGS\nu2 50% OFF\nu9 NO AUDIO\n")
+    (folder / "wav.scp").write_text("u0 wav/u0.wav\nu1 wav/u1.wav\nu2 wav/u2.wav\nu3 wav/u3.wav\n")
+    (folder / "utt2spk").write_text("u0 s1\nu1 s2\nu2 s2\n")
+    (folder / "spk2gender").write_text("s1 f\ns2 m\n")
+    (folder / "spk2age").write_text("s1 9\ns2 41\n")
+    out = tmp_path / "k.jsonl"
+    assert main(["data", "import", "kaldi", str(folder), "-o", str(out), "--no-progress"]) == 0
+    rows = [json.loads(line) for line in open(out)]
+    assert [(r["id"], r["text"], r["speaker"], r["gender"], r["age"]) for r in rows] == [
+        ("u0", "the cat sat on the mat", "s1", "f", 9), ("u1", "doctor smith has two dogs", "s2", "m", 41)]
+    assert not rows[0]["audio"].startswith("/")  # relative to the manifest, so the pair can move
+    report = import_corpus("kaldi", str(folder), show_progress=False)
+    assert dict(report.skipped) == {"characters outside the alphabet": 1, "text without audio in wav.scp": 1,
+                                    "audio without text": 1}
+
+
+def test_folder_of_audio_and_txt(tmp_path, speech, capsys):
+    folder = tmp_path / "recordings"
+    (folder / "alice").mkdir(parents=True)
+    sf.write(folder / "alice" / "a.flac", speech[0], SAMPLE_RATE)
+    (folder / "alice" / "a.txt").write_text("The cat sat on the mat.\n")
+    sf.write(folder / "alice" / "b.wav", speech[1], SAMPLE_RATE)  # no transcript
+    (folder / "c.txt").write_text("no audio for this one")
+    (folder / "d.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    (folder / "d.txt").write_text("unreadable audio")
+    report = import_corpus("folder", str(folder), show_progress=False)
+    assert [(u.id, u.speaker, u.text) for u in report.utterances] == [("alice-a", "alice", "the cat sat on the mat")]
+    assert dict(report.skipped) == {"audio without a .txt transcript": 1, "missing file": 1, "unreadable audio": 1}
+    # Nothing usable: a one-line error and exit 2, naming the reasons.
+    (folder / "alice" / "a.txt").write_text("Über")
+    assert main(["data", "import", "folder", str(folder), "-o", str(tmp_path / "f.jsonl"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vocable: error:") and "characters outside the alphabet" in err and len(err.splitlines()) == 1
+
+
+def test_fsdd(tmp_path):
+    folder = tmp_path / "fsdd" / "recordings"
+    folder.mkdir(parents=True)
+    for path in sorted(FSDD_FIXTURES.glob("*.flac"))[:6]:
+        shutil.copy(path, folder / path.name)
+    shutil.copy(next(FSDD_FIXTURES.glob("*.flac")), folder / "not-a-digit.flac")
+    (tmp_path / "fsdd" / "speakers.py").write_text(
+        "metadata = {'jackson': {'gender': 'male', 'accent': 'USA/neutral', 'language': 'english'}}\n")
+    report = import_corpus("fsdd", str(folder), show_progress=False)
+    assert len(report.utterances) == 6 and dict(report.skipped) == {"file name not DIGIT_SPEAKER_TAKE": 1}
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    for u in report.utterances:
+        digit, speaker, take = u.id.split("_")
+        assert u.text == words[int(digit)] and u.speaker == speaker and 0.1 < u.duration < 2
+        assert u.meta["split"] == ("test" if int(take) < 5 else "train")
+    jackson = [u for u in report.utterances if u.speaker == "jackson"]
+    assert jackson and all(u.meta["accent"] == "USA/neutral" for u in jackson)
+
+
+def test_unknown_source(tmp_path, capsys):
+    assert main(["data", "import", "librispeech", str(tmp_path / "nope"), "-o", str(tmp_path / "x.jsonl")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err

@@ -1,0 +1,216 @@
+"""Evaluation statistics on constructed results whose true error rates are known (no model needed)."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from vocable.cli import main
+from vocable.data.manifest import Utterance
+from vocable.errors import DataError
+from vocable.evaluate import (StatsOptions, age_band, align, analyse, compare_results, dataset_hash, edit_distance,
+                              error_analysis, group_report, length_bucket, load_rows, wer, word_errors)
+
+
+def simulate(rng, rates: dict, speakers: int = 20, utterances: int = 10, words: int = 8, spread: float = 0.1,
+             field: str = "gender") -> list[dict]:
+    """Rows of a fake evaluation: each speaker's own error rate is drawn around its group's rate (speakers
+    differ, as real ones do), each utterance's errors are binomial. The group's true WER is its rate."""
+    rows = []
+    for group, rate in rates.items():
+        for s in range(speakers):
+            speaker_rate = float(np.clip(rng.normal(rate, spread), 0, 1))
+            for u in range(utterances):
+                errors = int(rng.binomial(words, speaker_rate))
+                rows.append({"id": f"{group}-{s}-{u}", "speaker": f"{group}-{s}", field: group,
+                             "word_errors": errors, "words": words, "char_errors": errors * 3,
+                             "chars": words * 5, "duration": 2.5, "ref": "", "hyp": ""})
+    return rows
+
+
+FAST = StatsOptions(resamples=300, permutations=0)
+
+
+def test_interval_covers_the_true_wer_about_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    trials, covered, covered_if_utterances_were_independent = 150, 0, 0
+    for trial in range(trials):
+        rows = simulate(rng, {"f": 0.3, "m": 0.3})
+        low, high = group_report(rows, "gender", FAST)["groups"][0]["wer_ci"]
+        covered += low <= 0.3 <= high
+        naive = [{**r, "speaker": r["id"]} for r in rows]  # every utterance its own "speaker"
+        low, high = group_report(naive, "gender", FAST)["groups"][0]["wer_ci"]
+        covered_if_utterances_were_independent += low <= 0.3 <= high
+    assert 0.88 <= covered / trials <= 0.995
+    # why speakers are resampled: utterance resampling ignores speaker variation and misses the truth often
+    assert covered_if_utterances_were_independent / trials < 0.8
+
+
+def test_point_estimates_are_pooled_word_error_rates():
+    rows = simulate(np.random.default_rng(1), {"a": 0.2, "b": 0.4}, speakers=5, spread=0.0)
+    report = group_report(rows, "gender", FAST)
+    for g in report["groups"]:
+        members = [r for r in rows if r["gender"] == g["name"]]
+        assert g["wer"] == pytest.approx(sum(r["word_errors"] for r in members) / sum(r["words"] for r in members),
+                                         abs=1e-4)
+        assert g["speakers"] == 5 and g["utterances"] == 50
+        assert g["wer_ci"][0] <= g["wer"] <= g["wer_ci"][1]
+    assert report["unit"] == "speaker"
+
+
+def test_gap_flag_fires_on_a_planted_gap_and_rarely_on_equal_groups():
+    options = StatsOptions(resamples=200, permutations=500)
+    rng = np.random.default_rng(2)
+    planted = [group_report(simulate(rng, {"f": 0.15, "m": 0.35}, speakers=12), "gender",
+                            StatsOptions(resamples=200, permutations=500, seed=i))["gap"] for i in range(5)]
+    assert all(g["significant"] and g["worst"] == "m" and g["best"] == "f" for g in planted)
+    assert all(g["wer_gap_ci"][0] > 0 for g in planted)
+    # four equal groups: the max-min statistic must not be fooled by picking the extreme pair
+    equal = [group_report(simulate(rng, {"a": 0.3, "b": 0.3, "c": 0.3, "d": 0.3}, speakers=8), "gender",
+                          StatsOptions(resamples=200, permutations=500, seed=i))["gap"] for i in range(20)]
+    assert sum(g["significant"] for g in equal) <= 3
+    assert all(g["test"] == "permutation of group labels over speakers" for g in equal)
+    assert options.alpha == 0.05
+
+
+def test_field_that_varies_within_speakers_is_tested_within_speakers():
+    rng = np.random.default_rng(3)
+    rows = simulate(rng, {"all": 0.3}, speakers=10, utterances=20)
+    for r in rows:  # half of each speaker's utterances on a bad microphone that adds errors
+        bad = int(r["id"].rsplit("-", 1)[1]) % 2
+        r["mic"] = "cheap" if bad else "good"
+        r["word_errors"] = min(r["words"], r["word_errors"] + 3 * bad)
+    report = group_report(rows, "mic", StatsOptions(resamples=200, permutations=500))
+    assert report["unit"] == "speaker"
+    assert report["gap"]["test"] == "permutation of group labels within each speaker"
+    assert report["gap"]["significant"] and report["gap"]["worst"] == "cheap"
+    for r in rows:  # labels unrelated to errors: no effect
+        r["mic"] = random.Random(r["id"]).choice(["x", "y"])
+    assert not group_report(rows, "mic", StatsOptions(resamples=200, permutations=500))["gap"]["significant"]
+
+
+def test_groups_with_one_speaker_fall_back_to_utterances_and_say_so():
+    rows = simulate(np.random.default_rng(4), {"a": 0.2, "b": 0.2}, speakers=1, utterances=30)
+    report = group_report(rows, "gender", FAST)
+    assert report["unit"] == "utterance" and "fewer than 2 speakers" in report["note"]
+    by_speaker = group_report(rows, "speaker", FAST)
+    assert by_speaker["unit"] == "utterance" and len(by_speaker["groups"]) == 2
+
+
+def test_age_bands_and_length_buckets():
+    assert [age_band(a) for a in (6, 12, 13, 17, 18, 59, 60, 81)] == \
+        ["child", "child", "teen", "teen", "adult", "adult", "60+", "60+"]
+    assert age_band("9") == "child" and age_band("twenties") == "twenties"
+    assert [age_band(a, (10, 30)) for a in (5, 10, 29, 30)] == ["<10", "10-29", "10-29", "30+"]
+    assert [length_bucket(s) for s in (0.4, 1.0, 3.9, 20.0)] == ["<1 s", "1-2 s", "2-4 s", "≥16 s"]
+    rows = simulate(np.random.default_rng(5), {"x": 0.2}, speakers=4)
+    for i, r in enumerate(rows):
+        r["age"] = [7, 15, 30, 70][i % 4]
+    names = [g["name"] for g in group_report(rows, "age", FAST)["groups"]]
+    assert names == ["child", "teen", "adult", "60+"]  # natural order, not alphabetical
+
+
+def test_alignment_backtrace_is_a_minimal_edit_script():
+    rng = random.Random(0)
+    for _ in range(200):
+        ref = [rng.choice("abcd") for _ in range(rng.randint(0, 8))]
+        hyp = [rng.choice("abcd") for _ in range(rng.randint(0, 8))]
+        ops = align(ref, hyp)
+        assert sum(op != "ok" for op, _, _ in ops) == edit_distance(ref, hyp)
+        assert [r for _, r, _ in ops if r is not None] == ref
+        assert [h for _, _, h in ops if h is not None] == hyp
+    assert align("the cat sat".split(), "the bat sat down".split()) == [
+        ("ok", "the", "the"), ("sub", "cat", "bat"), ("ok", "sat", "sat"), ("ins", None, "down")]
+
+
+def test_error_analysis_counts_substitutions_deletions_insertions():
+    rows = [{"id": "1", "ref": "turn the light on", "hyp": "turn a light on please", "word_errors": 2, "words": 4},
+            {"id": "2", "ref": "the light", "hyp": "a light", "word_errors": 1, "words": 2},
+            {"id": "3", "ref": "switch it off", "hyp": "switch off", "word_errors": 1, "words": 3},
+            {"id": "4", "ref": "hello", "hyp": "hello", "word_errors": 0, "words": 1}]
+    for r in rows:
+        assert word_errors(r["ref"], r["hyp"])[0] == r["word_errors"]
+    e = error_analysis(rows)
+    assert e["substitutions"][0] == {"ref": "the", "hyp": "a", "count": 2}
+    assert e["deletions"] == [{"word": "it", "count": 1}] and e["insertions"] == [{"word": "please", "count": 1}]
+    assert e["counts"] == {"correct": 7, "substitutions": 2, "deletions": 1, "insertions": 1}
+    assert [w["id"] for w in e["worst"]] == ["2", "1", "3"]  # by utterance WER, correct ones left out
+
+
+def test_analyse_rejects_an_unknown_field_naming_the_ones_there():
+    rows = simulate(np.random.default_rng(6), {"f": 0.2}, speakers=3)
+    with pytest.raises(DataError, match="--by accent: no utterance has this field.*gender"):
+        analyse(rows, ["accent"], FAST)
+    with pytest.raises(DataError, match="no utterance could be scored"):
+        analyse([{"id": "x", "error": "x.wav: no such file"}], [], FAST)
+
+
+def paired_systems(rng, improvement: float) -> tuple[list[dict], list[dict]]:
+    """System B makes `improvement` fewer errors per word than A on the same utterances."""
+    a = simulate(rng, {"all": 0.3}, speakers=15)
+    b = []
+    for r in a:
+        fixed = int(rng.binomial(r["word_errors"], improvement / 0.3)) if improvement > 0 else 0
+        b.append({**r, "word_errors": r["word_errors"] - fixed})
+    for r in a + b:
+        r["ref"] = "one two three four five six seven eight"
+    return a, b
+
+
+def test_compare_gives_a_margin_for_a_real_improvement_and_none_for_a_tie():
+    rng = np.random.default_rng(7)
+    a, b = paired_systems(rng, 0.1)
+    c = compare_results(a, b, StatsOptions(resamples=500, permutations=500))
+    true_diff = (sum(r["word_errors"] for r in b) - sum(r["word_errors"] for r in a)) / sum(r["words"] for r in a)
+    assert c["wer_diff"] == pytest.approx(true_diff, abs=1e-4)
+    assert c["wer_diff_ci"][1] < 0 and c["p_value"] < 0.01 and c["verdict"].startswith("B is better")
+    assert c["unit"] == "speaker" and c["speakers"] == 15 and c["utterances"] == 150
+    same = compare_results(a, [dict(r) for r in a], StatsOptions(resamples=500, permutations=500))
+    assert same["wer_diff"] == 0 and same["verdict"].startswith("no significant difference")
+    with pytest.raises(DataError, match="share no scored utterance"):
+        compare_results(a, [{**r, "id": "other-" + r["id"]} for r in b])
+    with pytest.raises(DataError, match="different reference texts"):
+        compare_results(a, [{**r, "ref": "nine"} for r in b])
+
+
+def test_compare_on_the_command_line(tmp_path, capsys):
+    a, b = paired_systems(np.random.default_rng(8), 0.15)
+    (tmp_path / "a.json").write_text(json.dumps({"rows": a}))  # the shape `evaluate --json` prints
+    (tmp_path / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in b))  # the shape of --output
+    assert main(["evaluate", "--compare", str(tmp_path / "a.json"), str(tmp_path / "b.jsonl"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["wer_diff"] < 0 and out["wer_diff_ci"][1] < 0 and "b.jsonl is better" in out["verdict"]
+    assert len(load_rows(tmp_path / "b.jsonl")) == len(b)
+    (tmp_path / "bad.json").write_text("{not json")
+    assert main(["evaluate", "--compare", str(tmp_path / "a.json"), str(tmp_path / "bad.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vocable: error:") and "bad.json" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate"], "give a DATASET"),
+    (["evaluate", "x", "--age-bands", "18,13"], "--age-bands"),
+    (["evaluate", "x", "--bootstrap", "2"], "--bootstrap"),
+    (["evaluate", "/nonexistent/data.jsonl", "--model", "/nonexistent/m.vocable"], "no such model"),
+])
+def test_bad_input_is_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vocable: error:") and message in err and "\n" not in err
+
+
+def test_dataset_hash_follows_content_and_file_sizes_not_paths(tmp_path):
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "a.wav").write_bytes(b"x" * 100)
+    one = [Utterance("a", str(tmp_path / "one" / "a.wav"), "hello", speaker="s", meta={"gender": "f"})]
+    two = [Utterance("a", str(tmp_path / "two" / "a.wav"), "hello", speaker="s", meta={"gender": "f"})]
+    assert dataset_hash(one) == dataset_hash(two) and len(dataset_hash(one)) == 64
+    assert dataset_hash(one) != dataset_hash([Utterance("a", one[0].audio, "hello there", speaker="s")])
+    (tmp_path / "two" / "a.wav").write_bytes(b"x" * 101)
+    assert dataset_hash(one) != dataset_hash(two)
+
+
+def test_old_api_still_works():
+    assert wer(["a b c d"], ["a x c"]) == 0.5

@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+import torch
+
+from vocable.audio import load_audio
+from vocable.features import (HOP_LENGTH, FeatureConfig, compute_features, log_mel, mel_filterbank, num_frames,
+                              pitch, spec_augment)
+
+from .conftest import FSDD_FIXTURES
+
+
+def test_log_mel_shape_and_frames():
+    wave = torch.randn(2, 16000)
+    feats = compute_features(wave, FeatureConfig())
+    assert feats.shape == (2, num_frames(16000), 80)
+    assert num_frames(16000) == 98  # 1 + (16000 - 400) // 160
+    assert compute_features(torch.randn(100), FeatureConfig()).shape == (1, 1, 80)  # shorter than a window
+
+
+def test_log_mel_matches_a_direct_dft():
+    wave = torch.randn(1, 4000)
+    frame = wave[0, 5 * HOP_LENGTH: 5 * HOP_LENGTH + 400] * torch.hann_window(400)
+    power = torch.tensor(np.abs(np.fft.rfft(frame.numpy(), n=512)) ** 2, dtype=torch.float32)
+    expected = torch.log((power @ mel_filterbank(80)).clamp_min(1e-10))
+    assert torch.allclose(log_mel(wave)[0, 5], expected, atol=1e-3)
+
+
+def test_mel_filters_cover_spectrum_and_peak_where_expected():
+    fb = mel_filterbank(40)
+    assert fb.shape == (257, 40)
+    assert (fb.sum(dim=0) > 0).all()
+    # a 1 kHz tone lands in the filter whose centre is nearest 1 kHz (HTK: mel(1000) = 1000)
+    t = torch.arange(16000) / 16000
+    feats = log_mel(torch.sin(2 * np.pi * 1000 * t)[None], 40)[0].mean(0)
+    centres_mel = torch.linspace(0, 2595 * np.log10(1 + 8000 / 700), 42)[1:-1]
+    centres_hz = 700 * (10 ** (centres_mel / 2595) - 1)
+    assert abs(centres_hz[feats.argmax()] - 1000) < 150
+
+
+def test_mfcc_and_pitch_dims():
+    cfg = FeatureConfig(kind="mfcc", n_mfcc=13, pitch=True)
+    assert compute_features(torch.randn(1, 8000), cfg).shape[-1] == cfg.dim == 15
+
+
+def test_pitch_tracks_a_tone_and_real_voice():
+    t = torch.arange(16000) / 16000
+    p = pitch(torch.sin(2 * np.pi * 200 * t)[None])[0]
+    f0 = torch.exp(p[10:-10, 1]).median()
+    assert abs(float(f0) - 200) < 10 and p[10:-10, 0].mean() > 0.8
+    noise = pitch(torch.randn(1, 16000) * 0.1)[0]
+    assert noise[:, 0].mean() < 0.5  # white noise is unvoiced
+    voice = torch.from_numpy(load_audio(FSDD_FIXTURES / "0_jackson_0.flac"))
+    vp = pitch(voice[None])[0]
+    voiced = vp[vp[:, 0] > 0.6, 1].exp()
+    assert len(voiced) > 5 and 70 < float(voiced.median()) < 250  # an adult male voice
+
+
+def test_spec_augment_masks_and_is_seeded():
+    feats = torch.ones(2, 100, 80)
+    lengths = torch.tensor([100, 60])
+    a = spec_augment(feats, lengths, freq_width=10, time_width_frac=0.1, generator=torch.Generator().manual_seed(1))
+    b = spec_augment(feats, lengths, freq_width=10, time_width_frac=0.1, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    assert (a == 0).any() and (a == 1).any()
+    assert torch.equal(feats, torch.ones(2, 100, 80))  # input untouched
+
+
+def test_bad_feature_config():
+    from vocable.errors import ConfigError
+    with pytest.raises(ConfigError, match="kind"):
+        FeatureConfig(kind="spectrogram").validate()

@@ -1,0 +1,41 @@
+import pytest
+
+from vocable.tokenizer import BLANK, BPETokenizer, CharTokenizer, normalize_basic, normalize_english, tokenizer_from_dict
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("Dr. Smith's 2 cats—aren't they?", "doctor smith's two cats aren't they"),
+    ("It’s 1984, and 3.5 apples cost $12,000!", "it's nineteen eighty four and three point five apples cost twelve thousand"),
+    ("'Quoted' words", "quoted words"),
+    ("HELLO   WORLD", "hello world"),
+    ("the 21st century", "the twenty one century"),
+])
+def test_normalize_english(raw, expected):
+    assert normalize_english(raw) == expected
+
+
+def test_normalize_basic_keeps_any_script():
+    assert normalize_basic("Привет, мир! 你好。") == "привет мир 你好"
+
+
+def test_char_tokenizer_round_trip_and_blank():
+    tok = CharTokenizer.train(["hello world", "HELLO there"])
+    ids = tok.encode("Hello, World!")
+    assert BLANK not in ids and tok.decode(ids) == "hello world"
+    assert tok.unknown_chars("hello zebra") == {"z", "b", "a"}
+    assert tokenizer_from_dict(tok.to_dict()).encode("hello") == tok.encode("hello")
+
+
+def test_char_tokenizer_any_language():
+    tok = CharTokenizer.train(["ça va très bien", "où est-ce"], normalizer="basic")
+    assert tok.decode(tok.encode("Très bien")) == "très bien"
+
+
+def test_bpe_tokenizer_round_trip():
+    texts = ["the quick brown fox jumps over the lazy dog"] * 20 + ["speech recognition with deep learning"] * 20
+    tok = BPETokenizer.train(texts, vocab_size=60)
+    ids = tok.encode("The quick dog")
+    assert BLANK not in ids and tok.decode(ids) == "the quick dog"
+    again = tokenizer_from_dict(tok.to_dict())
+    assert again.encode("deep learning") == tok.encode("deep learning")
+    assert tok.vocab_size == again.vocab_size

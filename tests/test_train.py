@@ -1,0 +1,136 @@
+"""Training end to end on real speech: learn, save, reload, transcribe; resume after a kill; DDP."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import vocable
+from vocable.config import load_config
+from vocable.data import read_dataset
+from vocable.errors import ConfigError, DataError
+from vocable.train import train
+
+from .conftest import FSDD_FIXTURES
+
+TINY = """
+[data]
+train = ["{train}"]
+dev = [{dev}]
+max_batch_seconds = 2.5
+allow_overlap = {overlap}
+[model]
+arch = "conformer"
+d_model = 96
+n_layers = 2
+n_heads = 4
+conv_kernel = 7
+dropout = 0.0
+[optim]
+lr = 2e-3
+warmup_steps = 20
+epochs = {epochs}
+max_steps = {max_steps}
+schedule = "constant"
+[spec_augment]
+enabled = false
+[run]
+out_dir = "{out}"
+checkpoint_every = {every}
+average_last = 1
+threads = 1
+"""
+
+
+def write_config(tmp_path: Path, epochs=1, max_steps=0, every=50, dev="", overlap="false", out="out") -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY.format(train=FSDD_FIXTURES, dev=f'"{dev}"' if dev else "", overlap=overlap,
+                                epochs=epochs, max_steps=max_steps, every=every, out=out))
+    return path
+
+
+def test_trains_until_it_transcribes_its_training_speech(tmp_path):
+    config = load_config(write_config(tmp_path, epochs=100, max_steps=200, every=100))
+    model_path = train(config, show_progress=False)
+    recognizer = vocable.load(model_path)
+    utts = read_dataset(FSDD_FIXTURES)
+    correct = sum(recognizer.transcribe(u.audio).text == u.text.lower() for u in utts)
+    assert correct >= 26, f"only {correct}/30 training clips transcribed correctly"
+    assert (tmp_path / "out" / "metrics.csv").read_text().count("\n") > 100
+    # The model file is self-contained: reloading gives identical output.
+    again = vocable.load(str(model_path))
+    assert again.transcribe(utts[0].audio).text == recognizer.transcribe(utts[0].audio).text
+
+
+def test_refuses_dev_data_that_shares_speakers(tmp_path):
+    config = load_config(write_config(tmp_path, dev=str(FSDD_FIXTURES)))
+    with pytest.raises(DataError, match="shared speakers"):
+        train(config, show_progress=False)
+
+
+def test_resume_after_kill_continues_from_last_checkpoint(tmp_path):
+    config_path = write_config(tmp_path, epochs=1000, max_steps=60, every=5)
+    cmd = [sys.executable, "-m", "vocable.cli", "train", str(config_path), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    ckpt = tmp_path / "out" / "last.ckpt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists(), "no checkpoint written before the kill"
+    import torch
+    killed_at = torch.load(ckpt, weights_only=False)["state"]["step"]
+    assert 5 <= killed_at < 60
+    result = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"resumed from {ckpt} at step {killed_at}" in result.stdout
+    steps = [int(line.split(",")[0]) for line in (tmp_path / "out" / "metrics.csv").read_text().splitlines()[1:]
+             if line.split(",")[2]]
+    assert max(steps) == 60
+    # Only the steps after the last checkpoint were repeated.
+    assert len(steps) - len(set(steps)) < 5 + 5
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="gloo DDP test runs on Linux")
+def test_ddp_two_processes_under_torchrun(tmp_path):
+    config_path = write_config(tmp_path, epochs=2, every=1000)
+    torchrun = Path(sys.executable).parent / "torchrun"
+    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "vocable.cli", "train",
+                             str(config_path), "--no-progress"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "out" / "model.vocable").exists()
+    assert result.stdout.count("wrote ") == 1  # only rank 0 writes
+    # Each rank took half the batches: steps per epoch are about half of a single-process run.
+    single = load_config(config_path)
+    from vocable.data.loader import bucket_batches, fill_durations
+    utts = read_dataset(FSDD_FIXTURES)
+    fill_durations(utts, show_progress=False)
+    full = len(bucket_batches([u.duration for u in utts], single.data.max_batch_seconds, 1234, 0))
+    rows = (tmp_path / "out" / "metrics.csv").read_text().splitlines()[1:]
+    assert len(rows) == 2 * (full // 2)
+
+
+def test_config_errors_name_the_field(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[optim]\nlr = "fast"\n[data]\ntrain = ["x.jsonl"]\n')
+    with pytest.raises(ConfigError, match=r"bad.toml.*optim.lr.*expected float"):
+        load_config(bad)
+    bad.write_text('[model]\narch = "cnn-rnn"\nlayers = 3\n[data]\ntrain = ["x.jsonl"]\n')
+    with pytest.raises(ConfigError, match="unknown field 'model.layers'"):
+        load_config(bad)
+    bad.write_text('[data\ntrain = 1')
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config(bad)
+    bad.write_text('[model]\narch = "rnn-t"\n[data]\ntrain = ["x.jsonl"]\n')
+    with pytest.raises(ConfigError, match="arch"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="no such config"):
+        load_config(tmp_path / "missing.toml")

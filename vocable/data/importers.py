@@ -1,0 +1,285 @@
+"""Corpus importers: Common Voice, LibriSpeech, Kaldi folders, folders of audio + .txt, FSDD → manifests.
+
+Each `read_*` function lists a corpus's utterances as it finds them; `check_utterances` then
+normalises the text, measures every file and sorts out bad rows (missing file, unreadable audio,
+empty text, characters outside the alphabet), which are counted by reason and never dropped silently.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import os
+import re
+import unicodedata
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..audio import audio_info
+from ..errors import DataError, VocableError
+from ..tokenizer import NORMALIZERS
+from .manifest import Utterance, read_kaldi_dir
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus")
+ENGLISH_ALPHABET = set("abcdefghijklmnopqrstuvwxyz'")  # what normalize_english leaves
+SPOKEN_PUNCTUATION = set("%#@&*")  # read aloud ("percent"), unlike . , ! ?
+DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+FSDD_NAME = re.compile(r"(\d)_([A-Za-z]+)_(\d+)")  # FSDD file stem: digit_speaker_take
+FSDD_TEST_TAKES = 5  # FSDD's documented split: takes 0-4 are test, 5-49 train
+EXAMPLES_PER_REASON = 3  # bad rows named in the report, per reason
+
+
+@dataclass
+class ImportReport:
+    utterances: list[Utterance]
+    skipped: Counter = field(default_factory=Counter)  # reason → count
+    examples: dict = field(default_factory=dict)  # reason → a few ids/paths
+
+    def skip(self, reason: str, example: str) -> None:
+        self.skipped[reason] += 1
+        self.examples.setdefault(reason, [])
+        if len(self.examples[reason]) < EXAMPLES_PER_REASON:
+            self.examples[reason].append(example)
+
+    def summary(self) -> str:
+        hours = sum(u.duration for u in self.utterances) / 3600
+        speakers = len({u.speaker for u in self.utterances if u.speaker})
+        text = f"{len(self.utterances)} utterances, {hours:.2f} h, {speakers} speakers"
+        if self.skipped:
+            text += "; skipped " + ", ".join(f"{count} {reason} (e.g. {', '.join(self.examples[reason])})"
+                                             for reason, count in self.skipped.most_common())
+        return text
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers: corpus layout → utterances (text as in the corpus; durations unknown)
+
+
+def read_commonvoice(tsv: str | os.PathLike, report: ImportReport) -> list[Utterance]:
+    """A Common Voice TSV (validated.tsv, train.tsv, ...) with its clips/ folder beside it; any language.
+
+    Columns used: path, sentence, client_id (→ speaker), age, gender, accents or accent, locale.
+    """
+    tsv = Path(tsv)
+    if tsv.is_dir():
+        tsv = tsv / "validated.tsv"
+    if not tsv.is_file():
+        raise DataError(f"{tsv}: no such Common Voice TSV file")
+    clips = tsv.parent / "clips"
+    utterances = []
+    with open(tsv, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        missing = {"path", "sentence"} - set(reader.fieldnames or [])
+        if missing:
+            raise DataError(f"{tsv}: not a Common Voice TSV (no column {', '.join(sorted(missing))})")
+        for number, row in enumerate(reader, 2):
+            if not row.get("path"):
+                report.skip("row without a clip path", f"{tsv.name}:{number}")
+                continue
+            meta = {key: row[key] for key in ("age", "gender", "locale") if row.get(key)}
+            accent = row.get("accents") or row.get("accent")
+            if accent:
+                meta["accent"] = accent
+            utterances.append(Utterance(Path(row["path"]).stem, str((clips / row["path"]).resolve()),
+                                        row.get("sentence") or "", 0.0, row.get("client_id") or "", meta))
+    return utterances
+
+
+def read_librispeech(folder: str | os.PathLike, report: ImportReport) -> list[Utterance]:
+    """LibriSpeech layout: SPEAKER/CHAPTER/SPEAKER-CHAPTER.trans.txt + SPEAKER-CHAPTER-NNNN.flac.
+
+    SPEAKERS.TXT (in the folder or above it) gives each reader's sex.
+    """
+    folder = Path(folder)
+    transcripts = sorted(folder.rglob("*.trans.txt"))
+    if not transcripts:
+        raise DataError(f"{folder}: no LibriSpeech *.trans.txt files found")
+    genders = librispeech_genders(folder)
+    utterances = []
+    for trans in transcripts:
+        with open(trans, encoding="utf-8") as f:
+            for line in f:
+                parts = line.split(maxsplit=1)
+                if not parts:
+                    continue
+                utt = parts[0]
+                speaker, chapter = (utt.split("-") + ["", ""])[:2]
+                meta = {"chapter": chapter, **({"gender": genders[speaker]} if speaker in genders else {})}
+                utterances.append(Utterance(utt, str((trans.parent / f"{utt}.flac").resolve()),
+                                            parts[1] if len(parts) > 1 else "", 0.0, speaker, meta))
+    return utterances
+
+
+def librispeech_genders(folder: Path) -> dict[str, str]:
+    for candidate in (folder, *folder.resolve().parents[:2]):
+        path = candidate / "SPEAKERS.TXT"
+        if path.is_file():
+            genders = {}
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                cells = [c.strip() for c in line.split("|")]
+                if not line.startswith(";") and len(cells) >= 2 and cells[1] in ("M", "F"):
+                    genders[cells[0]] = cells[1].lower()
+            return genders
+    return {}
+
+
+def read_folder(folder: str | os.PathLike, report: ImportReport) -> list[Utterance]:
+    """Audio files, each with a same-named .txt transcript; the parent folder's name is the speaker
+    when files sit in sub-folders."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder")
+    utterances = []
+    for audio in sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES):
+        transcript = audio.with_suffix(".txt")
+        if not transcript.is_file():
+            report.skip("audio without a .txt transcript", str(audio.relative_to(folder)))
+            continue
+        speaker = audio.parent.name if audio.parent != folder else ""
+        uid = str(audio.relative_to(folder).with_suffix("")).replace(os.sep, "-")
+        utterances.append(Utterance(uid, str(audio.resolve()), transcript.read_text(encoding="utf-8", errors="replace"),
+                                    0.0, speaker))
+    for transcript in sorted(folder.rglob("*.txt")):
+        if not any(transcript.with_suffix(s).exists() for s in AUDIO_SUFFIXES):
+            report.skip("missing file", str(transcript.relative_to(folder)))
+    return utterances
+
+
+def read_fsdd(folder: str | os.PathLike, report: ImportReport) -> list[Utterance]:
+    """Free Spoken Digit Dataset: DIGIT_SPEAKER_TAKE.wav (or .flac) → text "seven", speaker, split.
+
+    Speaker metadata comes from FSDD's speakers.py (read as data, never run) when found nearby.
+    """
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise DataError(f"{folder}: no FSDD audio files (DIGIT_SPEAKER_TAKE.wav)")
+    speakers = fsdd_speakers(folder)
+    utterances = []
+    for path in files:
+        match = FSDD_NAME.fullmatch(path.stem)
+        if not match:
+            report.skip("file name not DIGIT_SPEAKER_TAKE", path.name)
+            continue
+        digit, speaker, take = int(match.group(1)), match.group(2), int(match.group(3))
+        meta = {**speakers.get(speaker, {}), "take": take, "split": "test" if take < FSDD_TEST_TAKES else "train"}
+        meta.pop("language", None)
+        utterances.append(Utterance(path.stem, str(path.resolve()), DIGIT_WORDS[digit], 0.0, speaker, meta))
+    return utterances
+
+
+def fsdd_speakers(folder: Path) -> dict:
+    for candidate in (folder, *folder.resolve().parents[:2]):
+        path = candidate / "speakers.py"
+        if path.is_file():
+            try:
+                tree = ast.parse(path.read_text(encoding="utf-8"))
+                for node in tree.body:
+                    if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "metadata" for t in node.targets):
+                        return ast.literal_eval(node.value)
+            except (SyntaxError, ValueError):
+                raise DataError(f"{path}: cannot read FSDD speaker metadata") from None
+    return {}
+
+
+def read_kaldi(folder: str | os.PathLike, report: ImportReport) -> list[Utterance]:
+    """Kaldi data folder: text, wav.scp, utt2spk, spk2gender, spk2age (see manifest.read_kaldi_dir)."""
+    folder = Path(folder)
+    utterances = read_kaldi_dir(folder)
+    texts, wavs = first_column(folder / "text"), first_column(folder / "wav.scp")
+    for utt in sorted(texts - wavs):
+        report.skip("text without audio in wav.scp", utt)
+    for utt in sorted(wavs - texts):
+        report.skip("audio without text", utt)
+    return utterances
+
+
+def first_column(path: Path) -> set[str]:
+    with open(path, encoding="utf-8") as f:
+        return {line.split(maxsplit=1)[0] for line in f if line.strip()}
+
+
+READERS = {"commonvoice": read_commonvoice, "librispeech": read_librispeech, "kaldi": read_kaldi,
+           "folder": read_folder, "fsdd": read_fsdd}
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking: text and audio of every row
+
+
+def clean_text(text: str, normalizer: str) -> tuple[str, str]:
+    """(normalised text, "" or the reason it is unusable).
+
+    With the English normaliser, letters outside a-z and symbols (%, &, $, ...) are errors:
+    they are spoken ("percent"), but normalising would silently drop them from the transcript.
+    """
+    if normalizer == "english":
+        folded = unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'")
+        for ch in folded:
+            category = unicodedata.category(ch)
+            if (category.startswith("L") and not ("a" <= ch.lower() <= "z")) or category.startswith("S") \
+                    or ch in SPOKEN_PUNCTUATION:
+                return "", "characters outside the alphabet"
+    normalised = NORMALIZERS[normalizer](text)
+    if not normalised:
+        return "", "empty text"
+    if normalizer == "english" and not set(normalised) <= ENGLISH_ALPHABET | {" "}:
+        return "", "characters outside the alphabet"
+    return normalised, ""
+
+
+def check_utterances(utterances: list[Utterance], report: ImportReport, normalizer: str = "english",
+                     jobs: int = 4, show_progress: bool = True) -> list[Utterance]:
+    """Normalise texts and measure durations; bad rows go to `report`, good ones are returned."""
+    if normalizer not in NORMALIZERS:
+        raise DataError(f"--normalizer: expected one of {sorted(NORMALIZERS)}, got {normalizer!r}")
+    candidates = []
+    for u in utterances:
+        text, problem = clean_text(u.text, normalizer)
+        if problem:
+            report.skip(problem, u.id)
+        elif not os.path.isfile(u.audio):
+            report.skip("missing file", u.audio)
+        else:
+            u.text = text
+            candidates.append(u)
+
+    def measure(u: Utterance) -> str:
+        try:
+            u.duration = audio_info(u.audio)[0]
+        except VocableError:
+            return "unreadable audio"
+        return "" if u.duration > 0 else "empty audio"
+
+    kept = []
+    with ThreadPoolExecutor(max(1, jobs)) as pool:  # libsndfile decodes outside the GIL
+        problems = pool.map(measure, candidates)
+        for u, problem in tqdm(zip(candidates, problems), total=len(candidates), unit="file",
+                               desc="measuring audio", disable=not show_progress or len(candidates) < 200):
+            if problem:
+                report.skip(problem, u.audio)
+            else:
+                kept.append(u)
+    duplicates = Counter(u.id for u in kept)
+    if any(n > 1 for n in duplicates.values()):
+        for u in kept:
+            if duplicates[u.id] > 1:  # same id in two places (e.g. two LibriSpeech subsets): keep both, apart
+                u.id = f"{Path(u.audio).parent.name}-{u.id}"
+    return kept
+
+
+def import_corpus(kind: str, source: str, normalizer: str = "english", jobs: int = 4,
+                  show_progress: bool = True) -> ImportReport:
+    """Read corpus `source` of format `kind` and check every row."""
+    if kind not in READERS:
+        raise DataError(f"unknown corpus format {kind!r}; expected one of {sorted(READERS)}")
+    if not Path(source).exists():
+        raise DataError(f"{source}: no such file or folder")
+    report = ImportReport([])
+    rows = READERS[kind](source, report)
+    report.utterances = check_utterances(rows, report, normalizer, jobs, show_progress)
+    return report

@@ -1,0 +1,545 @@
+"""Word n-gram language models: build one (interpolated modified Kneser-Ney), write and read ARPA.
+
+    sentences ──build_lm──▶ NGramLM ──write_arpa──▶ model.arpa(.gz) ──load_lm──▶ NGramLM.score(...)
+
+Building follows Chen & Goodman (1998): adjusted counts (continuation counts for lower orders),
+three discounts per order estimated from count-of-counts, interpolation down to a uniform unigram.
+Pruning drops rare n-grams *after* estimation and recomputes the back-off weights from the kept
+ones (as SRILM does), so every context still sums to one. Any ARPA file (KenLM's lmplz, SRILM,
+IRSTLM, ...) loads; scoring follows the ARPA back-off rule. Probabilities are log10, as in ARPA.
+
+N-grams are stored as sorted 64-bit hashes of their word ids (as KenLM's probing tables do) with
+numpy arrays of log-probabilities and back-offs: ~16 bytes per n-gram. A hash collision within one
+order is checked for at load time.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .errors import DataError
+
+BOS, EOS, UNK = "<s>", "</s>", "<unk>"
+NO_PROB = -99.0  # log10 probability ARPA gives <s> (it is never predicted)
+LN10 = math.log(10.0)
+MAX_ORDER = 9
+
+_FNV_OFFSET = 0xCBF29CE484222325
+_FNV_PRIME = 0x100000001B3
+_MASK64 = (1 << 64) - 1
+
+
+def ngram_key(ids: Iterable[int]) -> int:
+    """64-bit hash of a sequence of word ids (FNV-1a over ids, then a splitmix64 finalizer)."""
+    h = _FNV_OFFSET
+    for i in ids:
+        h = ((h ^ (i + 1)) * _FNV_PRIME) & _MASK64
+    h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return (h ^ (h >> 31)) - (1 << 63)  # as a signed int64
+
+
+def ngram_keys(rows: np.ndarray) -> np.ndarray:
+    """Vectorised `ngram_key`: (N, n) int word ids → (N,) int64 hashes."""
+    with np.errstate(over="ignore"):
+        h = np.full(len(rows), _FNV_OFFSET, dtype=np.uint64)
+        for j in range(rows.shape[1]):
+            h = (h ^ (rows[:, j].astype(np.uint64) + np.uint64(1))) * np.uint64(_FNV_PRIME)
+        h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        h = h ^ (h >> np.uint64(31))
+    return (h ^ np.uint64(1 << 63)).view(np.int64)
+
+
+@dataclass
+class _Order:
+    """All n-grams of one order: sorted hashes and their log10 probabilities and back-offs."""
+    keys: np.ndarray  # (N,) int64, sorted
+    logp: np.ndarray  # (N,) float32 log10 p(w | h)
+    bow: np.ndarray  # (N,) float32 log10 back-off weight of the n-gram as a context (0 when none)
+
+    def find(self, key: int) -> int:
+        i = int(np.searchsorted(self.keys, key))
+        return i if i < len(self.keys) and self.keys[i] == key else -1
+
+    def find_many(self, keys: np.ndarray) -> np.ndarray:
+        """Indices of `keys`, -1 where absent."""
+        if len(self.keys) == 0:
+            return np.full(len(keys), -1)
+        i = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        return np.where(self.keys[i] == keys, i, -1)
+
+
+class NGramLM:
+    """A back-off word n-gram model. Word ids index `vocab`; unknown words map to <unk>.
+
+    Use `score(state, word_id) -> (log10 p, next_state)` in decoders, `sentence_logprob(words)` for text.
+    A state is a tuple of the last (at most order-1) word ids, shortened to what the model can use.
+    """
+
+    def __init__(self, vocab: list[str], orders: list[_Order], ngrams: list[np.ndarray] | None = None):
+        self.vocab = vocab
+        self.index = {w: i for i, w in enumerate(vocab)}
+        if UNK not in self.index:  # ARPA files without <unk>: unknown words get NO_PROB
+            self.index[UNK] = len(self.vocab)
+            self.vocab = vocab + [UNK]
+        self.unk = self.index[UNK]
+        self.orders = orders
+        self.order = len(orders)
+        self.ngrams = ngrams  # (N, n) word ids per order, kept only to write ARPA again
+        idx = orders[0].find_many(ngram_keys(np.arange(len(self.vocab))[:, None]))
+        self._unigram_known = idx >= 0  # an <unk> added above is not in the model
+        self._unigram_logp = np.where(idx >= 0, orders[0].logp[idx], NO_PROB).astype(np.float32)
+        self._unigram_bow = np.where(idx >= 0, orders[0].bow[idx], 0.0).astype(np.float32)
+        self._cache: dict[tuple, tuple[float, tuple]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(o.keys) for o in self.orders)
+
+    def word_id(self, word: str) -> int:
+        return self.index.get(word, self.unk)
+
+    def start_state(self, bos: bool = True) -> tuple:
+        return (self.index[BOS],) if bos and BOS in self.index else ()
+
+    def score(self, state: tuple, word: int) -> tuple[float, tuple]:
+        """log10 p(word | state) by the ARPA back-off rule, and the state after `word`."""
+        cached = self._cache.get((state, word))
+        if cached is not None:
+            return cached
+        logp = self._logprob(state, word)
+        context = (state + (word,))[-(self.order - 1):] if self.order > 1 else ()
+        while context and self._find(context) < 0:  # no n-gram extends an unseen context
+            context = context[1:]
+        if len(self._cache) > 1_000_000:
+            self._cache.clear()
+        self._cache[(state, word)] = result = (logp, context)
+        return result
+
+    def _find(self, ids: tuple) -> int:
+        if len(ids) == 1:
+            return ids[0] if self._unigram_known[ids[0]] else -1
+        return self.orders[len(ids) - 1].find(ngram_key(ids))
+
+    def _logprob(self, context: tuple, word: int) -> float:
+        backoff = 0.0
+        for start in range(len(context)):
+            ngram = context[start:] + (word,)
+            i = self.orders[len(ngram) - 1].find(ngram_key(ngram))
+            if i >= 0:
+                return backoff + float(self.orders[len(ngram) - 1].logp[i])
+            backoff += self._bow(context[start:])
+        return backoff + float(self._unigram_logp[word])
+
+    def _bow(self, context: tuple) -> float:
+        if len(context) == 1:
+            return float(self._unigram_bow[context[0]])
+        i = self.orders[len(context) - 1].find(ngram_key(context))
+        return float(self.orders[len(context) - 1].bow[i]) if i >= 0 else 0.0
+
+    def sentence_logprob(self, words: list[str], bos: bool = True, eos: bool = True) -> float:
+        """log10 probability of a word sequence (with sentence boundaries by default)."""
+        state, total = self.start_state(bos), 0.0
+        for w in words + ([EOS] if eos else []):
+            logp, state = self.score(state, self.word_id(w))
+            total += logp
+        return total
+
+    def perplexity(self, sentences: Iterable[list[str]]) -> float:
+        total, count = 0.0, 0
+        for words in sentences:
+            total += self.sentence_logprob(words)
+            count += len(words) + 1
+        return 10 ** (-total / max(count, 1))
+
+
+# ---------------------------------------------------------------- building (modified Kneser-Ney)
+
+@dataclass
+class BuildOptions:
+    order: int = 3
+    prune: tuple[int, ...] = ()  # per order from 1: drop n-grams seen at most this many times (0 keeps all)
+    min_word_count: int = 1  # words seen fewer times become <unk>
+
+
+def build_lm(sentences: Iterable[list[str]], options: BuildOptions = BuildOptions()) -> NGramLM:
+    """Estimate an interpolated modified Kneser-Ney model from word lists (already normalised)."""
+    order = options.order
+    if not 1 <= order <= MAX_ORDER:
+        raise DataError(f"LM order must be 1..{MAX_ORDER}, got {order}")
+    prune = _prune_thresholds(options.prune, order)
+    vocab, seq, starts = _encode(sentences, options.min_word_count)
+    if len(starts) == 0:
+        raise DataError("no text to build a language model from")
+    ends = np.append(starts[1:], len(seq))  # sentence i spans seq[starts[i]:ends[i]] including <s> </s>
+    counts = [_count(seq, starts, ends, n) for n in range(1, order + 1)]  # (rows, raw counts) per order
+    adjusted = _adjusted_counts(counts)
+    discounts = [_discounts(a) for a in adjusted]
+    probs = _interpolate(vocab, counts, adjusted, discounts)
+    keep = [raw > prune[n] if n > 0 else np.ones(len(raw), bool) for n, (_, raw) in enumerate(counts)]
+    keep[0][vocab.index(BOS)] = True
+    rows = [r[k] for (r, _), k in zip(counts, keep)]
+    logp = [np.log10(np.maximum(p[k], 1e-99)).astype(np.float32) for p, k in zip(probs, keep)]
+    logp[0][rows[0][:, 0] == vocab.index(BOS)] = NO_PROB
+    return _with_backoffs(vocab, rows, logp)
+
+
+def _prune_thresholds(prune: tuple[int, ...], order: int) -> list[int]:
+    values = list(prune) + [prune[-1] if prune else 0] * order
+    values = [0] + values[1:order]  # unigrams are never pruned (they define the vocabulary)
+    if any(b < a for a, b in zip(values, values[1:])):
+        raise DataError(f"pruning thresholds must not decrease with order, got {list(prune)}")
+    return values
+
+
+def _encode(sentences: Iterable[list[str]], min_count: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    from collections import Counter
+    sentences = [s for s in sentences if s]
+    freq = Counter(w for s in sentences for w in s)
+    words = sorted(w for w, c in freq.items() if c >= min_count and w not in (BOS, EOS, UNK))
+    vocab = [UNK, BOS, EOS] + words
+    index = {w: i for i, w in enumerate(vocab)}
+    unk, bos, eos = 0, 1, 2
+    seq = np.fromiter((i for s in sentences for i in (bos, *(index.get(w, unk) for w in s), eos)),
+                      dtype=np.int32)
+    lengths = np.array([len(s) + 2 for s in sentences], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(lengths) else np.zeros(0, np.int64)
+    return vocab, seq, starts
+
+
+def _unique_rows(rows: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Lexicographically sorted unique rows and their counts (or summed weights)."""
+    if len(rows) == 0:
+        return rows, np.zeros(0, np.int64)
+    bits = int(rows.max()).bit_length()
+    if bits * rows.shape[1] <= 62:  # pack into one int64 (fast path)
+        packed = np.zeros(len(rows), dtype=np.int64)
+        for j in range(rows.shape[1]):
+            packed = (packed << bits) | rows[:, j].astype(np.int64)
+        uniq, inverse = np.unique(packed, return_inverse=True)
+        out = np.stack([(uniq >> (bits * (rows.shape[1] - 1 - j))) & ((1 << bits) - 1)
+                        for j in range(rows.shape[1])], axis=1).astype(np.int32)
+    else:
+        out, inverse = np.unique(rows, axis=0, return_inverse=True)
+        out = out.astype(np.int32)
+    inverse = inverse.reshape(-1)
+    counts = np.bincount(inverse, weights=weights, minlength=len(out))
+    return out, counts.astype(np.int64)
+
+
+def _count(seq: np.ndarray, starts: np.ndarray, ends: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Raw counts of all n-grams inside sentences: (rows (N, n) sorted, counts (N,))."""
+    sentence_end = np.repeat(ends, ends - starts)  # for each position, where its sentence ends
+    positions = np.flatnonzero(np.arange(len(seq)) + n <= sentence_end)
+    rows = np.stack([seq[positions + k] for k in range(n)], axis=1)
+    return _unique_rows(rows)
+
+
+def _adjusted_counts(counts: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """Kneser-Ney adjusted counts: raw for the top order and for n-grams starting with <s>;
+    otherwise the number of distinct words seen before the n-gram (continuation count)."""
+    adjusted = []
+    top = len(counts)
+    for n, (rows, raw) in enumerate(counts, start=1):
+        if n == top:
+            adjusted.append(raw.copy())
+            continue
+        higher = counts[n][0]  # rows of order n+1
+        suffix_keys = ngram_keys(higher[:, 1:])
+        uniq, cont = np.unique(suffix_keys, return_counts=True)
+        keys = ngram_keys(rows)
+        i = np.minimum(np.searchsorted(uniq, keys), len(uniq) - 1)
+        a = np.where(uniq[i] == keys, cont[i], 0).astype(np.int64)
+        if n > 1:  # nothing precedes <s>: its n-grams keep their raw counts (<s> itself gets 0)
+            bos_first = rows[:, 0] == 1  # id of <s>
+            a[bos_first] = raw[bos_first]
+        adjusted.append(a)
+    return adjusted
+
+
+def _discounts(adjusted: np.ndarray) -> np.ndarray:
+    """D(1), D(2), D(3+) from counts-of-counts; D(0) = 0."""
+    n1, n2, n3, n4 = (int(np.sum(adjusted == k)) for k in (1, 2, 3, 4))
+    if min(n1, n2, n3, n4) == 0:  # tiny corpora: fall back to a single absolute discount
+        y = n1 / (n1 + 2 * n2) if n1 + n2 else 0.5
+        return np.array([0.0, y, y, y])
+    y = n1 / (n1 + 2 * n2)
+    d = [1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3]
+    return np.array([0.0] + [min(max(x, 0.0), k) for x, k in zip(d, (1, 2, 3))])
+
+
+def _context_groups(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For sorted rows: index of each row's context group, and the first row of each group."""
+    if rows.shape[1] == 1:
+        return np.zeros(len(rows), np.int64), np.zeros(1, np.int64)
+    change = np.any(rows[1:, :-1] != rows[:-1, :-1], axis=1)
+    group = np.concatenate([[0], np.cumsum(change)])
+    first = np.flatnonzero(np.concatenate([[True], change]))
+    return group, first
+
+
+def _interpolate(vocab, counts, adjusted, discounts) -> list[np.ndarray]:
+    """Interpolated probabilities p(w | h) of every counted n-gram, order by order."""
+    probs = []
+    uniform = 1.0 / (len(vocab) - 1)  # every word but <s> (which is never predicted)
+    for n, ((rows, _), a, d) in enumerate(zip(counts, adjusted, discounts), start=1):
+        group, first = _context_groups(rows)
+        total = np.add.reduceat(a, first).astype(np.float64)
+        mass = np.add.reduceat(d[np.minimum(a, 3)], first)  # Σ D(a) over the context's words
+        gamma = np.divide(mass, total, out=np.zeros_like(mass), where=total > 0)
+        if n == 1:
+            lower = np.full(len(rows), uniform)
+        else:
+            lower_rows, lower_probs = counts[n - 2][0], probs[n - 2]
+            lower = lower_probs[_lookup(lower_rows, rows[:, 1:])]
+        discounted = np.maximum(a - d[np.minimum(a, 3)], 0.0)
+        p = np.divide(discounted, total[group], out=np.zeros(len(rows)), where=total[group] > 0)
+        probs.append(p + gamma[group] * lower)
+    # <unk> was never counted (or rarely): give it the uniform share like every unseen word
+    rows1 = counts[0][0][:, 0]
+    unk_row = np.flatnonzero(rows1 == 0)
+    if len(unk_row) == 0:
+        counts[0] = (np.concatenate([[[0]], counts[0][0]]).astype(np.int32), np.concatenate([[0], counts[0][1]]))
+        a0 = adjusted[0]
+        total = float(a0.sum())
+        gamma = float(discounts[0][np.minimum(a0, 3)].sum()) / total
+        probs[0] = np.concatenate([[gamma * uniform], probs[0]])
+        adjusted[0] = np.concatenate([[0], a0])
+    return probs
+
+
+def _lookup(table_rows: np.ndarray, query_rows: np.ndarray) -> np.ndarray:
+    """Row indices of `query_rows` in `table_rows` (all must be present)."""
+    table = ngram_keys(table_rows)
+    order = np.argsort(table)
+    i = np.searchsorted(table[order], ngram_keys(query_rows))
+    return order[np.minimum(i, len(order) - 1)]
+
+
+def _with_backoffs(vocab: list[str], rows: list[np.ndarray], logp: list[np.ndarray]) -> NGramLM:
+    """Back-off weights that make every context sum to one given the kept n-grams:
+    bow(h) = (1 - Σ_kept p(w|h)) / (1 - Σ_kept p_backoff(w|h')), order by order from the bottom."""
+    bows = [np.zeros(len(r), np.float32) for r in rows]
+    orders = [_make_order(r, p, b) for r, p, b in zip(rows, logp, bows)]
+    for n in range(len(rows) - 1):
+        higher = rows[n + 1]
+        if len(higher) == 0:
+            continue
+        _, first = _context_groups(higher)
+        p_seen = np.add.reduceat(10.0 ** logp[n + 1].astype(np.float64), first)
+        p_lower = np.add.reduceat(10.0 ** _backoff_logprob(orders[: n + 1], higher[:, 1:]), first)
+        bow = np.log10(np.maximum(1.0 - p_seen, 1e-12) / np.maximum(1.0 - p_lower, 1e-12))
+        bows[n][_lookup(rows[n], higher[first, :-1])] = bow
+        orders[n] = _make_order(rows[n], logp[n], bows[n])
+    return NGramLM(vocab, orders, ngrams=rows)
+
+
+def _backoff_logprob(orders: list[_Order], query: np.ndarray) -> np.ndarray:
+    """Vectorised ARPA back-off rule: log10 p(w | h) for rows (h..., w) of at most len(orders) words."""
+    result = np.zeros(len(query))
+    backoff = np.zeros(len(query))
+    todo = np.arange(len(query))
+    for start in range(query.shape[1]):
+        sub = query[todo, start:]
+        idx = orders[sub.shape[1] - 1].find_many(ngram_keys(sub))
+        hit = idx >= 0
+        result[todo[hit]] = backoff[todo[hit]] + orders[sub.shape[1] - 1].logp[idx[hit]]
+        todo, sub = todo[~hit], sub[~hit]
+        if len(todo) == 0:
+            break
+        ctx = orders[sub.shape[1] - 2].find_many(ngram_keys(sub[:, :-1]))
+        backoff[todo] += np.where(ctx >= 0, orders[sub.shape[1] - 2].bow[np.maximum(ctx, 0)], 0.0)
+    result[todo] = NO_PROB
+    return result
+
+
+def _make_order(rows: np.ndarray, logp: np.ndarray, bow: np.ndarray) -> _Order:
+    keys = ngram_keys(rows)
+    idx = np.argsort(keys)
+    return _Order(keys[idx], logp[idx].astype(np.float32), bow[idx].astype(np.float32))
+
+
+# ---------------------------------------------------------------- ARPA files
+
+def write_arpa(lm: NGramLM, path: str | os.PathLike) -> None:
+    """Write the standard ARPA text format (gzip-compressed when the name ends in .gz)."""
+    if lm.ngrams is None:
+        raise DataError("this language model was loaded without its n-gram list; it cannot be re-written")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(tmp, "wt", encoding="utf-8") as f:
+        f.write("\\data\\\n")
+        for n, rows in enumerate(lm.ngrams, start=1):
+            f.write(f"ngram {n}={len(rows)}\n")
+        for n, rows in enumerate(lm.ngrams, start=1):
+            f.write(f"\n\\{n}-grams:\n")
+            keys = ngram_keys(rows)
+            o = lm.orders[n - 1]
+            i = np.searchsorted(o.keys, keys)
+            logp, bow = o.logp[i], o.bow[i]
+            words = [" ".join(lm.vocab[x] for x in r) for r in rows.tolist()]
+            has_bow = n < lm.order
+            f.writelines(f"{p:.6f}\t{w}\t{b:.6f}\n" if has_bow and b != 0 else f"{p:.6f}\t{w}\n"
+                         for p, w, b in zip(logp.tolist(), words, bow.tolist()))
+        f.write("\n\\end\\\n")
+    os.replace(tmp, path)
+
+
+_NGRAM_HEADER = re.compile(r"ngram\s+(\d+)\s*=\s*(\d+)")
+
+
+def read_arpa(path: str | os.PathLike) -> NGramLM:
+    """Load an ARPA file (plain or gzip) written by any tool."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such language model file")
+    try:
+        raw = gzip.open(path, "rb").read() if _is_gzip(path) else path.read_bytes()
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError, EOFError) as e:
+        raise DataError(f"{path}: not a readable ARPA file ({type(e).__name__})") from None
+    del raw
+    start = text.find("\\data\\")
+    if start < 0:
+        raise DataError(f"{path}: not an ARPA file (no \\data\\ section)")
+    sizes = {int(m.group(1)): int(m.group(2)) for m in _NGRAM_HEADER.finditer(text[start: start + 2000])}
+    if not sizes or sorted(sizes) != list(range(1, max(sizes) + 1)):
+        raise DataError(f"{path}: ARPA header lists no or non-consecutive n-gram orders")
+    order = max(sizes)
+    sections = []
+    for n in range(1, order + 1):
+        begin = text.find(f"\\{n}-grams:")
+        if begin < 0:
+            raise DataError(f"{path}: missing \\{n}-grams: section")
+        begin = text.index("\n", begin) + 1
+        end = text.find("\n\\", begin)
+        sections.append(text[begin: end if end >= 0 else len(text)])
+    del text
+    vocab, index = [], {}
+    rows, logps, bows = [], [], []
+    for n, section in enumerate(sections, start=1):
+        parsed = _parse_tab_section(section, n, index) or _parse_section(section, n, index, path)
+        ids, logp, bow = parsed
+        if len(logp) != sizes[n]:
+            raise DataError(f"{path}: header says {sizes[n]} {n}-grams, found {len(logp)}")
+        if n == 1:
+            vocab = ids
+            index = {w: i for i, w in enumerate(vocab)}
+            ids = np.arange(len(vocab), dtype=np.int32)[:, None]
+        rows.append(ids)
+        logps.append(logp)
+        bows.append(bow)
+    orders = [_make_order(r, p, b) for r, p, b in zip(rows, logps, bows)]
+    for n, o in enumerate(orders, start=1):
+        if len(o.keys) and np.any(o.keys[1:] == o.keys[:-1]):
+            raise DataError(f"{path}: duplicate {n}-grams (or a hash collision)")
+    return NGramLM(vocab, orders, ngrams=rows)
+
+
+def _parse_tab_section(section: str, n: int, index: dict) -> tuple | None:
+    """Fast path for "logp<TAB>w1 w2<TAB>bow" lines (KenLM, SRILM, vocable): vectorised.
+    Returns (ids (N, n) or the word list for unigrams, logp, bow), or None to use the slow path."""
+    lines = section.strip("\n").split("\n")
+    tabs = np.array([line.count("\t") for line in lines])
+    if len(lines) == 0 or tabs.min() < 1 or tabs.max() > 2:
+        return None
+    fields = "\t".join(lines).split("\t")
+    first = np.concatenate([[0], np.cumsum(tabs + 1)[:-1]])  # index of each line's logp field
+    try:
+        logp = np.array([fields[i] for i in first], dtype=np.float32)
+        bow = np.zeros(len(lines), dtype=np.float32)
+        has_bow = np.flatnonzero(tabs == 2)
+        bow[has_bow] = np.array([fields[i] for i in first[has_bow] + 2], dtype=np.float32)
+    except ValueError:
+        return None
+    words = [fields[i] for i in first + 1]
+    if n == 1:
+        return [w.strip() for w in words], logp, bow
+    flat = " ".join(words).split()
+    if len(flat) != n * len(lines):
+        return None
+    try:
+        ids = np.fromiter(map(index.__getitem__, flat), dtype=np.int32, count=len(flat)).reshape(-1, n)
+    except KeyError as e:
+        raise DataError(f"{n}-gram uses a word missing from the unigrams ({e})") from None
+    return ids, logp, bow
+
+
+def _parse_section(section: str, n: int, index: dict, path) -> tuple:
+    """Any whitespace-separated "logp w1 .. wn [bow]" lines."""
+    parts = [line.split() for line in section.split("\n") if line.strip()]
+    try:
+        logp = np.array([p[0] for p in parts], dtype=np.float32)
+        bow = np.array([p[n + 1] if len(p) > n + 1 else 0.0 for p in parts], dtype=np.float32)
+        if n == 1:
+            return [p[1] for p in parts], logp, bow
+        ids = np.array([[index[w] for w in p[1: n + 1]] for p in parts], dtype=np.int32).reshape(-1, n)
+    except (ValueError, IndexError):
+        raise DataError(f"{path}: malformed line in the \\{n}-grams: section") from None
+    except KeyError as e:
+        raise DataError(f"{path}: {n}-gram uses a word missing from the unigrams ({e})") from None
+    return ids, logp, bow
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+_LOADED: dict[str, NGramLM] = {}
+
+
+def load_lm(path: str | os.PathLike) -> NGramLM:
+    """Read an ARPA file once per process (later calls share the loaded model)."""
+    key = str(Path(path).resolve())
+    if key not in _LOADED:
+        _LOADED[key] = read_arpa(path)
+    return _LOADED[key]
+
+
+MIN_EXCLUDED_RUN = 3  # words: shorter excluded sentences ("car", "front left") only drop identical lines
+
+
+def read_sentences(paths: Iterable[str | os.PathLike], normalize, exclude: Iterable[str] = ()
+                   ) -> list[list[str]]:
+    """One sentence per line from text files, normalised.
+
+    Lines containing an excluded sentence of ≥ MIN_EXCLUDED_RUN words as a run of whole words are
+    dropped, and lines equal to a shorter one, so no evaluation sentence leaks into the LM.
+    A line "ID<TAB>TEXT" (a Kaldi `text` file) contributes its TEXT.
+    """
+    exact: set[tuple[str, ...]] = set()
+    runs: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+    for s in exclude:
+        words = tuple(s.split())
+        if len(words) >= MIN_EXCLUDED_RUN:
+            runs.setdefault(words[:MIN_EXCLUDED_RUN], []).append(words)
+        elif words:
+            exact.add(words)
+    sentences = []
+    for path in paths:
+        with io.open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                words = normalize(line.split("\t", 1)[-1]).split()
+                if words and tuple(words) not in exact and not _contains_run(words, runs):
+                    sentences.append(words)
+    return sentences
+
+
+def _contains_run(words: list[str], runs: dict[tuple[str, ...], list[tuple[str, ...]]]) -> bool:
+    for i in range(len(words) - MIN_EXCLUDED_RUN + 1):
+        for candidate in runs.get(tuple(words[i: i + MIN_EXCLUDED_RUN]), ()):
+            if tuple(words[i: i + len(candidate)]) == candidate:
+                return True
+    return False

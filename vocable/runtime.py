@@ -1,0 +1,157 @@
+"""Run exported ONNX models on onnxruntime with numpy: no torch (`pip install vocable[runtime]`).
+
+    recognizer = vocable.load("model.onnx", threads=1)
+    print(recognizer.transcribe("speech.wav").text)
+
+An exported file (vocable/export.py) is self-contained: its metadata holds the model config, the
+feature config, the tokenizer and the model's meta as JSON, so nothing else is read.
+Graph signature:
+    inputs   features (B, T, F) float32, lengths (B,) int64[, state inputs of streaming models]
+    outputs  log_probs (B, T', vocab) float32, out_lengths (B,) int64[, next state]
+Streaming models (unidirectional cnn-rnn) take their RNN state as inputs `state_*` shaped
+(layers, B, hidden) and return it as `next_state_*`; zeros start an utterance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from .errors import ModelError
+from .features_np import MIN_INPUT_FRAMES, FeatureConfig, compute_features
+from .tokenizer import Tokenizer, tokenizer_from_dict
+
+ONNX_FORMAT = "vocable-onnx"  # metadata "format" of files written by vocable/export.py
+ONNX_FORMAT_VERSION = 1
+METADATA_JSON_KEYS = ("model_config", "features", "tokenizer", "meta", "state")  # JSON-valued metadata
+
+
+@dataclass
+class OnnxModelFile:
+    """What an exported file holds; mirrors modelfile.LoadedModel so a Recognizer can use either."""
+    model: OnnxEngine
+    model_config: SimpleNamespace  # ModelConfig's fields as attributes, plus `streaming`
+    features: FeatureConfig
+    tokenizer: Tokenizer
+    meta: dict = field(default_factory=dict)
+    path: str = ""
+
+
+class OnnxEngine:
+    """An onnxruntime session over an exported model: numpy audio/features in, numpy log-probs out.
+
+    `threads` > 0 sets onnxruntime's intra-op threads (0 = onnxruntime's default: all cores).
+    Thread-safe: onnxruntime sessions may be run from several threads at once.
+    """
+
+    def __init__(self, path: str | os.PathLike, features: FeatureConfig, threads: int = 0):
+        import onnxruntime
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = max(0, threads)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: no warnings about unused initializers
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types for bad files
+            raise ModelError(f"{path}: not a loadable ONNX model ({str(e).splitlines()[0][:200]})") from None
+        self.features = features
+        self.metadata = self.session.get_modelmeta().custom_metadata_map
+        state = json.loads(self.metadata.get("state", "[]"))
+        self.state_inputs = [s["input"] for s in state]  # e.g. ["state_h"] or ["state_h", "state_c"]
+        self.state_outputs = [s["output"] for s in state]
+        self.state_shapes = [tuple(s["shape"]) for s in state]  # (layers, hidden) per state tensor
+
+    @property
+    def streaming(self) -> bool:
+        return bool(self.state_inputs)
+
+    def initial_state(self, batch: int = 1) -> list[np.ndarray]:
+        """Zero RNN state for `batch` utterances: the start of a stream."""
+        return [np.zeros((layers, batch, hidden), np.float32) for layers, hidden in self.state_shapes]
+
+    def forward(self, feats: np.ndarray, lengths: np.ndarray, state: list[np.ndarray] | None = None):
+        """feats (B, T, F) float32, lengths (B,) → log_probs (B, T', vocab), out_lengths (B,), next state."""
+        inputs = {"features": np.ascontiguousarray(feats, dtype=np.float32),
+                  "lengths": np.asarray(lengths, dtype=np.int64)}
+        if self.state_inputs:
+            state = state if state is not None else self.initial_state(feats.shape[0])
+            inputs.update(zip(self.state_inputs, state))
+        outputs = self.session.run(None, inputs)
+        return outputs[0], outputs[1], list(outputs[2:])
+
+    def forward_chunk(self, feats: np.ndarray, state: list[np.ndarray] | None = None):
+        """Streaming step: feats (1, T, F) → log_probs (1, T', vocab), next state (pass back next call).
+
+        Like the torch models' forward_chunk; the caller keeps the convolution's context frames.
+        """
+        if not self.streaming:
+            raise ModelError("this ONNX model is not a streaming model (no state inputs)")
+        log_probs, _, state = self.forward(feats, np.array([feats.shape[1]]), state)
+        return log_probs, state
+
+    def compute_features(self, audio: np.ndarray) -> np.ndarray:
+        """(samples,) 16 kHz audio → (frames, F) features, in numpy."""
+        return compute_features(audio, self.features)[0]
+
+    def log_probs_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
+        """Audio arrays → their (frames, vocab) log-probs, run as one zero-padded batch."""
+        feats = [self.compute_features(a) for a in audios]
+        lengths = np.array([max(len(f), MIN_INPUT_FRAMES) for f in feats], dtype=np.int64)
+        batch = np.zeros((len(feats), int(lengths.max()), self.features.dim), np.float32)
+        for i, f in enumerate(feats):
+            batch[i, : len(f)] = f
+        log_probs, out_lengths, _ = self.forward(batch, lengths)
+        return [log_probs[i, : int(n)] for i, n in enumerate(out_lengths)]
+
+
+def read_onnx_metadata(path: str | os.PathLike) -> dict:
+    """The vocable metadata of an exported file as plain values (JSON fields decoded)."""
+    import onnxruntime
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise ModelError(f"{path}: not a loadable ONNX model ({str(e).splitlines()[0][:200]})") from None
+    return _decode_metadata(path, session.get_modelmeta().custom_metadata_map)
+
+
+def _decode_metadata(path, raw: dict) -> dict:
+    if raw.get("format") != ONNX_FORMAT:
+        raise ModelError(f"{path}: not an ONNX model exported by vocable (no '{ONNX_FORMAT}' metadata); "
+                         f"export one with `vocable export MODEL -o OUT.onnx`")
+    if int(raw.get("format_version", 0)) > ONNX_FORMAT_VERSION:
+        raise ModelError(f"{path}: exported with a newer vocable (format {raw['format_version']}); upgrade vocable")
+    try:
+        return {k: json.loads(v) if k in METADATA_JSON_KEYS else v for k, v in raw.items()}
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{path}: corrupt vocable metadata ({e})") from None
+
+
+def load_onnx_file(path: str | os.PathLike, threads: int = 0) -> OnnxModelFile:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such ONNX model file")
+    features = FeatureConfig()  # replaced below once the metadata is read
+    engine = OnnxEngine(path, features, threads)
+    meta = _decode_metadata(path, engine.metadata)
+    try:
+        known = FeatureConfig.__dataclass_fields__
+        engine.features = FeatureConfig(**{k: v for k, v in meta["features"].items() if k in known})
+        tokenizer = tokenizer_from_dict(meta["tokenizer"])
+        model_config = SimpleNamespace(**meta["model_config"], streaming=engine.streaming)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"{path}: corrupt vocable metadata ({type(e).__name__}: {e})") from None
+    return OnnxModelFile(engine, model_config, engine.features, tokenizer, meta.get("meta", {}), str(path))
+
+
+def load_onnx(path: str | os.PathLike, threads: int = 0):
+    """An exported .onnx file → a Recognizer running on onnxruntime (same API as for .vocable models)."""
+    from .transcribe import Recognizer
+    loaded = load_onnx_file(path, threads)
+    return Recognizer(loaded, "cpu", engine=loaded.model)
