@@ -135,7 +135,7 @@ def test_error_analysis_counts_substitutions_deletions_insertions():
     assert e["substitutions"][0] == {"ref": "the", "hyp": "a", "count": 2}
     assert e["deletions"] == [{"word": "it", "count": 1}] and e["insertions"] == [{"word": "please", "count": 1}]
     assert e["counts"] == {"correct": 7, "substitutions": 2, "deletions": 1, "insertions": 1}
-    assert [w["id"] for w in e["worst"]] == ["2", "1", "3"]  # by utterance WER, correct ones left out
+    assert [w["id"] for w in e["worst"]] == ["1", "2", "3"]  # by utterance WER, then errors; correct ones left out
 
 
 def test_analyse_rejects_an_unknown_field_naming_the_ones_there():
