@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data(commands)
     add_listen(commands)
     add_serve(commands)
+    add_export(commands)
     return parser
 
 
@@ -47,29 +48,31 @@ def add_transcribe(commands) -> None:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--model", default="default", help="bundled model name or model file (default: %(default)s)")
     p.add_argument("--format", default="txt", choices=["txt", "json"], help="output format")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = the engine's default: all cores)")
+    p.add_argument("--batch-size", type=int, default=1, metavar="N",
+                   help="run the model on N files at a time (zero-padded batch; default: %(default)s)")
     p.set_defaults(func=cmd_transcribe)
 
 
 def cmd_transcribe(args) -> int:
-    import torch
-
+    from .audio import load_audio
     from .transcribe import load
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    recognizer = load(args.model)
-    failed = 0
-    for path in args.files:
-        try:
-            result = recognizer.transcribe(path)
-        except VocableError as e:  # keep going: one bad file must not lose the others' results
-            print(f"vocable: error: {e}", file=sys.stderr)
-            failed += 1
-            continue
-        if args.format == "json":
-            print(json.dumps({"file": path, **result.to_dict()}, ensure_ascii=False))
-        else:
-            print(result.text if len(args.files) == 1 else f"{path}\t{result.text}")
+    recognizer = load(args.model, threads=args.threads)  # a .onnx model runs on onnxruntime, without torch
+    failed, size = 0, max(1, args.batch_size)
+    for first in range(0, len(args.files), size):
+        batch = []
+        for path in args.files[first: first + size]:
+            try:
+                batch.append((path, load_audio(path)))
+            except VocableError as e:  # keep going: one bad file must not lose the others' results
+                print(f"vocable: error: {e}", file=sys.stderr)
+                failed += 1
+        results = recognizer.transcribe_batch([audio for _, audio in batch], batch_size=size) if batch else []
+        for (path, _), result in zip(batch, results):
+            if args.format == "json":
+                print(json.dumps({"file": path, **result.to_dict()}, ensure_ascii=False))
+            else:
+                print(result.text if len(args.files) == 1 else f"{path}\t{result.text}")
     return EXIT_USAGE if failed else 0
 
 
@@ -79,6 +82,8 @@ def add_train(commands) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.ckpt")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value (TOML syntax), e.g. --set optim.epochs=3")
+    p.add_argument("--allow-overlap", action="store_true",
+                   help="accept dev speakers/audio that also occur in train (same as --set data.allow_overlap=true)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
 
@@ -86,7 +91,8 @@ def add_train(commands) -> None:
 def cmd_train(args) -> int:
     from .config import load_config
     from .train import train
-    config = load_config(args.config, parse_overrides(args.set))
+    overrides = parse_overrides(args.set) | ({"data.allow_overlap": True} if args.allow_overlap else {})
+    config = load_config(args.config, overrides)
     train(config, resume=args.resume, show_progress=not args.no_progress)
     return 0
 
@@ -129,6 +135,7 @@ def add_evaluate(commands) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N utterances")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = the engine's default: all cores)")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -154,7 +161,7 @@ def cmd_evaluate(args) -> int:
         raise ConfigError("evaluate: give a DATASET (or --compare A.json B.json)")
     from .data.manifest import read_dataset
     from .transcribe import load
-    recognizer = load(args.model)
+    recognizer = load(args.model, threads=args.threads)
     utterances = read_dataset(args.dataset)
     if args.limit:
         utterances = utterances[: args.limit]
@@ -216,12 +223,9 @@ def add_listen(commands) -> None:
 def cmd_listen(args) -> int:
     import time
 
-    import torch
-
     from .stream import Microphone, StreamOptions, Streamer, file_chunks
     from .transcribe import load
-    torch.set_num_threads(max(1, args.threads))
-    recognizer = load(args.model)
+    recognizer = load(args.model, threads=max(1, args.threads))
     options = StreamOptions(vad=args.vad, endpoint_silence=args.endpoint)
     live = sys.stdout.isatty() and not args.json
     started = time.monotonic()
@@ -283,6 +287,44 @@ def cmd_serve(args) -> int:
     serve(ServerOptions(model=args.model, api_key=api_key, max_upload_mb=args.max_upload_mb,
                         max_audio_seconds=args.max_audio_seconds, max_streams=args.max_streams,
                         workers=args.workers), host=args.host, port=args.port)
+    return 0
+
+
+def add_export(commands) -> None:
+    p = commands.add_parser("export", help="export a model to ONNX (fp32 or int8) for the torch-free runtime")
+    p.add_argument("model", metavar="MODEL", help="bundled model name or .vocable file")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
+    p.add_argument("--int8", action="store_true", help="quantise MatMul/Gemm weights to int8 (dynamic)")
+    p.add_argument("--per-tensor", action="store_true", help="int8 with one scale per tensor (default: per channel)")
+    p.add_argument("--check", metavar="DATASET", help="also print WER and speed of both models on this dataset")
+    p.add_argument("--limit", type=int, default=0, help="--check: only the first N utterances")
+    p.add_argument("--audio", nargs="+", default=[], metavar="FILE",
+                   help="speech to compare torch and ONNX on (default: --check's first utterances, "
+                        "else espeak-ng sentences)")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="largest posterior difference accepted (default: 0.001 fp32, 0.35 int8)")
+    p.add_argument("--threads", type=int, default=1, help="--check: CPU threads (default: %(default)s)")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args) -> int:
+    from .errors import ConfigError
+    from .export import CHECK_UTTERANCES, ExportOptions, check_dataset, export_model
+    if not args.output.lower().endswith(".onnx"):
+        raise ConfigError(f"-o {args.output}: the exported file must end in .onnx")
+    audio = list(args.audio)
+    if args.check and not audio:
+        from .data.manifest import read_dataset
+        audio = [u.audio for u in read_dataset(args.check)[:CHECK_UTTERANCES]]
+    options = ExportOptions(int8=args.int8, per_channel=not args.per_tensor, tolerance=args.tolerance, audio=audio)
+    c = export_model(args.model, args.output, options)
+    print(f"wrote {args.output}: posteriors within {max(c.max_prob_diff, c.batch_max_prob_diff):.2e} of torch, "
+          f"best token agrees on {c.frame_agreement:.1%} of frames, same text on {c.same_text:.0%} "
+          f"of {c.utterances} utterances")
+    if args.check:
+        print(f"\n{'model':32} {'WER':>7} {'RTF':>8} {'MB':>7}   ({args.threads} thread(s), batch 1)")
+        for row in check_dataset(args.model, args.output, args.check, args.limit, args.threads):
+            print(f"{row.name:32} {row.wer:7.2%} {row.rtf:8.4f} {row.size_mb:7.2f}")
     return 0
 
 

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from .config import TrainConfig
 from .data.loader import SpeechDataset, bucket_batches, collate, feature_stats, fill_durations, usable
+from .data.leaks import check_no_leak
 from .data.manifest import Utterance, read_dataset
 from .decoding import greedy_decode
 from .errors import ConfigError, DataError
@@ -51,7 +52,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 
     # Data: read, refuse leaks, fix the tokenizer, drop what CTC cannot learn.
     train_utts, dev_utts = read_all(config.data.train), read_all(config.data.dev)
-    check_no_leak(train_utts, dev_utts, config.data.allow_overlap)
+    check_no_leak(train_utts, dev_utts, config.data.allow_overlap, config.data.hash_audio)
     for utts in (train_utts, dev_utts):
         fill_durations(utts, show_progress and is_main)
     tokenizer = fixed_tokenizer(out, train_utts, config, resume, is_main)
@@ -254,18 +255,6 @@ def read_all(paths: list[str]) -> list[Utterance]:
     for path in paths:
         utterances.extend(read_dataset(path))
     return utterances
-
-
-def check_no_leak(train_utts: list[Utterance], dev_utts: list[Utterance], allow_overlap: bool) -> None:
-    """Refuse dev data that shares speakers or audio files with training data."""
-    if allow_overlap or not dev_utts:
-        return
-    speakers = {u.speaker for u in train_utts if u.speaker} & {u.speaker for u in dev_utts if u.speaker}
-    audio = {os.path.realpath(u.audio) for u in train_utts} & {os.path.realpath(u.audio) for u in dev_utts}
-    if speakers or audio:
-        raise DataError(f"dev data overlaps training data: {len(speakers)} shared speakers "
-                        f"({', '.join(sorted(speakers)[:5])}), {len(audio)} shared audio files; "
-                        "split by speaker, or set [data] allow_overlap = true")
 
 
 def fixed_tokenizer(out: Path, train_utts: list[Utterance], config: TrainConfig, resume: bool, is_main: bool) -> Tokenizer:

@@ -7,9 +7,13 @@ import os
 
 from ..errors import DataError
 
+EXIT_LEAK = 1  # `vocable data check` found overlap (2 stays "bad input", as everywhere in the CLI)
+
 
 def add_data_commands(commands) -> None:
     add_import(commands)
+    add_split(commands)
+    add_check(commands)
     add_voices(commands)
     add_synth(commands)
 
@@ -93,3 +97,56 @@ def cmd_import(args) -> int:
     write_manifest(args.out, report.utterances)
     print(f"{args.out}: {report.summary()}")
     return 0
+
+
+def add_split(commands) -> None:
+    p = commands.add_parser("split", help="train/dev split by speaker, balanced by gender and age band")
+    p.add_argument("manifest", metavar="MANIFEST", help="JSONL manifest or Kaldi-style folder")
+    size = p.add_mutually_exclusive_group(required=True)
+    size.add_argument("--dev-speakers", type=int, default=0, metavar="N", help="speakers held out for dev")
+    size.add_argument("--dev-fraction", type=float, default=0.0, metavar="F", help="fraction of speakers for dev")
+    p.add_argument("--by-sentence", action="store_true", help="also drop training utterances whose sentence is in dev")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="writes DIR/train.jsonl and DIR/dev.jsonl")
+    p.set_defaults(func=cmd_split)
+
+
+def cmd_split(args) -> int:
+    from pathlib import Path
+
+    from .manifest import read_dataset, write_manifest
+    from .split import describe_split, split_by_speaker
+    split = split_by_speaker(read_dataset(args.manifest), args.dev_speakers, args.dev_fraction, args.seed,
+                             args.by_sentence)
+    out = Path(args.out)
+    write_manifest(out / "train.jsonl", split.train)
+    write_manifest(out / "dev.jsonl", split.dev)
+    print("\n".join([f"wrote {out / 'train.jsonl'} and {out / 'dev.jsonl'}"] + describe_split(split)))
+    return 0
+
+
+def add_check(commands) -> None:
+    from .leaks import KINDS
+    p = commands.add_parser("check", help="shared speakers, sentences or audio between TRAIN and TEST sets "
+                                          "(exit status 1 when any)")
+    p.add_argument("train", metavar="TRAIN", help="manifest or Kaldi-style folder")
+    p.add_argument("tests", nargs="+", metavar="TEST")
+    p.add_argument("--ignore", action="append", default=[], choices=KINDS,
+                   help="report but accept this kind of overlap (e.g. sentences for a digits corpus)")
+    p.add_argument("--no-hash", action="store_true", help="compare audio by path only, not by content")
+    p.set_defaults(func=cmd_check)
+
+
+def cmd_check(args) -> int:
+    from .leaks import find_leaks
+    from .manifest import read_dataset
+    train = read_dataset(args.train)
+    leaked = False
+    for test in args.tests:
+        report = find_leaks(train, read_dataset(test), hash_audio=not args.no_hash, show_progress=True)
+        found = report.found(tuple(args.ignore))
+        print(f"{test} vs {args.train}: {'LEAK: ' + ', '.join(found) if found else 'no leak'}")
+        for line in report.describe(tuple(args.ignore)):
+            print("  " + line)
+        leaked = leaked or bool(found)
+    return EXIT_LEAK if leaked else 0

@@ -1,0 +1,107 @@
+"""Speaker splits (balanced, seeded) and leak checks with planted leaks; training refuses overlap."""
+
+import shutil
+from collections import Counter
+
+import pytest
+
+from tests.conftest import FSDD_FIXTURES
+from vocable.cli import main
+from vocable.data.leaks import check_no_leak, find_leaks
+from vocable.data.manifest import Utterance, read_manifest, write_manifest
+from vocable.data.split import age_band, split_by_speaker
+from vocable.errors import DataError
+
+
+def corpus(tmp_path, speakers=20, per_speaker=3):
+    """Utterances of `speakers` speakers (half f, half m; ages 8..62) over distinct real audio files."""
+    clips = sorted(FSDD_FIXTURES.glob("*.flac"))
+    utts = []
+    for s in range(speakers):
+        for k in range(per_speaker):
+            path = tmp_path / f"s{s}_{k}.flac"
+            shutil.copy(clips[(s * per_speaker + k) % len(clips)], path)
+            path.write_bytes(path.read_bytes() + bytes([s, k]))  # unique bytes per file
+            utts.append(Utterance(f"s{s}_{k}", str(path), f"sentence {s} {k}", 1.0, f"spk{s:02d}",
+                                  {"gender": "f" if s % 2 else "m", "age": [8, 15, 30, 45, 62][s % 5]}))
+    return utts
+
+
+def test_age_bands():
+    assert [age_band(a) for a in (6, 12.5, 13, 17, 18, 59, 60, "twenties", "sixties", "", None)] == [
+        "child", "child", "teen", "teen", "adult", "adult", "senior", "adult", "senior", "", ""]
+
+
+def test_split_by_speaker_balanced_and_seeded(tmp_path):
+    utts = corpus(tmp_path)
+    split = split_by_speaker(utts, dev_speakers=10, seed=1)
+    train_spk, dev_spk = {u.speaker for u in split.train}, {u.speaker for u in split.dev}
+    assert len(dev_spk) == 10 and len(train_spk) == 10 and not train_spk & dev_spk
+    assert len(split.train) + len(split.dev) == len(utts)
+    # Half the speakers go to dev, so each (gender, age band) group gives exactly half of its speakers.
+    def groups(rows):
+        return Counter((u.meta["gender"], age_band(u.meta["age"])) for u in rows if u.id.endswith("_0"))
+    assert len(groups(utts)) == 8 and {g: n // 2 for g, n in groups(utts).items()} == groups(split.dev)
+    assert split_by_speaker(utts, dev_speakers=10, seed=1).dev_speakers == split.dev_speakers
+    assert split_by_speaker(utts, dev_speakers=10, seed=2).dev_speakers != split.dev_speakers
+    assert len(split_by_speaker(utts, dev_fraction=0.25, seed=0).dev_speakers) == 5
+    with pytest.raises(DataError, match="cannot hold out"):
+        split_by_speaker(utts, dev_speakers=20)
+
+
+def test_split_by_sentence_drops_training_copies(tmp_path):
+    utts = corpus(tmp_path, speakers=6, per_speaker=2)
+    for u in utts:
+        u.text = f"shared {u.id[-1]}" if u.speaker in ("spk00", "spk01") else u.text
+    split = split_by_speaker(utts, dev_speakers=3, seed=0, by_sentence=True)
+    dev_texts = {u.text for u in split.dev}
+    assert not dev_texts & {u.text for u in split.train}
+    plain = split_by_speaker(utts, dev_speakers=3, seed=0)
+    assert split.dropped_for_sentences == sum(u.text in dev_texts for u in plain.train)
+
+
+def test_split_and_check_cli_with_planted_leaks(tmp_path, capsys):
+    (tmp_path / "audio").mkdir()
+    utts = corpus(tmp_path / "audio")
+    write_manifest(tmp_path / "all.jsonl", utts)
+    out = tmp_path / "split"
+    assert main(["data", "split", str(tmp_path / "all.jsonl"), "--dev-speakers", "4", "--seed", "3", "-o", str(out)]) == 0
+    assert "dev: 12 utterances" in capsys.readouterr().out
+    train, dev = read_manifest(out / "train.jsonl"), read_manifest(out / "dev.jsonl")
+    assert main(["data", "check", str(out / "train.jsonl"), str(out / "dev.jsonl")]) == 0
+    assert "no leak" in capsys.readouterr().out
+
+    # Plant one leak of each kind in separate test sets.
+    same_speaker = [Utterance("x1", dev[0].audio, "a new sentence", 1.0, train[0].speaker)]
+    same_sentence = [Utterance("x2", dev[1].audio, train[1].text.upper() + "!", 1.0, "someone-new")]
+    copy = tmp_path / "copy.flac"
+    shutil.copy(train[2].audio, copy)  # a different path, identical bytes
+    same_audio = [Utterance("x3", str(copy), "another new sentence", 1.0, "someone-else")]
+    for name, rows in (("speaker", same_speaker), ("sentence", same_sentence), ("audio", same_audio)):
+        write_manifest(tmp_path / f"{name}.jsonl", dev + rows)
+    capsys.readouterr()
+    for name, kind in (("speaker", "speakers"), ("sentence", "sentences"), ("audio", "audio")):
+        assert main(["data", "check", str(out / "train.jsonl"), str(tmp_path / f"{name}.jsonl")]) == 1
+        text = capsys.readouterr().out
+        assert f"LEAK: {kind}" in text and f"shared {kind}: 1, 1 of 13 test utterances" in text
+    assert main(["data", "check", str(out / "train.jsonl"), str(tmp_path / "sentence.jsonl"), "--ignore", "sentences"]) == 0
+    assert main(["data", "check", str(out / "train.jsonl"), str(tmp_path / "audio.jsonl"), "--no-hash"]) == 0
+    report = find_leaks(train, dev + same_audio, hash_audio=True)
+    assert report.audio == [(train[2].audio, str(copy))]
+
+
+def test_training_check_uses_the_same_code(tmp_path):
+    utts = corpus(tmp_path, speakers=4, per_speaker=2)
+    train, dev = utts[:6], utts[6:]
+    assert check_no_leak(train, dev) is not None
+    with pytest.raises(DataError, match="1 shared speakers"):
+        check_no_leak(train, dev + [utts[0]])
+    with pytest.raises(DataError, match="1 shared audio files"):
+        check_no_leak(train, dev + [Utterance("c", utts[1].audio, "x", 1.0, "other")])
+    assert check_no_leak(train, dev + [utts[0]], allow_overlap=True) is None
+    copy = tmp_path / "copy.flac"
+    shutil.copy(utts[2].audio, copy)
+    copied = [Utterance("c", str(copy), "x", 1.0, "other")]
+    check_no_leak(train, copied)  # by path only: training's default, for speed
+    with pytest.raises(DataError, match="1 shared audio files"):
+        check_no_leak(train, copied, hash_audio=True)
