@@ -49,8 +49,9 @@ class StreamOptions:
     vad: str = "auto"  # "auto" (webrtc if installed, else energy) | "webrtc" | "energy" | "none"
     vad_aggressiveness: int = 2  # webrtcvad 0..3: higher = fewer non-speech frames called speech
     energy_threshold_db: float = 12.0  # energy VAD: speech is this far above the tracked noise floor
-    onset: float = 0.06  # seconds of consecutive speech that start an utterance
-    pre_roll: float = 0.3  # seconds of audio before the onset that the utterance includes
+    onset: float = 0.15  # seconds of speech within `onset_window` that start an utterance
+    onset_window: float = 0.3  # seconds
+    pre_roll: float = 0.4  # seconds of audio before the onset that the utterance includes (> onset_window)
     endpoint_silence: float = 0.6  # seconds of non-speech that end an utterance
     max_utterance: float = 20.0  # seconds: an utterance this long is finalised (bounds memory and work)
     partial_every: float = 0.32  # seconds of audio between re-decodes (window engine)
@@ -105,7 +106,7 @@ class Streamer:
         self._pending = np.zeros(0, np.float32)  # < VAD_FRAME samples not yet classified
         self._pre_roll = collections.deque(maxlen=max(1, round(self.options.pre_roll * SAMPLE_RATE / VAD_FRAME)))
         self.samples = 0  # 16 kHz samples classified so far: the stream clock
-        self._speech_run = 0  # consecutive speech frames before an onset
+        self._recent = collections.deque(maxlen=max(1, round(self.options.onset_window * SAMPLE_RATE / VAD_FRAME)))
         self._utterance: _Utterance | None = None
 
     @property
@@ -188,13 +189,13 @@ class Streamer:
             self.samples += VAD_FRAME
             if self._utterance is None:
                 self._pre_roll.append(frame)
-                self._speech_run = self._speech_run + 1 if speech else 0
-                if self._speech_run >= onset_frames:
+                self._recent.append(speech)
+                if sum(self._recent) >= onset_frames:
                     start = self.samples - VAD_FRAME * len(self._pre_roll)
                     self._utterance = _Utterance(self, start / SAMPLE_RATE)
                     self._utterance.push(np.concatenate(self._pre_roll))
                     self._pre_roll.clear()
-                    self._speech_run = 0
+                    self._recent.clear()
                 continue
             utterance = self._utterance
             utterance.push(frame)
@@ -364,13 +365,15 @@ class EnergyVad:
     """
 
     ABSOLUTE_DB = -50.0  # dBFS: quieter frames are never speech
-    RISE = 0.01  # share of the gap the floor rises per 30 ms frame
+    RISE = 0.03  # share of the gap the floor rises per 30 ms frame (time constant ~1 s)
 
-    def __init__(self, threshold_db: float = 12.0, floor_db: float = -70.0):
-        self.threshold_db, self.floor = threshold_db, floor_db
+    def __init__(self, threshold_db: float = 12.0):
+        self.threshold_db, self.floor = threshold_db, None  # the floor starts at the first frame's level
 
     def __call__(self, frame: np.ndarray) -> bool:
         level = 10.0 * math.log10(float(np.mean(frame.astype(np.float64) ** 2)) + 1e-12)
+        if self.floor is None:
+            self.floor = level
         speech = level > max(self.floor + self.threshold_db, self.ABSOLUTE_DB)
         self.floor = level if level < self.floor else self.floor + self.RISE * (level - self.floor)
         return speech

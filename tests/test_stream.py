@@ -1,0 +1,217 @@
+"""Streaming recognition: exactness of the incremental engine, VAD endpointing, bounded state, `vocable listen`.
+
+Real speech: FSDD digit clips (tests/fixtures/fsdd) joined by silences, so each digit is one utterance.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tests.conftest import FSDD_FIXTURES
+from vocable.audio import SAMPLE_RATE, load_audio
+from vocable.errors import ModelError
+from vocable.features import FeatureConfig
+from vocable.modelfile import LoadedModel
+from vocable.models import ModelConfig, build_model
+from vocable.stream import IncrementalDecoder, Streamer, StreamOptions
+from vocable.tokenizer import CharTokenizer
+from vocable.transcribe import Recognizer, load
+
+DIGITS = "zero one two three four five six seven eight nine".split()
+GAP = 1.0  # seconds of silence between digits: longer than the default endpoint (0.6 s)
+# The bundled models; VOCABLE_TEST_*_MODEL may point at another model file.
+DIGITS_MODEL = os.environ.get("VOCABLE_TEST_DIGITS_MODEL", "fsdd-digits")
+STREAMING_MODEL = os.environ.get("VOCABLE_TEST_STREAMING_MODEL", "fsdd-digits-streaming")
+
+torch.set_num_threads(1)
+
+
+def load_or_skip(name: str) -> Recognizer:
+    try:
+        return load(name)
+    except ModelError as e:
+        pytest.skip(f"model not available: {e}")
+
+
+@pytest.fixture(scope="session")
+def digits_model() -> Recognizer:
+    return load_or_skip(DIGITS_MODEL)
+
+
+@pytest.fixture(scope="session")
+def streaming_model() -> Recognizer:
+    return load_or_skip(STREAMING_MODEL)
+
+
+def random_streaming_recognizer(rnn_type: str = "gru") -> Recognizer:
+    """An untrained unidirectional cnn-rnn: enough to check that streaming equals the offline pass."""
+    torch.manual_seed(0)
+    config = ModelConfig(arch="cnn-rnn", d_model=64, n_layers=2, rnn_type=rnn_type, bidirectional=False)
+    features, tokenizer = FeatureConfig(), CharTokenizer(list(" abcdefghijklmnopqrstuvwxyz'"))
+    model = build_model(config, features.dim, tokenizer.vocab_size).eval()
+    return Recognizer(LoadedModel(model, config, features, tokenizer, {"name": "random"}, "random"))
+
+
+def digit_stream(recognizer: Recognizer, count: int = 3, gap: float = GAP):
+    """(audio, digits, [(start, end)]) of `count` fixture clips that `recognizer` gets right on their own,
+    joined by `gap` seconds of silence (plus half a gap before the first)."""
+    chosen = []
+    for take in ("theo", "jackson", "nicolas"):
+        for digit in (3, 7, 1, 9, 5, 2, 8, 6, 4, 0):
+            clip = load_audio(FSDD_FIXTURES / f"{digit}_{take}_0.flac")
+            if digit not in [d for d, _ in chosen] and recognizer.transcribe(clip).text == DIGITS[digit]:
+                chosen.append((digit, clip))
+            if len(chosen) == count:
+                break
+        if len(chosen) == count:
+            break
+    assert len(chosen) == count, "the model recognises too few fixture digits on their own"
+    silence = np.zeros(int(gap * SAMPLE_RATE), np.float32)
+    parts, spans, t = [silence[: len(silence) // 2]], [], gap / 2
+    for _, clip in chosen:
+        spans.append((t, t + len(clip) / SAMPLE_RATE))
+        parts += [clip, silence]
+        t += len(clip) / SAMPLE_RATE + gap
+    return np.concatenate(parts), [DIGITS[d] for d, _ in chosen], spans
+
+
+def run_stream(streamer: Streamer, audio, chunk: int):
+    events = []
+    for i in range(0, len(audio), chunk):
+        events += streamer.accept(audio[i: i + chunk])
+    return events + streamer.flush()
+
+
+@pytest.mark.parametrize("rnn_type", ["gru", "lstm"])
+def test_incremental_decoder_equals_offline_forward(rnn_type):
+    recognizer = random_streaming_recognizer(rnn_type)
+    audio = np.concatenate([load_audio(FSDD_FIXTURES / f"{d}_theo_0.flac") for d in range(6)])
+    offline = recognizer.log_probs(audio)
+    for chunk_ms in (80, 160, 320, 37):  # 37 ms: chunks that split feature frames and conv strides
+        decoder = IncrementalDecoder(recognizer)
+        step = chunk_ms * SAMPLE_RATE // 1000
+        for i in range(0, len(audio), step):
+            decoder.push(audio[i: i + step])
+            decoder.log_probs()
+            # Only a partial frame of samples and the convolution's context of features are held back.
+            assert len(decoder.samples) < 400 + step and decoder.feats.shape[1] < 7 + step // 160
+        streamed = decoder.log_probs(final=True)
+        assert streamed.shape == offline.shape
+        np.testing.assert_allclose(streamed, offline, atol=1e-4)
+
+
+def test_window_engine_finds_each_digit_with_partials(digits_model):
+    audio, digits, spans = digit_stream(digits_model)
+    streamer = Streamer(digits_model, options=StreamOptions(vad="energy"))
+    assert streamer.engine_kind == "window"  # the bundled digits model is bidirectional
+    events = run_stream(streamer, audio, chunk=1600)  # 100 ms chunks
+    finals = [e for e in events if e.type == "final"]
+    assert [e.text for e in finals] == digits
+    for event, (start, end) in zip(finals, spans):  # word times are on the stream's clock
+        word = event.words[0]
+        assert start - 0.35 <= word.start <= end and start <= word.end <= end + GAP * 0.7
+    # Partials come before their final, while the digit is still being spoken or just after.
+    first_partial = next(e for e in events if e.type == "partial")
+    assert events.index(first_partial) < events.index(finals[0])
+    assert first_partial.end < spans[0][1] + 0.6
+
+
+def test_streaming_model_runs_incrementally(streaming_model):
+    audio, digits, spans = digit_stream(streaming_model)
+    streamer = Streamer(streaming_model, sample_rate=SAMPLE_RATE)
+    assert streamer.engine_kind == "incremental"
+    events = run_stream(streamer, audio, chunk=2560)  # 160 ms chunks
+    assert [e.text for e in events if e.type == "final"] == digits
+    assert any(e.type == "partial" for e in events)
+
+
+def test_bytes_and_other_rates_give_the_same_words(digits_model):
+    audio, digits, _ = digit_stream(digits_model)
+    pcm = (audio * 32767).astype("<i2").tobytes()
+    streamer = Streamer(digits_model, input_format="s16le")
+    odd = [pcm[i: i + 3201] for i in range(0, len(pcm), 3201)]  # chunks that split samples in half
+    finals = [e.text for c in odd for e in streamer.accept(c) if e.type == "final"]
+    finals += [e.text for e in streamer.flush() if e.type == "final"]
+    assert finals == digits
+    audio_8k = load_audio(audio, sample_rate=8000)  # resampled down, and back up inside the Streamer
+    streamer = Streamer(digits_model, sample_rate=8000)
+    assert [e.text for e in run_stream(streamer, audio_8k, 800) if e.type == "final"] == digits
+
+
+def test_silence_and_quiet_noise_produce_nothing(digits_model):
+    rng = np.random.default_rng(0)
+    for vad in ("webrtc", "energy"):
+        streamer = Streamer(digits_model, options=StreamOptions(vad=vad))
+        assert run_stream(streamer, np.zeros(3 * SAMPLE_RATE, np.float32), 1600) == []
+        for dbfs in (-60, -45):  # steady hiss
+            streamer = Streamer(digits_model, options=StreamOptions(vad=vad))
+            hiss = (rng.standard_normal(5 * SAMPLE_RATE) * 10 ** (dbfs / 20)).astype(np.float32)
+            assert run_stream(streamer, hiss, 1600) == [], (vad, dbfs)
+
+
+def test_state_stays_bounded_on_endless_speech(digits_model):
+    """Speech with no pause (VAD off) is cut every max_utterance seconds; memory does not grow with time."""
+    clip = np.concatenate([load_audio(FSDD_FIXTURES / f"{d}_jackson_0.flac") for d in range(10)])
+    audio = np.tile(clip, int(np.ceil(30 * SAMPLE_RATE / len(clip))))[: 30 * SAMPLE_RATE]
+    options = StreamOptions(vad="none", max_utterance=4.0)
+    streamer = Streamer(digits_model, options=options)
+    peak, events = 0, []
+    for i in range(0, len(audio), 3200):
+        events += streamer.accept(audio[i: i + 3200])
+        peak = max(peak, streamer.state_bytes())
+    finals = [e for e in events if e.type == "final"]
+    assert len(finals) >= 6  # 30 s cut at 4 s
+    bound = (options.max_utterance + options.pre_roll) * SAMPLE_RATE * 4 * 1.5  # the window's audio, float32
+    assert peak < bound
+    assert all(e.end - e.start <= options.max_utterance + 0.1 for e in finals)
+
+
+def test_bad_stream_parameters_are_clear_errors(digits_model):
+    from vocable.errors import VocableError
+    with pytest.raises(VocableError, match="format"):
+        Streamer(digits_model, input_format="mp3")
+    with pytest.raises(VocableError, match="sample_rate"):
+        Streamer(digits_model, sample_rate=100)
+    with pytest.raises(VocableError, match="not a streaming model"):
+        Streamer(digits_model, options=StreamOptions(engine="incremental"))
+    with pytest.raises(VocableError, match="NaN"):
+        Streamer(digits_model).accept(np.full(1600, np.nan, np.float32))
+
+
+def test_listen_plays_a_file_and_prints_json_events(digits_model, tmp_path, capsys):
+    from vocable.cli import main
+    audio, digits, spans = digit_stream(digits_model)
+    path = tmp_path / "digits.wav"
+    sf.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
+    assert main(["listen", "--model", digits_model.loaded.path, "--input", str(path), "--speed", "0",
+                 "--json", "--chunk-ms", "160"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["text"] for e in events if e["type"] == "final"] == digits
+    assert all({"type", "text", "start", "end", "words", "time"} <= set(e) for e in events)
+    # Text mode (not a terminal): one line per final, with its times.
+    assert main(["listen", "--model", digits_model.loaded.path, "--input", str(path), "--speed", "0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("] ", 1)[1] for line in lines] == digits
+
+
+def test_listen_at_real_time_speed_takes_real_time(digits_model, tmp_path, capsys):
+    import time
+    from vocable.cli import main
+    path = tmp_path / "one.wav"
+    sf.write(path, np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE)  # 1 s
+    started = time.monotonic()
+    assert main(["listen", "--model", digits_model.loaded.path, "--input", str(path), "--speed", "4"]) == 0
+    assert 0.2 <= time.monotonic() - started < 2.0  # 1 s at 4x ≈ 0.25 s
+
+
+def test_listen_without_portaudio_is_one_clear_line(monkeypatch, capsys, digits_model):
+    from vocable.cli import main
+    monkeypatch.setitem(sys.modules, "sounddevice", None)  # as if the package were missing
+    assert main(["listen", "--model", digits_model.loaded.path]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vocable: error: microphone:") and "--input" in err and "\n" not in err
