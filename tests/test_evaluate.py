@@ -214,3 +214,18 @@ def test_dataset_hash_follows_content_and_file_sizes_not_paths(tmp_path):
 
 def test_old_api_still_works():
     assert wer(["a b c d"], ["a x c"]) == 0.5
+
+
+def test_a_flawless_group_still_gets_an_honest_upper_bound():
+    rows = simulate(np.random.default_rng(9), {"a": 0.0, "b": 0.3}, speakers=5, spread=0.0)
+    a = group_report(rows, "gender", FAST)["groups"][0]
+    assert a["wer"] == 0 and a["wer_ci"][0] == 0
+    assert a["wer_ci"][1] == pytest.approx(1 - 0.025 ** (1 / a["words"]), abs=1e-4)  # 0 errors in 400 words
+
+
+def test_tiny_groups_are_listed_but_not_picked_for_the_gap():
+    rows = simulate(np.random.default_rng(10), {"a": 0.2, "b": 0.2}, speakers=5)
+    rows.append({**rows[0], "id": "lonely", "speaker": "z", "gender": "c", "word_errors": 8})  # one 8-word utterance
+    report = group_report(rows, "gender", StatsOptions(resamples=200, permutations=300))
+    assert report["groups"][2]["name"] == "c" and report["groups"][2]["small"]
+    assert report["gap"]["left_out"] == ["c"] and "c" not in (report["gap"]["best"], report["gap"]["worst"])

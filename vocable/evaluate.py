@@ -37,6 +37,7 @@ LENGTH_FIELD = "length"  # pseudo-field: the utterance's duration bucket
 TOP_ERRORS = 20  # most frequent substitutions / deletions / insertions to list
 WORST_UTTERANCES = 20
 FEW_SPEAKERS = 10  # below this many speakers an interval says little about other speakers
+MIN_GROUP_WORDS = 20  # reference words: smaller groups are listed but not picked as best/worst for the gap
 
 
 # ---------------------------------------------------------------- error counting
@@ -269,23 +270,24 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
 
-def _spread(errors: np.ndarray, words: np.ndarray) -> np.ndarray:
-    """Gap statistic along the last axis: max - min of per-group WER (groups with words)."""
-    rates = _ratio(errors, words)
+def _spread(errors: np.ndarray, words: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+    """Gap statistic along the last axis: max - min of the eligible groups' WER."""
+    rates = _ratio(errors[..., eligible], words[..., eligible])
     return np.nanmax(rates, axis=-1) - np.nanmin(rates, axis=-1)
 
 
 def _permutation_p(errors: np.ndarray, words: np.ndarray, labels: np.ndarray, strata: np.ndarray,
-                   groups: int, permutations: int, rng: np.random.Generator) -> float:
+                   eligible: np.ndarray, permutations: int, rng: np.random.Generator) -> float:
     """p-value of the best-worst gap under shuffling group labels among units within each stratum.
 
     Units are speakers (labels that are speaker traits: shuffle them among speakers) or utterances
     (labels that vary within a speaker: shuffle among that speaker's utterances, so speaker effects
     stay put). The max-min statistic accounts for having picked the extreme pair out of many groups.
     """
+    groups = len(eligible)
     order = np.argsort(strata, kind="stable")
     errors, words, labels, strata = errors[order], words[order], labels[order], strata[order]
-    observed = _spread(np.bincount(labels, errors, groups), np.bincount(labels, words, groups))
+    observed = _spread(np.bincount(labels, errors, groups), np.bincount(labels, words, groups), eligible)
     exceed, chunk = 0, max(1, 2_000_000 // len(labels))
     for start in range(0, permutations, chunk):
         n = min(chunk, permutations - start)
@@ -293,7 +295,7 @@ def _permutation_p(errors: np.ndarray, words: np.ndarray, labels: np.ndarray, st
         shuffled = labels[np.argsort(strata[None, :] + rng.random((n, len(labels))), axis=1)]
         e = np.stack([(shuffled == g) @ errors for g in range(groups)], axis=-1)
         w = np.stack([(shuffled == g) @ words for g in range(groups)], axis=-1)
-        exceed += int(np.sum(_spread(e, w) >= observed - 1e-12))
+        exceed += int(np.sum(_spread(e, w, eligible) >= observed - 1e-12))
     return (exceed + 1) / (permutations + 1)
 
 
@@ -356,6 +358,7 @@ def group_report(rows: list[dict], field_name: str, options: StatsOptions | None
     group_clusters = np.count_nonzero(N + CN > 0, axis=0) if stratified else n_clusters
     wer_low, wer_high = _interval(wer_samples, options.confidence, group_clusters)
     cer_low, cer_high = _interval(cer_samples, options.confidence, group_clusters)
+    wer_high, cer_high = _zero_error_bound(wer_high, E, N, options), _zero_error_bound(cer_high, CE, CN, options)
     report = {"field": field_name, "unit": unit, "groups": []}
     if unit == "utterance" and field_name != "speaker":
         report["note"] = ("a group has fewer than 2 speakers: its interval and the gap test treat utterances "
@@ -365,8 +368,12 @@ def group_report(rows: list[dict], field_name: str, options: StatsOptions | None
         report["groups"].append({
             "name": name, "utterances": int(members.sum()), "speakers": int(speakers_per_group[g]),
             "words": int(N[:, g].sum()), "wer": _round(point_wer[g]), "wer_ci": _round([wer_low[g], wer_high[g]]),
-            "cer": _round(point_cer[g]), "cer_ci": _round([cer_low[g], cer_high[g]])})
-    scored = np.flatnonzero(N.sum(0) > 0)
+            "cer": _round(point_cer[g]), "cer_ci": _round([cer_low[g], cer_high[g]]),
+            **({"small": True} if N[:, g].sum() < MIN_GROUP_WORDS else {})})
+    eligible = N.sum(0) >= MIN_GROUP_WORDS
+    if eligible.sum() < 2:  # all groups small: compare them anyway
+        eligible = N.sum(0) > 0
+    scored = np.flatnonzero(eligible)
     if len(scored) >= 2:
         best = int(scored[np.argmin(point_wer[scored])])
         others = scored[scored != best]
@@ -385,11 +392,21 @@ def group_report(rows: list[dict], field_name: str, options: StatsOptions | None
             unit_strata = speakers if unit == "speaker" else np.zeros(len(rows), dtype=np.int64)
             test = ("permutation of group labels within each speaker" if unit == "speaker"
                     else "permutation of group labels over utterances")
-        p = _permutation_p(unit_errors, unit_words, unit_labels, unit_strata, groups, options.permutations, rng)
+        p = _permutation_p(unit_errors, unit_words, unit_labels, unit_strata, eligible, options.permutations, rng)
         report["gap"] = {"best": names[best], "worst": names[worst], "wer_gap": _round(point_wer[worst] - point_wer[best]),
                          "wer_gap_ci": _round([gap_low, gap_high]), "p_value": round(p, 4),
-                         "significant": bool(p < options.alpha), "test": test}
+                         "significant": bool(p < options.alpha), "test": test,
+                         "left_out": [names[g] for g in np.flatnonzero(~eligible & (N.sum(0) > 0))]}
     return report
+
+
+def _zero_error_bound(high: np.ndarray, errors: np.ndarray, totals: np.ndarray, options: StatsOptions) -> np.ndarray:
+    """A group without a single error gets a bootstrap interval of [0, 0], claiming a certainty no sample
+    gives. Raise its upper end to the exact binomial bound for 0 errors in n words (the rule of three)."""
+    e, n = errors.sum(0), totals.sum(0)
+    with np.errstate(all="ignore"):
+        bound = 1 - ((1 - options.confidence) / 2) ** (1 / np.maximum(n, 1))
+    return np.where((e == 0) & (n > 0), np.fmax(high, bound), high)
 
 
 def overall_interval(rows: list[dict], options: StatsOptions | None = None) -> dict:
@@ -633,6 +650,8 @@ def format_summary(result: dict) -> str:
         if gap:
             lines.append(f"  gap {gap['worst']} - {gap['best']}: {_pct1(gap['wer_gap'])} [{_pct(gap['wer_gap_ci'])}], "
                          f"p = {gap['p_value']:.3g} -> {'SIGNIFICANT' if gap['significant'] else 'not significant'}")
+            if gap.get("left_out"):
+                lines.append(f"  too few words to compare: {', '.join(gap['left_out'])}")
         if report.get("note"):
             lines.append(f"  note: {report['note']}")
     if len(result["conditions"]) > 1:

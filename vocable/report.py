@@ -123,7 +123,8 @@ def plot_conditions(conditions: list[dict], path: Path) -> str:
             ax.axhspan(c["wer_ci"][0] * 100, c["wer_ci"][1] * 100, color="#e45756", alpha=0.12)
     ax.set_xlabel("signal-to-noise ratio (dB)")
     ax.set_ylabel("WER (%)")
-    ax.set_ylim(bottom=0)
+    top = max([c["wer_ci"][1] or c["wer"] for c in conditions if c["wer"] is not None] + [0.01])
+    ax.set_ylim(0, top * 100 * 1.15)  # room for the value labels above the points
     ax.set_title("WER under noise and reverberation (bars and band: 95 % interval)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=8)
@@ -221,7 +222,7 @@ def _group_section(report: dict, plot: str | None) -> list[str]:
     out.append("<table><tr><th>group</th><th>speakers</th><th>utterances</th><th>words</th><th>WER</th>"
                "<th>95 % interval</th><th>CER</th><th>95 % interval</th></tr>")
     for g in report["groups"]:
-        out.append(f"<tr><td>{e(g['name'])}</td><td class='num'>{g['speakers']}</td><td class='num'>{g['utterances']}</td>"
+        out.append(f"<tr><td>{e(g['name'])}{' <small>(few words)</small>' if g.get('small') else ''}</td><td class='num'>{g['speakers']}</td><td class='num'>{g['utterances']}</td>"
                    f"<td class='num'>{g['words']}</td><td class='num'>{_pct(g['wer'])}</td><td class='num'>{_ci(g['wer_ci'])}</td>"
                    f"<td class='num'>{_pct(g['cer'])}</td><td class='num'>{_ci(g['cer_ci'])}</td></tr>")
     out.append("</table>")
@@ -231,6 +232,9 @@ def _group_section(report: dict, plot: str | None) -> list[str]:
         out.append(f"<p>Gap between worst (<b>{e(gap['worst'])}</b>) and best (<b>{e(gap['best'])}</b>): "
                    f"<b>{_pct(gap['wer_gap'])}</b> (95 % interval {_ci(gap['wer_gap_ci'])}), p = {gap['p_value']:.3g} "
                    f"({e(gap['test'])}) {badge}</p>")
+        if gap.get("left_out"):
+            out.append(f"<p class='meta'>Too few words to compare (listed, not picked as best or worst): "
+                       f"{e(', '.join(gap['left_out']))}.</p>")
     out.append(f"<p class='meta'>Intervals resample {e(report['unit'])}s.</p>")
     if report.get("note"):
         out.append(f"<p class='note'>Note: {e(report['note'])}.</p>")
