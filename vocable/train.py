@@ -29,6 +29,7 @@ from .config import TrainConfig
 from .data.loader import SpeechDataset, bucket_batches, collate, feature_stats, fill_durations, usable
 from .data.leaks import check_no_leak
 from .data.manifest import Utterance, read_dataset
+from .data.shards import shard_groups
 from .decoding import greedy_decode
 from .errors import ConfigError, DataError
 from .evaluate import cer, wer
@@ -70,8 +71,9 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     log(f"model: {config.model.arch}, {count_parameters(model) / 1e6:.2f} M parameters, vocab {tokenizer.vocab_size}")
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
-    durations = [u.duration for u in train_utts]
-    steps_per_epoch = len(bucket_batches(durations, config.data.max_batch_seconds, config.run.seed, 0, rank, world_size))
+    durations, shards = [u.duration for u in train_utts], shard_groups(train_utts)  # shards: None for raw audio
+    steps_per_epoch = len(bucket_batches(durations, config.data.max_batch_seconds, config.run.seed, 0, rank, world_size,
+                                         shards))
     total_steps = config.optim.max_steps or steps_per_epoch * config.optim.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(config, total_steps))
 
@@ -89,7 +91,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     while state["epoch"] < config.optim.epochs and state["step"] < total_steps:
         epoch = state["epoch"]
         dataset.epoch = epoch
-        batches = bucket_batches(durations, config.data.max_batch_seconds, config.run.seed, epoch, rank, world_size)
+        batches = bucket_batches(durations, config.data.max_batch_seconds, config.run.seed, epoch, rank, world_size,
+                                 shards)
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches[state["batch"]:], collate_fn=collate,
                                              num_workers=config.data.num_workers)
         bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch + 1}/{config.optim.epochs}",

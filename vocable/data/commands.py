@@ -16,6 +16,7 @@ def add_data_commands(commands) -> None:
     add_check(commands)
     add_voices(commands)
     add_synth(commands)
+    add_prepare(commands)
 
 
 def add_voices(commands) -> None:
@@ -150,3 +151,46 @@ def cmd_check(args) -> int:
             print("  " + line)
         leaked = leaked or bool(found)
     return EXIT_LEAK if leaked else 0
+
+
+def add_prepare(commands) -> None:
+    from .shards import DEFAULT_SHARD_SIZE
+    p = commands.add_parser("prepare", help="precompute features into fp16 shards that training streams from disk")
+    p.add_argument("manifest", metavar="MANIFEST", help="JSONL manifest or Kaldi-style folder")
+    p.add_argument("-o", "--out", required=True, metavar="SHARDS/")
+    p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, metavar="N", help="utterances per shard")
+    p.add_argument("--config", metavar="TRAIN.toml", help="take [features] from this training config")
+    p.add_argument("--kind", default="logmel", choices=["logmel", "mfcc"])
+    p.add_argument("--n-mels", type=int, default=80)
+    p.add_argument("--n-mfcc", type=int, default=13)
+    p.add_argument("--pitch", action="store_true", help="append voicing and log-F0")
+    p.add_argument("--jobs", type=int, default=1, help="processes (one shard each)")
+    p.add_argument("--seed", type=int, default=0, help="shuffles utterances across shards")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_prepare)
+
+
+def cmd_prepare(args) -> int:
+    from ..features import FeatureConfig
+    from .manifest import read_dataset
+    from .shards import prepare_shards
+    if args.config:
+        import tomllib
+
+        from ..config import from_dict
+        from ..errors import ConfigError
+        try:
+            with open(args.config, "rb") as f:
+                raw = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"{args.config}: cannot read config ({e})") from None
+        features = from_dict(FeatureConfig, raw.get("features", {}), args.config, "features.")
+    else:
+        features = FeatureConfig(kind=args.kind, n_mels=args.n_mels, n_mfcc=args.n_mfcc, pitch=args.pitch)
+    index = prepare_shards(read_dataset(args.manifest), args.out, features, args.shard_size, args.jobs, args.seed,
+                           source=str(args.manifest), show_progress=not args.no_progress)
+    print(f"{args.out}: {index['utterances']} utterances, {index['hours']:.2f} h in {len(index['shards'])} shards "
+          f"({features.kind}, {features.dim} dims, {index['dtype']}); {len(index['skipped'])} unreadable skipped")
+    for line in index["skipped"][:10]:
+        print(f"skipped: {line}")
+    return 0

@@ -10,11 +10,12 @@ import torch
 from tqdm import tqdm
 
 from ..audio import SAMPLE_RATE, audio_info, load_audio
-from ..errors import VocableError
+from ..errors import ConfigError, VocableError
 from ..features import FeatureConfig, compute_features, num_frames
 from ..models.common import subsampled_lengths
 from ..tokenizer import Tokenizer
 from .manifest import Utterance
+from .shards import SHARD_KEY, check_feature_config, load_features
 
 # (waveform, rng) → waveform; see vocable/data/augment.py
 Augmenter = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -58,6 +59,10 @@ class SpeechDataset(torch.utils.data.Dataset):
 
     def __init__(self, utterances: list[Utterance], tokenizer: Tokenizer, features: FeatureConfig,
                  augment: Augmenter | None = None, seed: int = 0):
+        check_feature_config(utterances, features)
+        if augment is not None and any(SHARD_KEY in u.meta for u in utterances):
+            raise ConfigError("[augment]: waveform augmentation needs raw audio, but training data includes "
+                              "feature shards; train on the manifest instead (SpecAugment works with both)")
         self.utterances, self.tokenizer, self.features = utterances, tokenizer, features
         self.augment, self.seed, self.epoch = augment, seed, 0
 
@@ -66,13 +71,16 @@ class SpeechDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         u = self.utterances[index]
+        tokens = torch.tensor(self.tokenizer.encode(u.text), dtype=torch.long)
+        if SHARD_KEY in u.meta:  # precomputed (vocable data prepare): no waveform augmentation
+            return torch.from_numpy(load_features(u)), tokens, u.duration
         audio = load_audio(u.audio)
         if self.augment is not None:
             # Seeded by (seed, epoch, index): the same run resumed sees the same augmentation.
             rng = np.random.default_rng([self.seed, self.epoch, index])
             audio = self.augment(audio, rng)
         feats = compute_features(torch.from_numpy(audio), self.features)[0]
-        return feats, torch.tensor(self.tokenizer.encode(u.text), dtype=torch.long), len(audio) / SAMPLE_RATE
+        return feats, tokens, len(audio) / SAMPLE_RATE
 
 
 def collate(items):
@@ -86,14 +94,35 @@ def collate(items):
 
 
 def bucket_batches(durations: list[float], max_seconds: float, seed: int, epoch: int,
-                   rank: int = 0, world_size: int = 1) -> list[list[int]]:
+                   rank: int = 0, world_size: int = 1, groups: list | None = None) -> list[list[int]]:
     """Batches of similar-length utterances, each ≤ max_seconds of audio, shuffled per epoch.
 
     Sorting by duration with a little noise keeps padding low but varies batch make-up between
     epochs. With several ranks, each gets an equal number of batches (a few left over are dropped).
+    With `groups` (each utterance's feature shard), batches never mix groups and each rank takes
+    whole groups, so ranks and loader workers each read their own shards.
     """
     rng = random.Random(seed * 1000 + epoch)
-    order = sorted(range(len(durations)), key=lambda i: durations[i] * rng.uniform(0.9, 1.1))
+    members: dict = {}
+    for i, group in enumerate(groups if groups is not None else [0] * len(durations)):
+        members.setdefault(group, []).append(i)
+    order = list(members)
+    rng.shuffle(order)
+    per_group = [pack(members[g], durations, max_seconds, rng) for g in order]
+    if world_size > 1 and len(per_group) >= world_size:
+        mine = [b for k, group in enumerate(per_group) if k % world_size == rank for b in group]
+        fewest = min(sum(len(g) for g in per_group[r::world_size]) for r in range(world_size))
+        rng.shuffle(mine)
+        return mine[:fewest]
+    batches = [b for group in per_group for b in group]
+    rng.shuffle(batches)
+    per_rank = len(batches) // world_size if world_size > 1 else len(batches)
+    return batches[rank * per_rank:(rank + 1) * per_rank] if world_size > 1 else batches
+
+
+def pack(indices: list[int], durations: list[float], max_seconds: float, rng: random.Random) -> list[list[int]]:
+    """`indices` sorted by noisy duration, cut into batches whose padded length stays ≤ max_seconds."""
+    order = sorted(indices, key=lambda i: durations[i] * rng.uniform(0.9, 1.1))
     batches, current, longest = [], [], 0.0
     for i in order:
         longest_if_added = max(longest, durations[i])
@@ -104,9 +133,7 @@ def bucket_batches(durations: list[float], max_seconds: float, seed: int, epoch:
         longest = longest_if_added
     if current:
         batches.append(current)
-    rng.shuffle(batches)
-    per_rank = len(batches) // world_size if world_size > 1 else len(batches)
-    return batches[rank * per_rank:(rank + 1) * per_rank] if world_size > 1 else batches
+    return batches
 
 
 def feature_stats(dataset: SpeechDataset, max_items: int = 300, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -41,8 +41,11 @@ class Utterance:
 
 
 def read_dataset(path: str | os.PathLike) -> list[Utterance]:
-    """A JSONL manifest or a Kaldi-style folder → utterances."""
+    """A JSONL manifest, a Kaldi-style folder or a feature-shard folder → utterances."""
     path = Path(path)
+    if path.is_dir() and (path / "index.json").is_file():  # feature shards (vocable data prepare)
+        from .shards import read_shards
+        return read_shards(path)
     if path.is_dir():
         return read_kaldi_dir(path)
     if path.is_file():
