@@ -393,7 +393,8 @@ def group_report(rows: list[dict], field_name: str, options: StatsOptions | None
             test = ("permutation of group labels within each speaker" if unit == "speaker"
                     else "permutation of group labels over utterances")
         p = _permutation_p(unit_errors, unit_words, unit_labels, unit_strata, eligible, options.permutations, rng)
-        report["gap"] = {"best": names[best], "worst": names[worst], "wer_gap": _round(point_wer[worst] - point_wer[best]),
+        report["gap"] = {"best": names[best], "worst": names[worst],
+                         "wer_gap": _round(point_wer[worst] - point_wer[best]),
                          "wer_gap_ci": _round([gap_low, gap_high]), "p_value": round(p, 4),
                          "significant": bool(p < options.alpha), "test": test,
                          "left_out": [names[g] for g in np.flatnonzero(~eligible & (N.sum(0) > 0))]}
@@ -534,7 +535,8 @@ def compare_results(rows_a: list[dict], rows_b: list[dict], options: StatsOption
     if low > 0:
         verdict = f"{names[0]} is better: WER lower by {diff:.2%} ({options.confidence:.0%} CI {low:.2%} to {high:.2%})"
     elif high < 0:
-        verdict = f"{names[1]} is better: WER lower by {-diff:.2%} ({options.confidence:.0%} CI {-high:.2%} to {-low:.2%})"
+        verdict = (f"{names[1]} is better: WER lower by {-diff:.2%} "
+                   f"({options.confidence:.0%} CI {-high:.2%} to {-low:.2%})")
     else:
         verdict = (f"no significant difference: WER({names[1]}) - WER({names[0]}) = {diff:+.2%} "
                    f"({options.confidence:.0%} CI {low:+.2%} to {high:+.2%})")
@@ -660,7 +662,8 @@ def format_summary(result: dict) -> str:
             lines.append(f"  {c['name']:<14} {_pct1(c['wer']):>7}  [{_pct(c['wer_ci'])}]")
     e = result["errors"]
     c = e["counts"]
-    lines.append(f"\nerrors: {c['substitutions']} substitutions, {c['deletions']} deletions, {c['insertions']} insertions")
+    lines.append(f"\nerrors: {c['substitutions']} substitutions, {c['deletions']} deletions, "
+                 f"{c['insertions']} insertions")
     if e["substitutions"]:
         lines.append("  top substitutions: " + ", ".join(f"{s['ref']}->{s['hyp']} ({s['count']})"
                                                          for s in e["substitutions"][:8]))

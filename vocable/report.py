@@ -92,7 +92,8 @@ def plot_groups(report: dict, path: Path) -> str:
     title = f"WER by {report['field']}"
     gap = report.get("gap")
     if gap:
-        title += f"  (gap {gap['wer_gap']:.1%}, p = {gap['p_value']:.2g}{', significant' if gap['significant'] else ''})"
+        verdict = ", significant" if gap["significant"] else ""
+        title += f"  (gap {gap['wer_gap']:.1%}, p = {gap['p_value']:.2g}{verdict})"
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
@@ -180,7 +181,8 @@ def highlight(ref: str, hyp: str) -> str:
 def render_html(result: dict, plots: dict[str, str], listened: list[dict], clips: dict[str, str]) -> str:
     e = html.escape
     o = result["overall"]
-    title = f"vocable evaluation: {Path(result.get('dataset', 'dataset')).name} / {Path(result.get('model', 'model')).name}"
+    dataset, model = str(result.get("dataset", "-")), str(result.get("model", "-"))
+    title = f"vocable evaluation: {Path(dataset).name} / {Path(model).name}"
     out = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title>",
            f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head><body>",
            f"<h1>{e(title)}</h1>",
@@ -189,8 +191,8 @@ def render_html(result: dict, plots: dict[str, str], listened: list[dict], clips
            f"{result['audio_hours'] * 60:.1f} min of audio</p>",
            f"<p class='note'>Note: {e(o['note'])}.</p>" if o.get("note") else "",
            "<p class='meta'>" + " &middot; ".join([
-               f"dataset <code>{e(str(result.get('dataset', '-')))}</code> sha256 <code>{e(result['dataset_sha256'][:16])}</code>",
-               f"model <code>{e(str(result.get('model', '-')))}</code> sha256 <code>{e(result.get('model_sha256', '-')[:16])}</code>",
+               f"dataset <code>{e(dataset)}</code> sha256 <code>{e(result['dataset_sha256'][:16])}</code>",
+               f"model <code>{e(model)}</code> sha256 <code>{e(result.get('model_sha256', '-')[:16])}</code>",
                f"vocable {e(result['vocable_version'])}", f"RTF {result['rtf']:.4f}",
                f"{result['failed']} unreadable file(s)"]) + "</p>",
            f"<p class='meta'>Intervals resample {e(o['unit'])}s (cluster bootstrap, {result['options']['resamples']} "
@@ -204,8 +206,7 @@ def render_html(result: dict, plots: dict[str, str], listened: list[dict], clips
         out.append(f"<img src='{plots['conditions']}' alt='WER against signal-to-noise ratio'>")
         out.append("<table><tr><th>condition</th><th>WER</th><th>95 % interval</th><th>CER</th></tr>")
         for c in result["conditions"]:
-            out.append(f"<tr><td>{e(c['name'])}</td><td class='num'>{_pct(c['wer'])}</td>"
-                       f"<td class='num'>{_ci(c['wer_ci'])}</td><td class='num'>{_pct(c['cer'])}</td></tr>")
+            out.append(_tr(e(c["name"]), _pct(c["wer"]), _ci(c["wer_ci"]), _pct(c["cer"])))
         out.append("</table><p class='meta'>The same noise (or room) per utterance at every level, so the curve "
                    "compares like with like.</p>")
     out.append("<h2>WER by utterance length</h2>")
@@ -222,13 +223,14 @@ def _group_section(report: dict, plot: str | None) -> list[str]:
     out.append("<table><tr><th>group</th><th>speakers</th><th>utterances</th><th>words</th><th>WER</th>"
                "<th>95 % interval</th><th>CER</th><th>95 % interval</th></tr>")
     for g in report["groups"]:
-        out.append(f"<tr><td>{e(g['name'])}{' <small>(few words)</small>' if g.get('small') else ''}</td><td class='num'>{g['speakers']}</td><td class='num'>{g['utterances']}</td>"
-                   f"<td class='num'>{g['words']}</td><td class='num'>{_pct(g['wer'])}</td><td class='num'>{_ci(g['wer_ci'])}</td>"
-                   f"<td class='num'>{_pct(g['cer'])}</td><td class='num'>{_ci(g['cer_ci'])}</td></tr>")
+        name = e(g["name"]) + (" <small>(few words)</small>" if g.get("small") else "")
+        out.append(_tr(name, g["speakers"], g["utterances"], g["words"], _pct(g["wer"]), _ci(g["wer_ci"]),
+                       _pct(g["cer"]), _ci(g["cer_ci"])))
     out.append("</table>")
     gap = report.get("gap")
     if gap:
-        badge = "<span class='sig'>significant</span>" if gap["significant"] else "<span class='nosig'>not significant</span>"
+        badge = ("<span class='sig'>significant</span>" if gap["significant"]
+                 else "<span class='nosig'>not significant</span>")
         out.append(f"<p>Gap between worst (<b>{e(gap['worst'])}</b>) and best (<b>{e(gap['best'])}</b>): "
                    f"<b>{_pct(gap['wer_gap'])}</b> (95 % interval {_ci(gap['wer_gap_ci'])}), p = {gap['p_value']:.3g} "
                    f"({e(gap['test'])}) {badge}</p>")
@@ -247,7 +249,8 @@ def _error_section(errors: dict) -> list[str]:
     out = ["<h2>Error analysis</h2>",
            f"<p>{c['correct']} words correct, {c['substitutions']} substituted, {c['deletions']} deleted, "
            f"{c['insertions']} inserted.</p><div class='errors'>"]
-    tables = [("Substitutions", ["said", "heard", "times"], [(s["ref"], s["hyp"], s["count"]) for s in errors["substitutions"]]),
+    tables = [("Substitutions", ["said", "heard", "times"],
+               [(s["ref"], s["hyp"], s["count"]) for s in errors["substitutions"]]),
               ("Deletions", ["missed word", "times"], [(d["word"], d["count"]) for d in errors["deletions"]]),
               ("Insertions", ["extra word", "times"], [(d["word"], d["count"]) for d in errors["insertions"]])]
     for caption, head, rows in tables:
@@ -267,16 +270,22 @@ def _listening_section(result: dict, listened: list[dict], clips: dict[str, str]
            f"<p class='meta'>{len(listened)} of {total} utterances. In the hypothesis: "
            "<mark class='sub'>heard</mark><small class='was'>(said)</small> substitution, "
            "<del>missed</del> deletion, <ins>extra</ins> insertion.</p>",
-           "<table><tr><th>#</th><th>audio</th><th>id / speaker</th><th>reference</th><th>hypothesis</th><th>WER</th></tr>"]
+           "<table><tr><th>#</th><th>audio</th><th>id / speaker</th><th>reference</th><th>hypothesis</th>"
+           "<th>WER</th></tr>"]
     for number, r in enumerate(listened, 1):
         clip = clips.get(r["id"])
         player = (f"<audio controls preload='none' src='{e(clip)}'><a href='{e(clip)}'>play</a></audio>"
                   if clip else "<em>audio not found</em>")
-        out.append(f"<tr><td class='num'>{number}</td><td>{player}</td><td>{e(r['id'])}<br><small>{e(str(r.get('speaker', '')))}</small></td>"
-                   f"<td>{e(r['ref'])}</td><td>{highlight(r['ref'], r['hyp'])}</td>"
-                   f"<td class='num'>{r['word_errors']}/{r['words']}</td></tr>")
+        who = f"{e(r['id'])}<br><small>{e(str(r.get('speaker', '')))}</small>"
+        out.append(f"<tr><td class='num'>{number}</td><td>{player}</td><td>{who}</td><td>{e(r['ref'])}</td>"
+                   f"<td>{highlight(r['ref'], r['hyp'])}</td><td class='num'>{r['word_errors']}/{r['words']}</td></tr>")
     out.append("</table>")
     return out
+
+
+def _tr(first: str, *numbers) -> str:
+    """A table row: `first` (HTML) in a text cell, the rest right-aligned."""
+    return f"<tr><td>{first}</td>" + "".join(f"<td class='num'>{n}</td>" for n in numbers) + "</tr>"
 
 
 def _pct(x) -> str:
