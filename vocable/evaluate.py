@@ -371,7 +371,7 @@ def group_report(rows: list[dict], field_name: str, options: StatsOptions | None
             "cer": _round(point_cer[g]), "cer_ci": _round([cer_low[g], cer_high[g]]),
             **({"small": True} if N[:, g].sum() < MIN_GROUP_WORDS else {})})
     eligible = N.sum(0) >= MIN_GROUP_WORDS
-    if eligible.sum() < 2:  # all groups small: compare them anyway
+    if not eligible.any():  # all groups small: compare them anyway
         eligible = N.sum(0) > 0
     scored = np.flatnonzero(eligible)
     if len(scored) >= 2:
