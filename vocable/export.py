@@ -42,7 +42,7 @@ from .transcribe import Recognizer
 LEGACY_OPSET = 17  # TorchScript exporter (cnn-rnn)
 DYNAMO_OPSET = 18  # dynamo exporter (attention models)
 FP32_TOLERANCE = 1e-3  # largest |posterior difference| allowed between torch and an fp32 export
-INT8_TOLERANCE = 0.35  # the same for int8: quantisation moves posteriors near decision boundaries
+INT8_TOLERANCE = 0.2  # the same for int8 (fsdd-digits measured 0.01): quantisation moves posteriors
 INT8_MIN_FRAME_AGREEMENT = 0.95  # int8 must also pick torch's best token on this share of frames
 QUANTIZE_OPS = ("MatMul", "Gemm")  # ConvInteger was slower than fp32 convolution here
 CHECK_UTTERANCES = 16  # real utterances compared with torch before writing
@@ -192,6 +192,7 @@ def _export_legacy(loaded: LoadedModel, model: nn.Module, feats, lengths, path: 
             batch_axes[s["output"]] = {1: "batch"}
     else:
         wrapper, args = _Batch(model), (feats, lengths)
+    wrapper.eval()  # the exporter restores the wrapper's mode afterwards, recursively: keep it eval
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about shape-dependent branches (checked below)
         torch.onnx.export(wrapper, args, str(path), dynamo=False, opset_version=LEGACY_OPSET,
@@ -211,7 +212,7 @@ def _export_dynamo(model: nn.Module, feats, lengths, path: Path) -> None:
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(_Batch(model), (feats, lengths), dynamo=True, opset_version=DYNAMO_OPSET,
+            program = torch.onnx.export(_Batch(model).eval(), (feats, lengths), dynamo=True, opset_version=DYNAMO_OPSET,
                                         input_names=["features", "lengths"],
                                         output_names=["log_probs", "out_lengths"],
                                         dynamic_shapes=({0: batch, 1: time_}, {0: batch}), verbose=False)

@@ -1,0 +1,145 @@
+"""The torch-free runtime: numpy features equal the torch ones, exported models transcribe without
+importing torch (checked in a subprocess where `import torch` fails), batching, threads, bad files."""
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vocable import features, features_np
+from vocable.audio import load_audio
+from vocable.cli import main
+from vocable.errors import ModelError
+from vocable.export import ExportOptions, export_model
+from vocable.models.common import Conv2dSubsampling, min_input_frames, subsampled_lengths
+from vocable.runtime import load_onnx
+
+from .conftest import FSDD_FIXTURES, ROOT
+from .test_export import FIXTURE_AUDIO, fixture_audio, random_model
+
+pytest.importorskip("onnxruntime")
+NO_TORCH = "import sys; sys.modules['torch'] = None  # `import torch` raises ImportError from here on\n"
+
+
+def espeak(tmp_path: Path, text: str) -> np.ndarray:
+    """16 kHz synthetic speech: energy up to 8 kHz, unlike the 8 kHz FSDD clips."""
+    if not any((Path(d) / "espeak-ng").exists() for d in os.environ.get("PATH", "").split(os.pathsep)):
+        pytest.skip("espeak-ng is not installed")
+    wav = tmp_path / "espeak.wav"
+    subprocess.run(["espeak-ng", "-w", str(wav), text], check=True, capture_output=True)
+    return load_audio(wav)
+
+
+@pytest.mark.parametrize("config", [features.FeatureConfig(), features.FeatureConfig(n_mels=40, pitch=True),
+                                    features.FeatureConfig(kind="mfcc", n_mfcc=20)], ids=["logmel80", "logmel40+pitch", "mfcc"])
+def test_numpy_features_match_torch(tmp_path, config):
+    clips = [load_audio(p) for p in FIXTURE_AUDIO[::3]] + [espeak(tmp_path, "the quick brown fox, 42 times")]
+    for audio in clips:
+        ours = features_np.compute_features(audio, config)
+        theirs = features.compute_features(torch.from_numpy(audio), config).numpy()
+        assert ours.shape == theirs.shape == (1, features.num_frames(len(audio)), config.dim)
+        dim = config.n_mfcc if config.kind == "mfcc" else config.n_mels
+        if config.kind == "logmel":
+            # Linear power agrees to 0.1 % wherever it is above a millionth of the clip's peak; below that
+            # both sides are float32 FFT rounding noise (8 kHz clips have nothing above 4 kHz).
+            power, reference = np.exp(ours[..., :dim]), np.exp(theirs[..., :dim])
+            np.testing.assert_allclose(power, reference, rtol=1e-3, atol=1e-6 * reference.max())
+            loud = theirs[..., :dim] > np.log(1e-4 * reference.max())
+            assert np.abs(ours[..., :dim] - theirs[..., :dim])[loud].max() < 1e-4
+        else:  # cepstra mix all bands, so the noise floor of empty bands shows: compare to their spread
+            assert np.abs(ours - theirs)[..., :dim].max() < 2e-3 * np.abs(theirs[..., :dim]).max()
+        if config.pitch:
+            np.testing.assert_allclose(ours[..., dim:], theirs[..., dim:], atol=1e-4)
+
+
+def test_torch_free_constants_and_frame_arithmetic_match_the_torch_modules():
+    for name in ("SAMPLE_RATE", "WIN_LENGTH", "HOP_LENGTH", "N_FFT", "LOG_FLOOR", "PITCH_MIN_HZ", "PITCH_MAX_HZ"):
+        assert getattr(features_np, name) == getattr(features, name), name
+    assert [(f.name, f.default) for f in fields(features_np.FeatureConfig)] == \
+        [(f.name, f.default) for f in fields(features.FeatureConfig)]
+    assert features_np.SUBSAMPLING == Conv2dSubsampling.FACTOR
+    assert features_np.MIN_INPUT_FRAMES == min_input_frames()
+    frames = np.arange(1, 400)
+    assert features_np.subsampled_lengths(frames).tolist() == subsampled_lengths(torch.from_numpy(frames)).tolist()
+    assert [features_np.num_frames(n) for n in (1, 399, 400, 16000)] == \
+        [features.num_frames(n) for n in (1, 399, 400, 16000)]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("runtime")
+    model = random_model(tmp, "m", arch="cnn-rnn", d_model=64, n_layers=2)
+    out = tmp / "m.onnx"
+    export_model(model, out, ExportOptions(audio=FIXTURE_AUDIO[:4]))
+    return out
+
+
+def run_without_torch(code: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", NO_TORCH + code, *args], capture_output=True, text=True,
+                          env=env, timeout=120, cwd=ROOT)
+
+
+def test_exported_model_transcribes_without_torch(exported):
+    clips = [str(p) for p in FIXTURE_AUDIO[:5]]
+    code = ("import json, sys, vocable\n"
+            "r = vocable.load(sys.argv[1], threads=1)\n"
+            "print(json.dumps([r.transcribe(f).to_dict() for f in sys.argv[2:]]))\n"
+            "print(json.dumps(sorted(m for m, v in sys.modules.items() if m.split('.')[0] == 'torch' and v)))\n")
+    done = run_without_torch(code, str(exported), *clips)
+    assert done.returncode == 0, done.stderr
+    results, torch_modules = [json.loads(line) for line in done.stdout.splitlines()]
+    assert torch_modules == []
+    in_process = load_onnx(exported, threads=1)
+    assert [r["text"] for r in results] == [in_process.transcribe(c).text for c in clips]
+    assert all(r["duration"] > 0.1 for r in results)
+
+
+def test_cli_transcribes_many_files_in_batches_without_torch(exported):
+    clips = [str(p) for p in FIXTURE_AUDIO[:7]]
+    cli = "import sys; from vocable.cli import main; sys.exit(main(sys.argv[1:]))"
+    one = run_without_torch(cli, "transcribe", "--model", str(exported), "--threads", "1", "--format", "json", *clips)
+    three = run_without_torch(cli, "transcribe", "--model", str(exported), "--batch-size", "3", "--format", "json",
+                              *clips, str(FSDD_FIXTURES / "missing.wav"))
+    assert one.returncode == 0, one.stderr
+    assert three.returncode == 2 and "missing.wav: no such file" in three.stderr  # the others still printed
+    rows_one = [json.loads(line) for line in one.stdout.splitlines()]
+    rows_three = [json.loads(line) for line in three.stdout.splitlines()]
+    assert [r["file"] for r in rows_one] == [r["file"] for r in rows_three] == clips
+    assert [r["text"] for r in rows_one] == [r["text"] for r in rows_three]
+
+
+def test_padded_batch_equals_one_at_a_time(exported):
+    recognizer = load_onnx(exported)
+    clips = fixture_audio(6)
+    for alone, batched in zip([recognizer.log_probs(a) for a in clips], recognizer.log_probs_batch(clips)):
+        assert alone.shape == batched.shape
+        np.testing.assert_allclose(alone, batched, atol=1e-4)
+
+
+def test_threads_reach_onnxruntime(exported):
+    assert load_onnx(exported, threads=1).engine.session.get_session_options().intra_op_num_threads == 1
+    assert load_onnx(exported, threads=2).engine.session.get_session_options().intra_op_num_threads == 2
+
+
+def test_bad_model_files_give_one_line_errors(tmp_path, exported, capsys):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model at all")
+    with pytest.raises(ModelError, match="junk.onnx: not a loadable ONNX model"):
+        load_onnx(junk)
+    import onnx
+    foreign = tmp_path / "foreign.onnx"
+    graph = onnx.load(str(exported))
+    del graph.metadata_props[:]  # a valid ONNX file that vocable did not export
+    onnx.save(graph, str(foreign))
+    with pytest.raises(ModelError, match="not an ONNX model exported by vocable"):
+        load_onnx(foreign)
+    assert main(["transcribe", "--model", str(tmp_path / "nothing.onnx"), str(FIXTURE_AUDIO[0])]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vocable: error:") and "no such ONNX model file" in err and err.count("\n") == 1
