@@ -1,0 +1,335 @@
+"""The server against real clients: the official `openai` client, a WebSocket client, plain HTTP.
+
+One uvicorn server runs on a free 127.0.0.1 port in a thread for the whole module; `vocable serve`
+itself is started once as a subprocess.
+"""
+
+import contextlib
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.test_stream import DIGITS_MODEL, digit_stream, load_or_skip
+from vocable.audio import SAMPLE_RATE
+
+openai = pytest.importorskip("openai")
+uvicorn = pytest.importorskip("uvicorn")
+websockets_sync = pytest.importorskip("websockets.sync.client")
+from websockets.exceptions import InvalidStatus  # noqa: E402
+
+from vocable.server import ServerOptions, create_app  # noqa: E402
+
+API_KEY = "test-key"
+MAX_UPLOAD_MB = 2.0
+MAX_AUDIO_SECONDS = 20.0
+MAX_STREAMS = 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(options: ServerOptions):
+    """A real uvicorn server on 127.0.0.1 in a thread; yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(create_app(options), host="127.0.0.1", port=port, log_level="warning",
+                            ws_max_size=1 << 20)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_or_skip(DIGITS_MODEL)
+
+
+@pytest.fixture(scope="module")
+def base_url(model):
+    options = ServerOptions(model=model.loaded.path, api_key=API_KEY, max_upload_mb=MAX_UPLOAD_MB,
+                            max_audio_seconds=MAX_AUDIO_SECONDS, max_streams=MAX_STREAMS)
+    with running_server(options) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(base_url):
+    return openai.OpenAI(base_url=base_url + "/v1", api_key=API_KEY, max_retries=0, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def digits(model):
+    """(wav bytes, digits, spans) of three digits separated by silence."""
+    audio, words, spans = digit_stream(model)
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    return buffer.getvalue(), audio, words, spans
+
+
+def wav_bytes(audio: np.ndarray, rate: int = SAMPLE_RATE, fmt: str = "WAV") -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, rate, format=fmt)
+    return buffer.getvalue()
+
+
+def one_digit(model):
+    """(flac bytes, text) of a single fixture clip, at its original 8 kHz."""
+    from tests.conftest import FSDD_FIXTURES
+    path = FSDD_FIXTURES / "7_jackson_0.flac"
+    return path.read_bytes(), model.transcribe(path).text
+
+
+def test_openai_client_every_response_format(client, model):
+    data, expected = one_digit(model)
+    assert expected  # the model hears something in it
+    json_result = client.audio.transcriptions.create(model="whisper-1", file=("seven.flac", data))
+    assert json_result.text == expected
+    text = client.audio.transcriptions.create(model="whisper-1", file=("seven.flac", data), response_format="text")
+    assert text.strip() == expected
+    srt = client.audio.transcriptions.create(model="whisper-1", file=("seven.flac", data), response_format="srt")
+    lines = srt.strip().splitlines()
+    assert lines[0] == "1" and " --> " in lines[1] and lines[2] == expected
+    vtt = client.audio.transcriptions.create(model="whisper-1", file=("seven.flac", data), response_format="vtt")
+    assert vtt.startswith("WEBVTT") and expected in vtt
+    verbose = client.audio.transcriptions.create(model="whisper-1", file=("seven.flac", data),
+                                                 response_format="verbose_json",
+                                                 timestamp_granularities=["word", "segment"])
+    duration = sf.info(io.BytesIO(data)).duration
+    assert verbose.text == expected and abs(verbose.duration - duration) < 0.05
+    assert [w.word for w in verbose.words] == expected.split()
+    assert all(0 <= w.start < w.end <= duration + 0.05 for w in verbose.words)
+    assert verbose.segments[0].text == expected
+
+
+def test_subtitles_carry_the_segment_times(client, model):
+    """SRT and VTT cues have the times verbose_json gives for the same audio, within the audio."""
+    from tests.conftest import FSDD_FIXTURES
+    from vocable.audio import load_audio
+    clip = load_audio(FSDD_FIXTURES / "7_jackson_0.flac")
+    audio = np.concatenate([np.zeros(SAMPLE_RATE, np.float32), clip, np.zeros(SAMPLE_RATE // 2, np.float32)])
+    data = wav_bytes(audio)
+    create = client.audio.transcriptions.create
+    verbose = create(model="whisper-1", file=("late.wav", data), response_format="verbose_json",
+                     timestamp_granularities=["word", "segment"])
+    segment = verbose.segments[0]
+    assert 0 <= segment.start < segment.end <= len(audio) / SAMPLE_RATE
+    assert [w.word for w in verbose.words] == segment.text.split()
+
+    def stamp(seconds, sep):
+        ms = round(seconds * 1000)
+        return f"00:00:{ms // 1000:02d}{sep}{ms % 1000:03d}"
+
+    srt = create(model="whisper-1", file=("late.wav", data), response_format="srt").splitlines()
+    assert srt[:3] == ["1", f"{stamp(segment.start, ',')} --> {stamp(segment.end, ',')}", segment.text]
+    vtt = create(model="whisper-1", file=("late.wav", data), response_format="vtt").splitlines()
+    assert vtt[:4] == ["WEBVTT", "", f"{stamp(segment.start, '.')} --> {stamp(segment.end, '.')}", segment.text]
+
+
+def test_models_and_health(client, base_url, model):
+    health = httpx.get(base_url + "/health").json()
+    assert health["status"] == "ok" and health["auth"] is True
+    ids = [m.id for m in client.models.list().data]
+    assert ids[0] == health["model"]
+
+
+def error_of(call):
+    with pytest.raises(openai.APIStatusError) as info:
+        call()
+    body = info.value.response.json()
+    assert body["error"]["message"], body
+    return info.value.status_code, body["error"]
+
+
+def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(client, base_url, model):
+    create = client.audio.transcriptions.create
+    status, error = error_of(lambda: create(model="whisper-1", file=("empty.wav", b"")))
+    assert status == 400 and "empty" in error["message"]
+    status, error = error_of(lambda: create(model="whisper-1", file=("notes.txt", b"just some text, not audio")))
+    assert status == 400 and "notes.txt" in error["message"] and "audio" in error["message"]
+    assert "BytesIO" not in error["message"]
+    oversize = wav_bytes(np.zeros(int(MAX_UPLOAD_MB * 1024 * 1024) // 2 + 100_000, np.float32))  # 16-bit
+    status, error = error_of(lambda: create(model="whisper-1", file=("big.wav", oversize)))
+    assert status == 413 and "limit" in error["message"]
+    too_long = wav_bytes(np.zeros(int((MAX_AUDIO_SECONDS + 5) * 8000), np.float32), rate=8000, fmt="FLAC")
+    status, error = error_of(lambda: create(model="whisper-1", file=("long.flac", too_long)))
+    assert status == 400 and error["code"] == "audio_too_long"
+    status, error = error_of(lambda: create(model="whisper-1", file=("a.flac", one_digit(model)[0]),
+                                            response_format="docx"))
+    assert status == 400 and error["param"] == "response_format"
+    status, error = error_of(lambda: create(model="whisper-1", file=("a.flac", one_digit(model)[0]), language="fr"))
+    assert status == 400 and error["param"] == "language"
+    wrong_key = openai.OpenAI(base_url=base_url + "/v1", api_key="wrong", max_retries=0)
+    status, error = error_of(lambda: wrong_key.audio.transcriptions.create(model="whisper-1",
+                                                                            file=("a.flac", b"x")))
+    assert status == 401 and error["code"] == "invalid_api_key"
+    reply = httpx.post(base_url + "/v1/audio/transcriptions", content=b"raw bytes",
+                       headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "audio/wav"})
+    assert reply.status_code == 415 and "multipart" in reply.json()["error"]["message"]
+    reply = httpx.get(base_url + "/v1/nothing-here")
+    assert reply.status_code == 404 and reply.json()["error"]["message"]
+    # Still serving.
+    data, expected = one_digit(model)
+    assert client.audio.transcriptions.create(model="whisper-1", file=("a.flac", data)).text == expected
+
+
+def stream_url(base_url: str, **query) -> str:
+    query.setdefault("api_key", API_KEY)
+    return base_url.replace("http", "ws") + "/v1/audio/stream?" + "&".join(f"{k}={v}" for k, v in query.items())
+
+
+def stream_file(ws, audio: np.ndarray, chunk_seconds: float = 0.1) -> list[dict]:
+    """Send 16 kHz audio as int16 PCM chunks, then "end"; return every event until "done"."""
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    step = int(chunk_seconds * SAMPLE_RATE) * 2
+    for i in range(0, len(pcm), step):
+        ws.send(pcm[i: i + step])
+    ws.send(json.dumps({"type": "end"}))
+    events = [json.loads(message) for message in ws]  # until the server closes
+    assert events[-1]["type"] == "done"
+    return events
+
+
+def test_websocket_streams_partials_and_finals(base_url, digits):
+    _, audio, words, spans = digits
+    with websockets_sync.connect(stream_url(base_url)) as ws:
+        events = stream_file(ws, audio)
+    assert events[0]["type"] == "ready" and events[0]["sample_rate"] == SAMPLE_RATE
+    finals = [e for e in events if e["type"] == "final"]
+    assert [e["text"] for e in finals] == words
+    assert any(e["type"] == "partial" for e in events)
+    for event, (start, end) in zip(finals, spans):
+        assert start - 0.35 <= event["words"][0]["start"] <= end
+
+
+def test_websocket_declared_format_and_rate(base_url, digits, model):
+    _, audio, words, _ = digits
+    from vocable.audio import load_audio
+    audio_8k = load_audio(audio, sample_rate=8000)
+    with websockets_sync.connect(stream_url(base_url)) as ws:
+        ws.send(json.dumps({"type": "start", "sample_rate": 8000, "format": "f32le"}))
+        assert json.loads(ws.recv())["sample_rate"] == 8000
+        for i in range(0, len(audio_8k), 800):
+            ws.send(audio_8k[i: i + 800].astype("<f4").tobytes())
+        ws.send(json.dumps({"type": "end"}))
+        events = [json.loads(m) for m in ws]
+    assert [e["text"] for e in events if e["type"] == "final"] == words
+
+
+def test_websocket_limits_and_errors(base_url, digits):
+    with pytest.raises(InvalidStatus) as info:
+        websockets_sync.connect(stream_url(base_url, api_key="wrong"))
+    assert info.value.response.status_code == 401
+    assert json.loads(info.value.response.body)["error"]["code"] == "invalid_api_key"
+    # MAX_STREAMS open streams: one more is refused with 429, and accepted again once one closes.
+    with contextlib.ExitStack() as open_streams:
+        for _ in range(MAX_STREAMS):
+            open_streams.enter_context(websockets_sync.connect(stream_url(base_url)))
+        with pytest.raises(InvalidStatus) as info:
+            websockets_sync.connect(stream_url(base_url))
+        assert info.value.response.status_code == 429
+        assert "too many streams" in json.loads(info.value.response.body)["error"]["message"]
+    deadline = time.monotonic() + 5
+    while httpx.get(base_url + "/health").json()["streams"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with websockets_sync.connect(stream_url(base_url, format="mp3")) as ws:
+        ws.send(b"\x00\x00")
+        event = json.loads(ws.recv())
+        assert event["type"] == "error" and event["code"] == 415 and "format" in event["message"]
+    with websockets_sync.connect(stream_url(base_url)) as ws:
+        ws.send("not json")
+        event = json.loads(ws.recv())
+        assert event["type"] == "error" and "JSON" in event["message"]
+    with websockets_sync.connect(stream_url(base_url)) as ws:  # still serving
+        _, audio, words, _ = digits
+        assert [e["text"] for e in stream_file(ws, audio) if e["type"] == "final"] == words
+
+
+def test_uploads_are_not_written_to_disk(client, model, monkeypatch):
+    """Starlette spools uploads over 1 MB to a temporary file by default; ours stay in memory."""
+    import tempfile
+
+    import starlette.formparsers
+    rolled_over = []
+
+    class Watching(tempfile.SpooledTemporaryFile):
+        def rollover(self):
+            rolled_over.append(self._max_size)
+            super().rollover()
+
+    monkeypatch.setattr(starlette.formparsers, "SpooledTemporaryFile", Watching)
+    big = wav_bytes(np.zeros(48000 * 15, np.float32), rate=48000)  # 1.4 MB, 15 s
+    assert 1024 * 1024 < len(big) < MAX_UPLOAD_MB * 1024 * 1024
+    client.audio.transcriptions.create(model="whisper-1", file=("quiet.wav", big))
+    assert rolled_over == []
+    # The check would notice: Starlette's stock parser rolls the same upload over to a file on disk.
+    import anyio
+    from starlette.datastructures import Headers
+    body = (b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="q.wav"\r\n\r\n'
+            + big + b"\r\n--xyz--\r\n")
+
+    async def parse():
+        async def stream():
+            yield body
+        form = await starlette.formparsers.MultiPartParser(
+            Headers({"content-type": "multipart/form-data; boundary=xyz"}), stream()).parse()
+        await form.close()
+
+    anyio.run(parse)
+    assert rolled_over
+
+
+def test_vocable_serve_command(model, digits):
+    """`vocable serve` as a user runs it: binds 127.0.0.1, answers, and stops on SIGTERM."""
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "vocable.cli", "serve", "--port", str(port),
+                                "--model", model.loaded.path], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, process.stdout.read()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "vocable serve did not start"
+            time.sleep(0.2)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        data, expected = one_digit(model)
+        assert client.audio.transcriptions.create(model="whisper-1", file=("a.flac", data)).text == expected
+        page = httpx.get(f"http://127.0.0.1:{port}/")
+        assert page.status_code == 200 and "/static/app.js" in page.text
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert process.returncode in (0, -signal.SIGTERM)  # uvicorn shuts down, then re-raises the signal
+    assert "Traceback" not in process.stdout.read()
+
+
+def test_serve_refuses_a_missing_model(capsys):
+    from vocable.cli import main
+    assert main(["serve", "--model", "no-such-model", "--port", str(free_port())]) == 2
+    assert capsys.readouterr().err.strip().startswith("vocable: error: no-such-model")
