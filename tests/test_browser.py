@@ -1,0 +1,143 @@
+"""The page at / in a real headless Chromium: its fake microphone plays a WAV of spoken digits, and the
+digits must appear on the page; a file uploaded through the page is transcribed and gives SRT.
+
+Driven over the Chrome DevTools Protocol (a WebSocket). Skipped when Chromium is not installed.
+"""
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.test_server import API_KEY, running_server
+from tests.test_stream import DIGITS_MODEL, digit_stream, load_or_skip
+from vocable.audio import SAMPLE_RATE
+
+CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"),
+                             shutil.which("google-chrome"), "/usr/bin/chromium") if p and Path(p).exists()), None)
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+websockets_sync = pytest.importorskip("websockets.sync.client")
+pytest.importorskip("uvicorn")
+
+from vocable.server import ServerOptions  # noqa: E402
+
+PAGE_TIMEOUT = 40.0  # seconds for the words to appear (the fake microphone plays in real time)
+
+
+class DevTools:
+    """A minimal Chrome DevTools Protocol client for one page."""
+
+    def __init__(self, ws):
+        self.ws, self.next_id = ws, 0
+
+    def call(self, method: str, **params):
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            reply = json.loads(self.ws.recv(timeout=30))
+            if reply.get("id") == self.next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply["result"]
+
+    def eval(self, expression: str):
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, done, timeout: float = PAGE_TIMEOUT):
+        deadline, value = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            value = self.eval(expression)
+            if done(value):
+                return value
+            time.sleep(0.3)
+        raise AssertionError(f"timed out waiting on {expression}; last value: {value!r}")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_or_skip(DIGITS_MODEL)
+
+
+@pytest.fixture(scope="module")
+def base_url(model):
+    with running_server(ServerOptions(model=model.loaded.path, api_key=API_KEY)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def spoken(model, tmp_path_factory):
+    """A 16 kHz WAV for Chromium's fake microphone (it loops the file), and the digits spoken in it."""
+    audio, digits, _ = digit_stream(model)
+    path = tmp_path_factory.mktemp("mic") / "digits.wav"
+    sf.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
+    return path, digits
+
+
+@pytest.fixture(scope="module")
+def browser(base_url, spoken, tmp_path_factory):
+    """Headless Chromium on the page with ?autostart=1 (it starts recording at once); yields DevTools."""
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    url = f"{base_url}/?autostart=1&api_key={API_KEY}"
+    process = subprocess.Popen(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+         f"--use-file-for-fake-audio-capture={spoken[0]}", "--autoplay-policy=no-user-gesture-required",
+         "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", url],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port_file, deadline = profile / "DevToolsActivePort", time.monotonic() + 30
+        while not port_file.exists() or not port_file.read_text().strip():
+            assert process.poll() is None, "chromium exited"
+            assert time.monotonic() < deadline, "chromium did not open its DevTools port"
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10))
+        page = next(t for t in targets if t["type"] == "page" and t["url"].startswith(base_url))
+        with websockets_sync.connect(page["webSocketDebuggerUrl"], max_size=None) as ws:
+            yield DevTools(ws)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_spoken_digits_appear_live_on_the_page(browser, spoken):
+    _, digits = spoken
+    finals = browser.wait_for("[...document.querySelectorAll('#finals p')].map(p => p.lastChild.textContent)",
+                              lambda v: v is not None and len(v) >= len(digits))
+    assert finals[: len(digits)] == digits
+    assert browser.eval("document.body.dataset.state") == "recording"
+    assert browser.eval("document.getElementById('status').textContent").startswith("listening")
+    # Stop: the page sends "end", the server answers "done" and the page returns to idle.
+    browser.eval("document.getElementById('record').click()")
+    browser.wait_for("document.body.dataset.state", lambda v: v == "idle", timeout=10)
+
+
+def test_upload_through_the_page_and_get_srt(browser, model, tmp_path):
+    from tests.conftest import FSDD_FIXTURES
+    from vocable.audio import load_audio
+    clip = load_audio(FSDD_FIXTURES / "9_theo_0.flac")
+    path = tmp_path / "nine.wav"
+    sf.write(path, np.concatenate([np.zeros(4000, np.float32), clip, np.zeros(4000, np.float32)]), SAMPLE_RATE)
+    expected = model.transcribe(path).text
+    root = browser.call("DOM.getDocument")["root"]["nodeId"]
+    node = browser.call("DOM.querySelector", nodeId=root, selector="#file")["nodeId"]
+    browser.call("DOM.setFileInputFiles", nodeId=node, files=[str(path)])
+    browser.eval("document.getElementById('transcribe').click()")
+    text = browser.wait_for("document.getElementById('upload-text').textContent", lambda v: bool(v), timeout=20)
+    assert text == expected
+    assert not browser.eval("document.getElementById('download-srt').disabled")
+    srt = browser.eval("transcribeFile('srt')")  # what the Download SRT button saves
+    assert srt.splitlines()[0] == "1" and " --> " in srt.splitlines()[1] and expected in srt
