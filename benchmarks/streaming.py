@@ -1,0 +1,149 @@
+"""Streaming latency and speed: time to first partial, end-of-speech-to-final latency, RTF per chunk size.
+
+    python benchmarks/streaming.py [--model fsdd-digits] [--model fsdd-digits-streaming] [--chunks 80,160,320]
+
+Data: FSDD's test takes (0-4 of every digit and speaker, ../shared/data/fsdd/test), joined GROUP at a
+time into streams with GAP seconds of silence between digits, so each digit is one utterance whose
+start and end in the stream are known (FSDD clips are trimmed to the word).
+
+Audio is fed chunk by chunk as fast as the CPU allows; each event's emission time is taken on a
+simulated real-time clock: the audio time at the end of the chunk that produced it, plus the wall time
+spent processing that chunk (as a live stream would see it). Latencies are measured from the clip's
+start (first partial) and end (final). The final cannot come before `endpoint_silence` of
+non-speech has passed: that wait is part of the figure and is printed with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from vocable.audio import SAMPLE_RATE, load_audio  # noqa: E402
+from vocable.data.manifest import read_kaldi_dir  # noqa: E402
+from vocable.stream import StreamOptions, Streamer  # noqa: E402
+from vocable.tokenizer import normalize_english  # noqa: E402
+from vocable.transcribe import load  # noqa: E402
+
+FSDD_TEST = ROOT.parent / "shared" / "data" / "fsdd" / "test"
+GROUP = 5  # digits per stream
+GAP = 1.0  # seconds of silence between digits
+
+
+def machine() -> str:
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def build_streams(limit: int):
+    """[(audio, [(text, start s, end s), ...])] from FSDD's test takes."""
+    utterances = sorted(read_kaldi_dir(FSDD_TEST), key=lambda u: u.id)[:limit]
+    silence = np.zeros(int(GAP * SAMPLE_RATE), np.float32)
+    streams = []
+    for i in range(0, len(utterances), GROUP):
+        parts, truth, t = [silence[: len(silence) // 2]], [], GAP / 2
+        for u in utterances[i: i + GROUP]:
+            clip = load_audio(u.audio)
+            truth.append((normalize_english(u.text), t, t + len(clip) / SAMPLE_RATE))
+            parts += [clip, silence]
+            t += len(clip) / SAMPLE_RATE + GAP
+        streams.append((np.concatenate(parts), truth))
+    return streams
+
+
+def run(recognizer, streams, chunk_ms: int, options: StreamOptions) -> dict:
+    step = chunk_ms * SAMPLE_RATE // 1000
+    busy, audio_seconds, first_partial, final_latency, errors, words, peak_state = 0.0, 0.0, [], [], 0, 0, 0
+    for audio, truth in streams:
+        streamer = Streamer(recognizer, options=options)
+        events = []  # (emission time on the live clock, event)
+        for i in range(0, len(audio), step):
+            started = time.perf_counter()
+            new = streamer.accept(audio[i: i + step])
+            spent = time.perf_counter() - started
+            busy += spent
+            events += [(min(i + step, len(audio)) / SAMPLE_RATE + spent, e) for e in new]
+            peak_state = max(peak_state, streamer.state_bytes())
+        started = time.perf_counter()
+        tail = streamer.flush()
+        busy += time.perf_counter() - started
+        events += [(len(audio) / SAMPLE_RATE, e) for e in tail]
+        audio_seconds += len(audio) / SAMPLE_RATE
+        finals = [(t, e) for t, e in events if e.type == "final"]
+        for text, start, end in truth:
+            # The utterance an event belongs to: the truth span nearest to the event's start time.
+            mine = [(t, e) for t, e in events if _nearest(e.start, truth) == (text, start, end)]
+            partials = [t for t, e in mine if e.type == "partial"]
+            final = [(t, e) for t, e in mine if e.type == "final"]
+            if partials:
+                first_partial.append(partials[0] - start)
+            if final:
+                final_latency.append(final[0][0] - end)
+            words += 1
+            errors += 0 if [e.text for _, e in final] == [text] else 1
+        errors += max(0, len(finals) - len(truth))  # insertions
+    return {"chunk_ms": chunk_ms, "rtf": busy / audio_seconds, "audio_s": audio_seconds,
+            "first_partial": np.array(first_partial), "final": np.array(final_latency),
+            "error_rate": errors / max(1, words), "words": words, "peak_state_kb": peak_state / 1024}
+
+
+def _nearest(time_s: float, truth) -> tuple:
+    return min(truth, key=lambda span: 0.0 if span[1] - 0.5 <= time_s <= span[2] else
+               min(abs(time_s - span[1]), abs(time_s - span[2])))
+
+
+def percentiles(values: np.ndarray) -> str:
+    if len(values) == 0:
+        return "n/a"
+    p50, p90 = np.percentile(values, [50, 90]) * 1000
+    return f"{p50:5.0f} / {p90:5.0f}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", help="model name or file (repeatable; default: fsdd-digits "
+                                                         "and fsdd-digits-streaming when bundled)")
+    parser.add_argument("--chunks", default="80,160,320", help="chunk sizes in ms")
+    parser.add_argument("--limit", type=int, default=150, help="FSDD test clips to use (default: %(default)s)")
+    parser.add_argument("--endpoint", type=float, default=StreamOptions().endpoint_silence)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    import torch
+    torch.set_num_threads(args.threads)
+    if not FSDD_TEST.is_dir():
+        sys.exit(f"{FSDD_TEST} is not available: this benchmark needs FSDD's test takes")
+    from vocable.modelfile import bundled_models
+    models = args.model or [m for m in ("fsdd-digits", "fsdd-digits-streaming") if m in bundled_models()]
+    streams = build_streams(args.limit)
+    options = StreamOptions(endpoint_silence=args.endpoint)
+    print(f"machine: {machine()}, torch threads {args.threads}")
+    print(f"data: FSDD test takes 0-4 ({sum(len(t) for _, t in streams)} digits in {len(streams)} streams of "
+          f"{GROUP}, {GAP:g} s gaps); VAD {options.vad}, endpoint silence {options.endpoint_silence:g} s")
+    header = (f"{'model':<28} {'engine':<11} {'chunk':>5} {'RTF':>7} {'first partial ms':>17} "
+              f"{'end->final ms':>14} {'digit err':>9} {'state KB':>8}")
+    print("\n" + header + "\n" + " " * 47 + f"{'p50 / p90':>17} {'p50 / p90':>14}\n" + "-" * len(header))
+    for name in models:
+        recognizer = load(name)
+        engine = Streamer(recognizer).engine_kind
+        for chunk_ms in [int(c) for c in args.chunks.split(",")]:
+            r = run(recognizer, streams, chunk_ms, options)
+            print(f"{Path(recognizer.loaded.path).name:<28} {engine:<11} {chunk_ms:>5} {r['rtf']:7.4f} "
+                  f"{percentiles(r['first_partial']):>17} {percentiles(r['final']):>14} "
+                  f"{r['error_rate']:9.1%} {r['peak_state_kb']:8.0f}", flush=True)
+    print(f"\nend->final includes the {options.endpoint_silence:g} s of silence the endpointer waits for; "
+          f"first partial is measured from the clip's first sample.")
+
+
+if __name__ == "__main__":
+    main()
