@@ -1,15 +1,19 @@
 """CTC decoding: frame log-probabilities (T, vocab) → text with word times and confidences.
 
-Greedy (best path) decoding lives here; beam search with a language model builds on the same
-Hypothesis and word-timing helpers.
+Greedy (best path) decoding, and a CTC prefix beam search with a word n-gram LM (vocable.lm),
+hotword boosting and phrase grammars. Both return a Hypothesis whose words carry times and
+confidences from the CTC alignment (vocable.align).
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .align import NEG, ctc_log_likelihood, refine_word_times, viterbi_spans
 from .tokenizer import BLANK, Tokenizer
 
 
@@ -47,35 +51,414 @@ def greedy_decode(log_probs: np.ndarray, tokenizer: Tokenizer, frame_seconds: fl
 
 
 def token_words(tokens: list[int], frames: list[int], log_probs: np.ndarray, tokenizer: Tokenizer,
-                frame_seconds: float, offset: float = 0.0) -> list[Word]:
+                frame_seconds: float, offset: float = 0.0,
+                spans: list[tuple[int, int]] | None = None) -> list[Word]:
     """Group emitted tokens into words with start/end times and a confidence.
 
     A word starts at the frame of its first token and ends one frame after its last token
-    (CTC emits a token as a spike, so the spike frames bound the word).
+    (CTC emits a token as a spike, so the spike frames bound the word). With `spans` (each token's
+    [first, last + 1) frames on the CTC alignment) a word ends where its last token's span ends.
     """
     words: list[Word] = []
-    current: list[tuple[int, int]] = []  # (token, frame)
+    current: list[tuple[int, int, int]] = []  # (token, first frame, end frame)
 
     def flush():
         if not current:
             return
-        text = "".join(tokenizer.token_text(tok) for tok, _ in current).strip()
+        text = "".join(tokenizer.token_text(tok) for tok, _, _ in current).strip()
         if text:
-            probs = [float(np.exp(log_probs[f, tok])) for tok, f in current]
+            probs = [float(np.exp(log_probs[f:e, tok].max())) for tok, f, e in current]
             words.append(Word(text, offset + current[0][1] * frame_seconds,
-                              offset + (current[-1][1] + 1) * frame_seconds, float(np.mean(probs))))
+                              offset + current[-1][2] * frame_seconds, float(np.mean(probs))))
         current.clear()
 
     previous = None
-    for token, frame in zip(tokens, frames):
+    spans = spans or [(f, f + 1) for f in frames]
+    for token, (frame, end) in zip(tokens, spans):
         piece = tokenizer.token_text(token)
         if piece.strip() == "":  # a space token separates words
             flush()
         elif tokenizer.is_word_start(token, previous):
             flush()
-            current.append((token, frame))
+            current.append((token, frame, end))
         else:
-            current.append((token, frame))
+            current.append((token, frame, end))
         previous = token
     flush()
     return words
+
+
+# ---------------------------------------------------------------- beam search with LM, hotwords, phrases
+
+DEFAULT_BEAM = 16  # beams kept per frame when an LM, hotwords or phrases are used
+DEFAULT_HOTWORD_BOOST = 2.0  # log-score (nats) added per matched character of a hotword
+TOKEN_MIN_LOGP = -8.0  # a token below this log-prob at a frame is not tried there (the best one always is)
+BEAM_PRUNE = 12.0  # nats: hypotheses this far below the best are dropped
+UNK_PENALTY = -10.0  # nats for a word (or word prefix) the LM does not know
+
+
+@dataclass
+class DecodingOptions:
+    """How log-probabilities become text. The defaults give greedy decoding with no LM.
+
+    beam_size None means greedy when nothing else is asked for, else DEFAULT_BEAM.
+    lm: a bundled LM name ("en-3gram"), an ARPA path, "none", or None for the model's default LM.
+    hotwords: "word:boost,phrase" or a list of (text, boost) pairs; boost in nats per character.
+    phrases: when given, the output is restricted to one of them (a command grammar), or rejected
+    when the best one scores below min_phrase_confidence.
+    vad: split audio at pauses with a voice-activity detector; None = only for long audio.
+    """
+    beam_size: int | None = None
+    lm: str | None = None
+    lm_weight: float = 0.5  # multiplies the LM's natural-log probability
+    word_bonus: float = 1.0  # nats added per word (counters the LM's preference for few words)
+    hotwords: str | list[tuple[str, float]] = ()
+    phrases: list[str] | None = None
+    min_phrase_confidence: float = 0.5
+    vad: bool | None = None
+
+    def hotword_list(self) -> list[tuple[str, float]]:
+        return parse_hotwords(self.hotwords) if isinstance(self.hotwords, str) else list(self.hotwords)
+
+
+def parse_hotwords(spec: str) -> list[tuple[str, float]]:
+    """"vocable:5,Kubernetes,new york:3" → [("vocable", 5.0), ("Kubernetes", 2.0), ("new york", 3.0)]."""
+    from .errors import ConfigError
+    out = []
+    for item in spec.split(","):
+        text, sep, boost = item.strip().rpartition(":")
+        if not sep:
+            text, boost = boost, ""
+        text = text.strip()
+        if not text:
+            if item.strip():
+                raise ConfigError(f"--hotwords: empty hotword in {item.strip()!r}")
+            continue
+        try:
+            out.append((text, float(boost) if boost.strip() else DEFAULT_HOTWORD_BOOST))
+        except ValueError:
+            raise ConfigError(f"--hotwords: boost of {text!r} must be a number, got {boost!r}") from None
+    return out
+
+
+@dataclass
+class PhraseMatch:
+    phrase: str | None  # the listed phrase that fits best (None when nothing could be aligned)
+    score: float  # CTC log-likelihood of that phrase
+    confidence: float  # 0..1: how close the phrase comes to the unrestricted best transcript
+    accepted: bool  # confidence ≥ DecodingOptions.min_phrase_confidence
+    free_text: str = ""  # what the unrestricted decoder heard
+
+
+def _lae(a: float, b: float) -> float:
+    """log(exp(a) + exp(b)) for scalars (NEG stands for log 0)."""
+    if a < b:
+        a, b = b, a
+    return a + math.log1p(math.exp(b - a)) if b > NEG else a
+
+
+def _is_prefix(sorted_words: list[str], prefix: str) -> bool:
+    i = bisect.bisect_left(sorted_words, prefix)
+    return i < len(sorted_words) and sorted_words[i].startswith(prefix)
+
+
+class _Node:
+    """One prefix (token sequence) of the search. Its text score depends only on the prefix."""
+    __slots__ = ("parent", "token", "children", "lm_state", "done", "partial", "score", "hot", "hot_bonus",
+                 "pending")
+
+    def __init__(self, parent, token, lm_state, done, partial, score, hot, hot_bonus, pending):
+        self.parent, self.token, self.children = parent, token, {}
+        self.lm_state = lm_state  # LM state after the completed words
+        self.done = done  # completed words, space-joined
+        self.partial = partial  # the word being spelt
+        self.score = score  # LM + bonuses of completed words (nats)
+        self.hot = hot  # the hotword text matched so far, or None
+        self.hot_bonus = hot_bonus  # bonus earned by that unfinished match (taken back if it fails)
+        self.pending = pending  # penalty of an unknown partial word (replaced when the word ends)
+
+
+class BeamSearchDecoder:
+    """CTC prefix beam search with word-level LM shallow fusion, hotwords and phrase grammars.
+
+    Per frame, every kept prefix is extended by the tokens above TOKEN_MIN_LOGP; a frame where only
+    blank qualifies (most frames of a CTC model) is applied to all beams at once with numpy.
+    Total score = acoustic log-prob + lm_weight · ln p_LM(words) + word_bonus · #words + hotword bonus.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, lm=None, options: DecodingOptions = DecodingOptions()):
+        self.tokenizer = tokenizer
+        self.lm = lm
+        self.options = options
+        self.beam_size = options.beam_size or DEFAULT_BEAM
+        texts = [tokenizer.token_text(v) if v != BLANK else "" for v in range(tokenizer.vocab_size)]
+        self.starts_word = [bool(t) and t[0].isspace() for t in texts]  # a space or "▁x" piece
+        self.body = [t.strip() for t in texts]
+        self.lm_words = sorted(w for w in lm.vocab if not w.startswith("<")) if lm is not None else []
+        self._penalties: dict[str, float] = {}  # partial word → UNK_PENALTY or 0 (cached across calls)
+        hot = [(" ".join(tokenizer.normalize(text).split()), boost) for text, boost in options.hotword_list()]
+        self.hot_boost: dict[str, float] = {}  # every prefix of every hotword → per-character bonus
+        for text, boost in hot:
+            for i in range(1, len(text) + 1):
+                self.hot_boost[text[:i]] = max(self.hot_boost.get(text[:i], 0.0), boost)
+        self.hotwords = {text for text, _ in hot}
+        self.hot_words = {w for text, _ in hot for w in text.split()}  # words exempt from UNK_PENALTY
+        self.phrases = None
+        if options.phrases is not None:
+            self.phrase_text = {" ".join(tokenizer.normalize(p).split()): p for p in options.phrases}
+            self.phrase_text.pop("", None)
+            self.phrases = sorted(self.phrase_text)
+
+    # -- text state of a prefix
+
+    def _root(self) -> _Node:
+        state = self.lm.start_state() if self.lm is not None else ()
+        return _Node(None, BLANK, state, "", "", 0.0, None, 0.0, 0.0)
+
+    def _word_score(self, lm_state: tuple, word: str) -> tuple[float, tuple]:
+        """LM + insertion bonus for completing `word` after `lm_state`."""
+        if self.lm is None:  # no LM to counter: an insertion bonus would only add words
+            return 0.0, lm_state
+        wid = self.lm.word_id(word)
+        logp, state = self.lm.score(lm_state, wid)
+        score = self.options.lm_weight * logp * math.log(10) + self.options.word_bonus
+        if wid == self.lm.unk and word not in self.hot_words:
+            score += UNK_PENALTY
+        return score, state
+
+    def _partial_penalty(self, partial: str) -> float:
+        if self.lm is None or not partial:
+            return 0.0
+        penalty = self._penalties.get(partial)
+        if penalty is None:
+            known = _is_prefix(self.lm_words, partial) or any(w.startswith(partial) for w in self.hot_words)
+            penalty = self._penalties[partial] = 0.0 if known else UNK_PENALTY
+        return penalty
+
+    def _extend(self, node: _Node, token: int) -> _Node | None:
+        """The child prefix `node` + `token`, or None when a phrase grammar forbids it."""
+        body, new_word = self.body[token], self.starts_word[token]
+        lm_state, done, partial, score = node.lm_state, node.done, node.partial, node.score
+        hot, hot_bonus = node.hot, node.hot_bonus
+        if new_word and partial:  # the previous word is complete
+            if self.phrases is not None and not self._phrase_allows(done, partial, closed=True):
+                return None
+            word_score, lm_state = self._word_score(lm_state, partial)
+            score += word_score
+            done = f"{done} {partial}" if done else partial
+            partial = ""
+            if hot is not None:
+                hot, hot_bonus, score = self._hot_word_end(hot, hot_bonus, score)
+        for i, ch in enumerate(body):
+            starting = not partial and i == 0
+            hot, hot_bonus, score = self._hot_char(hot, hot_bonus, score, ch, starting, bool(done))
+            partial += ch
+        if self.phrases is not None and body and not self._phrase_allows(done, partial, closed=False):
+            return None
+        child = _Node(node, token, lm_state, done, partial, score, hot, hot_bonus,
+                      self._partial_penalty(partial))
+        node.children[token] = child
+        return child
+
+    def _hot_char(self, hot, bonus, score, ch, word_start, after_word):
+        if not self.hot_boost:
+            return None, 0.0, score
+        if hot is not None:
+            candidate = hot + (" " if word_start else "") + ch
+            if candidate in self.hot_boost:
+                return candidate, bonus + self.hot_boost[candidate], score
+            hot, bonus = None, 0.0  # the match failed: its bonus is not earned
+        if word_start and ch in self.hot_boost:
+            return ch, self.hot_boost[ch], score
+        return None, 0.0, score
+
+    def _hot_word_end(self, hot, bonus, score):
+        """A word ended inside a hotword match: keep the bonus if the hotword is complete."""
+        if hot in self.hotwords:
+            return None, 0.0, score + bonus
+        if hot + " " in self.hot_boost:  # a multi-word hotword continues
+            return hot, bonus, score
+        return None, 0.0, score
+
+    def _phrase_allows(self, done: str, partial: str, closed: bool) -> bool:
+        text = f"{done} {partial}" if done else partial
+        if closed:
+            return text in self.phrase_text or _is_prefix(self.phrases, text + " ")
+        return _is_prefix(self.phrases, text)
+
+    def _final(self, node: _Node) -> tuple[float, str] | None:
+        """Score for ending the utterance after `node` (completes the last word), and its text."""
+        score, state, hot, bonus = node.score, node.lm_state, node.hot, node.hot_bonus
+        words = node.done
+        if node.partial:
+            if self.phrases is not None and not self._phrase_allows(node.done, node.partial, closed=True):
+                return None
+            word_score, state = self._word_score(state, node.partial)
+            score += word_score
+            words = f"{words} {node.partial}" if words else node.partial
+        if self.phrases is not None and words not in self.phrase_text:
+            return None
+        if hot is not None and hot in self.hotwords:
+            score += bonus
+        if self.lm is not None:
+            score += self.options.lm_weight * self.lm.score(state, self.lm.word_id("</s>"))[0] * math.log(10)
+        return score, words
+
+    # -- the search
+
+    def search(self, log_probs: np.ndarray) -> list[tuple[float, float, _Node, str]]:
+        """(T, V) log-probs → final hypotheses as (total score, acoustic score, node, text), best first."""
+        root = self._root()
+        nodes, pb, pnb = [root], np.array([0.0]), np.array([NEG])
+        last = np.array([BLANK])
+        candidates = log_probs >= TOKEN_MIN_LOGP
+        candidates[np.arange(len(log_probs)), log_probs.argmax(axis=1)] = True
+        candidates[:, BLANK] = False
+        active = candidates.any(axis=1)
+        for t in range(len(log_probs)):
+            lp = log_probs[t]
+            if not active[t]:  # blank (or repeating the last token) is all this frame can add
+                repeat = np.where(last == BLANK, NEG, pnb + lp[last])
+                pb, pnb = np.logaddexp(pb, pnb) + lp[BLANK], repeat
+                continue
+            nodes, pb, pnb = self._step(nodes, pb, pnb, lp.tolist(), np.flatnonzero(candidates[t]).tolist())
+            last = np.array([n.token for n in nodes])
+        finals = []
+        for node, b, nb in zip(nodes, pb.tolist(), pnb.tolist()):
+            end = self._final(node)
+            if end is not None:
+                acoustic = _lae(b, nb)
+                finals.append((acoustic + end[0], acoustic, node, end[1]))
+        finals.sort(key=lambda f: -f[0])
+        return finals
+
+    def _step(self, nodes, pb, pnb, lp, tokens):
+        blank = lp[BLANK]
+        acc: dict[_Node, list[float]] = {}
+
+        def add(node, b, nb):
+            entry = acc.get(node)
+            if entry is None:
+                acc[node] = [b, nb]
+            else:
+                entry[0], entry[1] = _lae(entry[0], b), _lae(entry[1], nb)
+
+        for node, b, nb in zip(nodes, pb.tolist(), pnb.tolist()):
+            total = _lae(b, nb)
+            add(node, total + blank, nb + lp[node.token] if node.token != BLANK else NEG)
+            for c in tokens:
+                child = node.children.get(c)
+                if child is None:
+                    child = self._extend(node, c)
+                    if child is None:
+                        continue
+                add(child, NEG, (b if c == node.token else total) + lp[c])
+        scored = [(_lae(b, nb) + n.score + n.pending + n.hot_bonus, n, b, nb) for n, (b, nb) in acc.items()]
+        scored.sort(key=lambda s: -s[0])
+        best = scored[0][0]
+        kept = [s for s in scored[: self.beam_size] if s[0] >= best - BEAM_PRUNE]
+        return [s[1] for s in kept], np.array([s[2] for s in kept]), np.array([s[3] for s in kept])
+
+    def decode(self, log_probs: np.ndarray, frame_seconds: float, offset: float = 0.0) -> Hypothesis:
+        """Best hypothesis with word times and confidences from its CTC alignment."""
+        finals = self.search(log_probs) if len(log_probs) else []
+        if not finals:
+            return Hypothesis("", [], [], 0.0, [])
+        score, _, node, text = finals[0]
+        tokens = []
+        while node is not None and node.parent is not None:
+            tokens.append(node.token)
+            node = node.parent
+        tokens.reverse()
+        return aligned_hypothesis(log_probs, tokens, self.tokenizer, frame_seconds, offset, score, text)
+
+
+def aligned_hypothesis(log_probs: np.ndarray, tokens: list[int], tokenizer: Tokenizer, frame_seconds: float,
+                       offset: float = 0.0, score: float | None = None, text: str | None = None) -> Hypothesis:
+    """A Hypothesis for `tokens` with frames and word times from the best CTC path of those tokens."""
+    spans, path_score = viterbi_spans(log_probs, tokens)
+    frames = [s for s, _ in spans]
+    words = token_words(tokens, frames, log_probs, tokenizer, frame_seconds, offset, spans)
+    text = tokenizer.decode(tokens) if text is None else text
+    return Hypothesis(text, tokens, frames, path_score if score is None else score, words)
+
+
+def match_phrases(log_probs: np.ndarray, tokenizer: Tokenizer, options: DecodingOptions) -> PhraseMatch:
+    """Restrict decoding to `options.phrases`: the best phrase, its score, and accept/reject.
+
+    confidence = exp(min(0, L_phrase - L_free) / n), where L is the CTC log-likelihood, "free" is the
+    unrestricted greedy transcript and n the phrase's token count: 1 when the phrase is what the
+    model hears anyway, falling towards 0 as it must force other tokens into the audio.
+    """
+    decoder = BeamSearchDecoder(tokenizer, None, options)
+    free = greedy_decode(log_probs, tokenizer, 1.0)
+    free_ll = ctc_log_likelihood(log_probs, free.tokens)
+    best = None
+    for _, _, node, text in decoder.search(log_probs)[:8]:  # rescore the top few exactly
+        tokens = tokenizer.encode(text)
+        ll = ctc_log_likelihood(log_probs, tokens)
+        if best is None or ll > best[0]:
+            best = (ll, text, len(tokens))
+    if best is None:
+        return PhraseMatch(None, NEG, 0.0, False, free.text)
+    ll, text, n = best
+    confidence = math.exp(min(0.0, ll - free_ll) / max(n, 1))
+    return PhraseMatch(decoder.phrase_text[text], ll, confidence, confidence >= options.min_phrase_confidence,
+                       free.text)
+
+
+class Decoder:
+    """Decoding as DecodingOptions asks: greedy, beam search (with LM and hotwords) or a phrase grammar.
+
+    `default_lm` is the model's own LM (its meta["lm"]), used when options.lm is None.
+    Calling it returns the Hypothesis and, for a phrase grammar, the PhraseMatch (text "" if rejected).
+    """
+
+    def __init__(self, tokenizer: Tokenizer, options: DecodingOptions | None = None, default_lm: str | None = None):
+        from .lm import resolve_lm
+        self.tokenizer = tokenizer
+        self.options = options = options or DecodingOptions()
+        self.lm = resolve_lm(options.lm if options.lm is not None else default_lm)
+        wants_search = self.lm is not None or bool(options.hotword_list()) or (options.beam_size or 1) > 1
+        self.search = BeamSearchDecoder(tokenizer, self.lm, options) if wants_search else None
+
+    def __call__(self, log_probs: np.ndarray, frame_seconds: float, offset: float = 0.0,
+                 audio: np.ndarray | None = None) -> tuple[Hypothesis, PhraseMatch | None]:
+        """Decode; with the segment's 16 kHz `audio`, word edges are refined from its level."""
+        hyp, match = self._decode(log_probs, frame_seconds, offset)
+        if audio is not None and hyp.words:
+            hyp.words = refine_word_times(hyp.words, audio, offset)
+        return hyp, match
+
+    def _decode(self, log_probs, frame_seconds, offset):
+        if self.options.phrases is not None:
+            match = match_phrases(log_probs, self.tokenizer, self.options)
+            if not match.accepted:
+                return Hypothesis("", [], [], match.score, []), match
+            tokens = self.tokenizer.encode(match.phrase)
+            return aligned_hypothesis(log_probs, tokens, self.tokenizer, frame_seconds, offset, match.score,
+                                      " ".join(self.tokenizer.normalize(match.phrase).split())), match
+        if self.search is None:
+            return greedy_decode(log_probs, self.tokenizer, frame_seconds, offset), None
+        return self.search.decode(log_probs, frame_seconds, offset), None
+
+
+def force_align(log_probs: np.ndarray, text: str, tokenizer: Tokenizer, frame_seconds: float,
+                audio: np.ndarray | None = None) -> Hypothesis:
+    """Word times of a known transcript: the best CTC path of its tokens (Viterbi), edges refined
+    from `audio` when given. Raises DataError when the text cannot be spelt or does not fit."""
+    from .errors import DataError
+    unknown = tokenizer.unknown_chars(text)
+    if unknown:
+        raise DataError(f"transcript has characters the model cannot spell: {''.join(sorted(unknown))!r}")
+    tokens = tokenizer.encode(text)
+    if not tokens:
+        raise DataError("transcript is empty after normalisation")
+    try:
+        hyp = aligned_hypothesis(log_probs, tokens, tokenizer, frame_seconds)
+    except ValueError:
+        raise DataError(f"transcript ({len(tokens)} tokens) is too long for the audio "
+                        f"({len(log_probs)} frames of {frame_seconds * 1000:.0f} ms)") from None
+    if audio is not None:
+        hyp.words = refine_word_times(hyp.words, audio)
+    return hyp

@@ -37,7 +37,7 @@ LENGTH_FIELD = "length"  # pseudo-field: the utterance's duration bucket
 TOP_ERRORS = 20  # most frequent substitutions / deletions / insertions to list
 WORST_UTTERANCES = 20
 FEW_SPEAKERS = 10  # below this many speakers an interval says little about other speakers
-MIN_GROUP_WORDS = 20  # reference words: smaller groups are listed but not picked as best/worst for the gap
+MIN_GROUP_WORDS = 10  # reference words: smaller groups are listed but not picked as best/worst for the gap
 
 
 # ---------------------------------------------------------------- error counting

@@ -543,3 +543,25 @@ def _contains_run(words: list[str], runs: dict[tuple[str, ...], list[tuple[str, 
             if tuple(words[i: i + len(candidate)]) == candidate:
                 return True
     return False
+
+
+BUNDLED_DIR = Path(__file__).parent / "assets"
+LM_SUFFIXES = (".arpa.gz", ".arpa")
+
+
+def bundled_lms() -> list[str]:
+    return sorted({p.name[: -len(s)] for s in LM_SUFFIXES for p in BUNDLED_DIR.glob("*" + s)})
+
+
+def resolve_lm(name_or_path: str | os.PathLike | None) -> NGramLM | None:
+    """None or "none" → no LM; a bundled LM name ("en-3gram") or an ARPA path → the loaded LM."""
+    if name_or_path is None or str(name_or_path).lower() in ("", "none"):
+        return None
+    for suffix in LM_SUFFIXES:
+        bundled = BUNDLED_DIR / (str(name_or_path) + suffix)
+        if bundled.is_file():
+            return load_lm(bundled)
+    if Path(name_or_path).is_file():
+        return load_lm(name_or_path)
+    available = ", ".join(bundled_lms()) or "none"
+    raise DataError(f"{name_or_path}: no such language model file or bundled LM (bundled: {available})")

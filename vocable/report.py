@@ -12,7 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
-from .evaluate import LENGTH_FIELD, word_alignment
+from .evaluate import LENGTH_FIELD, MIN_GROUP_WORDS, word_alignment
 
 MAX_CLIPS = 50  # utterances in the listening table (their audio is copied into the report folder)
 MAX_PLOT_GROUPS = 60  # bars in one group plot; beyond it the best and worst halves are shown
@@ -235,7 +235,8 @@ def _group_section(report: dict, plot: str | None) -> list[str]:
                    f"<b>{_pct(gap['wer_gap'])}</b> (95 % interval {_ci(gap['wer_gap_ci'])}), p = {gap['p_value']:.3g} "
                    f"({e(gap['test'])}) {badge}</p>")
         if gap.get("left_out"):
-            out.append(f"<p class='meta'>Too few words to compare (listed, not picked as best or worst): "
+            out.append(f"<p class='meta'>Too few words to compare (fewer than {MIN_GROUP_WORDS}; listed, not picked "
+                       "as best or worst): "
                        f"{e(', '.join(gap['left_out']))}.</p>")
     out.append(f"<p class='meta'>Intervals resample {e(report['unit'])}s.</p>")
     if report.get("note"):

@@ -1,0 +1,73 @@
+"""Writing results: plain text, JSON (segments and words), SRT and WebVTT subtitles, TSV word times.
+
+Subtitle cues are built from word times: a cue ends before it exceeds MAX_CUE_CHARS or
+MAX_CUE_SECONDS, and at a pause longer than CUE_GAP_SECONDS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+FORMATS = ("txt", "json", "srt", "vtt", "tsv")
+MAX_CUE_CHARS = 84  # two subtitle lines of ~42 characters
+MAX_CUE_SECONDS = 6.0
+CUE_GAP_SECONDS = 1.0
+
+
+def timestamp(seconds: float, decimal: str = ",") -> str:
+    """3725.5 → "01:02:05,500" (SRT) or with decimal "." (WebVTT)."""
+    ms = max(0, round(seconds * 1000))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{decimal}{ms:03d}"
+
+
+def cues(result) -> list[tuple[float, float, str]]:
+    """(start, end, text) subtitle cues from a Result's words (segments without words are one cue)."""
+    out: list[tuple[float, float, str]] = []
+    for segment in result.segments:
+        if not segment.words:
+            if segment.text:
+                out.append((segment.start, segment.end, segment.text))
+            continue
+        current = []
+        for word in segment.words:
+            if current:
+                text = " ".join(w.word for w in current + [word])
+                if (len(text) > MAX_CUE_CHARS or word.end - current[0].start > MAX_CUE_SECONDS
+                        or word.start - current[-1].end > CUE_GAP_SECONDS):
+                    out.append((current[0].start, current[-1].end, " ".join(w.word for w in current)))
+                    current = []
+            current.append(word)
+        out.append((current[0].start, current[-1].end, " ".join(w.word for w in current)))
+    return out
+
+
+def format_result(result, fmt: str, source: str | None = None) -> str:
+    """The text of `result` in format `fmt` (one of FORMATS)."""
+    if fmt == "txt":
+        return result.text + "\n"
+    if fmt == "json":
+        return json.dumps(({"file": source} if source else {}) | result.to_dict(), ensure_ascii=False) + "\n"
+    if fmt == "srt":
+        return "".join(f"{i}\n{timestamp(a)} --> {timestamp(b)}\n{text}\n\n"
+                       for i, (a, b, text) in enumerate(cues(result), start=1))
+    if fmt == "vtt":
+        return "WEBVTT\n\n" + "".join(f"{timestamp(a, '.')} --> {timestamp(b, '.')}\n{text}\n\n"
+                                      for a, b, text in cues(result))
+    if fmt == "tsv":  # one row per word, times in milliseconds
+        rows = [f"{round(w.start * 1000)}\t{round(w.end * 1000)}\t{w.word}\t{w.confidence:.3f}"
+                for w in result.words]
+        return "start\tend\tword\tconfidence\n" + "".join(r + "\n" for r in rows)
+    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+def write_result(result, fmt: str, output_dir: str | os.PathLike, source: str) -> Path:
+    """Write OUTPUT_DIR/<audio file stem>.<fmt>; returns the path."""
+    path = Path(output_dir) / (Path(source).stem + "." + fmt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(format_result(result, fmt, source), encoding="utf-8")
+    return path

@@ -1,0 +1,226 @@
+"""Voice activity detection and long-audio segmentation with bounded memory.
+
+    stream_audio(path) ──16 kHz blocks──▶ speech_segments(blocks) ──▶ (start sample, audio) per segment
+
+A file is read block by block (soundfile) and resampled as a stream (soxr), so a 2-hour recording
+needs no more memory than a 2-minute one: only the open segment (≤ max_segment seconds) is held.
+Segments are cut at pauses of at least `min_silence`; a longer stretch of speech is cut at its
+least speech-like frame once it reaches `max_segment`.
+
+Backends (benchmarks/long_audio.py compares them): "silero" — Silero VAD v5's ONNX model (MIT,
+bundled as assets/silero_vad.onnx; needs onnxruntime); "webrtc" — webrtcvad (fires on most
+stationary noise); "energy" — a level threshold, the torch- and onnx-free fallback.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .audio import SAMPLE_RATE, AudioInput, load_audio
+from .errors import AudioError, ConfigError
+
+SILERO_MODEL = Path(__file__).parent / "assets" / "silero_vad.onnx"
+SILERO_FRAME = 512  # samples (32 ms) per Silero decision
+SILERO_CONTEXT = 64  # samples of the previous frame the model sees with each frame
+SILERO_BLOCK = 512  # frames per onnxruntime call (~16 s)
+WEBRTC_FRAME = 480  # samples (30 ms), a length webrtcvad accepts at 16 kHz
+READ_BLOCK_SECONDS = 20.0  # audio read from a file at a time
+ENERGY_FLOOR_DB = -45.0  # dBFS: the energy backend calls louder frames speech
+
+
+@dataclass
+class VadOptions:
+    backend: str = "auto"  # auto (silero when onnxruntime is installed, else webrtc, else energy)
+    threshold: float = 0.5  # speech probability that starts speech
+    hangover: float = 0.15  # speech continues while the probability stays above threshold - hangover
+    min_silence: float = 0.4  # seconds of non-speech that end a segment
+    min_speech: float = 0.1  # seconds: segments with less speech are dropped (clicks)
+    pad: float = 0.3  # seconds of audio kept before and after the speech (never overlapping the previous segment)
+    max_segment: float = 25.0  # seconds: longer speech is cut at its least speech-like frame
+
+    def validate(self) -> None:
+        if self.backend not in ("auto", "silero", "webrtc", "energy"):
+            raise ConfigError(f"vad backend: expected auto, silero, webrtc or energy, got {self.backend!r}")
+        if not 2.0 <= self.max_segment <= 120.0:
+            raise ConfigError(f"vad max_segment: expected 2..120 seconds, got {self.max_segment}")
+
+
+class SileroVad:
+    """Streaming Silero VAD v5: feed any-sized 16 kHz blocks, get one probability per 32 ms frame."""
+
+    frame_samples = SILERO_FRAME
+
+    def __init__(self, model_path: str | os.PathLike = SILERO_MODEL):
+        import onnxruntime as ort
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = 1  # a small LSTM: threads only add overhead
+        self.session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+        self.h = np.zeros((1, 1, 128), np.float32)
+        self.c = np.zeros((1, 1, 128), np.float32)
+        self.context = np.zeros(SILERO_CONTEXT, np.float32)
+        self.rest = np.zeros(0, np.float32)
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        audio = np.concatenate([self.rest, block.astype(np.float32)])
+        n = len(audio) // SILERO_FRAME
+        self.rest = audio[n * SILERO_FRAME:]
+        if n == 0:
+            return np.zeros(0, np.float32)
+        frames = audio[: n * SILERO_FRAME].reshape(n, SILERO_FRAME)
+        contexts = np.empty((n, SILERO_CONTEXT), np.float32)
+        contexts[0] = self.context
+        contexts[1:] = frames[:-1, -SILERO_CONTEXT:]
+        self.context = frames[-1, -SILERO_CONTEXT:].copy()
+        inputs = np.concatenate([contexts, frames], axis=1)
+        probs = []
+        for i in range(0, n, SILERO_BLOCK):
+            p, self.h, self.c = self.session.run(None, {"input": inputs[i: i + SILERO_BLOCK], "h": self.h,
+                                                        "c": self.c})
+            probs.append(p)
+        return np.concatenate(probs).astype(np.float32)
+
+
+class FrameVad:
+    """A per-frame yes/no detector (webrtcvad or energy) behind the same block interface (0/1 probs)."""
+
+    frame_samples = WEBRTC_FRAME
+
+    def __init__(self, backend: str, aggressiveness: int = 3):
+        self.vad = None
+        if backend == "webrtc":
+            import webrtcvad
+            self.vad = webrtcvad.Vad(aggressiveness)
+        self.rest = np.zeros(0, np.float32)
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        audio = np.concatenate([self.rest, block.astype(np.float32)])
+        n = len(audio) // WEBRTC_FRAME
+        self.rest = audio[n * WEBRTC_FRAME:]
+        frames = audio[: n * WEBRTC_FRAME].reshape(n, WEBRTC_FRAME)
+        if self.vad is None:
+            level = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
+            return (level > ENERGY_FLOOR_DB).astype(np.float32)
+        pcm = (np.clip(frames, -1, 1) * 32767).astype("<i2")
+        return np.array([self.vad.is_speech(f.tobytes(), SAMPLE_RATE) for f in pcm], np.float32)
+
+
+def make_vad(backend: str = "auto"):
+    if backend in ("auto", "silero"):
+        try:
+            return SileroVad()
+        except ImportError:
+            if backend == "silero":
+                raise ConfigError("vad backend 'silero' needs onnxruntime (pip install 'vocable[runtime]')") from None
+            backend = "webrtc"
+    if backend == "webrtc":
+        try:
+            return FrameVad("webrtc")
+        except ImportError:
+            if backend == "webrtc":
+                raise ConfigError("vad backend 'webrtc' needs webrtcvad-wheels (pip install 'vocable[vad]')") from None
+    return FrameVad("energy")
+
+
+def stream_audio(source: AudioInput, block_seconds: float = READ_BLOCK_SECONDS) -> Iterator[np.ndarray]:
+    """16 kHz mono float32 blocks of a file read piece by piece (or of bytes/an array, decoded whole)."""
+    if isinstance(source, (bytes, bytearray, np.ndarray)):
+        audio = load_audio(source)
+        step = int(block_seconds * SAMPLE_RATE)
+        for i in range(0, len(audio), step):
+            yield audio[i: i + step]
+        return
+    import soundfile as sf
+    import soxr
+    path = Path(source)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such file")
+    try:
+        f = sf.SoundFile(str(path))
+    except Exception as e:
+        raise AudioError(f"{path}: not a readable audio file ({str(e).strip()[:200] or type(e).__name__})") from None
+    with f:
+        rate = f.samplerate
+        resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32") if rate != SAMPLE_RATE else None
+        total = 0
+        while True:
+            try:
+                data = f.read(int(block_seconds * rate), dtype="float32", always_2d=True)
+            except Exception as e:
+                raise AudioError(f"{path}: audio data is corrupt ({str(e).strip()[:200]})") from None
+            last = len(data) == 0
+            mono = data.mean(axis=1) if len(data) else np.zeros(0, np.float32)
+            if not np.all(np.isfinite(mono)):
+                raise AudioError(f"{path}: audio contains NaN or infinite samples")
+            out = resampler.resample_chunk(mono, last=last) if resampler is not None else mono
+            total += len(out)
+            if len(out):
+                yield out.astype(np.float32)
+            if last:
+                break
+        if total == 0:
+            raise AudioError(f"{path}: audio is empty (0 samples)")
+
+
+@dataclass
+class _Open:
+    start: int  # sample where the segment starts (speech start - pad)
+    last_speech: int  # sample where its last speech frame ends
+    speech_frames: int
+    probs: list  # (frame end sample, prob) since start, to find a cut point
+
+
+def speech_segments(blocks: Iterable[np.ndarray], options: VadOptions = VadOptions()
+                    ) -> Iterator[tuple[int, np.ndarray]]:
+    """Cut a stream of 16 kHz blocks into speech segments: yields (start sample, audio)."""
+    options.validate()
+    vad = make_vad(options.backend)
+    frame = vad.frame_samples
+    pad = int(options.pad * SAMPLE_RATE)
+    min_silence = int(options.min_silence * SAMPLE_RATE)
+    min_speech_frames = max(1, int(options.min_speech * SAMPLE_RATE / frame))
+    max_len = int(options.max_segment * SAMPLE_RATE)
+    off = options.threshold - options.hangover
+    buffer, buffer_start = np.zeros(0, np.float32), 0  # audio from sample buffer_start on
+    position = 0  # samples classified so far
+    segment: _Open | None = None
+    last_end = 0  # sample where the previous segment ended
+
+    def cut(start: int, end: int) -> np.ndarray:
+        return buffer[max(start - buffer_start, 0): end - buffer_start].copy()
+
+    for block in blocks:
+        buffer = np.concatenate([buffer, block])
+        for p in vad(block).tolist():
+            frame_start, position = position, position + frame
+            if segment is None:
+                if p >= options.threshold:
+                    segment = _Open(max(frame_start - pad, buffer_start, last_end), position, 1, [])
+                else:
+                    continue
+            elif p >= off:
+                segment.last_speech = position
+                segment.speech_frames += 1
+            segment.probs.append((position, p))
+            if position - segment.last_speech >= min_silence:  # the pause ends the segment
+                if segment.speech_frames >= min_speech_frames:
+                    last_end = min(segment.last_speech + pad, position)
+                    yield segment.start, cut(segment.start, last_end)
+                segment = None
+            elif position - segment.start >= max_len:  # too long: cut at the quietest frame of its 2nd half
+                half = segment.start + max_len // 2
+                end, _ = min((x for x in segment.probs if x[0] >= half), key=lambda x: x[1])
+                yield segment.start, cut(segment.start, end)
+                last_end = end
+                segment.probs = [x for x in segment.probs if x[0] > end]
+                segment.start, segment.last_speech = end, max(segment.last_speech, end)
+        keep_from = segment.start if segment is not None else position - pad
+        if keep_from > buffer_start:  # drop audio no segment can need any more
+            buffer = buffer[keep_from - buffer_start:]
+            buffer_start = keep_from
+    if segment is not None and segment.speech_frames >= min_speech_frames:
+        yield segment.start, cut(segment.start, min(segment.last_speech + pad, buffer_start + len(buffer)))
