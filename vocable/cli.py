@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from . import __version__
@@ -40,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_listen(commands)
     add_serve(commands)
     add_export(commands)
+    add_lm(commands)
+    add_align(commands)
     return parser
 
 
@@ -47,33 +50,81 @@ def add_transcribe(commands) -> None:
     p = commands.add_parser("transcribe", help="transcribe audio files")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--model", default="default", help="bundled model name or model file (default: %(default)s)")
-    p.add_argument("--format", default="txt", choices=["txt", "json"], help="output format")
+    p.add_argument("--format", default="txt", choices=["txt", "json", "srt", "vtt", "tsv"], help="output format")
+    p.add_argument("--output-dir", metavar="DIR", help="write DIR/<file>.<format> instead of printing")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = the engine's default: all cores)")
     p.add_argument("--batch-size", type=int, default=1, metavar="N",
                    help="run the model on N files at a time (zero-padded batch; default: %(default)s)")
+    add_decoding_arguments(p)
     p.set_defaults(func=cmd_transcribe)
 
 
 def cmd_transcribe(args) -> int:
-    from .audio import load_audio
-    from .transcribe import load
+    from .audio import audio_info, load_audio
+    from .transcribe import LONG_AUDIO_SECONDS, load
+    options = decoding_options(args)
     recognizer = load(args.model, threads=args.threads)  # a .onnx model runs on onnxruntime, without torch
     failed, size = 0, max(1, args.batch_size)
     for first in range(0, len(args.files), size):
         batch = []
         for path in args.files[first: first + size]:
             try:
-                batch.append((path, load_audio(path)))
+                long = os.path.isfile(path) and options.vad is None and audio_info(path)[0] > LONG_AUDIO_SECONDS
+                if options.vad or long:
+                    print_result(args, path, recognizer.transcribe(path, options=options))  # streamed via VAD
+                else:
+                    batch.append((path, load_audio(path)))
             except VocableError as e:  # keep going: one bad file must not lose the others' results
                 print(f"vocable: error: {e}", file=sys.stderr)
                 failed += 1
-        results = recognizer.transcribe_batch([audio for _, audio in batch], batch_size=size) if batch else []
+        results = recognizer.transcribe_batch([a for _, a in batch], batch_size=size, options=options) if batch else []
         for (path, _), result in zip(batch, results):
-            if args.format == "json":
-                print(json.dumps({"file": path, **result.to_dict()}, ensure_ascii=False))
-            else:
-                print(result.text if len(args.files) == 1 else f"{path}\t{result.text}")
+            print_result(args, path, result)
     return EXIT_USAGE if failed else 0
+
+
+def print_result(args, path: str, result) -> None:
+    from .formats import format_result, write_result
+    if getattr(args, "output_dir", None):
+        write_result(result, args.format, args.output_dir, path)
+    elif args.format == "txt":
+        print(result.text if len(args.files) == 1 else f"{path}\t{result.text}")
+    else:
+        print(format_result(result, args.format, path), end="")
+
+
+def add_decoding_arguments(p) -> None:
+    g = p.add_argument_group("decoding")
+    g.add_argument("--beam-size", type=int, metavar="N", help="beam search with N beams (default: greedy, "
+                   "or 16 with an LM, hotwords or phrases)")
+    g.add_argument("--lm", metavar="LM", help="ARPA file, bundled LM name, or 'none' (default: the model's LM)")
+    g.add_argument("--lm-weight", type=float, metavar="W", help="LM weight (default: 0.5)")
+    g.add_argument("--word-bonus", type=float, metavar="B", help="score added per word with an LM (default: 1.0)")
+    g.add_argument("--hotwords", metavar="LIST", help='boosted words/phrases: "word:boost,phrase" '
+                   "(boost in log-score per character, default 2)")
+    g.add_argument("--phrases", metavar="FILE", help="restrict output to one phrase per line of FILE "
+                   "(a command grammar); unmatched audio gives empty text")
+    g.add_argument("--vad", choices=["auto", "on", "off"], default="auto",
+                   help="split at pauses with a voice-activity detector (auto: audio over 30 s)")
+
+
+def decoding_options(args):
+    from .decoding import DecodingOptions
+    from .errors import ConfigError
+    phrases = None
+    if args.phrases:
+        try:
+            lines = open(args.phrases, encoding="utf-8").read().splitlines()
+        except OSError as e:
+            raise ConfigError(f"--phrases {args.phrases}: cannot read ({e.strerror})") from None
+        phrases = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        if not phrases:
+            raise ConfigError(f"--phrases {args.phrases}: no phrases in the file")
+    if args.beam_size is not None and args.beam_size < 1:
+        raise ConfigError(f"--beam-size must be at least 1, got {args.beam_size}")
+    given = {"beam_size": args.beam_size, "lm": args.lm, "lm_weight": args.lm_weight, "word_bonus": args.word_bonus}
+    return DecodingOptions(**{k: v for k, v in given.items() if v is not None}, hotwords=args.hotwords or (),
+                           phrases=phrases, vad={"auto": None, "on": True, "off": False}[args.vad])
 
 
 def add_train(commands) -> None:
@@ -327,6 +378,64 @@ def cmd_export(args) -> int:
         print(f"\n{'model':32} {'WER':>7} {'RTF':>8} {'MB':>7}   ({args.threads} thread(s), batch 1)")
         for row in check_dataset(args.model, args.output, args.check, args.limit, args.threads):
             print(f"{row.name:32} {row.wer:7.2%} {row.rtf:8.4f} {row.size_mb:7.2f}")
+    return 0
+
+
+def add_lm(commands) -> None:
+    p = commands.add_parser("lm", help="word n-gram language models")
+    sub = p.add_subparsers(title="lm commands", metavar="LM_COMMAND")
+    b = sub.add_parser("build", help="build a modified Kneser-Ney n-gram LM (ARPA) from text")
+    b.add_argument("texts", nargs="+", metavar="TEXT", help="text files, one sentence per line "
+                   "(Kaldi 'ID<TAB>text' lines too)")
+    b.add_argument("-o", "--output", required=True, metavar="LM", help="ARPA file to write (.gz compresses)")
+    b.add_argument("--order", type=int, default=3)
+    b.add_argument("--exclude", nargs="*", default=[], metavar="FILE",
+                   help="drop text lines containing any sentence of these files (evaluation text)")
+    b.add_argument("--prune", default="", metavar="C1,C2,..", help="per order: drop n-grams seen at most "
+                   "this many times, e.g. 0,1,1 (unigrams are kept)")
+    b.add_argument("--min-count", type=int, default=1, help="rarer words become <unk>")
+    b.add_argument("--normalizer", default="english", choices=["english", "basic", "none"])
+    b.set_defaults(func=cmd_lm_build)
+    p.set_defaults(func=lambda args: p.print_help() or EXIT_USAGE)
+
+
+def cmd_lm_build(args) -> int:
+    from .errors import ConfigError
+    from .lm import BuildOptions, build_lm, read_sentences, write_arpa
+    from .tokenizer import NORMALIZERS
+    normalize = NORMALIZERS[args.normalizer]
+    try:
+        prune = tuple(int(x) for x in args.prune.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"--prune: expected comma-separated counts, got {args.prune!r}") from None
+    for path in args.texts + args.exclude:
+        if not os.path.isfile(path):
+            raise ConfigError(f"{path}: no such text file")
+    excluded = {normalize(line.split("\t", 1)[-1]) for path in args.exclude
+                for line in open(path, encoding="utf-8", errors="replace")}
+    sentences = read_sentences(args.texts, normalize, excluded - {""})
+    lm = build_lm(sentences, BuildOptions(order=args.order, prune=prune, min_word_count=args.min_count))
+    write_arpa(lm, args.output)
+    sizes = ", ".join(f"{len(o.keys)} {n}-grams" for n, o in enumerate(lm.orders, start=1))
+    print(f"{args.output}: {len(sentences)} sentences, {sum(map(len, sentences))} words; {sizes}", file=sys.stderr)
+    return 0
+
+
+def add_align(commands) -> None:
+    p = commands.add_parser("align", help="forced alignment: word times of a known transcript")
+    p.add_argument("audio", metavar="AUDIO")
+    p.add_argument("text", metavar="TEXT", help="the transcript, or a file holding it")
+    p.add_argument("--model", default="default")
+    p.add_argument("--format", default="tsv", choices=["json", "srt", "vtt", "tsv"])
+    p.set_defaults(func=cmd_align)
+
+
+def cmd_align(args) -> int:
+    from .formats import format_result
+    from .transcribe import load
+    text = open(args.text, encoding="utf-8").read() if os.path.isfile(args.text) else args.text
+    result = load(args.model).align(args.audio, text)
+    print(format_result(result, args.format, args.audio), end="")
     return 0
 
 

@@ -12,11 +12,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .audio import SAMPLE_RATE, AudioInput, load_audio
-from .decoding import Hypothesis, Word, greedy_decode
+from .decoding import Decoder, DecodingOptions, Hypothesis, PhraseMatch, Word
 from .features_np import HOP_LENGTH, MIN_INPUT_FRAMES, SUBSAMPLING
 
 FRAME_SECONDS = HOP_LENGTH * SUBSAMPLING / SAMPLE_RATE  # 0.04 s per model output frame
 ONNX_SUFFIX = ".onnx"  # models exported by vocable/export.py, run by vocable/runtime.py
+LONG_AUDIO_SECONDS = 30.0  # longer input is split at pauses by the VAD (DecodingOptions.vad None)
+BATCH_SECONDS = 120.0  # audio per model call when decoding VAD segments (bounds memory)
 
 
 @dataclass
@@ -32,14 +34,16 @@ class Result:
     text: str
     segments: list[Segment]
     duration: float  # seconds of audio
+    phrase: PhraseMatch | None = None  # set when decoding with a phrase grammar
 
     @property
     def words(self) -> list[Word]:
         return [w for s in self.segments for w in s.words]
 
     def to_dict(self) -> dict:
-        return {"text": self.text, "duration": round(self.duration, 3),
-                "segments": [asdict(s) for s in self.segments]}
+        out = {"text": self.text, "duration": round(self.duration, 3),
+               "segments": [asdict(s) for s in self.segments]}
+        return out | ({"phrase": asdict(self.phrase)} if self.phrase is not None else {})
 
 
 class TorchEngine:
@@ -78,6 +82,7 @@ class Recognizer:
         self.features = loaded.features
         self.device = device
         self.engine = engine or TorchEngine(loaded.model, loaded.features, device)
+        self._decoders: dict[str, Decoder] = {}  # by repr(DecodingOptions): LM and tries are built once
 
     @property
     def name(self) -> str:
@@ -91,29 +96,84 @@ class Recognizer:
         """Many (samples,) arrays → their (frames, vocab) log-probabilities, run as one padded batch."""
         return self.engine.log_probs_batch(audios)
 
-    def decode(self, log_probs: np.ndarray, offset: float = 0.0) -> Hypothesis:
-        return greedy_decode(log_probs, self.tokenizer, FRAME_SECONDS, offset)
+    def decoder(self, options: DecodingOptions | None = None) -> Decoder:
+        """The Decoder for `options` (default: greedy, or beam search with the model's LM if it names one)."""
+        key = repr(options)
+        if key not in self._decoders:
+            self._decoders[key] = Decoder(self.tokenizer, options, self.loaded.meta.get("lm"))
+        return self._decoders[key]
 
-    def transcribe(self, audio: AudioInput, sample_rate: int | None = None) -> Result:
-        """Transcribe a path, file bytes or a numpy array (at `sample_rate`, default 16 kHz)."""
+    def decode(self, log_probs: np.ndarray, offset: float = 0.0, options: DecodingOptions | None = None) -> Hypothesis:
+        return self.decoder(options)(log_probs, FRAME_SECONDS, offset)[0]
+
+    def transcribe(self, audio: AudioInput, sample_rate: int | None = None,
+                   options: DecodingOptions | None = None) -> Result:
+        """Transcribe a path, file bytes or a numpy array (at `sample_rate`, default 16 kHz).
+
+        Audio longer than LONG_AUDIO_SECONDS (or any, with options.vad True) is split at pauses by a
+        voice-activity detector and decoded segment by segment; a file is then read as a stream.
+        """
+        vad = options.vad if options is not None else None
+        if vad is not False and isinstance(audio, (str, os.PathLike)) and os.path.isfile(audio) and sample_rate is None:
+            from .audio import audio_info
+            if vad or audio_info(audio)[0] > LONG_AUDIO_SECONDS:
+                from .vad import stream_audio
+                return self._transcribe_stream(stream_audio(audio), options)
         samples = load_audio(audio, source_rate=sample_rate)
-        return self._result(samples, self.decode(self.log_probs(samples)))
+        if vad or (vad is None and len(samples) > LONG_AUDIO_SECONDS * SAMPLE_RATE):
+            return self._transcribe_stream(iter([samples]), options)
+        return self._result(samples, *self.decoder(options)(self.log_probs(samples), FRAME_SECONDS, 0.0, samples))
 
-    def transcribe_batch(self, audios: list[AudioInput], batch_size: int = 8) -> list[Result]:
+    def transcribe_batch(self, audios: list[AudioInput], batch_size: int = 8,
+                         options: DecodingOptions | None = None) -> list[Result]:
         """Transcribe many inputs, running the model on `batch_size` of them at a time."""
+        if options is not None and options.vad:
+            return [self.transcribe(a, options=options) for a in audios]
         results = []
         for i in range(0, len(audios), batch_size):
             samples = [load_audio(a) for a in audios[i: i + batch_size]]
             for s, lp in zip(samples, self.log_probs_batch(samples)):
-                results.append(self._result(s, self.decode(lp)))
+                results.append(self._result(s, *self.decoder(options)(lp, FRAME_SECONDS, 0.0, s)))
         return results
 
+    def align(self, audio: AudioInput, text: str, sample_rate: int | None = None) -> Result:
+        """Forced alignment: word times and confidences of a known transcript (CTC Viterbi)."""
+        from .decoding import force_align
+        samples = load_audio(audio, source_rate=sample_rate)
+        return self._result(samples, force_align(self.log_probs(samples), text, self.tokenizer, FRAME_SECONDS, samples))
+
+    def _transcribe_stream(self, blocks, options: DecodingOptions | None) -> Result:
+        """VAD segments of a block stream, decoded BATCH_SECONDS of audio at a time, on the stream's clock."""
+        from .vad import VadOptions, speech_segments
+        decoder, total, segments, batch = self.decoder(options), [0], [], []
+
+        def counted():
+            for block in blocks:
+                total[0] += len(block)
+                yield block
+
+        def flush():
+            for (start, audio), lp in zip(batch, self.log_probs_batch([a for _, a in batch])):
+                hyp = decoder(lp, FRAME_SECONDS, start / SAMPLE_RATE, audio)[0]
+                if hyp.text:
+                    segments.append(Segment(hyp.words[0].start if hyp.words else start / SAMPLE_RATE,
+                                            hyp.words[-1].end if hyp.words else start / SAMPLE_RATE,
+                                            hyp.text, hyp.words))
+            batch.clear()
+
+        for start, audio in speech_segments(counted(), VadOptions()):
+            batch.append((start, audio))
+            if sum(len(a) for _, a in batch) >= BATCH_SECONDS * SAMPLE_RATE:
+                flush()
+        flush()
+        return Result(" ".join(s.text for s in segments), segments, total[0] / SAMPLE_RATE)
+
     @staticmethod
-    def _result(samples: np.ndarray, hyp: Hypothesis) -> Result:
+    def _result(samples: np.ndarray, hyp: Hypothesis, phrase: PhraseMatch | None = None) -> Result:
         duration = len(samples) / SAMPLE_RATE
         segment = Segment(hyp.words[0].start if hyp.words else 0.0,
                           hyp.words[-1].end if hyp.words else duration, hyp.text, hyp.words)
-        return Result(hyp.text, [segment] if hyp.text else [], duration)
+        return Result(hyp.text, [segment] if hyp.text else [], duration, phrase)
 
 
 def load(name_or_path: str | os.PathLike | None = "default", device: str = "cpu", threads: int = 0) -> Recognizer:
