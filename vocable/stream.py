@@ -31,13 +31,11 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import torch
 
 from .audio import SAMPLE_RATE
 from .decoding import Hypothesis, Word
 from .errors import AudioError, ConfigError
-from .features import HOP_LENGTH, WIN_LENGTH, compute_features
-from .models.common import Conv2dSubsampling, min_input_frames
+from .features_np import HOP_LENGTH, MIN_INPUT_FRAMES, SUBSAMPLING, WIN_LENGTH
 
 VAD_FRAME = 480  # samples = 30 ms, a frame length webrtcvad accepts at 16 kHz
 FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}  # raw PCM formats accepted as bytes
@@ -246,7 +244,7 @@ class _Utterance:
 
 
 class IncrementalDecoder:
-    """Runs a streaming model (one with `forward_chunk`) on audio as it arrives.
+    """Runs a streaming model (one with `forward_chunk`: torch cnn-rnn or runtime.OnnxEngine) as audio arrives.
 
     Frame t of the features covers samples [160t, 160t+400), so whole frames are computed as soon as their
     samples are in; output frame j of the subsampling needs input frames [4j, 4j+7), so the last few
@@ -254,18 +252,20 @@ class IncrementalDecoder:
     """
 
     def __init__(self, recognizer):
-        self.model, self.features = recognizer.model, recognizer.features
-        self.device = getattr(recognizer, "device", "cpu")
+        model, features = recognizer.model, recognizer.features
+        if hasattr(model, "initial_state"):  # runtime.OnnxEngine: numpy in, log-probs out, no torch
+            self._features, self._step = model.compute_features, model.forward_chunk
+        else:
+            self._features, self._step = _torch_chunk_functions(model, features,
+                                                                getattr(recognizer, "device", "cpu"))
         self.samples = np.zeros(0, np.float32)  # < WIN_LENGTH + one chunk: not yet framed
-        self.feats = torch.zeros(1, 0, self.features.dim)  # < 7 + one chunk: not yet subsampled
+        self.feats = np.zeros((0, features.dim), np.float32)  # < 7 + one chunk: not yet subsampled
         self.state = None
         self.outputs: list[np.ndarray] = []  # (frames, vocab) log-probs of this utterance
-        self.output_frames = 0
 
     def push(self, audio: np.ndarray) -> None:
         self.samples = np.concatenate([self.samples, audio.astype(np.float32)])
 
-    @torch.inference_mode()
     def log_probs(self, final: bool = False) -> np.ndarray:
         """(frames, vocab) log-probs of everything pushed so far (up to the last whole output frame)."""
         self._advance()
@@ -279,24 +279,40 @@ class IncrementalDecoder:
         if len(self.samples) < WIN_LENGTH:
             return
         n = 1 + (len(self.samples) - WIN_LENGTH) // HOP_LENGTH  # whole feature frames available
-        wave = torch.from_numpy(self.samples[: (n - 1) * HOP_LENGTH + WIN_LENGTH]).to(self.device)
+        new = self._features(self.samples[: (n - 1) * HOP_LENGTH + WIN_LENGTH])
         self.samples = self.samples[n * HOP_LENGTH:].copy()
-        feats = torch.cat([self.feats, compute_features(wave, self.features).cpu()], dim=1)
-        context, step = min_input_frames(), Conv2dSubsampling.FACTOR
-        m = (feats.shape[1] - context) // step + 1 if feats.shape[1] >= context else 0
+        feats = np.concatenate([self.feats, new])
+        m = (len(feats) - MIN_INPUT_FRAMES) // SUBSAMPLING + 1 if len(feats) >= MIN_INPUT_FRAMES else 0
         if m <= 0:
             self.feats = feats
             return
-        logits, self.state = self.model.forward_chunk(feats[:, : (m - 1) * step + context].to(self.device),
-                                                      self.state)
-        self.feats = feats[:, m * step:].clone()
-        self.outputs.append(torch.log_softmax(logits[0].float(), dim=-1).cpu().numpy())
-        self.output_frames += m
+        log_probs, self.state = self._step(feats[None, : (m - 1) * SUBSAMPLING + MIN_INPUT_FRAMES], self.state)
+        self.feats = feats[m * SUBSAMPLING:].copy()
+        self.outputs.append(np.asarray(log_probs[0], dtype=np.float32))
 
     def nbytes(self) -> int:
-        state = self.state if isinstance(self.state, tuple) else (self.state,)
-        return (self.samples.nbytes + self.feats.numel() * 4 + sum(o.nbytes for o in self.outputs)
-                + sum(s.numel() * 4 for s in state if s is not None))
+        state = self.state if isinstance(self.state, (tuple, list)) else (self.state,)
+        return (self.samples.nbytes + self.feats.nbytes + sum(o.nbytes for o in self.outputs)
+                + sum(s.numel() * s.element_size() if hasattr(s, "numel") else s.nbytes
+                      for s in state if s is not None))
+
+
+def _torch_chunk_functions(model, features, device):
+    """(features, step) for a torch model, with the same numpy-in/numpy-out shape as OnnxEngine's."""
+    import torch
+
+    from .features import compute_features
+
+    def feature_fn(audio: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return compute_features(torch.from_numpy(audio).to(device), features)[0].cpu().numpy()
+
+    def step(feats: np.ndarray, state):
+        with torch.inference_mode():
+            logits, state = model.forward_chunk(torch.from_numpy(feats).to(device), state)
+            return torch.log_softmax(logits.float(), dim=-1).cpu().numpy(), state
+
+    return feature_fn, step
 
 
 class WindowDecoder:
