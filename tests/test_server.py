@@ -70,7 +70,7 @@ def model():
 @pytest.fixture(scope="module")
 def base_url(model):
     options = ServerOptions(model=model.loaded.path, api_key=API_KEY, max_upload_mb=MAX_UPLOAD_MB,
-                            max_audio_seconds=MAX_AUDIO_SECONDS, max_streams=MAX_STREAMS)
+                            max_audio_seconds=MAX_AUDIO_SECONDS, max_streams=MAX_STREAMS, stream_idle_seconds=2.0)
     with running_server(options) as url:
         yield url
 
@@ -262,6 +262,9 @@ def test_websocket_limits_and_errors(base_url, digits):
         ws.send("not json")
         event = json.loads(ws.recv())
         assert event["type"] == "error" and "JSON" in event["message"]
+    with websockets_sync.connect(stream_url(base_url)) as ws:  # a silent client loses its slot
+        event = json.loads(ws.recv(timeout=10))
+        assert event["type"] == "error" and event["code"] == 408
     with websockets_sync.connect(stream_url(base_url)) as ws:  # still serving
         _, audio, words, _ = digits
         assert [e["text"] for e in stream_file(ws, audio) if e["type"] == "final"] == words

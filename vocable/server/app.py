@@ -60,6 +60,7 @@ class ServerOptions:
     max_audio_seconds: float = 1800.0  # longest upload, in seconds of audio
     max_streams: int = 4  # concurrent WebSocket streams
     max_stream_seconds: float = 3600.0  # a stream is closed after this much audio
+    stream_idle_seconds: float = 30.0  # a stream that sends nothing for this long is closed (frees its slot)
     max_models: int = 2  # loaded models kept in memory
     workers: int = 2  # inference calls running at once (the rest wait)
     stream: StreamOptions = field(default_factory=StreamOptions)
@@ -381,7 +382,11 @@ async def _run_stream(app: FastAPI, websocket: WebSocket) -> None:
     streamer = None
     try:
         while True:
-            message = await websocket.receive()
+            with anyio.move_on_after(options.stream_idle_seconds) as idle:
+                message = await websocket.receive()
+            if idle.cancelled_caught:
+                raise ApiError(408, f"no message for {options.stream_idle_seconds:g} s; closing the stream",
+                               "idle_timeout")
             if message["type"] == "websocket.disconnect":
                 return
             if message.get("text") is not None:
