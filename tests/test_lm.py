@@ -1,0 +1,201 @@
+"""Word n-gram LMs: modified Kneser-Ney estimates, ARPA reading/writing, back-off scoring, pruning."""
+
+import gzip
+import math
+import random
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from vocable.cli import main
+from vocable.errors import DataError
+from vocable.lm import BuildOptions, build_lm, read_arpa, read_sentences, resolve_lm, write_arpa
+
+HAND_ARPA = """\\data\\
+ngram 1=5
+ngram 2=2
+ngram 3=1
+
+\\1-grams:
+-99\t<s>\t-0.5
+-0.5\ta\t-0.3
+-0.7\tb\t-0.2
+-1.2\t</s>
+-2.0\t<unk>
+
+\\2-grams:
+-0.4\t<s> a\t-0.25
+-0.2\ta b\t-0.1
+
+\\3-grams:
+-0.05\t<s> a b
+
+\\end\\
+"""
+
+
+def corpus(n=600, seed=0):
+    """Sentences from a small grammar with Zipf-like word choice: every order has n-grams seen
+    once, twice, three and four times, so all modified-KN discounts are estimated."""
+    rng = random.Random(seed)
+    subjects = ["the cat", "a dog", "the old man", "my friend", "she", "he", "they", "a tall woman", "we", "you"]
+    verbs = ["saw", "liked", "found", "ate", "wanted", "took", "painted", "sold", "threw", "kept"]
+    objects = ["the fish", "a ball", "the red car", "bread", "it", "the dog", "some tea", "a book", "them", "cake"]
+    tails = ["", "today", "again", "in the park", "at home", "slowly", "with care", "before noon", "", ""]
+    pick = lambda xs: xs[min(int(rng.paretovariate(1.0)) - 1, len(xs) - 1)]  # noqa: E731
+    return [f"{pick(subjects)} {pick(verbs)} {pick(objects)} {pick(tails)}".split() for _ in range(n)]
+
+
+def reference_kneser_ney(sentences, order):
+    """Interpolated modified Kneser-Ney written out plainly (Chen & Goodman 1998), for comparison."""
+    counts = [Counter() for _ in range(order)]
+    for s in sentences:
+        w = ["<s>"] + s + ["</s>"]
+        for n in range(1, order + 1):
+            for i in range(len(w) - n + 1):
+                counts[n - 1][tuple(w[i: i + n])] += 1
+    adjusted = [None] * order
+    adjusted[-1] = dict(counts[-1])
+    for n in range(order - 1, 0, -1):
+        left = Counter(g[1:] for g in counts[n])  # distinct words seen before each n-gram
+        adjusted[n - 1] = {g: (c if g[0] == "<s>" and n > 1 else left[g]) for g, c in counts[n - 1].items()}
+    vocab = {w for s in sentences for w in s} | {"</s>", "<unk>"}
+    probs = [dict() for _ in range(order)]
+    for n in range(1, order + 1):
+        a = adjusted[n - 1]
+        coc = Counter(a.values())
+        y = coc[1] / (coc[1] + 2 * coc[2])
+        d = [0, 1 - 2 * y * coc[2] / coc[1], 2 - 3 * y * coc[3] / coc[2], 3 - 4 * y * coc[4] / coc[3]]
+        d = [min(max(x, 0), k) for k, x in enumerate(d)]  # D(k) kept within [0, k], as vocable.lm does
+        total, mass = Counter(), Counter()
+        for g, c in a.items():
+            total[g[:-1]] += c
+            mass[g[:-1]] += d[min(c, 3)]
+        for g, c in a.items():
+            h = g[:-1]
+            lower = probs[n - 2][g[1:]] if n > 1 else 1 / len(vocab)
+            probs[n - 1][g] = max(c - d[min(c, 3)], 0) / total[h] + mass[h] / total[h] * lower
+    return probs
+
+
+def test_kneser_ney_matches_a_plain_reimplementation():
+    sentences = corpus()
+    lm = build_lm(sentences, BuildOptions(order=3))
+    reference = reference_kneser_ney(sentences, 3)
+    checked = 0
+    for n in range(1, 4):
+        for gram, p in reference[n - 1].items():
+            if gram == ("<s>",):
+                continue
+            ids = tuple(lm.word_id(w) for w in gram)
+            assert lm._logprob(ids[:-1], ids[-1]) == pytest.approx(math.log10(p), abs=1e-5), gram
+            checked += 1
+    assert checked > 300
+
+
+def test_every_context_sums_to_one_with_and_without_pruning():
+    sentences = corpus()
+    for prune in [(), (0, 1, 2)]:
+        lm = build_lm(sentences, BuildOptions(order=3, prune=prune))
+        words = [w for w in lm.vocab if w != "<s>"]
+        for context in [(), ("the",), ("<s>",), ("the", "cat"), ("saw", "the"), ("bread", "bread")]:
+            ids = tuple(lm.word_id(w) for w in context)
+            total = sum(10 ** lm._logprob(ids, lm.word_id(w)) for w in words)
+            assert total == pytest.approx(1.0, abs=1e-4), (prune, context)
+
+
+def test_pruning_keeps_fewer_ngrams():
+    sentences = corpus()
+    full = build_lm(sentences, BuildOptions(order=3))
+    pruned = build_lm(sentences, BuildOptions(order=3, prune=(0, 1, 2)))
+    assert len(pruned.orders[0].keys) == len(full.orders[0].keys)
+    assert len(pruned.orders[2].keys) < len(full.orders[2].keys)
+
+
+def test_handwritten_arpa_scores_by_the_backoff_rule(tmp_path):
+    path = tmp_path / "hand.arpa"
+    path.write_text(HAND_ARPA)
+    lm = read_arpa(path)
+    ids = lm.word_id
+    assert lm._logprob((ids("<s>"), ids("a")), ids("b")) == pytest.approx(-0.05)  # seen trigram
+    assert lm._logprob((ids("<s>"),), ids("a")) == pytest.approx(-0.4)  # seen bigram
+    # "a b </s>" and "b </s>" unseen: bow(a b) + bow(b) + p(</s>) = -0.1 - 0.2 - 1.2
+    assert lm._logprob((ids("a"), ids("b")), ids("</s>")) == pytest.approx(-1.5)
+    # "b a" unseen: bow(a b) + bow(b) + p(a)
+    assert lm._logprob((ids("a"), ids("b")), ids("a")) == pytest.approx(-0.8)
+    assert lm.word_id("zebra") == lm.unk
+    assert lm.sentence_logprob(["a", "b"]) == pytest.approx(-0.4 - 0.05 - 1.5)
+    assert lm.sentence_logprob(["zebra"]) == pytest.approx(-0.5 - 2.0 - 1.2)  # bow(<s>) + p(<unk>) + p(</s>)
+
+
+def test_arpa_round_trip_plain_and_gzip(tmp_path):
+    lm = build_lm(corpus(), BuildOptions(order=3, prune=(0, 0, 1)))
+    sentences = [s.split() for s in ["the cat saw the fish today", "my friend ate bread at home", "zebra saw it"]]
+    for name in ["lm.arpa", "lm.arpa.gz"]:
+        write_arpa(lm, tmp_path / name)
+        again = read_arpa(tmp_path / name)
+        for s in sentences:
+            assert again.sentence_logprob(s) == pytest.approx(lm.sentence_logprob(s), abs=1e-4)
+    assert gzip.open(tmp_path / "lm.arpa.gz", "rt").read().startswith("\\data\\")
+    # space-separated ARPA (some tools write it) reads the same
+    (tmp_path / "spaces.arpa").write_text((tmp_path / "lm.arpa").read_text().replace("\t", " "))
+    spaced = read_arpa(tmp_path / "spaces.arpa")
+    assert spaced.sentence_logprob(sentences[0]) == pytest.approx(lm.sentence_logprob(sentences[0]), abs=1e-4)
+
+
+def test_lm_prefers_grammatical_text():
+    lm = build_lm(corpus(), BuildOptions(order=3))
+    assert lm.sentence_logprob("the cat saw the fish".split()) > lm.sentence_logprob("fish the saw cat the".split())
+
+
+@pytest.mark.parametrize("text, message", [
+    ("hello", "no \\data\\ section"),
+    ("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\ta\n\n\\end\\\n", "header says 2 1-grams, found 1"),
+    ("\\data\\\nngram 1=1\nngram 2=1\n\n\\1-grams:\n-1.0\ta\n\n\\2-grams:\n-1\ta b\n\\end\\\n", "missing from the unigrams"),
+])
+def test_malformed_arpa_is_a_clear_error(tmp_path, text, message):
+    path = tmp_path / "bad.arpa"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message.replace("\\", "\\\\")):
+        read_arpa(path)
+
+
+def test_excluded_sentences_never_reach_the_lm(tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("We went home early.\nHe was not an ill disposed young man, they said.\nFront left\n"
+                    "The front left wheel\nid1\tA Kaldi line here\n")
+    sentences = read_sentences([text], lambda t: " ".join(t.lower().replace(",", "").replace(".", "").split()),
+                               {"he was not an ill disposed young man", "front left"})
+    assert sentences == [["we", "went", "home", "early"], ["the", "front", "left", "wheel"],
+                         ["a", "kaldi", "line", "here"]]
+
+
+def test_cli_lm_build(tmp_path, capsys):
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(" ".join(s) for s in corpus()))
+    held_out = tmp_path / "eval.txt"
+    held_out.write_text("utt1\tTHE OLD MAN WANTED THE RED CAR AGAIN\n")
+    out = tmp_path / "out.arpa.gz"
+    assert main(["lm", "build", str(text), "-o", str(out), "--order", "3", "--prune", "0,1,1",
+                 "--exclude", str(held_out)]) == 0
+    lm = resolve_lm(out)
+    assert lm.order == 3 and lm.word_id("cat") != lm.unk
+    assert main(["lm", "build", str(tmp_path / "missing.txt"), "-o", str(out)]) == 2
+    assert "no such text file" in capsys.readouterr().err
+
+
+def test_bundled_english_lm():
+    lm = resolve_lm("en-3gram")
+    assert lm.order == 3 and len(lm) < 1_000_000
+    good = lm.sentence_logprob("i would like a cup of tea".split())
+    assert good > lm.sentence_logprob("tea of cup a like would i".split()) + 5
+    assert resolve_lm("none") is None
+    with pytest.raises(DataError, match="no such language model"):
+        resolve_lm("no-such-lm")
+
+
+def test_ngram_hash_is_the_same_scalar_and_vectorised():
+    from vocable.lm import ngram_key, ngram_keys
+    rows = np.array([[0, 1, 2], [5, 4, 3], [70000, 1, 69999]])
+    assert ngram_keys(rows).tolist() == [ngram_key(r) for r in rows.tolist()]
