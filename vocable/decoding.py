@@ -93,6 +93,7 @@ def token_words(tokens: list[int], frames: list[int], log_probs: np.ndarray, tok
 DEFAULT_BEAM = 16  # beams kept per frame when an LM, hotwords or phrases are used
 DEFAULT_HOTWORD_BOOST = 2.0  # log-score (nats) added per matched character of a hotword
 TOKEN_MIN_LOGP = -8.0  # a token below this log-prob at a frame is not tried there (the best one always is)
+GRAMMAR_MIN_LOGP = -20.0  # the same with a phrase grammar: few tokens fit, so unlikely ones are tried too
 BEAM_PRUNE = 12.0  # nats: hypotheses this far below the best are dropped
 UNK_PENALTY = -10.0  # nats for a word (or word prefix) the LM does not know
 
@@ -165,10 +166,11 @@ def _is_prefix(sorted_words: list[str], prefix: str) -> bool:
 class _Node:
     """One prefix (token sequence) of the search. Its text score depends only on the prefix."""
     __slots__ = ("parent", "token", "children", "lm_state", "done", "partial", "score", "hot", "hot_bonus",
-                 "pending")
+                 "pending", "allowed")
 
     def __init__(self, parent, token, lm_state, done, partial, score, hot, hot_bonus, pending):
-        self.parent, self.token, self.children = parent, token, {}
+        self.parent, self.token, self.children = parent, token, {}  # children: token → _Node or False
+        self.allowed = None  # with a phrase grammar: the tokens that may follow
         self.lm_state = lm_state  # LM state after the completed words
         self.done = done  # completed words, space-joined
         self.partial = partial  # the word being spelt
@@ -255,10 +257,18 @@ class BeamSearchDecoder:
             partial += ch
         if self.phrases is not None and body and not self._phrase_allows(done, partial, closed=False):
             return None
-        child = _Node(node, token, lm_state, done, partial, score, hot, hot_bonus,
-                      self._partial_penalty(partial))
-        node.children[token] = child
-        return child
+        return _Node(node, token, lm_state, done, partial, score, hot, hot_bonus, self._partial_penalty(partial))
+
+    def _child(self, node: _Node, token: int) -> _Node | None:
+        child = node.children.get(token)
+        if child is None:
+            child = node.children[token] = self._extend(node, token) or False
+        return child or None
+
+    def _allowed(self, node: _Node) -> list[int]:
+        if node.allowed is None:
+            node.allowed = [c for c in range(1, len(self.body)) if self._child(node, c) is not None]
+        return node.allowed
 
     def _hot_char(self, hot, bonus, score, ch, word_start, after_word):
         if not self.hot_boost:
@@ -311,7 +321,7 @@ class BeamSearchDecoder:
         root = self._root()
         nodes, pb, pnb = [root], np.array([0.0]), np.array([NEG])
         last = np.array([BLANK])
-        candidates = log_probs >= TOKEN_MIN_LOGP
+        candidates = log_probs >= (TOKEN_MIN_LOGP if self.phrases is None else GRAMMAR_MIN_LOGP)
         candidates[np.arange(len(log_probs)), log_probs.argmax(axis=1)] = True
         candidates[:, BLANK] = False
         active = candidates.any(axis=1)
@@ -321,7 +331,8 @@ class BeamSearchDecoder:
                 repeat = np.where(last == BLANK, NEG, pnb + lp[last])
                 pb, pnb = np.logaddexp(pb, pnb) + lp[BLANK], repeat
                 continue
-            nodes, pb, pnb = self._step(nodes, pb, pnb, lp.tolist(), np.flatnonzero(candidates[t]).tolist())
+            tokens = np.flatnonzero(candidates[t]).tolist()
+            nodes, pb, pnb = self._step(nodes, pb, pnb, lp.tolist(), tokens if self.phrases is None else set(tokens))
             last = np.array([n.token for n in nodes])
         finals = []
         for node, b, nb in zip(nodes, pb.tolist(), pnb.tolist()):
@@ -346,13 +357,10 @@ class BeamSearchDecoder:
         for node, b, nb in zip(nodes, pb.tolist(), pnb.tolist()):
             total = _lae(b, nb)
             add(node, total + blank, nb + lp[node.token] if node.token != BLANK else NEG)
-            for c in tokens:
-                child = node.children.get(c)
-                if child is None:
-                    child = self._extend(node, c)
-                    if child is None:
-                        continue
-                add(child, NEG, (b if c == node.token else total) + lp[c])
+            for c in (tokens if self.phrases is None else [c for c in self._allowed(node) if c in tokens]):
+                child = self._child(node, c)
+                if child is not None:
+                    add(child, NEG, (b if c == node.token else total) + lp[c])
         scored = [(_lae(b, nb) + n.score + n.pending + n.hot_bonus, n, b, nb) for n, (b, nb) in acc.items()]
         scored.sort(key=lambda s: -s[0])
         best = scored[0][0]

@@ -1,0 +1,188 @@
+"""Beam search, LM fusion, hotwords, phrase grammars, alignment and word times.
+
+Synthetic log-probabilities stand in for an English acoustic model (a peaky CTC output spelling a
+known text, with planted confusions); the bundled FSDD digits model gives real ones.
+"""
+
+import numpy as np
+import pytest
+
+from vocable.audio import load_audio
+from vocable.decoding import (BeamSearchDecoder, Decoder, DecodingOptions, force_align, greedy_decode,
+                              parse_hotwords)
+from vocable.errors import ConfigError, DataError, ModelError
+from vocable.lm import BuildOptions, build_lm
+from vocable.tokenizer import CharTokenizer
+
+from .conftest import FSDD_FIXTURES
+
+TOK = CharTokenizer(list(" 'abcdefghijklmnopqrstuvwxyz"))
+FRAME = 0.04
+TEXT = """the cat sat on the mat
+the cat ate the fish
+a dog sat on the mat
+i use the computer daily
+we use it daily at home
+turn on the light please
+the light is on
+i like my cat
+my dog likes the cat
+the fish is on the mat""".splitlines()
+
+
+def spelled(text, confusions=None, frames_per_char=3, floor=-12.0, seed=0):
+    """(T, V) log-probs of a peaky CTC model saying `text`: a spike frame per character, then blanks.
+
+    confusions: {character index: (other character, log-odds of it over the right one)}.
+    """
+    rng = np.random.default_rng(seed)
+    ids = TOK.encode(text)
+    logits = rng.normal(floor, 1.0, (len(ids) * frames_per_char + 2, TOK.vocab_size))
+    logits[:, 0] = 0.0
+    for k, token in enumerate(ids):
+        t = 1 + k * frames_per_char
+        logits[t, token] = 4.0
+        if confusions and k in confusions:
+            other, odds = confusions[k]
+            logits[t, TOK.encode(other)[0]] = 4.0 + odds
+    return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return build_lm([s.split() for s in TEXT * 3], BuildOptions(order=3))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    import vocable
+    try:
+        return vocable.load("fsdd-digits")
+    except ModelError:
+        pytest.skip("the bundled fsdd-digits model is not available")
+
+
+def beam(log_probs, lm=None, **options):
+    return BeamSearchDecoder(TOK, lm, DecodingOptions(**options)).decode(log_probs, FRAME)
+
+
+def test_beam_of_one_without_lm_equals_greedy():
+    rng = np.random.default_rng(1)
+    for trial in range(30):
+        logits = rng.normal(0, 2.0, (60, TOK.vocab_size))
+        best = rng.integers(0, TOK.vocab_size, 60)
+        logits[np.arange(60), best] += 8.0  # the best token holds most of the mass, as in CTC output
+        log_probs = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+        greedy = greedy_decode(log_probs, TOK, FRAME)
+        hyp = beam(log_probs, beam_size=1)
+        assert hyp.text == greedy.text and hyp.tokens == greedy.tokens and hyp.frames == greedy.frames
+
+
+def test_wide_beam_without_lm_keeps_a_clear_transcript():
+    log_probs = spelled("the quick brown fox jumps over the lazy dog")
+    assert beam(log_probs, beam_size=16).text == greedy_decode(log_probs, TOK, FRAME).text
+
+
+def test_lm_fixes_a_planted_error(lm):
+    log_probs = spelled("the cat sat on the mat", {4: ("k", 0.5)})  # "k" a little likelier than "c"
+    assert greedy_decode(log_probs, TOK, FRAME).text == "the kat sat on the mat"
+    assert beam(log_probs, lm, beam_size=8).text == "the cat sat on the mat"
+    assert beam(log_probs, None, beam_size=8).text == "the kat sat on the mat"
+
+
+def test_hotword_makes_an_unknown_word_appear(lm):
+    log_probs = spelled("i use vocable daily", {8: ("k", 1.0)})
+    assert greedy_decode(log_probs, TOK, FRAME).text == "i use vokable daily"
+    assert lm.word_id("vocable") == lm.unk
+    plain = beam(log_probs, lm, beam_size=8).text
+    assert "vocable" not in plain
+    assert beam(log_probs, lm, beam_size=8, hotwords="vocable").text == "i use vocable daily"
+    assert beam(log_probs, None, beam_size=8, hotwords=[("vocable", 2.0)]).text == "i use vocable daily"
+
+
+def test_multiword_hotword_and_no_effect_elsewhere(lm):
+    log_probs = spelled("turn on the lite", {15: ("e", 0.0)})
+    assert beam(log_probs, lm, beam_size=8, hotwords="the light:3").text != "turn on the light"  # not forced
+    other = spelled("the cat sat on the mat")
+    assert beam(other, lm, beam_size=8, hotwords="vocable:5,new york").text == "the cat sat on the mat"
+
+
+def test_parse_hotwords():
+    assert parse_hotwords("vocable:5, Kubernetes ,new york:3") == [("vocable", 5.0), ("Kubernetes", 2.0),
+                                                                   ("new york", 3.0)]
+    with pytest.raises(ConfigError, match="must be a number"):
+        parse_hotwords("vocable:lots")
+
+
+def test_phrase_grammar_picks_the_command_and_rejects_other_speech():
+    commands = ["turn on the light", "turn off the light", "play some music"]
+    decoder = Decoder(TOK, DecodingOptions(phrases=commands))
+    log_probs = spelled("turn off the light", {6: ("n", 1.0), 17: ("d", 0.5)})
+    assert greedy_decode(log_probs, TOK, FRAME).text == "turn onf the lighd"
+    hyp, match = decoder(log_probs, FRAME)
+    assert match.accepted and match.phrase == "turn off the light" and hyp.text == "turn off the light"
+    assert match.confidence > 0.5 and [w.word for w in hyp.words] == ["turn", "off", "the", "light"]
+    hyp, match = decoder(spelled("banana bread is nice"), FRAME)
+    assert not match.accepted and hyp.text == "" and match.confidence < 0.1
+    assert match.free_text == "banana bread is nice"
+
+
+def test_forced_alignment_puts_words_at_their_spikes():
+    log_probs = spelled("on the mat", frames_per_char=4)  # character k spikes at frame 1 + 4k
+    hyp = force_align(log_probs, "on the mat", TOK, FRAME)
+    assert [w.word for w in hyp.words] == ["on", "the", "mat"]
+    starts = [round(w.start / FRAME) for w in hyp.words]
+    assert starts == [1, 1 + 4 * 3, 1 + 4 * 7]
+    assert all(0.9 < w.confidence <= 1.0 for w in hyp.words)
+    with pytest.raises(DataError, match="too long"):
+        force_align(log_probs[:5], "on the mat", TOK, FRAME)
+    with pytest.raises(DataError, match="cannot spell"):
+        force_align(log_probs, "on the mät", CharTokenizer(list(" abc"), normalizer="none"), FRAME)
+
+
+# ---------------------------------------------------------------- with the real FSDD digits model
+
+def clip(name):
+    return load_audio(FSDD_FIXTURES / f"{name}.flac")
+
+
+def test_beam_search_equals_greedy_on_real_model_output(digits):
+    for name in ["3_theo_0", "7_nicolas_0", "0_jackson_0", "8_theo_0"]:
+        log_probs = digits.log_probs(clip(name))
+        greedy = greedy_decode(log_probs, digits.tokenizer, FRAME)
+        for size in (1, 8):
+            hyp = BeamSearchDecoder(digits.tokenizer, None, DecodingOptions(beam_size=size)).decode(log_probs, FRAME)
+            assert hyp.text == greedy.text
+
+
+def test_phrase_grammar_on_real_digits(digits):
+    options = DecodingOptions(phrases=["one", "two", "three"])
+    assert digits.transcribe(clip("2_nicolas_0"), options=options).text == "two"
+    result = digits.transcribe(clip("9_theo_0"), options=options)
+    assert result.text == "" and not result.phrase.accepted
+
+
+def test_word_times_of_concatenated_digits_within_50ms(digits):
+    # Theo's and Nicolas's takes are trimmed at the word (Jackson's keep up to 0.2 s of room tone,
+    # so their clip edges are not word edges). 0.5 s of faint noise separates the words.
+    rng = np.random.default_rng(0)
+    names = [f"{d}_{s}_0" for s in ("theo", "nicolas") for d in range(10)]
+    parts, truth, position = [], [], 0.0
+    for name in names:
+        audio = clip(name)
+        gap = (rng.standard_normal(8000) * 1e-4).astype(np.float32)
+        parts += [audio, gap]
+        truth.append((position, position + len(audio) / 16000))
+        position += (len(audio) + len(gap)) / 16000
+    words = digits.transcribe(np.concatenate(parts), options=DecodingOptions(vad=True)).words
+    errors = [(w.start - a, w.end - b) for a, b in truth for w in words if w.start < b and w.end > a]
+    assert len(errors) == len(words) >= 0.8 * len(names)  # each word overlaps one clip, most clips have one
+    assert np.abs(errors).max() < 0.05, np.round(errors, 3)
+
+
+def test_cli_align_prints_word_times(digits, capsys):
+    from vocable.cli import main
+    assert main(["align", str(FSDD_FIXTURES / "6_theo_0.flac"), "six", "--model", "fsdd-digits"]) == 0
+    header, row = capsys.readouterr().out.strip().splitlines()
+    start, end, word, confidence = row.split("\t")
+    assert header.startswith("start\tend") and word == "six" and 0 <= int(start) < int(end) <= 600
