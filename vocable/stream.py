@@ -53,6 +53,7 @@ class StreamOptions:
     endpoint_silence: float = 0.6  # seconds of non-speech that end an utterance
     max_utterance: float = 20.0  # seconds: an utterance this long is finalised (bounds memory and work)
     partial_every: float = 0.32  # seconds of audio between re-decodes (window engine)
+    trim_margin: float = 0.2  # window engine: seconds kept around the VAD's speech for the final decode
     engine: str = "auto"  # "auto" (incremental when the model streams) | "incremental" | "window"
 
     def validate(self) -> None:
@@ -190,14 +191,14 @@ class Streamer:
                 self._recent.append(speech)
                 if sum(self._recent) >= onset_frames:
                     start = self.samples - VAD_FRAME * len(self._pre_roll)
-                    self._utterance = _Utterance(self, start / SAMPLE_RATE)
-                    self._utterance.push(np.concatenate(self._pre_roll))
+                    first_speech = len(self._pre_roll) - len(self._recent) + list(self._recent).index(True)
+                    self._utterance = _Utterance(self, start / SAMPLE_RATE, first_speech * VAD_FRAME)
+                    self._utterance.push(np.concatenate(self._pre_roll), speech=True)
                     self._pre_roll.clear()
                     self._recent.clear()
                 continue
             utterance = self._utterance
-            utterance.push(frame)
-            utterance.silent_frames = 0 if speech else utterance.silent_frames + 1
+            utterance.push(frame, speech)
             if utterance.silent_frames >= endpoint_frames or utterance.frames >= max_frames:
                 events.append(self._finish())
         if self._utterance is not None:
@@ -224,20 +225,31 @@ class Streamer:
 class _Utterance:
     """One utterance being decoded: audio in, a hypothesis out, by the stream's engine."""
 
-    def __init__(self, streamer: Streamer, start: float):
+    def __init__(self, streamer: Streamer, start: float, speech_start: int):
         self.recognizer, self.start = streamer.recognizer, start
         self.engine = (IncrementalDecoder(streamer.recognizer) if streamer.engine_kind == "incremental"
                        else WindowDecoder(streamer.recognizer, streamer.options.partial_every))
+        self.margin = int(streamer.options.trim_margin * SAMPLE_RATE)
         self.frames = 0  # VAD frames pushed
         self.silent_frames = 0  # trailing non-speech VAD frames
+        self.speech_start, self.speech_end = speech_start, 0  # samples into the utterance
         self.last_partial = ""
 
-    def push(self, audio: np.ndarray) -> None:
+    def push(self, audio: np.ndarray, speech: bool) -> None:
         self.frames += len(audio) // VAD_FRAME
+        self.silent_frames = 0 if speech else self.silent_frames + len(audio) // VAD_FRAME
         self.engine.push(audio)
+        if speech:
+            self.speech_end = self.frames * VAD_FRAME
 
     def hypothesis(self, final: bool) -> Hypothesis:
-        return self.recognizer.decode(self.engine.log_probs(final), offset=self.start)
+        if isinstance(self.engine, IncrementalDecoder):
+            return self.recognizer.decode(self.engine.log_probs(final), offset=self.start)
+        # The window engine decodes just the speech (and a margin): models trained on clips cut to the
+        # word read the VAD's lead-in and trailing silence badly.
+        lo = max(0, self.speech_start - self.margin)
+        hi = self.speech_end + self.margin if final else None
+        return self.recognizer.decode(self.engine.log_probs(final, lo, hi), offset=self.start + lo / SAMPLE_RATE)
 
     def nbytes(self) -> int:
         return self.engine.nbytes()
@@ -330,12 +342,12 @@ class WindowDecoder:
         self.chunks.append(audio.astype(np.float32))
         self.size += len(audio)
 
-    def log_probs(self, final: bool = False) -> np.ndarray:
-        due = self.size - self.decoded_size >= self.every or (final and self.size > self.decoded_size)
-        if due:
+    def log_probs(self, final: bool = False, start: int = 0, end: int | None = None) -> np.ndarray:
+        """Log-probs of audio[start:end]; between finals, recomputed only every `every` new samples."""
+        if final or self.size - self.decoded_size >= self.every:
             if len(self.chunks) > 1:
                 self.chunks = [np.concatenate(self.chunks)]
-            self.cached = self.recognizer.log_probs(self.chunks[0])
+            self.cached = self.recognizer.log_probs(self.chunks[0][start:end])
             self.decoded_size = self.size
         return self.cached
 

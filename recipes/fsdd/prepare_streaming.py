@@ -6,6 +6,9 @@ to a few hundred milliseconds of room noise. So each clip gets a random lead-in 
 noise (LEAD, TAIL seconds at NOISE_DBFS), written as 8 kHz FLAC to data-streaming/.
 
     python prepare.py && python prepare_streaming.py && vocable train cnn-rnn-streaming.toml
+
+The model trains on both the tight and the padded clips: on padded clips alone it sat for 7+ epochs
+on a plateau where it emitted the same letters at the first frames whatever was said.
 """
 
 import argparse
@@ -19,8 +22,8 @@ from vocable.data import write_manifest
 from vocable.data.manifest import read_manifest
 
 HERE = Path(__file__).parent
-LEAD = (0.05, 0.5)  # seconds of noise before the word
-TAIL = (0.1, 0.5)  # seconds after it
+LEAD = (0.1, 0.35)  # seconds of noise before the word (a VAD-cut utterance has ~0.25 s)
+TAIL = (0.1, 0.4)  # seconds after it
 NOISE_DBFS = (-70.0, -50.0)  # level of the added background noise
 
 
