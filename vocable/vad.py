@@ -29,7 +29,7 @@ SILERO_FRAME = 512  # samples (32 ms) per Silero decision
 SILERO_CONTEXT = 64  # samples of the previous frame the model sees with each frame
 SILERO_BLOCK = 512  # frames per onnxruntime call (~16 s)
 WEBRTC_FRAME = 480  # samples (30 ms), a length webrtcvad accepts at 16 kHz
-READ_BLOCK_SECONDS = 20.0  # audio read from a file at a time
+READ_BLOCK_SECONDS = 10.0  # audio read from a file at a time
 ENERGY_FLOOR_DB = -45.0  # dBFS: the energy backend calls louder frames speech
 
 

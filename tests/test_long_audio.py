@@ -1,0 +1,107 @@
+"""Long audio: VAD segmentation, streaming in bounded memory, segment times on the file's clock."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from vocable.audio import load_audio
+from vocable.errors import AudioError, ModelError
+from vocable.vad import VadOptions, speech_segments, stream_audio
+
+from .conftest import FSDD_FIXTURES
+
+RATE = 16000
+DIGITS = [f"{d}_{s}_0" for s in ("theo", "nicolas") for d in range(10)]
+
+
+def coloured_noise(n, rng, level, tilt):
+    """White (tilt 0), pink (1) or brown (2) noise at `level` RMS."""
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    spectrum /= np.maximum(np.arange(len(spectrum)), 1) ** (tilt / 2)
+    noise = np.fft.irfft(spectrum, n)
+    return (noise / noise.std() * level).astype(np.float32)
+
+
+def write_long_file(path, minutes, every=15.0, seed=0):
+    """A FLAC file of faint room noise with a digit every `every` seconds, written block by block.
+    Returns [(start, end, digit)] of the digits placed."""
+    rng = np.random.default_rng(seed)
+    placed = []
+    with sf.SoundFile(str(path), "w", RATE, 1, format="FLAC") as f:
+        for i in range(int(minutes * 60 / every)):
+            block = (rng.standard_normal(int(every * RATE)) * 1e-4).astype(np.float32)
+            name = DIGITS[i % len(DIGITS)]
+            speech = load_audio(FSDD_FIXTURES / f"{name}.flac")
+            at = int(rng.uniform(1.0, every - 2.0) * RATE)
+            block[at: at + len(speech)] += speech
+            placed.append((i * every + at / RATE, i * every + (at + len(speech)) / RATE, name.split("_")[0]))
+            f.write(block)
+    return placed
+
+
+def test_vad_keeps_speech_and_drops_silence_and_noise():
+    rng = np.random.default_rng(0)
+    parts, speech_at, t = [], [], 0.0
+    for name, (noise_level, tilt) in zip(["3_theo_0", "7_nicolas_0", "9_theo_0"], [(0.0, 0), (0.01, 0), (0.02, 1)]):
+        gap = coloured_noise(3 * RATE, rng, noise_level, tilt) if noise_level else np.zeros(3 * RATE, np.float32)
+        speech = load_audio(FSDD_FIXTURES / f"{name}.flac")
+        parts += [gap, speech]
+        speech_at.append((t + 3.0, t + 3.0 + len(speech) / RATE))
+        t += 3.0 + len(speech) / RATE
+    parts.append(coloured_noise(3 * RATE, rng, 0.03, 2))  # loud brown noise, no speech
+    audio = np.concatenate(parts)
+    segments = [(s / RATE, (s + len(a)) / RATE) for s, a in speech_segments(iter([audio]))]
+    assert len(segments) == 3
+    for (a, b), (s, e) in zip(segments, speech_at):
+        assert a <= s and e <= b and b - a < (e - s) + 1.0  # the word with a little padding, not the noise
+
+
+def test_long_speech_is_cut_below_max_segment():
+    speech = np.concatenate([load_audio(FSDD_FIXTURES / f"{name}.flac") for name in DIGITS * 2])
+    options = VadOptions(max_segment=4.0, min_silence=1.0)
+    segments = list(speech_segments(iter([speech]), options))
+    assert len(segments) >= 3
+    assert all(len(a) <= 4.0 * RATE for _, a in segments)
+    starts = [s for s, _ in segments]
+    assert starts == sorted(starts) and all(s + len(a) <= n for (s, a), n in zip(segments, starts[1:]))
+
+
+def test_segmenting_a_long_file_needs_no_more_memory_than_a_short_one(tmp_path):
+    peaks = {}
+    for minutes in (1, 6):
+        path = tmp_path / f"{minutes}.flac"
+        write_long_file(path, minutes)
+        tracemalloc.start()
+        count = sum(1 for _ in speech_segments(stream_audio(path)))
+        peaks[minutes] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert count == minutes * 4
+    whole_file = 6 * 60 * RATE * 4  # bytes of the 6-minute file as float32
+    assert peaks[6] < 1.3 * peaks[1] + 1e6 and peaks[6] < whole_file / 3, peaks
+
+
+def test_long_file_transcribed_on_the_file_clock(tmp_path):
+    import vocable
+    try:
+        recognizer = vocable.load("fsdd-digits")
+    except ModelError:
+        pytest.skip("the bundled fsdd-digits model is not available")
+    path = tmp_path / "long.flac"
+    placed = write_long_file(path, 2.5)
+    result = recognizer.transcribe(path)  # > 30 s: streamed and split by the VAD
+    assert result.duration == pytest.approx(150.0, abs=0.01)
+    words = result.words
+    hits = [(w, p) for w in words for p in placed if w.start < p[1] and w.end > p[0]]
+    assert len(hits) == len(words) >= 0.8 * len(placed)  # no words in the noise between the digits
+    assert all(abs(w.start - p[0]) < 0.05 and abs(w.end - p[1]) < 0.05 for w, p in hits)
+    assert [s.start for s in result.segments] == sorted(s.start for s in result.segments)
+
+
+def test_stream_audio_errors(tmp_path):
+    with pytest.raises(AudioError, match="no such file"):
+        list(stream_audio(tmp_path / "missing.wav"))
+    (tmp_path / "junk.wav").write_bytes(b"not audio at all" * 10)
+    with pytest.raises(AudioError, match="not a readable audio file"):
+        list(stream_audio(tmp_path / "junk.wav"))
