@@ -304,13 +304,21 @@ def test_uploads_are_not_written_to_disk(client, model, monkeypatch):
     assert rolled_over
 
 
-def test_vocable_serve_command(model, digits):
-    """`vocable serve` as a user runs it: binds 127.0.0.1, answers, and stops on SIGTERM."""
+def test_vocable_serve_command_runs_an_exported_model_without_torch(model, tmp_path):
+    """`vocable serve` as a user runs it, on the torch-free runtime install: an ONNX export of the model,
+    with `import torch` made to fail. It binds 127.0.0.1, answers, streams, and stops on SIGTERM."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from tests.conftest import FSDD_FIXTURES
+    from vocable.export import ExportOptions, export_model
+    exported = tmp_path / "digits.onnx"
+    export_model(model.loaded.path, exported, ExportOptions(audio=sorted(FSDD_FIXTURES.glob("*.flac"))[:2]))
     port = free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "vocable.cli", "serve", "--port", str(port),
-                                "--model", model.loaded.path], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    code = ("import sys; sys.modules['torch'] = None\n"  # `import torch` raises ImportError from here on
+            "from vocable.cli import main; sys.exit(main(sys.argv[1:]))")
+    process = subprocess.Popen([sys.executable, "-c", code, "serve", "--port", str(port), "--model", str(exported)],
+                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -320,10 +328,15 @@ def test_vocable_serve_command(model, digits):
                     break
             assert time.monotonic() < deadline, "vocable serve did not start"
             time.sleep(0.2)
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        base = f"http://127.0.0.1:{port}"
+        client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
         data, expected = one_digit(model)
         assert client.audio.transcriptions.create(model="whisper-1", file=("a.flac", data)).text == expected
-        page = httpx.get(f"http://127.0.0.1:{port}/")
+        assert [m.id for m in client.models.list().data] == ["digits"]
+        audio, words, _ = digit_stream(model)
+        with websockets_sync.connect(stream_url(base, api_key="")) as ws:
+            assert [e["text"] for e in stream_file(ws, audio) if e["type"] == "final"] == words
+        page = httpx.get(base + "/")
         assert page.status_code == 200 and "/static/app.js" in page.text
     finally:
         process.terminate()

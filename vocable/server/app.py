@@ -39,7 +39,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from .. import __version__
 from ..audio import SAMPLE_RATE, load_audio
-from ..errors import VocableError
+from ..errors import ModelError, VocableError
 from ..stream import FORMATS as STREAM_FORMATS
 from ..stream import StreamOptions, Streamer
 
@@ -86,10 +86,15 @@ class ModelCache:
     """
 
     def __init__(self, default: str, size: int = 2):
-        from ..modelfile import bundled_models, resolve_model_path
-        self.default_path = resolve_model_path(default)  # fails now, not on the first request
-        self.default = self.default_path.name.removesuffix(".vocable")
-        self.allowed = {name: name for name in bundled_models()}
+        if str(default).lower().endswith(".onnx"):  # an exported model: runs without torch, served alone
+            self.default_path, self.allowed = Path(default), {}
+            if not self.default_path.is_file():
+                raise ModelError(f"{default}: no such ONNX model file")
+        else:
+            from ..modelfile import bundled_models, resolve_model_path  # imports torch
+            self.default_path = resolve_model_path(default)  # fails now, not on the first request
+            self.allowed = {name: name for name in bundled_models()}
+        self.default = self.default_path.stem
         self.allowed[self.default] = str(self.default_path)
         self.size = max(1, size)
         self._models: OrderedDict[str, object] = OrderedDict()
