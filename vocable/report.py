@@ -34,7 +34,7 @@ img { max-width: 100%; border: 1px solid #eee; }
 .note { color: #8a5a00; }
 mark.sub { background: #ffe08a; } small.was { color: #8a5a00; }
 del { background: #ffd6d6; color: #a00; } ins { background: #d4f5d4; color: #060; text-decoration: underline; }
-.errors { display: flex; gap: 2em; flex-wrap: wrap; }
+.errors { display: flex; gap: 2em; flex-wrap: wrap; align-items: flex-start; }
 audio { width: 220px; height: 32px; }
 """
 
