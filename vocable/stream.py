@@ -187,7 +187,7 @@ class Streamer:
             speech = self._vad(frame)
             self.samples += VAD_FRAME
             if self._utterance is None:
-                self._pre_roll.append(frame)
+                self._pre_roll.append(frame.copy())  # a copy: a view would keep the whole chunk alive
                 self._recent.append(speech)
                 if sum(self._recent) >= onset_frames:
                     start = self.samples - VAD_FRAME * len(self._pre_roll)
@@ -219,6 +219,8 @@ class Streamer:
         hyp = utterance.hypothesis(final=True)
         if not hyp.text:  # noise that the VAD took for speech
             return None
+        if not hyp.words:
+            return StreamEvent("final", hyp.text, utterance.start, self.time)
         return StreamEvent("final", hyp.text, hyp.words[0].start, hyp.words[-1].end, hyp.words)
 
 
