@@ -1,7 +1,6 @@
 """Synthetic speech: text normalisation, voices, manifest, audio, resumability."""
 
 import json
-import shutil
 
 import pytest
 import soundfile as sf
@@ -57,7 +56,8 @@ def read_rows(path):
 
 
 def test_synth_manifest_audio_and_resume(tmp_path):
-    ids = ["espeak-ng:en-us", "flite:slt"] + (["festival:kal_diphone"] if shutil.which("festival") else [])
+    have_festival = any(v.id == "festival:kal_diphone" for v in list_voices())
+    ids = ["espeak-ng:en-us", "flite:slt"] + (["festival:kal_diphone"] if have_festival else [])
     voices = installed(ids)
     text = tmp_path / "sentences.txt"
     text.write_text(SENTENCES)
