@@ -86,7 +86,7 @@ def streamer(url: str, audio: np.ndarray, truth, rounds: int, stats: Stats) -> N
     step = int(CHUNK_SECONDS * SAMPLE_RATE)
     for _ in range(rounds):
         sent_end = {}  # digit index → wall time when the chunk holding its end was sent
-        received, stop = [], threading.Event()
+        received = []
         try:
             with connect(url, open_timeout=30) as ws:
                 def reader():

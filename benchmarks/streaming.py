@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from vocable.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from vocable.data.manifest import read_kaldi_dir  # noqa: E402
-from vocable.stream import StreamOptions, Streamer  # noqa: E402
+from vocable.stream import Streamer, StreamOptions  # noqa: E402
 from vocable.tokenizer import normalize_english  # noqa: E402
 from vocable.transcribe import load  # noqa: E402
 

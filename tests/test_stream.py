@@ -223,6 +223,7 @@ def test_listen_plays_a_file_and_prints_json_events(digits_model, tmp_path, caps
 
 def test_listen_at_real_time_speed_takes_real_time(digits_model, tmp_path, capsys):
     import time
+
     from vocable.cli import main
     path = tmp_path / "one.wav"
     sf.write(path, np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE)  # 1 s

@@ -41,7 +41,7 @@ from .. import __version__
 from ..audio import SAMPLE_RATE, load_audio
 from ..errors import ModelError, VocableError
 from ..stream import FORMATS as STREAM_FORMATS
-from ..stream import StreamOptions, Streamer
+from ..stream import Streamer, StreamOptions
 
 STATIC_DIR = Path(__file__).parent / "static"
 MB = 1024 * 1024
@@ -155,7 +155,7 @@ def create_app(options: ServerOptions | None = None) -> FastAPI:
             if not isinstance(upload, UploadFile):
                 raise ApiError(400, "file: a multipart file field named 'file' is required", "missing_file", "file")
             data = await upload.read()
-            query = _TranscriptionRequest.from_form(form, options)
+            query = _TranscriptionRequest.from_form(form)
         finally:
             await form.close()
         if not data:
@@ -192,7 +192,7 @@ class _TranscriptionRequest:
     language: str | None
 
     @classmethod
-    def from_form(cls, form, options: ServerOptions) -> "_TranscriptionRequest":
+    def from_form(cls, form) -> "_TranscriptionRequest":
         response_format = str(form.get("response_format") or "json")
         if response_format not in RESPONSE_FORMATS:
             raise ApiError(400, f"response_format: expected one of {', '.join(RESPONSE_FORMATS)}, "
