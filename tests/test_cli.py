@@ -1,0 +1,86 @@
+"""The command line as a user meets it: bundled model, one-line errors, exit codes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import FSDD_FIXTURES
+
+
+def vocable(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "vocable.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vocable: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_transcribe_with_bundled_default_model():
+    result = vocable("transcribe", FSDD_FIXTURES / "7_theo_0.flac", FSDD_FIXTURES / "4_nicolas_0.flac")
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split("\t") for line in result.stdout.strip().splitlines())
+    assert lines[str(FSDD_FIXTURES / "7_theo_0.flac")] == "seven"
+    assert lines[str(FSDD_FIXTURES / "4_nicolas_0.flac")] == "four"
+
+
+def test_transcribe_json_has_words_with_times():
+    result = vocable("transcribe", "--format", "json", FSDD_FIXTURES / "2_jackson_0.flac")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    words = [w for s in data["segments"] for w in s["words"]]
+    assert data["text"] == "two" and words[0]["word"] == "two"
+    assert 0 <= words[0]["start"] < words[0]["end"] <= data["duration"] + 0.05
+
+
+def test_bad_audio_is_one_line_and_other_files_still_transcribed(tmp_path):
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio")
+    result = vocable("transcribe", bad, FSDD_FIXTURES / "1_theo_0.flac")
+    assert_one_line_error(result, "notes.wav")
+    assert "one" in result.stdout
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["transcribe", "/nonexistent/a.wav"], "no such file"),
+    (["transcribe", "--model", "no-such-model", "x.wav"], "no-such-model"),
+    (["train", "/nonexistent/config.toml"], "no such config"),
+    (["evaluate", "/nonexistent/manifest.jsonl"], "no such manifest"),
+])
+def test_missing_inputs(args, fragment):
+    assert_one_line_error(vocable(*args), fragment)
+
+
+def test_corrupt_model_file(tmp_path):
+    model = tmp_path / "broken.vocable"
+    model.write_bytes(b"\x00" * 100)
+    assert_one_line_error(vocable("transcribe", "--model", model, FSDD_FIXTURES / "1_theo_0.flac"), "broken.vocable")
+
+
+def test_malformed_manifest(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"audio": "a.wav", "text": "hi"}\n{not json}\n')
+    assert_one_line_error(vocable("evaluate", manifest), "m.jsonl:2")
+
+
+def test_evaluate_prints_wer_cer_and_rtf(tmp_path):
+    out = tmp_path / "rows.jsonl"
+    result = vocable("evaluate", FSDD_FIXTURES, "--json", "--output", out)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["utterances"] == 30 and summary["wer"] <= 0.1 and summary["rtf"] > 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 30 and {"ref", "hyp", "word_errors"} <= set(rows[0])
+
+
+def test_python_api():
+    import vocable as v
+    result = v.load().transcribe(str(FSDD_FIXTURES / "9_jackson_0.flac"))
+    assert result.text == "nine" and result.words[0].confidence > 0.5
