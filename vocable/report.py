@@ -84,10 +84,12 @@ def plot_groups(report: dict, path: Path) -> str:
     ax.barh(y, [g["wer"] * 100 for g in groups], xerr=_errorbars(groups), color="#4c78a8",
             error_kw={"ecolor": "#222", "capsize": 3})
     ax.set_yticks(y, [f"{g['name']}  ({g['speakers']} spk, {g['utterances']} utt)" for g in groups])
-    for yi, g in zip(y, groups):
-        ax.annotate(f"{g['wer']:.1%}", (0, yi), xytext=(4, 0), textcoords="offset points", va="center",
-                    color="white", fontsize=8, fontweight="bold")
-    ax.set_xlabel("WER (%), bars: 95 % interval")
+    for yi, g in zip(y, groups):  # value just right of the interval, where it never hides in a short bar
+        end = max(g["wer"], g["wer_ci"][1] if g["wer_ci"][1] is not None else 0.0) * 100
+        ax.annotate(f"{g['wer']:.1%}", (end, yi), xytext=(5, 0), textcoords="offset points", va="center",
+                    fontsize=8)
+    ax.margins(x=0.12)
+    ax.set_xlabel("WER (%), lines: 95 % interval")
     ax.set_xlim(left=0)
     title = f"WER by {report['field']}"
     gap = report.get("gap")
@@ -232,8 +234,9 @@ def _group_section(report: dict, plot: str | None) -> list[str]:
         badge = ("<span class='sig'>significant</span>" if gap["significant"]
                  else "<span class='nosig'>not significant</span>")
         out.append(f"<p>Gap between worst (<b>{e(gap['worst'])}</b>) and best (<b>{e(gap['best'])}</b>): "
-                   f"<b>{_pct(gap['wer_gap'])}</b> (95 % interval {_ci(gap['wer_gap_ci'])}), p = {gap['p_value']:.3g} "
-                   f"({e(gap['test'])}) {badge}</p>")
+                   f"<b>{_pct(gap['wer_gap'])}</b> {badge}<br>p = {gap['p_value']:.3g} ({e(gap['test'])}, "
+                   f"which allows for the pair being the extremes of {len(report['groups'])} groups); "
+                   f"95 % interval of this pair's gap {_ci(gap['wer_gap_ci'])} (not so corrected).</p>")
         if gap.get("left_out"):
             out.append(f"<p class='meta'>Too few words to compare (fewer than {MIN_GROUP_WORDS}; listed, not picked "
                        "as best or worst): "
