@@ -186,3 +186,17 @@ def test_cli_align_prints_word_times(digits, capsys):
     header, row = capsys.readouterr().out.strip().splitlines()
     start, end, word, confidence = row.split("\t")
     assert header.startswith("start\tend") and word == "six" and 0 <= int(start) < int(end) <= 600
+
+
+def test_model_default_lm_is_used_unless_turned_off(digits, tmp_path, lm):
+    from vocable.lm import write_arpa
+    write_arpa(lm, tmp_path / "model-lm.arpa")
+    digits.loaded.meta["lm"] = str(tmp_path / "model-lm.arpa")
+    digits._decoders.clear()
+    try:
+        assert digits.decoder().lm is not None and digits.decoder().search is not None
+        assert digits.decoder(DecodingOptions(lm="none")).lm is None
+        assert digits.decoder(DecodingOptions(lm="none")).search is None  # plain greedy again
+    finally:
+        digits.loaded.meta.pop("lm")
+        digits._decoders.clear()

@@ -105,3 +105,18 @@ def test_stream_audio_errors(tmp_path):
     (tmp_path / "junk.wav").write_bytes(b"not audio at all" * 10)
     with pytest.raises(AudioError, match="not a readable audio file"):
         list(stream_audio(tmp_path / "junk.wav"))
+
+
+def test_noise_only_long_file_gives_no_words(tmp_path):
+    import vocable
+    try:
+        recognizer = vocable.load("fsdd-digits")
+    except ModelError:
+        pytest.skip("the bundled fsdd-digits model is not available")
+    rng = np.random.default_rng(1)
+    path = tmp_path / "noise.flac"
+    noise = np.concatenate([coloured_noise(20 * RATE, rng, 0.02, 0), coloured_noise(20 * RATE, rng, 0.05, 1),
+                            np.zeros(5 * RATE, np.float32)])
+    sf.write(str(path), noise, RATE)
+    result = recognizer.transcribe(path)
+    assert result.text == "" and result.segments == [] and result.duration == pytest.approx(45.0)

@@ -18,7 +18,7 @@ from .features_np import HOP_LENGTH, MIN_INPUT_FRAMES, SUBSAMPLING
 FRAME_SECONDS = HOP_LENGTH * SUBSAMPLING / SAMPLE_RATE  # 0.04 s per model output frame
 ONNX_SUFFIX = ".onnx"  # models exported by vocable/export.py, run by vocable/runtime.py
 LONG_AUDIO_SECONDS = 30.0  # longer input is split at pauses by the VAD (DecodingOptions.vad None)
-BATCH_SECONDS = 120.0  # audio per model call when decoding VAD segments (bounds memory)
+BATCH_SECONDS = 60.0  # audio per model call when decoding VAD segments (bounds memory)
 
 
 @dataclass
@@ -153,6 +153,8 @@ class Recognizer:
                 yield block
 
         def flush():
+            if not batch:
+                return
             for (start, audio), lp in zip(batch, self.log_probs_batch([a for _, a in batch])):
                 hyp = decoder(lp, FRAME_SECONDS, start / SAMPLE_RATE, audio)[0]
                 if hyp.text:
