@@ -229,3 +229,14 @@ def test_tiny_groups_are_listed_but_not_picked_for_the_gap():
     report = group_report(rows, "gender", StatsOptions(resamples=200, permutations=300))
     assert report["groups"][2]["name"] == "c" and report["groups"][2]["small"]
     assert report["gap"]["left_out"] == ["c"] and "c" not in (report["gap"]["best"], report["gap"]["worst"])
+
+
+def test_compare_with_three_speakers_claims_nothing():
+    # B fixes errors for every speaker, but three speakers cannot show it generalises:
+    # the exact sign-flip test's smallest two-sided p-value is 2/8
+    a, b = paired_systems(np.random.default_rng(11), 0.15)
+    keep = {f"all-{s}" for s in range(3)}
+    a, b = [r for r in a if r["speaker"] in keep], [r for r in b if r["speaker"] in keep]
+    c = compare_results(a, b, StatsOptions(resamples=500))
+    assert c["wer_diff"] < 0 and c["p_value"] == pytest.approx(0.25) and not c["significant"]
+    assert not c["verdict"].startswith("B is better")

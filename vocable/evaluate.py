@@ -37,6 +37,7 @@ LENGTH_FIELD = "length"  # pseudo-field: the utterance's duration bucket
 TOP_ERRORS = 20  # most frequent substitutions / deletions / insertions to list
 WORST_UTTERANCES = 20
 FEW_SPEAKERS = 10  # below this many speakers an interval says little about other speakers
+EXACT_FLIPS = 16  # clusters up to which the paired test enumerates all 2^n sign flips
 MIN_GROUP_WORDS = 10  # reference words: smaller groups are listed but not picked as best/worst for the gap
 
 
@@ -478,6 +479,18 @@ def analyse(rows: list[dict], by: list[str] = (), options: StatsOptions | None =
 
 # ---------------------------------------------------------------- comparing two systems
 
+def _sign_flip_p(differences: np.ndarray, total: float, observed: float, permutations: int,
+                 rng: np.random.Generator) -> float:
+    """Two-sided p-value of a paired difference: swap the two systems' outputs within each cluster.
+    Exact (all 2^n swaps) for up to EXACT_FLIPS clusters, else `permutations` random swaps."""
+    n = len(differences)
+    if n <= EXACT_FLIPS:
+        signs = 1.0 - 2.0 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
+        return float(np.mean(np.abs(signs @ differences) / total >= abs(observed) - 1e-12))
+    signs = rng.choice([-1.0, 1.0], size=(permutations, n))
+    return float((np.sum(np.abs(signs @ differences) / total >= abs(observed) - 1e-12) + 1) / (permutations + 1))
+
+
 def load_rows(path: str | Path) -> list[dict]:
     """Per-utterance rows from `vocable evaluate --json` output (an object with "rows") or --output JSONL."""
     path = Path(path)
@@ -528,22 +541,23 @@ def compare_results(rows_a: list[dict], rows_b: list[dict], options: StatsOption
     total = max(1.0, words.sum())
     diff = (eb.sum() - ea.sum()) / total
     (low,), (high,) = _interval(diff_samples, options.confidence, n_clusters)
-    signs = rng.choice([-1.0, 1.0], size=(options.permutations, n_clusters))
-    flipped = np.abs(signs @ (eb - ea)) / total
-    p = (np.sum(flipped >= abs(diff) - 1e-12) + 1) / (options.permutations + 1)
+    p = _sign_flip_p(eb - ea, total, diff, options.permutations, rng)
     per_utt = np.array([b[i]["word_errors"] - a[i]["word_errors"] for i in common])
-    if low > 0:
-        verdict = f"{names[0]} is better: WER lower by {diff:.2%} ({options.confidence:.0%} CI {low:.2%} to {high:.2%})"
-    elif high < 0:
-        verdict = (f"{names[1]} is better: WER lower by {-diff:.2%} "
-                   f"({options.confidence:.0%} CI {-high:.2%} to {-low:.2%})")
+    ci = f"{options.confidence:.0%} CI"
+    if (low > 0 or high < 0) and p < options.alpha:
+        better, margin = (names[0], (diff, low, high)) if low > 0 else (names[1], (-diff, -high, -low))
+        verdict = f"{better} is better: WER lower by {margin[0]:.2%} ({ci} {margin[1]:.2%} to {margin[2]:.2%})"
+    elif low > 0 or high < 0:  # with few speakers the two can disagree: claim nothing
+        verdict = (f"not conclusive: WER({names[1]}) - WER({names[0]}) = {diff:+.2%} ({ci} {low:+.2%} to "
+                   f"{high:+.2%}), but the sign-flip test over {n_clusters} {unit}s gives p = {p:.3g}")
     else:
         verdict = (f"no significant difference: WER({names[1]}) - WER({names[0]}) = {diff:+.2%} "
-                   f"({options.confidence:.0%} CI {low:+.2%} to {high:+.2%})")
+                   f"({ci} {low:+.2%} to {high:+.2%})")
     return {"a": names[0], "b": names[1], "utterances": len(common), "speakers": len(speaker_names), "unit": unit,
             "only_in_a": len(a) - len(common), "only_in_b": len(b) - len(common),
             "wer_a": _round(ea.sum() / total), "wer_b": _round(eb.sum() / total),
             "wer_diff": _round(diff), "wer_diff_ci": _round([low, high]), "p_value": round(float(p), 4),
+            "significant": bool((low > 0 or high < 0) and p < options.alpha),
             "b_better_utterances": int(np.sum(per_utt < 0)), "b_worse_utterances": int(np.sum(per_utt > 0)),
             "verdict": verdict}
 
