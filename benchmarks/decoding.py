@@ -198,6 +198,8 @@ def main() -> None:
     parser.add_argument("--word-bonus", type=float, default=1.0)
     parser.add_argument("--flashlight-word-score", type=float, default=-1.0,
                         help="flashlight's word score (best of 1, -1, -3, -5 on the simulated data)")
+    parser.add_argument("--timestamps-model", help="also measure word-time errors with this digits model "
+                        "(e.g. fsdd-digits)")
     parser.add_argument("--grid", action="store_true", help="also try LM weights and word bonuses (beam 16)")
     parser.add_argument("--pyctcdecode-python", type=Path, default=PYCTC_PYTHON)
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "decoding.json")
@@ -278,11 +280,49 @@ def main() -> None:
     for name, row in rows.items():
         same = f"{row['same_as_vocable']:.1%}" if "same_as_vocable" in row else ""
         lines.append(f"| {name} | {row['wer']:.2%} | {row['ms_per_utt']:.2f} | {row['rtf']:.4f} | {same} |")
+    if args.timestamps_model:
+        lines += ["", f"Word times (model {args.timestamps_model}, FSDD fixtures, machine as above):", ""]
+        lines += timestamp_table(args.timestamps_model)
     table = "\n".join(lines)
     print(table)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"machine": info, "data": source, "rows": rows}, indent=1))
     args.output.with_suffix(".md").write_text(table + "\n")
+
+
+def timestamp_table(model: str) -> list[str]:
+    """Word-edge error on FSDD fixture digits concatenated with 0.5 s gaps (clip edges = truth),
+    with the VAD path of Recognizer.transcribe; CTC spike times vs refined by the signal level."""
+    import vocable
+    from vocable import decoding
+    from vocable.audio import load_audio
+    from vocable.decoding import DecodingOptions
+    fixtures = ROOT / "tests" / "fixtures" / "fsdd"
+    recognizer = vocable.load(model)
+    rng = np.random.default_rng(0)
+    lines = ["| clips | word edges | words found | mean abs start error | mean abs end error | max error |",
+             "|---|---|---|---|---|---|"]
+    for speakers in (("theo", "nicolas"), ("theo", "nicolas", "jackson")):
+        names = [f"{d}_{s}_0" for s in speakers for d in range(10)]
+        parts, truth, t = [], [], 0.0
+        for name in names:
+            audio = load_audio(fixtures / f"{name}.flac")
+            parts += [audio, (rng.standard_normal(8000) * 1e-4).astype(np.float32)]
+            truth.append((t, t + len(audio) / 16000))
+            t += len(audio) / 16000 + 0.5
+        audio = np.concatenate(parts)
+        refine = decoding.refine_word_times
+        for label, refiner in (("CTC spikes", lambda words, *a, **k: words), ("refined by level", refine)):
+            decoding.refine_word_times = refiner
+            recognizer._decoders.clear()
+            words = recognizer.transcribe(audio, options=DecodingOptions(vad=True)).words
+            decoding.refine_word_times = refine
+            errors = np.array([(w.start - a, w.end - b) for a, b in truth for w in words if w.start < b and w.end > a])
+            lines.append(f"| {len(names)} ({', '.join(speakers)}) | {label} | {len(errors)} | "
+                         f"{np.abs(errors[:, 0]).mean() * 1000:.0f} ms | {np.abs(errors[:, 1]).mean() * 1000:.0f} ms | "
+                         f"{np.abs(errors).max() * 1000:.0f} ms |")
+    recognizer._decoders.clear()
+    return lines
 
 
 def _bundled_english() -> bool:

@@ -200,3 +200,19 @@ def test_model_default_lm_is_used_unless_turned_off(digits, tmp_path, lm):
     finally:
         digits.loaded.meta.pop("lm")
         digits._decoders.clear()
+
+
+def test_beam_search_with_bpe_pieces(lm):
+    from vocable.tokenizer import BPETokenizer
+    bpe = BPETokenizer.train(TEXT * 20, vocab_size=60)
+    ids = bpe.encode("the cat sat on the mat")
+    rng = np.random.default_rng(0)
+    logits = rng.normal(-12, 1, (3 * len(ids) + 2, bpe.vocab_size))
+    logits[:, 0] = 0
+    logits[1 + 3 * np.arange(len(ids)), ids] = 4
+    log_probs = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+    greedy = greedy_decode(log_probs, bpe, FRAME)
+    for lm_ in (None, lm):
+        hyp = BeamSearchDecoder(bpe, lm_, DecodingOptions(beam_size=4)).decode(log_probs, FRAME)
+        assert hyp.text == greedy.text == "the cat sat on the mat"
+        assert [w.word for w in hyp.words] == greedy.text.split()

@@ -138,8 +138,8 @@ def refine_word_times(words: list, audio: np.ndarray, offset: float = 0.0, sampl
         while end + 1 < len(loud) and loud[end + 1]:
             end += 1
         centre = ENERGY_WINDOW / sample_rate / 2  # a level frame describes its window's centre
-        refined.append(replace(w, start=offset + (lo + start) * hop + centre - hop / 2,
-                               end=offset + (lo + end) * hop + centre + hop / 2))
+        refined.append(replace(w, start=round(offset + (lo + start) * hop + centre - hop / 2, 3),
+                               end=round(offset + (lo + end) * hop + centre + hop / 2, 3)))
     return refined
 
 

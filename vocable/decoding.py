@@ -68,8 +68,8 @@ def token_words(tokens: list[int], frames: list[int], log_probs: np.ndarray, tok
         text = "".join(tokenizer.token_text(tok) for tok, _, _ in current).strip()
         if text:
             probs = [float(np.exp(log_probs[f:e, tok].max())) for tok, f, e in current]
-            words.append(Word(text, offset + current[0][1] * frame_seconds,
-                              offset + current[-1][2] * frame_seconds, float(np.mean(probs))))
+            words.append(Word(text, round(offset + current[0][1] * frame_seconds, 3),
+                              round(offset + current[-1][2] * frame_seconds, 3), float(np.mean(probs))))
         current.clear()
 
     previous = None
@@ -204,6 +204,10 @@ class BeamSearchDecoder:
             for i in range(1, len(text) + 1):
                 self.hot_boost[text[:i]] = max(self.hot_boost.get(text[:i], 0.0), boost)
         self.hotwords = {text for text, _ in hot}
+        longest = max((len(self.body[v]) for v in range(len(self.body))), default=1)
+        # most a token can raise a prefix's score: a word's insertion bonus and hotword characters
+        self._gain = max(0.0, options.word_bonus if lm is not None else 0.0) + \
+            longest * max(self.hot_boost.values(), default=0.0)
         self.hot_words = {w for text, _ in hot for w in text.split()}  # words exempt from UNK_PENALTY
         self.phrases = None
         if options.phrases is not None:
@@ -344,23 +348,33 @@ class BeamSearchDecoder:
         return finals
 
     def _step(self, nodes, pb, pnb, lp, tokens):
+        """One frame: every prefix stays (blank or repeat) or grows by a candidate token; keep the best."""
         blank = lp[BLANK]
         acc: dict[_Node, list[float]] = {}
-
-        def add(node, b, nb):
-            entry = acc.get(node)
-            if entry is None:
-                acc[node] = [b, nb]
-            else:
-                entry[0], entry[1] = _lae(entry[0], b), _lae(entry[1], nb)
-
+        stays = []
+        for node, b, nb in zip(nodes, pb.tolist(), pnb.tolist()):
+            stay_b, stay_nb = _lae(b, nb) + blank, nb + lp[node.token] if node.token != BLANK else NEG
+            acc[node] = [stay_b, stay_nb]
+            stays.append(_lae(stay_b, stay_nb) + node.score + node.pending + node.hot_bonus)
+        # An extension scoring below the beam_size-th best stay (or BEAM_PRUNE under the best) can
+        # never be kept: skip it before building its node. _gain bounds what a token can add.
+        ranked = sorted(stays, reverse=True)
+        threshold = max(ranked[0] - BEAM_PRUNE, ranked[self.beam_size - 1] if len(ranked) >= self.beam_size else NEG)
         for node, b, nb in zip(nodes, pb.tolist(), pnb.tolist()):
             total = _lae(b, nb)
-            add(node, total + blank, nb + lp[node.token] if node.token != BLANK else NEG)
+            base = node.score + node.hot_bonus + self._gain
             for c in (tokens if self.phrases is None else [c for c in self._allowed(node) if c in tokens]):
+                acoustic = (b if c == node.token else total) + lp[c]
+                if acoustic + base < threshold:
+                    continue
                 child = self._child(node, c)
-                if child is not None:
-                    add(child, NEG, (b if c == node.token else total) + lp[c])
+                if child is None:
+                    continue
+                entry = acc.get(child)
+                if entry is None:
+                    acc[child] = [NEG, acoustic]
+                else:
+                    entry[1] = _lae(entry[1], acoustic)
         scored = [(_lae(b, nb) + n.score + n.pending + n.hot_bonus, n, b, nb) for n, (b, nb) in acc.items()]
         scored.sort(key=lambda s: -s[0])
         best = scored[0][0]
