@@ -15,7 +15,6 @@ import pytest
 
 import vocable
 from vocable.cli import main
-from vocable.errors import ModelError
 
 SNRS = ["10", "0", "-10"]  # dB: far enough apart that 30 clips show the trend
 ACCENTS = {"jackson": "USA/neutral", "nicolas": "BEL/French", "theo": "USA/neutral"}  # fsdd/speakers.py
@@ -25,10 +24,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.fixture(scope="module")
 def model_path() -> str:
     from vocable.modelfile import resolve_model_path
-    try:
-        return str(resolve_model_path("fsdd-digits"))
-    except ModelError:
-        pytest.skip("the bundled fsdd-digits model is not in vocable/assets")
+    return str(resolve_model_path("fsdd-digits"))  # bundled with the package: missing is a failure, not a skip
 
 
 @pytest.fixture(scope="module")

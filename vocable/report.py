@@ -118,8 +118,8 @@ def plot_conditions(conditions: list[dict], path: Path) -> str:
                     capsize=3, label=f"added {noisy[0]['noise']} noise" if noisy else "clean")
         ax.set_xticks(px, [f"{x:g}" for x in xs] + (["clean"] if clean else []))
         for x, c in zip(px, points):
-            ax.annotate(f"{c['wer']:.1%}", (x, c["wer"] * 100), xytext=(0, 8), textcoords="offset points",
-                        ha="center", fontsize=8)
+            ax.annotate(f"{c['wer']:.1%}", (x, c["wer"] * 100), xytext=(6, 3), textcoords="offset points",
+                        ha="left", fontsize=8, bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none"})
     for c in reverb:
         ax.axhline(c["wer"] * 100, color="#e45756", linestyle="--", label=f"simulated rooms: {c['wer']:.1%}")
         if None not in c["wer_ci"]:
