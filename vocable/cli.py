@@ -96,7 +96,7 @@ def print_result(args, path: str, result) -> None:
 def add_decoding_arguments(p) -> None:
     g = p.add_argument_group("decoding")
     g.add_argument("--beam-size", type=int, metavar="N", help="beam search with N beams (default: greedy, "
-                   "or 16 with an LM, hotwords or phrases)")
+                   "or 8 with an LM or hotwords, 16 with phrases)")
     g.add_argument("--lm", metavar="LM", help="ARPA file, bundled LM name, or 'none' (default: the model's LM)")
     g.add_argument("--lm-weight", type=float, metavar="W", help="LM weight (default: 0.5)")
     g.add_argument("--word-bonus", type=float, metavar="B", help="score added per word with an LM (default: 1.0)")
@@ -187,6 +187,7 @@ def add_evaluate(commands) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N utterances")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = the engine's default: all cores)")
+    add_decoding_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -218,8 +219,10 @@ def cmd_evaluate(args) -> int:
         utterances = utterances[: args.limit]
     by = [f.strip() for item in args.by for f in item.split(",") if f.strip()]
     sweep = SweepOptions(snrs=args.noise, reverb=args.reverb, color=args.noise_color, seed=args.seed)
-    result = {"dataset": args.dataset, **run_evaluation(recognizer, utterances, by, sweep, stats,
-                                                         show_progress=True)}
+    options = decoding_options(args)
+    result = {"dataset": args.dataset, "decoding": repr(options),
+              **run_evaluation(recognizer, utterances, by, sweep, stats, show_progress=True,
+                               transcribe=lambda audio: recognizer.transcribe(audio, options=options).text)}
     try:
         if args.output:
             write_rows(args.output, result["rows"])
