@@ -198,8 +198,8 @@ def main() -> None:
     parser.add_argument("--word-bonus", type=float, default=1.0)
     parser.add_argument("--flashlight-word-score", type=float, default=-1.0,
                         help="flashlight's word score (best of 1, -1, -3, -5 on the simulated data)")
-    parser.add_argument("--timestamps-model", help="also measure word-time errors with this digits model "
-                        "(e.g. fsdd-digits)")
+    parser.add_argument("--timestamps-model", help="also measure word-time errors and the phrase grammar "
+                        "with this digits model (e.g. fsdd-digits)")
     parser.add_argument("--grid", action="store_true", help="also try LM weights and word bonuses (beam 16)")
     parser.add_argument("--pyctcdecode-python", type=Path, default=PYCTC_PYTHON)
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "decoding.json")
@@ -283,6 +283,7 @@ def main() -> None:
     if args.timestamps_model:
         lines += ["", f"Word times (model {args.timestamps_model}, FSDD fixtures, machine as above):", ""]
         lines += timestamp_table(args.timestamps_model)
+        lines += [""] + phrase_table(args.timestamps_model)
     table = "\n".join(lines)
     print(table)
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -322,6 +323,34 @@ def timestamp_table(model: str) -> list[str]:
                          f"{np.abs(errors[:, 0]).mean() * 1000:.0f} ms | {np.abs(errors[:, 1]).mean() * 1000:.0f} ms | "
                          f"{np.abs(errors).max() * 1000:.0f} ms |")
     recognizer._decoders.clear()
+    return lines
+
+
+def phrase_table(model: str) -> list[str]:
+    """Phrase grammar on FSDD test (every 2nd clip): phrases "zero".."four"; clips of 0-4 should be
+    accepted as themselves, clips of 5-9 rejected. Acceptance at several confidence thresholds."""
+    import vocable
+    from vocable.audio import load_audio
+    from vocable.data.manifest import read_dataset
+    from vocable.decoding import DecodingOptions, match_phrases
+    if not (SHARED / "fsdd" / "test").exists():
+        return ["(FSDD test data not available)"]
+    recognizer = vocable.load(model)
+    phrases = ["zero", "one", "two", "three", "four"]
+    matches = []
+    for u in read_dataset(SHARED / "fsdd" / "test")[::2]:
+        m = match_phrases(recognizer.log_probs(load_audio(u.audio)), recognizer.tokenizer,
+                          DecodingOptions(phrases=phrases))
+        matches.append((u.text.lower(), m))
+    listed = [(ref, m) for ref, m in matches if ref in phrases]
+    other = [m for ref, m in matches if ref not in phrases]
+    lines = [f"Phrase grammar (model {model}, FSDD test every 2nd clip: {len(listed)} listed, {len(other)} not):",
+             "", "| min confidence | listed words accepted as themselves | listed accepted wrongly | "
+             "unlisted words accepted |", "|---|---|---|---|"]
+    for threshold in (0.2, 0.4, 0.6, 0.8):
+        right = np.mean([m.confidence >= threshold and m.phrase == ref for ref, m in listed])
+        wrong = np.mean([m.confidence >= threshold and m.phrase != ref for ref, m in listed])
+        lines.append(f"| {threshold} | {right:.1%} | {wrong:.1%} | {np.mean([m.confidence >= threshold for m in other]):.1%} |")
     return lines
 
 

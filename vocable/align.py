@@ -45,13 +45,13 @@ def viterbi_spans(log_probs: np.ndarray, tokens: list[int]) -> tuple[list[tuple[
     score[0] = emit[0, 0]
     score[1] = emit[0, 1]
     back = np.zeros((T, S), dtype=np.int8)  # 0 stay, 1 from s-1, 2 from s-2
+    prev1, prev2 = np.full(S, NEG), np.full(S, NEG)
     for t in range(1, T):
-        prev1 = np.concatenate([[NEG], score[:-1]])
-        prev2 = np.where(skip, np.concatenate([[NEG, NEG], score[:-2]]), NEG)
-        choices = np.stack([score, prev1, prev2])
-        best = choices.argmax(axis=0)
-        back[t] = best
-        score = choices[best, np.arange(S)] + emit[t]
+        prev1[1:] = score[:-1]
+        prev2[2:] = np.where(skip[2:], score[:-2], NEG)
+        from1, from2 = prev1 > score, prev2 > np.maximum(score, prev1)
+        back[t] = from1 + from2 * (2 - from1)  # 2 where from2, else 1 where from1, else 0
+        score = np.maximum(np.maximum(score, prev1), prev2) + emit[t]
     end = S - 1 if score[S - 1] >= score[S - 2] else S - 2
     total = float(score[end])
     if total <= NEG / 2:

@@ -90,7 +90,8 @@ def token_words(tokens: list[int], frames: list[int], log_probs: np.ndarray, tok
 
 # ---------------------------------------------------------------- beam search with LM, hotwords, phrases
 
-DEFAULT_BEAM = 16  # beams kept per frame when an LM, hotwords or phrases are used
+DEFAULT_BEAM = 8  # beams kept per frame with an LM or hotwords (16: -8 % WER, 2.7x slower; docs/decoding.md)
+GRAMMAR_BEAM = 16  # with a phrase grammar (cheap: few tokens fit)
 DEFAULT_HOTWORD_BOOST = 2.0  # log-score (nats) added per matched character of a hotword
 TOKEN_MIN_LOGP = -8.0  # a token below this log-prob at a frame is not tried there (the best one always is)
 GRAMMAR_MIN_LOGP = -20.0  # the same with a phrase grammar: few tokens fit, so unlikely ones are tried too
@@ -115,7 +116,7 @@ class DecodingOptions:
     word_bonus: float = 1.0  # nats added per word (counters the LM's preference for few words)
     hotwords: str | list[tuple[str, float]] = ()
     phrases: list[str] | None = None
-    min_phrase_confidence: float = 0.5
+    min_phrase_confidence: float = 0.4  # FSDD: 93 % of listed words kept, 0 % of others (docs/decoding.md)
     vad: bool | None = None
 
     def hotword_list(self) -> list[tuple[str, float]]:
@@ -192,7 +193,7 @@ class BeamSearchDecoder:
         self.tokenizer = tokenizer
         self.lm = lm
         self.options = options
-        self.beam_size = options.beam_size or DEFAULT_BEAM
+        self.beam_size = options.beam_size or (DEFAULT_BEAM if options.phrases is None else GRAMMAR_BEAM)
         texts = [tokenizer.token_text(v) if v != BLANK else "" for v in range(tokenizer.vocab_size)]
         self.starts_word = [bool(t) and t[0].isspace() for t in texts]  # a space or "▁x" piece
         self.body = [t.strip() for t in texts]
