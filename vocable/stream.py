@@ -49,11 +49,11 @@ class StreamOptions:
     energy_threshold_db: float = 12.0  # energy VAD: speech is this far above the tracked noise floor
     onset: float = 0.15  # seconds of speech within `onset_window` that start an utterance
     onset_window: float = 0.3  # seconds
-    pre_roll: float = 0.4  # seconds of audio before the onset that the utterance includes (> onset_window)
+    pre_roll: float = 0.4  # seconds of audio kept before an onset (> onset_window + speech_margin)
+    speech_margin: float = 0.1  # seconds kept before the first and after the last speech frame of an utterance
     endpoint_silence: float = 0.6  # seconds of non-speech that end an utterance
     max_utterance: float = 20.0  # seconds: an utterance this long is finalised (bounds memory and work)
     partial_every: float = 0.32  # seconds of audio between re-decodes (window engine)
-    trim_margin: float = 0.2  # window engine: seconds kept around the VAD's speech for the final decode
     engine: str = "auto"  # "auto" (incremental when the model streams) | "incremental" | "window"
 
     def validate(self) -> None:
@@ -182,6 +182,7 @@ class Streamer:
         onset_frames = max(1, round(options.onset * SAMPLE_RATE / VAD_FRAME))
         endpoint_frames = max(1, round(options.endpoint_silence * SAMPLE_RATE / VAD_FRAME))
         max_frames = int(options.max_utterance * SAMPLE_RATE / VAD_FRAME)
+        margin_frames = round(options.speech_margin * SAMPLE_RATE / VAD_FRAME)
         for i in range(0, whole, VAD_FRAME):
             frame = data[i: i + VAD_FRAME]
             speech = self._vad(frame)
@@ -190,10 +191,13 @@ class Streamer:
                 self._pre_roll.append(frame.copy())  # a copy: a view would keep the whole chunk alive
                 self._recent.append(speech)
                 if sum(self._recent) >= onset_frames:
-                    start = self.samples - VAD_FRAME * len(self._pre_roll)
+                    # Start speech_margin before the first speech frame: models trained on clips cut to the
+                    # word read a long lead-in of silence badly.
                     first_speech = len(self._pre_roll) - len(self._recent) + list(self._recent).index(True)
-                    self._utterance = _Utterance(self, start / SAMPLE_RATE, first_speech * VAD_FRAME)
-                    self._utterance.push(np.concatenate(self._pre_roll), speech=True)
+                    kept = list(self._pre_roll)[max(0, first_speech - margin_frames):]
+                    start = self.samples - VAD_FRAME * len(kept)
+                    self._utterance = _Utterance(self, start / SAMPLE_RATE)
+                    self._utterance.push(np.concatenate(kept), speech=True)
                     self._pre_roll.clear()
                     self._recent.clear()
                 continue
@@ -227,14 +231,14 @@ class Streamer:
 class _Utterance:
     """One utterance being decoded: audio in, a hypothesis out, by the stream's engine."""
 
-    def __init__(self, streamer: Streamer, start: float, speech_start: int):
+    def __init__(self, streamer: Streamer, start: float):
         self.recognizer, self.start = streamer.recognizer, start
         self.engine = (IncrementalDecoder(streamer.recognizer) if streamer.engine_kind == "incremental"
                        else WindowDecoder(streamer.recognizer, streamer.options.partial_every))
-        self.margin = int(streamer.options.trim_margin * SAMPLE_RATE)
+        self.margin = int(streamer.options.speech_margin * SAMPLE_RATE)
         self.frames = 0  # VAD frames pushed
         self.silent_frames = 0  # trailing non-speech VAD frames
-        self.speech_start, self.speech_end = speech_start, 0  # samples into the utterance
+        self.speech_end = 0  # samples into the utterance where the last speech frame ends
         self.last_partial = ""
 
     def push(self, audio: np.ndarray, speech: bool) -> None:
@@ -247,11 +251,10 @@ class _Utterance:
     def hypothesis(self, final: bool) -> Hypothesis:
         if isinstance(self.engine, IncrementalDecoder):
             return self.recognizer.decode(self.engine.log_probs(final), offset=self.start)
-        # The window engine decodes just the speech (and a margin): models trained on clips cut to the
-        # word read the VAD's lead-in and trailing silence badly.
-        lo = max(0, self.speech_start - self.margin)
-        hi = self.speech_end + self.margin if final else None
-        return self.recognizer.decode(self.engine.log_probs(final, lo, hi), offset=self.start + lo / SAMPLE_RATE)
+        # The window engine's final leaves out the endpointer's trailing silence, as the start left out
+        # the lead-in.
+        end = self.speech_end + self.margin if final else None
+        return self.recognizer.decode(self.engine.log_probs(final, 0, end), offset=self.start)
 
     def nbytes(self) -> int:
         return self.engine.nbytes()
