@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_peers import ROOT, SHARED, describe_machine, machine_info  # noqa: E402
+from compare_peers import ROOT, SHARED, describe_machine, machine_info
 
 DEV_MANIFEST = ROOT / "recipes" / "en_default" / "data" / "so762-dev.jsonl"
 LM_PATH = ROOT / "vocable" / "assets" / "en-3gram.arpa.gz"
@@ -137,8 +137,14 @@ def time_decoder(decode, log_probs) -> tuple[list[str], list[float]]:
 def flashlight_decoder(tokenizer, lm, arpa: Path, options):
     """flashlight-text LexiconDecoder over the LM's words spelt in the model's characters.
     Its KenLM scores are log10, so the LM weight is scaled to natural-log units like the others'."""
-    from flashlight.lib.text.decoder import (CriterionType, KenLM, LexiconDecoder, LexiconDecoderOptions,
-                                             SmearingMode, Trie)
+    from flashlight.lib.text.decoder import (
+        CriterionType,
+        KenLM,
+        LexiconDecoder,
+        LexiconDecoderOptions,
+        SmearingMode,
+        Trie,
+    )
     from flashlight.lib.text.dictionary import Dictionary
     words = Dictionary()
     for w in lm.vocab:
@@ -206,8 +212,14 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-    from vocable.decoding import (BEAM_PRUNE, TOKEN_MIN_LOGP, UNK_PENALTY, BeamSearchDecoder, DecodingOptions,
-                                  greedy_decode)
+    from vocable.decoding import (
+        BEAM_PRUNE,
+        TOKEN_MIN_LOGP,
+        UNK_PENALTY,
+        BeamSearchDecoder,
+        DecodingOptions,
+        greedy_decode,
+    )
     from vocable.evaluate import wer
     from vocable.lm import load_lm
     from vocable.tokenizer import CharTokenizer
@@ -241,7 +253,7 @@ def main() -> None:
     for beam in BEAMS:
         decoder = BeamSearchDecoder(tokenizer, lm, DecodingOptions(beam_size=beam, lm_weight=args.lm_weight,
                                                                     word_bonus=args.word_bonus))
-        record(f"vocable beam {beam}", *time_decoder(lambda lp: decoder.decode(lp, 0.04).text, log_probs))
+        record(f"vocable beam {beam}", *time_decoder(lambda lp, d=decoder: d.decode(lp, 0.04).text, log_probs))
     if args.grid:
         for weight in (0.3, 0.5, 0.8, 1.2):
             for bonus in (0.0, 1.0, 2.0):
@@ -271,7 +283,7 @@ def main() -> None:
             same = sum(a == b for a, b in zip(ours, pyctc[str(beam)]["texts"]))
             rows[f"pyctcdecode beam {beam}"]["same_as_vocable"] = same / len(refs)
 
-    lines = [f"# Decoding benchmark\n", f"Machine: {describe_machine(info)}; one thread.  ",
+    lines = ["# Decoding benchmark\n", f"Machine: {describe_machine(info)}; one thread.  ",
              f"Data: {source}; {audio_s / 60:.1f} min of audio.  ",
              f"LM: {LM_PATH.name} ({len(lm)} n-grams), LM weight {args.lm_weight}, word bonus {args.word_bonus}.  "]
     if model_ms is not None:

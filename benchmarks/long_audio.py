@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_peers import ROOT, SHARED, describe_machine, machine_info  # noqa: E402
+from compare_peers import ROOT, SHARED, describe_machine, machine_info
 
 RATE = 16000
 FSDD = ROOT / "tests" / "fixtures" / "fsdd"

@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 
 from vocable.audio import load_audio
-from vocable.decoding import (BeamSearchDecoder, Decoder, DecodingOptions, force_align, greedy_decode,
-                              parse_hotwords)
+from vocable.decoding import (
+    BeamSearchDecoder,
+    Decoder,
+    DecodingOptions,
+    force_align,
+    greedy_decode,
+    parse_hotwords,
+)
 from vocable.errors import ConfigError, DataError, ModelError
 from vocable.lm import BuildOptions, build_lm
 from vocable.tokenizer import CharTokenizer

@@ -6,7 +6,13 @@ import re
 import pytest
 
 from vocable.decoding import Word
-from vocable.formats import MAX_CUE_CHARS, MAX_CUE_SECONDS, format_result, timestamp, write_result
+from vocable.formats import (
+    MAX_CUE_CHARS,
+    MAX_CUE_SECONDS,
+    format_result,
+    timestamp,
+    write_result,
+)
 from vocable.transcribe import Result, Segment
 
 from .conftest import FSDD_FIXTURES

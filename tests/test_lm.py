@@ -10,7 +10,14 @@ import pytest
 
 from vocable.cli import main
 from vocable.errors import DataError
-from vocable.lm import BuildOptions, build_lm, read_arpa, read_sentences, resolve_lm, write_arpa
+from vocable.lm import (
+    BuildOptions,
+    build_lm,
+    read_arpa,
+    read_sentences,
+    resolve_lm,
+    write_arpa,
+)
 
 HAND_ARPA = """\\data\\
 ngram 1=5
@@ -43,7 +50,7 @@ def corpus(n=600, seed=0):
     verbs = ["saw", "liked", "found", "ate", "wanted", "took", "painted", "sold", "threw", "kept"]
     objects = ["the fish", "a ball", "the red car", "bread", "it", "the dog", "some tea", "a book", "them", "cake"]
     tails = ["", "today", "again", "in the park", "at home", "slowly", "with care", "before noon", "", ""]
-    pick = lambda xs: xs[min(int(rng.paretovariate(1.0)) - 1, len(xs) - 1)]  # noqa: E731
+    pick = lambda xs: xs[min(int(rng.paretovariate(1.0)) - 1, len(xs) - 1)]
     return [f"{pick(subjects)} {pick(verbs)} {pick(objects)} {pick(tails)}".split() for _ in range(n)]
 
 

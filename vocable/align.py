@@ -118,7 +118,7 @@ def refine_word_times(words: list, audio: np.ndarray, offset: float = 0.0, sampl
     level = frame_levels(audio)
     hop = ENERGY_HOP / sample_rate
     floor = float(np.percentile(level, 10))
-    to_frame = lambda t: int(np.clip(round((t - offset) / hop), 0, len(level) - 1))  # noqa: E731
+    to_frame = lambda t: int(np.clip(round((t - offset) / hop), 0, len(level) - 1))
     refined = []
     for k, w in enumerate(words):
         lo = to_frame((words[k - 1].end + w.start) / 2) if k > 0 else 0

@@ -189,10 +189,10 @@ class BeamSearchDecoder:
     Total score = acoustic log-prob + lm_weight · ln p_LM(words) + word_bonus · #words + hotword bonus.
     """
 
-    def __init__(self, tokenizer: Tokenizer, lm=None, options: DecodingOptions = DecodingOptions()):
+    def __init__(self, tokenizer: Tokenizer, lm=None, options: DecodingOptions | None = None):
         self.tokenizer = tokenizer
         self.lm = lm
-        self.options = options
+        self.options = options = options or DecodingOptions()
         self.beam_size = options.beam_size or (DEFAULT_BEAM if options.phrases is None else GRAMMAR_BEAM)
         texts = [tokenizer.token_text(v) if v != BLANK else "" for v in range(tokenizer.vocab_size)]
         self.starts_word = [bool(t) and t[0].isspace() for t in texts]  # a space or "▁x" piece

@@ -16,13 +16,12 @@ order is checked for at load time.
 from __future__ import annotations
 
 import gzip
-import io
 import math
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -171,8 +170,9 @@ class BuildOptions:
     min_word_count: int = 1  # words seen fewer times become <unk>
 
 
-def build_lm(sentences: Iterable[list[str]], options: BuildOptions = BuildOptions()) -> NGramLM:
+def build_lm(sentences: Iterable[list[str]], options: BuildOptions | None = None) -> NGramLM:
     """Estimate an interpolated modified Kneser-Ney model from word lists (already normalised)."""
+    options = options or BuildOptions()
     order = options.order
     if not 1 <= order <= MAX_ORDER:
         raise DataError(f"LM order must be 1..{MAX_ORDER}, got {order}")
@@ -405,7 +405,11 @@ def read_arpa(path: str | os.PathLike) -> NGramLM:
     if not path.is_file():
         raise DataError(f"{path}: no such language model file")
     try:
-        raw = gzip.open(path, "rb").read() if _is_gzip(path) else path.read_bytes()
+        if _is_gzip(path):
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
+        else:
+            raw = path.read_bytes()
         text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError, EOFError) as e:
         raise DataError(f"{path}: not a readable ARPA file ({type(e).__name__})") from None
@@ -529,7 +533,7 @@ def read_sentences(paths: Iterable[str | os.PathLike], normalize, exclude: Itera
             exact.add(words)
     sentences = []
     for path in paths:
-        with io.open(path, encoding="utf-8", errors="replace") as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 words = normalize(line.split("\t", 1)[-1]).split()
                 if words and tuple(words) not in exact and not _contains_run(words, runs):

@@ -15,9 +15,9 @@ stationary noise); "energy" — a level threshold, the torch- and onnx-free fall
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -174,9 +174,10 @@ class _Open:
     probs: list  # (frame end sample, prob) since start, to find a cut point
 
 
-def speech_segments(blocks: Iterable[np.ndarray], options: VadOptions = VadOptions()
+def speech_segments(blocks: Iterable[np.ndarray], options: VadOptions | None = None
                     ) -> Iterator[tuple[int, np.ndarray]]:
     """Cut a stream of 16 kHz blocks into speech segments: yields (start sample, audio)."""
+    options = options or VadOptions()
     options.validate()
     vad = make_vad(options.backend)
     frame = vad.frame_samples
