@@ -126,14 +126,17 @@ class Recognizer:
 
     def transcribe_batch(self, audios: list[AudioInput], batch_size: int = 8,
                          options: DecodingOptions | None = None) -> list[Result]:
-        """Transcribe many inputs, running the model on `batch_size` of them at a time."""
-        if options is not None and options.vad:
-            return [self.transcribe(a, options=options) for a in audios]
+        """Transcribe many inputs, running the model on `batch_size` of them at a time
+        (inputs the VAD should split, as in transcribe(), go through it one by one)."""
+        vad = options.vad if options is not None else None
         results = []
         for i in range(0, len(audios), batch_size):
             samples = [load_audio(a) for a in audios[i: i + batch_size]]
-            for s, lp in zip(samples, self.log_probs_batch(samples)):
-                results.append(self._result(s, *self.decoder(options)(lp, FRAME_SECONDS, 0.0, s)))
+            split = [vad or (vad is None and len(s) > LONG_AUDIO_SECONDS * SAMPLE_RATE) for s in samples]
+            whole = iter(self.log_probs_batch([s for s, v in zip(samples, split) if not v]) if not all(split) else [])
+            for s, v in zip(samples, split):
+                results.append(self._transcribe_stream(iter([s]), options) if v else
+                               self._result(s, *self.decoder(options)(next(whole), FRAME_SECONDS, 0.0, s)))
         return results
 
     def align(self, audio: AudioInput, text: str, sample_rate: int | None = None) -> Result:
