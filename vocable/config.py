@@ -25,6 +25,7 @@ class DataConfig:
     max_duration: float = 30.0  # seconds: longer training utterances are skipped (and counted)
     num_workers: int = 0  # DataLoader worker processes
     allow_overlap: bool = False  # allow dev speakers/audio that also occur in train
+    sortagrad: bool = False  # first epoch in order of length, shortest first (then shuffled)
     hash_audio: bool = False  # also refuse dev files whose bytes equal a training file's (reads every file)
 
 

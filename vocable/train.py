@@ -92,7 +92,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         epoch = state["epoch"]
         dataset.epoch = epoch
         batches = bucket_batches(durations, config.data.max_batch_seconds, config.run.seed, epoch, rank, world_size,
-                                 shards)
+                                 shards, shortest_first=config.data.sortagrad and epoch == 0)
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches[state["batch"]:], collate_fn=collate,
                                              num_workers=config.data.num_workers)
         bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch + 1}/{config.optim.epochs}",

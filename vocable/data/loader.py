@@ -94,13 +94,16 @@ def collate(items):
 
 
 def bucket_batches(durations: list[float], max_seconds: float, seed: int, epoch: int,
-                   rank: int = 0, world_size: int = 1, groups: list | None = None) -> list[list[int]]:
+                   rank: int = 0, world_size: int = 1, groups: list | None = None,
+                   shortest_first: bool = False) -> list[list[int]]:
     """Batches of similar-length utterances, each ≤ max_seconds of audio, shuffled per epoch.
 
     Sorting by duration with a little noise keeps padding low but varies batch make-up between
     epochs. With several ranks, each gets an equal number of batches (a few left over are dropped).
     With `groups` (each utterance's feature shard), batches never mix groups and each rank takes
     whole groups, so ranks and loader workers each read their own shards.
+    `shortest_first` orders batches by length instead of shuffling them (SortaGrad, Amodei et al.
+    2016): CTC leaves its all-blank plateau sooner when the first steps see short utterances.
     """
     rng = random.Random(seed * 1000 + epoch)
     members: dict = {}
@@ -115,7 +118,10 @@ def bucket_batches(durations: list[float], max_seconds: float, seed: int, epoch:
         rng.shuffle(mine)
         return mine[:fewest]
     batches = [b for group in per_group for b in group]
-    rng.shuffle(batches)
+    if shortest_first:
+        batches.sort(key=lambda b: max(durations[i] for i in b))
+    else:
+        rng.shuffle(batches)
     per_rank = len(batches) // world_size if world_size > 1 else len(batches)
     return batches[rank * per_rank:(rank + 1) * per_rank] if world_size > 1 else batches
 
