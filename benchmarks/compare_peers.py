@@ -209,6 +209,23 @@ def peer_model_mb(kind: str) -> float:
     return dir_mb(package / ("model/en-us" if kind == "pocketsphinx" else "models/base-en"))
 
 
+def random_model(config_path: str, workdir: Path) -> str:
+    """A model with the architecture of a training config and random weights (speed only)."""
+    import torch
+
+    from vocable.config import load_config
+    from vocable.modelfile import save_model
+    from vocable.models import build_model
+    from vocable.tokenizer import train_tokenizer
+    config = load_config(config_path, {"data.train": ["unused.jsonl"]})
+    tokenizer = train_tokenizer(["abcdefghijklmnopqrstuvwxyz '"], "char")
+    torch.manual_seed(0)
+    model = build_model(config.model, config.features.dim, tokenizer.vocab_size)
+    path = workdir / "random.vocable"
+    save_model(path, model, config.model, config.features, tokenizer, {"name": f"random {config.model.arch}"})
+    return str(path)
+
+
 def export_models(model: str, workdir: Path, check: list[str]) -> dict[str, Path]:
     from vocable.export import ExportOptions, export_model
     from vocable.modelfile import resolve_model_path
@@ -297,6 +314,8 @@ def markdown(report: dict) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="default", help="bundled model name or .vocable file")
+    p.add_argument("--random-from", metavar="CONFIG.toml",
+                   help="instead: random weights with this training config's architecture (speed only)")
     p.add_argument("--dataset", action="append", default=[], metavar="NAME=PATH",
                    help="manifest or Kaldi folder (default: librivox-clips, alsa-prompts, fsdd-test subset)")
     p.add_argument("--fsdd-subset", type=int, default=FSDD_SUBSET)
@@ -325,7 +344,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vocable-peers-") as tmp:
         workdir = Path(tmp)
         files = prepare_data({k: Path(v) for k, v in sets.items()}, workdir, args.fsdd_subset)
-        paths = export_models(args.model, workdir, [f["path"] for f in files[:: max(1, len(files) // 16)]])
+        model = random_model(args.random_from, workdir) if args.random_from else args.model
+        paths = export_models(model, workdir, [f["path"] for f in files[:: max(1, len(files) // 16)]])
         runs = plan(paths, args.threads, args.engines)
         short = min(files, key=lambda f: abs(f["duration"] - 2.0))["path"]  # a ~2 s clip for cold starts
         rows = []
@@ -338,7 +358,9 @@ def main() -> None:
             tqdm.write(f"{rows[-1]['label']:28} RTF {rows[-1]['rtf']:.4f}  WER " +
                        "  ".join(f"{k} {100 * v:.1f}%" for k, v in rows[-1]["wer"].items()))
     report = {"machine": {**info, "load_avg_end": [round(x, 2) for x in os.getloadavg()]},
-              "model": str(paths["vocable-torch"].relative_to(ROOT) if paths["vocable-torch"].is_relative_to(ROOT)
+              "model": (f"random weights with the architecture of {args.random_from} (speed only: WER is "
+                        f"meaningless)") if args.random_from else
+                       str(paths["vocable-torch"].relative_to(ROOT) if paths["vocable-torch"].is_relative_to(ROOT)
                            else paths["vocable-torch"]),
               "datasets": {name: {"utterances": sum(f["dataset"] == name for f in files),
                                   "seconds": sum(f["duration"] for f in files if f["dataset"] == name),

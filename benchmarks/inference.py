@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_peers import ROOT, cold_start, describe_machine, dir_mb, machine_info  # noqa: E402
+from compare_peers import ROOT, cold_start, describe_machine, dir_mb, machine_info, random_model  # noqa: E402
 from features import speech  # noqa: E402
 
 LENGTHS = (2.0, 10.0, 30.0)  # seconds per clip
@@ -71,23 +71,6 @@ def export_both(model: str, workdir: Path) -> dict[str, str]:
         export_model(source, out, ExportOptions(int8=int8, audio=check))
         paths[kind] = str(out)
     return paths
-
-
-def random_model(config_path: str, workdir: Path) -> str:
-    """A model with the architecture of a training config and random weights (speed only)."""
-    import torch
-
-    from vocable.config import load_config
-    from vocable.modelfile import save_model
-    from vocable.models import build_model
-    from vocable.tokenizer import train_tokenizer
-    config = load_config(config_path, {"data.train": ["unused.jsonl"]})
-    tokenizer = train_tokenizer(["abcdefghijklmnopqrstuvwxyz '"], "char")
-    torch.manual_seed(0)
-    model = build_model(config.model, config.features.dim, tokenizer.vocab_size)
-    path = workdir / "random.vocable"
-    save_model(path, model, config.model, config.features, tokenizer, {"name": f"random {config.model.arch}"})
-    return str(path)
 
 
 def install_size(venv: Path) -> dict:

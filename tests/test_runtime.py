@@ -143,3 +143,26 @@ def test_bad_model_files_give_one_line_errors(tmp_path, exported, capsys):
     assert main(["transcribe", "--model", str(tmp_path / "nothing.onnx"), str(FIXTURE_AUDIO[0])]) == 2
     err = capsys.readouterr().err
     assert err.startswith("vocable: error:") and "no such ONNX model file" in err and err.count("\n") == 1
+
+
+def test_streaming_model_streams_on_the_runtime_without_torch(tmp_path):
+    """vocable.stream's incremental decoder on an exported unidirectional model, chunk by chunk, in a
+    process without torch, gives the offline log-probs of the same audio."""
+    model = random_model(tmp_path, "s", arch="cnn-rnn", d_model=64, n_layers=2, bidirectional=False)
+    out = tmp_path / "s.onnx"
+    export_model(model, out, ExportOptions(audio=FIXTURE_AUDIO[:3]))
+    code = ("import sys, numpy as np, vocable\n"
+            "from vocable.audio import load_audio\n"
+            "from vocable.stream import IncrementalDecoder\n"
+            "r = vocable.load(sys.argv[1], threads=1)\n"
+            "audio = load_audio(sys.argv[2])\n"
+            "decoder = IncrementalDecoder(r)\n"
+            "for i in range(0, len(audio), 1600):  # 100 ms chunks\n"
+            "    decoder.push(audio[i: i + 1600]); decoder.log_probs()\n"
+            "streamed, offline = decoder.log_probs(final=True), r.log_probs(audio)\n"
+            "print(len(streamed), len(offline), float(np.abs(streamed - offline[: len(streamed)]).max()))\n")
+    done = run_without_torch(code, str(out), str(FIXTURE_AUDIO[0]))
+    assert done.returncode == 0, done.stderr
+    streamed, offline, diff = done.stdout.split()
+    assert int(offline) - 2 <= int(streamed) <= int(offline) and int(streamed) > 10
+    assert float(diff) < 1e-4
