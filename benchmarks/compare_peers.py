@@ -205,7 +205,8 @@ def peer_available(kind: str) -> bool:
 
 def peer_model_mb(kind: str) -> float:
     import importlib.util
-    package = Path(importlib.util.find_spec({"pocketsphinx": "pocketsphinx", "moonshine": "moonshine_cpp"}[kind]).origin).parent
+    spec = importlib.util.find_spec({"pocketsphinx": "pocketsphinx", "moonshine": "moonshine_cpp"}[kind])
+    package = Path(spec.origin).parent
     return dir_mb(package / ("model/en-us" if kind == "pocketsphinx" else "models/base-en"))
 
 
@@ -264,7 +265,8 @@ def measure(run: dict, files: list[dict], workdir: Path, python: str, moonshine_
     seconds = [s for p in parts for s in p["seconds"]]
     cpu_seconds = [s for p in parts for s in p["cpu_seconds"]]
     growth = [(p["rss_after_mb"] - p["rss_before_mb"]) / len(p["texts"]) for p in parts]
-    return {"texts": texts, "seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
+    return {"texts": texts, "seconds": seconds, "cpu_seconds": cpu_seconds,
+            "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
             "growth_mb_per_call": statistics.mean(growth), "load_s": statistics.median(p["load_s"] for p in parts),
             "processes": len(parts), "torch_imported": any(p["torch_imported"] for p in parts)}
 

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_peers import ROOT, cold_start, describe_machine, dir_mb, machine_info, random_model  # noqa: E402
+from compare_peers import NO_TORCH, ROOT, cold_start, describe_machine, dir_mb, machine_info, random_model  # noqa: E402
 from features import speech  # noqa: E402
 
 LENGTHS = (2.0, 10.0, 30.0)  # seconds per clip
@@ -128,8 +128,8 @@ def main() -> None:
         return
     from tqdm import tqdm
 
-    from vocable.models import count_parameters
     from vocable.modelfile import load_model_file
+    from vocable.models import count_parameters
     info = machine_info()
     with tempfile.TemporaryDirectory(prefix="vocable-inference-") as tmp:
         workdir = Path(tmp)
@@ -140,10 +140,10 @@ def main() -> None:
         for kind, path in tqdm(list(paths.items()), desc="engines"):
             for threads in args.threads:
                 env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
-                code = ("import sys; sys.modules['torch'] = None\n" if kind != "torch" else "") + \
-                    f"import sys; sys.argv = {[__file__, '--repeats', str(args.repeats), '--worker', kind, path, str(threads)]!r}\n" \
-                    f"sys.path.insert(0, {str(Path(__file__).parent)!r}); import inference; inference.main()"
-                done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+                code = (NO_TORCH if kind != "torch" else "") + \
+                    f"import runpy; runpy.run_path({__file__!r}, run_name='__main__')"
+                done = subprocess.run([sys.executable, "-c", code, "--repeats", str(args.repeats), "--worker", kind,
+                                       path, str(threads)], capture_output=True, text=True, env=env)
                 if done.returncode != 0:
                     raise RuntimeError(f"{kind} worker failed: {done.stderr[-800:]}")
                 runs.append(json.loads(done.stdout.strip().splitlines()[-1]))

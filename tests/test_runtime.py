@@ -37,7 +37,8 @@ def espeak(tmp_path: Path, text: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize("config", [features.FeatureConfig(), features.FeatureConfig(n_mels=40, pitch=True),
-                                    features.FeatureConfig(kind="mfcc", n_mfcc=20)], ids=["logmel80", "logmel40+pitch", "mfcc"])
+                                    features.FeatureConfig(kind="mfcc", n_mfcc=20)],
+                         ids=["logmel80", "logmel40+pitch", "mfcc"])
 def test_numpy_features_match_torch(tmp_path, config):
     clips = [load_audio(p) for p in FIXTURE_AUDIO[::3]] + [espeak(tmp_path, "the quick brown fox, 42 times")]
     for audio in clips:
@@ -123,9 +124,17 @@ def test_padded_batch_equals_one_at_a_time(exported):
         np.testing.assert_allclose(alone, batched, atol=1e-4)
 
 
-def test_threads_reach_onnxruntime(exported):
-    assert load_onnx(exported, threads=1).engine.session.get_session_options().intra_op_num_threads == 1
-    assert load_onnx(exported, threads=2).engine.session.get_session_options().intra_op_num_threads == 2
+def test_threads_reach_onnxruntime_and_numpys_blas(exported):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads() -> set:
+        return {lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"}
+
+    with threadpoolctl.threadpool_limits(limits=None):  # restore the test process's own limits afterwards
+        for threads in (1, 2):
+            recognizer = load_onnx(exported, threads=threads)
+            assert recognizer.engine.session.get_session_options().intra_op_num_threads == threads
+            assert blas_threads() in ({threads}, set())  # set(): a numpy without a BLAS threadpool
 
 
 def test_bad_model_files_give_one_line_errors(tmp_path, exported, capsys):

@@ -18,10 +18,12 @@ posteriors differ by more than the tolerance is refused (ExportError) and nothin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .audio import SAMPLE_RATE, AudioInput, load_audio
+from .audio import load_audio
 from .errors import ModelError, VocableError
 from .features_np import MIN_INPUT_FRAMES
 from .modelfile import LoadedModel, load_model_file
@@ -193,12 +195,27 @@ def _export_legacy(loaded: LoadedModel, model: nn.Module, feats, lengths, path: 
     else:
         wrapper, args = _Batch(model), (feats, lengths)
     wrapper.eval()  # the exporter restores the wrapper's mode afterwards, recursively: keep it eval
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _quiet_stderr():
         warnings.simplefilter("ignore")  # tracer warnings about shape-dependent branches (checked below)
         torch.onnx.export(wrapper, args, str(path), dynamo=False, opset_version=LEGACY_OPSET,
                           input_names=["features", "lengths", *[s["input"] for s in state]],
                           output_names=["log_probs", "out_lengths", *[s["output"] for s in state]],
                           dynamic_axes=batch_axes)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence what C++ code writes straight to file descriptor 2 (the TorchScript exporter's notes that
+    prim::PackPadded has no shape inference: harmless, the packed path is checked against torch)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _export_dynamo(model: nn.Module, feats, lengths, path: Path) -> None:

@@ -59,6 +59,8 @@ class OnnxEngine:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for bad files
             raise ModelError(f"{path}: not a loadable ONNX model ({str(e).splitlines()[0][:200]})") from None
+        if threads > 0:
+            limit_blas_threads(threads)
         self.features = features
         self.metadata = self.session.get_modelmeta().custom_metadata_map
         state = json.loads(self.metadata.get("state", "[]"))
@@ -107,6 +109,19 @@ class OnnxEngine:
             batch[i, : len(f)] = f
         log_probs, out_lengths, _ = self.forward(batch, lengths)
         return [log_probs[i, : int(n)] for i, n in enumerate(out_lengths)]
+
+
+def limit_blas_threads(threads: int) -> None:
+    """Cap numpy's BLAS threads (process-wide, like torch.set_num_threads).
+
+    OpenBLAS otherwise runs even the small mel projection on every core; at `--threads 1` on a busy
+    2-core machine that made transcription 5x slower. Needs threadpoolctl (in the [runtime] extra).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=threads, user_api="blas")
 
 
 def read_onnx_metadata(path: str | os.PathLike) -> dict:
