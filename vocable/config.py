@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 from .errors import ConfigError
-from .features import FeatureConfig
+from .features_np import FeatureConfig
 from .models import ModelConfig
 
 

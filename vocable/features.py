@@ -8,44 +8,12 @@ They run identically on CPU and GPU. Frames are not centred (frame t covers samp
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
-SAMPLE_RATE = 16000  # Hz
-WIN_LENGTH = 400  # samples = 25 ms analysis window
-HOP_LENGTH = 160  # samples = 10 ms between frames
-N_FFT = 512  # FFT size (window zero-padded to a power of two)
-LOG_FLOOR = 1e-10  # power floor before the log, so silence gives a finite value
-PITCH_MIN_HZ, PITCH_MAX_HZ = 70.0, 400.0  # search range of the pitch tracker
-
-
-@dataclass
-class FeatureConfig:
-    kind: str = "logmel"  # "logmel" or "mfcc"
-    n_mels: int = 80
-    n_mfcc: int = 13  # used when kind == "mfcc"
-    pitch: bool = False  # append (voicing, log-F0) per frame
-    sample_rate: int = SAMPLE_RATE
-
-    @property
-    def dim(self) -> int:
-        base = self.n_mfcc if self.kind == "mfcc" else self.n_mels
-        return base + (2 if self.pitch else 0)
-
-    def validate(self, where: str = "features") -> None:
-        from .errors import ConfigError
-        if self.kind not in ("logmel", "mfcc"):
-            raise ConfigError(f"{where}.kind: expected 'logmel' or 'mfcc', got {self.kind!r}")
-        if self.sample_rate != SAMPLE_RATE:
-            raise ConfigError(f"{where}.sample_rate: only {SAMPLE_RATE} Hz is supported")
-        if not 8 <= self.n_mels <= 256:
-            raise ConfigError(f"{where}.n_mels: expected 8..256, got {self.n_mels}")
-
-
-def num_frames(num_samples: int) -> int:
-    """Frames produced for `num_samples` samples (at least one: short input is zero-padded)."""
-    return max(1, 1 + (num_samples - WIN_LENGTH) // HOP_LENGTH)
+# One definition of the frame constants and FeatureConfig, shared with the torch-free runtime.
+from .features_np import (HOP_LENGTH, LOG_FLOOR, N_FFT, PITCH_MAX_HZ, PITCH_MIN_HZ, PITCH_VOICED,  # noqa: F401
+                          SAMPLE_RATE, WIN_LENGTH, FeatureConfig, num_frames)
 
 
 def compute_features(waveforms: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
@@ -83,7 +51,7 @@ def pitch(waveforms: torch.Tensor) -> torch.Tensor:
     lo, hi = int(SAMPLE_RATE / PITCH_MAX_HZ), min(int(SAMPLE_RATE / PITCH_MIN_HZ), WIN_LENGTH - 1)
     peak, lag = autocorr[..., lo:hi].max(dim=-1)
     voicing = peak.clamp(0.0, 1.0)
-    log_f0 = torch.log(SAMPLE_RATE / (lag + lo).float()) * (voicing > 0.45)
+    log_f0 = torch.log(SAMPLE_RATE / (lag + lo).float()) * (voicing > PITCH_VOICED)
     return torch.stack([voicing, log_f0], dim=-1)
 
 

@@ -171,7 +171,7 @@ def add_prepare(commands) -> None:
 
 
 def cmd_prepare(args) -> int:
-    from ..features import FeatureConfig
+    from ..features_np import FeatureConfig
     from .manifest import read_dataset
     from .shards import prepare_shards
     if args.config:

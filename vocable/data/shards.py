@@ -25,7 +25,7 @@ from tqdm import tqdm
 from .. import __version__
 from ..audio import SAMPLE_RATE, load_audio
 from ..errors import ConfigError, DataError, VocableError
-from ..features import FeatureConfig
+from ..features_np import FeatureConfig
 from .manifest import CORE_KEYS, Utterance
 
 INDEX = "index.json"
