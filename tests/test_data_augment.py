@@ -149,3 +149,17 @@ def test_bad_config_and_missing_noise_folder(tmp_path):
         build_augmenter(AugmentConfig(noise_prob=0.5, noise_dirs=[str(tmp_path / "nope")]))
     with pytest.raises(DataError, match="no audio files"):
         build_augmenter(AugmentConfig(noise_prob=0.5, noise_dirs=[str(tmp_path)]))
+
+
+def test_silence_padding_keeps_the_speech_and_adds_the_drawn_silence():
+    from vocable.config import AugmentConfig
+    from vocable.data.augment import build_augmenter, pad_silence
+    speech = np.random.default_rng(0).standard_normal(8000).astype(np.float32)
+    padded = pad_silence(speech, 0.25, 0.1)
+    assert len(padded) == 8000 + 4000 + 1600
+    assert not padded[:4000].any() and not padded[-1600:].any()
+    assert np.array_equal(padded[4000:12000], speech)
+    augment = build_augmenter(AugmentConfig(pad_prob=1.0, pad_seconds=(0.1, 0.3)))
+    out = augment(speech, np.random.default_rng(3))
+    assert 8000 + 2 * 1600 <= len(out) <= 8000 + 2 * 4800
+    assert np.array_equal(out, augment(speech, np.random.default_rng(3)))

@@ -70,6 +70,8 @@ class AugmentConfig:
     speeds: tuple[float, ...] = (0.9, 1.1)
     gain_db: tuple[float, float] = (0.0, 0.0)  # random gain range
     telephone_prob: float = 0.0  # chance of band-limiting to 300-3400 Hz through 8 kHz
+    pad_prob: float = 0.0  # chance of adding silence before and after (tightly trimmed corpora like FSDD)
+    pad_seconds: tuple[float, float] = (0.0, 0.4)  # range of silence added at each end
 
 
 @dataclass

@@ -276,7 +276,8 @@ def fixed_tokenizer(out: Path, train_utts: list[Utterance], config: TrainConfig,
 def build_augmenter(config: TrainConfig, train_utts: list[Utterance]):
     """The waveform augmenter, or None when [augment] enables nothing; babble comes from training speech."""
     a = config.augment
-    if not any((a.noise_prob, a.reverb_prob, a.speed_prob, a.telephone_prob, tuple(a.gain_db) != (0.0, 0.0))):
+    if not any((a.noise_prob, a.reverb_prob, a.speed_prob, a.telephone_prob, a.pad_prob,
+                tuple(a.gain_db) != (0.0, 0.0))):
         return None
     from .data.augment import build_augmenter as build
     return build(a, [u.audio for u in train_utts], config.run.seed)

@@ -56,6 +56,12 @@ def add_noise(audio: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray
     return (audio + scale * noise).astype(np.float32)
 
 
+def pad_silence(audio: np.ndarray, before: float, after: float) -> np.ndarray:
+    """`audio` with `before` and `after` seconds of digital silence around it."""
+    return np.concatenate([np.zeros(int(before * SAMPLE_RATE), np.float32), audio.astype(np.float32),
+                           np.zeros(int(after * SAMPLE_RATE), np.float32)])
+
+
 def fit_length(x: np.ndarray, length: int, offset: int = 0) -> np.ndarray:
     """`x` repeated (if shorter) and cut to `length` samples, starting at `offset`."""
     if len(x) < length + offset:
@@ -193,8 +199,9 @@ def list_audio_files(folders: Sequence[str]) -> list[str]:
 class WaveAugmenter:
     """(audio, rng) → augmented audio, as configured by an AugmentConfig.
 
-    Order: speed → reverberation → additive noise → telephone channel → gain, i.e. the talker,
-    then the room, then other sounds in the room, then the line, then the recording level.
+    Order: silence padding → speed → reverberation → additive noise → telephone channel → gain,
+    i.e. the recording's extent, the talker, then the room, then other sounds in the room, then
+    the line, then the recording level.
     A plain class (not a closure) so DataLoader worker processes can pickle it; caches of
     decoded noise, babble audio and simulated rooms fill lazily in each process.
     """
@@ -213,6 +220,8 @@ class WaveAugmenter:
 
     def __call__(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         c = self.config
+        if c.pad_prob and rng.random() < c.pad_prob:
+            audio = pad_silence(audio, *(rng.uniform(*c.pad_seconds) for _ in range(2)))
         if c.speed_prob and rng.random() < c.speed_prob:
             audio = speed_perturb(audio, float(rng.choice(c.speeds)))
         if c.reverb_prob and rng.random() < c.reverb_prob:
@@ -262,7 +271,7 @@ def build_augmenter(config, babble_sources: Sequence[str] = (), seed: int = 0) -
 
     `babble_sources` are audio files whose speech makes babble noise (the training set's, usually).
     """
-    for name in ("noise_prob", "babble_prob", "reverb_prob", "speed_prob", "telephone_prob"):
+    for name in ("noise_prob", "babble_prob", "reverb_prob", "speed_prob", "telephone_prob", "pad_prob"):
         if not 0.0 <= getattr(config, name) <= 1.0:
             raise DataError(f"[augment] {name}: must be between 0 and 1, got {getattr(config, name)}")
     if len(config.snr_db) != 2 or len(config.gain_db) != 2:
