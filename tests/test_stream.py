@@ -57,11 +57,12 @@ def random_streaming_recognizer(rnn_type: str = "gru") -> Recognizer:
     return Recognizer(LoadedModel(model, config, features, tokenizer, {"name": "random"}, "random"))
 
 
-def digit_stream(recognizer: Recognizer, count: int = 3, gap: float = GAP):
+def digit_stream(recognizer: Recognizer, count: int = 3, gap: float = GAP, margin: float = 0.1):
     """(audio, digits, [(start, end)]) of `count` fixture clips joined by `gap` seconds of silence (plus half
-    a gap before the first). The clips are ones `recognizer` gets right offline, alone and with the 0.1 s
-    of silence around them that a streamed utterance has (FSDD-trained models are sensitive to it)."""
-    chosen, margin = [], np.zeros(SAMPLE_RATE // 10, np.float32)
+    a gap before the first). The clips are ones `recognizer` gets right offline, alone and with the
+    `margin` seconds of silence around them that a streamed utterance has (FSDD-trained models are
+    sensitive to it)."""
+    chosen, margin = [], np.zeros(int(margin * SAMPLE_RATE), np.float32)
     for take in ("theo", "jackson", "nicolas"):
         for digit in (3, 7, 1, 9, 5, 2, 8, 6, 4, 0):
             clip = load_audio(FSDD_FIXTURES / f"{digit}_{take}_0.flac")
@@ -147,9 +148,11 @@ def test_window_engine_finds_each_digit_with_partials(digits_model):
 
 
 def test_streaming_model_runs_incrementally(streaming_model):
-    audio, digits, spans = digit_stream(streaming_model)
+    # The model file says how its utterances must start (it was trained on clips cut to the word).
+    margin = streaming_model.loaded.meta.get("stream", {}).get("speech_margin", StreamOptions().speech_margin)
+    audio, digits, spans = digit_stream(streaming_model, margin=margin)
     streamer = Streamer(streaming_model, sample_rate=SAMPLE_RATE)
-    assert streamer.engine_kind == "incremental"
+    assert streamer.engine_kind == "incremental" and streamer.options.speech_margin == margin
     events = run_stream(streamer, audio, chunk=2560)  # 160 ms chunks
     assert [e.text for e in events if e.type == "final"] == digits
     assert any(e.type == "partial" for e in events)
@@ -194,6 +197,16 @@ def test_state_stays_bounded_on_endless_speech(digits_model):
     bound = (options.max_utterance + options.pre_roll) * SAMPLE_RATE * 4 * 1.5  # the window's audio, float32
     assert peak < bound
     assert all(e.end - e.start <= options.max_utterance + 0.1 for e in finals)
+
+
+def test_model_files_carry_their_stream_defaults():
+    from vocable.stream import default_options
+    recognizer = random_streaming_recognizer()
+    assert default_options(recognizer) == StreamOptions()
+    recognizer.loaded.meta["stream"] = {"speech_margin": 0.0, "not_an_option": 1}
+    assert default_options(recognizer).speech_margin == 0.0
+    assert Streamer(recognizer).options.speech_margin == 0.0
+    assert default_options(recognizer, speech_margin=0.2, vad="energy").speech_margin == 0.2  # callers win
 
 
 def test_bad_stream_parameters_are_clear_errors(digits_model):

@@ -277,10 +277,10 @@ def add_listen(commands) -> None:
 def cmd_listen(args) -> int:
     import time
 
-    from .stream import Microphone, StreamOptions, Streamer, file_chunks
+    from .stream import Microphone, Streamer, default_options, file_chunks
     from .transcribe import load
     recognizer = load(args.model, threads=max(1, args.threads))
-    options = StreamOptions(vad=args.vad, endpoint_silence=args.endpoint)
+    options = default_options(recognizer, vad=args.vad, endpoint_silence=args.endpoint)
     live = sys.stdout.isatty() and not args.json
     started = time.monotonic()
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import collections
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -67,6 +67,17 @@ class StreamOptions:
             raise ConfigError(f"stream max_utterance: expected 1..120 s, got {self.max_utterance}")
 
 
+def default_options(recognizer, **overrides) -> StreamOptions:
+    """StreamOptions for `recognizer`: defaults, then the model file's own (meta["stream"]), then `overrides`.
+
+    A model trained on clips cut tight to the word, for instance, carries {"speech_margin": 0.0}.
+    """
+    meta = getattr(getattr(recognizer, "loaded", None), "meta", None) or {}
+    known = {f.name for f in fields(StreamOptions)}
+    own = {k: v for k, v in (meta.get("stream") or {}).items() if k in known}
+    return StreamOptions(**{**own, **overrides})
+
+
 @dataclass
 class StreamEvent:
     type: str  # "partial" (may still change) | "final" (this utterance is done)
@@ -90,7 +101,7 @@ class Streamer:
 
     def __init__(self, recognizer, sample_rate: int = SAMPLE_RATE, input_format: str = "s16le",
                  options: StreamOptions | None = None):
-        self.options = options or StreamOptions()
+        self.options = options or default_options(recognizer)
         self.options.validate()
         if input_format not in FORMATS:
             raise AudioError(f"stream format: expected one of {sorted(FORMATS)}, got {input_format!r}")

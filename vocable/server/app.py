@@ -23,7 +23,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio
@@ -63,7 +63,7 @@ class ServerOptions:
     stream_idle_seconds: float = 30.0  # a stream that sends nothing for this long is closed (frees its slot)
     max_models: int = 2  # loaded models kept in memory
     workers: int = 2  # inference calls running at once (the rest wait)
-    stream: StreamOptions = field(default_factory=StreamOptions)
+    stream: StreamOptions | None = None  # None: each model's own (stream.default_options)
 
 
 class ApiError(Exception):
@@ -448,7 +448,8 @@ async def _open_stream(app: FastAPI, config: dict) -> Streamer:
     name = app.state.models.resolve(config.get("model"))
     recognizer = await anyio.to_thread.run_sync(app.state.models.get, name, limiter=app.state.limiter)
     try:
-        return Streamer(recognizer, rate, fmt, replace(app.state.options.stream))
+        options = app.state.options.stream
+        return Streamer(recognizer, rate, fmt, replace(options) if options is not None else None)
     except VocableError as e:
         raise ApiError(400, str(e)) from None
 
