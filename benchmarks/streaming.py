@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from vocable.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from vocable.data.manifest import read_kaldi_dir  # noqa: E402
-from vocable.stream import Streamer, StreamOptions  # noqa: E402
+from vocable.stream import Streamer, StreamOptions, default_options  # noqa: E402
 from vocable.tokenizer import normalize_english  # noqa: E402
 from vocable.transcribe import load  # noqa: E402
 
@@ -137,25 +137,25 @@ def main():
     from vocable.modelfile import bundled_models
     models = args.model or [m for m in ("fsdd-digits", "fsdd-digits-streaming") if m in bundled_models()]
     streams = build_streams(args.limit)
-    options = StreamOptions(endpoint_silence=args.endpoint)
     print(f"machine: {machine()}, torch threads {args.threads}")
     print(f"data: FSDD test takes 0-4 ({sum(len(t) for _, t in streams)} digits in {len(streams)} streams of "
-          f"{GROUP}, {GAP:g} s gaps); VAD {options.vad}, endpoint silence {options.endpoint_silence:g} s")
-    header = (f"{'model':<28} {'engine':<11} {'chunk':>5} {'RTF':>7} {'first partial ms':>17} "
+          f"{GROUP}, {GAP:g} s gaps); endpoint silence {args.endpoint:g} s")
+    header = (f"{'model':<30} {'engine':<11} {'chunk':>5} {'RTF':>7} {'first partial ms':>17} "
               f"{'end->final ms':>14} {'digit err':>9} {'state KB':>8}")
-    sub = f"{'':<28} {'':<11} {'ms':>5} {'':>7} {'p50 / p90':>17} {'p50 / p90':>14}"
+    sub = f"{'':<30} {'':<11} {'ms':>5} {'':>7} {'p50 / p90':>17} {'p50 / p90':>14}"
     print("\n" + header + "\n" + sub + "\n" + "-" * len(header))
     for name in models:
         recognizer = load(name)
-        engine = Streamer(recognizer).engine_kind
-        print(f"{Path(recognizer.loaded.path).name:<28} {'offline':<11} {'-':>5} {'':>7} {'':>17} {'':>14} "
+        options = default_options(recognizer, endpoint_silence=args.endpoint)  # with the model's own settings
+        engine = Streamer(recognizer, options=options).engine_kind
+        print(f"{Path(recognizer.loaded.path).name:<30} {'offline':<11} {'-':>5} {'':>7} {'':>17} {'':>14} "
               f"{offline_error(recognizer, streams):9.1%}   (each clip alone, no VAD)", flush=True)
         for chunk_ms in [int(c) for c in args.chunks.split(",")]:
             r = run(recognizer, streams, chunk_ms, options)
-            print(f"{Path(recognizer.loaded.path).name:<28} {engine:<11} {chunk_ms:>5} {r['rtf']:7.4f} "
+            print(f"{Path(recognizer.loaded.path).name:<30} {engine:<11} {chunk_ms:>5} {r['rtf']:7.4f} "
                   f"{percentiles(r['first_partial']):>17} {percentiles(r['final']):>14} "
                   f"{r['error_rate']:9.1%} {r['peak_state_kb']:8.0f}", flush=True)
-    print(f"\nend->final includes the {options.endpoint_silence:g} s of silence the endpointer waits for; "
+    print(f"\nend->final includes the {args.endpoint:g} s of silence the endpointer waits for; "
           f"first partial is measured from the clip's first sample.")
 
 
