@@ -40,6 +40,7 @@ from starlette.websockets import WebSocketDisconnect
 from .. import __version__
 from ..audio import SAMPLE_RATE, load_audio
 from ..errors import ModelError, VocableError
+from ..formats import format_result
 from ..stream import FORMATS as STREAM_FORMATS
 from ..stream import Streamer, StreamOptions
 
@@ -320,9 +321,9 @@ def _format(result, query: _TranscriptionRequest) -> Response:
     if query.response_format == "text":
         return PlainTextResponse(result.text + "\n")
     if query.response_format == "srt":
-        return PlainTextResponse(_srt(result.segments), media_type="application/x-subrip")
+        return PlainTextResponse(format_result(result, "srt"), media_type="application/x-subrip")
     if query.response_format == "vtt":
-        return PlainTextResponse(_vtt(result.segments), media_type="text/vtt")
+        return PlainTextResponse(format_result(result, "vtt"), media_type="text/vtt")
     if query.response_format == "json":
         return JSONResponse({"text": result.text})
     granularities = query.granularities or ["segment"]
@@ -345,22 +346,6 @@ def _verbose_segment(index: int, segment) -> dict:
             "compression_ratio": 1.0, "no_speech_prob": 0.0,
             "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3),
                        "probability": round(w.confidence, 4)} for w in segment.words]}
-
-
-# Minimal subtitle writers, private to the server until vocable/formats.py (issue 4) provides them.
-def _timestamp(seconds: float, separator: str) -> str:
-    ms = max(0, int(round(seconds * 1000)))
-    return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d}{separator}{ms % 1000:03d}"
-
-
-def _srt(segments) -> str:
-    return "".join(f"{i}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n{s.text}\n\n"
-                   for i, s in enumerate(segments, 1))
-
-
-def _vtt(segments) -> str:
-    return "WEBVTT\n\n" + "".join(f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{s.text}\n\n"
-                                  for s in segments)
 
 
 # -- streaming -----------------------------------------------------------------------------------
