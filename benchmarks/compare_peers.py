@@ -66,6 +66,15 @@ def describe_machine(info: dict) -> str:
             f"{info['memory_gb']} GiB, Python {info['python']}, load average {info['load_avg'][0]} at start")
 
 
+def write_report(out: str | Path, report: dict, markdown) -> None:
+    """`report` as OUT.json and its markdown(report) table as OUT.md; the table is printed too."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    out.with_suffix(".md").write_text(markdown(report))
+    print(markdown(report))
+
+
 # -- data ------------------------------------------------------------------------------------
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_peers import ROOT, SHARED, describe_machine, machine_info  # noqa: E402
+from compare_peers import ROOT, SHARED, describe_machine, machine_info, write_report  # noqa: E402
 
 LENGTHS = (1.0, 10.0, 60.0)  # seconds of audio per call
 REPEATS = 20  # timed calls after the first (fewer for long clips)
@@ -161,11 +161,7 @@ def main() -> None:
     clip = SHARED / "librivox-clips"
     report = {"machine": machine_info(), "python": args.python, "rows": rows,
               "audio": "a LibriVox sentence looped to length" if clip.exists() else "white noise"}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    out.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(args.out, report, markdown)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_peers import NO_TORCH, ROOT, cold_start, describe_machine, dir_mb, machine_info, random_model  # noqa: E402
+from compare_peers import NO_TORCH, ROOT, cold_start, describe_machine, dir_mb, machine_info, random_model, write_report  # noqa: E402
 from features import speech  # noqa: E402
 
 LENGTHS = (2.0, 10.0, 30.0)  # seconds per clip
@@ -162,11 +162,7 @@ def main() -> None:
                             "random": bool(args.random_from),
                             "sizes_mb": {k: Path(v).stat().st_size / 1e6 for k, v in paths.items()}},
                   "runs": runs, "runtime": runtime}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    out.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(args.out, report, markdown)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ non-speech has passed: that wait is part of the figure and is printed with it.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -35,15 +33,13 @@ from vocable.transcribe import load  # noqa: E402
 
 FSDD_TEST = ROOT.parent / "shared" / "data" / "fsdd" / "test"
 GROUP = 5  # digits per stream
+from compare_peers import describe_machine, machine_info  # noqa: E402
+
 GAP = 1.0  # seconds of silence between digits
 
 
 def machine() -> str:
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor() or platform.machine()
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    return describe_machine(machine_info())
 
 
 def build_streams(limit: int):

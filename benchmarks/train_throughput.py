@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare_peers import describe_machine, machine_info  # noqa: E402
 
 BATCH, SECONDS = 8, 10.0  # 80 s of audio per step
 VOCAB = 30
@@ -56,16 +58,6 @@ def run_one(name: str, threads: int, steps: int, precision: str) -> dict:
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -78,9 +70,9 @@ def main():
         name, threads, precision = args.one.split(",")
         print(json.dumps(run_one(name, int(threads), args.steps, precision)))
         return
-    print(f"machine: {machine()}\ndata: random log-mel features, {BATCH} x {SECONDS:.0f} s per batch, "
+    print(f"machine: {describe_machine(machine_info())}\ndata: random log-mel features, {BATCH} x {SECONDS:.0f} s per batch, "
           f"{args.steps} timed steps after 1 warm-up\n")
-    print(f"| arch | params | threads | precision | audio-s/s | peak RSS |\n|---|---|---|---|---|---|")
+    print("| arch | params | threads | precision | audio-s/s | peak RSS |\n|---|---|---|---|---|---|")
     for name in args.arch:
         for threads in args.threads:
             for precision in args.precision:

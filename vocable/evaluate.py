@@ -16,7 +16,7 @@ import math
 import time
 import warnings
 import zlib
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import NormalDist
