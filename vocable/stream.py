@@ -36,8 +36,9 @@ from .audio import SAMPLE_RATE
 from .decoding import Hypothesis, Word
 from .errors import AudioError, ConfigError
 from .features_np import HOP_LENGTH, MIN_INPUT_FRAMES, SUBSAMPLING, WIN_LENGTH
+from .vad import WEBRTC_FRAME, FrameVad
 
-VAD_FRAME = 480  # samples = 30 ms, a frame length webrtcvad accepts at 16 kHz
+VAD_FRAME = WEBRTC_FRAME  # samples = 30 ms, a frame length webrtcvad accepts at 16 kHz
 FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}  # raw PCM formats accepted as bytes
 INT16_SCALE = 32768.0  # int16 → float in [-1, 1)
 
@@ -379,26 +380,17 @@ def make_vad(options: StreamOptions):
     kind = options.vad
     if kind in ("auto", "webrtc"):
         try:
-            import webrtcvad
+            webrtc = FrameVad("webrtc", options.vad_aggressiveness)  # the long-audio segmenter's detector
         except ImportError:
             if kind == "webrtc":
                 raise ConfigError("vad 'webrtc' needs the webrtcvad-wheels package "
                                   "(pip install 'vocable[vad]')") from None
             kind = "energy"
         else:
-            return WebRtcVad(webrtcvad.Vad(options.vad_aggressiveness))
+            return lambda frame: bool(webrtc(frame)[0])  # one VAD_FRAME in, one decision out
     if kind == "energy":
         return EnergyVad(options.energy_threshold_db)
     return lambda frame: True  # "none": everything is speech; only max_utterance and flush() cut
-
-
-class WebRtcVad:
-    def __init__(self, vad):
-        self.vad = vad
-
-    def __call__(self, frame: np.ndarray) -> bool:
-        pcm = (np.clip(frame, -1.0, 1.0) * 32767).astype("<i2").tobytes()
-        return self.vad.is_speech(pcm, SAMPLE_RATE)
 
 
 class EnergyVad:
