@@ -134,3 +134,18 @@ def test_config_errors_name_the_field(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="no such config"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_init_from_continues_from_another_model(tmp_path):
+    first = train(load_config(write_config(tmp_path, epochs=1, max_steps=2)), show_progress=False)
+    config_path = write_config(tmp_path, epochs=1, max_steps=1, out="second")
+    text = config_path.read_text().replace('lr = 2e-3', 'lr = 1e-9').replace('threads = 1', f'threads = 1\ninit_from = "{first}"')
+    config_path.write_text(text)
+    second = train(load_config(config_path), show_progress=False)
+    a, b = vocable.load(first), vocable.load(second)
+    assert a.tokenizer.to_dict() == b.tokenizer.to_dict()
+    for (name, wa), wb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert (wa.float() - wb.float()).abs().max() < 1e-4, name
+    config_path.write_text(text.replace('d_model = 96', 'd_model = 64'))
+    with pytest.raises(ConfigError, match="init_from"):
+        train(load_config(config_path), show_progress=False)

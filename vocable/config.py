@@ -85,6 +85,7 @@ class RunConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     half_model: bool = False  # store the final model in fp16
     name: str = ""  # model name written into the model file
+    init_from: str = ""  # start from this .vocable model's weights and tokenizer (same [model] and [features])
 
 
 @dataclass
@@ -137,6 +138,8 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
     config.data.dev = [_resolve(base, p) for p in config.data.dev]
     config.augment.noise_dirs = [_resolve(base, p) for p in config.augment.noise_dirs]
     config.run.out_dir = _resolve(base, config.run.out_dir)
+    if Path(config.run.init_from).suffix:  # a file path (a bare name is a bundled model)
+        config.run.init_from = _resolve(base, config.run.init_from)
     config.validate(str(path))
     return config
 

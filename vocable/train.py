@@ -34,7 +34,7 @@ from .decoding import greedy_decode
 from .errors import ConfigError, DataError
 from .evaluate import cer, wer
 from .features import spec_augment
-from .modelfile import save_model
+from .modelfile import load_model_file, save_model
 from .models import build_model, count_parameters
 from .tokenizer import Tokenizer, tokenizer_from_dict, train_tokenizer
 from .transcribe import FRAME_SECONDS
@@ -68,6 +68,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     dataset = SpeechDataset(train_utts, tokenizer, config.features, augment, config.run.seed)
     model = build_model(config.model, config.features.dim, tokenizer.vocab_size).to(device)
     model.norm.set_stats(*[s.to(device) for s in feature_stats(dataset, seed=config.run.seed)])
+    if config.run.init_from and not (resume and (out / "last.ckpt").exists()):
+        init_weights(model, config)
     log(f"model: {config.model.arch}, {count_parameters(model) / 1e6:.2f} M parameters, vocab {tokenizer.vocab_size}")
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
@@ -265,12 +267,23 @@ def fixed_tokenizer(out: Path, train_utts: list[Utterance], config: TrainConfig,
     path = out / "tokenizer.json"
     if not (resume and path.exists()):
         if is_main:
-            tokenizer = train_tokenizer([u.text for u in train_utts], config.tokenizer.kind,
-                                        config.tokenizer.vocab_size, config.tokenizer.normalizer)
+            if config.run.init_from:  # continuing another model's training: keep its output units
+                tokenizer = load_model_file(config.run.init_from).tokenizer
+            else:
+                tokenizer = train_tokenizer([u.text for u in train_utts], config.tokenizer.kind,
+                                            config.tokenizer.vocab_size, config.tokenizer.normalizer)
             path.write_text(json.dumps(tokenizer.to_dict()))
         if dist.is_initialized():
             dist.barrier()
     return tokenizer_from_dict(json.loads(path.read_text()))
+
+
+def init_weights(model, config: TrainConfig) -> None:
+    """Start from the weights of `run.init_from` (a .vocable file of the same architecture)."""
+    start = load_model_file(config.run.init_from)
+    if asdict(start.model_config) != asdict(config.model) or asdict(start.features) != asdict(config.features):
+        raise ConfigError(f"[run] init_from: {config.run.init_from} has another [model] or [features] than this config")
+    model.load_state_dict(start.model.state_dict())
 
 
 def build_augmenter(config: TrainConfig, train_utts: list[Utterance]):
