@@ -5,7 +5,7 @@ Pick one by name with `ModelConfig.arch`: "cnn-rnn", "transformer" or "conformer
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 from torch import nn
 
@@ -77,5 +77,5 @@ def model_config_from_dict(data: dict) -> ModelConfig:
     return ModelConfig(**{k: v for k, v in data.items() if k in known})
 
 
-__all__ = ["ModelConfig", "build_model", "count_parameters", "model_config_from_dict", "asdict",
+__all__ = ["ModelConfig", "build_model", "count_parameters", "model_config_from_dict",
            "CnnRnn", "Transformer", "Conformer"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..features_np import SUBSAMPLING
+
 
 class FeatureNorm(nn.Module):
     """Normalise features with global mean/std measured on training data (kept in the model file).
@@ -32,7 +34,7 @@ class Conv2dSubsampling(nn.Module):
     Unpadded in time, so an output frame depends on 7 input frames and no future beyond them.
     """
 
-    FACTOR = 4  # time reduction
+    FACTOR = SUBSAMPLING  # time reduction (4), defined once in features_np for the torch-free runtime
 
     def __init__(self, input_dim: int, d_model: int, channels: int = 64):
         super().__init__()
@@ -53,11 +55,6 @@ class Conv2dSubsampling(nn.Module):
 def subsampled_lengths(lengths: torch.Tensor) -> torch.Tensor:
     """Output frames of Conv2dSubsampling for `lengths` input frames."""
     return torch.div(torch.div(lengths - 1, 2, rounding_mode="floor") - 1, 2, rounding_mode="floor").clamp_min(1)
-
-
-def min_input_frames() -> int:
-    """Shortest input (in feature frames) that yields one output frame."""
-    return 7
 
 
 def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
