@@ -15,6 +15,7 @@ from vocable.decoding import (
     force_align,
     greedy_decode,
     parse_hotwords,
+    with_lm_defaults,
 )
 from vocable.errors import ConfigError, DataError, ModelError
 from vocable.lm import BuildOptions, build_lm
@@ -206,6 +207,30 @@ def test_model_default_lm_is_used_unless_turned_off(digits, tmp_path, lm):
     finally:
         digits.loaded.meta.pop("lm")
         digits._decoders.clear()
+
+
+def test_lm_weight_tuned_with_the_model_applies_only_to_its_own_lm():
+    meta = {"lm": "en-3gram", "lm_weight": 0.8, "word_bonus": 2.5}
+    tuned = with_lm_defaults(DecodingOptions(), meta)
+    assert (tuned.lm_weight, tuned.word_bonus) == (0.8, 2.5)
+    assert with_lm_defaults(DecodingOptions(lm="en-3gram"), meta).lm_weight == 0.8
+    assert with_lm_defaults(DecodingOptions(lm_weight=0.3), meta).lm_weight == 0.3  # the user's word wins
+    other = with_lm_defaults(DecodingOptions(lm="my.arpa"), meta)  # weights tuned for another LM don't carry over
+    assert (other.lm_weight, other.word_bonus) == (0.5, 1.0)
+    assert with_lm_defaults(DecodingOptions(), {}).lm_weight == 0.5
+
+
+def test_model_tuned_lm_weight_reaches_the_search(lm, tmp_path):
+    from vocable.lm import write_arpa
+    write_arpa(lm, tmp_path / "lm.arpa")
+    log_probs = spelled("the cat sat on the mat")
+    scores = []
+    for weight in (0.5, 2.0):
+        decoder = Decoder(TOK, None, {"lm": str(tmp_path / "lm.arpa"), "lm_weight": weight, "word_bonus": 0.0})
+        hyp, _ = decoder(log_probs, FRAME)
+        assert hyp.text == "the cat sat on the mat"
+        scores.append(hyp.score)
+    assert scores[1] < scores[0] - 1.0  # the same words, scored with 4x the (negative) LM log-probability
 
 
 def test_beam_search_with_bpe_pieces(lm):

@@ -149,3 +149,38 @@ def test_init_from_continues_from_another_model(tmp_path):
     config_path.write_text(text.replace('d_model = 96', 'd_model = 64'))
     with pytest.raises(ConfigError, match="init_from"):
         train(load_config(config_path), show_progress=False)
+
+
+def test_augmentation_waits_for_after_epochs(tmp_path, monkeypatch):
+    """[augment] and [spec_augment] after_epochs: the first epochs see clean audio, later ones augmented."""
+    import vocable.train as train_module
+    seen = {"waveform": [], "spec": []}
+    epoch_now = {"value": -1}
+
+    def recording_augmenter(config, utts):
+        def augment(audio, rng):
+            seen["waveform"].append(epoch_now["value"])
+            return audio
+        return augment
+
+    real_spec_augment = train_module.spec_augment
+
+    def recording_spec_augment(*args, **kwargs):
+        seen["spec"].append(epoch_now["value"])
+        return real_spec_augment(*args, **kwargs)
+
+    real_bucket_batches = train_module.bucket_batches
+
+    def tracking_bucket_batches(durations, max_seconds, seed, epoch, *args, **kwargs):
+        epoch_now["value"] = epoch
+        return real_bucket_batches(durations, max_seconds, seed, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "build_augmenter", recording_augmenter)
+    monkeypatch.setattr(train_module, "spec_augment", recording_spec_augment)
+    monkeypatch.setattr(train_module, "bucket_batches", tracking_bucket_batches)
+    path = write_config(tmp_path, epochs=3)
+    path.write_text(path.read_text().replace("enabled = false", "after_epochs = 2")
+                    + "[augment]\nspeed_prob = 0.5\nafter_epochs = 2\n")
+    train(load_config(path), show_progress=False)
+    assert seen["waveform"] and set(seen["waveform"]) == {2}  # epochs 0 and 1 clean, epoch 2 augmented
+    assert seen["spec"] and set(seen["spec"]) == {2}

@@ -98,8 +98,10 @@ def add_decoding_arguments(p) -> None:
     g.add_argument("--beam-size", type=int, metavar="N", help="beam search with N beams (default: greedy, "
                    "or 8 with an LM or hotwords, 16 with phrases)")
     g.add_argument("--lm", metavar="LM", help="ARPA file, bundled LM name, or 'none' (default: the model's LM)")
-    g.add_argument("--lm-weight", type=float, metavar="W", help="LM weight (default: 0.5)")
-    g.add_argument("--word-bonus", type=float, metavar="B", help="score added per word with an LM (default: 1.0)")
+    g.add_argument("--lm-weight", type=float, metavar="W",
+                   help="LM weight (default: the value tuned with the model's LM, else 0.5)")
+    g.add_argument("--word-bonus", type=float, metavar="B",
+                   help="score added per word with an LM (default: tuned with the model's LM, else 1.0)")
     g.add_argument("--hotwords", metavar="LIST", help='boosted words/phrases: "word:boost,phrase" '
                    "(boost in log-score per character, default 2)")
     g.add_argument("--phrases", metavar="FILE", help="restrict output to one phrase per line of FILE "

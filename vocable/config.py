@@ -56,6 +56,7 @@ class SpecAugmentConfig:
     freq_width: int = 15
     time_masks: int = 2
     time_width_frac: float = 0.05
+    after_epochs: int = 0  # clean epochs first: masking from the start can keep CTC on its all-blank plateau
 
 
 @dataclass
@@ -72,6 +73,7 @@ class AugmentConfig:
     telephone_prob: float = 0.0  # chance of band-limiting to 300-3400 Hz through 8 kHz
     pad_prob: float = 0.0  # chance of adding silence before and after (tightly trimmed corpora like FSDD)
     pad_seconds: tuple[float, float] = (0.0, 0.4)  # range of silence added at each end
+    after_epochs: int = 0  # clean epochs before augmentation starts (see SpecAugmentConfig.after_epochs)
 
 
 @dataclass

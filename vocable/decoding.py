@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -99,12 +99,17 @@ BEAM_PRUNE = 12.0  # nats: hypotheses this far below the best are dropped
 UNK_PENALTY = -10.0  # nats for a word (or word prefix) the LM does not know
 
 
+LM_WEIGHT = 0.5  # used when neither the options nor the model name an LM weight
+WORD_BONUS = 1.0  # nats per word, likewise
+
+
 @dataclass
 class DecodingOptions:
     """How log-probabilities become text. The defaults give greedy decoding with no LM.
 
     beam_size None means greedy when nothing else is asked for, else DEFAULT_BEAM.
     lm: a bundled LM name ("en-3gram"), an ARPA path, "none", or None for the model's default LM.
+    lm_weight, word_bonus: None for the values tuned with the model's LM (its meta), else LM_WEIGHT, WORD_BONUS.
     hotwords: "word:boost,phrase" or a list of (text, boost) pairs; boost in nats per character.
     phrases: when given, the output is restricted to one of them (a command grammar), or rejected
     when the best one scores below min_phrase_confidence.
@@ -112,8 +117,8 @@ class DecodingOptions:
     """
     beam_size: int | None = None
     lm: str | None = None
-    lm_weight: float = 0.5  # multiplies the LM's natural-log probability
-    word_bonus: float = 1.0  # nats added per word (counters the LM's preference for few words)
+    lm_weight: float | None = None  # multiplies the LM's natural-log probability; None: the model's tuned value
+    word_bonus: float | None = None  # nats added per word (counters the LM's preference for few words)
     hotwords: str | list[tuple[str, float]] = ()
     phrases: list[str] | None = None
     min_phrase_confidence: float = 0.4  # FSDD: 93 % of listed words kept, 0 % of others (docs/decoding.md)
@@ -121,6 +126,17 @@ class DecodingOptions:
 
     def hotword_list(self) -> list[tuple[str, float]]:
         return parse_hotwords(self.hotwords) if isinstance(self.hotwords, str) else list(self.hotwords)
+
+
+def with_lm_defaults(options: DecodingOptions, model_meta: dict | None = None) -> DecodingOptions:
+    """`options` with lm_weight and word_bonus filled in: the model's tuned values when it is decoded with
+    its own LM (meta "lm", "lm_weight", "word_bonus"), else LM_WEIGHT and WORD_BONUS."""
+    meta = model_meta or {}
+    own_lm = options.lm is None or options.lm == meta.get("lm")
+    weight, bonus = (meta.get("lm_weight", LM_WEIGHT), meta.get("word_bonus", WORD_BONUS)) if own_lm else \
+        (LM_WEIGHT, WORD_BONUS)
+    return replace(options, lm_weight=float(weight if options.lm_weight is None else options.lm_weight),
+                   word_bonus=float(bonus if options.word_bonus is None else options.word_bonus))
 
 
 def parse_hotwords(spec: str) -> list[tuple[str, float]]:
@@ -192,7 +208,7 @@ class BeamSearchDecoder:
     def __init__(self, tokenizer: Tokenizer, lm=None, options: DecodingOptions | None = None):
         self.tokenizer = tokenizer
         self.lm = lm
-        self.options = options = options or DecodingOptions()
+        self.options = options = with_lm_defaults(options or DecodingOptions())
         self.beam_size = options.beam_size or (DEFAULT_BEAM if options.phrases is None else GRAMMAR_BEAM)
         texts = [tokenizer.token_text(v) if v != BLANK else "" for v in range(tokenizer.vocab_size)]
         self.starts_word = [bool(t) and t[0].isspace() for t in texts]  # a space or "▁x" piece
@@ -433,14 +449,16 @@ def match_phrases(log_probs: np.ndarray, tokenizer: Tokenizer, options: Decoding
 class Decoder:
     """Decoding as DecodingOptions asks: greedy, beam search (with LM and hotwords) or a phrase grammar.
 
-    `default_lm` is the model's own LM (its meta["lm"]), used when options.lm is None.
+    `model_meta` is the model file's meta: its "lm" is used when options.lm is None, and its "lm_weight" and
+    "word_bonus" (tuned for that LM) when the options leave them None.
     Calling it returns the Hypothesis and, for a phrase grammar, the PhraseMatch (text "" if rejected).
     """
 
-    def __init__(self, tokenizer: Tokenizer, options: DecodingOptions | None = None, default_lm: str | None = None):
+    def __init__(self, tokenizer: Tokenizer, options: DecodingOptions | None = None, model_meta: dict | None = None):
         from .lm import resolve_lm
         self.tokenizer = tokenizer
-        self.options = options = options or DecodingOptions()
+        default_lm = (model_meta or {}).get("lm")
+        self.options = options = with_lm_defaults(options or DecodingOptions(), model_meta)
         self.lm = resolve_lm(options.lm if options.lm is not None else default_lm)
         wants_search = self.lm is not None or bool(options.hotword_list()) or (options.beam_size or 1) > 1
         self.search = BeamSearchDecoder(tokenizer, self.lm, options) if wants_search else None

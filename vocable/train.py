@@ -93,6 +93,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     while state["epoch"] < config.optim.epochs and state["step"] < total_steps:
         epoch = state["epoch"]
         dataset.epoch = epoch
+        # Large English runs leave CTC's all-blank plateau only on clean data: augment after that.
+        dataset.augment = augment if epoch >= config.augment.after_epochs else None
         batches = bucket_batches(durations, config.data.max_batch_seconds, config.run.seed, epoch, rank, world_size,
                                  shards, shortest_first=config.data.sortagrad and epoch == 0)
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches[state["batch"]:], collate_fn=collate,
@@ -102,7 +104,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         model.train()
         for feats, feat_lengths, targets, target_lengths, seconds in loader:
             started = time.perf_counter()
-            loss = train_step(ddp_model, optimizer, scheduler, config, device, state["step"],
+            loss = train_step(ddp_model, optimizer, scheduler, config, device, state["step"], epoch,
                               feats, feat_lengths, targets, target_lengths)
             speed = seconds * world_size / (time.perf_counter() - started)
             state["step"] += 1
@@ -137,10 +139,10 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     return final
 
 
-def train_step(model, optimizer, scheduler, config: TrainConfig, device, step: int,
+def train_step(model, optimizer, scheduler, config: TrainConfig, device, step: int, epoch: int,
                feats, feat_lengths, targets, target_lengths) -> float:
     feats, feat_lengths = feats.to(device), feat_lengths.to(device)
-    if config.spec_augment.enabled:
+    if config.spec_augment.enabled and epoch >= config.spec_augment.after_epochs:
         s = config.spec_augment
         generator = torch.Generator().manual_seed(config.run.seed * 100003 + step)
         feats = spec_augment(feats.cpu(), feat_lengths.cpu(), s.freq_masks, s.freq_width, s.time_masks,

@@ -100,7 +100,7 @@ class Recognizer:
         """The Decoder for `options` (default: greedy, or beam search with the model's LM if it names one)."""
         key = repr(options)
         if key not in self._decoders:
-            self._decoders[key] = Decoder(self.tokenizer, options, self.loaded.meta.get("lm"))
+            self._decoders[key] = Decoder(self.tokenizer, options, self.loaded.meta)
         return self._decoders[key]
 
     def decode(self, log_probs: np.ndarray, offset: float = 0.0, options: DecodingOptions | None = None) -> Hypothesis:
