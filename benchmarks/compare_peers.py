@@ -247,7 +247,7 @@ def export_models(model: str, workdir: Path, check: list[str]) -> dict[str, Path
     return paths
 
 
-def plan(paths: dict, thread_counts: list[int], engines: list[str]) -> list[dict]:
+def plan(paths: dict, thread_counts: list[int], engines: list[str], peer_cores: list[str]) -> list[dict]:
     """The engine runs: (kind, model, threads, cores) with a label."""
     runs = []
     for kind in ("vocable-torch", "vocable-onnx-fp32", "vocable-onnx-int8"):
@@ -260,9 +260,11 @@ def plan(paths: dict, thread_counts: list[int], engines: list[str]) -> list[dict
         if not peer_available(kind):
             print(f"skipping {kind}: not installed", file=sys.stderr)
             continue
-        runs.append({"kind": kind, "model": "", "threads": 1, "cores": 1, "label": f"{kind} 1 core"})
-        runs.append({"kind": kind, "model": "", "threads": 0, "cores": 0,
-                     "label": f"{kind} {os.cpu_count()} cores"})
+        if "1" in peer_cores:
+            runs.append({"kind": kind, "model": "", "threads": 1, "cores": 1, "label": f"{kind} 1 core"})
+        if "all" in peer_cores:
+            runs.append({"kind": kind, "model": "", "threads": 0, "cores": 0,
+                         "label": f"{kind} {os.cpu_count()} cores"})
     return runs
 
 
@@ -281,13 +283,16 @@ def measure(run: dict, files: list[dict], workdir: Path, python: str, moonshine_
 
 
 def score(run: dict, measured: dict, files: list[dict], size_mb: float, cold: tuple[float, float]) -> dict:
-    from vocable.evaluate import word_errors
-    by_set: dict[str, list] = {}
+    from vocable.evaluate import cer, wer
+    by_set: dict[str, tuple[list, list]] = {}
     for f, text in zip(files, measured["texts"]):
-        by_set.setdefault(f["dataset"], []).append(word_errors(f["text"], text))
+        refs, hyps = by_set.setdefault(f["dataset"], ([], []))
+        refs.append(f["text"])
+        hyps.append(text)
     audio = sum(f["duration"] for f in files)
     return {**{k: run[k] for k in ("label", "kind", "threads", "cores")},
-            "wer": {name: sum(e for e, _ in errs) / max(1, sum(n for _, n in errs)) for name, errs in by_set.items()},
+            "wer": {name: wer(*pair) for name, pair in by_set.items()},
+            "cer": {name: cer(*pair) for name, pair in by_set.items()},
             "rtf": sum(measured["seconds"]) / audio, "cpu_rtf": sum(measured["cpu_seconds"]) / audio,
             "ms_per_file": 1000 * statistics.mean(measured["seconds"]),
             "peak_rss_mb": measured["peak_rss_mb"], "model_mb": size_mb, "cold_start_s": cold[0],
@@ -304,14 +309,16 @@ def markdown(report: dict) -> str:
              f"Model: `{report['model']}`; data: " + ", ".join(f"{k} ({v['utterances']} utts, {v['seconds']:.0f} s)"
                                                            for k, v in report["datasets"].items()) + "  ",
              f"Reference row for speed ratios: {report['reference']}", "",
-             "| engine | " + " | ".join(f"WER {s}" for s in sets) +
+             "| engine | " + " | ".join(f"WER (CER) {s}" for s in sets) +
              " | RTF | CPU-s per audio-s | × slower than ref | ms/file | peak RSS MB | model MB "
              "| cold start s (CPU s) | empty |",
              "|---" * (len(sets) + 9) + "|"]
     ref = next((r for r in report["rows"] if r["label"] == report["reference"]), None)
     for r in report["rows"]:
         ratio = f"{r['rtf'] / ref['rtf']:.1f}" if ref else "-"
-        lines.append(f"| {r['label']} | " + " | ".join(f"{100 * r['wer'].get(s, float('nan')):.1f} %" for s in sets) +
+        lines.append(f"| {r['label']} | " + " | ".join(f"{100 * r['wer'].get(s, float('nan')):.1f} % "
+                                                       f"({100 * r.get('cer', {}).get(s, float('nan')):.1f} %)"
+                                                       for s in sets) +
                      f" | {r['rtf']:.4f} | {r['cpu_rtf']:.4f} | {ratio} | {r['ms_per_file']:.1f} | "
                      f"{r['peak_rss_mb']:.0f} | {r['model_mb']:.1f} | {r['cold_start_s']:.2f} "
                      f"({r['cold_start_cpu_s']:.2f}) | {r['empty']} |")
@@ -333,6 +340,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--engines", nargs="+", default=["vocable-torch", "vocable-onnx-fp32", "vocable-onnx-int8",
                                                      "pocketsphinx", "moonshine"])
+    p.add_argument("--peer-cores", nargs="+", choices=["1", "all"], default=["1", "all"],
+                   help="peers pinned to one core, unpinned (all cores), or both")
     p.add_argument("--moonshine-batch", type=int, default=25, help="files per Moonshine process")
     p.add_argument("--runtime-python", default=sys.executable,
                    help="python of a `pip install vocable[runtime]` venv for the ONNX rows (default: this one)")
@@ -357,7 +366,7 @@ def main() -> None:
         files = prepare_data({k: Path(v) for k, v in sets.items()}, workdir, args.fsdd_subset)
         model = random_model(args.random_from, workdir) if args.random_from else args.model
         paths = export_models(model, workdir, [f["path"] for f in files[:: max(1, len(files) // 16)]])
-        runs = plan(paths, args.threads, args.engines)
+        runs = plan(paths, args.threads, args.engines, args.peer_cores)
         short = min(files, key=lambda f: abs(f["duration"] - 2.0))["path"]  # a ~2 s clip for cold starts
         rows = []
         for run in tqdm(runs, desc="engines", unit="run"):

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,22 @@ def test_python_api():
     import vocable as v
     result = v.load().transcribe(str(FSDD_FIXTURES / "9_jackson_0.flac"))
     assert result.text == "nine" and result.words[0].confidence > 0.5
+
+
+def test_bundle_script_stores_default_decoding_in_the_model(tmp_path):
+    """scripts/bundle_model.py: fp16 copy whose meta carries the LM and its tuned weight and bonus."""
+    import vocable
+    from vocable.modelfile import resolve_model_path
+    script = Path(__file__).resolve().parent.parent / "scripts" / "bundle_model.py"
+    result = subprocess.run([sys.executable, str(script), str(resolve_model_path("fsdd-digits")),
+                             "--name", "digits-lm", "--lm", "en-3gram", "--lm-weight", "0.7", "--word-bonus", "2.5",
+                             "--assets", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    recognizer = vocable.load(tmp_path / "digits-lm.vocable")
+    assert recognizer.loaded.meta["name"] == "digits-lm"
+    decoder = recognizer.decoder()
+    assert decoder.lm is not None and (decoder.options.lm_weight, decoder.options.word_bonus) == (0.7, 2.5)
+    assert recognizer.transcribe(FSDD_FIXTURES / "7_theo_0.flac").text == "seven"
+    bad = subprocess.run([sys.executable, str(script), str(tmp_path / "missing.vocable"), "--name", "x",
+                          "--assets", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "missing.vocable" in bad.stderr and "Traceback" not in bad.stderr

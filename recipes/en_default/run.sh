@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The bundled English model, end to end. Each stage leaves a marker in exp/stages/ and is skipped
-# when its marker exists; training itself resumes from its last checkpoint. Re-run after any stop.
+# The bundled English model, end to end: prepare → synth → check → train → tune (LM weight) → bundle →
+# evaluate → peers. Each stage leaves a marker in exp/stages/ and is skipped when its marker exists;
+# training itself resumes from its last checkpoint. Re-run after any stop.
 #   [NPROC=2] recipes/en_default/run.sh [SYNTH_HOURS]
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -30,12 +31,29 @@ if stage train; then
   OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node "${NPROC:-2}" -m vocable.cli train conformer.toml $resume
   mark train
 fi
-# 5. Evaluate on every held-out set, greedy and with the bundled LM.
+# 5. LM weight and word bonus for this model, tuned on the dev speakers.
+if stage tune; then python tune_lm.py exp/conformer/model.vocable data/so762-dev.jsonl -o exp/lm-tuning.json; mark tune; fi
+# 6. Bundle: fp16 into vocable/assets/en-default.vocable with the tuned LM settings as its default decoding.
+if stage bundle; then
+  read -r weight bonus < <(python -c "import json; t = json.load(open('exp/lm-tuning.json')); print(t['lm_weight'], t['word_bonus'])")
+  python ../../scripts/bundle_model.py exp/conformer/model.vocable --name en-default --lm en-3gram \
+    --lm-weight "$weight" --word-bonus "$bonus" --note "recipes/en_default ($(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
+  mark bundle
+fi
+# 7. Evaluate the bundled model on every held-out set, greedy and with its LM; the dev set by gender and age.
 if stage evaluate; then
   for set in so762-dev fsdd-test librivox alsa; do
-    vocable evaluate "data/$set.jsonl" --model exp/conformer/model.vocable --lm none --json > "exp/$set-greedy.json"
-    vocable evaluate "data/$set.jsonl" --model exp/conformer/model.vocable --lm en-3gram --json > "exp/$set-lm.json"
+    vocable evaluate "data/$set.jsonl" --model en-default --lm none --json > "exp/$set-greedy.json"
+    vocable evaluate "data/$set.jsonl" --model en-default --json > "exp/$set-lm.json"
   done
+  vocable evaluate data/so762-dev.jsonl --model en-default --by gender,age --report exp/so762-dev-report
   mark evaluate
 fi
-echo "model: exp/conformer/model.vocable (bundle with scripts/bundle_model.py)"
+# 8. Side by side with pocketsphinx and Moonshine on the same files (benchmarks/compare_peers.py).
+if stage peers; then
+  python ../../benchmarks/compare_peers.py --model en-default --peer-cores 1 \
+    --dataset so762-dev=data/so762-dev.jsonl --dataset librivox-clips=data/librivox.jsonl \
+    --dataset alsa-prompts=data/alsa.jsonl --dataset fsdd-test=data/fsdd-test.jsonl \
+    --out ../../benchmarks/results/compare_peers-en-default
+  mark peers
+fi

@@ -1,0 +1,58 @@
+"""Copy a trained model into the package as a bundled model, in fp16, with its default decoding.
+
+    python scripts/bundle_model.py recipes/en_default/exp/conformer/model.vocable --name en-default \
+        --lm en-3gram --lm-weight 0.6 --word-bonus 1.5
+
+The LM weight and word bonus are the values tuned on a development set (benchmarks/decoding.py --grid);
+they apply whenever the model is decoded with its own LM (vocable/decoding.py: with_lm_defaults).
+Refuses a file over MAX_MB: every committed weight file stays in git history for good.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+MAX_MB = 40.0  # the bundled default model's size limit
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("model", help="trained .vocable file")
+    p.add_argument("--name", required=True, help="bundled name: vocable/assets/NAME.vocable")
+    p.add_argument("--lm", help="bundled LM name (or 'none') the model decodes with by default")
+    p.add_argument("--lm-weight", type=float)
+    p.add_argument("--word-bonus", type=float)
+    p.add_argument("--note", default="", help="one line for the model's meta (data, training)")
+    p.add_argument("--assets", type=Path, help="folder to write to (default: the package's bundled models)")
+    args = p.parse_args()
+
+    from vocable.errors import VocableError
+    from vocable.modelfile import BUNDLED_DIR, SUFFIX, load_model_file, save_model
+    try:
+        loaded = load_model_file(args.model)
+    except VocableError as e:
+        sys.exit(f"bundle_model: {e}")
+    meta = {**loaded.meta, "name": args.name}
+    for key, value in (("lm", args.lm), ("lm_weight", args.lm_weight), ("word_bonus", args.word_bonus),
+                       ("note", args.note)):
+        if value not in (None, ""):
+            meta[key] = value
+    if meta.get("lm") == "none":
+        meta.pop("lm")
+    out = (args.assets or BUNDLED_DIR) / (args.name + SUFFIX)
+    save_model(out, loaded.model, loaded.model_config, loaded.features, loaded.tokenizer, meta, half=True)
+    size_mb = out.stat().st_size / 1e6
+    if size_mb > MAX_MB:
+        out.unlink()
+        sys.exit(f"bundle_model: {out.name} would be {size_mb:.1f} MB, over the {MAX_MB:.0f} MB limit")
+    print(f"wrote {out} ({size_mb:.1f} MB, fp16); default decoding: lm={meta.get('lm', 'none')} "
+          f"lm_weight={meta.get('lm_weight', '-')} word_bonus={meta.get('word_bonus', '-')}")
+
+
+if __name__ == "__main__":
+    main()
