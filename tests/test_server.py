@@ -304,15 +304,39 @@ def test_uploads_are_not_written_to_disk(client, model, monkeypatch):
     assert rolled_over
 
 
-def test_vocable_serve_command_runs_an_exported_model_without_torch(model, tmp_path):
-    """`vocable serve` as a user runs it, on the torch-free runtime install: an ONNX export of the model,
-    with `import torch` made to fail. It binds 127.0.0.1, answers, streams, and stops on SIGTERM."""
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory):
+    """The digits model exported to ONNX (what the torch-free runtime install serves)."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     from tests.conftest import FSDD_FIXTURES
     from vocable.export import ExportOptions, export_model
-    exported = tmp_path / "digits.onnx"
-    export_model(model.loaded.path, exported, ExportOptions(audio=sorted(FSDD_FIXTURES.glob("*.flac"))[:2]))
+    path = tmp_path_factory.mktemp("onnx") / "digits.onnx"
+    export_model(model.loaded.path, path, ExportOptions(audio=sorted(FSDD_FIXTURES.glob("*.flac"))[:2]))
+    return path
+
+
+def test_server_threads_reach_every_engine(model, exported):
+    """ServerOptions.threads caps the threads of ONNX models (onnxruntime) as well as torch ones."""
+    import torch
+
+    from vocable.server.app import ModelCache
+    onnx_cache = ModelCache(str(exported), threads=1)
+    session = onnx_cache.get(onnx_cache.default).engine.session
+    assert session.get_session_options().intra_op_num_threads == 1
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        torch_cache = ModelCache(model.loaded.path, threads=1)
+        torch_cache.get(torch_cache.default)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_vocable_serve_command_runs_an_exported_model_without_torch(model, exported):
+    """`vocable serve` as a user runs it, on the torch-free runtime install: an ONNX export of the model,
+    with `import torch` made to fail. It binds 127.0.0.1, answers, streams, and stops on SIGTERM."""
     port = free_port()
     code = ("import sys; sys.modules['torch'] = None\n"  # `import torch` raises ImportError from here on
             "from vocable.cli import main; sys.exit(main(sys.argv[1:]))")

@@ -333,18 +333,13 @@ def cmd_serve(args) -> int:
     import os
 
     from .server import ServerOptions, serve
-    try:
-        import torch
-        torch.set_num_threads(max(1, args.threads))
-    except ImportError:  # the runtime install (ONNX models) has no torch
-        pass
     api_key = args.api_key or os.environ.get("VOCABLE_API_KEY") or None
     if args.host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         print(f"vocable: warning: serving on {args.host} without --api-key: anyone who can reach it may use it",
               file=sys.stderr)
     serve(ServerOptions(model=args.model, api_key=api_key, max_upload_mb=args.max_upload_mb,
                         max_audio_seconds=args.max_audio_seconds, max_streams=args.max_streams,
-                        workers=args.workers), host=args.host, port=args.port)
+                        workers=args.workers, threads=args.threads), host=args.host, port=args.port)
     return 0
 
 

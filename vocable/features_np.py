@@ -51,6 +51,19 @@ class FeatureConfig:
             raise ConfigError(f"{where}.n_mels: expected 8..256, got {self.n_mels}")
 
 
+def pad_batch(feats: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(T_i, F) feature arrays → zero-padded (B, T_max, F) float32 batch and (B,) int64 lengths.
+
+    Lengths are at least MIN_INPUT_FRAMES: a clip shorter than the subsampling's receptive field is
+    zero-padded to it, so it still gives one output frame.
+    """
+    lengths = np.array([max(len(f), MIN_INPUT_FRAMES) for f in feats], dtype=np.int64)
+    batch = np.zeros((len(feats), int(lengths.max()), feats[0].shape[1]), np.float32)
+    for i, f in enumerate(feats):
+        batch[i, : len(f)] = f
+    return batch, lengths
+
+
 def num_frames(num_samples: int) -> int:
     """Frames produced for `num_samples` samples (at least one: short input is zero-padded)."""
     return max(1, 1 + (num_samples - WIN_LENGTH) // HOP_LENGTH)

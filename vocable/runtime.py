@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .errors import ModelError
-from .features_np import MIN_INPUT_FRAMES, FeatureConfig, compute_features
+from .features_np import FeatureConfig, compute_features, pad_batch
 from .tokenizer import Tokenizer, tokenizer_from_dict
 
 ONNX_FORMAT = "vocable-onnx"  # metadata "format" of files written by vocable/export.py
@@ -102,11 +102,7 @@ class OnnxEngine:
 
     def log_probs_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
         """Audio arrays → their (frames, vocab) log-probs, run as one zero-padded batch."""
-        feats = [self.compute_features(a) for a in audios]
-        lengths = np.array([max(len(f), MIN_INPUT_FRAMES) for f in feats], dtype=np.int64)
-        batch = np.zeros((len(feats), int(lengths.max()), self.features.dim), np.float32)
-        for i, f in enumerate(feats):
-            batch[i, : len(f)] = f
+        batch, lengths = pad_batch([self.compute_features(a) for a in audios])
         log_probs, out_lengths, _ = self.forward(batch, lengths)
         return [log_probs[i, : int(n)] for i, n in enumerate(out_lengths)]
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, AudioInput, load_audio
 from .decoding import Decoder, DecodingOptions, Hypothesis, PhraseMatch, Word
-from .features_np import HOP_LENGTH, MIN_INPUT_FRAMES, SUBSAMPLING
+from .features_np import HOP_LENGTH, SUBSAMPLING, pad_batch
 
 FRAME_SECONDS = HOP_LENGTH * SUBSAMPLING / SAMPLE_RATE  # 0.04 s per model output frame
 ONNX_SUFFIX = ".onnx"  # models exported by vocable/export.py, run by vocable/runtime.py
@@ -58,12 +58,9 @@ class TorchEngine:
         from .features import compute_features
         with torch.inference_mode():
             waves = [torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in audios]
-            feats = [compute_features(w.to(self.device), self.features)[0] for w in waves]
-            lengths = torch.tensor([max(f.shape[0], MIN_INPUT_FRAMES) for f in feats])
-            batch = torch.zeros(len(feats), int(lengths.max()), self.features.dim, device=self.device)
-            for i, f in enumerate(feats):
-                batch[i, : f.shape[0]] = f
-            logits, out_lengths = self.model(batch, lengths.to(self.device))
+            batch, lengths = pad_batch([compute_features(w, self.features)[0].numpy() for w in waves])
+            logits, out_lengths = self.model(torch.from_numpy(batch).to(self.device),
+                                             torch.from_numpy(lengths).to(self.device))
             log_probs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
         return [log_probs[i, : int(n)] for i, n in enumerate(out_lengths)]
 

@@ -64,6 +64,7 @@ class ServerOptions:
     stream_idle_seconds: float = 30.0  # a stream that sends nothing for this long is closed (frees its slot)
     max_models: int = 2  # loaded models kept in memory
     workers: int = 2  # inference calls running at once (the rest wait)
+    threads: int = 1  # CPU threads per inference call, torch and onnxruntime alike (0 = the engine's default)
     stream: StreamOptions | None = None  # None: each model's own (stream.default_options)
 
 
@@ -86,7 +87,7 @@ class ModelCache:
     "whisper-1" from an OpenAI client) means the server's model.
     """
 
-    def __init__(self, default: str, size: int = 2):
+    def __init__(self, default: str, size: int = 2, threads: int = 0):
         if str(default).lower().endswith(".onnx"):  # an exported model: runs without torch, served alone
             self.default_path, self.allowed = Path(default), {}
             if not self.default_path.is_file():
@@ -97,7 +98,7 @@ class ModelCache:
             self.allowed = {name: name for name in bundled_models()}
         self.default = self.default_path.stem
         self.allowed[self.default] = str(self.default_path)
-        self.size = max(1, size)
+        self.size, self.threads = max(1, size), threads
         self._models: OrderedDict[str, object] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -114,7 +115,7 @@ class ModelCache:
             if name in self._models:
                 self._models.move_to_end(name)
                 return self._models[name]
-            recognizer = load(self.allowed[name])
+            recognizer = load(self.allowed[name], threads=self.threads)
             self._models[name] = recognizer
             while len(self._models) > self.size:
                 self._models.popitem(last=False)
@@ -125,7 +126,7 @@ def create_app(options: ServerOptions | None = None) -> FastAPI:
     options = options or ServerOptions()
     app = FastAPI(title="vocable", version=__version__, docs_url="/docs", redoc_url=None)
     app.state.options = options
-    app.state.models = ModelCache(options.model, options.max_models)
+    app.state.models = ModelCache(options.model, options.max_models, options.threads)
     app.state.limiter = anyio.CapacityLimiter(max(1, options.workers))
     app.state.streams = 0
     _add_error_handlers(app)
