@@ -27,7 +27,6 @@ RNN state and the utterance's log-probabilities (incremental), or the utterance'
 from __future__ import annotations
 
 import collections
-import math
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -36,7 +35,7 @@ from .audio import SAMPLE_RATE
 from .decoding import Hypothesis, Word
 from .errors import AudioError, ConfigError
 from .features_np import HOP_LENGTH, MIN_INPUT_FRAMES, SUBSAMPLING, WIN_LENGTH
-from .vad import WEBRTC_FRAME, FrameVad
+from .vad import WEBRTC_FRAME, EnergyVad, FrameVad
 
 VAD_FRAME = WEBRTC_FRAME  # samples = 30 ms, a frame length webrtcvad accepts at 16 kHz
 FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}  # raw PCM formats accepted as bytes
@@ -391,28 +390,6 @@ def make_vad(options: StreamOptions):
     if kind == "energy":
         return EnergyVad(options.energy_threshold_db)
     return lambda frame: True  # "none": everything is speech; only max_utterance and flush() cut
-
-
-class EnergyVad:
-    """Speech when a frame's level is `threshold_db` above a tracked noise floor (and above ABSOLUTE_DB).
-
-    The floor follows quiet frames at once and loud ones slowly, so steady noise becomes the floor
-    while a word (well under a second) barely moves it.
-    """
-
-    ABSOLUTE_DB = -50.0  # dBFS: quieter frames are never speech
-    RISE = 0.03  # share of the gap the floor rises per 30 ms frame (time constant ~1 s)
-
-    def __init__(self, threshold_db: float = 12.0):
-        self.threshold_db, self.floor = threshold_db, None  # the floor starts at the first frame's level
-
-    def __call__(self, frame: np.ndarray) -> bool:
-        level = 10.0 * math.log10(float(np.mean(frame.astype(np.float64) ** 2)) + 1e-12)
-        if self.floor is None:
-            self.floor = level
-        speech = level > max(self.floor + self.threshold_db, self.ABSOLUTE_DB)
-        self.floor = level if level < self.floor else self.floor + self.RISE * (level - self.floor)
-        return speech
 
 
 def _make_resampler(rate: int):

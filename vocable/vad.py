@@ -9,11 +9,13 @@ least speech-like frame once it reaches `max_segment`.
 
 Backends (benchmarks/long_audio.py compares them): "silero" — Silero VAD v5's ONNX model (MIT,
 bundled as assets/silero_vad.onnx; needs onnxruntime); "webrtc" — webrtcvad (fires on most
-stationary noise); "energy" — a level threshold, the torch- and onnx-free fallback.
+stationary noise); "energy" — a level above a tracked noise floor (EnergyVad, also the streaming
+fallback), needing neither onnxruntime nor webrtcvad.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -30,7 +32,6 @@ SILERO_CONTEXT = 64  # samples of the previous frame the model sees with each fr
 SILERO_BLOCK = 512  # frames per onnxruntime call (~16 s)
 WEBRTC_FRAME = 480  # samples (30 ms), a length webrtcvad accepts at 16 kHz
 READ_BLOCK_SECONDS = 10.0  # audio read from a file at a time
-ENERGY_FLOOR_DB = -45.0  # dBFS: the energy backend calls louder frames speech
 
 
 @dataclass
@@ -85,13 +86,35 @@ class SileroVad:
         return np.concatenate(probs).astype(np.float32)
 
 
+class EnergyVad:
+    """Speech when a frame's level is `threshold_db` above a tracked noise floor (and above ABSOLUTE_DB).
+
+    The floor follows quiet frames at once and loud ones slowly, so steady noise becomes the floor
+    while a word (well under a second) barely moves it.
+    """
+
+    ABSOLUTE_DB = -50.0  # dBFS: quieter frames are never speech
+    RISE = 0.03  # share of the gap the floor rises per 30 ms frame (time constant ~1 s)
+
+    def __init__(self, threshold_db: float = 12.0):
+        self.threshold_db, self.floor = threshold_db, None  # the floor starts at the first frame's level
+
+    def __call__(self, frame: np.ndarray) -> bool:
+        level = 10.0 * math.log10(float(np.mean(frame.astype(np.float64) ** 2)) + 1e-12)
+        if self.floor is None:
+            self.floor = level
+        speech = level > max(self.floor + self.threshold_db, self.ABSOLUTE_DB)
+        self.floor = level if level < self.floor else self.floor + self.RISE * (level - self.floor)
+        return speech
+
+
 class FrameVad:
     """A per-frame yes/no detector (webrtcvad or energy) behind the same block interface (0/1 probs)."""
 
     frame_samples = WEBRTC_FRAME
 
     def __init__(self, backend: str, aggressiveness: int = 3):
-        self.vad = None
+        self.vad, self.energy = None, EnergyVad()
         if backend == "webrtc":
             import webrtcvad
             self.vad = webrtcvad.Vad(aggressiveness)
@@ -103,8 +126,7 @@ class FrameVad:
         self.rest = audio[n * WEBRTC_FRAME:]
         frames = audio[: n * WEBRTC_FRAME].reshape(n, WEBRTC_FRAME)
         if self.vad is None:
-            level = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
-            return (level > ENERGY_FLOOR_DB).astype(np.float32)
+            return np.array([self.energy(f) for f in frames], np.float32)
         pcm = (np.clip(frames, -1, 1) * 32767).astype("<i2")
         return np.array([self.vad.is_speech(f.tobytes(), SAMPLE_RATE) for f in pcm], np.float32)
 
