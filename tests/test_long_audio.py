@@ -120,3 +120,21 @@ def test_noise_only_long_file_gives_no_words(tmp_path):
     sf.write(str(path), noise, RATE)
     result = recognizer.transcribe(path)
     assert result.text == "" and result.segments == [] and result.duration == pytest.approx(45.0)
+
+
+def test_energy_backend_follows_the_noise_floor():
+    """The dependency-free backend finds words in steady noise louder than a fixed threshold would allow."""
+    NOISE = 0.006  # RMS, -44 dBFS: every frame would pass a fixed -45 dBFS threshold
+    rng = np.random.default_rng(1)
+    parts, speech_at, t = [], [], 0.0
+    for name in ("4_nicolas_0", "8_nicolas_0", "0_nicolas_0"):
+        speech = load_audio(FSDD_FIXTURES / f"{name}.flac")
+        parts += [coloured_noise(2 * RATE, rng, NOISE, 0), speech + coloured_noise(len(speech), rng, NOISE, 0)]
+        speech_at.append((t + 2.0, t + 2.0 + len(speech) / RATE))
+        t += 2.0 + len(speech) / RATE
+    parts.append(coloured_noise(2 * RATE, rng, NOISE, 0))
+    segments = [(s / RATE, (s + len(a)) / RATE)
+                for s, a in speech_segments(iter([np.concatenate(parts)]), VadOptions(backend="energy"))]
+    assert len(segments) == 3
+    for (a, b), (s, e) in zip(segments, speech_at):
+        assert a <= s + 0.1 and e - 0.1 <= b and b - a < (e - s) + 1.0
