@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -30,32 +28,10 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from streaming import FSDD_TEST, GAP, build_streams, machine  # noqa: E402
 
+from vocable.server.launch import launched_server  # noqa: E402
+
 SAMPLE_RATE = 16000
 CHUNK_SECONDS = 0.1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(model: str, port: int, max_streams: int, workers: int) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-m", "vocable.cli", "serve", "--port", str(port), "--model", model,
-                                "--max-streams", str(max_streams), "--workers", str(workers)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    import httpx
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"vocable serve exited: {process.stderr.read()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    sys.exit("vocable serve did not start in 120 s")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -156,14 +132,23 @@ def main():
     (audio, truth), = build_streams(5)
     buffer = io.BytesIO()
     sf.write(buffer, audio, SAMPLE_RATE, format="WAV", subtype="PCM_16")
-    port = free_port()
-    server = start_server(args.model, port, args.max_streams or args.streams, args.workers)
-    base, stats = f"http://127.0.0.1:{port}", Stats()
-    idle_rss = peak_rss_mb(server.pid)
+    serve_args = ["--model", args.model, "--max-streams", str(args.max_streams or args.streams),
+                  "--workers", str(args.workers)]
+    try:
+        with launched_server(serve_args) as server:
+            measure(server.url, server.process.pid, audio, truth, buffer.getvalue(), args)
+    except RuntimeError as e:
+        sys.exit(str(e))
+
+
+def measure(base: str, pid: int, audio: np.ndarray, truth: list, upload: bytes, args) -> None:
+    """Drive the load against the server at `base` (process `pid`) and print the latency table."""
+    stats = Stats()
+    idle_rss = peak_rss_mb(pid)
     threads = [threading.Thread(target=streamer, args=(base.replace("http", "ws") + "/v1/audio/stream", audio,
                                                         truth, args.rounds, stats), daemon=True)
                for _ in range(args.streams)]
-    threads += [threading.Thread(target=uploader, args=(base, buffer.getvalue(), args.rounds, stats), daemon=True)
+    threads += [threading.Thread(target=uploader, args=(base, upload, args.rounds, stats), daemon=True)
                 for _ in range(args.uploaders)]
     started = time.monotonic()
     for t in threads:
@@ -172,9 +157,7 @@ def main():
         t.join(max(0.0, args.timeout - (time.monotonic() - started)))
     elapsed = time.monotonic() - started
     timed_out = any(t.is_alive() for t in threads)
-    peak = peak_rss_mb(server.pid)
-    server.terminate()
-    server.wait(10)
+    peak = peak_rss_mb(pid)
     print(f"machine: {machine()}; server and clients on the same machine, 127.0.0.1")
     print(f"model: {args.model}; data: {len(truth)} FSDD test digits with {GAP:g} s gaps "
           f"({len(audio) / SAMPLE_RATE:.1f} s), streamed in real time in {CHUNK_SECONDS * 1000:.0f} ms chunks")

@@ -9,8 +9,6 @@ import io
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -29,17 +27,12 @@ websockets_sync = pytest.importorskip("websockets.sync.client")
 from websockets.exceptions import InvalidStatus  # noqa: E402
 
 from vocable.server import ServerOptions, create_app  # noqa: E402
+from vocable.server.launch import free_port, launched_server  # noqa: E402
 
 API_KEY = "test-key"
 MAX_UPLOAD_MB = 2.0
 MAX_AUDIO_SECONDS = 20.0
 MAX_STREAMS = 2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -337,39 +330,30 @@ def test_server_threads_reach_every_engine(model, exported):
 def test_vocable_serve_command_runs_an_exported_model_without_torch(model, exported):
     """`vocable serve` as a user runs it, on the torch-free runtime install: an ONNX export of the model,
     with `import torch` made to fail. It binds 127.0.0.1, answers, streams, and stops on SIGTERM."""
-    port = free_port()
     code = ("import sys; sys.modules['torch'] = None\n"  # `import torch` raises ImportError from here on
             "from vocable.cli import main; sys.exit(main(sys.argv[1:]))")
-    process = subprocess.Popen([sys.executable, "-c", code, "serve", "--port", str(port), "--model", str(exported)],
-                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.stdout.read()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "vocable serve did not start"
-            time.sleep(0.2)
-        base = f"http://127.0.0.1:{port}"
-        client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
+    with launched_server(["--model", str(exported)], command=[sys.executable, "-c", code],
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=60) as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
         data, expected = one_digit(model)
         assert client.audio.transcriptions.create(model="whisper-1", file=("a.flac", data)).text == expected
         assert [m.id for m in client.models.list().data] == ["digits"]
         audio, words, _ = digit_stream(model)
-        with websockets_sync.connect(stream_url(base, api_key="")) as ws:
+        with websockets_sync.connect(stream_url(server.url, api_key="")) as ws:
             assert [e["text"] for e in stream_file(ws, audio) if e["type"] == "final"] == words
-        page = httpx.get(base + "/")
+        page = httpx.get(server.url + "/")
         assert page.status_code == 200 and "/static/app.js" in page.text
-    finally:
-        process.terminate()
-        process.wait(10)
-    assert process.returncode in (0, -signal.SIGTERM)  # uvicorn shuts down, then re-raises the signal
-    assert "Traceback" not in process.stdout.read()
+    assert server.process.returncode in (0, -signal.SIGTERM)  # uvicorn shuts down, then re-raises the signal
+    assert "Traceback" not in server.output()
 
 
 def test_serve_refuses_a_missing_model(capsys):
     from vocable.cli import main
     assert main(["serve", "--model", "no-such-model", "--port", str(free_port())]) == 2
     assert capsys.readouterr().err.strip().startswith("vocable: error: no-such-model")
+
+
+def test_launched_server_reports_why_it_did_not_start():
+    with pytest.raises(RuntimeError, match="no-such-model"):
+        with launched_server(["--model", "no-such-model"], timeout=60):
+            pass
