@@ -7,6 +7,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FSDD_FIXTURES = FIXTURES / "fsdd"
+ENGLISH_FIXTURES = FIXTURES / "english"  # three native English clips (BSD-2 / public domain)
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 

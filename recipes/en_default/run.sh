@@ -57,3 +57,5 @@ if stage peers; then
     --out ../../benchmarks/results/compare_peers-en-default
   mark peers
 fi
+# The model card's figures (docs/models.md), from the files the stages above wrote.
+python model_card.py > exp/model_card.md && echo "figures: exp/model_card.md"

@@ -1,0 +1,90 @@
+"""The figures of docs/models.md's English model card, as Markdown, from what run.sh measured.
+
+    python model_card.py > exp/model_card.md
+
+Reads exp/{set}-greedy.json and exp/{set}-lm.json (vocable evaluate --json), exp/lm-tuning.json
+(tune_lm.py), exp/conformer/metrics.csv (training) and benchmarks/results/compare_peers-en-default.json
+(vocable, pocketsphinx and Moonshine in one run). Nothing here is typed in by hand.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+EXP = HERE / "exp"
+PEERS = HERE.parent.parent / "benchmarks" / "results" / "compare_peers-en-default.json"
+SETS = {"so762-dev": "so762-dev", "librivox": "librivox-clips", "alsa": "alsa-prompts", "fsdd-test": "fsdd-test"}
+
+
+def pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f} %"
+
+
+def ci(summary: dict, key: str) -> str:
+    low, high = summary["overall"][f"{key}_ci"]
+    return f"{pct(summary[key])} ({100 * low:.1f}–{100 * high:.1f})"
+
+
+def evaluation_table() -> list[str]:
+    lines = ["| set | utterances | speakers | WER greedy | WER with LM (95 % CI) | CER greedy | CER with LM |",
+             "|---|---|---|---|---|---|---|"]
+    for name, label in SETS.items():
+        greedy_path, lm_path = EXP / f"{name}-greedy.json", EXP / f"{name}-lm.json"
+        if not (greedy_path.exists() and lm_path.exists()):
+            continue
+        greedy, lm = json.loads(greedy_path.read_text()), json.loads(lm_path.read_text())
+        lines.append(f"| {label} | {lm['utterances']} | {lm['overall']['speakers']} | {pct(greedy['wer'])} | "
+                     f"{ci(lm, 'wer')} | {pct(greedy['cer'])} | {pct(lm['cer'])} |")
+    return lines
+
+
+def peers_table() -> list[str]:
+    if not PEERS.exists():
+        return ["(benchmarks/results/compare_peers-en-default.json is missing: run the `peers` stage)"]
+    report = json.loads(PEERS.read_text())
+    sets = list(report["datasets"])
+    lines = [f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores; data: " +
+             ", ".join(f"{k} ({v['utterances']} utts)" for k, v in report["datasets"].items()), "",
+             "| engine | " + " | ".join(f"WER {s}" for s in sets) + " | RTF | peak RSS MB | model MB | cold start s |",
+             "|---" * (len(sets) + 5) + "|"]
+    for r in report["rows"]:
+        lines.append(f"| {r['label']} | " + " | ".join(pct(r["wer"].get(s)) for s in sets) +
+                     f" | {r['rtf']:.4f} | {r['peak_rss_mb']:.0f} | {r['model_mb']:.1f} | {r['cold_start_s']:.2f} |")
+    return lines
+
+
+def training_summary() -> list[str]:
+    metrics = EXP / "conformer" / "metrics.csv"
+    if not metrics.exists():
+        return []
+    rows = list(csv.DictReader(metrics.open()))
+    steps = [r for r in rows if r["loss"]]
+    dev = [r for r in rows if r["dev_wer"]]
+    lines = [f"Training: {steps[-1]['step']} steps, {len(dev)} epochs; dev WER/CER per epoch (greedy):", "",
+             "| epoch | step | dev WER | dev CER |", "|---|---|---|---|"]
+    lines += [f"| {r['epoch']} | {r['step']} | {pct(float(r['dev_wer']))} | {pct(float(r['dev_cer']))} |" for r in dev]
+    return lines
+
+
+def tuning_summary() -> list[str]:
+    path = EXP / "lm-tuning.json"
+    if not path.exists():
+        return []
+    t = json.loads(path.read_text())
+    return [f"LM: {t['lm']}, weight {t['lm_weight']:g}, word bonus {t['word_bonus']:g}, tuned on "
+            f"{Path(t['dev']).name} ({t['utterances']} utts): WER {pct(t['greedy_wer'])} greedy → {pct(t['wer'])}."]
+
+
+def main() -> None:
+    out = ["## Held-out sets (vocable evaluate, bundled en-default)", ""] + evaluation_table()
+    out += ["", *tuning_summary(), "", "## Side by side (benchmarks/compare_peers.py, one run)", ""] + peers_table()
+    out += ["", *training_summary()]
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
