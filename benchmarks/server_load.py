@@ -119,7 +119,7 @@ def line(name: str, values: list[float]) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="default")
+    parser.add_argument("--model", default="fsdd-digits", help="the streams are FSDD digits (default: %(default)s)")
     parser.add_argument("--streams", type=int, default=4, help="concurrent WebSocket streams")
     parser.add_argument("--uploaders", type=int, default=2, help="concurrent upload clients")
     parser.add_argument("--rounds", type=int, default=3, help="iterations per client")
