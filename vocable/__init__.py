@@ -9,8 +9,8 @@ __version__ = "0.1.0"
 from .audio import load_audio  # noqa: E402
 from .errors import AudioError, ConfigError, DataError, ModelError, VocableError  # noqa: E402
 
-__all__ = ["load", "load_audio", "Recognizer", "Result", "VocableError", "AudioError", "ConfigError",
-           "DataError", "ModelError", "__version__"]
+__all__ = ["load", "load_audio", "Recognizer", "Result", "DecodingOptions", "VocableError", "AudioError",
+           "ConfigError", "DataError", "ModelError", "__version__"]
 
 
 def __getattr__(name):
@@ -18,4 +18,7 @@ def __getattr__(name):
     if name in ("load", "Recognizer", "Result"):
         from . import transcribe
         return getattr(transcribe, name)
+    if name == "DecodingOptions":
+        from .decoding import DecodingOptions
+        return DecodingOptions
     raise AttributeError(f"module 'vocable' has no attribute {name!r}")

@@ -28,7 +28,7 @@ FORMAT = "vocable-model"
 FORMAT_VERSION = 1
 SUFFIX = ".vocable"
 BUNDLED_DIR = Path(__file__).parent / "assets"
-DEFAULT_MODEL = "fsdd-digits"  # what "default" (and no --model) means; see docs/models.md
+DEFAULT_MODEL = "en-default"  # what "default" (and no --model) means; see docs/models.md
 
 
 @dataclass
