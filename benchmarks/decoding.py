@@ -4,7 +4,7 @@
     python benchmarks/decoding.py --model M.vocable --manifest dev.jsonl
     python benchmarks/decoding.py --simulate               # simulated acoustic model (see below)
 
-All decoders get the same log-probabilities and the same LM (vocable/assets/en-3gram.arpa.gz):
+All decoders get the same log-probabilities and the same LM (vocable/assets/en-3gram.lm.npz, given to KenLM as ARPA):
 - greedy, and vocable's prefix beam search (vocable.decoding.BeamSearchDecoder) at several beams;
 - pyctcdecode (KenLM inside), run in a throwaway venv (it pins numpy<2; never a vocable dependency):
       python -m venv /tmp/pyctc && /tmp/pyctc/bin/pip install pyctcdecode 'numpy<2' kenlm-ex
@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_peers import ROOT, SHARED, describe_machine, machine_info
 
 DEV_MANIFEST = ROOT / "recipes" / "en_default" / "data" / "so762-dev.jsonl"
-LM_PATH = ROOT / "vocable" / "assets" / "en-3gram.arpa.gz"
+LM_PATH = ROOT / "vocable" / "assets" / "en-3gram.lm.npz"  # written out as ARPA for the KenLM-based peers
 PYCTC_PYTHON = Path("/tmp/pyctc/bin/python")
 BEAMS = (8, 16, 32)
 REPEATS = 3
@@ -175,11 +175,9 @@ def run_pyctcdecode(python: Path, tokenizer, log_probs, options, beams, workdir:
     if not python.exists():
         print(f"pyctcdecode: {python} not found; skipped (see the module docstring)", file=sys.stderr)
         return None
-    import gzip
-    import shutil
+    from vocable.lm import load_lm, write_arpa
     arpa = workdir / "lm.arpa"
-    with gzip.open(LM_PATH, "rb") as src, open(arpa, "wb") as dst:
-        shutil.copyfileobj(src, dst)
+    write_arpa(load_lm(LM_PATH), arpa)
     np.savez(workdir / "logits.npz", **{f"u{i}": lp for i, lp in enumerate(log_probs)})
     labels = [""] + [tokenizer.token_text(i) for i in range(1, tokenizer.vocab_size)]
     cfg = {"logits": str(workdir / "logits.npz"), "labels": labels, "lm": str(arpa), "beams": list(beams),
@@ -221,7 +219,7 @@ def main() -> None:
         greedy_decode,
     )
     from vocable.evaluate import wer
-    from vocable.lm import load_lm
+    from vocable.lm import load_lm, write_arpa
     from vocable.tokenizer import CharTokenizer
 
     info = machine_info()
@@ -265,8 +263,7 @@ def main() -> None:
     record("vocable beam 16, no LM", *time_decoder(lambda lp: no_lm.decode(lp, 0.04).text, log_probs))
     with tempfile.TemporaryDirectory() as tmp:
         arpa = Path(tmp) / "lm.arpa"
-        import gzip
-        arpa.write_bytes(gzip.open(LM_PATH).read())
+        write_arpa(lm, arpa)
         for beam in BEAMS:
             try:
                 decode = flashlight_decoder(tokenizer, lm, arpa, {**opts, "beam": beam,

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the bundled English LM, vocable/assets/en-3gram.arpa.gz (see docs/decoding.md).
+# Build the bundled English LM, vocable/assets/en-3gram.lm.npz (see docs/decoding.md); name an OUT
+# ending in .arpa.gz for the same model as ARPA text (3.6 MB binary loads in 0.08 s, the ARPA in 0.9 s).
 #
 # Text: the public-domain sentences in ../shared/data/text plus the FSDD training transcripts.
 # Excluded: every line containing an evaluation sentence: librivox-clips, alsa-prompts, and ALL
@@ -10,7 +11,7 @@
 # (excluded) speechocean762 prompts 160 instead of 156.
 set -euo pipefail
 DATA=${DATA:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}
-OUT=${1:-$(cd "$(dirname "$0")/.." && pwd)/vocable/assets/en-3gram.arpa.gz}
+OUT=${1:-$(cd "$(dirname "$0")/.." && pwd)/vocable/assets/en-3gram.lm.npz}
 python -m vocable.cli lm build "$DATA"/text/*.txt "$DATA"/fsdd/train/text \
     --exclude "$DATA"/librivox-clips/text "$DATA"/alsa-prompts/text "$DATA"/speechocean762-train/text \
     --order 3 --prune 0,1,1 -o "$OUT"

@@ -206,3 +206,33 @@ def test_ngram_hash_is_the_same_scalar_and_vectorised():
     from vocable.lm import ngram_key, ngram_keys
     rows = np.array([[0, 1, 2], [5, 4, 3], [70000, 1, 69999]])
     assert ngram_keys(rows).tolist() == [ngram_key(r) for r in rows.tolist()]
+
+
+def test_binary_round_trip_equals_arpa(tmp_path):
+    """.lm.npz holds the same model as the ARPA file (scores, vocabulary) and converts back to ARPA."""
+    from vocable.lm import load_lm, read_binary, write_lm
+    lm = read_arpa(write_and_path(tmp_path))
+    write_lm(lm, tmp_path / "lm.lm.npz")
+    binary = load_lm(tmp_path / "lm.lm.npz")
+    assert binary.vocab == lm.vocab and len(binary) == len(lm)
+    for s in ["the cat saw the fish today", "my friend ate bread at home", "zebra saw it"]:
+        assert binary.sentence_logprob(s.split()) == lm.sentence_logprob(s.split())
+    write_lm(binary, tmp_path / "again.arpa")
+    assert read_arpa(tmp_path / "again.arpa").sentence_logprob(["the", "cat"]) == \
+        pytest.approx(lm.sentence_logprob(["the", "cat"]), abs=1e-6)
+    (tmp_path / "bad.lm.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="bad.lm.npz"):
+        read_binary(tmp_path / "bad.lm.npz")
+
+
+def test_bundled_lm_is_binary_and_loads_fast():
+    from vocable.lm import BUNDLED_DIR, resolve_lm
+    assert (BUNDLED_DIR / "en-3gram.lm.npz").is_file()
+    lm = resolve_lm("en-3gram")
+    assert len(lm) > 100_000 and lm.word_id("the") != lm.unk
+
+
+def write_and_path(tmp_path):
+    path = tmp_path / "source.arpa"
+    write_arpa(build_lm(corpus(), BuildOptions(order=3, prune=(0, 0, 1))), path)
+    return path

@@ -387,7 +387,7 @@ def add_lm(commands) -> None:
     b = sub.add_parser("build", help="build a modified Kneser-Ney n-gram LM (ARPA) from text")
     b.add_argument("texts", nargs="+", metavar="TEXT", help="text files, one sentence per line "
                    "(Kaldi 'ID<TAB>text' lines too)")
-    b.add_argument("-o", "--output", required=True, metavar="LM", help="ARPA file to write (.gz compresses)")
+    b.add_argument("-o", "--output", required=True, metavar="LM", help="ARPA file to write (.gz compresses), or .lm.npz: binary, loads 10x faster")
     b.add_argument("--order", type=int, default=3)
     b.add_argument("--exclude", nargs="*", default=[], metavar="FILE",
                    help="drop text lines containing any sentence of these files (evaluation text)")
@@ -401,7 +401,7 @@ def add_lm(commands) -> None:
 
 def cmd_lm_build(args) -> int:
     from .errors import ConfigError
-    from .lm import BuildOptions, build_lm, read_sentences, write_arpa
+    from .lm import BuildOptions, build_lm, read_sentences, write_lm
     from .tokenizer import NORMALIZERS
     normalize = NORMALIZERS[args.normalizer]
     try:
@@ -415,7 +415,7 @@ def cmd_lm_build(args) -> int:
                 for line in open(path, encoding="utf-8", errors="replace")}
     sentences = read_sentences(args.texts, normalize, excluded - {""})
     lm = build_lm(sentences, BuildOptions(order=args.order, prune=prune, min_word_count=args.min_count))
-    write_arpa(lm, args.output)
+    write_lm(lm, args.output)
     sizes = ", ".join(f"{len(o.keys)} {n}-grams" for n, o in enumerate(lm.orders, start=1))
     print(f"{args.output}: {len(sentences)} sentences, {sum(map(len, sentences))} words; {sizes}", file=sys.stderr)
     return 0
