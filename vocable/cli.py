@@ -387,7 +387,8 @@ def add_lm(commands) -> None:
     b = sub.add_parser("build", help="build a modified Kneser-Ney n-gram LM (ARPA) from text")
     b.add_argument("texts", nargs="+", metavar="TEXT", help="text files, one sentence per line "
                    "(Kaldi 'ID<TAB>text' lines too)")
-    b.add_argument("-o", "--output", required=True, metavar="LM", help="ARPA file to write (.gz compresses), or .lm.npz: binary, loads 10x faster")
+    b.add_argument("-o", "--output", required=True, metavar="LM",
+                   help="ARPA file to write (.gz compresses), or .lm.npz: binary, loads 10x faster")
     b.add_argument("--order", type=int, default=3)
     b.add_argument("--exclude", nargs="*", default=[], metavar="FILE",
                    help="drop text lines containing any sentence of these files (evaluation text)")

@@ -523,6 +523,7 @@ def write_binary(lm: NGramLM, path: str | os.PathLike) -> None:
 
 
 def read_binary(path: str | os.PathLike) -> NGramLM:
+    """Load a file written by write_binary."""
     try:
         with np.load(path) as data:
             vocab = data["vocab"].tobytes().decode("utf-8").split("\n")

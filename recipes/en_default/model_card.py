@@ -3,7 +3,7 @@
     python model_card.py > exp/model_card.md
 
 Reads exp/{set}-greedy.json and exp/{set}-lm.json (vocable evaluate --json), exp/lm-tuning.json
-(tune_lm.py), exp/conformer/metrics.csv (training) and benchmarks/results/compare_peers-en-default.json
+(tune_lm.py), exp/conformer/metrics.csv (training) and benchmarks/results/compare_peers-en-default.md
 (vocable, pocketsphinx and Moonshine in one run). Nothing here is typed in by hand.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 EXP = HERE / "exp"
-PEERS = HERE.parent.parent / "benchmarks" / "results" / "compare_peers-en-default.json"
+PEERS = HERE.parent.parent / "benchmarks" / "results" / "compare_peers-en-default.json"  # and its .md
 SETS = {"so762-dev": "so762-dev", "librivox": "librivox-clips", "alsa": "alsa-prompts", "fsdd-test": "fsdd-test"}
 
 
@@ -43,18 +43,11 @@ def evaluation_table() -> list[str]:
 
 
 def peers_table() -> list[str]:
-    if not PEERS.exists():
-        return ["(benchmarks/results/compare_peers-en-default.json is missing: run the `peers` stage)"]
-    report = json.loads(PEERS.read_text())
-    sets = list(report["datasets"])
-    lines = [f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores; data: " +
-             ", ".join(f"{k} ({v['utterances']} utts)" for k, v in report["datasets"].items()), "",
-             "| engine | " + " | ".join(f"WER {s}" for s in sets) + " | RTF | peak RSS MB | model MB | cold start s |",
-             "|---" * (len(sets) + 5) + "|"]
-    for r in report["rows"]:
-        lines.append(f"| {r['label']} | " + " | ".join(pct(r["wer"].get(s)) for s in sets) +
-                     f" | {r['rtf']:.4f} | {r['peak_rss_mb']:.0f} | {r['model_mb']:.1f} | {r['cold_start_s']:.2f} |")
-    return lines
+    """compare_peers' own Markdown table of that run (written next to its JSON)."""
+    table = PEERS.with_suffix(".md")
+    if not table.exists():
+        return [f"({table.name} is missing: run the `peers` stage)"]
+    return table.read_text().rstrip().splitlines()
 
 
 def training_summary() -> list[str]:
