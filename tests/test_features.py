@@ -63,6 +63,17 @@ def test_spec_augment_masks_and_is_seeded():
     assert torch.equal(a, b)
     assert (a == 0).any() and (a == 1).any()
     assert torch.equal(feats, torch.ones(2, 100, 80))  # input untouched
+    # Time masks stay inside each utterance's own length and within time_width_frac of it;
+    # frequency masks are at most freq_width bins each (two of them).
+    assert (a[1, 60:][:, (a[1] != 0).any(dim=0)] == 1).all()
+    assert int((a[1] == 0).all(dim=1).sum()) <= 2 * 6
+    assert int((a[0] == 0).all(dim=0).sum()) <= 2 * 10
+
+
+def test_spec_augment_runs_on_the_features_device():
+    feats = torch.ones(3, 50, 20, device="meta")
+    masked = spec_augment(feats, torch.tensor([50, 40, 30]), freq_width=5, generator=torch.Generator().manual_seed(0))
+    assert masked.device.type == "meta" and masked.shape == feats.shape
 
 
 def test_bad_feature_config():

@@ -27,6 +27,7 @@ class DataConfig:
     allow_overlap: bool = False  # allow dev speakers/audio that also occur in train
     sortagrad: bool = False  # first epoch in order of length, shortest first (then shuffled)
     hash_audio: bool = False  # also refuse dev files whose bytes equal a training file's (reads every file)
+    on_device: bool = False  # keep the audio on the training device (GPU) and augment/featurize there
 
 
 @dataclass
@@ -45,6 +46,7 @@ class OptimConfig:
     min_lr_ratio: float = 0.05  # cosine floor, as a fraction of lr
     epochs: int = 20
     max_steps: int = 0  # 0 = epochs decide
+    max_minutes: float = 0.0  # wall-clock budget: stop then, with the cosine decay complete (0 = no limit)
     grad_clip: float = 5.0
     precision: str = "fp32"  # "fp32" | "bf16" | "fp16" (fp16 on CUDA only)
 

@@ -60,23 +60,27 @@ def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, freq_masks: int = 2
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """SpecAugment (Park et al. 2019): zero random frequency bands and time spans of (B, T, F) features.
 
-    Time masks are at most `time_width_frac` of each utterance's own length.
+    Time masks are at most `time_width_frac` of each utterance's own length. The draws come from
+    `generator` on the CPU and the masking runs on `feats`' device, so a GPU batch stays there.
     Returns a new tensor; the input is not modified.
     """
-    feats = feats.clone()
-    batch, _, dim = feats.shape
-    for b in range(batch):
-        length = int(lengths[b])
-        for _ in range(freq_masks):
-            width = int(torch.randint(0, freq_width + 1, (1,), generator=generator))
-            start = int(torch.randint(0, max(1, dim - width), (1,), generator=generator))
-            feats[b, :, start:start + width] = 0.0
-        max_width = max(1, int(length * time_width_frac))
-        for _ in range(time_masks):
-            width = int(torch.randint(0, max_width + 1, (1,), generator=generator))
-            start = int(torch.randint(0, max(1, length - width), (1,), generator=generator))
-            feats[b, start:start + width, :] = 0.0
-    return feats
+    batch, frames, dim = feats.shape
+    lengths = lengths.cpu()
+    freq = _span_mask(batch, freq_masks, torch.full((batch,), freq_width), torch.full((batch,), dim), dim, generator)
+    max_time_width = (lengths * time_width_frac).long().clamp_min(1)
+    time = _span_mask(batch, time_masks, max_time_width, lengths, frames, generator)
+    mask = freq.to(feats.device)[:, None, :] | time.to(feats.device)[:, :, None]
+    return feats.masked_fill(mask, 0.0)
+
+
+def _span_mask(batch: int, count: int, max_width: torch.Tensor, extent: torch.Tensor, size: int,
+               generator: torch.Generator | None) -> torch.Tensor:
+    """(B, size) bool: `count` spans per row, each of width uniform in [0, max_width] inside [0, extent)."""
+    width = (torch.rand(batch, count, generator=generator) * (max_width[:, None] + 1)).long()
+    start = (torch.rand(batch, count, generator=generator) * (extent[:, None] - width).clamp_min(1)).long()
+    position = torch.arange(size)
+    inside = (position >= start[..., None]) & (position < (start + width)[..., None])  # (B, count, size)
+    return inside.any(dim=1)
 
 
 def mel_filterbank(n_mels: int, device: torch.device | str = "cpu") -> torch.Tensor:

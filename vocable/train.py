@@ -25,11 +25,11 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from .config import TrainConfig
+from .config import AugmentConfig, TrainConfig
 from .data.loader import SpeechDataset, bucket_batches, collate, feature_stats, fill_durations, usable
 from .data.leaks import check_no_leak
 from .data.manifest import Utterance, read_dataset
-from .data.shards import shard_groups
+from .data.shards import SHARD_KEY, shard_groups
 from .decoding import greedy_decode
 from .errors import ConfigError, DataError
 from .evaluate import cer, wer
@@ -77,50 +77,70 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     steps_per_epoch = len(bucket_batches(durations, config.data.max_batch_seconds, config.run.seed, 0, rank, world_size,
                                          shards))
     total_steps = config.optim.max_steps or steps_per_epoch * config.optim.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(config, total_steps))
+    budget = config.optim.max_minutes * 60  # seconds of training; 0 = unlimited
+    on_device = batches_on_device(config, train_utts, tokenizer, augment, device, show_progress and is_main)
 
-    state = {"step": 0, "epoch": 0, "batch": 0, "best_wer": math.inf}
+    state = {"step": 0, "epoch": 0, "batch": 0, "best_wer": math.inf, "elapsed": 0.0}
     if resume and (out / "last.ckpt").exists():
-        state = load_checkpoint(out / "last.ckpt", model, optimizer, scheduler)
+        state = load_checkpoint(out / "last.ckpt", model, optimizer)
         log(f"resumed from {out / 'last.ckpt'} at step {state['step']} (epoch {state['epoch']}, batch {state['batch']})")
+        state.setdefault("elapsed", 0.0)  # checkpoints from before [optim] max_minutes
     ddp_model = torch.nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
     metrics = MetricsLog(out, config.run.log, is_main)
 
     def save_state():
         if is_main:
-            save_checkpoint(out / "last.ckpt", model, optimizer, scheduler, state)
+            save_checkpoint(out / "last.ckpt", model, optimizer, state)
 
-    while state["epoch"] < config.optim.epochs and state["step"] < total_steps:
+    dev_set = DevSet(config, tokenizer, dev_utts) if is_main else None
+    clock_start = time.perf_counter() - state.get("elapsed", 0.0)  # wall time spent training, across resumes
+
+    def finished() -> bool:
+        done = state["step"] >= total_steps or bool(budget and state["elapsed"] >= budget)
+        if budget and world_size > 1:  # each rank has its own clock: stop when any of them is out of time
+            flag = torch.tensor([float(done)], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            done = bool(flag.item())
+        return done
+
+    while state["epoch"] < config.optim.epochs and not finished():
         epoch = state["epoch"]
         dataset.epoch = epoch
         # Large English runs leave CTC's all-blank plateau only on clean data: augment after that.
-        dataset.augment = augment if epoch >= config.augment.after_epochs else None
+        augmenting = augment is not None and epoch >= config.augment.after_epochs
+        dataset.augment = augment if augmenting else None
         batches = bucket_batches(durations, config.data.max_batch_seconds, config.run.seed, epoch, rank, world_size,
                                  shards, shortest_first=config.data.sortagrad and epoch == 0)
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches[state["batch"]:], collate_fn=collate,
-                                             num_workers=config.data.num_workers)
+        if on_device:
+            loader = (on_device.batch(b, augmenting, epoch, k) for k, b in enumerate(batches) if k >= state["batch"])
+        else:
+            loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches[state["batch"]:], collate_fn=collate,
+                                                 num_workers=config.data.num_workers)
         bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch + 1}/{config.optim.epochs}",
                    unit="batch", disable=not (show_progress and is_main), dynamic_ncols=True)
         model.train()
+        fetched = time.perf_counter()
         for feats, feat_lengths, targets, target_lengths, seconds in loader:
-            started = time.perf_counter()
-            loss = train_step(ddp_model, optimizer, scheduler, config, device, state["step"], epoch,
+            lr = set_learning_rate(optimizer, config, state["step"], total_steps,
+                                   state["elapsed"] / budget if budget else 0.0)
+            loss = train_step(ddp_model, optimizer, config, device, state["step"], epoch,
                               feats, feat_lengths, targets, target_lengths)
-            speed = seconds * world_size / (time.perf_counter() - started)
+            took, fetched = time.perf_counter() - fetched, time.perf_counter()  # loading + step
+            state["elapsed"] = fetched - clock_start
+            speed = seconds * world_size / took
             state["step"] += 1
             state["batch"] += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", audio_s_per_s=f"{speed:.0f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-            metrics.write(step=state["step"], epoch=epoch + 1, loss=loss, lr=scheduler.get_last_lr()[0],
-                          audio_s_per_s=speed)
+            bar.set_postfix(loss=f"{loss:.3f}", audio_s_per_s=f"{speed:.0f}", lr=f"{lr:.2e}")
+            metrics.write(step=state["step"], epoch=epoch + 1, loss=loss, lr=lr, audio_s_per_s=speed)
             if state["step"] % config.run.checkpoint_every == 0:
                 save_state()
-            if state["step"] >= total_steps:
+            if finished():
                 break
         bar.close()
         state["epoch"], state["batch"] = epoch + 1, 0
         if is_main:
-            end_epoch(out, model, config, tokenizer, dev_utts, state, metrics, log)
+            end_epoch(out, model, config, tokenizer, dev_set, state, metrics, log)
         save_state()
         if world_size > 1:
             dist.barrier()
@@ -139,14 +159,14 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     return final
 
 
-def train_step(model, optimizer, scheduler, config: TrainConfig, device, step: int, epoch: int,
+def train_step(model, optimizer, config: TrainConfig, device, step: int, epoch: int,
                feats, feat_lengths, targets, target_lengths) -> float:
     feats, feat_lengths = feats.to(device), feat_lengths.to(device)
     if config.spec_augment.enabled and epoch >= config.spec_augment.after_epochs:
         s = config.spec_augment
         generator = torch.Generator().manual_seed(config.run.seed * 100003 + step)
-        feats = spec_augment(feats.cpu(), feat_lengths.cpu(), s.freq_masks, s.freq_width, s.time_masks,
-                             s.time_width_frac, generator).to(device)
+        feats = spec_augment(feats, feat_lengths, s.freq_masks, s.freq_width, s.time_masks, s.time_width_frac,
+                             generator)
     with autocast(config.optim.precision, device):
         logits, out_lengths = model(feats, feat_lengths)
     log_probs = torch.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T, B, V) as ctc_loss wants
@@ -156,26 +176,29 @@ def train_step(model, optimizer, scheduler, config: TrainConfig, device, step: i
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
     optimizer.step()
-    scheduler.step()
     return float(loss.detach())
 
 
-def lr_schedule(config: TrainConfig, total_steps: int):
-    """Multiplier of the peak learning rate at each step: linear warm-up, then cosine/Noam/constant."""
+def set_learning_rate(optimizer, config: TrainConfig, step: int, total_steps: int, time_used: float) -> float:
+    """Set and return this step's learning rate: linear warm-up, then cosine/Noam/constant.
+
+    The cosine decay follows whichever budget is further spent: steps, or the fraction
+    `time_used` of [optim] max_minutes, so a time-limited run still ends at its low rate.
+    """
     o = config.optim
     warmup = max(1, o.warmup_steps)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if o.schedule == "noam":
-            return math.sqrt(warmup / (step + 1))
-        if o.schedule == "cosine":
-            progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-            return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-        return 1.0
-
-    return factor
+    if step < warmup:
+        factor = (step + 1) / warmup
+    elif o.schedule == "noam":
+        factor = math.sqrt(warmup / (step + 1))
+    elif o.schedule == "cosine":
+        progress = min(1.0, max((step - warmup) / max(1, total_steps - warmup), time_used))
+        factor = o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    else:
+        factor = 1.0
+    for group in optimizer.param_groups:
+        group["lr"] = o.lr * factor
+    return o.lr * factor
 
 
 def autocast(precision: str, device: torch.device):
@@ -187,34 +210,42 @@ def autocast(precision: str, device: torch.device):
     return torch.autocast(device.type, dtype=dtype)
 
 
-@torch.inference_mode()
-def dev_error_rates(model, config: TrainConfig, tokenizer: Tokenizer, dev_utts: list[Utterance],
-                    device) -> tuple[float, float]:
-    """Greedy WER and CER of `model` on the dev set."""
-    dataset = SpeechDataset(dev_utts, tokenizer, config.features)
-    batches = bucket_batches([u.duration for u in dev_utts], config.data.max_batch_seconds, 0, 0)
-    model.eval()
-    refs, hyps = [], []
-    for batch in batches:
-        feats, feat_lengths, *_ = collate([dataset[i] for i in batch])
-        logits, out_lengths = model(feats.to(device), feat_lengths.to(device))
-        log_probs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
-        for row, i in enumerate(batch):
-            hyps.append(greedy_decode(log_probs[row, : int(out_lengths[row])], tokenizer, FRAME_SECONDS).text)
-            refs.append(dev_utts[i].text)
-    model.train()
-    return wer(refs, hyps), cer(refs, hyps)
+class DevSet:
+    """The dev utterances as feature batches, computed once (they never change between epochs)."""
+
+    def __init__(self, config: TrainConfig, tokenizer: Tokenizer, dev_utts: list[Utterance]):
+        dataset = SpeechDataset(dev_utts, tokenizer, config.features)
+        order = bucket_batches([u.duration for u in dev_utts], config.data.max_batch_seconds, 0, 0)
+        self.batches = [(collate([dataset[i] for i in batch])[:2], [dev_utts[i].text for i in batch]) for batch in order]
+
+    def __bool__(self) -> bool:
+        return bool(self.batches)
+
+    @torch.inference_mode()
+    def error_rates(self, model, tokenizer: Tokenizer) -> tuple[float, float]:
+        """Greedy WER and CER of `model` on the dev set."""
+        device = next(model.parameters()).device
+        model.eval()
+        refs, hyps = [], []
+        for (feats, feat_lengths), texts in self.batches:
+            logits, out_lengths = model(feats.to(device), feat_lengths.to(device))
+            log_probs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+            for row, text in enumerate(texts):
+                hyps.append(greedy_decode(log_probs[row, : int(out_lengths[row])], tokenizer, FRAME_SECONDS).text)
+                refs.append(text)
+        model.train()
+        return wer(refs, hyps), cer(refs, hyps)
 
 
-def end_epoch(out: Path, model, config: TrainConfig, tokenizer, dev_utts, state: dict, metrics, log) -> None:
+def end_epoch(out: Path, model, config: TrainConfig, tokenizer, dev_set: DevSet, state: dict, metrics, log) -> None:
     """Validate, keep the best model and this epoch's weights for averaging."""
     epoch = state["epoch"]
     torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, out / f"epoch-{epoch}.pt")
     for old in sorted(out.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))[:-max(1, config.run.average_last)]:
         old.unlink()
-    if not dev_utts:
+    if not dev_set:
         return
-    dev_wer, dev_cer = dev_error_rates(model, config, tokenizer, dev_utts, next(model.parameters()).device)
+    dev_wer, dev_cer = dev_set.error_rates(model, tokenizer)
     metrics.write(step=state["step"], epoch=epoch, dev_wer=dev_wer, dev_cer=dev_cer)
     log(f"epoch {epoch}: dev WER {dev_wer:.2%}, CER {dev_cer:.2%}")
     if dev_wer < state["best_wer"]:
@@ -241,18 +272,17 @@ def model_meta(config: TrainConfig, state: dict, train_utts: list[Utterance]) ->
     return meta
 
 
-def save_checkpoint(path: Path, model, optimizer, scheduler, state: dict) -> None:
+def save_checkpoint(path: Path, model, optimizer, state: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "state": state, "rng": torch.get_rng_state()}, tmp)
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
+                "rng": torch.get_rng_state()}, tmp)
     os.replace(tmp, path)  # atomic, so a kill during the write keeps the previous checkpoint
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
+def load_checkpoint(path: Path, model, optimizer) -> dict:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
-    scheduler.load_state_dict(ckpt["scheduler"])
     torch.set_rng_state(ckpt["rng"])
     return ckpt["state"]
 
@@ -286,6 +316,18 @@ def init_weights(model, config: TrainConfig) -> None:
     if asdict(start.model_config) != asdict(config.model) or asdict(start.features) != asdict(config.features):
         raise ConfigError(f"[run] init_from: {config.run.init_from} has another [model] or [features] than this config")
     model.load_state_dict(start.model.state_dict())
+
+
+def batches_on_device(config: TrainConfig, train_utts: list[Utterance], tokenizer: Tokenizer, augment, device,
+                      show_progress: bool):
+    """With [data] on_device: the training audio held on `device` (vocable/data/device_batches.py), else None."""
+    if not config.data.on_device:
+        return None
+    if any(SHARD_KEY in u.meta for u in train_utts):
+        raise ConfigError("[data] on_device: needs raw audio, but training data includes feature shards")
+    from .data.device_batches import DeviceBatches
+    return DeviceBatches(train_utts, tokenizer, config.features, config.augment if augment else AugmentConfig(),
+                         device, config.run.seed, config.data.num_workers, show_progress)
 
 
 def build_augmenter(config: TrainConfig, train_utts: list[Utterance]):
