@@ -93,7 +93,8 @@ def test_time_budget_stops_training_with_the_decay_complete(tmp_path):
     path.write_text(text.replace("[model]", "on_device = true\n[model]") + "[augment]\nspeed_prob = 0.5\nnoise_prob = 0.5\n")
     model_path = train(load_config(path), show_progress=False)
     assert model_path.exists()
-    rows = list(csv.DictReader(open(tmp_path / "out" / "metrics.csv")))
+    with open(tmp_path / "out" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
     steps = [r for r in rows if r["loss"]]
     assert 20 < len(steps) < 10_000 * 12  # stopped by the clock, not by epochs
     assert float(steps[-1]["lr"]) == pytest.approx(2e-3 * 0.05, rel=0.1)  # cosine floor reached on time
