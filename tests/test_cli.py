@@ -9,10 +9,10 @@ import pytest
 
 from .conftest import ENGLISH_FIXTURES, FSDD_FIXTURES
 
-# The bundled en-default with its LM scores CER 36.6 %, WER 65 % on the three English fixtures (greedy:
-# 38.6 %, 80 %): a weak model, but words come through. A broken model or LM scores ~100 %.
-ENGLISH_MAX_CER = 0.5
-ENGLISH_MAX_WER = 0.9
+# The bundled en-default with its LM scores CER 33.7 %, WER 55 % on the three English fixtures (greedy:
+# 38.6 %, 85 %): a weak model, but words come through. A broken model or LM scores ~100 %.
+ENGLISH_MAX_CER = 0.45
+ENGLISH_MAX_WER = 0.8
 
 
 def vocable(*args, timeout=120):

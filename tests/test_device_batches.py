@@ -90,7 +90,8 @@ def test_refuses_what_only_the_cpu_loader_does(fsdd):
 def test_time_budget_stops_training_with_the_decay_complete(tmp_path):
     path = write_config(tmp_path, epochs=10_000)
     text = path.read_text().replace('schedule = "constant"', 'schedule = "cosine"\nmax_minutes = 0.1')
-    path.write_text(text.replace("[model]", "on_device = true\n[model]") + "[augment]\nspeed_prob = 0.5\nnoise_prob = 0.5\n")
+    text = text.replace("[model]", "on_device = true\n[model]")
+    path.write_text(text + "[augment]\nspeed_prob = 0.5\nnoise_prob = 0.5\n")
     model_path = train(load_config(path), show_progress=False)
     assert model_path.exists()
     with open(tmp_path / "out" / "metrics.csv") as f:

@@ -83,7 +83,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     state = {"step": 0, "epoch": 0, "batch": 0, "best_wer": math.inf, "elapsed": 0.0}
     if resume and (out / "last.ckpt").exists():
         state = load_checkpoint(out / "last.ckpt", model, optimizer)
-        log(f"resumed from {out / 'last.ckpt'} at step {state['step']} (epoch {state['epoch']}, batch {state['batch']})")
+        log(f"resumed from {out / 'last.ckpt'} at step {state['step']} "
+            f"(epoch {state['epoch']}, batch {state['batch']})")
         state.setdefault("elapsed", 0.0)  # checkpoints from before [optim] max_minutes
     ddp_model = torch.nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
     metrics = MetricsLog(out, config.run.log, is_main)
@@ -216,7 +217,8 @@ class DevSet:
     def __init__(self, config: TrainConfig, tokenizer: Tokenizer, dev_utts: list[Utterance]):
         dataset = SpeechDataset(dev_utts, tokenizer, config.features)
         order = bucket_batches([u.duration for u in dev_utts], config.data.max_batch_seconds, 0, 0)
-        self.batches = [(collate([dataset[i] for i in batch])[:2], [dev_utts[i].text for i in batch]) for batch in order]
+        self.batches = [(collate([dataset[i] for i in batch])[:2], [dev_utts[i].text for i in batch])
+                        for batch in order]
 
     def __bool__(self) -> bool:
         return bool(self.batches)
@@ -241,7 +243,8 @@ def end_epoch(out: Path, model, config: TrainConfig, tokenizer, dev_set: DevSet,
     """Validate, keep the best model and this epoch's weights for averaging."""
     epoch = state["epoch"]
     torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, out / f"epoch-{epoch}.pt")
-    for old in sorted(out.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))[:-max(1, config.run.average_last)]:
+    by_epoch = sorted(out.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+    for old in by_epoch[:-max(1, config.run.average_last)]:
         old.unlink()
     if not dev_set:
         return
@@ -294,7 +297,8 @@ def read_all(paths: list[str]) -> list[Utterance]:
     return utterances
 
 
-def fixed_tokenizer(out: Path, train_utts: list[Utterance], config: TrainConfig, resume: bool, is_main: bool) -> Tokenizer:
+def fixed_tokenizer(out: Path, train_utts: list[Utterance], config: TrainConfig, resume: bool,
+                    is_main: bool) -> Tokenizer:
     """Train the tokenizer once (rank 0) and store it, so resumed and DDP runs share the same one."""
     path = out / "tokenizer.json"
     if not (resume and path.exists()):
@@ -359,7 +363,8 @@ class MetricsLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                raise ConfigError("[run] log = 'tensorboard' needs the tensorboard package (pip install tensorboard)") from None
+                raise ConfigError("[run] log = 'tensorboard' needs the tensorboard package "
+                                  "(pip install tensorboard)") from None
             self.tb = SummaryWriter(str(out / "tensorboard"))
 
     def write(self, **row) -> None:

@@ -3,8 +3,9 @@
     python model_card.py > exp/model_card.md
 
 Reads exp/{set}-greedy.json and exp/{set}-lm.json (vocable evaluate --json), exp/lm-tuning.json
-(tune_lm.py), exp/conformer/metrics.csv (training) and benchmarks/results/compare_peers-en-default.md
-(vocable, pocketsphinx and Moonshine in one run). Nothing here is typed in by hand.
+(tune_lm.py), exp/{conformer,gpu-c}/metrics.csv (training on CPU, then on a GPU) and
+benchmarks/results/compare_peers-en-default.md (vocable, pocketsphinx and Moonshine in one run).
+Nothing here is typed in by hand.
 """
 
 from __future__ import annotations
@@ -50,16 +51,19 @@ def peers_table() -> list[str]:
     return table.read_text().rstrip().splitlines()
 
 
-def training_summary() -> list[str]:
-    metrics = EXP / "conformer" / "metrics.csv"
+def training_summary(run: str, every: int = 1) -> list[str]:
+    """Dev WER/CER of run `exp/<run>` at every `every`-th epoch (and the last)."""
+    metrics = EXP / run / "metrics.csv"
     if not metrics.exists():
         return []
     rows = list(csv.DictReader(metrics.open()))
     steps = [r for r in rows if r["loss"]]
     dev = [r for r in rows if r["dev_wer"]]
-    lines = [f"Training: {steps[-1]['step']} steps, {len(dev)} epochs; dev WER/CER per epoch (greedy):", "",
+    shown = [r for k, r in enumerate(dev, 1) if k % every == 0 or k == 1 or k == len(dev)]
+    lines = [f"Training, exp/{run}: {steps[-1]['step']} steps, {len(dev)} epochs; dev WER/CER (greedy):", "",
              "| epoch | step | dev WER | dev CER |", "|---|---|---|---|"]
-    lines += [f"| {r['epoch']} | {r['step']} | {pct(float(r['dev_wer']))} | {pct(float(r['dev_cer']))} |" for r in dev]
+    lines += [f"| {r['epoch']} | {r['step']} | {pct(float(r['dev_wer']))} | {pct(float(r['dev_cer']))} |"
+              for r in shown]
     return lines
 
 
@@ -75,7 +79,7 @@ def tuning_summary() -> list[str]:
 def main() -> None:
     out = ["## Held-out sets (vocable evaluate, bundled en-default)", ""] + evaluation_table()
     out += ["", *tuning_summary(), "", "## Side by side (benchmarks/compare_peers.py, one run)", ""] + peers_table()
-    out += ["", *training_summary()]
+    out += ["", *training_summary("conformer"), "", *training_summary("gpu-c", every=5)]
     print("\n".join(out))
 
 

@@ -2,10 +2,14 @@
 # The bundled English model, end to end: prepare → synth → check → train → tune (LM weight) → bundle →
 # evaluate → peers. Each stage leaves a marker in exp/stages/ and is skipped when its marker exists;
 # training itself resumes from its last checkpoint. Re-run after any stop.
-#   [NPROC=2] recipes/en_default/run.sh [SYNTH_HOURS]
+#   [NPROC=2] [MODEL=exp/conformer/model.vocable] recipes/en_default/run.sh [SYNTH_HOURS]
+# MODEL picks the trained model that the tune and bundle stages take. The bundled en-default is
+# exp/gpu-c/model.vocable: stage 4's model trained further on a lent H200 by device_run.sh (model C),
+# its last three epochs averaged by average.py (docs/models.md).
 set -euo pipefail
 cd "$(dirname "$0")"
 hours=${1:-5}
+model=${MODEL:-exp/conformer/model.vocable}
 stages=exp/stages
 mkdir -p "$stages"
 stage() { [ -f "$stages/$1" ] && { echo "stage $1: done"; return 1; }; echo "stage $1"; }
@@ -32,11 +36,11 @@ if stage train; then
   mark train
 fi
 # 5. LM weight and word bonus for this model, tuned on the dev speakers.
-if stage tune; then python tune_lm.py exp/conformer/model.vocable data/so762-dev.jsonl -o exp/lm-tuning.json; mark tune; fi
+if stage tune; then python tune_lm.py "$model" data/so762-dev.jsonl -o exp/lm-tuning.json; mark tune; fi
 # 6. Bundle: fp16 into vocable/assets/en-default.vocable with the tuned LM settings as its default decoding.
 if stage bundle; then
   read -r weight bonus < <(python -c "import json; t = json.load(open('exp/lm-tuning.json')); print(t['lm_weight'], t['word_bonus'])")
-  python ../../scripts/bundle_model.py exp/conformer/model.vocable --name en-default --lm en-3gram \
+  python ../../scripts/bundle_model.py "$model" --name en-default --lm en-3gram \
     --lm-weight "$weight" --word-bonus "$bonus" --note "recipes/en_default ($(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
   mark bundle
 fi

@@ -104,7 +104,8 @@ class DeviceBatches:
             waves = self.distort(waves, valid, generator)
         feats = compute_features(waves, self.features)
         feat_lengths = torch.tensor([num_frames(int(n)) for n in lengths])
-        feats = feats.masked_fill(~(torch.arange(feats.shape[1]) < feat_lengths[:, None]).to(self.device)[..., None], 0.0)
+        padding = ~(torch.arange(feats.shape[1]) < feat_lengths[:, None]).to(self.device)
+        feats = feats.masked_fill(padding[..., None], 0.0)
         targets = torch.cat([self.tokens[i] for i in indices])
         target_lengths = torch.tensor([len(self.tokens[i]) for i in indices])
         return feats, feat_lengths, targets, target_lengths, float(lengths.sum()) / SAMPLE_RATE
