@@ -220,6 +220,16 @@ def test_lm_weight_tuned_with_the_model_applies_only_to_its_own_lm():
     assert with_lm_defaults(DecodingOptions(), {}).lm_weight == 0.5
 
 
+def test_beam_size_tuned_with_the_model_applies_with_its_own_lm_only():
+    meta = {"lm": "en-3gram", "lm_weight": 0.35, "word_bonus": 1.0, "beam_size": 32}
+    assert with_lm_defaults(DecodingOptions(), meta).beam_size == 32
+    assert with_lm_defaults(DecodingOptions(beam_size=4), meta).beam_size == 4  # the user's word wins
+    assert with_lm_defaults(DecodingOptions(lm="none"), meta).beam_size is None  # greedy stays greedy
+    assert with_lm_defaults(DecodingOptions(lm="my.arpa"), meta).beam_size is None  # DEFAULT_BEAM then
+    assert with_lm_defaults(DecodingOptions(phrases=["yes", "no"]), meta).beam_size is None  # GRAMMAR_BEAM
+    assert BeamSearchDecoder(TOK, None, with_lm_defaults(DecodingOptions(), meta)).beam_size == 32
+
+
 def test_model_tuned_lm_weight_reaches_the_search(lm, tmp_path):
     from vocable.lm import write_arpa
     write_arpa(lm, tmp_path / "lm.arpa")

@@ -90,7 +90,7 @@ def token_words(tokens: list[int], frames: list[int], log_probs: np.ndarray, tok
 
 # ---------------------------------------------------------------- beam search with LM, hotwords, phrases
 
-DEFAULT_BEAM = 8  # beams kept per frame with an LM or hotwords (16: -8 % WER, 2.7x slower; docs/decoding.md)
+DEFAULT_BEAM = 8  # beams kept per frame with an LM or hotwords; a model's meta may name its own (docs/decoding.md)
 GRAMMAR_BEAM = 16  # with a phrase grammar (cheap: few tokens fit)
 DEFAULT_HOTWORD_BOOST = 2.0  # log-score (nats) added per matched character of a hotword
 TOKEN_MIN_LOGP = -8.0  # a token below this log-prob at a frame is not tried there (the best one always is)
@@ -130,13 +130,18 @@ class DecodingOptions:
 
 def with_lm_defaults(options: DecodingOptions, model_meta: dict | None = None) -> DecodingOptions:
     """`options` with lm_weight and word_bonus filled in: the model's tuned values when it is decoded with
-    its own LM (meta "lm", "lm_weight", "word_bonus"), else LM_WEIGHT and WORD_BONUS."""
+    its own LM (meta "lm", "lm_weight", "word_bonus"), else LM_WEIGHT and WORD_BONUS. With its own LM
+    and no grammar, the model's tuned beam size (meta "beam_size") also applies when options leave it None."""
     meta = model_meta or {}
     own_lm = options.lm is None or options.lm == meta.get("lm")
     weight, bonus = (meta.get("lm_weight", LM_WEIGHT), meta.get("word_bonus", WORD_BONUS)) if own_lm else \
         (LM_WEIGHT, WORD_BONUS)
+    beam = options.beam_size
+    if beam is None and own_lm and meta.get("lm") and options.phrases is None:
+        beam = meta.get("beam_size")
     return replace(options, lm_weight=float(weight if options.lm_weight is None else options.lm_weight),
-                   word_bonus=float(bonus if options.word_bonus is None else options.word_bonus))
+                   word_bonus=float(bonus if options.word_bonus is None else options.word_bonus),
+                   beam_size=None if beam is None else int(beam))
 
 
 def parse_hotwords(spec: str) -> list[tuple[str, float]]:

@@ -72,8 +72,9 @@ def tuning_summary() -> list[str]:
     if not path.exists():
         return []
     t = json.loads(path.read_text())
-    return [f"LM: {t['lm']}, weight {t['lm_weight']:g}, word bonus {t['word_bonus']:g}, tuned on "
-            f"{Path(t['dev']).name} ({t['utterances']} utts): WER {pct(t['greedy_wer'])} greedy → {pct(t['wer'])}."]
+    return [f"LM: {t['lm']}, weight {t['lm_weight']:g}, word bonus {t['word_bonus']:g}, beam {t.get('beam_size', 8)}, "
+            f"tuned on {Path(t['dev']).name} ({t['utterances']} utts): WER {pct(t['greedy_wer'])} greedy → "
+            f"{pct(t['wer'])}."]
 
 
 def main() -> None:

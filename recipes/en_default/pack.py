@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tqdm import tqdm
 
 from vocable.audio import SAMPLE_RATE, load_audio
 from vocable.data.manifest import read_dataset
+from vocable.errors import VocableError
 
 
 def encode(job: tuple[str, str, float]) -> None:
@@ -37,7 +39,8 @@ def main() -> None:
     (args.out_dir / "audio").mkdir(parents=True, exist_ok=True)
     jobs, manifests = [], {}
     for manifest in args.manifests:
-        name = Path(manifest).name if Path(manifest).name != "manifest.jsonl" else Path(manifest).parent.name + ".jsonl"
+        path = Path(manifest)
+        name = (path.parent.name if path.name == "manifest.jsonl" else path.stem) + ".jsonl"
         rows = []
         for u in read_dataset(manifest):
             # Ids repeat across corpora; the hash of the source path keeps file names apart.
@@ -55,4 +58,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except VocableError as e:
+        sys.exit(f"pack: {e}")

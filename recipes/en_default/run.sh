@@ -35,13 +35,14 @@ if stage train; then
   OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node "${NPROC:-2}" -m vocable.cli train conformer.toml $resume
   mark train
 fi
-# 5. LM weight and word bonus for this model, tuned on the dev speakers.
+# 5. LM weight, word bonus and beam size for this model, tuned on the dev speakers.
 if stage tune; then python tune_lm.py "$model" data/so762-dev.jsonl -o exp/lm-tuning.json; mark tune; fi
-# 6. Bundle: fp16 into vocable/assets/en-default.vocable with the tuned LM settings as its default decoding.
+# 6. Bundle: fp16 into vocable/assets/en-default.vocable with the tuned decoding as its default.
 if stage bundle; then
-  read -r weight bonus < <(python -c "import json; t = json.load(open('exp/lm-tuning.json')); print(t['lm_weight'], t['word_bonus'])")
+  read -r weight bonus beam < <(python -c "import json; t = json.load(open('exp/lm-tuning.json'))
+print(t['lm_weight'], t['word_bonus'], t.get('beam_size', 8))")
   python ../../scripts/bundle_model.py "$model" --name en-default --lm en-3gram \
-    --lm-weight "$weight" --word-bonus "$bonus" --note "recipes/en_default ($(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
+    --lm-weight "$weight" --word-bonus "$bonus" --beam-size "$beam" --note "recipes/en_default ($(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
   mark bundle
 fi
 # 7. Evaluate the bundled model on every held-out set, greedy and with its LM; the dev set by gender and age.
