@@ -163,14 +163,17 @@ def image_source_rir(room: np.ndarray, source: np.ndarray, mic: np.ndarray, rt60
 
 def reverberate(audio: np.ndarray, rir: np.ndarray) -> np.ndarray:
     """Convolve with `rir`, keeping the length, the timing (direct path at t=0) and the RMS level."""
-    # Start at the direct path (the first arrival within 20 dB of the peak; a measured RIR has
-    # silence before it), so transcript timings stay aligned.
-    start = int(np.argmax(np.abs(rir) >= DIRECT_PATH_FRACTION * np.abs(rir).max()))
-    rir = rir[start:]
+    rir = from_direct_path(rir)  # so transcript timings stay aligned
     size = 1 << int(math.ceil(math.log2(len(audio) + len(rir) - 1)))
     wet = np.fft.irfft(np.fft.rfft(audio, size) * np.fft.rfft(rir, size), size)[: len(audio)]
     wet *= math.sqrt(power(audio) / max(power(wet), POWER_FLOOR))
     return wet.astype(np.float32)
+
+
+def from_direct_path(rir: np.ndarray) -> np.ndarray:
+    """`rir` from its direct path on: the first arrival within 20 dB of its peak (a measured RIR has
+    silence before it)."""
+    return rir[int(np.argmax(np.abs(rir) >= DIRECT_PATH_FRACTION * np.abs(rir).max())):]
 
 
 def babble(pool: Sequence[np.ndarray], num_samples: int, rng: np.random.Generator) -> np.ndarray:

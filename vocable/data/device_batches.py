@@ -28,7 +28,7 @@ from ..config import AugmentConfig
 from ..errors import ConfigError
 from ..features import FeatureConfig, compute_features, num_frames
 from ..tokenizer import Tokenizer
-from .augment import DIRECT_PATH_FRACTION, POWER_FLOOR, RIR_BANK_SIZE, simulate_rir, speed_perturb
+from .augment import POWER_FLOOR, RIR_BANK_SIZE, from_direct_path, simulate_rir, speed_perturb
 from .manifest import Utterance
 
 NOISE_COLORS = (0.0, 1.0, 2.0)  # spectral exponents: white, pink, brown
@@ -75,10 +75,8 @@ class DeviceBatches:
 
     def room_bank(self) -> torch.Tensor:
         """(RIR_BANK_SIZE, L) simulated rooms on the device, each starting at its direct path."""
-        rirs = []
-        for index in range(RIR_BANK_SIZE):
-            rir = simulate_rir(np.random.default_rng([self.seed, 2, index]))
-            rirs.append(rir[int(np.argmax(np.abs(rir) >= DIRECT_PATH_FRACTION * np.abs(rir).max())):])
+        rirs = [from_direct_path(simulate_rir(np.random.default_rng([self.seed, 2, index])))
+                for index in range(RIR_BANK_SIZE)]
         bank = np.zeros((len(rirs), max(len(r) for r in rirs)), np.float32)
         for row, rir in zip(bank, rirs):
             row[: len(rir)] = rir
