@@ -78,7 +78,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
                                          shards))
     total_steps = config.optim.max_steps or steps_per_epoch * config.optim.epochs
     budget = config.optim.max_minutes * 60  # seconds of training; 0 = unlimited
-    on_device = batches_on_device(config, train_utts, tokenizer, augment, device, show_progress and is_main)
+    device_batches = batches_on_device(config, train_utts, tokenizer, augment, device, show_progress and is_main)
 
     state = {"step": 0, "epoch": 0, "batch": 0, "best_wer": math.inf, "elapsed": 0.0}
     if resume and (out / "last.ckpt").exists():
@@ -112,8 +112,9 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         dataset.augment = augment if augmenting else None
         batches = bucket_batches(durations, config.data.max_batch_seconds, config.run.seed, epoch, rank, world_size,
                                  shards, shortest_first=config.data.sortagrad and epoch == 0)
-        if on_device:
-            loader = (on_device.batch(b, augmenting, epoch, k) for k, b in enumerate(batches) if k >= state["batch"])
+        if device_batches is not None:
+            loader = (device_batches.batch(b, augmenting, epoch, k) for k, b in enumerate(batches)
+                      if k >= state["batch"])
         else:
             loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches[state["batch"]:], collate_fn=collate,
                                                  num_workers=config.data.num_workers)

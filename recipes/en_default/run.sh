@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The bundled English model, end to end: prepare → synth → check → train → tune (LM weight) → bundle →
+# The bundled English model, end to end: prepare → synth → check → train → tune (LM weight, bonus, beam) → bundle →
 # evaluate → peers. Each stage leaves a marker in exp/stages/ and is skipped when its marker exists;
 # training itself resumes from its last checkpoint. Re-run after any stop.
 #   [NPROC=2] [MODEL=exp/conformer/model.vocable] recipes/en_default/run.sh [SYNTH_HOURS]
