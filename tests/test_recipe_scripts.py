@@ -1,5 +1,8 @@
-"""recipes/en_default helper scripts: pack.py (Opus transport copies) and average.py (finish a cut run)."""
+"""recipes/en_default helper scripts: pack.py (Opus transport copies), average.py (finish a cut run) and
+tune_lm.py (decoding grid with a speaker-fold cross-validated WER)."""
 
+import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +54,41 @@ def test_average_rebuilds_the_final_model_of_a_run(tmp_path):
     assert all(torch.allclose(expected[k].float(), v.float(), rtol=1e-3, atol=1e-4)
                for k, v in again.model.state_dict().items())
     assert again.meta["averaged_epochs"] == 2
+
+
+def load_tune_lm():
+    spec = importlib.util.spec_from_file_location("tune_lm", RECIPE / "tune_lm.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_speaker_folds_keep_each_speaker_in_one_fold():
+    tune_lm = load_tune_lm()
+    speakers = ["b", "a", "c", "a", "d", "b"]
+    folds = tune_lm.speaker_folds(speakers, folds=2)
+    assert folds == [1, 0, 0, 0, 1, 1]  # a, c -> fold 0; b, d -> fold 1
+
+
+def test_cross_validated_wer_scores_each_fold_with_the_other_folds_choice():
+    tune_lm = load_tune_lm()
+    # two utterances of 10 words, one per fold; point "x" is best on fold 0, "y" on fold 1
+    errors = {"x": [(1, 10), (6, 10)], "y": [(5, 10), (2, 10)]}
+    cv, chosen = tune_lm.cross_validated_wer(errors, [0, 1])
+    # fold 0 takes fold 1's best ("y": 5 errors), fold 1 takes fold 0's best ("x": 6 errors)
+    assert chosen == ["y", "x"] and cv == (5 + 6) / 20
+    # the tuned-on-itself figure is lower: min(7, 7) / 20
+    assert min(sum(e for e, _ in v) for v in errors.values()) / 20 < cv
+
+
+def test_tune_lm_writes_the_best_point_and_a_cross_validated_wer(tmp_path):
+    model = Path(__file__).resolve().parent.parent / "vocable" / "assets" / "fsdd-digits.vocable"
+    out = tmp_path / "tuning.json"
+    result = run("tune_lm.py", model, FSDD_FIXTURES, "--beams", "4", "--weights", "0.2", "1.0",
+                 "--bonuses", "0", "-o", out)
+    assert result.returncode == 0, result.stderr
+    tuning = json.loads(out.read_text())
+    assert tuning["beam_size"] == 4 and tuning["lm_weight"] in (0.2, 1.0) and tuning["utterances"] == 30
+    assert len(tuning["grid"]) == 2 and len(tuning["cv_points"]) == 2
+    assert tuning["wer"] == min(row[-1] for row in tuning["grid"]) <= tuning["cv_wer"]
+    assert "cross-validated over 2 speaker folds" in result.stdout

@@ -74,7 +74,9 @@ def tuning_summary() -> list[str]:
     t = json.loads(path.read_text())
     return [f"LM: {t['lm']}, weight {t['lm_weight']:g}, word bonus {t['word_bonus']:g}, beam {t.get('beam_size', 8)}, "
             f"tuned on {Path(t['dev']).name} ({t['utterances']} utts): WER {pct(t['greedy_wer'])} greedy → "
-            f"{pct(t['wer'])}."]
+            f"{pct(t['wer'])}."] + ([
+        f"Cross-validated (each half of the speakers decoded with the point best on the other half): "
+        f"WER {pct(t['cv_wer'])}: the figure to quote for unseen data."] if "cv_wer" in t else [])
 
 
 def main() -> None:
