@@ -1,6 +1,7 @@
 """Word n-gram language models: build one (interpolated modified Kneser-Ney), write and read ARPA.
 
-    sentences ──build_lm──▶ NGramLM ──write_lm──▶ model.arpa(.gz) or .lm.npz ──load_lm──▶ NGramLM.score(...)
+    sentences ──build_lm──▶ NGramLM ──write_lm──▶ model.arpa(.gz) or .lm.npz
+    model file ──load_lm──▶ NGramLM.score(...)
 
 Building follows Chen & Goodman (1998): adjusted counts (continuation counts for lower orders),
 three discounts per order estimated from count-of-counts, interpolation down to a uniform unigram.

@@ -48,7 +48,8 @@ def synth_sentences(text_dir: Path, count: int, exclude: set[str], seed: int) ->
         lines = sorted({s for s in lines if WORDS_RANGE[0] <= len(s.split()) <= WORDS_RANGE[1] and s not in exclude})
         sentences += rng.sample(lines, min(len(lines), int(count * share)))
     digits = "zero one two three four five six seven eight nine".split()
-    sentences += [" ".join(rng.choice(digits) for _ in range(rng.randint(1, 6))) for _ in range(int(count * DIGIT_SHARE))]
+    sentences += [" ".join(rng.choice(digits) for _ in range(rng.randint(1, 6)))
+                  for _ in range(int(count * DIGIT_SHARE))]
     rng.shuffle(sentences)
     return sentences
 

@@ -45,7 +45,8 @@ def cmd_voices(args) -> int:
 
 def add_synth(commands) -> None:
     p = commands.add_parser("synth", help="render sentences with every installed TTS voice into a manifest")
-    p.add_argument("--text", action="append", required=True, metavar="FILE", help="sentences, one per line (repeatable)")
+    p.add_argument("--text", action="append", required=True, metavar="FILE",
+                   help="sentences, one per line (repeatable)")
     p.add_argument("--hours", type=float, required=True, help="audio to render (measured)")
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="writes DIR/manifest.jsonl and DIR/audio/")
     p.add_argument("--voices", nargs="+", metavar="VOICE",
@@ -53,7 +54,8 @@ def add_synth(commands) -> None:
     p.add_argument("--piper", action="append", default=[], metavar="VOICE.onnx", help="also use this piper voice")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--format", default="flac", choices=["flac", "opus"], help="flac (lossless) or Ogg/Opus (~8x smaller)")
+    p.add_argument("--format", default="flac", choices=["flac", "opus"],
+                   help="flac (lossless) or Ogg/Opus (~8x smaller)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_synth)
 
@@ -78,7 +80,8 @@ def add_import(commands) -> None:
     from .importers import READERS
     p = commands.add_parser("import", help="corpus → JSONL manifest (bad rows are counted and skipped)")
     p.add_argument("kind", choices=sorted(READERS), help="corpus format")
-    p.add_argument("source", metavar="SRC", help="Common Voice TSV (or its folder), LibriSpeech/Kaldi/FSDD/audio folder")
+    p.add_argument("source", metavar="SRC",
+                   help="Common Voice TSV (or its folder), LibriSpeech/Kaldi/FSDD/audio folder")
     p.add_argument("-o", "--out", required=True, metavar="OUT.jsonl")
     p.add_argument("--normalizer", default="english", choices=["english", "basic", "none"],
                    help="text normalisation (english: a-z' only; basic: any language)")

@@ -57,7 +57,8 @@ def find_leaks(train: list[Utterance], test: list[Utterance], hash_audio: bool =
     report.sentences = sorted({normalize_basic(u.text) for u in test} & train_texts)
 
     train_files = {os.path.realpath(u.audio): u.audio for u in train}
-    same_file = [(train_files[os.path.realpath(u.audio)], u.audio) for u in test if os.path.realpath(u.audio) in train_files]
+    same_file = [(train_files[os.path.realpath(u.audio)], u.audio) for u in test
+                 if os.path.realpath(u.audio) in train_files]
     report.audio = same_file
     if hash_audio:
         seen = {p for _, p in same_file}

@@ -67,8 +67,10 @@ def read_shards(folder: str | os.PathLike) -> list[Utterance]:
             for line in f:
                 row = json.loads(line)
                 meta = {k: v for k, v in row.items() if k not in CORE_KEYS and k not in ("offset", "frames")}
-                meta.update({SHARD_KEY: npy, OFFSET_KEY: row["offset"], FRAMES_KEY: row["frames"], FEATURES_KEY: features})
-                utterances.append(Utterance(row["id"], row["audio"], row["text"], row["duration"], row["speaker"], meta))
+                meta.update({SHARD_KEY: npy, OFFSET_KEY: row["offset"], FRAMES_KEY: row["frames"],
+                             FEATURES_KEY: features})
+                utterances.append(Utterance(row["id"], row["audio"], row["text"], row["duration"], row["speaker"],
+                                            meta))
     return utterances
 
 

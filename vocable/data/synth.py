@@ -176,7 +176,8 @@ def speakable(sentence: str) -> tuple[str, str] | str:
     The engine gets the normalised words with commas and the final ?/!/. restored, so it
     phrases naturally but cannot expand anything differently from the transcript.
     """
-    folded = unicodedata.normalize("NFKC", sentence).replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
+    folded = unicodedata.normalize("NFKC", sentence)
+    folded = folded.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
     folded = folded.replace("—", ", ").replace("–", "-").strip()
     if not folded:
         return "empty"
