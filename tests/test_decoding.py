@@ -97,6 +97,23 @@ def test_lm_fixes_a_planted_error(lm):
     assert beam(log_probs, None, beam_size=8).text == "the kat sat on the mat"
 
 
+def test_words_run_together_cost_like_several_unknown_words(lm, monkeypatch):
+    """A model that drops the spaces of fast speech: each space is there, but less likely than blank."""
+    words = "the cat sat on the mat".split()
+    log_probs = spelled("".join(words))
+    ends, total = [], 0
+    for w in words[:-1]:
+        total += len(w)
+        ends.append(1 + 3 * (total - 1) + 1)  # the frame after the word's last character spike
+    log_probs[ends, TOK.encode("a b")[1]] = np.log(0.01)  # the space token, 1 %
+    log_probs -= np.logaddexp.reduce(log_probs, axis=1, keepdims=True)
+    assert greedy_decode(log_probs, TOK, FRAME).text == "thecatsatonthemat"
+    assert beam(log_probs, lm, beam_size=8).text == "the cat sat on the mat"
+    import vocable.decoding
+    monkeypatch.setattr(vocable.decoding, "UNK_CHARS", 10**6)  # one flat penalty, however long the word
+    assert beam(log_probs, lm, beam_size=8).text == "thecatsatonthemat"
+
+
 def test_hotword_makes_an_unknown_word_appear(lm):
     log_probs = spelled("i use vocable daily", {8: ("k", 1.0)})
     assert greedy_decode(log_probs, TOK, FRAME).text == "i use vokable daily"

@@ -96,7 +96,8 @@ DEFAULT_HOTWORD_BOOST = 2.0  # log-score (nats) added per matched character of a
 TOKEN_MIN_LOGP = -8.0  # a token below this log-prob at a frame is not tried there (the best one always is)
 GRAMMAR_MIN_LOGP = -20.0  # the same with a phrase grammar: few tokens fit, so unlikely ones are tried too
 BEAM_PRUNE = 12.0  # nats: hypotheses this far below the best are dropped
-UNK_PENALTY = -10.0  # nats for a word (or word prefix) the LM does not know
+UNK_PENALTY = -10.0  # nats for a word (or word prefix) the LM does not know ...
+UNK_CHARS = 8  # ... per started 8 characters: words run together with no space cost like several unknowns
 
 
 LM_WEIGHT = 0.5  # used when neither the options nor the model name an LM weight
@@ -180,6 +181,13 @@ def _lae(a: float, b: float) -> float:
     return a + math.log1p(math.exp(b - a)) if b > NEG else a
 
 
+def unknown_penalty(text: str) -> float:
+    """UNK_PENALTY per started UNK_CHARS characters of an unknown word or prefix. Fast native speech
+    made the English model drop spaces ("holestedberathercalldheard..."); at one flat penalty such a run
+    was cheaper than the words it hides, each with its LM cost."""
+    return UNK_PENALTY * math.ceil(len(text) / UNK_CHARS)
+
+
 def _is_prefix(sorted_words: list[str], prefix: str) -> bool:
     i = bisect.bisect_left(sorted_words, prefix)
     return i < len(sorted_words) and sorted_words[i].startswith(prefix)
@@ -251,7 +259,7 @@ class BeamSearchDecoder:
         logp, state = self.lm.score(lm_state, wid)
         score = self.options.lm_weight * logp * math.log(10) + self.options.word_bonus
         if wid == self.lm.unk and word not in self.hot_words:
-            score += UNK_PENALTY
+            score += unknown_penalty(word)
         return score, state
 
     def _partial_penalty(self, partial: str) -> float:
@@ -260,7 +268,7 @@ class BeamSearchDecoder:
         penalty = self._penalties.get(partial)
         if penalty is None:
             known = _is_prefix(self.lm_words, partial) or any(w.startswith(partial) for w in self.hot_words)
-            penalty = self._penalties[partial] = 0.0 if known else UNK_PENALTY
+            penalty = self._penalties[partial] = 0.0 if known else unknown_penalty(partial)
         return penalty
 
     def _extend(self, node: _Node, token: int) -> _Node | None:
