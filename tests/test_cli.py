@@ -9,8 +9,9 @@ import pytest
 
 from .conftest import ENGLISH_FIXTURES, FSDD_FIXTURES
 
-# The bundled en-default with its LM scores CER 29.7 %, WER 50 % on the three English fixtures (greedy:
-# 38.6 %, 85 %): a weak model, but words come through. A broken model or LM scores ~100 %.
+# The bundled en-default with its LM scores CER 36.6 %, WER 65 % on the three English fixtures (greedy:
+# 37.6 %, 85 %; the weights before its last CPU fine-tune: 29.7 %, 50 %): a weak model, but words come
+# through. A broken model or LM scores ~100 %.
 ENGLISH_MAX_CER = 0.45
 ENGLISH_MAX_WER = 0.8
 

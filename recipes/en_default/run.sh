@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The bundled English model, end to end: prepare → synth → check → train → tune (LM weight, bonus, beam) → bundle →
-# evaluate → peers. Each stage leaves a marker in exp/stages/ and is skipped when its marker exists;
+# The bundled English model, end to end: prepare → synth → check → lm → train → tune (LM weight, bonus, beam) →
+# bundle → evaluate → peers. Each stage leaves a marker in exp/stages/ and is skipped when its marker exists;
 # training itself resumes from its last checkpoint. Re-run after any stop.
 #   [NPROC=2] [MODEL=exp/conformer/model.vocable] recipes/en_default/run.sh [SYNTH_HOURS]
 # MODEL picks the trained model that the tune and bundle stages take. The bundled en-default is
-# exp/gpu-c/model.vocable: stage 4's model trained further on a lent H200 by device_run.sh (model C),
-# its last three epochs averaged by average.py (docs/models.md).
+# exp/cpu-ft/model.vocable: stage 4's model trained further on a lent H200 by device_run.sh (model C,
+# its last three epochs averaged by average.py), then on the CPU from the bundled weights by
+#   OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 -m vocable.cli train conformer-cpu-ft.toml
+# (docs/models.md). A later continuation starts the same way from the weights then bundled.
 set -euo pipefail
 cd "$(dirname "$0")"
 hours=${1:-5}
@@ -27,6 +29,9 @@ if stage check; then
   done
   mark check
 fi
+# 3b. The bundled 3-gram LM (vocable/assets/en-3gram.lm.npz): public-domain text plus the training
+# speakers' prompts, without any evaluation sentence (scripts/build_default_lm.sh).
+if stage lm; then ../../scripts/build_default_lm.sh; mark lm; fi
 # 4. Train (resumes from exp/conformer/last.ckpt after a stop).
 if stage train; then
   resume=""; [ -f exp/conformer/last.ckpt ] && resume="--resume"
