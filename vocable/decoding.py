@@ -227,7 +227,7 @@ class BeamSearchDecoder:
         self.starts_word = [bool(t) and t[0].isspace() for t in texts]  # a space or "▁x" piece
         self.body = [t.strip() for t in texts]
         self.lm_words = sorted(w for w in lm.vocab if not w.startswith("<")) if lm is not None else []
-        self._penalties: dict[str, float] = {}  # partial word → UNK_PENALTY or 0 (cached across calls)
+        self._penalties: dict[str, float] = {}  # partial word → unknown_penalty() or 0 (cached across calls)
         hot = [(" ".join(tokenizer.normalize(text).split()), boost) for text, boost in options.hotword_list()]
         self.hot_boost: dict[str, float] = {}  # every prefix of every hotword → per-character bonus
         for text, boost in hot:
