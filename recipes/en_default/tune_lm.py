@@ -22,11 +22,17 @@ from tqdm import tqdm
 
 WEIGHTS = (0.2, 0.35, 0.5, 0.7, 1.0, 1.4)  # multiplies ln p_LM
 BONUSES = (0.0, 1.0, 2.0, 3.0)  # nats per word
-# Beams kept per frame. en-default on so762-dev (weight 0.35, bonus 1.0, RTF with 2 threads):
+# Beams kept per frame. en-default's weights of 2026-11-26 morning on so762-dev (weight 0.35, bonus 1.0,
+# RTF with 2 threads):
 # 8: 52.9 % (0.0074), 16: 51.6 % (0.0095), 32: 50.7 % (0.0117), 64: 50.0 % (0.0189). 64 doubles the
 # decoding time for 0.7 points, so the grid stops at 32.
 BEAMS = (8, 16, 32)
 FOLDS = 2  # speaker groups for the cross-validated WER
+
+
+def pooled_wer(pairs: list[tuple[int, int]]) -> float:
+    """WER of (word errors, reference words) pairs taken together."""
+    return sum(e for e, _ in pairs) / max(1, sum(n for _, n in pairs))
 
 
 def speaker_folds(speakers: list[str], folds: int = FOLDS) -> list[int]:
@@ -41,23 +47,14 @@ def cross_validated_wer(errors: dict[tuple, list[tuple[int, int]]], fold_of: lis
     errors: grid point -> per-utterance (word errors, reference words). Returns the pooled WER and the
     point chosen for each fold.
     """
-    def counts(point, folds) -> tuple[int, int]:
-        pairs = [e for e, f in zip(errors[point], fold_of) if f in folds]
-        return sum(e for e, _ in pairs), sum(n for _, n in pairs)
-
-    def rate(point, folds) -> float:
-        e, n = counts(point, folds)
-        return e / max(1, n)
+    def pairs(point, folds) -> list[tuple[int, int]]:
+        return [e for e, f in zip(errors[point], fold_of) if f in folds]
 
     all_folds = sorted(set(fold_of))
-    total_errors = total_words = 0
-    chosen = []
-    for fold in all_folds:
-        point = min(errors, key=lambda p: rate(p, [f for f in all_folds if f != fold]))
-        e, n = counts(point, [fold])
-        chosen.append(point)
-        total_errors, total_words = total_errors + e, total_words + n
-    return total_errors / max(1, total_words), chosen
+    chosen = [min(errors, key=lambda p: pooled_wer(pairs(p, [f for f in all_folds if f != fold])))
+              for fold in all_folds]
+    held_out = [pair for point, fold in zip(chosen, all_folds) for pair in pairs(point, [fold])]
+    return pooled_wer(held_out), chosen
 
 
 def main() -> None:
@@ -89,16 +86,13 @@ def main() -> None:
     def utterance_errors(options: DecodingOptions) -> list[tuple[int, int]]:
         return [word_errors(ref, recognizer.decode(lp, options=options).text) for ref, lp in zip(refs, log_probs)]
 
-    def pooled(errors: list[tuple[int, int]]) -> float:
-        return sum(e for e, _ in errors) / max(1, sum(n for _, n in errors))
-
-    greedy = pooled(utterance_errors(DecodingOptions(lm="none")))
+    greedy = pooled_wer(utterance_errors(DecodingOptions(lm="none")))
     errors = {}
     points = [(beam, w, b) for beam in args.beams for w in args.weights for b in args.bonuses]
     for beam, weight, bonus in tqdm(points, desc="grid", unit="point"):
         errors[(beam, weight, bonus)] = utterance_errors(DecodingOptions(lm=args.lm, lm_weight=weight,
                                                                          word_bonus=bonus, beam_size=beam))
-    grid = {point: pooled(e) for point, e in errors.items()}
+    grid = {point: pooled_wer(e) for point, e in errors.items()}
     (beam, weight, bonus), best = min(grid.items(), key=lambda item: item[1])
     cv_wer, cv_points = cross_validated_wer(errors, speaker_folds([u.speaker for u in utterances]))
 
