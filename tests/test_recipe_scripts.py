@@ -1,8 +1,10 @@
-"""recipes/en_default helper scripts: pack.py (Opus transport copies), average.py (finish a cut run) and
-tune_lm.py (decoding grid with a speaker-fold cross-validated WER)."""
+"""recipes/en_default helper scripts: pack.py (Opus transport copies), average.py (finish a cut run),
+device_run.sh (the GPU lease's runs, here on the CPU) and tune_lm.py (decoding grid with a speaker-fold
+cross-validated WER)."""
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +16,7 @@ from vocable.data import read_dataset
 from vocable.modelfile import load_model_file
 from vocable.train import train
 
-from .conftest import FSDD_FIXTURES
+from .conftest import FSDD_FIXTURES, ROOT
 from .test_train import write_config
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "en_default"
@@ -54,6 +56,30 @@ def test_average_rebuilds_the_final_model_of_a_run(tmp_path):
     assert all(torch.allclose(expected[k].float(), v.float(), rtol=1e-3, atol=1e-4)
                for k, v in again.model.state_dict().items())
     assert again.meta["averaged_epochs"] == 2
+
+
+def test_device_run_returns_both_runs_models_and_logs(tmp_path):
+    pack, out = tmp_path / "pack", tmp_path / "out"
+    pack.mkdir(), out.mkdir()
+    utterances = read_dataset(FSDD_FIXTURES)
+    train_rows = [u.to_json() for u in utterances if u.speaker != "theo"]
+    dev_rows = [u.to_json() for u in utterances if u.speaker == "theo"]
+    for name, rows in (("so762-train", train_rows), ("fsdd-train", train_rows), ("synth", train_rows),
+                       ("so762-dev", dev_rows)):
+        (pack / f"{name}.jsonl").write_text("\n".join(rows) + "\n")
+    env = {**os.environ, "PACK": str(pack), "EXP": str(tmp_path / "exp"), "OUT": str(out), "PYTHONPATH": str(ROOT),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(["bash", str(RECIPE / "device_run.sh"), "0.02"], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["b2.vocable", "c2.vocable", "logs.tgz"]
+    new, further = load_model_file(out / "b2.vocable"), load_model_file(out / "c2.vocable")
+    assert (new.model_config.d_model, new.model_config.n_layers) == (192, 8)
+    assert further.model_config == load_model_file(ROOT / "vocable" / "assets" / "en-default.vocable").model_config
+    import tarfile
+    with tarfile.open(out / "logs.tgz") as logs:
+        names = {Path(n).name for n in logs.getnames()}
+    assert {"gpu-b2.log", "gpu-c2.log", "gpu-b2-metrics.csv", "gpu-c2-metrics.csv"} <= names
 
 
 def load_tune_lm():

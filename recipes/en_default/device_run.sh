@@ -1,40 +1,54 @@
 #!/usr/bin/env bash
-# One run on a lent GPU machine (the `device` tool): three models trained side by side on one GPU for
+# One run on a lent GPU machine (the `device` tool): two models trained side by side on one GPU for
 # the same wall-clock budget, from data packed by pack.py (the machine has no ../shared; the tool
-# carries at most 64 MiB, so pack.py's Opus files travel zipped: 9,698 files, 46 MB, 6.5 h).
-# Results land in $OUT (at most 8 files of 16 MiB each: big models come back in parts).
+# carries at most 64 MiB, so pack.py's Opus files travel zipped: 10,022 files, 45 MB).
+# Results land in $OUT (at most 8 files of 16 MiB each).
 #   recipes/en_default/device_run.sh [MINUTES]
-# MINUTES is each model's training budget. Setup (decoding the audio three times over, CUDA start)
-# took ~2 min on the H200, so 6 minutes of training fit a 10-minute command with the final save.
-# Measured on the first run (2026-11-26, 7.5 min each, 600-s batches; docs/models.md): A and B, new
-# models at lr 1e-3, spent most of their ~1,300 steps on CTC's all-blank plateau; C, the bundled model
-# trained further, improved (it is the bundled en-default now). So A and B now take 150-s batches:
-# four times the steps for the same audio, since leaving the plateau takes steps, not audio.
+# (env: PACK, the unzipped pack; EXP, where the runs write, default exp; DEADLINE_S, see below)
+# MINUTES is each model's training budget. Setup (decoding the audio once per run, CUDA start) took
+# ~2 min on the H200; a watchdog stops training before the lease's 10-minute command limit, so the
+# final averaging always happens (the first lease's run was cut before it; average.py finished it).
+# History (docs/models.md): lease 1 trained three models for 7.5 min each with 600-s batches; two new
+# models spent most of their ~1,300 steps on CTC's all-blank plateau, and the bundled model trained
+# further (C) improved. Lease 2 runs:
+#   B: a new, larger Conformer (d192 x 8, 7.1 M) with 150-s batches, clean audio sorted shortest
+#      first for the first epochs (what gets CTC off its plateau), to be trained on by later leases
+#      and the CPU ([run] init_from);
+#   C: the bundled model trained further, the real speech weighted up as in conformer-cpu-ft.toml.
 set -uo pipefail
 cd "$(dirname "$0")"
 minutes=${1:-6}
 pack=${PACK:-../../devpack}
-train="[\"$pack/so762-train.jsonl\", \"$pack/fsdd-train.jsonl\", \"$pack/synth.jsonl\"]"
-dev="[\"$pack/so762-dev.jsonl\"]"
-common=(--no-progress --set "data.train=$train" --set "data.dev=$dev" --set "optim.max_minutes=$minutes")
+deadline=$((SECONDS + ${DEADLINE_S:-540}))  # training stops here at the latest: 60 s left to average and copy
+so=$pack/so762-train.jsonl fsdd=$pack/fsdd-train.jsonl synth=$pack/synth.jsonl
+common=(--no-progress --set "data.dev=[\"$pack/so762-dev.jsonl\"]" --set "optim.max_minutes=$minutes"
+  --set data.num_workers=7)
+exp=${EXP:-exp}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
-# A: conformer-gpu.toml (d256 x 12). B: d192 x 8. C: the bundled model trained further at a lower
-# rate, with the 600-s batches of the run that trained it.
-python3 -m vocable.cli train conformer-gpu.toml "${common[@]}" > "$OUT/a.log" 2>&1 &
-python3 -m vocable.cli train conformer-gpu.toml "${common[@]}" \
-  --set model.d_model=192 --set model.n_layers=8 --set model.dropout=0.1 --set run.out_dir='"exp/gpu-b"' \
-  > "$OUT/b.log" 2>&1 &
-python3 -m vocable.cli train conformer-gpu.toml "${common[@]}" --set model.d_model=144 --set model.n_layers=6 \
-  --set model.dropout=0.1 --set data.max_batch_seconds=600 --set run.init_from='"../../vocable/assets/en-default.vocable"' --set optim.lr=3e-4 \
-  --set optim.warmup_steps=100 --set augment.after_epochs=0 --set spec_augment.after_epochs=0 \
-  --set run.out_dir='"exp/gpu-c"' > "$OUT/c.log" 2>&1 &
-while sleep 30; do nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader; [ "$(jobs -r | wc -l)" = 0 ] && break; done
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"
+train() {  # train OUT_DIR [--set ...]: one run, stopped at the deadline
+  local run=$1; shift
+  timeout --signal=INT $((deadline - SECONDS)) python3 -m vocable.cli train conformer-gpu.toml "${common[@]}" \
+    --set "run.out_dir=\"$exp/$run\"" "$@" > "$OUT/$run.log" 2>&1
+}
+train gpu-b2 --set "data.train=[\"$so\", \"$so\", \"$fsdd\", \"$synth\"]" --set data.sortagrad=true \
+  --set model.d_model=192 --set model.n_layers=8 --set model.dropout=0.1 \
+  --set augment.after_epochs=3 --set spec_augment.after_epochs=3 &
+train gpu-c2 --set "data.train=[\"$so\", \"$so\", \"$so\", \"$fsdd\", \"$fsdd\", \"$synth\"]" \
+  --set model.d_model=144 --set model.n_layers=6 --set model.dropout=0.1 --set data.max_batch_seconds=300 \
+  --set run.init_from='"../../vocable/assets/en-default.vocable"' --set optim.lr=2e-4 --set optim.warmup_steps=100 \
+  --set augment.after_epochs=0 --set spec_augment.after_epochs=0 &
+for ((tick = 1; $(jobs -r | wc -l) > 0; tick++)); do  # GPU load every 30 s while the runs train
+  sleep 1; ((tick % 30)) || nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
+done
 wait
-for run in conformer-gpu gpu-b gpu-c; do cp "exp/$run/metrics.csv" "$OUT/$run-metrics.csv" 2>/dev/null; done
+failed=0
+for run in gpu-b2 gpu-c2; do
+  cp "$exp/$run/metrics.csv" "$OUT/$run-metrics.csv" 2>/dev/null
+  [ -f "$exp/$run/model.vocable" ] || python3 average.py "$exp/$run" "$exp/$run/model.vocable" 2>&1 | tail -1
+  cp "$exp/$run/model.vocable" "$OUT/${run#gpu-}.vocable" || { tail -3 "$OUT/$run.log"; failed=1; }
+done
+shopt -s nullglob
 (cd "$OUT" && tar czf logs.tgz ./*.log ./*-metrics.csv && rm -f ./*.log ./*-metrics.csv)
-# The final (averaged, fp16) model of each run; average.py makes one from epoch files if a run was cut.
-split -b 15M exp/conformer-gpu/model.vocable "$OUT/a.vocable.part-"
-cp exp/gpu-b/model.vocable "$OUT/b.vocable"
-cp exp/gpu-c/model.vocable "$OUT/c.vocable"
 ls -la "$OUT"
+exit $failed
