@@ -151,6 +151,27 @@ def test_init_from_continues_from_another_model(tmp_path):
         train(load_config(config_path), show_progress=False)
 
 
+def test_new_head_keeps_the_encoder_and_learns_new_output_units(tmp_path):
+    """[run] new_head: a new tokenizer (here word pieces) and output layer on another model's encoder."""
+    first = train(load_config(write_config(tmp_path, epochs=1, max_steps=2)), show_progress=False)
+    config_path = write_config(tmp_path, epochs=1, max_steps=1, out="pieces")
+    text = (config_path.read_text().replace('lr = 2e-3', 'lr = 1e-9')
+            .replace('threads = 1', f'threads = 1\ninit_from = "{first}"\nnew_head = true'))
+    config_path.write_text(text + '\n[tokenizer]\nkind = "bpe"\nvocab_size = 40\n')
+    second = train(load_config(config_path), show_progress=False)
+    a, b = vocable.load(first), vocable.load(second)
+    assert b.tokenizer.to_dict()["kind"] == "bpe" and b.tokenizer.vocab_size != a.tokenizer.vocab_size
+    old, new = a.model.state_dict(), b.model.state_dict()
+    assert new["head.weight"].shape[0] == b.tokenizer.vocab_size
+    transferred = [name for name in old if not name.startswith("head.")]
+    assert len(transferred) > 10
+    for name in transferred:
+        assert (old[name].float() - new[name].float()).abs().max() < 1e-4, name
+    config_path.write_text(text.replace(f'init_from = "{first}"\n', ''))
+    with pytest.raises(ConfigError, match="new_head: needs"):
+        load_config(config_path)
+
+
 def test_augmentation_waits_for_after_epochs(tmp_path, monkeypatch):
     """[augment] and [spec_augment] after_epochs: the first epochs see clean audio, later ones augmented."""
     import vocable.train as train_module

@@ -90,6 +90,9 @@ class RunConfig:
     half_model: bool = False  # store the final model in fp16
     name: str = ""  # model name written into the model file
     init_from: str = ""  # start from this .vocable model's weights and tokenizer (same [model] and [features])
+    # With init_from: train a new tokenizer as [tokenizer] says and a new output layer, and take every other
+    # weight from init_from. For another alphabet or language, or word pieces, on top of a trained encoder.
+    new_head: bool = False
 
 
 @dataclass
@@ -121,6 +124,8 @@ class TrainConfig:
         for section, key, value in positive:
             if value <= 0:
                 raise ConfigError(f"{where}: [{section}] {key}: must be positive, got {value}")
+        if self.run.new_head and not self.run.init_from:
+            raise ConfigError(f"{where}: [run] new_head: needs [run] init_from (the model whose other weights to take)")
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:

@@ -39,6 +39,7 @@ from .models import build_model, count_parameters
 from .tokenizer import Tokenizer, tokenizer_from_dict, train_tokenizer
 from .transcribe import FRAME_SECONDS
 
+OUTPUT_LAYER = "head."  # the parameter prefix of every model's output layer (vocable/models/*.py)
 
 def train(config: TrainConfig, resume: bool = False, show_progress: bool = True) -> Path:
     """Train a model as configured; returns the path of the final model file."""
@@ -304,7 +305,7 @@ def fixed_tokenizer(out: Path, train_utts: list[Utterance], config: TrainConfig,
     path = out / "tokenizer.json"
     if not (resume and path.exists()):
         if is_main:
-            if config.run.init_from:  # continuing another model's training: keep its output units
+            if config.run.init_from and not config.run.new_head:  # continuing a model: keep its output units
                 tokenizer = load_model_file(config.run.init_from).tokenizer
             else:
                 tokenizer = train_tokenizer([u.text for u in train_utts], config.tokenizer.kind,
@@ -316,11 +317,16 @@ def fixed_tokenizer(out: Path, train_utts: list[Utterance], config: TrainConfig,
 
 
 def init_weights(model, config: TrainConfig) -> None:
-    """Start from the weights of `run.init_from` (a .vocable file of the same architecture)."""
+    """Start from the weights of `run.init_from` (a .vocable file of the same architecture); with
+    `run.new_head`, all but the output layer, which keeps its fresh initialisation."""
     start = load_model_file(config.run.init_from)
     if asdict(start.model_config) != asdict(config.model) or asdict(start.features) != asdict(config.features):
         raise ConfigError(f"[run] init_from: {config.run.init_from} has another [model] or [features] than this config")
-    model.load_state_dict(start.model.state_dict())
+    weights = start.model.state_dict()
+    if config.run.new_head:
+        weights = {name: w for name, w in weights.items() if not name.startswith(OUTPUT_LAYER)}
+    missing, _ = model.load_state_dict(weights, strict=not config.run.new_head)
+    assert all(name.startswith(OUTPUT_LAYER) for name in missing), missing
 
 
 def batches_on_device(config: TrainConfig, train_utts: list[Utterance], tokenizer: Tokenizer, augment, device,
