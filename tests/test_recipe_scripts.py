@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import torch
@@ -76,7 +77,6 @@ def test_device_run_returns_both_runs_models_and_logs(tmp_path):
     new, further = load_model_file(out / "b2.vocable"), load_model_file(out / "c2.vocable")
     assert (new.model_config.d_model, new.model_config.n_layers) == (192, 8)
     assert further.model_config == load_model_file(ROOT / "vocable" / "assets" / "en-default.vocable").model_config
-    import tarfile
     with tarfile.open(out / "logs.tgz") as logs:
         names = {Path(n).name for n in logs.getnames()}
     assert {"gpu-b2.log", "gpu-c2.log", "gpu-b2-metrics.csv", "gpu-c2-metrics.csv"} <= names

@@ -41,6 +41,7 @@ from .transcribe import FRAME_SECONDS
 
 OUTPUT_LAYER = "head."  # the parameter prefix of every model's output layer (vocable/models/*.py)
 
+
 def train(config: TrainConfig, resume: bool = False, show_progress: bool = True) -> Path:
     """Train a model as configured; returns the path of the final model file."""
     rank, world_size, device = setup_distributed(config.run.device)
@@ -323,10 +324,9 @@ def init_weights(model, config: TrainConfig) -> None:
     if asdict(start.model_config) != asdict(config.model) or asdict(start.features) != asdict(config.features):
         raise ConfigError(f"[run] init_from: {config.run.init_from} has another [model] or [features] than this config")
     weights = start.model.state_dict()
-    if config.run.new_head:
-        weights = {name: w for name, w in weights.items() if not name.startswith(OUTPUT_LAYER)}
-    missing, _ = model.load_state_dict(weights, strict=not config.run.new_head)
-    assert all(name.startswith(OUTPUT_LAYER) for name in missing), missing
+    if config.run.new_head:  # the fresh output layer stays: its size is the new tokenizer's
+        weights.update({name: w for name, w in model.state_dict().items() if name.startswith(OUTPUT_LAYER)})
+    model.load_state_dict(weights)
 
 
 def batches_on_device(config: TrainConfig, train_utts: list[Utterance], tokenizer: Tokenizer, augment, device,

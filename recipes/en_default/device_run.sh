@@ -6,7 +6,7 @@
 #   recipes/en_default/device_run.sh [MINUTES]
 # (env: PACK, the unzipped pack; EXP, where the runs write, default exp; DEADLINE_S, see below)
 # MINUTES is each model's training budget. Setup (decoding the audio once per run, CUDA start) took
-# ~2 min on the H200; a watchdog stops training before the lease's 10-minute command limit, so the
+# 1-2 min on the H200; a watchdog stops training before the lease's 10-minute command limit, so the
 # final averaging always happens (the first lease's run was cut before it; average.py finished it).
 # History (docs/models.md): lease 1 trained three models for 7.5 min each with 600-s batches; two new
 # models spent most of their ~1,300 steps on CTC's all-blank plateau, and the bundled model trained
