@@ -69,9 +69,11 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     augment = build_augmenter(config, train_utts)
     dataset = SpeechDataset(train_utts, tokenizer, config.features, augment, config.run.seed)
     model = build_model(config.model, config.features.dim, tokenizer.vocab_size).to(device)
-    model.norm.set_stats(*[s.to(device) for s in feature_stats(dataset, seed=config.run.seed)])
-    if config.run.init_from and not (resume and (out / "last.ckpt").exists()):
+    resuming = resume and (out / "last.ckpt").exists()
+    if config.run.init_from and not resuming:
         init_weights(model, config)
+    elif not resuming:  # a new model: feature statistics of the training data (else they come with the weights)
+        model.norm.set_stats(*[s.to(device) for s in feature_stats(dataset, seed=config.run.seed)])
     log(f"model: {config.model.arch}, {count_parameters(model) / 1e6:.2f} M parameters, vocab {tokenizer.vocab_size}")
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
@@ -83,7 +85,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     device_batches = batches_on_device(config, train_utts, tokenizer, augment, device, show_progress and is_main)
 
     state = {"step": 0, "epoch": 0, "batch": 0, "best_wer": math.inf, "elapsed": 0.0}
-    if resume and (out / "last.ckpt").exists():
+    if resuming:
         state = load_checkpoint(out / "last.ckpt", model, optimizer)
         log(f"resumed from {out / 'last.ckpt'} at step {state['step']} "
             f"(epoch {state['epoch']}, batch {state['batch']})")
