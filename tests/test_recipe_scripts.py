@@ -8,13 +8,16 @@ import os
 import subprocess
 import sys
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from vocable.config import load_config
 from vocable.data import read_dataset
-from vocable.modelfile import load_model_file
+from vocable.modelfile import load_model_file, save_model
+from vocable.models import build_model
+from vocable.tokenizer import train_tokenizer
 from vocable.train import train
 
 from .conftest import FSDD_FIXTURES, ROOT
@@ -59,7 +62,15 @@ def test_average_rebuilds_the_final_model_of_a_run(tmp_path):
     assert again.meta["averaged_epochs"] == 2
 
 
-def test_device_run_returns_both_runs_models_and_logs(tmp_path):
+def save_start_model(path: Path, tokenizer, **changes) -> None:
+    """A stand-in for a model the lease carries in: the bundled model's settings with `changes`, random weights."""
+    bundled = load_model_file(ROOT / "vocable" / "assets" / "en-default.vocable")
+    config = replace(bundled.model_config, **changes)
+    model = build_model(config, bundled.features.dim, tokenizer.vocab_size)
+    save_model(path, model, config, bundled.features, tokenizer)
+
+
+def test_device_run_returns_every_runs_model_and_logs(tmp_path):
     pack, out = tmp_path / "pack", tmp_path / "out"
     pack.mkdir(), out.mkdir()
     utterances = read_dataset(FSDD_FIXTURES)
@@ -68,18 +79,25 @@ def test_device_run_returns_both_runs_models_and_logs(tmp_path):
     for name, rows in (("so762-train", train_rows), ("fsdd-train", train_rows), ("synth", train_rows),
                        ("so762-dev", dev_rows)):
         (pack / f"{name}.jsonl").write_text("\n".join(rows) + "\n")
+    letters = load_model_file(ROOT / "vocable" / "assets" / "en-default.vocable").tokenizer
+    pieces = train_tokenizer([u.text for u in utterances], "bpe", 128)
+    save_start_model(tmp_path / "b2.vocable", letters, d_model=192, n_layers=8, dropout=0.1)
+    save_start_model(tmp_path / "wp.vocable", pieces, dropout=0.1)
     env = {**os.environ, "PACK": str(pack), "EXP": str(tmp_path / "exp"), "OUT": str(out), "PYTHONPATH": str(ROOT),
+           "B2": str(tmp_path / "b2.vocable"), "WP": str(tmp_path / "wp.vocable"),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(["bash", str(RECIPE / "device_run.sh"), "0.02"], env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["b2.vocable", "c2.vocable", "logs.tgz"]
-    new, further = load_model_file(out / "b2.vocable"), load_model_file(out / "c2.vocable")
-    assert (new.model_config.d_model, new.model_config.n_layers) == (192, 8)
-    assert further.model_config == load_model_file(ROOT / "vocable" / "assets" / "en-default.vocable").model_config
+    assert sorted(p.name for p in out.iterdir()) == ["b3.vocable", "b3wp.vocable", "c3wp.vocable", "logs.tgz"]
+    further, new_head, pieces_further = (load_model_file(out / f"{name}.vocable") for name in ("b3", "b3wp", "c3wp"))
+    assert (further.model_config.d_model, further.model_config.n_layers) == (192, 8)
+    assert further.tokenizer.to_dict() == letters.to_dict()
+    assert new_head.tokenizer.to_dict()["kind"] == "bpe" and new_head.model_config == further.model_config
+    assert pieces_further.tokenizer.to_dict() == pieces.to_dict()
     with tarfile.open(out / "logs.tgz") as logs:
         names = {Path(n).name for n in logs.getnames()}
-    assert {"gpu-b2.log", "gpu-c2.log", "gpu-b2-metrics.csv", "gpu-c2-metrics.csv"} <= names
+    assert {f"gpu-{run}{suffix}" for run in ("b3", "b3wp", "c3wp") for suffix in (".log", "-metrics.csv")} <= names
 
 
 def load_tune_lm():

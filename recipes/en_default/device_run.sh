@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One run on a lent GPU machine (the `device` tool): two models trained side by side on one GPU for
+# One run on a lent GPU machine (the `device` tool): several models trained side by side on one GPU for
 # the same wall-clock budget, from data packed by pack.py (the machine has no ../shared; the tool
 # carries at most 64 MiB, so pack.py's Opus files travel zipped: 10,022 files, 45 MB).
 # Results land in $OUT (at most 8 files of 16 MiB each).
@@ -9,12 +9,13 @@
 # 1-2 min on the H200; a watchdog stops training before the lease's 10-minute command limit, so the
 # final averaging always happens (the first lease's run was cut before it; average.py finished it).
 # History (docs/models.md): lease 1 trained three models for 7.5 min each with 600-s batches; two new
-# models spent most of their ~1,300 steps on CTC's all-blank plateau, and the bundled model trained
-# further (C) improved. Lease 2 runs:
-#   B: a new, larger Conformer (d192 x 8, 7.1 M) with 150-s batches, clean audio sorted shortest
-#      first for the first epochs (what gets CTC off its plateau), to be trained on by later leases
-#      and the CPU ([run] init_from);
-#   C: the bundled model trained further, the real speech weighted up as in conformer-cpu-ft.toml.
+# models spent most of their ~1,300 steps on CTC's all-blank plateau. Lease 2 trained B2, a new
+# Conformer (d192 x 8, 7.1 M) with 150-s batches and clean short utterances first (it left the
+# plateau), beside the bundled model trained further (C2: no better; the 3.1 M model is saturated).
+# Lease 3 runs, each from a model the lease carries in (the tool's second call; see docs/models.md):
+#   b3:   B2 ($B2) trained further, letters, the real speech weighted up as in conformer-cpu-ft.toml;
+#   b3wp: B2's encoder with a new word-piece output layer ([run] new_head, BPE 128);
+#   c3wp: the bundled encoder's word-piece model ($WP, exp/bpe128-ft: 60 CPU minutes) trained further.
 set -uo pipefail
 cd "$(dirname "$0")"
 minutes=${1:-6}
@@ -22,7 +23,7 @@ pack=${PACK:-../../devpack}
 deadline=$((SECONDS + ${DEADLINE_S:-540}))  # training stops here at the latest: 60 s left to average and copy
 so=$pack/so762-train.jsonl fsdd=$pack/fsdd-train.jsonl synth=$pack/synth.jsonl
 common=(--no-progress --set "data.dev=[\"$pack/so762-dev.jsonl\"]" --set "optim.max_minutes=$minutes"
-  --set data.num_workers=7)
+  --set data.num_workers=5)
 exp=${EXP:-exp}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"
@@ -31,19 +32,23 @@ train() {  # train OUT_DIR [--set ...]: one run, stopped at the deadline
   timeout --signal=INT $((deadline - SECONDS)) python3 -m vocable.cli train conformer-gpu.toml "${common[@]}" \
     --set "run.out_dir=\"$exp/$run\"" "$@" > "$OUT/$run.log" 2>&1
 }
-train gpu-b2 --set "data.train=[\"$so\", \"$so\", \"$fsdd\", \"$synth\"]" --set data.sortagrad=true \
-  --set model.d_model=192 --set model.n_layers=8 --set model.dropout=0.1 \
-  --set augment.after_epochs=3 --set spec_augment.after_epochs=3 &
-train gpu-c2 --set "data.train=[\"$so\", \"$so\", \"$so\", \"$fsdd\", \"$fsdd\", \"$synth\"]" \
-  --set model.d_model=144 --set model.n_layers=6 --set model.dropout=0.1 --set data.max_batch_seconds=300 \
-  --set run.init_from='"../../vocable/assets/en-default.vocable"' --set optim.lr=2e-4 --set optim.warmup_steps=100 \
-  --set augment.after_epochs=0 --set spec_augment.after_epochs=0 &
+b2=${B2:-exp/lease2/b2.vocable} wp=${WP:-exp/bpe128-ft/model.vocable}
+real=(--set "data.train=[\"$so\", \"$so\", \"$so\", \"$fsdd\", \"$fsdd\", \"$synth\"]"
+  --set data.max_batch_seconds=300 --set augment.after_epochs=0 --set spec_augment.after_epochs=0)
+train gpu-b3 "${real[@]}" --set model.d_model=192 --set model.n_layers=8 --set model.dropout=0.1 \
+  --set "run.init_from=\"$b2\"" --set optim.lr=5e-4 --set optim.warmup_steps=100 &
+train gpu-b3wp "${real[@]}" --set model.d_model=192 --set model.n_layers=8 --set model.dropout=0.1 \
+  --set "run.init_from=\"$b2\"" --set run.new_head=true --set 'tokenizer.kind="bpe"' --set tokenizer.vocab_size=128 \
+  --set optim.lr=5e-4 --set optim.warmup_steps=200 &
+train gpu-c3wp "${real[@]}" --set model.d_model=144 --set model.n_layers=6 --set model.dropout=0.1 \
+  --set "run.init_from=\"$wp\"" --set 'tokenizer.kind="bpe"' --set tokenizer.vocab_size=128 \
+  --set optim.lr=2e-4 --set optim.warmup_steps=100 &
 for ((tick = 1; $(jobs -r | wc -l) > 0; tick++)); do  # GPU load every 30 s while the runs train
   sleep 1; ((tick % 30)) || nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
 done
 wait
 failed=0
-for run in gpu-b2 gpu-c2; do
+for run in gpu-b3 gpu-b3wp gpu-c3wp; do
   cp "$exp/$run/metrics.csv" "$OUT/$run-metrics.csv" 2>/dev/null
   [ -f "$exp/$run/model.vocable" ] || python3 average.py "$exp/$run" "$exp/$run/model.vocable" 2>&1 | tail -1
   cp "$exp/$run/model.vocable" "$OUT/${run#gpu-}.vocable" || { tail -3 "$OUT/$run.log"; failed=1; }
