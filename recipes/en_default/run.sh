@@ -4,10 +4,14 @@
 # training itself resumes from its last checkpoint. Re-run after any stop.
 #   [NPROC=2] [MODEL=exp/conformer/model.vocable] recipes/en_default/run.sh [SYNTH_HOURS]
 # MODEL picks the trained model that the tune and bundle stages take. The bundled en-default is
-# exp/cpu-ft/model.vocable: stage 4's model trained further on a lent H200 by device_run.sh (model C,
-# its last three epochs averaged by average.py), then on the CPU from the bundled weights by
+# exp/lease3/c3wp.vocable (docs/models.md): stage 4's model trained further on a lent H200 by
+# device_run.sh (lease 1, run C), then on the CPU from those weights by
 #   OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 -m vocable.cli train conformer-cpu-ft.toml
-# (docs/models.md). A later continuation starts the same way from the weights then bundled.
+# (exp/cpu-ft), then given word pieces on the CPU by the same command with --set run.init_from=... (the
+# cpu-ft model) --set run.new_head=true --set tokenizer.kind='"bpe"' --set tokenizer.vocab_size=128
+# --set optim.lr=4e-4 --set optim.warmup_steps=200 --set optim.max_minutes=60 (exp/bpe128-ft), then
+# trained further on a third H200 lease (device_run.sh, run c3wp). A later continuation starts from the
+# weights then bundled ([run] init_from).
 set -euo pipefail
 cd "$(dirname "$0")"
 hours=${1:-5}
