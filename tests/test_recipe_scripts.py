@@ -79,8 +79,7 @@ def test_device_run_returns_every_runs_model_and_logs(tmp_path):
     for name, rows in (("so762-train", train_rows), ("fsdd-train", train_rows), ("synth", train_rows),
                        ("so762-dev", dev_rows)):
         (pack / f"{name}.jsonl").write_text("\n".join(rows) + "\n")
-    letters = load_model_file(ROOT / "vocable" / "assets" / "en-default.vocable").tokenizer
-    pieces = train_tokenizer([u.text for u in utterances], "bpe", 128)
+    letters, pieces = (train_tokenizer([u.text for u in utterances], kind, 128) for kind in ("char", "bpe"))
     save_start_model(tmp_path / "b2.vocable", letters, d_model=192, n_layers=8, dropout=0.1)
     save_start_model(tmp_path / "wp.vocable", pieces, dropout=0.1)
     env = {**os.environ, "PACK": str(pack), "EXP": str(tmp_path / "exp"), "OUT": str(out), "PYTHONPATH": str(ROOT),

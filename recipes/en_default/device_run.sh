@@ -16,6 +16,11 @@
 #   b3:   B2 ($B2) trained further, letters, the real speech weighted up as in conformer-cpu-ft.toml;
 #   b3wp: B2's encoder with a new word-piece output layer ([run] new_head, BPE 128);
 #   c3wp: the bundled encoder's word-piece model ($WP, exp/bpe128-ft: 60 CPU minutes) trained further.
+# The lease's two calls (the tool keeps git-ignored paths such as build/ on a warm machine between calls):
+#   1. carry .whl devpack.zip: python3 -m pip install --no-index --no-deps --target build/site .whl/*.whl &&
+#      python3 -m zipfile -e devpack.zip build
+#   2. carry devinit (the start models): PYTHONPATH=$PWD/build/site:$PWD PACK=$PWD/build/devpack
+#      B2=$PWD/devinit/b2.vocable WP=$PWD/devinit/wp.vocable DEADLINE_S=540 bash recipes/en_default/device_run.sh 7
 set -uo pipefail
 cd "$(dirname "$0")"
 minutes=${1:-6}
