@@ -40,14 +40,13 @@ train() {  # train OUT_DIR [--set ...]: one run, stopped at the deadline
 b2=${B2:-exp/lease2/b2.vocable} wp=${WP:-exp/bpe128-ft/model.vocable}
 real=(--set "data.train=[\"$so\", \"$so\", \"$so\", \"$fsdd\", \"$fsdd\", \"$synth\"]"
   --set data.max_batch_seconds=300 --set augment.after_epochs=0 --set spec_augment.after_epochs=0)
-train gpu-b3 "${real[@]}" --set model.d_model=192 --set model.n_layers=8 --set model.dropout=0.1 \
-  --set "run.init_from=\"$b2\"" --set optim.lr=5e-4 --set optim.warmup_steps=100 &
-train gpu-b3wp "${real[@]}" --set model.d_model=192 --set model.n_layers=8 --set model.dropout=0.1 \
-  --set "run.init_from=\"$b2\"" --set run.new_head=true --set 'tokenizer.kind="bpe"' --set tokenizer.vocab_size=128 \
-  --set optim.lr=5e-4 --set optim.warmup_steps=200 &
-train gpu-c3wp "${real[@]}" --set model.d_model=144 --set model.n_layers=6 --set model.dropout=0.1 \
-  --set "run.init_from=\"$wp\"" --set 'tokenizer.kind="bpe"' --set tokenizer.vocab_size=128 \
-  --set optim.lr=2e-4 --set optim.warmup_steps=100 &
+from_b2=(--set model.d_model=192 --set model.n_layers=8 --set model.dropout=0.1 --set "run.init_from=\"$b2\""
+  --set optim.lr=5e-4)
+pieces=(--set 'tokenizer.kind="bpe"' --set tokenizer.vocab_size=128)
+train gpu-b3 "${real[@]}" "${from_b2[@]}" --set optim.warmup_steps=100 &
+train gpu-b3wp "${real[@]}" "${from_b2[@]}" "${pieces[@]}" --set run.new_head=true --set optim.warmup_steps=200 &
+train gpu-c3wp "${real[@]}" "${pieces[@]}" --set model.d_model=144 --set model.n_layers=6 --set model.dropout=0.1 \
+  --set "run.init_from=\"$wp\"" --set optim.lr=2e-4 --set optim.warmup_steps=100 &
 for ((tick = 1; $(jobs -r | wc -l) > 0; tick++)); do  # GPU load every 30 s while the runs train
   sleep 1; ((tick % 30)) || nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
 done
