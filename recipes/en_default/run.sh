@@ -4,14 +4,16 @@
 # training itself resumes from its last checkpoint. Re-run after any stop.
 #   [NPROC=2] [MODEL=exp/conformer/model.vocable] recipes/en_default/run.sh [SYNTH_HOURS]
 # MODEL picks the trained model that the tune and bundle stages take. The bundled en-default is
-# exp/lease3/c3wp.vocable (docs/models.md): stage 4's model trained further on a lent H200 by
+# exp/c4wp-cpu/model.vocable (docs/models.md): stage 4's model trained further on a lent H200 by
 # device_run.sh (lease 1, run C), then on the CPU from those weights by
 #   OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 -m vocable.cli train conformer-cpu-ft.toml
 # (exp/cpu-ft), then given word pieces on the CPU by the same command with --set run.init_from=... (the
 # cpu-ft model) --set run.new_head=true --set tokenizer.kind='"bpe"' --set tokenizer.vocab_size=128
 # --set optim.lr=4e-4 --set optim.warmup_steps=200 --set optim.max_minutes=60 (exp/bpe128-ft), then
-# trained further on a third H200 lease (device_run.sh, run c3wp). A later continuation starts from the
-# weights then bundled ([run] init_from).
+# trained further on a third H200 lease (device_run.sh, run c3wp: exp/lease3/c3wp.vocable), then 90 more
+# CPU minutes by the same command with --set run.init_from=... (c3wp) --set tokenizer.kind='"bpe"'
+# --set tokenizer.vocab_size=128 --set optim.lr=1.5e-4 --set optim.max_minutes=90 (exp/c4wp-cpu).
+# A later continuation starts from the weights then bundled ([run] init_from).
 set -euo pipefail
 cd "$(dirname "$0")"
 hours=${1:-5}
