@@ -12,15 +12,14 @@
 # models spent most of their ~1,300 steps on CTC's all-blank plateau. Lease 2 trained B2, a new
 # Conformer (d192 x 8, 7.1 M) with 150-s batches and clean short utterances first (it left the
 # plateau), beside the bundled model trained further (C2: no better; the 3.1 M model is saturated).
-# Lease 3 runs, each from a model the lease carries in (the tool's second call; see docs/models.md):
-#   b3:   B2 ($B2) trained further, letters, the real speech weighted up as in conformer-cpu-ft.toml;
-#   b3wp: B2's encoder with a new word-piece output layer ([run] new_head, BPE 128);
-#   c3wp: the bundled encoder's word-piece model ($WP, exp/bpe128-ft: 60 CPU minutes) trained further.
-# The lease's two calls (the tool keeps git-ignored paths such as build/ on a warm machine between calls):
-#   1. carry .whl devpack.zip: python3 -m pip install --no-index --no-deps --target build/site .whl/*.whl &&
-#      python3 -m zipfile -e devpack.zip build
-#   2. carry devinit (the start models): PYTHONPATH=$PWD/build/site:$PWD PACK=$PWD/build/devpack
-#      B2=$PWD/devinit/b2.vocable WP=$PWD/devinit/wp.vocable DEADLINE_S=540 bash recipes/en_default/device_run.sh 7
+# Lease 3 trained B3 (B2 further), B3wp (B2's encoder, word pieces) and C3wp (bundled since); see docs/models.md.
+# Lease 4 runs three continuations of the bundled model ($WP, default: the package's en-default.vocable,
+# C4wp), differing in peak lr and seed, for a weight average of the three (average.py --models):
+#   c5a: lr 1.5e-4 (C4wp's CPU run), c5b: lr 1e-4, seed 2, c5c: lr 2.5e-4, seed 3.
+# The lease's calls (the tool keeps git-ignored paths such as build/ on a warm machine between calls):
+#   carry .whl devpack.zip: python3 -m pip install --no-index --no-deps --target build/site .whl/*.whl &&
+#      python3 -m zipfile -e devpack.zip build && PYTHONPATH=$PWD/build/site:$PWD PACK=$PWD/build/devpack
+#      DEADLINE_S=510 bash recipes/en_default/device_run.sh 6.5
 set -uo pipefail
 cd "$(dirname "$0")"
 minutes=${1:-6}
@@ -37,22 +36,21 @@ train() {  # train OUT_DIR [--set ...]: one run, stopped at the deadline
   timeout --signal=INT $((deadline - SECONDS)) python3 -m vocable.cli train conformer-gpu.toml "${common[@]}" \
     --set "run.out_dir=\"$exp/$run\"" "$@" > "$OUT/$run.log" 2>&1
 }
-b2=${B2:-exp/lease2/b2.vocable} wp=${WP:-exp/bpe128-ft/model.vocable}
+wp=${WP:-../../vocable/assets/en-default.vocable}
 real=(--set "data.train=[\"$so\", \"$so\", \"$so\", \"$fsdd\", \"$fsdd\", \"$synth\"]"
   --set data.max_batch_seconds=300 --set augment.after_epochs=0 --set spec_augment.after_epochs=0)
-from_b2=(--set model.d_model=192 --set model.n_layers=8 --set model.dropout=0.1 --set "run.init_from=\"$b2\""
-  --set optim.lr=5e-4)
-pieces=(--set 'tokenizer.kind="bpe"' --set tokenizer.vocab_size=128)
-train gpu-b3 "${real[@]}" "${from_b2[@]}" --set optim.warmup_steps=100 &
-train gpu-b3wp "${real[@]}" "${from_b2[@]}" "${pieces[@]}" --set run.new_head=true --set optim.warmup_steps=200 &
-train gpu-c3wp "${real[@]}" "${pieces[@]}" --set model.d_model=144 --set model.n_layers=6 --set model.dropout=0.1 \
-  --set "run.init_from=\"$wp\"" --set optim.lr=2e-4 --set optim.warmup_steps=100 &
+small_pieces=(--set 'tokenizer.kind="bpe"' --set tokenizer.vocab_size=128 --set model.d_model=144 --set model.n_layers=6
+  --set model.dropout=0.1 --set "run.init_from=\"$wp\"" --set optim.warmup_steps=100)
+runs=(gpu-c5a gpu-c5b gpu-c5c)
+train gpu-c5a "${real[@]}" "${small_pieces[@]}" --set optim.lr=1.5e-4 &
+train gpu-c5b "${real[@]}" "${small_pieces[@]}" --set optim.lr=1e-4 --set run.seed=2 &
+train gpu-c5c "${real[@]}" "${small_pieces[@]}" --set optim.lr=2.5e-4 --set run.seed=3 &
 for ((tick = 1; $(jobs -r | wc -l) > 0; tick++)); do  # GPU load every 30 s while the runs train
   sleep 1; ((tick % 30)) || nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
 done
 wait
 failed=0
-for run in gpu-b3 gpu-b3wp gpu-c3wp; do
+for run in "${runs[@]}"; do
   cp "$exp/$run/metrics.csv" "$OUT/$run-metrics.csv" 2>/dev/null
   [ -f "$exp/$run/model.vocable" ] || python3 average.py "$exp/$run" "$exp/$run/model.vocable" 2>&1 | tail -1
   cp "$exp/$run/model.vocable" "$OUT/${run#gpu-}.vocable" || { tail -3 "$OUT/$run.log"; failed=1; }
