@@ -62,6 +62,24 @@ def test_average_rebuilds_the_final_model_of_a_run(tmp_path):
     assert again.meta["averaged_epochs"] == 2
 
 
+def test_average_models_writes_the_mean_of_their_weights(tmp_path):
+    pieces = train_tokenizer([u.text for u in read_dataset(FSDD_FIXTURES)], "bpe", 128)
+    for name in ("a", "b"):
+        save_start_model(tmp_path / f"{name}.vocable", pieces)
+    result = run("average.py", "--models", tmp_path / "a.vocable", tmp_path / "b.vocable", tmp_path / "soup.vocable")
+    assert result.returncode == 0, result.stderr
+    a, b, soup = (load_model_file(tmp_path / f"{name}.vocable") for name in ("a", "b", "soup"))
+    a_state, b_state = a.model.state_dict(), b.model.state_dict()
+    assert any(not torch.equal(a_state[k], b_state[k]) for k in a_state)  # two random starts, so the mean is new
+    assert all(torch.allclose((a_state[k].float() + b_state[k].float()) / 2, v.float(), rtol=1e-2, atol=1e-3)
+               for k, v in soup.model.state_dict().items() if v.is_floating_point())
+    assert soup.tokenizer.to_dict() == pieces.to_dict() and soup.meta["averaged_models"] == ["a.vocable", "b.vocable"]
+    save_start_model(tmp_path / "wide.vocable", pieces, d_model=192, n_layers=8)
+    refused = run("average.py", "--models", tmp_path / "a.vocable", tmp_path / "wide.vocable", tmp_path / "x.vocable")
+    assert refused.returncode != 0 and "wide.vocable" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "x.vocable").exists()
+
+
 def save_start_model(path: Path, tokenizer, **changes) -> None:
     """A stand-in for a model the lease carries in: the bundled model's settings with `changes`, random weights."""
     bundled = load_model_file(ROOT / "vocable" / "assets" / "en-default.vocable")

@@ -264,7 +264,11 @@ def end_epoch(out: Path, model, config: TrainConfig, tokenizer, dev_set: DevSet,
 
 def average_epochs(out: Path, last: int) -> dict:
     paths = sorted(out.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))[-max(1, last):]
-    states = [torch.load(p, map_location="cpu", weights_only=True) for p in paths]
+    return average_states([torch.load(p, map_location="cpu", weights_only=True) for p in paths])
+
+
+def average_states(states: list[dict]) -> dict:
+    """The element-wise mean of state dicts of one architecture (integer buffers: the last one's)."""
     return {k: (sum(s[k].float() for s in states) / len(states)).to(states[0][k].dtype)
             if states[0][k].is_floating_point() else states[-1][k] for k in states[0]}
 
