@@ -78,6 +78,8 @@ def test_average_models_writes_the_mean_of_their_weights(tmp_path):
     refused = run("average.py", "--models", tmp_path / "a.vocable", tmp_path / "wide.vocable", tmp_path / "x.vocable")
     assert refused.returncode != 0 and "wide.vocable" in refused.stderr and "Traceback" not in refused.stderr
     assert not (tmp_path / "x.vocable").exists()
+    missing = run("average.py", "--models", tmp_path / "a.vocable", tmp_path / "gone.vocable", tmp_path / "x.vocable")
+    assert missing.returncode != 0 and "gone.vocable" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def save_start_model(path: Path, tokenizer, **changes) -> None:

@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from vocable.errors import VocableError
 from vocable.modelfile import load_model_file, save_model
 from vocable.train import average_epochs, average_states
 
@@ -48,4 +49,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (VocableError, OSError) as error:  # a missing or broken model file: one line, not a traceback
+        sys.exit(f"error: {error}")
