@@ -83,7 +83,8 @@ def test_average_models_writes_the_mean_of_their_weights(tmp_path):
 
 
 def save_start_model(path: Path, tokenizer, **changes) -> None:
-    """A stand-in for a model the lease carries in: the bundled model's settings with `changes`, random weights."""
+    """A stand-in for a start model (device_run.sh's $WP, average.py's inputs): the bundled model's settings
+    with `changes`, random weights."""
     bundled = load_model_file(ROOT / "vocable" / "assets" / "en-default.vocable")
     config = replace(bundled.model_config, **changes)
     model = build_model(config, bundled.features.dim, tokenizer.vocab_size)
@@ -108,14 +109,14 @@ def test_device_run_returns_every_runs_model_and_logs(tmp_path):
                             timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     runs = ("c5a", "c5b", "c5c")
-    assert sorted(p.name for p in out.iterdir()) == [f"{run}.vocable" for run in runs] + ["logs.tgz"]
-    for run in runs:
-        further = load_model_file(out / f"{run}.vocable")
+    assert sorted(p.name for p in out.iterdir()) == [f"{name}.vocable" for name in runs] + ["logs.tgz"]
+    for name in runs:  # not `run`: that is this module's script runner
+        further = load_model_file(out / f"{name}.vocable")
         assert further.tokenizer.to_dict() == pieces.to_dict()
         assert (further.model_config.d_model, further.model_config.n_layers) == (144, 6)
     with tarfile.open(out / "logs.tgz") as logs:
         names = {Path(n).name for n in logs.getnames()}
-    assert {f"gpu-{run}{suffix}" for run in runs for suffix in (".log", "-metrics.csv")} <= names
+    assert {f"gpu-{name}{suffix}" for name in runs for suffix in (".log", "-metrics.csv")} <= names
 
 
 def load_tune_lm():
