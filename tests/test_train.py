@@ -205,3 +205,23 @@ def test_augmentation_waits_for_after_epochs(tmp_path, monkeypatch):
     train(load_config(path), show_progress=False)
     assert seen["waveform"] and set(seen["waveform"]) == {2}  # epochs 0 and 1 clean, epoch 2 augmented
     assert seen["spec"] and set(seen["spec"]) == {2}
+
+
+@pytest.mark.parametrize("native_bf16, expected", [(False, "fp32"), (True, "bf16")])
+def test_bf16_on_a_cpu_without_native_bf16_trains_in_fp32(tmp_path, monkeypatch, capsys, native_bf16, expected):
+    """Emulated bf16 trained ~8x slower than fp32 on an AVX2 CPU: training falls back, and says so."""
+    import vocable.train as train_module
+    used = []
+    real_autocast = train_module.autocast
+
+    def recording_autocast(precision, device):
+        used.append(precision)
+        return real_autocast(precision, device)
+
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr(train_module, "autocast", recording_autocast)
+    config_path = write_config(tmp_path, epochs=1, max_steps=2)
+    config_path.write_text(config_path.read_text().replace('schedule = "constant"', 'schedule = "constant"\nprecision = "bf16"'))
+    train(load_config(config_path), show_progress=False)
+    assert used and set(used) == {expected}
+    assert ("training in fp32" in capsys.readouterr().out) == (not native_bf16)

@@ -52,6 +52,11 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     out = Path(config.run.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = (lambda *a: print(*a, flush=True)) if is_main else (lambda *a: None)
+    if config.optim.precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        # Measured on a 2-core AVX2 EPYC: bf16 autocast trained the 3 M conformer at 9 audio-s/s, fp32 at 74.
+        log("[optim] precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 is ~8x "
+            "slower than fp32; training in fp32")
+        config.optim.precision = "fp32"
 
     # Data: read, refuse leaks, fix the tokenizer, drop what CTC cannot learn.
     train_utts, dev_utts = read_all(config.data.train), read_all(config.data.dev)
@@ -205,6 +210,12 @@ def set_learning_rate(optimizer, config: TrainConfig, step: int, total_steps: in
     for group in optimizer.param_groups:
         group["lr"] = o.lr * factor
     return o.lr * factor
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware; elsewhere torch emulates it, slowly."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
 
 
 def autocast(precision: str, device: torch.device):
