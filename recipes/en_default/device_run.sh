@@ -16,6 +16,9 @@
 # Lease 4 runs three continuations of the bundled model ($WP, default: the package's en-default.vocable,
 # C4wp), differing in peak lr and seed, for a weight average of the three (average.py --models):
 #   c5a: lr 1.5e-4 (C4wp's CPU run), c5b: lr 1e-4, seed 2, c5c: lr 2.5e-4, seed 3.
+# None moved it, while 70 CPU minutes of 80-s batches then did (docs/models.md). Lease 5 asks whether the
+# batch size is why: three continuations of C4wp with the CPU run's 80-s batches (c7a, c7b: lr 1.5e-4,
+# seeds 21 and 22) and 40-s batches (c7c: lr 1e-4, seed 23), for a weight average of the three.
 # The lease's calls (the tool keeps git-ignored paths such as build/ on a warm machine between calls):
 #   carry .whl devpack.zip: python3 -m pip install --no-index --no-deps --target build/site .whl/*.whl &&
 #      python3 -m zipfile -e devpack.zip build && PYTHONPATH=$PWD/build/site:$PWD PACK=$PWD/build/devpack
@@ -38,13 +41,13 @@ train() {  # train OUT_DIR [--set ...]: one run, stopped at the deadline
 }
 wp=${WP:-../../vocable/assets/en-default.vocable}
 real=(--set "data.train=[\"$so\", \"$so\", \"$so\", \"$fsdd\", \"$fsdd\", \"$synth\"]"
-  --set data.max_batch_seconds=300 --set augment.after_epochs=0 --set spec_augment.after_epochs=0)
+  --set augment.after_epochs=0 --set spec_augment.after_epochs=0)
 small_pieces=(--set 'tokenizer.kind="bpe"' --set tokenizer.vocab_size=128 --set model.d_model=144 --set model.n_layers=6
   --set model.dropout=0.1 --set "run.init_from=\"$wp\"" --set optim.warmup_steps=100)
-runs=(gpu-c5a gpu-c5b gpu-c5c)
-train gpu-c5a "${real[@]}" "${small_pieces[@]}" --set optim.lr=1.5e-4 &
-train gpu-c5b "${real[@]}" "${small_pieces[@]}" --set optim.lr=1e-4 --set run.seed=2 &
-train gpu-c5c "${real[@]}" "${small_pieces[@]}" --set optim.lr=2.5e-4 --set run.seed=3 &
+runs=(gpu-c7a gpu-c7b gpu-c7c)
+train gpu-c7a "${real[@]}" "${small_pieces[@]}" --set data.max_batch_seconds=80 --set optim.lr=1.5e-4 --set run.seed=21 &
+train gpu-c7b "${real[@]}" "${small_pieces[@]}" --set data.max_batch_seconds=80 --set optim.lr=1.5e-4 --set run.seed=22 &
+train gpu-c7c "${real[@]}" "${small_pieces[@]}" --set data.max_batch_seconds=40 --set optim.lr=1e-4 --set run.seed=23 &
 for ((tick = 1; $(jobs -r | wc -l) > 0; tick++)); do  # GPU load every 30 s while the runs train
   sleep 1; ((tick % 30)) || nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
 done
