@@ -209,7 +209,7 @@ def test_augmentation_waits_for_after_epochs(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("native_bf16, expected", [(False, "fp32"), (True, "bf16")])
 def test_bf16_on_a_cpu_without_native_bf16_trains_in_fp32(tmp_path, monkeypatch, capsys, native_bf16, expected):
-    """Emulated bf16 trained ~8x slower than fp32 on an AVX2 CPU: training falls back, and says so."""
+    """Emulated bf16 trained ~7x slower than fp32 on an AVX2 CPU: training falls back, and says so."""
     import vocable.train as train_module
     used = []
     real_autocast = train_module.autocast
