@@ -18,7 +18,8 @@
 #   c5a: lr 1.5e-4 (C4wp's CPU run), c5b: lr 1e-4, seed 2, c5c: lr 2.5e-4, seed 3.
 # None moved it, while 70 CPU minutes of 80-s batches then did (docs/models.md). Lease 5 asks whether the
 # batch size is why: three continuations of C4wp with the CPU run's 80-s batches (c7a, c7b: lr 1.5e-4,
-# seeds 21 and 22) and 40-s batches (c7c: lr 1e-4, seed 23), for a weight average of the three.
+# seeds 21 and 22) and 40-s batches (c7c: lr 1e-4, seed 23), for a weight average of the three
+# (it is not: the average stayed where C4wp was, and a CPU repeat gained nothing either).
 # The lease's calls (the tool keeps git-ignored paths such as build/ on a warm machine between calls):
 #   carry .whl devpack.zip: python3 -m pip install --no-index --no-deps --target build/site .whl/*.whl &&
 #      python3 -m zipfile -e devpack.zip build && PYTHONPATH=$PWD/build/site:$PWD PACK=$PWD/build/devpack
