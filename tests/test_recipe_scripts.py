@@ -108,7 +108,7 @@ def test_device_run_returns_every_runs_model_and_logs(tmp_path):
     result = subprocess.run(["bash", str(RECIPE / "device_run.sh"), "0.02"], env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    runs = ("c5a", "c5b", "c5c")
+    runs = ("c7a", "c7b", "c7c")
     assert sorted(p.name for p in out.iterdir()) == [f"{name}.vocable" for name in runs] + ["logs.tgz"]
     for name in runs:  # not `run`: that is this module's script runner
         further = load_model_file(out / f"{name}.vocable")
