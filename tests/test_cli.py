@@ -137,3 +137,14 @@ def test_bundle_script_stores_default_decoding_in_the_model(tmp_path):
     bad = subprocess.run([sys.executable, str(script), str(tmp_path / "missing.vocable"), "--name", "x",
                           "--assets", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "missing.vocable" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """`vocable ... | head`: the output pipe closes before vocable writes, and vocable exits quietly."""
+    proc = subprocess.Popen([sys.executable, "-m", "vocable.cli", "transcribe", "--model", "fsdd-digits",
+                             *map(str, sorted(FSDD_FIXTURES.glob("*.flac"))[:3])],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # long before the first transcript: the model is still loading
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in stderr and "Broken pipe" not in stderr, stderr

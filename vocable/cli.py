@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vocable: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader stopped early (`vocable ... | head`): quietly, like other tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
+        return 141  # 128 + SIGPIPE, what a shell reports for a program killed by it
 
 
 def build_parser() -> argparse.ArgumentParser:
