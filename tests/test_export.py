@@ -70,10 +70,11 @@ def test_bundled_model_exports_and_transcribes_like_torch(bundled, tmp_path, int
     assert meta["features"] == asdict(loaded.features)
     assert meta["tokenizer"] == loaded.tokenizer.to_dict()
     assert meta["meta"]["precision"] == ("int8" if int8 else "fp32")
-    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+    graph = onnx.load(str(out)).graph
+    ops = {node.op_type for node in graph.node}
     assert ("MatMulInteger" in ops) == int8 and "ConvInteger" not in ops  # int8 MatMuls; convolutions stay fp32
     if int8:  # 7-bit weights, which do not saturate the int16 products of CPUs without VNNI
-        weights = [onnx.numpy_helper.to_array(t) for t in onnx.load(str(out)).graph.initializer
+        weights = [onnx.numpy_helper.to_array(t) for t in graph.initializer
                    if t.data_type == onnx.TensorProto.INT8 and t.dims]
         assert weights and max(int(np.abs(w.astype(np.int16)).max()) for w in weights) <= 64
 
