@@ -56,6 +56,9 @@ def add_synth(commands) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", default="flac", choices=["flac", "opus"],
                    help="flac (lossless) or Ogg/Opus (~8x smaller)")
+    p.add_argument("--accent", type=float, default=0.0, metavar="STRENGTH",
+                   help="espeak-ng voices speak with a Mandarin-L1-style accent of up to this strength, "
+                        "0-1, drawn per utterance (default 0: native)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_synth)
 
@@ -66,7 +69,7 @@ def cmd_synth(args) -> int:
         raise DataError(f"--jobs must be at least 1, got {args.jobs}")
     voices = select_voices(list_voices(args.piper), args.voices)
     result = synthesize_corpus(args.text, args.hours, args.out, voices, args.jobs, args.seed, args.format,
-                               show_progress=not args.no_progress)
+                               show_progress=not args.no_progress, accent=args.accent)
     print(f"{args.out}/manifest.jsonl: {result.utterances} utterances, {result.hours:.2f} h "
           f"({result.new} new, {result.failed} failed) from {result.voices} voices")
     if result.skipped_sentences:

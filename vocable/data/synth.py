@@ -34,6 +34,7 @@ from tqdm import tqdm
 from ..audio import SAMPLE_RATE, load_audio
 from ..errors import DataError, VocableError
 from ..tokenizer import normalize_english
+from .accent import accent_phonemes
 
 SPEED_RANGE = (0.85, 1.2)  # speaking-rate multiplier drawn per utterance
 PITCH_RANGE = (0.85, 1.2)  # mean-F0 multiplier drawn per utterance
@@ -94,6 +95,7 @@ class Item:
     pitch: float
     peak_db: float
     audio: str  # output path relative to the output folder
+    accent: float = 0.0  # non-native pronunciation strength, 0-1 (espeak-ng voices; see accent.py)
 
     @property
     def speaker(self) -> str:
@@ -221,19 +223,24 @@ def read_sentences(paths: list[str]) -> tuple[list[tuple[str, str]], Counter]:
 
 
 def plan_item(index: int, sentences: list[tuple[str, str]], order: np.ndarray, voices: list[Voice],
-              seed: int, fmt: str) -> Item:
-    """Item `index`: sentences in a seeded order, cycling; voices in turn, shifted each cycle."""
+              seed: int, fmt: str, accent: float = 0.0) -> Item:
+    """Item `index`: sentences in a seeded order, cycling; voices in turn, shifted each cycle.
+
+    With `accent` > 0 each espeak-ng item draws a strength in [0, accent] (other engines cannot
+    be given phonemes); without it the plan, ids included, is what it always was.
+    """
     cycle, position = divmod(index, len(sentences))
     spoken, text = sentences[order[position]]
     voice = voices[(index + cycle) % len(voices)]
     rng = np.random.default_rng([seed, index])
     variant = str(rng.choice(voice.variants)) if voice.variants else ""
     speed, pitch, peak = rng.uniform(*SPEED_RANGE), rng.uniform(*PITCH_RANGE), rng.uniform(*PEAK_DBFS)
+    strength = round(rng.uniform(0, accent), 2) if accent > 0 and voice.engine == "espeak-ng" else 0.0
     slug = re.sub(r"[^A-Za-z0-9]+", "-", voice.id + ("-" + variant if variant else "")).strip("-")
-    check = zlib.crc32(f"{voice.id}|{variant}|{spoken}".encode()) & 0xFFFF
+    check = zlib.crc32(f"{voice.id}|{variant}|{spoken}{f'|{strength}' if strength else ''}".encode()) & 0xFFFF
     uid = f"{index:07d}-{slug}-{check:04x}"
     return Item(index, uid, voice, variant, spoken, text, round(speed, 3), round(pitch, 3), round(peak, 1),
-                f"audio/{index // 1000:04d}/{uid}.{'ogg' if fmt == 'opus' else 'flac'}")
+                f"audio/{index // 1000:04d}/{uid}.{'ogg' if fmt == 'opus' else 'flac'}", strength)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,7 +276,7 @@ def synthesize(item: Item, wav: str) -> None:
     if v.engine == "espeak-ng":
         pitch = int(np.clip(round(ESPEAK_PITCH * item.pitch), 0, 99))
         _run(["espeak-ng", "-v", f"{v.name}+{item.variant}" if item.variant else v.name,
-              "-s", str(round(ESPEAK_RATE_WPM * item.speed)), "-p", str(pitch), "-w", wav, item.spoken])
+              "-s", str(round(ESPEAK_RATE_WPM * item.speed)), "-p", str(pitch), "-w", wav, espeak_input(item)])
     elif v.engine == "flite":
         # Diphone voices (kal, kal16) take a target mean F0; clustergen voices take an F0 multiplier.
         f0 = (f"int_f0_target_mean={FLITE_DIPHONE_F0_HZ * item.pitch:.1f}" if v.name.startswith("kal")
@@ -281,6 +288,15 @@ def synthesize(item: Item, wav: str) -> None:
              stdin=item.spoken)
     else:
         raise DataError(f"unknown engine {v.engine!r}")
+
+
+def espeak_input(item: Item) -> str:
+    """The sentence, or with an accent its phonemes rewritten (accent.py), inside espeak-ng's [[ ]]."""
+    if not item.accent:
+        return item.spoken
+    phonemes = _run(["espeak-ng", "-q", "-x", "-v", item.voice.name, item.spoken])
+    rng = np.random.default_rng([item.index, zlib.crc32(item.id.encode())])
+    return f"[[{accent_phonemes(phonemes, item.accent, rng)}]]"
 
 
 def festival_render(items: list[Item], wavs: list[str]) -> None:
@@ -320,7 +336,8 @@ def finish(item: Item, wav: str, out_dir: str, fmt: str) -> dict:
     os.replace(tmp, path)  # a killed run never leaves a half-written file under the final name
     return {"id": item.id, "audio": item.audio, "text": item.text, "duration": round(len(audio) / SAMPLE_RATE, 3),
             "speaker": item.speaker, "voice": item.voice.id, "engine": item.voice.engine,
-            "licence": item.voice.licence, "spoken": item.spoken, "speed": item.speed, "pitch": item.pitch}
+            "licence": item.voice.licence, "spoken": item.spoken, "speed": item.speed, "pitch": item.pitch,
+            **({"accent": item.accent} if item.accent else {})}
 
 
 def trim_silence(audio: np.ndarray, frame: int = SAMPLE_RATE // 100) -> np.ndarray:
@@ -362,10 +379,13 @@ class SynthResult:
 
 
 def synthesize_corpus(text_files: list[str], hours: float, out_dir: str, voices: list[Voice],
-                      jobs: int = 1, seed: int = 0, fmt: str = "flac", show_progress: bool = True) -> SynthResult:
+                      jobs: int = 1, seed: int = 0, fmt: str = "flac", show_progress: bool = True,
+                      accent: float = 0.0) -> SynthResult:
     """Render until OUT/manifest.jsonl holds `hours` of audio; resumes what a previous run left."""
     if hours <= 0:
         raise DataError(f"--hours must be positive, got {hours}")
+    if not 0.0 <= accent <= 1.0:
+        raise DataError(f"--accent must be between 0 and 1, got {accent}")
     if fmt not in ("flac", "opus"):
         raise DataError(f"--format must be flac or opus, got {fmt!r}")
     if not voices:
@@ -391,7 +411,7 @@ def synthesize_corpus(text_files: list[str], hours: float, out_dir: str, voices:
             wanted = min(ROUND_ITEMS, max(jobs, math.ceil((target - seconds) / mean)))
             round_items = []
             while len(round_items) < wanted and index < limit:
-                item = plan_item(index, sentences, order, voices, seed, fmt)
+                item = plan_item(index, sentences, order, voices, seed, fmt, accent)
                 index += 1
                 if item.id not in done:
                     round_items.append(item)

@@ -1,0 +1,57 @@
+"""Non-native pronunciation for synthetic speech: Mandarin-L1-style changes to espeak-ng phonemes.
+
+Real non-native speech is scarce (speechocean762 has 109 training speakers); espeak-ng voices are
+many, but all of them speak like natives. `accent_phonemes` rewrites the phonemes espeak-ng would
+say for a sentence with the substitutions that English spoken by Mandarin speakers is known for:
+no dental fricatives (th → s, d, z), /v/ → /w/, tense vowels for lax ones (ship → sheep), /æ/ → /ɛ/,
+final consonants dropped or followed by a vowel, final /z/ devoiced, -ing → -in, and full vowels
+where a native speaker reduces them. Each rule fires on an occurrence with its probability times the
+utterance's strength (0 = native, 1 = every rule at its full rate). The transcript stays the
+sentence, so a model trained on it learns to read the accented form as the intended word.
+
+Phonemes are espeak-ng's ASCII mnemonics (`espeak-ng -x`), which it also reads back inside [[ ]].
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+# (what, pattern over espeak-ng mnemonics, replacements to draw from, probability at strength 1).
+# Lookarounds keep multi-letter phonemes whole: I is /ɪ/ but aI, eI, OI, I@ are other vowels.
+ACCENT_RULES: tuple[tuple[str, str, tuple[str, ...], float], ...] = (
+    ("th (thin) → s, f or t", r"T(?!\[)", ("s", "f", "t"), 0.8),
+    ("th (this) → d or z", r"D", ("d", "z"), 0.7),
+    ("v → w", r"v", ("w",), 0.5),
+    ("ɪ → i: (ship → sheep)", r"(?<![aeOo])I(?![@2#])", ("i:",), 0.5),
+    ("ʊ → u: (full → fool)", r"(?<![ao@])U(?![@])", ("u:",), 0.4),
+    ("æ → ɛ (bad → bed)", r"a(?![IU#@:])", ("E",), 0.5),
+    ("ʌ → ɑ: (cut → cart)", r"V", ("A:",), 0.3),
+    ("schwa read as written", r"(?<![AOIUaeiE3])@(?![UL25])", ("V", "E"), 0.25),
+    ("final stop dropped", r"(?<=[^ ])[ptkbdg](?= |$)", ("",), 0.3),
+    ("final consonant + schwa", r"(?<=[^ ])([ptkbdgszSZ]|tS|dZ)(?= |$)", (r"\1@",), 0.3),
+    ("final z devoiced", r"z(?= |$)", ("s",), 0.5),
+    ("-ing → -in", r"N(?= |$)", ("n",), 0.3),
+)
+CLAUSE_PAUSE = " _: "  # espeak-ng writes one clause per line; a short pause joins them again
+
+
+def accent_phonemes(phonemes: str, strength: float, rng: np.random.Generator) -> str:
+    """espeak-ng phonemes (`espeak-ng -q -x`, one clause per line) → accented phonemes, one line."""
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"accent strength must be in [0, 1], got {strength}")
+    text = CLAUSE_PAUSE.join(line.strip() for line in phonemes.splitlines() if line.strip())
+    for _, pattern, replacements, probability in ACCENT_RULES:
+        rate = probability * strength
+
+        def change(match: re.Match, replacements=replacements, rate=rate) -> str:
+            if rng.random() >= rate:
+                return match.group(0)
+            return match.expand(replacements[int(rng.integers(len(replacements)))])
+
+        text = re.sub(pattern, change, text)
+    return text
+
+
+__all__ = ["ACCENT_RULES", "accent_phonemes"]
