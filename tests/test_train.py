@@ -13,6 +13,7 @@ import vocable
 from vocable.config import load_config
 from vocable.data import read_dataset
 from vocable.errors import ConfigError, DataError
+from vocable.modelfile import load_model_file
 from vocable.train import train
 
 from .conftest import FSDD_FIXTURES
@@ -222,6 +223,8 @@ def test_bf16_on_a_cpu_without_native_bf16_trains_in_fp32(tmp_path, monkeypatch,
     monkeypatch.setattr(train_module, "autocast", recording_autocast)
     config_path = write_config(tmp_path, epochs=1, max_steps=2)
     config_path.write_text(config_path.read_text().replace('schedule = "constant"', 'schedule = "constant"\nprecision = "bf16"'))
-    train(load_config(config_path), show_progress=False)
+    final = train(load_config(config_path), show_progress=False)
     assert used and set(used) == {expected}
     assert ("training in fp32" in capsys.readouterr().out) == (not native_bf16)
+    # The model file records what was asked for, so a resume on a bf16 machine trains in bf16 again.
+    assert load_model_file(final).meta["train_config"]["optim"]["precision"] == "bf16"
