@@ -45,10 +45,11 @@ real=(--set "data.train=[\"$so\", \"$so\", \"$so\", \"$fsdd\", \"$fsdd\", \"$syn
   --set augment.after_epochs=0 --set spec_augment.after_epochs=0)
 small_pieces=(--set 'tokenizer.kind="bpe"' --set tokenizer.vocab_size=128 --set model.d_model=144 --set model.n_layers=6
   --set model.dropout=0.1 --set "run.init_from=\"$wp\"" --set optim.warmup_steps=100)
-runs=(gpu-c7a gpu-c7b gpu-c7c)
-train gpu-c7a "${real[@]}" "${small_pieces[@]}" --set data.max_batch_seconds=80 --set optim.lr=1.5e-4 --set run.seed=21 &
-train gpu-c7b "${real[@]}" "${small_pieces[@]}" --set data.max_batch_seconds=80 --set optim.lr=1.5e-4 --set run.seed=22 &
-train gpu-c7c "${real[@]}" "${small_pieces[@]}" --set data.max_batch_seconds=40 --set optim.lr=1e-4 --set run.seed=23 &
+runs=()
+start() { runs+=("$1"); train "$@" & }  # one run in the background, remembered for the copying below
+start gpu-c7a "${real[@]}" "${small_pieces[@]}" --set data.max_batch_seconds=80 --set optim.lr=1.5e-4 --set run.seed=21
+start gpu-c7b "${real[@]}" "${small_pieces[@]}" --set data.max_batch_seconds=80 --set optim.lr=1.5e-4 --set run.seed=22
+start gpu-c7c "${real[@]}" "${small_pieces[@]}" --set data.max_batch_seconds=40 --set optim.lr=1e-4 --set run.seed=23
 for ((tick = 1; $(jobs -r | wc -l) > 0; tick++)); do  # GPU load every 30 s while the runs train
   sleep 1; ((tick % 30)) || nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
 done
