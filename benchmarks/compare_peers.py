@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -172,8 +173,21 @@ def run_worker(kind: str, model: str, threads: int, cores: int, files: list[dict
            "--cores", str(cores), "--files", str(listing), "--result", str(result)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=worker_env(threads))
     if done.returncode != 0 or not result.exists():
-        raise RuntimeError(f"{kind} worker failed: {done.stderr.strip()[-800:]}")
+        raise WorkerFailed(f"{kind}: {failure_reason(done.returncode, done.stderr)}")
     return json.loads(result.read_text())
+
+
+class WorkerFailed(RuntimeError):
+    """An engine's worker process died or wrote no result; the table says so and the run goes on."""
+
+
+def failure_reason(returncode: int, stderr: str) -> str:
+    if returncode < 0:  # killed by a signal: a crash inside the engine's native code
+        name = signal.Signals(-returncode).name
+        why = " (an instruction this CPU does not have)" if name == "SIGILL" else ""
+        return f"crashed with {name}{why}"
+    last = stderr.strip().splitlines()[-1:] or ["no message"]
+    return f"exit status {returncode}: {last[0][:300]}"
 
 
 def worker_env(threads: int) -> dict:
@@ -315,6 +329,9 @@ def markdown(report: dict) -> str:
              "|---" * (len(sets) + 9) + "|"]
     ref = next((r for r in report["rows"] if r["label"] == report["reference"]), None)
     for r in report["rows"]:
+        if "failed" in r:
+            lines.append(f"| {r['label']}: failed, {r['failed']} | " + " | ".join(["–"] * (len(sets) + 8)) + " |")
+            continue
         ratio = f"{r['rtf'] / ref['rtf']:.1f}" if ref else "-"
         lines.append(f"| {r['label']} | " + " | ".join(f"{100 * r['wer'].get(s, float('nan')):.1f} % "
                                                        f"({100 * r.get('cer', {}).get(s, float('nan')):.1f} %)"
@@ -322,7 +339,7 @@ def markdown(report: dict) -> str:
                      f" | {r['rtf']:.4f} | {r['cpu_rtf']:.4f} | {ratio} | {r['ms_per_file']:.1f} | "
                      f"{r['peak_rss_mb']:.0f} | {r['model_mb']:.1f} | {r['cold_start_s']:.2f} "
                      f"({r['cold_start_cpu_s']:.2f}) | {r['empty']} |")
-    notes = [r for r in report["rows"] if r["kind"] == "moonshine"]
+    notes = [r for r in report["rows"] if r["kind"] == "moonshine" and "failed" not in r]
     if notes:
         lines += ["", f"Moonshine grew {notes[0]['growth_mb_per_call']:.1f} MB of RSS per call and ran in "
                       f"{notes[0]['processes']} processes of ≤ {report['moonshine_batch']} files."]
@@ -371,7 +388,12 @@ def main() -> None:
         rows = []
         for run in tqdm(runs, desc="engines", unit="run"):
             python = args.runtime_python if run["kind"].startswith("vocable-onnx") else sys.executable
-            measured = measure(run, files, workdir, python, args.moonshine_batch)
+            try:
+                measured = measure(run, files, workdir, python, args.moonshine_batch)
+            except WorkerFailed as failure:
+                rows.append({**{k: run[k] for k in ("label", "kind", "threads", "cores")}, "failed": str(failure)})
+                tqdm.write(f"{run['label']:28} failed: {failure}")
+                continue
             size = Path(run["model"]).stat().st_size / 1e6 if run["model"] else peer_model_mb(run["kind"])
             cold = cold_start(run["kind"], run["model"], run["threads"], run["cores"], short, python)
             rows.append(score(run, measured, files, size, cold))

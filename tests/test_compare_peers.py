@@ -1,0 +1,42 @@
+"""benchmarks/compare_peers.py: a peer that crashes is a row that says why, not a traceback."""
+
+import importlib.util
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "compare_peers.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("compare_peers", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_failure_reasons_name_the_signal_or_the_last_error_line():
+    peers = load_script()
+    # moonshine-cpp 0.1.4 dies so on an AVX2 CPU without AVX-512 (build machine, 2026-11-27)
+    assert peers.failure_reason(-4, "") == "crashed with SIGILL (an instruction this CPU does not have)"
+    assert peers.failure_reason(-11, "") == "crashed with SIGSEGV"
+    assert peers.failure_reason(1, "Traceback (most recent call last):\n  ...\nValueError: bad wav\n") == \
+        "exit status 1: ValueError: bad wav"
+    assert peers.failure_reason(2, "") == "exit status 2: no message"
+
+
+def test_a_failed_engine_is_a_row_of_the_table():
+    peers = load_script()
+    measured = {"label": "vocable onnx-int8 1T", "kind": "vocable-onnx-int8", "wer": {"a": 0.25, "b": 0.5},
+                "cer": {"a": 0.1, "b": 0.2}, "rtf": 0.01, "cpu_rtf": 0.01, "ms_per_file": 30.0, "peak_rss_mb": 180,
+                "model_mb": 5.8, "cold_start_s": 0.4, "cold_start_cpu_s": 0.4, "empty": 0}
+    failed = {"label": "moonshine 1 core", "kind": "moonshine", "threads": 1, "cores": 1,
+              "failed": "moonshine: crashed with SIGILL (an instruction this CPU does not have)"}
+    report = {"machine": {"cpu": "test", "cores": 2, "simd": [], "memory_gb": 1, "python": "3", "load_avg": [0, 0, 0]},
+              "model": "m.vocable", "datasets": {"a": {"utterances": 1, "seconds": 1.0}, "b": {"utterances": 1, "seconds": 2.0}},
+              "reference": "vocable onnx-int8 1T", "moonshine_batch": 25, "rows": [measured, failed]}
+    table = peers.markdown(report).splitlines()
+    header = next(line for line in table if line.startswith("| engine"))
+    rows = [line for line in table if line.startswith("| vocable") or line.startswith("| moonshine")]
+    assert len(rows) == 2 and all(row.count("|") == header.count("|") for row in rows)
+    assert "moonshine 1 core: failed, moonshine: crashed with SIGILL" in rows[1]
+    assert "25.0 % (10.0 %)" in rows[0]
+    assert not any(line.startswith("Moonshine grew") for line in table)  # no growth figure from a run that died
