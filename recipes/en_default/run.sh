@@ -4,7 +4,7 @@
 # training itself resumes from its last checkpoint. Re-run after any stop.
 #   [NPROC=2] [MODEL=exp/conformer/model.vocable] recipes/en_default/run.sh [SYNTH_HOURS]
 # MODEL picks the trained model that the tune and bundle stages take. The bundled en-default is
-# exp/c4wp-cpu/model.vocable (docs/models.md): stage 4's model trained further on a lent H200 by
+# exp/c8-accent/model.vocable (docs/models.md): stage 4's model trained further on a lent H200 by
 # device_run.sh (lease 1, run C), then on the CPU from those weights by
 #   OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 -m vocable.cli train conformer-cpu-ft.toml
 # (exp/cpu-ft), then given word pieces on the CPU by the same command with --set run.init_from=... (the
@@ -12,7 +12,11 @@
 # --set optim.lr=4e-4 --set optim.warmup_steps=200 --set optim.max_minutes=60 (exp/bpe128-ft), then
 # trained further on a third H200 lease (device_run.sh, run c3wp: exp/lease3/c3wp.vocable), then 90 more
 # CPU minutes by the same command with --set run.init_from=... (c3wp) --set tokenizer.kind='"bpe"'
-# --set tokenizer.vocab_size=128 --set optim.lr=1.5e-4 --set optim.max_minutes=90 (exp/c4wp-cpu).
+# --set tokenizer.vocab_size=128 --set optim.lr=1.5e-4 --set optim.max_minutes=90 (exp/c4wp-cpu), then
+# 80 more CPU minutes from that model with the accented speech of stage 2b added: --set run.init_from=...
+# (c4wp-cpu) --set tokenizer.kind='"bpe"' --set tokenizer.vocab_size=128 --set optim.lr=1.5e-4
+# --set optim.max_minutes=80 --set run.seed=5 --set 'data.train=[...]' (conformer-cpu-ft.toml's list
+# + "data/synth-accent/manifest.jsonl") (exp/c8-accent).
 # A later continuation starts from the weights then bundled ([run] init_from).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -27,9 +31,14 @@ mark() { touch "$stages/$1"; }
 if stage prepare; then python prepare.py; mark prepare; fi
 # 2. Synthetic speech from every installed free voice (resumable by itself).
 if stage synth; then vocable data synth --text data/synth-text.txt --hours "$hours" -o data/synth; mark synth; fi
+# 2b. 3 h of espeak-ng speech with a Mandarin-L1-style accent (docs/data.md), for the last CPU run only.
+if stage synth-accent; then
+  vocable data synth --text data/synth-text.txt --hours 3 -o data/synth-accent --voices espeak-ng --accent 1.0 --seed 1
+  mark synth-accent
+fi
 # 3. Leakage check: no dev/evaluation speaker, sentence or recording in the training data.
 if stage check; then
-  for train in so762-train fsdd-train synth/manifest; do
+  for train in so762-train fsdd-train synth/manifest synth-accent/manifest; do
     # digit words recur across FSDD and synthetic digit strings: sentences are reported, not refused
     vocable data check "data/$train.jsonl" data/so762-dev.jsonl data/librivox.jsonl data/alsa.jsonl --ignore sentences
   done
