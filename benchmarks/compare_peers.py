@@ -296,6 +296,11 @@ def measure(run: dict, files: list[dict], workdir: Path, python: str, moonshine_
             "processes": len(parts), "torch_imported": any(p["torch_imported"] for p in parts)}
 
 
+def run_fields(run: dict) -> dict:
+    """What a table row says of the engine run itself, measured or failed."""
+    return {k: run[k] for k in ("label", "kind", "threads", "cores")}
+
+
 def score(run: dict, measured: dict, files: list[dict], size_mb: float, cold: tuple[float, float]) -> dict:
     from vocable.evaluate import cer, wer
     by_set: dict[str, tuple[list, list]] = {}
@@ -304,7 +309,7 @@ def score(run: dict, measured: dict, files: list[dict], size_mb: float, cold: tu
         refs.append(f["text"])
         hyps.append(text)
     audio = sum(f["duration"] for f in files)
-    return {**{k: run[k] for k in ("label", "kind", "threads", "cores")},
+    return {**run_fields(run),
             "wer": {name: wer(*pair) for name, pair in by_set.items()},
             "cer": {name: cer(*pair) for name, pair in by_set.items()},
             "rtf": sum(measured["seconds"]) / audio, "cpu_rtf": sum(measured["cpu_seconds"]) / audio,
@@ -391,7 +396,7 @@ def main() -> None:
             try:
                 measured = measure(run, files, workdir, python, args.moonshine_batch)
             except WorkerFailed as failure:
-                rows.append({**{k: run[k] for k in ("label", "kind", "threads", "cores")}, "failed": str(failure)})
+                rows.append({**run_fields(run), "failed": str(failure)})
                 tqdm.write(f"{run['label']:28} failed: {failure}")
                 continue
             size = Path(run["model"]).stat().st_size / 1e6 if run["model"] else peer_model_mb(run["kind"])

@@ -13,8 +13,10 @@ def load_script():
     return module
 
 
+peers = load_script()
+
+
 def test_failure_reasons_name_the_signal_or_the_last_error_line():
-    peers = load_script()
     # moonshine-cpp 0.1.4 dies so on an AVX2 CPU without AVX-512 (build machine, 2026-11-27)
     assert peers.failure_reason(-4, "") == "crashed with SIGILL (an instruction this CPU does not have)"
     assert peers.failure_reason(-11, "") == "crashed with SIGSEGV"
@@ -24,7 +26,6 @@ def test_failure_reasons_name_the_signal_or_the_last_error_line():
 
 
 def test_a_failed_engine_is_a_row_of_the_table():
-    peers = load_script()
     measured = {"label": "vocable onnx-int8 1T", "kind": "vocable-onnx-int8", "wer": {"a": 0.25, "b": 0.5},
                 "cer": {"a": 0.1, "b": 0.2}, "rtf": 0.01, "cpu_rtf": 0.01, "ms_per_file": 30.0, "peak_rss_mb": 180,
                 "model_mb": 5.8, "cold_start_s": 0.4, "cold_start_cpu_s": 0.4, "empty": 0}

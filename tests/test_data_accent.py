@@ -1,14 +1,14 @@
 """Accented synthetic speech: the phoneme rules, the plan, and espeak-ng rendering them."""
 
-import json
-
 import numpy as np
 import pytest
 import soundfile as sf
 
 from vocable.cli import main
 from vocable.data.accent import ACCENT_RULES, accent_phonemes
-from vocable.data.synth import Voice, list_voices, plan_item, select_voices, synthesize_corpus
+from vocable.data.synth import Voice, plan_item, synthesize_corpus
+
+from .test_data_synth import installed, read_rows
 
 # espeak-ng -q -x -v en-us "Those three big valleys, it's all right." (two clauses, two lines)
 PHONEMES = "DoUz Tr'i: b'Ig v'alIz\nIts 'O:l r'aIt\n"
@@ -69,18 +69,14 @@ def test_plan_gives_espeak_items_an_accent_and_keeps_native_plans_unchanged():
 
 
 def test_accented_espeak_speech_is_rendered_and_recorded(tmp_path):
-    voices = {v.id: v for v in list_voices()}
-    if "espeak-ng:en-us" not in voices:
-        pytest.skip("espeak-ng is not installed (scripts/install-voices.sh)")
+    chosen = installed(["espeak-ng:en-us"])
     text = tmp_path / "s.txt"
     text.write_text("Those three thin valleys are thinking about the bad cat.\n")
     native, accented = tmp_path / "native", tmp_path / "accented"
-    chosen = select_voices(list(voices.values()), ["espeak-ng:en-us"])
     synthesize_corpus([str(text)], 0.0001, str(native), chosen, seed=1, show_progress=False)
     result = synthesize_corpus([str(text)], 0.0001, str(accented), chosen, seed=1, show_progress=False, accent=1.0)
     assert result.failed == 0
-    [n] = [json.loads(line) for line in open(native / "manifest.jsonl")]
-    [a] = [json.loads(line) for line in open(accented / "manifest.jsonl")]
+    [n], [a] = read_rows(native / "manifest.jsonl"), read_rows(accented / "manifest.jsonl")
     assert "accent" not in n and 0 < a["accent"] <= 1.0
     assert a["text"] == n["text"] == "those three thin valleys are thinking about the bad cat"
     # Same voice, variant, rate and pitch: only the phonemes differ, and the audio with them.
