@@ -33,8 +33,11 @@ def test_full_strength_applies_each_rule_and_keeps_diphthongs_whole():
     accented = accent_phonemes(PHONEMES, 1.0, EveryRuleFires())
     # th → s, th → d... then d + schwa; ship → sheep; v → w; bad → bed; final stops dropped;
     # oU, aI and O: are other vowels and stay as they are.
-    assert accented == "doUz@ sr'i: b'i: w'Eli:z@ _: i:ts@ 'O:l r'aI"
+    # final l → a vowel, r → l at a word's start.
+    assert accented == "doUz@ sr'i: b'i: w'Eli:z@ _: i:ts@ 'O:U l'aI"
     assert accent_phonemes("T'INkIN @b'aUt D@ k'Vp", 1.0, EveryRuleFires()) == "s'i:Nki:n Vb'aU dV k'A:"
+    # street → suh-tree (final t dropped first), r/n → l at a word's start, secondary stress → primary.
+    assert accent_phonemes("str'i:t r'Vn n,i@3 b'O:l", 1.0, EveryRuleFires()) == "s@tr'i: l'A:n l'i@3 b'O:U"
 
 
 def test_accent_is_seeded_and_scales_with_strength():
@@ -78,6 +81,7 @@ def test_accented_espeak_speech_is_rendered_and_recorded(tmp_path):
     assert result.failed == 0
     [n], [a] = read_rows(native / "manifest.jsonl"), read_rows(accented / "manifest.jsonl")
     assert "accent" not in n and 0 < a["accent"] <= 1.0
+    assert "phonemes" not in n and "[[" not in a["phonemes"] and "'" in a["phonemes"]  # what espeak-ng said
     assert a["text"] == n["text"] == "those three thin valleys are thinking about the bad cat"
     # Same voice, variant, rate and pitch: only the phonemes differ, and the audio with them.
     assert (a["speaker"], a["speed"], a["pitch"]) == (n["speaker"], n["speed"], n["pitch"])

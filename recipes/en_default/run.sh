@@ -36,9 +36,14 @@ if stage synth-accent; then
   vocable data synth --text data/synth-text.txt --hours 3 -o data/synth-accent --voices espeak-ng --accent 1.0 --seed 1
   mark synth-accent
 fi
+# 2c. 5 h more of it with the extended rules (session 11), another seed: the data of the last CPU run.
+if stage synth-accent2; then
+  vocable data synth --text data/synth-text.txt --hours 5 -o data/synth-accent2 --voices espeak-ng --accent 1.0 --seed 2
+  mark synth-accent2
+fi
 # 3. Leakage check: no dev/evaluation speaker, sentence or recording in the training data.
 if stage check; then
-  for train in so762-train fsdd-train synth/manifest synth-accent/manifest; do
+  for train in so762-train fsdd-train synth/manifest synth-accent/manifest synth-accent2/manifest; do
     # digit words recur across FSDD and synthetic digit strings: sentences are reported, not refused
     vocable data check "data/$train.jsonl" data/so762-dev.jsonl data/librivox.jsonl data/alsa.jsonl --ignore sentences
   done

@@ -4,8 +4,9 @@ Real non-native speech is scarce (speechocean762 has 109 training speakers); esp
 many, but all of them speak like natives. `accent_phonemes` rewrites the phonemes espeak-ng would
 say for a sentence with the substitutions that English spoken by Mandarin speakers is known for:
 no dental fricatives (th → s, d, z), /v/ → /w/, tense vowels for lax ones (ship → sheep), /æ/ → /ɛ/,
-final consonants dropped or followed by a vowel, final /z/ devoiced, -ing → -in, and full vowels
-where a native speaker reduces them. Each rule fires on an occurrence with its probability times the
+final consonants dropped, devoiced or followed by a vowel, -ing → -in, full vowels where a native
+speaker reduces them, /r/ and /n/ → /l/ at a word's start, a vowel splitting s-clusters, a final /l/
+said as a vowel, and secondary stress said as primary (a more even, syllable-timed rhythm). Each rule fires on an occurrence with its probability times the
 utterance's strength (0 = native, 1 = every rule at its full rate). The transcript stays the
 sentence, so a model trained on it learns to read the accented form as the intended word.
 
@@ -33,6 +34,13 @@ ACCENT_RULES: tuple[tuple[str, str, tuple[str, ...], float], ...] = (
     ("final consonant + schwa", r"(?<=[^ ])([ptkbdgszSZ]|tS|dZ)(?= |$)", (r"\1@",), 0.3),
     ("final z devoiced", r"z(?= |$)", ("s",), 0.5),
     ("-ing → -in", r"N(?= |$)", ("n",), 0.3),
+    ("r → l or w at a word's start", r"(?<![^ ])r", ("l", "w"), 0.2),
+    ("n → l at a word's start", r"(?<![^ ])n", ("l",), 0.1),
+    ("s-cluster split by a vowel (street → suh-treet)", r"(?<![^ ])s(?=[ptkmnlw])", ("s@",), 0.25),
+    ("final l vocalised or dropped (ball → bao)", r"(?<=[^ ])l(?= |$)", ("U", ""), 0.25),
+    ("final d devoiced", r"d(?= |$)", ("t",), 0.3),
+    ("final g devoiced", r"g(?= |$)", ("k",), 0.3),
+    ("even stress: secondary stress said as primary", r",", ("'",), 0.5),
 )
 CLAUSE_PAUSE = " _: "  # espeak-ng writes one clause per line; a short pause joins them again
 

@@ -260,23 +260,26 @@ def render_chunk(items: list[Item], out_dir: str, fmt: str) -> list[dict]:
                 batch_error = str(e)
         for item, wav in zip(items, raw):
             try:
+                said = item.spoken
                 if item.voice.engine != "festival":
-                    synthesize(item, wav)
+                    said = synthesize(item, wav)
                 elif batch_error and not os.path.isfile(wav):
                     raise DataError(batch_error)
-                rows.append(finish(item, wav, out_dir, fmt))
+                rows.append(finish(item, wav, out_dir, fmt, said))
             except VocableError as e:
                 rows.append({"id": item.id, "error": f"{item.speaker}: {e}"})
     return rows
 
 
-def synthesize(item: Item, wav: str) -> None:
-    """One engine call writing `wav` (espeak-ng, flite, piper)."""
+def synthesize(item: Item, wav: str) -> str:
+    """One engine call writing `wav` (espeak-ng, flite, piper); returns what the engine was given."""
     v = item.voice
     if v.engine == "espeak-ng":
         pitch = int(np.clip(round(ESPEAK_PITCH * item.pitch), 0, 99))
+        said = espeak_input(item)
         _run(["espeak-ng", "-v", f"{v.name}+{item.variant}" if item.variant else v.name,
-              "-s", str(round(ESPEAK_RATE_WPM * item.speed)), "-p", str(pitch), "-w", wav, espeak_input(item)])
+              "-s", str(round(ESPEAK_RATE_WPM * item.speed)), "-p", str(pitch), "-w", wav, said])
+        return said
     elif v.engine == "flite":
         # Diphone voices (kal, kal16) take a target mean F0; clustergen voices take an F0 multiplier.
         f0 = (f"int_f0_target_mean={FLITE_DIPHONE_F0_HZ * item.pitch:.1f}" if v.name.startswith("kal")
@@ -288,6 +291,7 @@ def synthesize(item: Item, wav: str) -> None:
              stdin=item.spoken)
     else:
         raise DataError(f"unknown engine {v.engine!r}")
+    return item.spoken
 
 
 def espeak_input(item: Item) -> str:
@@ -317,8 +321,12 @@ def festival_render(items: list[Item], wavs: list[str]) -> None:
     _run(["festival", "-b", str(script)], timeout=SYNTH_TIMEOUT_S * len(items))
 
 
-def finish(item: Item, wav: str, out_dir: str, fmt: str) -> dict:
-    """Engine output → trimmed, levelled 16 kHz file in OUT; returns its manifest row."""
+def finish(item: Item, wav: str, out_dir: str, fmt: str, said: str) -> dict:
+    """Engine output → trimmed, levelled 16 kHz file in OUT; returns its manifest row.
+
+    An accented row also records the phonemes the engine said (`said` without its [[ ]]), so it
+    can be re-heard without re-running the seeded rules.
+    """
     if not os.path.isfile(wav):
         raise DataError("the engine wrote no audio")
     audio = trim_silence(load_audio(wav))
@@ -337,7 +345,7 @@ def finish(item: Item, wav: str, out_dir: str, fmt: str) -> dict:
     return {"id": item.id, "audio": item.audio, "text": item.text, "duration": round(len(audio) / SAMPLE_RATE, 3),
             "speaker": item.speaker, "voice": item.voice.id, "engine": item.voice.engine,
             "licence": item.voice.licence, "spoken": item.spoken, "speed": item.speed, "pitch": item.pitch,
-            **({"accent": item.accent} if item.accent else {})}
+            **({"accent": item.accent, "phonemes": said.removeprefix("[[").removesuffix("]]")} if item.accent else {})}
 
 
 def trim_silence(audio: np.ndarray, frame: int = SAMPLE_RATE // 100) -> np.ndarray:
