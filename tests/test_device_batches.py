@@ -62,6 +62,19 @@ def test_augmentation_speed_noise_and_reproducibility(fsdd):
     assert torch.equal(feats, again) and not torch.equal(feats, other)  # seeded by (seed, epoch, step)
 
 
+def test_each_row_is_its_speed_copy_then_zeros(fsdd):
+    batches = device_batches(fsdd, speed_prob=1.0, speeds=(0.9, 1.1))
+    indices, speed = torch.tensor([5, 0, 3, 5, 1]), torch.tensor([2, 0, 1, 1, 2])
+    lengths = batches.lengths[indices, speed]
+    waves, valid = batches.waves(indices, speed, lengths)
+    assert waves.shape == (5, int(lengths.max())) and torch.equal(valid.sum(dim=1), lengths)
+    for row, (i, k, n) in enumerate(zip(indices.tolist(), speed.tolist(), lengths.tolist())):
+        start = int(batches.offsets[i, k])
+        assert torch.equal(waves[row, :n], batches.audio[k][start:start + n].float())
+        assert (waves[row, n:] == 0).all()
+    assert not torch.equal(waves[0], waves[3])  # one utterance, two speeds
+
+
 def test_noise_is_mixed_at_the_drawn_snr(fsdd):
     batches = device_batches(fsdd, noise_prob=1.0, snr_db=(10.0, 10.0), babble_prob=0.5)
     waves = torch.randn(6, 16000) * 0.1

@@ -93,11 +93,7 @@ class DeviceBatches:
             perturbed = torch.rand(count, generator=generator) < a.speed_prob
             speed[perturbed] = torch.randint(1, len(self.speeds), (int(perturbed.sum()),), generator=generator)
         lengths = self.lengths[torch.tensor(indices), speed]
-        waves = torch.zeros(count, int(lengths.max()), device=self.device)
-        for row, (i, k, n) in enumerate(zip(indices, speed.tolist(), lengths.tolist())):
-            start = int(self.offsets[i, k])
-            waves[row, :n] = self.audio[k][start:start + n].float()
-        valid = torch.arange(waves.shape[1], device=self.device) < lengths.to(self.device)[:, None]
+        waves, valid = self.waves(torch.tensor(indices), speed, lengths)
         if augment:
             waves = self.distort(waves, valid, generator)
         feats = compute_features(waves, self.features)
@@ -107,6 +103,23 @@ class DeviceBatches:
         targets = torch.cat([self.tokens[i] for i in indices])
         target_lengths = torch.tensor([len(self.tokens[i]) for i in indices])
         return feats, feat_lengths, targets, target_lengths, float(lengths.sum()) / SAMPLE_RATE
+
+    def waves(self, indices: torch.Tensor, speed: torch.Tensor, lengths: torch.Tensor):
+        """→ (waves (B, N) float32, valid (B, N) bool): each utterance's speed copy, zero-padded.
+
+        One gather per speed copy rather than a copy per utterance: a GPU batch holds hundreds.
+        """
+        positions = torch.arange(int(lengths.max()), device=self.device)
+        valid = positions < lengths.to(self.device)[:, None]
+        waves = torch.zeros(valid.shape, device=self.device)
+        for k, audio in enumerate(self.audio):
+            rows = (speed == k).nonzero().squeeze(1)
+            if len(rows):
+                starts = self.offsets[indices[rows], k].to(self.device)
+                index = (starts[:, None] + positions).clamp_max(len(audio) - 1)  # past the end: masked below
+                rows = rows.to(self.device)
+                waves[rows] = audio[index].float() * valid[rows]
+        return waves, valid
 
     def distort(self, waves: torch.Tensor, valid: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Room, then noise, then gain, each drawn per utterance (the order of augment.WaveAugmenter)."""
