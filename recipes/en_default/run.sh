@@ -17,7 +17,9 @@
 # (c4wp-cpu) --set tokenizer.kind='"bpe"' --set tokenizer.vocab_size=128 --set optim.lr=1.5e-4
 # --set optim.max_minutes=80 --set run.seed=5 --set 'data.train=[...]' (conformer-cpu-ft.toml's list
 # + "data/synth-accent/manifest.jsonl") (exp/c8-accent).
-# A later continuation starts from the weights then bundled ([run] init_from).
+# A later continuation starts from the weights then bundled ([run] init_from). Tried and not bundled
+# (docs/models.md): exp/c9-accent2, 80 more CPU minutes from c8-accent with 5 h more accented speech
+# (vocable data synth ... -o data/synth-accent2 --voices espeak-ng --accent 1.0 --seed 2) added.
 set -euo pipefail
 cd "$(dirname "$0")"
 hours=${1:-5}
@@ -36,14 +38,9 @@ if stage synth-accent; then
   vocable data synth --text data/synth-text.txt --hours 3 -o data/synth-accent --voices espeak-ng --accent 1.0 --seed 1
   mark synth-accent
 fi
-# 2c. 5 h more of it with the extended rules (session 11), another seed: the data of the last CPU run.
-if stage synth-accent2; then
-  vocable data synth --text data/synth-text.txt --hours 5 -o data/synth-accent2 --voices espeak-ng --accent 1.0 --seed 2
-  mark synth-accent2
-fi
 # 3. Leakage check: no dev/evaluation speaker, sentence or recording in the training data.
 if stage check; then
-  for train in so762-train fsdd-train synth/manifest synth-accent/manifest synth-accent2/manifest; do
+  for train in so762-train fsdd-train synth/manifest synth-accent/manifest; do
     # digit words recur across FSDD and synthetic digit strings: sentences are reported, not refused
     vocable data check "data/$train.jsonl" data/so762-dev.jsonl data/librivox.jsonl data/alsa.jsonl --ignore sentences
   done
