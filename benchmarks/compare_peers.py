@@ -6,8 +6,10 @@
 
 Engines: vocable with torch, ONNX fp32 and ONNX int8 (exported here with vocable.export), at 1 and 2
 threads; pocketsphinx 5.1.1 (`Decoder()` defaults: its bundled en-us acoustic model, LM and dictionary);
-Moonshine base-en through moonshine-cpp (`transcribe_wav`, bundled model). Peers without a thread
-setting run pinned to 1 core (sched_setaffinity) and unpinned (their default: all cores).
+Moonshine base-en through moonshine-cpp (`transcribe_wav`, bundled model), and the same Moonshine model
+files run by the onnxruntime Python package (`moonshine-ort`, benchmarks/moonshine_ort.py: moonshine-cpp's
+own runtime crashes on CPUs without AVX-512). Peers run pinned to 1 core (sched_setaffinity, and one
+thread where they have a setting) and unpinned (their default: all cores).
 
 Every engine runs in fresh worker processes on the same 16 kHz 16-bit WAV copies of the data, reading
 the file itself (path → text is timed, after one untimed warm-up call). Reported per engine: WER per
@@ -127,6 +129,9 @@ def make_engine(kind: str, model: str, threads: int):
         import moonshine_cpp
         model_ = moonshine_cpp.MoonshineModel()  # bundled base-en
         return model_.transcribe_wav
+    if kind == "moonshine-ort":
+        from moonshine_ort import MoonshineOrt
+        return MoonshineOrt(threads=threads).transcribe_wav
     raise ValueError(kind)
 
 
@@ -221,14 +226,17 @@ def dir_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
 
 
+PEER_PACKAGES = {"pocketsphinx": "pocketsphinx", "moonshine": "moonshine_cpp", "moonshine-ort": "moonshine_cpp"}
+
+
 def peer_available(kind: str) -> bool:
     import importlib.util
-    return importlib.util.find_spec({"pocketsphinx": "pocketsphinx", "moonshine": "moonshine_cpp"}[kind]) is not None
+    return importlib.util.find_spec(PEER_PACKAGES[kind]) is not None
 
 
 def peer_model_mb(kind: str) -> float:
     import importlib.util
-    spec = importlib.util.find_spec({"pocketsphinx": "pocketsphinx", "moonshine": "moonshine_cpp"}[kind])
+    spec = importlib.util.find_spec(PEER_PACKAGES[kind])
     package = Path(spec.origin).parent
     return dir_mb(package / ("model/en-us" if kind == "pocketsphinx" else "models/base-en"))
 
@@ -268,7 +276,7 @@ def plan(paths: dict, thread_counts: list[int], engines: list[str], peer_cores: 
         if kind in engines:
             runs += [{"kind": kind, "model": str(paths[kind]), "threads": t, "cores": t,
                       "label": f"{kind.replace('vocable-', 'vocable ')} {t}T"} for t in thread_counts]
-    for kind in ("pocketsphinx", "moonshine"):
+    for kind in PEER_PACKAGES:
         if kind not in engines:
             continue
         if not peer_available(kind):
@@ -361,7 +369,7 @@ def main() -> None:
     p.add_argument("--fsdd-subset", type=int, default=FSDD_SUBSET)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--engines", nargs="+", default=["vocable-torch", "vocable-onnx-fp32", "vocable-onnx-int8",
-                                                     "pocketsphinx", "moonshine"])
+                                                     "pocketsphinx", "moonshine", "moonshine-ort"])
     p.add_argument("--peer-cores", nargs="+", choices=["1", "all"], default=["1", "all"],
                    help="peers pinned to one core, unpinned (all cores), or both")
     p.add_argument("--moonshine-batch", type=int, default=25, help="files per Moonshine process")
