@@ -6,9 +6,10 @@ say for a sentence with the substitutions that English spoken by Mandarin speake
 no dental fricatives (th → s, d, z), /v/ → /w/, tense vowels for lax ones (ship → sheep), /æ/ → /ɛ/,
 final consonants dropped, devoiced or followed by a vowel, -ing → -in, full vowels where a native
 speaker reduces them, /r/ and /n/ → /l/ at a word's start, a vowel splitting s-clusters, a final /l/
-said as a vowel, and secondary stress said as primary (a more even, syllable-timed rhythm). Each rule fires on an occurrence with its probability times the
-utterance's strength (0 = native, 1 = every rule at its full rate). The transcript stays the
-sentence, so a model trained on it learns to read the accented form as the intended word.
+said as a vowel, and secondary stress said as primary (a more even, syllable-timed rhythm). Each
+rule fires on an occurrence with its probability times the utterance's strength (0 = native, 1 =
+every rule at its full rate). The transcript stays the sentence, so a model trained on it learns
+to read the accented form as the intended word.
 
 Phonemes are espeak-ng's ASCII mnemonics (`espeak-ng -x`), which it also reads back inside [[ ]].
 """
