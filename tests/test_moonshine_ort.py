@@ -39,7 +39,7 @@ def test_moonshine_reads_its_own_test_clip(tmp_path):
 
 
 @installed
-def test_compare_peers_plans_and_builds_the_onnxruntime_moonshine():
+def test_compare_peers_plans_the_onnxruntime_moonshine_row():
     runs = peers.plan({}, [1], ["moonshine-ort"], ["1"])
     assert [(r["label"], r["threads"], r["cores"]) for r in runs] == [("moonshine-ort 1 core", 1, 1)]
     assert peers.peer_model_mb("moonshine-ort") > 50  # encoder + decoder + tokenizer of base-en

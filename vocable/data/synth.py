@@ -273,13 +273,12 @@ def render_chunk(items: list[Item], out_dir: str, fmt: str) -> list[dict]:
 
 def synthesize(item: Item, wav: str) -> str:
     """One engine call writing `wav` (espeak-ng, flite, piper); returns what the engine was given."""
-    v = item.voice
+    v, said = item.voice, item.spoken
     if v.engine == "espeak-ng":
         pitch = int(np.clip(round(ESPEAK_PITCH * item.pitch), 0, 99))
         said = espeak_input(item)
         _run(["espeak-ng", "-v", f"{v.name}+{item.variant}" if item.variant else v.name,
               "-s", str(round(ESPEAK_RATE_WPM * item.speed)), "-p", str(pitch), "-w", wav, said])
-        return said
     elif v.engine == "flite":
         # Diphone voices (kal, kal16) take a target mean F0; clustergen voices take an F0 multiplier.
         f0 = (f"int_f0_target_mean={FLITE_DIPHONE_F0_HZ * item.pitch:.1f}" if v.name.startswith("kal")
@@ -291,7 +290,7 @@ def synthesize(item: Item, wav: str) -> str:
              stdin=item.spoken)
     else:
         raise DataError(f"unknown engine {v.engine!r}")
-    return item.spoken
+    return said
 
 
 def espeak_input(item: Item) -> str:
