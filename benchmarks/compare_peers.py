@@ -226,19 +226,20 @@ def dir_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
 
 
-PEER_PACKAGES = {"pocketsphinx": "pocketsphinx", "moonshine": "moonshine_cpp", "moonshine-ort": "moonshine_cpp"}
+# peer → (the package that ships it, its model folder inside that package)
+PEER_PACKAGES = {"pocketsphinx": ("pocketsphinx", "model/en-us"), "moonshine": ("moonshine_cpp", "models/base-en"),
+                 "moonshine-ort": ("moonshine_cpp", "models/base-en")}
 
 
 def peer_available(kind: str) -> bool:
     import importlib.util
-    return importlib.util.find_spec(PEER_PACKAGES[kind]) is not None
+    return importlib.util.find_spec(PEER_PACKAGES[kind][0]) is not None
 
 
 def peer_model_mb(kind: str) -> float:
     import importlib.util
-    spec = importlib.util.find_spec(PEER_PACKAGES[kind])
-    package = Path(spec.origin).parent
-    return dir_mb(package / ("model/en-us" if kind == "pocketsphinx" else "models/base-en"))
+    package, models = PEER_PACKAGES[kind]
+    return dir_mb(Path(importlib.util.find_spec(package).origin).parent / models)
 
 
 def random_model(config_path: str, workdir: Path) -> str:
