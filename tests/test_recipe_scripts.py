@@ -1,6 +1,6 @@
 """recipes/en_default helper scripts: pack.py (Opus transport copies), average.py (finish a cut run),
-device_run.sh (the GPU lease's runs, here on the CPU) and tune_lm.py (decoding grid with a speaker-fold
-cross-validated WER)."""
+device_run.sh (the GPU lease's runs, here on the CPU), tune_lm.py (decoding grid with a speaker-fold
+cross-validated WER) and test_time.py (ensembles and per-utterance adaptation)."""
 
 import importlib.util
 import json
@@ -155,3 +155,49 @@ def test_tune_lm_writes_the_best_point_and_a_cross_validated_wer(tmp_path):
     assert len(tuning["grid"]) == 2 and len(tuning["cv_points"]) == 2
     assert tuning["wer"] == min(row[-1] for row in tuning["grid"]) <= tuning["cv_wer"]
     assert "cross-validated over 2 speaker folds" in result.stdout
+
+
+def load_test_time():
+    spec = importlib.util.spec_from_file_location("test_time", RECIPE / "test_time.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fixture_audio(count: int = 3) -> list:
+    from vocable.audio import load_audio
+    return [load_audio(u.audio) for u in read_dataset(FSDD_FIXTURES)[:count]]
+
+
+def test_ensemble_of_a_model_with_itself_gives_its_log_probabilities():
+    import numpy as np
+
+    import vocable
+    test_time = load_test_time()
+    model = vocable.load("fsdd-digits")
+    audios = fixture_audio()
+    mean = test_time.MeanEngine([model, vocable.load("fsdd-digits")]).log_probs_batch(audios)
+    alone = model.log_probs_batch(audios)
+    assert all(np.allclose(m, a, atol=1e-4) for m, a in zip(mean, alone))
+
+
+def test_adaptation_changes_the_output_and_resets_the_weights_between_utterances():
+    import numpy as np
+
+    import vocable
+    test_time = load_test_time()
+    audios = fixture_audio()
+    alone = vocable.load("fsdd-digits").log_probs_batch(audios)
+    model = vocable.load("fsdd-digits")
+    unchanged = test_time.AdaptingEngine(model, lr=1e-2, steps=0).log_probs_batch(audios)
+    assert all(np.allclose(u, a, atol=1e-3) for u, a in zip(unchanged, alone))
+    engine = test_time.AdaptingEngine(model, lr=1e-2, steps=3)
+    adapted = engine.log_probs_batch(audios)
+    assert any(not np.allclose(x, a, atol=1e-3) for x, a in zip(adapted, alone))
+    # each utterance starts from the model's own weights: its result does not depend on the one before
+    assert np.allclose(engine.log_probs_batch(audios[1:2])[0], adapted[1], atol=1e-5)
+    # only the front end and the LayerNorms adapt
+    names = {id(p): n for n, p in model.model.named_parameters()}
+    adapted_names = [names[id(p)] for p in engine.params]
+    assert adapted_names and all(n.startswith("subsample.") or "norm" in n for n in adapted_names)
+    assert not any(n.startswith("head.") or ".attn." in n for n in adapted_names)

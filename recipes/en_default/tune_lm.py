@@ -66,6 +66,8 @@ def main() -> None:
     p.add_argument("--beams", type=int, nargs="+", default=BEAMS)
     p.add_argument("--weights", type=float, nargs="+", default=WEIGHTS)
     p.add_argument("--bonuses", type=float, nargs="+", default=BONUSES)
+    p.add_argument("--adapt", type=float, nargs=2, metavar=("LR", "STEPS"),
+                   help="tune for test_time.py's per-utterance adaptation at this rate and step count")
     args = p.parse_args()
 
     import vocable
@@ -77,6 +79,9 @@ def main() -> None:
     from vocable.tokenizer import normalize_english
 
     recognizer = vocable.load(args.model, threads=1)
+    if args.adapt:
+        from test_time import AdaptingEngine
+        recognizer.engine = AdaptingEngine(recognizer, args.adapt[0], int(args.adapt[1]))
     utterances = [u for u in read_dataset(args.dev) if u.text]
     refs = [normalize_english(u.text) for u in utterances]
     log_probs = [recognizer.log_probs(load_audio(u.audio))
