@@ -1,9 +1,9 @@
 """Copy a trained model into the package as a bundled model, in fp16, with its default decoding.
 
     python scripts/bundle_model.py recipes/en_default/exp/conformer/model.vocable --name en-default \
-        --lm en-3gram --lm-weight 0.6 --word-bonus 1.5
+        --lm en-3gram --lm-weight 0.6 --word-bonus 1.5 --blank-penalty 1.0
 
-The LM weight, word bonus and beam size are the values tuned on a development set (recipes/en_default/tune_lm.py);
+The LM weight, word bonus, blank penalty and beam size are the values tuned on a development set (recipes/en_default/tune_lm.py);
 they apply whenever the model is decoded with its own LM (vocable/decoding.py: with_lm_defaults).
 Refuses a file over MAX_MB: every committed weight file stays in git history for good.
 """
@@ -27,6 +27,7 @@ def main() -> None:
     p.add_argument("--lm", help="bundled LM name (or 'none') the model decodes with by default")
     p.add_argument("--lm-weight", type=float)
     p.add_argument("--word-bonus", type=float)
+    p.add_argument("--blank-penalty", type=float)
     p.add_argument("--beam-size", type=int, help="beam size tuned with that LM (applies with the model's own LM)")
     p.add_argument("--note", default="", help="one line for the model's meta (data, training)")
     p.add_argument("--assets", type=Path, help="folder to write to (default: the package's bundled models)")
@@ -40,7 +41,7 @@ def main() -> None:
         sys.exit(f"bundle_model: {e}")
     meta = {**loaded.meta, "name": args.name}
     for key, value in (("lm", args.lm), ("lm_weight", args.lm_weight), ("word_bonus", args.word_bonus),
-                       ("beam_size", args.beam_size), ("note", args.note)):
+                       ("blank_penalty", args.blank_penalty), ("beam_size", args.beam_size), ("note", args.note)):
         if value not in (None, ""):
             meta[key] = value
     if meta.get("lm") == "none":
@@ -53,7 +54,7 @@ def main() -> None:
         sys.exit(f"bundle_model: {out.name} would be {size_mb:.1f} MB, over the {MAX_MB:.0f} MB limit")
     print(f"wrote {out} ({size_mb:.1f} MB, fp16); default decoding: lm={meta.get('lm', 'none')} "
           f"lm_weight={meta.get('lm_weight', '-')} word_bonus={meta.get('word_bonus', '-')} "
-          f"beam_size={meta.get('beam_size', '-')}")
+          f"blank_penalty={meta.get('blank_penalty', '-')} beam_size={meta.get('beam_size', '-')}")
 
 
 if __name__ == "__main__":

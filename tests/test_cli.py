@@ -119,20 +119,21 @@ def test_python_api():
 
 
 def test_bundle_script_stores_default_decoding_in_the_model(tmp_path):
-    """scripts/bundle_model.py: fp16 copy whose meta carries the LM and its tuned weight, bonus and beam."""
+    """scripts/bundle_model.py: fp16 copy whose meta carries the LM and its tuned weight, bonus, blank
+    penalty and beam."""
     import vocable
     from vocable.modelfile import resolve_model_path
     script = Path(__file__).resolve().parent.parent / "scripts" / "bundle_model.py"
     result = subprocess.run([sys.executable, str(script), str(resolve_model_path("fsdd-digits")),
                              "--name", "digits-lm", "--lm", "en-3gram", "--lm-weight", "0.7", "--word-bonus", "2.5",
-                             "--beam-size", "12", "--assets", str(tmp_path)], capture_output=True, text=True,
+                             "--blank-penalty", "1.5", "--beam-size", "12", "--assets", str(tmp_path)], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
     recognizer = vocable.load(tmp_path / "digits-lm.vocable")
     assert recognizer.loaded.meta["name"] == "digits-lm"
     decoder = recognizer.decoder()
     assert decoder.lm is not None and (decoder.options.lm_weight, decoder.options.word_bonus) == (0.7, 2.5)
-    assert decoder.search.beam_size == 12
+    assert decoder.options.blank_penalty == 1.5 and decoder.search.beam_size == 12
     assert recognizer.transcribe(FSDD_FIXTURES / "7_theo_0.flac").text == "seven"
     bad = subprocess.run([sys.executable, str(script), str(tmp_path / "missing.vocable"), "--name", "x",
                           "--assets", str(tmp_path)], capture_output=True, text=True, timeout=120)
@@ -148,3 +149,12 @@ def test_a_reader_that_stops_early_gets_no_traceback():
     stderr = proc.stderr.read()
     assert proc.wait(timeout=120) == 141
     assert "Traceback" not in stderr and "Broken pipe" not in stderr, stderr
+
+
+def test_decoding_flags_reach_the_options():
+    from vocable.cli import build_parser, decoding_options
+    args = build_parser().parse_args(["transcribe", "a.wav", "--lm-weight", "0.7", "--word-bonus", "0",
+                                      "--blank-penalty", "1.5", "--beam-size", "16"])
+    options = decoding_options(args)
+    assert (options.lm_weight, options.word_bonus, options.blank_penalty, options.beam_size) == (0.7, 0.0, 1.5, 16)
+    assert decoding_options(build_parser().parse_args(["transcribe", "a.wav"])).blank_penalty is None

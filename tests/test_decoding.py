@@ -15,6 +15,7 @@ from vocable.decoding import (
     force_align,
     greedy_decode,
     parse_hotwords,
+    penalise_blank,
     with_lm_defaults,
 )
 from vocable.errors import ConfigError, DataError, ModelError
@@ -258,6 +259,43 @@ def test_model_tuned_lm_weight_reaches_the_search(lm, tmp_path):
         assert hyp.text == "the cat sat on the mat"
         scores.append(hyp.score)
     assert scores[1] < scores[0] - 1.0  # the same words, scored with 4x the (negative) LM log-probability
+
+
+def with_weak_word(text: str, word: str, spike: float = -2.0) -> np.ndarray:
+    """spelled(text) with `word`'s characters spiking weakly: the blank keeps most of their frames' mass."""
+    log_probs = spelled(text)
+    ids, start = TOK.encode(text), text.index(" " + word) + 1
+    for k in range(start, start + len(word)):
+        log_probs[1 + 3 * k, ids[k]], log_probs[1 + 3 * k, 0] = spike, 0.0
+    return log_probs - np.logaddexp.reduce(log_probs, axis=1, keepdims=True)
+
+
+def test_penalise_blank_lowers_the_blank_and_renormalises():
+    log_probs = spelled("the cat")
+    penalised = penalise_blank(log_probs, 1.5)
+    assert np.allclose(np.logaddexp.reduce(penalised, axis=1), 0.0)
+    assert np.all(penalised[:, 0] < log_probs[:, 0])
+    assert np.all(penalised[:, 1:] >= log_probs[:, 1:] - 1e-9)
+
+
+def test_blank_penalty_keeps_a_weakly_spoken_word_in_the_lm_search(lm):
+    log_probs = with_weak_word("i like my cat", "my")
+    assert greedy_decode(log_probs, TOK, FRAME).text == "i like cat"
+    settings = dict(beam_size=8, lm_weight=0.5, word_bonus=0.0)
+    assert beam(log_probs, lm, blank_penalty=0.0, **settings).text == "i like cat"
+    assert beam(log_probs, lm, blank_penalty=1.0, **settings).text == "i like my cat"
+    # only the LM search takes it: without an LM nothing tells a weak word from noise
+    assert beam(log_probs, None, blank_penalty=3.0, beam_size=8).text == "i like cat"
+    # clear speech gains no words from it
+    assert beam(spelled("the cat sat on the mat"), lm, blank_penalty=3.0, **settings).text == "the cat sat on the mat"
+
+
+def test_blank_penalty_tuned_with_the_model_applies_only_to_its_own_lm():
+    meta = {"lm": "en-3gram", "lm_weight": 0.7, "word_bonus": 0.0, "blank_penalty": 1.0}
+    assert with_lm_defaults(DecodingOptions(), meta).blank_penalty == 1.0
+    assert with_lm_defaults(DecodingOptions(blank_penalty=0.0), meta).blank_penalty == 0.0  # the user's word wins
+    assert with_lm_defaults(DecodingOptions(lm="my.arpa"), meta).blank_penalty == 0.0
+    assert with_lm_defaults(DecodingOptions(), {"lm": "en-3gram"}).blank_penalty == 0.0  # models tuned before it
 
 
 def test_beam_search_with_bpe_pieces(lm):

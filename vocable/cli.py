@@ -105,6 +105,8 @@ def add_decoding_arguments(p) -> None:
                    help="LM weight (default: the value tuned with the model's LM, else 0.5)")
     g.add_argument("--word-bonus", type=float, metavar="B",
                    help="score added per word with an LM (default: tuned with the model's LM, else 1.0)")
+    g.add_argument("--blank-penalty", type=float, metavar="P",
+                   help="score taken from the blank per frame with an LM (default: tuned with the model's LM, else 0)")
     g.add_argument("--hotwords", metavar="LIST", help='boosted words/phrases: "word:boost,phrase" '
                    "(boost in log-score per character, default 2)")
     g.add_argument("--phrases", metavar="FILE", help="restrict output to one phrase per line of FILE "
@@ -127,7 +129,8 @@ def decoding_options(args):
             raise ConfigError(f"--phrases {args.phrases}: no phrases in the file")
     if args.beam_size is not None and args.beam_size < 1:
         raise ConfigError(f"--beam-size must be at least 1, got {args.beam_size}")
-    given = {"beam_size": args.beam_size, "lm": args.lm, "lm_weight": args.lm_weight, "word_bonus": args.word_bonus}
+    given = {"beam_size": args.beam_size, "lm": args.lm, "lm_weight": args.lm_weight, "word_bonus": args.word_bonus,
+             "blank_penalty": args.blank_penalty}
     return DecodingOptions(**{k: v for k, v in given.items() if v is not None}, hotwords=args.hotwords or (),
                            phrases=phrases, vad={"auto": None, "on": True, "off": False}[args.vad])
 

@@ -72,7 +72,8 @@ def tuning_summary() -> list[str]:
     if not path.exists():
         return []
     t = json.loads(path.read_text())
-    return [f"LM: {t['lm']}, weight {t['lm_weight']:g}, word bonus {t['word_bonus']:g}, beam {t.get('beam_size', 8)}, "
+    return [f"LM: {t['lm']}, weight {t['lm_weight']:g}, word bonus {t['word_bonus']:g}, "
+            f"blank penalty {t.get('blank_penalty', 0):g}, beam {t.get('beam_size', 8)}, "
             f"tuned on {Path(t['dev']).name} ({t['utterances']} utts): WER {pct(t['greedy_wer'])} greedy → "
             f"{pct(t['wer'])}."] + ([
         f"Cross-validated (each half of the speakers decoded with the point best on the other half): "

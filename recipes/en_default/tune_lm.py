@@ -1,4 +1,4 @@
-"""Pick the LM weight, word bonus and beam size for a model on a development set (grid search).
+"""Pick the LM weight, word bonus, blank penalty and beam size for a model on a development set (grid search).
 
     python tune_lm.py exp/conformer/model.vocable data/so762-dev.jsonl --lm en-3gram -o exp/lm-tuning.json
 
@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 WEIGHTS = (0.2, 0.35, 0.5, 0.7, 1.0, 1.4)  # multiplies ln p_LM
 BONUSES = (0.0, 1.0, 2.0, 3.0)  # nats per word
+BLANK_PENALTIES = (0.0,)  # nats per blank frame; en-default's grid: --blank-penalties 0 0.5 1 1.5 2
 # Beams kept per frame. en-default's weights of 2026-11-26 morning on so762-dev (weight 0.35, bonus 1.0,
 # RTF with 2 threads):
 # 8: 52.9 % (0.0074), 16: 51.6 % (0.0095), 32: 50.7 % (0.0117), 64: 50.0 % (0.0189). 64 doubles the
@@ -66,6 +67,7 @@ def main() -> None:
     p.add_argument("--beams", type=int, nargs="+", default=BEAMS)
     p.add_argument("--weights", type=float, nargs="+", default=WEIGHTS)
     p.add_argument("--bonuses", type=float, nargs="+", default=BONUSES)
+    p.add_argument("--blank-penalties", type=float, nargs="+", default=BLANK_PENALTIES)
     p.add_argument("--adapt", type=float, nargs=2, metavar=("LR", "STEPS"),
                    help="tune for test_time.py's per-utterance adaptation at this rate and step count")
     args = p.parse_args()
@@ -93,23 +95,28 @@ def main() -> None:
 
     greedy = pooled_wer(utterance_errors(DecodingOptions(lm="none")))
     errors = {}
-    points = [(beam, w, b) for beam in args.beams for w in args.weights for b in args.bonuses]
-    for beam, weight, bonus in tqdm(points, desc="grid", unit="point"):
-        errors[(beam, weight, bonus)] = utterance_errors(DecodingOptions(lm=args.lm, lm_weight=weight,
-                                                                         word_bonus=bonus, beam_size=beam))
+    points = [(beam, w, b, pen) for beam in args.beams for w in args.weights for b in args.bonuses
+              for pen in args.blank_penalties]
+    for beam, weight, bonus, penalty in tqdm(points, desc="grid", unit="point"):
+        errors[(beam, weight, bonus, penalty)] = utterance_errors(DecodingOptions(
+            lm=args.lm, lm_weight=weight, word_bonus=bonus, blank_penalty=penalty, beam_size=beam))
     grid = {point: pooled_wer(e) for point, e in errors.items()}
-    (beam, weight, bonus), best = min(grid.items(), key=lambda item: item[1])
+    (beam, weight, bonus, penalty), best = min(grid.items(), key=lambda item: item[1])
     cv_wer, cv_points = cross_validated_wer(errors, speaker_folds([u.speaker for u in utterances]))
 
     print(f"{Path(args.dev).name}, {len(refs)} utterances; model {args.model}; greedy WER {greedy:.2%}")
     for size in args.beams:
-        print(f"\nbeam {size}:\n| LM weight \\ word bonus | " + " | ".join(f"{b:g}" for b in args.bonuses) + " |")
-        print("|---|" + "---|" * len(args.bonuses))
-        for w in args.weights:
-            print(f"| {w:g} | " + " | ".join(f"{grid[(size, w, b)]:.2%}" for b in args.bonuses) + " |")
-    print(f"best: beam {beam}, LM weight {weight:g}, word bonus {bonus:g}: WER {best:.2%} (tuned on this set)")
+        for pen in args.blank_penalties:
+            print(f"\nbeam {size}, blank penalty {pen:g}:\n| LM weight \\ word bonus | "
+                  + " | ".join(f"{b:g}" for b in args.bonuses) + " |")
+            print("|---|" + "---|" * len(args.bonuses))
+            for w in args.weights:
+                print(f"| {w:g} | " + " | ".join(f"{grid[(size, w, b, pen)]:.2%}" for b in args.bonuses) + " |")
+    print(f"best: beam {beam}, LM weight {weight:g}, word bonus {bonus:g}, blank penalty {penalty:g}: "
+          f"WER {best:.2%} (tuned on this set)")
     print(f"cross-validated over {FOLDS} speaker folds: WER {cv_wer:.2%} (points chosen: {cv_points})")
-    args.output.write_text(json.dumps({"lm": args.lm, "lm_weight": weight, "word_bonus": bonus, "beam_size": beam,
+    args.output.write_text(json.dumps({"lm": args.lm, "lm_weight": weight, "word_bonus": bonus,
+                                       "blank_penalty": penalty, "beam_size": beam,
                                        "wer": best, "cv_wer": cv_wer, "cv_points": cv_points,
                                        "greedy_wer": greedy, "dev": str(args.dev),
                                        "utterances": len(refs), "grid": [list(k) + [e] for k, e in grid.items()]},
