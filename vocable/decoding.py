@@ -232,7 +232,7 @@ class BeamSearchDecoder:
     where with an LM every blank frame costs blank_penalty nats more (the log-probs renormalised per
     frame, so the token candidates rise with it): a model trained on synthetic speech puts too much
     weight on the blank for real speech, and the LM's candidates then fall out of the beam
-    (docs/decoding.md: so762-dev 41.9 → ... % cross-validated).
+    (docs/decoding.md: so762-dev 41.9 → 40.3 % cross-validated).
     """
 
     def __init__(self, tokenizer: Tokenizer, lm=None, options: DecodingOptions | None = None):
