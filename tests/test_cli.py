@@ -158,3 +158,8 @@ def test_decoding_flags_reach_the_options():
     options = decoding_options(args)
     assert (options.lm_weight, options.word_bonus, options.blank_penalty, options.beam_size) == (0.7, 0.0, 1.5, 16)
     assert decoding_options(build_parser().parse_args(["transcribe", "a.wav"])).blank_penalty is None
+
+
+def test_a_decoding_weight_that_is_not_a_number_is_one_line():
+    assert_one_line_error(vocable("transcribe", FSDD_FIXTURES / "7_theo_0.flac", "--blank-penalty", "nan"),
+                          "blank_penalty")

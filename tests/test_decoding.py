@@ -290,6 +290,13 @@ def test_blank_penalty_keeps_a_weakly_spoken_word_in_the_lm_search(lm):
     assert beam(spelled("the cat sat on the mat"), lm, blank_penalty=3.0, **settings).text == "the cat sat on the mat"
 
 
+@pytest.mark.parametrize("field", ["lm_weight", "word_bonus", "blank_penalty"])
+def test_decoding_weights_must_be_finite(field):
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match=field):
+            DecodingOptions(**{field: bad})
+
+
 def test_blank_penalty_tuned_with_the_model_applies_only_to_its_own_lm():
     meta = {"lm": "en-3gram", "lm_weight": 0.7, "word_bonus": 0.0, "blank_penalty": 1.0}
     assert with_lm_defaults(DecodingOptions(), meta).blank_penalty == 1.0

@@ -128,6 +128,13 @@ class DecodingOptions:
     min_phrase_confidence: float = 0.4  # FSDD: 93 % of listed words kept, 0 % of others (docs/decoding.md)
     vad: bool | None = None
 
+    def __post_init__(self):
+        from .errors import ConfigError
+        for name in ("lm_weight", "word_bonus", "blank_penalty"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(f"decoding option {name} must be a finite number, got {value}")
+
     def hotword_list(self) -> list[tuple[str, float]]:
         return parse_hotwords(self.hotwords) if isinstance(self.hotwords, str) else list(self.hotwords)
 
