@@ -1,4 +1,4 @@
-"""Test-time levers tried on the bundled model (docs/models.md): neither is used by vocable.
+"""Test-time levers tried on the bundled model (docs/models.md): none is used by vocable.
 
     python test_time.py ensemble data/so762-dev.jsonl -o exp/ens.json --models A.vocable B.vocable
     python test_time.py adapt data/so762-dev.jsonl -o exp/adapt.json --model A.vocable [--lr 1e-3 --steps 10]
