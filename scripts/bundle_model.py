@@ -3,8 +3,9 @@
     python scripts/bundle_model.py recipes/en_default/exp/conformer/model.vocable --name en-default \
         --lm en-3gram --lm-weight 0.6 --word-bonus 1.5 --blank-penalty 1.0
 
-The LM weight, word bonus, blank penalty and beam size are the values tuned on a development set (recipes/en_default/tune_lm.py);
-they apply whenever the model is decoded with its own LM (vocable/decoding.py: with_lm_defaults).
+The LM weight, word bonus, blank penalty and beam size are the values tuned on a development set
+(recipes/en_default/tune_lm.py); they apply whenever the model is decoded with its own LM
+(vocable/decoding.py: with_lm_defaults).
 Refuses a file over MAX_MB: every committed weight file stays in git history for good.
 """
 

@@ -30,7 +30,8 @@ from vocable.evaluate import evaluate_dataset
 from vocable.features import compute_features
 from vocable.transcribe import Recognizer
 
-BUNDLED_DECODING = DecodingOptions(beam_size=32, lm="en-3gram", lm_weight=1.0, word_bonus=3.0)
+# en-default's decoding when these levers were measured (session 12, before its blank penalty)
+MEASURED_DECODING = DecodingOptions(beam_size=32, lm="en-3gram", lm_weight=1.0, word_bonus=3.0, blank_penalty=0.0)
 TEMPERATURE = 2.5  # softens the posteriors inside the adaptation losses (SUTA's value)
 ENTROPY_SHARE = 0.3  # loss = 0.3 entropy + 0.7 class confusion (SUTA's value)
 
@@ -147,8 +148,8 @@ def main() -> None:
     else:
         base = vocable.load(args.model)
         recognizer = Recognizer(base.loaded, engine=AdaptingEngine(base, args.lr, args.steps,
-                                                                   BUNDLED_DECODING if args.pseudo else None))
-    options = DecodingOptions(lm="none") if args.greedy else BUNDLED_DECODING
+                                                                   MEASURED_DECODING if args.pseudo else None))
+    options = DecodingOptions(lm="none") if args.greedy else MEASURED_DECODING
     summary = evaluate_dataset(recognizer, read_manifest(args.manifest),
                                transcribe=lambda audio: recognizer.transcribe(audio, options=options).text)
     result = {"dataset": args.manifest, "decoding": repr(options), "mode": args.mode,
