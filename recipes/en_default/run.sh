@@ -19,7 +19,8 @@
 # + "data/synth-accent/manifest.jsonl") (exp/c8-accent).
 # A later continuation starts from the weights then bundled ([run] init_from). Tried and not bundled
 # (docs/models.md): exp/c9-accent2, 80 more CPU minutes from c8-accent with 5 h more accented speech
-# (vocable data synth ... -o data/synth-accent2 --voices espeak-ng --accent 1.0 --seed 2) added.
+# (vocable data synth ... -o data/synth-accent2 --voices espeak-ng --accent 1.0 --seed 2) added; exp/c10-real,
+# 45 CPU minutes from the bundled weights with data/so762-train.jsonl listed six times instead of three.
 set -euo pipefail
 cd "$(dirname "$0")"
 hours=${1:-5}
