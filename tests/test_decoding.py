@@ -297,6 +297,11 @@ def test_decoding_weights_must_be_finite(field):
             DecodingOptions(**{field: bad})
 
 
+def test_a_beam_below_one_is_refused_by_the_options_themselves():
+    with pytest.raises(ConfigError, match="beam_size must be at least 1, got 0"):
+        DecodingOptions(beam_size=0)
+
+
 def test_blank_penalty_tuned_with_the_model_applies_only_to_its_own_lm():
     meta = {"lm": "en-3gram", "lm_weight": 0.7, "word_bonus": 0.0, "blank_penalty": 1.0}
     assert with_lm_defaults(DecodingOptions(), meta).blank_penalty == 1.0

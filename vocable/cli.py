@@ -127,8 +127,6 @@ def decoding_options(args):
         phrases = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
         if not phrases:
             raise ConfigError(f"--phrases {args.phrases}: no phrases in the file")
-    if args.beam_size is not None and args.beam_size < 1:
-        raise ConfigError(f"--beam-size must be at least 1, got {args.beam_size}")
     given = {"beam_size": args.beam_size, "lm": args.lm, "lm_weight": args.lm_weight, "word_bonus": args.word_bonus,
              "blank_penalty": args.blank_penalty}
     return DecodingOptions(**{k: v for k, v in given.items() if v is not None}, hotwords=args.hotwords or (),

@@ -130,6 +130,8 @@ class DecodingOptions:
 
     def __post_init__(self):
         from .errors import ConfigError
+        if self.beam_size is not None and self.beam_size < 1:
+            raise ConfigError(f"decoding option beam_size must be at least 1, got {self.beam_size}")
         for name in ("lm_weight", "word_bonus", "blank_penalty"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):

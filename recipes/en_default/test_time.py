@@ -82,7 +82,7 @@ class AdaptingEngine:
         self.recognizer, self.pseudo = recognizer, pseudo
         self.model.requires_grad_(False)
         self.params = [p for name, p in self.model.named_parameters()
-                       if name.startswith("subsample.") or ("norm" in name and not name.startswith("norm."))]
+                       if name.startswith("subsample.") or "norm" in name]  # FeatureNorm has no parameters
         self.start = [p.detach().clone() for p in self.params]
         self.lock = threading.Lock()  # the weights change while an utterance is adapted
 
