@@ -1,11 +1,11 @@
-"""Accented synthetic speech: the phoneme rules, the plan, and espeak-ng rendering them."""
+"""Accented synthetic speech: the phoneme and spelling rules, the plan, and the engines rendering them."""
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from vocable.cli import main
-from vocable.data.accent import ACCENT_RULES, accent_phonemes
+from vocable.data.accent import ACCENT_RULES, SPELLING_RULES, accent_phonemes, accent_spelling
 from vocable.data.synth import Voice, plan_item, synthesize_corpus
 
 from .test_data_synth import installed, read_rows
@@ -55,7 +55,27 @@ def test_accent_is_seeded_and_scales_with_strength():
     assert all(0 < p <= 1 for *_, p in ACCENT_RULES)
 
 
-def test_plan_gives_espeak_items_an_accent_and_keeps_native_plans_unchanged():
+def test_spelling_rules_respell_words_for_text_only_engines():
+    sentence = "those three thin valleys, it's all right. the big cat didn't sing."
+    assert accent_spelling(sentence, 0.0, np.random.default_rng(0)) == sentence
+    # those → dose, three → sree, thin → seen, v → w, all → ao, right → light, big → beeg → beeh (final
+    # stop dropped before a vowel could follow it), cat → cah (never "cet": e after c would soften it),
+    # sing → seeng; "it's" and "didn't" keep the letters before their apostrophe.
+    assert accent_spelling(sentence, 1.0, EveryRuleFires()) == (
+        "dose sree seen walleys, it's ao light. de beeh cah didn't seeng.")
+    assert accent_spelling("running his", 1.0, EveryRuleFires()) == "lunnin heesuh"  # -ing → -in, + a vowel
+    assert accent_spelling("street ran near", 1.0, EveryRuleFires()) == "suhtreeh len lear"  # ran → ren → len
+    many = " ".join(["this thin valley is a big bad thing"] * 40)
+    assert accent_spelling(many, 0.6, np.random.default_rng(3)) == accent_spelling(many, 0.6, np.random.default_rng(3))
+    changed = [sum(a != b for a, b in zip(many.split(), accent_spelling(many, s, np.random.default_rng(1)).split()))
+               for s in (0.2, 1.0)]
+    assert 0 < changed[0] < changed[1]
+    with pytest.raises(ValueError, match="strength"):
+        accent_spelling(many, -0.1, np.random.default_rng(0))
+    assert all(0 < p <= 1 for *_, p in SPELLING_RULES)
+
+
+def test_plan_gives_every_item_an_accent_and_keeps_native_plans_unchanged():
     sentences = [("the cat sat.", "the cat sat"), ("three thin things.", "three thin things")]
     order = np.arange(2)
     voices = [Voice("espeak-ng", "en-us", "GPL"), Voice("flite", "slt", "BSD")]
@@ -64,15 +84,15 @@ def test_plan_gives_espeak_items_an_accent_and_keeps_native_plans_unchanged():
     assert [a.accent for a in native] == [0.0] * 8
     for a, n in zip(accented, native):
         assert (a.text, a.speed, a.pitch, a.voice) == (n.text, n.speed, n.pitch, n.voice)
-        if a.voice.engine == "espeak-ng":
-            assert 0.0 <= a.accent <= 0.8
-            assert a.id != n.id or a.accent == 0.0  # an accented render never resumes a native one
-        else:
-            assert a.accent == 0.0 and a.id == n.id  # flite cannot be given phonemes
+        assert 0.0 <= a.accent <= 0.8  # espeak-ng's phonemes rewritten, flite's words respelled
+        assert a.id != n.id or a.accent == 0.0  # an accented render never resumes a native one
+    assert {a.voice.engine for a in accented if a.accent > 0} == {"espeak-ng", "flite"}
 
 
-def test_accented_espeak_speech_is_rendered_and_recorded(tmp_path):
-    chosen = installed(["espeak-ng:en-us"])
+def render_native_and_accented(tmp_path, voice: str) -> tuple[dict, dict]:
+    """One sentence by one voice, natively and at --accent 1 (seed 1): both rows, after checking that
+    only what the engine said differs, and the audio with it."""
+    chosen = installed([voice])
     text = tmp_path / "s.txt"
     text.write_text("Those three thin valleys are thinking about the bad cat.\n")
     native, accented = tmp_path / "native", tmp_path / "accented"
@@ -81,13 +101,26 @@ def test_accented_espeak_speech_is_rendered_and_recorded(tmp_path):
     assert result.failed == 0
     [n], [a] = read_rows(native / "manifest.jsonl"), read_rows(accented / "manifest.jsonl")
     assert "accent" not in n and 0 < a["accent"] <= 1.0
-    assert "phonemes" not in n and "[[" not in a["phonemes"] and "'" in a["phonemes"]  # what espeak-ng said
     assert a["text"] == n["text"] == "those three thin valleys are thinking about the bad cat"
-    # Same voice, variant, rate and pitch: only the phonemes differ, and the audio with them.
-    assert (a["speaker"], a["speed"], a["pitch"]) == (n["speaker"], n["speed"], n["pitch"])
+    # Same voice, variant, rate and pitch: only what the engine said differs, and the audio with it.
+    assert (a["speaker"], a["speed"], a["pitch"], a["spoken"]) == (n["speaker"], n["speed"], n["pitch"], n["spoken"])
     x, _ = sf.read(str(native / n["audio"]))
     y, _ = sf.read(str(accented / a["audio"]))
     assert 0.6 < len(y) / len(x) < 1.6 and (len(x) != len(y) or not np.allclose(x, y))
+    return n, a
+
+
+def test_accented_espeak_speech_is_rendered_and_recorded(tmp_path):
+    n, a = render_native_and_accented(tmp_path, "espeak-ng:en-us")
+    assert "phonemes" not in n and "[[" not in a["phonemes"] and "'" in a["phonemes"]  # what espeak-ng said
+    assert "respelled" not in a
+
+
+@pytest.mark.parametrize("voice", ["flite:slt", "festival:kal_diphone"])
+def test_accented_text_engines_read_respelled_words(tmp_path, voice):
+    n, a = render_native_and_accented(tmp_path, voice)
+    assert "respelled" not in n and "phonemes" not in a
+    assert a["accent"] > 0.5 and a["respelled"] != a["spoken"]  # seed 1 draws 0.95 for voices without variants
 
 
 def test_accent_out_of_range_is_a_one_line_error(tmp_path, capsys):

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from vocable.audio import load_audio
-from vocable.features import (HOP_LENGTH, FeatureConfig, compute_features, log_mel, mel_filterbank, num_frames,
-                              pitch, spec_augment)
+from vocable.features import (HOP_LENGTH, FeatureConfig, compute_features, freq_warp, log_mel, mel_filterbank,
+                              num_frames, pitch, spec_augment, warp_factors)
 
 from .conftest import FSDD_FIXTURES
 
@@ -74,6 +74,31 @@ def test_spec_augment_runs_on_the_features_device():
     feats = torch.ones(3, 50, 20, device="meta")
     masked = spec_augment(feats, torch.tensor([50, 40, 30]), freq_width=5, generator=torch.Generator().manual_seed(0))
     assert masked.device.type == "meta" and masked.shape == feats.shape
+
+
+def test_freq_warp_moves_a_formant_by_its_factor():
+    """A bright band at 1 kHz lands at factor × 1 kHz; factor 1 changes nothing; pitch dims stay."""
+    n_mels = 80
+    filters = mel_filterbank(n_mels)
+    fft_hz = torch.linspace(0, 8000, filters.shape[0])
+
+    def peak_hz(spectrum_row: torch.Tensor) -> float:  # centre frequency of the brightest mel bin
+        return float(fft_hz[filters[:, int(spectrum_row.argmax())].argmax()])
+
+    band = torch.log(filters[int(torch.argmin((fft_hz - 1000).abs()))] + 1e-3)  # (n_mels,) a 1 kHz line
+    feats = torch.cat([band.expand(3, 10, n_mels), torch.full((3, 10, 2), 7.0)], dim=-1)  # + 2 pitch dims
+    warped = freq_warp(feats, torch.tensor([0.8, 1.0, 1.25]), n_mels)
+    assert warped.shape == feats.shape and torch.equal(warped[..., n_mels:], feats[..., n_mels:])
+    assert torch.allclose(warped[1], feats[1], atol=1e-5)
+    assert abs(peak_hz(warped[0, 0, :n_mels]) - 800) < 80
+    assert abs(peak_hz(warped[2, 0, :n_mels]) - 1250) < 100
+    assert torch.equal(warped[0, 0], warped[0, 9])  # every frame the same: timing untouched
+
+
+def test_warp_factors_are_seeded_and_in_range():
+    a = warp_factors(1000, 0.1, torch.Generator().manual_seed(3))
+    assert torch.equal(a, warp_factors(1000, 0.1, torch.Generator().manual_seed(3)))
+    assert float(a.min()) >= 0.9 and float(a.max()) <= 1.1 and float(a.std()) > 0.04
 
 
 def test_bad_feature_config():

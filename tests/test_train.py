@@ -119,20 +119,26 @@ def test_ddp_two_processes_under_torchrun(tmp_path):
     assert len(rows) == 2 * (full // 2)
 
 
-def test_config_errors_name_the_field(tmp_path):
+TRAIN = '[data]\ntrain = ["x.jsonl"]\n'
+
+
+@pytest.mark.parametrize("text, match", [
+    ('[optim]\nlr = "fast"\n' + TRAIN, r"bad.toml.*optim.lr.*expected float"),
+    ('[model]\narch = "cnn-rnn"\nlayers = 3\n' + TRAIN, "unknown field 'model.layers'"),
+    ('[data\ntrain = 1', "invalid TOML"),
+    ('[model]\narch = "rnn-t"\n' + TRAIN, "arch"),
+    ('[spec_augment]\nfreq_warp = 0.7\n' + TRAIN, r"bad.toml.*\[spec_augment\] freq_warp.*0.7"),
+    ('[spec_augment]\nfreq_warp = 0.1\n[features]\nkind = "mfcc"\n' + TRAIN,
+     "freq_warp: warps log-mel features, not 'mfcc'"),
+])
+def test_config_errors_name_the_field(tmp_path, text, match):
     bad = tmp_path / "bad.toml"
-    bad.write_text('[optim]\nlr = "fast"\n[data]\ntrain = ["x.jsonl"]\n')
-    with pytest.raises(ConfigError, match=r"bad.toml.*optim.lr.*expected float"):
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match=match):
         load_config(bad)
-    bad.write_text('[model]\narch = "cnn-rnn"\nlayers = 3\n[data]\ntrain = ["x.jsonl"]\n')
-    with pytest.raises(ConfigError, match="unknown field 'model.layers'"):
-        load_config(bad)
-    bad.write_text('[data\ntrain = 1')
-    with pytest.raises(ConfigError, match="invalid TOML"):
-        load_config(bad)
-    bad.write_text('[model]\narch = "rnn-t"\n[data]\ntrain = ["x.jsonl"]\n')
-    with pytest.raises(ConfigError, match="arch"):
-        load_config(bad)
+
+
+def test_missing_config_is_named(tmp_path):
     with pytest.raises(ConfigError, match="no such config"):
         load_config(tmp_path / "missing.toml")
 
@@ -174,9 +180,10 @@ def test_new_head_keeps_the_encoder_and_learns_new_output_units(tmp_path):
 
 
 def test_augmentation_waits_for_after_epochs(tmp_path, monkeypatch):
-    """[augment] and [spec_augment] after_epochs: the first epochs see clean audio, later ones augmented."""
+    """[augment] and [spec_augment] after_epochs: the first epochs see clean audio, later ones augmented
+    (frequency warping included)."""
     import vocable.train as train_module
-    seen = {"waveform": [], "spec": []}
+    seen = {"waveform": [], "spec": [], "warp": []}
     epoch_now = {"value": -1}
 
     def recording_augmenter(config, utts):
@@ -191,6 +198,13 @@ def test_augmentation_waits_for_after_epochs(tmp_path, monkeypatch):
         seen["spec"].append(epoch_now["value"])
         return real_spec_augment(*args, **kwargs)
 
+    real_freq_warp = train_module.freq_warp
+
+    def recording_freq_warp(feats, factor, n_mels):
+        seen["warp"].append(epoch_now["value"])
+        assert n_mels == 80 and ((factor >= 0.9) & (factor <= 1.1)).all()
+        return real_freq_warp(feats, factor, n_mels)
+
     real_bucket_batches = train_module.bucket_batches
 
     def tracking_bucket_batches(durations, max_seconds, seed, epoch, *args, **kwargs):
@@ -199,13 +213,15 @@ def test_augmentation_waits_for_after_epochs(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_module, "build_augmenter", recording_augmenter)
     monkeypatch.setattr(train_module, "spec_augment", recording_spec_augment)
+    monkeypatch.setattr(train_module, "freq_warp", recording_freq_warp)
     monkeypatch.setattr(train_module, "bucket_batches", tracking_bucket_batches)
     path = write_config(tmp_path, epochs=3)
-    path.write_text(path.read_text().replace("enabled = false", "after_epochs = 2")
+    path.write_text(path.read_text().replace("enabled = false", "after_epochs = 2\nfreq_warp = 0.1")
                     + "[augment]\nspeed_prob = 0.5\nafter_epochs = 2\n")
     train(load_config(path), show_progress=False)
     assert seen["waveform"] and set(seen["waveform"]) == {2}  # epochs 0 and 1 clean, epoch 2 augmented
     assert seen["spec"] and set(seen["spec"]) == {2}
+    assert seen["warp"] and set(seen["warp"]) == {2}
 
 
 @pytest.mark.parametrize("native_bf16, expected", [(False, "fp32"), (True, "bf16")])

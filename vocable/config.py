@@ -59,6 +59,9 @@ class SpecAugmentConfig:
     time_masks: int = 2
     time_width_frac: float = 0.05
     after_epochs: int = 0  # clean epochs first: masking from the start can keep CTC on its all-blank plateau
+    # Vocal tract length perturbation (features.freq_warp, log-mel only): each utterance's mel axis
+    # stretched by a factor in [1 - freq_warp, 1 + freq_warp] (0.1 = ±10 %); 0 = off.
+    freq_warp: float = 0.0
 
 
 @dataclass
@@ -124,6 +127,11 @@ class TrainConfig:
         for section, key, value in positive:
             if value <= 0:
                 raise ConfigError(f"{where}: [{section}] {key}: must be positive, got {value}")
+        if not 0.0 <= self.spec_augment.freq_warp < 0.5:
+            raise ConfigError(f"{where}: [spec_augment] freq_warp: expected 0 (off) to below 0.5, "
+                              f"got {self.spec_augment.freq_warp}")
+        if self.spec_augment.freq_warp and self.features.kind != "logmel":
+            raise ConfigError(f"{where}: [spec_augment] freq_warp: warps log-mel features, not {self.features.kind!r}")
         if self.run.new_head and not self.run.init_from:
             raise ConfigError(f"{where}: [run] new_head: needs [run] init_from (the model whose other weights to take)")
 

@@ -1,4 +1,4 @@
-"""Acoustic features in plain torch: log-mel spectrogram, MFCC, pitch, SpecAugment.
+"""Acoustic features in plain torch: log-mel spectrogram, MFCC, pitch, SpecAugment, frequency warping.
 
 All functions take batched waveforms (B, samples) at 16 kHz and return (B, frames, dim).
 They run identically on CPU and GPU. Frames are not centred (frame t covers samples
@@ -83,18 +83,48 @@ def _span_mask(batch: int, count: int, max_width: torch.Tensor, extent: torch.Te
     return inside.any(dim=1)
 
 
+def warp_factors(batch: int, max_warp: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B,) float64 frequency-warp factors for freq_warp, uniform in [1 - max_warp, 1 + max_warp]."""
+    return 1.0 + (torch.rand(batch, generator=generator, dtype=torch.float64) * 2.0 - 1.0) * max_warp
+
+
+def freq_warp(feats: torch.Tensor, factor: torch.Tensor, n_mels: int) -> torch.Tensor:
+    """Vocal tract length perturbation (Jaitly & Hinton 2013) on log-mel (B, T, F) features.
+
+    Utterance b's spectrum is stretched along the frequency axis by factor[b]: above 1 moves formants
+    and pitch up as a shorter vocal tract would (adult → child), below 1 down, while the timing stays.
+    Mel bin k then holds what was at frequency centre_k / factor, read by linear interpolation between
+    bins (clamped at the band edges). Only the first `n_mels` dimensions are warped (pitch features,
+    if any, are not). Returns a new tensor.
+    """
+    factor = factor.to(torch.float64).cpu()
+    top_mel = _hz_to_mel(torch.tensor(SAMPLE_RATE / 2.0, dtype=torch.float64))
+    step = top_mel / (n_mels + 1)  # mel distance between filter centres (mel_filterbank's spacing)
+    centre_hz = _mel_to_hz(step * torch.arange(1, n_mels + 1, dtype=torch.float64))
+    source = (_hz_to_mel(centre_hz[None, :] / factor[:, None]) / step - 1.0).clamp(0, n_mels - 1)  # (B, n_mels)
+    below = source.floor().long().clamp(max=n_mels - 2)
+    weight = (source - below).to(feats.dtype).to(feats.device)[:, None, :]
+    index = below.to(feats.device)[:, None, :].expand(-1, feats.shape[1], -1)
+    mel = feats[..., :n_mels]
+    warped = torch.lerp(mel.gather(2, index), mel.gather(2, index + 1), weight)
+    return torch.cat([warped, feats[..., n_mels:]], dim=-1)
+
+
+def _hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
+    """HTK mel scale."""
+    return 2595.0 * torch.log10(1.0 + hz / 700.0)
+
+
+def _mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
+    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+
 def mel_filterbank(n_mels: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """(N_FFT // 2 + 1, n_mels) triangular filters on the HTK mel scale, 0 Hz .. Nyquist."""
-    def hz_to_mel(hz):
-        return 2595.0 * torch.log10(1.0 + hz / 700.0)
-
-    def mel_to_hz(mel):
-        return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
-
     fft_hz = torch.linspace(0, SAMPLE_RATE / 2, N_FFT // 2 + 1, dtype=torch.float64)
-    mel_points = torch.linspace(0.0, float(hz_to_mel(torch.tensor(SAMPLE_RATE / 2.0))), n_mels + 2,
+    mel_points = torch.linspace(0.0, float(_hz_to_mel(torch.tensor(SAMPLE_RATE / 2.0))), n_mels + 2,
                                 dtype=torch.float64)
-    hz_points = mel_to_hz(mel_points)
+    hz_points = _mel_to_hz(mel_points)
     lower, centre, upper = hz_points[:-2], hz_points[1:-1], hz_points[2:]
     rising = (fft_hz[:, None] - lower) / (centre - lower)
     falling = (upper - fft_hz[:, None]) / (upper - centre)

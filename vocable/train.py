@@ -33,7 +33,7 @@ from .data.shards import SHARD_KEY, shard_groups
 from .decoding import greedy_decode
 from .errors import ConfigError, DataError
 from .evaluate import cer, wer
-from .features import spec_augment
+from .features import freq_warp, spec_augment, warp_factors
 from .modelfile import load_model_file, save_model
 from .models import build_model, count_parameters
 from .tokenizer import Tokenizer, tokenizer_from_dict, train_tokenizer
@@ -180,6 +180,8 @@ def train_step(model, optimizer, config: TrainConfig, device, precision: str, st
     if config.spec_augment.enabled and epoch >= config.spec_augment.after_epochs:
         s = config.spec_augment
         generator = torch.Generator().manual_seed(config.run.seed * 100003 + step)
+        if s.freq_warp:
+            feats = freq_warp(feats, warp_factors(len(feats), s.freq_warp, generator), config.features.n_mels)
         feats = spec_augment(feats, feat_lengths, s.freq_masks, s.freq_width, s.time_masks, s.time_width_frac,
                              generator)
     with autocast(precision, device):

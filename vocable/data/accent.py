@@ -46,12 +46,46 @@ ACCENT_RULES: tuple[tuple[str, str, tuple[str, ...], float], ...] = (
 CLAUSE_PAUSE = " _: "  # espeak-ng writes one clause per line; a short pause joins them again
 
 
+# The same accent for engines that read only text (flite, festival, piper): the words respelled so
+# that the engine's own letter-to-sound rules say them the accented way. Spelling shows less than
+# phonemes do (no stress, no schwa, "th" voiced or not), so these are the rules spelling can carry,
+# over the lower-case sentence (a word's letters are [a-z']).
+_C = "[b-df-hj-np-tv-z]"  # a consonant letter
+_ONSET = f"{_C}?[bdf-hj-np-tv-z]"  # one or two consonants, not ending in c (which e, i would soften)
+_END = r"\b(?!')"  # a word's end, not its end before an apostrophe (it's, didn't)
+SPELLING_RULES: tuple[tuple[str, str, tuple[str, ...], float], ...] = (
+    ("th (this) → d or z", r"\bth(?=(?:e|is|at|ey|em|ere|en|an|ose|ese|ough|eir)\b)", ("d", "z"), 0.7),
+    ("th (thin) → s, f or t", r"th", ("s", "f", "t"), 0.8),
+    ("v → w", r"v", ("w",), 0.5),
+    ("i → ee in a one-syllable word (ship → sheep)", rf"\b({_ONSET})i({_C}{{1,2}}){_END}", (r"\1ee\2",), 0.5),
+    ("a → e in a one-syllable word (bad → bed)", rf"\b({_ONSET})a({_C}{{1,2}}){_END}", (r"\1e\2",), 0.5),
+    ("-ing → -in", rf"(?<=\w\w)ing{_END}", ("in",), 0.3),
+    ("final stop dropped (cat → cah)", rf"(?<=[aeiou])[ptkbdg]{_END}", ("h",), 0.3),
+    ("final consonant + schwa (big → biguh)", rf"(?<=[aeiou])([ptkbdgsz]){_END}", (r"\1uh",), 0.3),
+    ("final d, g devoiced", rf"(?<=[aeioul])([dg]){_END}", ("t",), 0.3),
+    ("r → l or w at a word's start", r"\br", ("l", "w"), 0.2),
+    ("n → l at a word's start", r"\bn(?=[aeiou])", ("l",), 0.1),
+    ("s-cluster split by a vowel (street → suh-treet)", r"\bs(?=[ptkmnlw])", ("suh",), 0.25),
+    ("final l vocalised or dropped (ball → bao)", rf"(?<=[aeiou])ll?{_END}", ("o", ""), 0.25),
+)
+
+
 def accent_phonemes(phonemes: str, strength: float, rng: np.random.Generator) -> str:
     """espeak-ng phonemes (`espeak-ng -q -x`, one clause per line) → accented phonemes, one line."""
+    text = CLAUSE_PAUSE.join(line.strip() for line in phonemes.splitlines() if line.strip())
+    return _apply(ACCENT_RULES, text, strength, rng)
+
+
+def accent_spelling(sentence: str, strength: float, rng: np.random.Generator) -> str:
+    """A lower-case sentence (synth.speakable's spoken text) → the same words respelled with an accent."""
+    return _apply(SPELLING_RULES, sentence, strength, rng)
+
+
+def _apply(rules, text: str, strength: float, rng: np.random.Generator) -> str:
+    """Each rule in order, firing on each occurrence with its probability × strength."""
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"accent strength must be in [0, 1], got {strength}")
-    text = CLAUSE_PAUSE.join(line.strip() for line in phonemes.splitlines() if line.strip())
-    for _, pattern, replacements, probability in ACCENT_RULES:
+    for _, pattern, replacements, probability in rules:
         rate = probability * strength
 
         def change(match: re.Match, replacements=replacements, rate=rate) -> str:
@@ -63,4 +97,4 @@ def accent_phonemes(phonemes: str, strength: float, rng: np.random.Generator) ->
     return text
 
 
-__all__ = ["ACCENT_RULES", "accent_phonemes"]
+__all__ = ["ACCENT_RULES", "SPELLING_RULES", "accent_phonemes", "accent_spelling"]

@@ -57,8 +57,8 @@ def add_synth(commands) -> None:
     p.add_argument("--format", default="flac", choices=["flac", "opus"],
                    help="flac (lossless) or Ogg/Opus (~8x smaller)")
     p.add_argument("--accent", type=float, default=0.0, metavar="STRENGTH",
-                   help="espeak-ng voices speak with a Mandarin-L1-style accent of up to this strength, "
-                        "0-1, drawn per utterance (default 0: native)")
+                   help="speak with a Mandarin-L1-style accent of up to this strength, 0-1, drawn per utterance "
+                        "(espeak-ng: phonemes rewritten; other engines: words respelled; default 0: native)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_synth)
 

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from ..audio import SAMPLE_RATE, load_audio
 from ..errors import DataError, VocableError
 from ..tokenizer import normalize_english
-from .accent import accent_phonemes
+from .accent import accent_phonemes, accent_spelling
 
 SPEED_RANGE = (0.85, 1.2)  # speaking-rate multiplier drawn per utterance
 PITCH_RANGE = (0.85, 1.2)  # mean-F0 multiplier drawn per utterance
@@ -95,7 +95,7 @@ class Item:
     pitch: float
     peak_db: float
     audio: str  # output path relative to the output folder
-    accent: float = 0.0  # non-native pronunciation strength, 0-1 (espeak-ng voices; see accent.py)
+    accent: float = 0.0  # non-native pronunciation strength, 0-1 (see accent.py)
 
     @property
     def speaker(self) -> str:
@@ -226,8 +226,9 @@ def plan_item(index: int, sentences: list[tuple[str, str]], order: np.ndarray, v
               seed: int, fmt: str, accent: float = 0.0) -> Item:
     """Item `index`: sentences in a seeded order, cycling; voices in turn, shifted each cycle.
 
-    With `accent` > 0 each espeak-ng item draws a strength in [0, accent] (other engines cannot
-    be given phonemes); without it the plan, ids included, is what it always was.
+    With `accent` > 0 each item draws a strength in [0, accent] (espeak-ng is given accented
+    phonemes, the other engines respelled words); without it the plan, ids included, is what it
+    always was.
     """
     cycle, position = divmod(index, len(sentences))
     spoken, text = sentences[order[position]]
@@ -235,7 +236,7 @@ def plan_item(index: int, sentences: list[tuple[str, str]], order: np.ndarray, v
     rng = np.random.default_rng([seed, index])
     variant = str(rng.choice(voice.variants)) if voice.variants else ""
     speed, pitch, peak = rng.uniform(*SPEED_RANGE), rng.uniform(*PITCH_RANGE), rng.uniform(*PEAK_DBFS)
-    strength = round(rng.uniform(0, accent), 2) if accent > 0 and voice.engine == "espeak-ng" else 0.0
+    strength = round(rng.uniform(0, accent), 2) if accent > 0 else 0.0
     slug = re.sub(r"[^A-Za-z0-9]+", "-", voice.id + ("-" + variant if variant else "")).strip("-")
     check = zlib.crc32(f"{voice.id}|{variant}|{spoken}{f'|{strength}' if strength else ''}".encode()) & 0xFFFF
     uid = f"{index:07d}-{slug}-{check:04x}"
@@ -260,7 +261,7 @@ def render_chunk(items: list[Item], out_dir: str, fmt: str) -> list[dict]:
                 batch_error = str(e)
         for item, wav in zip(items, raw):
             try:
-                said = item.spoken
+                said = engine_input(item)
                 if item.voice.engine != "festival":
                     said = synthesize(item, wav)
                 elif batch_error and not os.path.isfile(wav):
@@ -273,10 +274,9 @@ def render_chunk(items: list[Item], out_dir: str, fmt: str) -> list[dict]:
 
 def synthesize(item: Item, wav: str) -> str:
     """One engine call writing `wav` (espeak-ng, flite, piper); returns what the engine was given."""
-    v, said = item.voice, item.spoken
+    v, said = item.voice, engine_input(item)
     if v.engine == "espeak-ng":
         pitch = int(np.clip(round(ESPEAK_PITCH * item.pitch), 0, 99))
-        said = espeak_input(item)
         _run(["espeak-ng", "-v", f"{v.name}+{item.variant}" if item.variant else v.name,
               "-s", str(round(ESPEAK_RATE_WPM * item.speed)), "-p", str(pitch), "-w", wav, said])
     elif v.engine == "flite":
@@ -284,21 +284,24 @@ def synthesize(item: Item, wav: str) -> str:
         f0 = (f"int_f0_target_mean={FLITE_DIPHONE_F0_HZ * item.pitch:.1f}" if v.name.startswith("kal")
               else f"f0_shift={item.pitch:.3f}")
         _run(["flite", "-voice", v.name, "--setf", f"duration_stretch={1 / item.speed:.3f}", "--setf", f0,
-              "-t", item.spoken, "-o", wav])
+              "-t", said, "-o", wav])
     elif v.engine == "piper":
         _run(["piper", "--model", v.name, "--output_file", wav, "--length_scale", f"{1 / item.speed:.3f}"],
-             stdin=item.spoken)
+             stdin=said)
     else:
         raise DataError(f"unknown engine {v.engine!r}")
     return said
 
 
-def espeak_input(item: Item) -> str:
-    """The sentence, or with an accent its phonemes rewritten (accent.py), inside espeak-ng's [[ ]]."""
+def engine_input(item: Item) -> str:
+    """What the engine reads: the sentence, or with an accent (accent.py) espeak-ng's phonemes for it
+    rewritten, inside espeak-ng's [[ ]], or for the other engines its words respelled."""
     if not item.accent:
         return item.spoken
-    phonemes = _run(["espeak-ng", "-q", "-x", "-v", item.voice.name, item.spoken])
     rng = np.random.default_rng([item.index, zlib.crc32(item.id.encode())])
+    if item.voice.engine != "espeak-ng":
+        return accent_spelling(item.spoken, item.accent, rng)
+    phonemes = _run(["espeak-ng", "-q", "-x", "-v", item.voice.name, item.spoken])
     return f"[[{accent_phonemes(phonemes, item.accent, rng)}]]"
 
 
@@ -307,7 +310,7 @@ def festival_render(items: list[Item], wavs: list[str]) -> None:
     name = items[0].voice.name
     lines = [f"(voice_{name})"] + (["(set! vocable_hts_params hts_engine_params)"] if name.endswith("_hts") else [])
     for item, wav in zip(items, wavs):
-        spoken = item.spoken.replace("\\", " ").replace('"', " ")
+        spoken = engine_input(item).replace("\\", " ").replace('"', " ")
         if name.endswith("_hts"):  # HTS voices: rate via the engine's -r option; pitch stays the voice's own
             lines.append(f"(set! hts_engine_params (append vocable_hts_params (list '(\"-r\" {item.speed:.3f}))))")
         else:
@@ -323,8 +326,7 @@ def festival_render(items: list[Item], wavs: list[str]) -> None:
 def finish(item: Item, wav: str, out_dir: str, fmt: str, said: str) -> dict:
     """Engine output → trimmed, levelled 16 kHz file in OUT; returns its manifest row.
 
-    An accented row also records the phonemes the engine said (`said` without its [[ ]]), so it
-    can be re-heard without re-running the seeded rules.
+    An accented row also records what the engine said (accent_fields).
     """
     if not os.path.isfile(wav):
         raise DataError("the engine wrote no audio")
@@ -344,7 +346,15 @@ def finish(item: Item, wav: str, out_dir: str, fmt: str, said: str) -> dict:
     return {"id": item.id, "audio": item.audio, "text": item.text, "duration": round(len(audio) / SAMPLE_RATE, 3),
             "speaker": item.speaker, "voice": item.voice.id, "engine": item.voice.engine,
             "licence": item.voice.licence, "spoken": item.spoken, "speed": item.speed, "pitch": item.pitch,
-            **({"accent": item.accent, "phonemes": said.removeprefix("[[").removesuffix("]]")} if item.accent else {})}
+            **(accent_fields(item, said) if item.accent else {})}
+
+
+def accent_fields(item: Item, said: str) -> dict:
+    """An accented row records its strength and what the engine said, so it can be re-heard without
+    re-running the seeded rules: espeak-ng's phonemes, or the other engines' respelled words."""
+    if item.voice.engine == "espeak-ng":
+        return {"accent": item.accent, "phonemes": said.removeprefix("[[").removesuffix("]]")}
+    return {"accent": item.accent, "respelled": said}
 
 
 def trim_silence(audio: np.ndarray, frame: int = SAMPLE_RATE // 100) -> np.ndarray:
