@@ -20,7 +20,10 @@
 # A later continuation starts from the weights then bundled ([run] init_from). Tried and not bundled
 # (docs/models.md): exp/c9-accent2, 80 more CPU minutes from c8-accent with 5 h more accented speech
 # (vocable data synth ... -o data/synth-accent2 --voices espeak-ng --accent 1.0 --seed 2) added; exp/c10-real,
-# 45 CPU minutes from the bundled weights with data/so762-train.jsonl listed six times instead of three.
+# 45 CPU minutes from the bundled weights with data/so762-train.jsonl listed six times instead of three;
+# exp/c11-warp, 70 CPU minutes from the bundled weights on c8's data with --set spec_augment.freq_warp=0.1;
+# exp/c12-spell, 55 CPU minutes from the bundled weights with 3 h of accented flite and festival speech
+# (vocable data synth ... -o data/synth-accent-text --voices 'flite:*' 'festival:*' --accent 1.0 --seed 3) added.
 set -euo pipefail
 cd "$(dirname "$0")"
 hours=${1:-5}
