@@ -261,11 +261,12 @@ def render_chunk(items: list[Item], out_dir: str, fmt: str) -> list[dict]:
                 batch_error = str(e)
         for item, wav in zip(items, raw):
             try:
-                said = engine_input(item)
                 if item.voice.engine != "festival":
                     said = synthesize(item, wav)
                 elif batch_error and not os.path.isfile(wav):
                     raise DataError(batch_error)
+                else:
+                    said = engine_input(item)  # what festival_render gave festival (seeded; no engine call)
                 rows.append(finish(item, wav, out_dir, fmt, said))
             except VocableError as e:
                 rows.append({"id": item.id, "error": f"{item.speaker}: {e}"})
