@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .align import NEG, ctc_log_likelihood, refine_word_times, viterbi_spans
+from .errors import ConfigError, DataError
 from .tokenizer import BLANK, Tokenizer
 
 
@@ -129,7 +130,6 @@ class DecodingOptions:
     vad: bool | None = None
 
     def __post_init__(self):
-        from .errors import ConfigError
         if self.beam_size is not None and self.beam_size < 1:
             raise ConfigError(f"decoding option beam_size must be at least 1, got {self.beam_size}")
         for name in ("lm_weight", "word_bonus", "blank_penalty"):
@@ -162,7 +162,6 @@ def with_lm_defaults(options: DecodingOptions, model_meta: dict | None = None) -
 
 def parse_hotwords(spec: str) -> list[tuple[str, float]]:
     """"vocable:5,Kubernetes,new york:3" → [("vocable", 5.0), ("Kubernetes", 2.0), ("new york", 3.0)]."""
-    from .errors import ConfigError
     out = []
     for item in spec.split(","):
         text, sep, boost = item.strip().rpartition(":")
@@ -529,7 +528,6 @@ def force_align(log_probs: np.ndarray, text: str, tokenizer: Tokenizer, frame_se
                 audio: np.ndarray | None = None) -> Hypothesis:
     """Word times of a known transcript: the best CTC path of its tokens (Viterbi), edges refined
     from `audio` when given. Raises DataError when the text cannot be spelt or does not fit."""
-    from .errors import DataError
     unknown = tokenizer.unknown_chars(text)
     if unknown:
         raise DataError(f"transcript has characters the model cannot spell: {''.join(sorted(unknown))!r}")
