@@ -7,13 +7,14 @@ They run identically on CPU and GPU. Frames are not centred (frame t covers samp
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import torch
 
-# One definition of the frame constants and FeatureConfig, shared with the torch-free runtime.
+from . import features_np
+# One definition of the frame constants, FeatureConfig, the mel scale and the filter and DCT matrices, shared
+# with the torch-free runtime.
 from .features_np import (HOP_LENGTH, LOG_FLOOR, N_FFT, PITCH_MAX_HZ, PITCH_MIN_HZ, PITCH_VOICED,  # noqa: F401
-                          SAMPLE_RATE, WIN_LENGTH, FeatureConfig, num_frames)
+                          SAMPLE_RATE, WIN_LENGTH, FeatureConfig, hz_to_mel, mel_to_hz, num_frames)
 
 
 def compute_features(waveforms: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
@@ -22,7 +23,7 @@ def compute_features(waveforms: torch.Tensor, config: FeatureConfig) -> torch.Te
         waveforms = waveforms.unsqueeze(0)
     feats = log_mel(waveforms, config.n_mels)
     if config.kind == "mfcc":
-        feats = feats @ _dct_matrix(config.n_mels, config.n_mfcc, feats.device)
+        feats = feats @ torch.tensor(features_np.dct_matrix(config.n_mels, config.n_mfcc), device=feats.device)
     if config.pitch:
         feats = torch.cat([feats, pitch(waveforms)], dim=-1)
     return feats
@@ -97,11 +98,10 @@ def freq_warp(feats: torch.Tensor, factor: torch.Tensor, n_mels: int) -> torch.T
     bins (clamped at the band edges). Only the first `n_mels` dimensions are warped (pitch features,
     if any, are not). Returns a new tensor.
     """
-    factor = factor.to(torch.float64).cpu()
-    top_mel = _hz_to_mel(torch.tensor(SAMPLE_RATE / 2.0, dtype=torch.float64))
-    step = top_mel / (n_mels + 1)  # mel distance between filter centres (mel_filterbank's spacing)
-    centre_hz = _mel_to_hz(step * torch.arange(1, n_mels + 1, dtype=torch.float64))
-    source = (_hz_to_mel(centre_hz[None, :] / factor[:, None]) / step - 1.0).clamp(0, n_mels - 1)  # (B, n_mels)
+    factor = factor.to(torch.float64).cpu().numpy()
+    step = hz_to_mel(SAMPLE_RATE / 2.0) / (n_mels + 1)  # mel distance between filter centres (mel_filterbank's)
+    centre_hz = mel_to_hz(step * np.arange(1, n_mels + 1))
+    source = torch.from_numpy(hz_to_mel(centre_hz[None, :] / factor[:, None]) / step - 1.0).clamp(0, n_mels - 1)
     below = source.floor().long().clamp(max=n_mels - 2)
     weight = (source - below).to(feats.dtype).to(feats.device)[:, None, :]
     index = below.to(feats.device)[:, None, :].expand(-1, feats.shape[1], -1)
@@ -110,25 +110,9 @@ def freq_warp(feats: torch.Tensor, factor: torch.Tensor, n_mels: int) -> torch.T
     return torch.cat([warped, feats[..., n_mels:]], dim=-1)
 
 
-def _hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
-    """HTK mel scale."""
-    return 2595.0 * torch.log10(1.0 + hz / 700.0)
-
-
-def _mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
-    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
-
-
 def mel_filterbank(n_mels: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """(N_FFT // 2 + 1, n_mels) triangular filters on the HTK mel scale, 0 Hz .. Nyquist."""
-    fft_hz = torch.linspace(0, SAMPLE_RATE / 2, N_FFT // 2 + 1, dtype=torch.float64)
-    mel_points = torch.linspace(0.0, float(_hz_to_mel(torch.tensor(SAMPLE_RATE / 2.0))), n_mels + 2,
-                                dtype=torch.float64)
-    hz_points = _mel_to_hz(mel_points)
-    lower, centre, upper = hz_points[:-2], hz_points[1:-1], hz_points[2:]
-    rising = (fft_hz[:, None] - lower) / (centre - lower)
-    falling = (upper - fft_hz[:, None]) / (upper - centre)
-    return torch.clamp(torch.minimum(rising, falling), min=0.0).to(torch.float32).to(device)
+    return torch.tensor(features_np.mel_filterbank(n_mels), device=device)
 
 
 def _frames(waveforms: torch.Tensor) -> torch.Tensor:
@@ -147,12 +131,3 @@ def _autocorrelation(frames: torch.Tensor) -> torch.Tensor:
     """Autocorrelation over lags 0..N_FFT-1 of each frame (last dimension), via the FFT."""
     spectrum = torch.fft.rfft(frames, n=2 * N_FFT)
     return torch.fft.irfft(spectrum.abs() ** 2)[..., :N_FFT]
-
-
-def _dct_matrix(n_mels: int, n_mfcc: int, device) -> torch.Tensor:
-    """(n_mels, n_mfcc) orthonormal DCT-II basis."""
-    n = torch.arange(n_mels, dtype=torch.float64)
-    k = torch.arange(n_mfcc, dtype=torch.float64)[None, :]
-    basis = torch.cos(math.pi / n_mels * (n[:, None] + 0.5) * k) * math.sqrt(2.0 / n_mels)
-    basis[:, 0] /= math.sqrt(2.0)
-    return basis.to(torch.float32).to(device)

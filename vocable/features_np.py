@@ -81,7 +81,7 @@ def compute_features(waveforms: np.ndarray, config: FeatureConfig) -> np.ndarray
         waveforms = waveforms[None]
     feats = log_mel(waveforms, config.n_mels)
     if config.kind == "mfcc":
-        feats = feats @ _dct_matrix(config.n_mels, config.n_mfcc)
+        feats = feats @ dct_matrix(config.n_mels, config.n_mfcc)
     if config.pitch:
         feats = np.concatenate([feats, pitch(waveforms)], axis=-1)
     return feats
@@ -127,15 +127,18 @@ def _blockwise(frames: np.ndarray, fn, dim: int) -> np.ndarray:
     return out
 
 
+def hz_to_mel(hz):
+    """HTK mel scale, for floats or arrays."""
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz(mel):
+    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
+
+
 @lru_cache(maxsize=8)
 def mel_filterbank(n_mels: int) -> np.ndarray:
     """(N_FFT // 2 + 1, n_mels) triangular filters on the HTK mel scale, 0 Hz .. Nyquist."""
-    def hz_to_mel(hz):
-        return 2595.0 * np.log10(1.0 + hz / 700.0)
-
-    def mel_to_hz(mel):
-        return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
-
     fft_hz = np.linspace(0, SAMPLE_RATE / 2, N_FFT // 2 + 1, dtype=np.float64)
     hz_points = mel_to_hz(np.linspace(0.0, hz_to_mel(SAMPLE_RATE / 2.0), n_mels + 2, dtype=np.float64))
     lower, centre, upper = hz_points[:-2], hz_points[1:-1], hz_points[2:]
@@ -166,7 +169,7 @@ def _autocorrelation(frames: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _dct_matrix(n_mels: int, n_mfcc: int) -> np.ndarray:
+def dct_matrix(n_mels: int, n_mfcc: int) -> np.ndarray:
     """(n_mels, n_mfcc) orthonormal DCT-II basis."""
     n = np.arange(n_mels, dtype=np.float64)
     k = np.arange(n_mfcc, dtype=np.float64)[None, :]
