@@ -4,6 +4,7 @@ import torch
 from vocable.errors import ConfigError
 from vocable.models import ModelConfig, build_model, count_parameters
 from vocable.models.common import chunk_attention_mask, subsampled_lengths
+from vocable.models.conformer import deepened
 
 ARCHS = ["cnn-rnn", "transformer", "conformer"]
 
@@ -66,3 +67,25 @@ def test_bad_model_config():
         ModelConfig(arch="lstm-transducer").validate()
     with pytest.raises(ConfigError, match="divisible"):
         ModelConfig(arch="conformer", d_model=100, n_heads=3).validate()
+
+
+def test_deepened_conformer_starts_as_the_small_one_and_trains_its_new_blocks():
+    torch.manual_seed(0)
+    small = build_model(ModelConfig(arch="conformer", d_model=64, n_layers=3, n_heads=4), 80, 20).eval()
+    for block in small.blocks:  # trained LayerNorms are not the identity: the copy must carry them over
+        torch.nn.init.normal_(block.final_norm.weight, 1.0, 0.3)
+        torch.nn.init.normal_(block.final_norm.bias, 0.0, 0.3)
+    before = {k: v.clone() for k, v in small.state_dict().items()}
+    big = deepened(small).eval()
+    x, lengths = torch.randn(2, 120, 80), torch.tensor([120, 90])
+    with torch.no_grad():
+        expected, _ = small(x, lengths)
+        got, _ = big(x, lengths)
+    assert len(big.blocks) == 6 and count_parameters(big) > 1.9 * count_parameters(small.blocks)
+    assert torch.allclose(got, expected, atol=1e-3)
+    assert all(torch.equal(v, small.state_dict()[k]) for k, v in before.items())  # the small model is untouched
+    big.train()
+    logits, _ = big(x, lengths)
+    logits.square().mean().backward()
+    twin = big.blocks[1]
+    assert twin.attn.out.weight.grad.abs().sum() > 0 and twin.ff2[-2].weight.grad.abs().sum() > 0

@@ -1,4 +1,5 @@
 """recipes/en_default helper scripts: pack.py (Opus transport copies), average.py (finish a cut run),
+grow.py (a deeper model from a trained one),
 device_run.sh (the GPU lease's runs, here on the CPU), tune_lm.py (decoding grid with a speaker-fold
 cross-validated WER) and test_time.py (ensembles and per-utterance adaptation)."""
 
@@ -80,6 +81,23 @@ def test_average_models_writes_the_mean_of_their_weights(tmp_path):
     assert not (tmp_path / "x.vocable").exists()
     missing = run("average.py", "--models", tmp_path / "a.vocable", tmp_path / "gone.vocable", tmp_path / "x.vocable")
     assert missing.returncode != 0 and "gone.vocable" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_grow_writes_a_model_twice_as_deep_that_transcribes_the_same(tmp_path):
+    pieces = train_tokenizer([u.text for u in read_dataset(FSDD_FIXTURES)], "bpe", 128)
+    save_start_model(tmp_path / "small.vocable", pieces, n_layers=2)
+    result = run("grow.py", tmp_path / "small.vocable", tmp_path / "deep.vocable")
+    assert result.returncode == 0, result.stderr
+    small, deep = (load_model_file(tmp_path / f"{name}.vocable") for name in ("small", "deep"))
+    assert deep.model_config == replace(small.model_config, n_layers=4) and len(deep.model.blocks) == 4
+    feats, lengths = torch.randn(1, 200, small.features.dim), torch.tensor([200])
+    with torch.no_grad():
+        assert torch.allclose(deep.model(feats, lengths)[0], small.model(feats, lengths)[0], atol=1e-3)
+    assert deep.tokenizer.to_dict() == pieces.to_dict()
+    save_start_model(tmp_path / "rnn.vocable", pieces, arch="cnn-rnn", n_layers=2)
+    refused = run("grow.py", tmp_path / "rnn.vocable", tmp_path / "x.vocable")
+    assert refused.returncode != 0 and "cnn-rnn" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "x.vocable").exists()
 
 
 def save_start_model(path: Path, tokenizer, **changes) -> None:

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -76,3 +78,26 @@ class Conformer(nn.Module):
         for block in self.blocks:
             x = block(x, mask, pad)
         return self.head(x), out_lengths
+
+
+def deepened(model: Conformer) -> Conformer:
+    """A Conformer of twice the depth that computes the same function as `model` (before training).
+
+    Each block is followed by a copy of itself whose four residual branches end in zeroed layers, so the
+    copy adds nothing, and whose final LayerNorm takes over the original's scale and shift (the original's
+    becomes a plain normalisation: LayerNorm of an already normalised frame changes it only by `eps`).
+    Training then grows the copies from the trained weights (progressive stacking, Gong et al. 2019):
+    more capacity for a model that has stopped improving, without starting from scratch.
+    """
+    bigger = copy.deepcopy(model)
+    blocks = []
+    for block in bigger.blocks:
+        twin = copy.deepcopy(block)
+        for branch_end in (twin.ff1[-2], twin.attn.out, twin.conv.pointwise_out, twin.ff2[-2]):
+            nn.init.zeros_(branch_end.weight)
+            nn.init.zeros_(branch_end.bias)
+        nn.init.ones_(block.final_norm.weight)
+        nn.init.zeros_(block.final_norm.bias)
+        blocks += [block, twin]
+    bigger.blocks = nn.ModuleList(blocks)
+    return bigger
