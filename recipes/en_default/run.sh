@@ -24,6 +24,8 @@
 # exp/c11-warp, 70 CPU minutes from the bundled weights on c8's data with --set spec_augment.freq_warp=0.1;
 # exp/c12-spell, 55 CPU minutes from the bundled weights with 3 h of accented flite and festival speech
 # (vocable data synth ... -o data/synth-accent-text --voices 'flite:*' 'festival:*' --accent 1.0 --seed 3) added.
+# exp/c13-deep: grow.py's 12-block copy of the bundled model, 105 CPU minutes on c8's data
+# (--set run.init_from='"exp/deep12.vocable"' --set model.n_layers=12 --set optim.lr=2e-4 --set run.seed=13).
 set -euo pipefail
 cd "$(dirname "$0")"
 hours=${1:-5}
