@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from vocable.errors import VocableError
-from vocable.modelfile import load_model_file, save_model
+from vocable.modelfile import LoadedModel, load_model_file, save_model
 from vocable.train import average_epochs, average_states
 
 
@@ -42,10 +42,15 @@ def main() -> None:
     else:
         sys.exit("error: one run folder, or --models with several model files")
     template.model.load_state_dict(state)
-    meta = {k: v for k, v in template.meta.items() if k not in ("dev_wer", "dev_cer", "vocable_version")}
-    save_model(args.output, template.model, template.model_config, template.features, template.tokenizer,
-               {**meta, **extra}, half=True)
+    save_derived(args.output, template, template.model, template.model_config, extra, half=True)
     print(f"wrote {args.output}")
+
+
+def save_derived(path: Path, start: LoadedModel, model, model_config, extra: dict, half: bool) -> None:
+    """Write `model` with `start`'s features, tokenizer and meta (its decoding defaults) plus `extra`; the
+    dev scores and version in `start`'s meta describe other weights, so they are dropped."""
+    meta = {k: v for k, v in start.meta.items() if k not in ("dev_wer", "dev_cer", "vocable_version")}
+    save_model(path, model, model_config, start.features, start.tokenizer, {**meta, **extra}, half=half)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 
 from vocable.errors import VocableError
-from vocable.modelfile import load_model_file, save_model
+from vocable.modelfile import load_model_file
 from vocable.models.conformer import Conformer, deepened
+
+from average import save_derived  # this folder's script: run grow.py from anywhere, Python finds it beside
 
 
 def main() -> None:
@@ -28,9 +30,7 @@ def main() -> None:
     if not isinstance(start.model, Conformer):
         sys.exit(f"error: {args.model}: a {start.model_config.arch} model; grow.py deepens Conformers only")
     config = dataclasses.replace(start.model_config, n_layers=2 * start.model_config.n_layers)
-    meta = {k: v for k, v in start.meta.items() if k not in ("dev_wer", "dev_cer", "vocable_version")}
-    save_model(args.output, deepened(start.model.float()), config, start.features, start.tokenizer,
-               {**meta, "grown_from": str(args.model)}, half=False)
+    save_derived(args.output, start, deepened(start.model.float()), config, {"grown_from": str(args.model)}, half=False)
     print(f"wrote {args.output}: {config.n_layers} blocks")
 
 
