@@ -26,6 +26,8 @@
 # (vocable data synth ... -o data/synth-accent-text --voices 'flite:*' 'festival:*' --accent 1.0 --seed 3) added.
 # exp/c13-deep: grow.py's 12-block copy of the bundled model, 105 CPU minutes on c8's data
 # (--set run.init_from='"exp/deep12.vocable"' --set model.n_layers=12 --set optim.lr=2e-4 --set run.seed=13).
+# exp/c15-deep2: c13's model, 100 more CPU minutes (--set run.init_from='"exp/c13-deep/model.vocable"'
+# --set model.n_layers=12 --set optim.lr=1.5e-4 --set run.seed=15).
 set -euo pipefail
 cd "$(dirname "$0")"
 hours=${1:-5}
