@@ -173,6 +173,8 @@ def test_tune_lm_writes_the_best_point_and_a_cross_validated_wer(tmp_path):
     assert len(tuning["grid"]) == 2 and len(tuning["cv_points"]) == 2
     assert tuning["wer"] == min(row[-1] for row in tuning["grid"]) <= tuning["cv_wer"]
     assert "cross-validated over 2 speaker folds" in result.stdout
+    assert 0 <= tuning["oracle_wer"] <= tuning["wer"]  # the top hypothesis is one of the beam's finals
+    assert "oracle WER over the best point's final beam" in result.stdout
 
 
 def load_test_time():

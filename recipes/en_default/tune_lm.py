@@ -9,6 +9,10 @@ scripts/bundle_model.py.
 The best point's WER is optimistic: it was chosen on the very set it is measured on. So the script also
 prints a cross-validated WER: the speakers are dealt into FOLDS groups, and each group is decoded with
 the point that was best on the other groups' speakers (the JSON's "cv_wer").
+
+It also prints the oracle WER of the best point's beam (the JSON's "oracle_wer"): each utterance scored by
+whichever of the search's final hypotheses is closest to its reference, the most that rescoring the beam
+(a larger LM, a second pass) could gain. For en-default on so762-dev: 39.8 % top-1, 33.4 % oracle.
 """
 
 from __future__ import annotations
@@ -58,6 +62,17 @@ def cross_validated_wer(errors: dict[tuple, list[tuple[int, int]]], fold_of: lis
     return pooled_wer(held_out), chosen
 
 
+def beam_oracle_errors(tokenizer, lm, options, refs: list[str], log_probs: list) -> list[tuple[int, int]]:
+    """Per utterance, (word errors, reference words) of the search's final hypothesis closest to the reference."""
+    from vocable.decoding import BeamSearchDecoder
+    from vocable.evaluate import word_errors
+
+    search = BeamSearchDecoder(tokenizer, lm, options)
+    nothing = [(len(ref.split()), len(ref.split())) for ref in refs]  # an empty beam: every word deleted
+    return [min((word_errors(ref, final[3]) for final in search.search(lp)), default=none)
+            for ref, lp, none in zip(refs, log_probs, nothing)]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("model")
@@ -103,6 +118,8 @@ def main() -> None:
     grid = {point: pooled_wer(e) for point, e in errors.items()}
     (beam, weight, bonus, penalty), best = min(grid.items(), key=lambda item: item[1])
     cv_wer, cv_points = cross_validated_wer(errors, speaker_folds([u.speaker for u in utterances]))
+    oracle = pooled_wer(beam_oracle_errors(recognizer.tokenizer, resolve_lm(args.lm), DecodingOptions(
+        lm=args.lm, lm_weight=weight, word_bonus=bonus, blank_penalty=penalty, beam_size=beam), refs, log_probs))
 
     print(f"{Path(args.dev).name}, {len(refs)} utterances; model {args.model}; greedy WER {greedy:.2%}")
     for size in args.beams:
@@ -115,9 +132,10 @@ def main() -> None:
     print(f"best: beam {beam}, LM weight {weight:g}, word bonus {bonus:g}, blank penalty {penalty:g}: "
           f"WER {best:.2%} (tuned on this set)")
     print(f"cross-validated over {FOLDS} speaker folds: WER {cv_wer:.2%} (points chosen: {cv_points})")
+    print(f"oracle WER over the best point's final beam: {oracle:.2%} (the most rescoring it could give)")
     args.output.write_text(json.dumps({"lm": args.lm, "lm_weight": weight, "word_bonus": bonus,
                                        "blank_penalty": penalty, "beam_size": beam,
-                                       "wer": best, "cv_wer": cv_wer, "cv_points": cv_points,
+                                       "wer": best, "cv_wer": cv_wer, "cv_points": cv_points, "oracle_wer": oracle,
                                        "greedy_wer": greedy, "dev": str(args.dev),
                                        "utterances": len(refs), "grid": [list(k) + [e] for k, e in grid.items()]},
                                       indent=1))
