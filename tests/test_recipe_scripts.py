@@ -177,6 +177,21 @@ def test_tune_lm_writes_the_best_point_and_a_cross_validated_wer(tmp_path):
     assert "oracle WER over the best point's final beam" in result.stdout
 
 
+def test_beam_oracle_scores_each_utterance_by_its_closest_final_hypothesis():
+    import vocable
+    from vocable.decoding import BeamSearchDecoder, DecodingOptions
+    from vocable.evaluate import word_errors
+    tune_lm = load_tune_lm()
+    model = vocable.load("fsdd-digits")
+    options = DecodingOptions(lm="none", beam_size=8)
+    log_probs = [model.log_probs(audio) for audio in fixture_audio()]
+    finals = [BeamSearchDecoder(model.tokenizer, None, options).search(lp) for lp in log_probs]
+    runner_up = [f[1][3] for f in finals]  # a reference the top hypothesis gets wrong but the beam holds
+    assert all(word_errors(ref, f[0][3])[0] > 0 for ref, f in zip(runner_up, finals))
+    oracle = tune_lm.beam_oracle_errors(model.tokenizer, None, options, runner_up, log_probs)
+    assert oracle == [(0, len(ref.split())) for ref in runner_up]
+
+
 def load_test_time():
     spec = importlib.util.spec_from_file_location("test_time", RECIPE / "test_time.py")
     module = importlib.util.module_from_spec(spec)
