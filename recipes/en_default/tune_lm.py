@@ -68,9 +68,8 @@ def beam_oracle_errors(tokenizer, lm, options, refs: list[str], log_probs: list)
     from vocable.evaluate import word_errors
 
     search = BeamSearchDecoder(tokenizer, lm, options)
-    nothing = [(len(ref.split()), len(ref.split())) for ref in refs]  # an empty beam: every word deleted
-    return [min((word_errors(ref, final[3]) for final in search.search(lp)), default=none)
-            for ref, lp, none in zip(refs, log_probs, nothing)]
+    return [min((word_errors(ref, final[3]) for final in search.search(lp)), default=word_errors(ref, ""))
+            for ref, lp in zip(refs, log_probs)]
 
 
 def main() -> None:
@@ -112,14 +111,17 @@ def main() -> None:
     errors = {}
     points = [(beam, w, b, pen) for beam in args.beams for w in args.weights for b in args.bonuses
               for pen in args.blank_penalties]
-    for beam, weight, bonus, penalty in tqdm(points, desc="grid", unit="point"):
-        errors[(beam, weight, bonus, penalty)] = utterance_errors(DecodingOptions(
-            lm=args.lm, lm_weight=weight, word_bonus=bonus, blank_penalty=penalty, beam_size=beam))
+    def point_options(beam, weight, bonus, penalty) -> DecodingOptions:
+        return DecodingOptions(lm=args.lm, lm_weight=weight, word_bonus=bonus, blank_penalty=penalty, beam_size=beam)
+
+    for point in tqdm(points, desc="grid", unit="point"):
+        errors[point] = utterance_errors(point_options(*point))
     grid = {point: pooled_wer(e) for point, e in errors.items()}
     (beam, weight, bonus, penalty), best = min(grid.items(), key=lambda item: item[1])
     cv_wer, cv_points = cross_validated_wer(errors, speaker_folds([u.speaker for u in utterances]))
-    oracle = pooled_wer(beam_oracle_errors(recognizer.tokenizer, resolve_lm(args.lm), DecodingOptions(
-        lm=args.lm, lm_weight=weight, word_bonus=bonus, blank_penalty=penalty, beam_size=beam), refs, log_probs))
+    # one more search of the best point (the grid's decodes keep only the top hypothesis)
+    oracle = pooled_wer(beam_oracle_errors(recognizer.tokenizer, resolve_lm(args.lm),
+                                           point_options(beam, weight, bonus, penalty), refs, log_probs))
 
     print(f"{Path(args.dev).name}, {len(refs)} utterances; model {args.model}; greedy WER {greedy:.2%}")
     for size in args.beams:
