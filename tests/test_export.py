@@ -37,6 +37,8 @@ def random_model(tmp_path: Path, name: str, features: FeatureConfig = FEATURES, 
     tokenizer = train_tokenizer(["zero one two three four five six seven eight nine"], "char")
     model_config = ModelConfig(**config)
     model = build_model(model_config, features.dim, tokenizer.vocab_size).eval()
+    if model_config.self_condition:  # the feedback layer starts at zero: give it weights the export must carry
+        torch.nn.init.normal_(model.condition.weight, std=0.5)
     feats = torch.cat([compute_features(torch.from_numpy(a), features)[0] for a in fixture_audio(10)])
     model.norm.set_stats(feats.mean(0), feats.std(0))
     path = tmp_path / f"{name}.vocable"
@@ -118,10 +120,13 @@ def test_streaming_cnn_rnn_carries_state_like_torch(tmp_path, rnn_type):
 
 
 def test_attention_models_export_with_dynamic_length(tmp_path):
-    """transformer and conformer (chunked attention, causal conv: the streaming kind) via the dynamo exporter."""
-    for arch, extra in [("transformer", {}), ("conformer", dict(attention_chunk=4, causal_conv=True))]:
-        path = random_model(tmp_path, arch, arch=arch, d_model=32, n_layers=1, n_heads=2, **extra)
-        out = tmp_path / f"{arch}.onnx"
+    """transformer and conformer (chunked attention, causal conv: the streaming kind; self-conditioned) via the
+    dynamo exporter."""
+    for name, arch, extra in [("transformer", "transformer", dict(n_layers=1)),
+                              ("conformer", "conformer", dict(n_layers=1, attention_chunk=4, causal_conv=True)),
+                              ("conditioned", "conformer", dict(n_layers=2, self_condition=1))]:
+        path = random_model(tmp_path, name, arch=arch, d_model=32, n_heads=2, **extra)
+        out = tmp_path / f"{name}.onnx"
         comparison = export.export_model(path, out, export.ExportOptions(audio=FIXTURE_AUDIO[:6]))
         assert comparison.max_prob_diff < 1e-4 and comparison.batch_max_prob_diff < 1e-4, arch
         lengths = {len(load_onnx(out).log_probs(a)) for a in fixture_audio(6)}

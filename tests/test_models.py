@@ -1,9 +1,11 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
 from vocable.errors import ConfigError
 from vocable.models import ModelConfig, build_model, count_parameters
-from vocable.models.common import chunk_attention_mask, subsampled_lengths
+from vocable.models.common import attention_mask, chunk_attention_mask, padding_mask, subsampled_lengths
 from vocable.models.conformer import deepened
 
 ARCHS = ["cnn-rnn", "transformer", "conformer"]
@@ -67,6 +69,10 @@ def test_bad_model_config():
         ModelConfig(arch="lstm-transducer").validate()
     with pytest.raises(ConfigError, match="divisible"):
         ModelConfig(arch="conformer", d_model=100, n_heads=3).validate()
+    with pytest.raises(ConfigError, match="self_condition"):
+        ModelConfig(arch="conformer", n_layers=6, self_condition=6).validate()  # after the last block: no feedback
+    with pytest.raises(ConfigError, match="self_condition"):
+        ModelConfig(arch="transformer", n_layers=6, self_condition=3).validate()
 
 
 def test_deepened_conformer_starts_as_the_small_one_and_trains_its_new_blocks():
@@ -89,3 +95,28 @@ def test_deepened_conformer_starts_as_the_small_one_and_trains_its_new_blocks():
     logits.square().mean().backward()
     twin = big.blocks[1]
     assert twin.attn.out.weight.grad.abs().sum() > 0 and twin.ff2[-2].weight.grad.abs().sum() > 0
+
+
+def test_self_conditioned_conformer_starts_unchanged_and_feeds_its_prediction_back():
+    torch.manual_seed(0)
+    config = ModelConfig(arch="conformer", d_model=64, n_layers=3, n_heads=4)
+    plain = build_model(config, 80, 20).eval()
+    conditioned = build_model(replace(config, self_condition=1), 80, 20).eval()
+    missing, unexpected = conditioned.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["condition.bias", "condition.weight"] and not unexpected
+    x, lengths = torch.randn(2, 120, 80), torch.tensor([120, 90])
+    with torch.no_grad():
+        expected, _ = plain(x, lengths)
+        logits, out_lengths, intermediate = conditioned(x, lengths, intermediate=True)
+        mask, pad = attention_mask(out_lengths, logits.shape[1]), padding_mask(out_lengths, logits.shape[1])
+        after_block_1 = plain.blocks[0](plain.subsample(plain.norm(x), lengths)[0], mask, pad)
+    assert torch.allclose(logits, expected, atol=1e-5)  # the feedback layer starts at zero
+    assert torch.allclose(intermediate, plain.head(after_block_1), atol=1e-5)  # the shared output layer, block 1
+    torch.nn.init.normal_(conditioned.condition.weight)
+    with torch.no_grad():
+        fed_back, _ = conditioned(x, lengths)
+    assert not torch.allclose(fed_back, expected, atol=1e-2)
+    # Doubling the depth keeps the prediction after the same computation (block 1 and its twin).
+    with torch.no_grad():
+        assert torch.allclose(deepened(conditioned).eval()(x, lengths)[0], fed_back, atol=1e-3)
+    assert build_model(config, 80, 20)(x, lengths, intermediate=True)[2] is None

@@ -1,5 +1,5 @@
 """recipes/en_default helper scripts: pack.py (Opus transport copies), average.py (finish a cut run),
-grow.py (a deeper model from a trained one),
+grow.py (a deeper or self-conditioned model from a trained one),
 device_run.sh (the GPU lease's runs, here on the CPU), tune_lm.py (decoding grid with a speaker-fold
 cross-validated WER) and test_time.py (ensembles and per-utterance adaptation)."""
 
@@ -83,7 +83,7 @@ def test_average_models_writes_the_mean_of_their_weights(tmp_path):
     assert missing.returncode != 0 and "gone.vocable" in missing.stderr and "Traceback" not in missing.stderr
 
 
-def test_grow_writes_a_model_twice_as_deep_that_transcribes_the_same(tmp_path):
+def test_grow_writes_a_deeper_or_self_conditioned_model_that_transcribes_the_same(tmp_path):
     pieces = train_tokenizer([u.text for u in read_dataset(FSDD_FIXTURES)], "bpe", 128)
     save_start_model(tmp_path / "small.vocable", pieces, n_layers=2)
     result = run("grow.py", tmp_path / "small.vocable", tmp_path / "deep.vocable")
@@ -94,6 +94,14 @@ def test_grow_writes_a_model_twice_as_deep_that_transcribes_the_same(tmp_path):
     with torch.no_grad():
         assert torch.allclose(deep.model(feats, lengths)[0], small.model(feats, lengths)[0], atol=1e-3)
     assert deep.tokenizer.to_dict() == pieces.to_dict()
+    result = run("grow.py", tmp_path / "small.vocable", tmp_path / "cond.vocable", "--self-condition", "1")
+    assert result.returncode == 0, result.stderr
+    conditioned = load_model_file(tmp_path / "cond.vocable")
+    assert conditioned.model_config == replace(small.model_config, self_condition=1)
+    with torch.no_grad():
+        assert torch.allclose(conditioned.model(feats, lengths)[0], small.model(feats, lengths)[0], atol=1e-3)
+    refused = run("grow.py", tmp_path / "small.vocable", tmp_path / "x.vocable", "--self-condition", "2")
+    assert refused.returncode != 0 and "self_condition" in refused.stderr and "Traceback" not in refused.stderr
     save_start_model(tmp_path / "rnn.vocable", pieces, arch="cnn-rnn", n_layers=2)
     refused = run("grow.py", tmp_path / "rnn.vocable", tmp_path / "x.vocable")
     assert refused.returncode != 0 and "cnn-rnn" in refused.stderr and "Traceback" not in refused.stderr

@@ -8,13 +8,15 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 import vocable
 from vocable.config import load_config
 from vocable.data import read_dataset
 from vocable.errors import ConfigError, DataError
 from vocable.modelfile import load_model_file
-from vocable.train import train
+from vocable.models import build_model
+from vocable.train import ctc_loss, train, train_step
 
 from .conftest import FSDD_FIXTURES
 
@@ -244,3 +246,30 @@ def test_bf16_on_a_cpu_without_native_bf16_trains_in_fp32(tmp_path, monkeypatch,
     assert ("training in fp32" in capsys.readouterr().out) == (not native_bf16)
     # The model file records what was asked for, so a resume on a bf16 machine trains in bf16 again.
     assert load_model_file(final).meta["train_config"]["optim"]["precision"] == "bf16"
+
+
+def test_self_conditioned_training_adds_the_intermediate_ctc_loss(tmp_path):
+    """[model] self_condition: the step's loss is (1 - w) final CTC + w intermediate CTC; the trained model
+    keeps its feedback layer (no longer zero) through save and load."""
+    config_path = write_config(tmp_path, epochs=1, max_steps=3)
+    config_path.write_text(config_path.read_text().replace("dropout = 0.0", "dropout = 0.0\nself_condition = 1"))
+    config = load_config(config_path)
+    config.optim.intermediate_weight = 0.4
+    model = build_model(config.model, config.features.dim, 12).eval()
+    torch.nn.init.normal_(model.condition.weight, std=0.1)
+    feats, feat_lengths = torch.randn(2, 100, config.features.dim), torch.tensor([100, 80])
+    targets, target_lengths = torch.tensor([1, 2, 3, 4, 5, 6, 7]), torch.tensor([4, 3])
+    with torch.no_grad():
+        logits, out_lengths, intermediate = model(feats, feat_lengths, intermediate=True)
+        final_loss = ctc_loss(logits, out_lengths, targets, target_lengths)
+        inter_loss = ctc_loss(intermediate, out_lengths, targets, target_lengths)
+    assert abs(final_loss - inter_loss) > 0.1
+    unchanged = torch.optim.SGD(model.parameters(), lr=0.0)
+    loss = train_step(model, unchanged, config, torch.device("cpu"), "fp32", 0, 0, feats, feat_lengths, targets,
+                      target_lengths)
+    assert loss == pytest.approx(float(0.6 * final_loss + 0.4 * inter_loss), rel=1e-4)
+
+    path = train(config, show_progress=False)
+    trained = load_model_file(path)
+    assert trained.model_config.self_condition == 1 and trained.model.condition.weight.abs().max() > 0
+    assert isinstance(vocable.load(path).transcribe(read_dataset(FSDD_FIXTURES)[0].audio).text, str)

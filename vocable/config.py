@@ -49,6 +49,8 @@ class OptimConfig:
     max_minutes: float = 0.0  # wall-clock budget: stop then, with the cosine decay complete (0 = no limit)
     grad_clip: float = 5.0
     precision: str = "fp32"  # "fp32" | "bf16" | "fp16" (fp16 on CUDA only)
+    # Models with [model] self_condition: the loss is (1 - w) * final CTC + w * the intermediate prediction's.
+    intermediate_weight: float = 0.3
 
 
 @dataclass
@@ -127,6 +129,9 @@ class TrainConfig:
         for section, key, value in positive:
             if value <= 0:
                 raise ConfigError(f"{where}: [{section}] {key}: must be positive, got {value}")
+        if not 0.0 <= self.optim.intermediate_weight < 1.0:
+            raise ConfigError(f"{where}: [optim] intermediate_weight: expected 0 to below 1, "
+                              f"got {self.optim.intermediate_weight}")
         if not 0.0 <= self.spec_augment.freq_warp < 0.5:
             raise ConfigError(f"{where}: [spec_augment] freq_warp: expected 0 (off) to below 0.5, "
                               f"got {self.spec_augment.freq_warp}")

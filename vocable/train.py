@@ -184,16 +184,28 @@ def train_step(model, optimizer, config: TrainConfig, device, precision: str, st
             feats = freq_warp(feats, warp_factors(len(feats), s.freq_warp, generator), config.features.n_mels)
         feats = spec_augment(feats, feat_lengths, s.freq_masks, s.freq_width, s.time_masks, s.time_width_frac,
                              generator)
+    targets, target_lengths = targets.to(device), target_lengths.to(device)
     with autocast(precision, device):
-        logits, out_lengths = model(feats, feat_lengths)
-    log_probs = torch.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T, B, V) as ctc_loss wants
-    loss = torch.nn.functional.ctc_loss(log_probs, targets.to(device), out_lengths, target_lengths.to(device),
-                                        blank=0, reduction="mean", zero_infinity=True)
+        if config.model.self_condition:
+            logits, out_lengths, inter_logits = model(feats, feat_lengths, intermediate=True)
+        else:
+            (logits, out_lengths), inter_logits = model(feats, feat_lengths), None
+    loss = ctc_loss(logits, out_lengths, targets, target_lengths)
+    if inter_logits is not None:
+        weight = config.optim.intermediate_weight
+        loss = (1 - weight) * loss + weight * ctc_loss(inter_logits, out_lengths, targets, target_lengths)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
     optimizer.step()
     return float(loss.detach())
+
+
+def ctc_loss(logits, out_lengths, targets, target_lengths) -> torch.Tensor:
+    """Mean CTC loss of logits (B, T, V) against concatenated targets; blank is token 0."""
+    log_probs = torch.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T, B, V) as ctc_loss wants
+    return torch.nn.functional.ctc_loss(log_probs, targets, out_lengths, target_lengths,
+                                        blank=0, reduction="mean", zero_infinity=True)
 
 
 def set_learning_rate(optimizer, config: TrainConfig, step: int, total_steps: int, time_used: float) -> float:

@@ -29,6 +29,7 @@ class ModelConfig:
     attention_chunk: int = 0  # attention models: >0 = streaming chunk size in output frames (40 ms each)
     left_chunks: int = -1  # attention models: chunks of left context when chunked (-1 = all)
     causal_conv: bool = False  # conformer: no right context in the convolution module
+    self_condition: int = 0  # conformer: block (1-based) whose CTC prediction feeds back in; 0 = off
 
     def validate(self, where: str = "model") -> None:
         if self.arch not in ARCHITECTURES:
@@ -37,6 +38,9 @@ class ModelConfig:
             raise ConfigError(f"{where}.d_model: {self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.rnn_type not in ("gru", "lstm"):
             raise ConfigError(f"{where}.rnn_type: expected 'gru' or 'lstm', got {self.rnn_type!r}")
+        if self.self_condition and (self.arch != "conformer" or not 0 < self.self_condition < self.n_layers):
+            raise ConfigError(f"{where}.self_condition: a conformer block from 1 to n_layers - 1 "
+                              f"({self.n_layers - 1}), got {self.self_condition} for {self.arch!r}")
 
     @property
     def streaming(self) -> bool:
@@ -57,7 +61,7 @@ def _transformer(c: ModelConfig, input_dim: int, vocab: int) -> nn.Module:
 
 def _conformer(c: ModelConfig, input_dim: int, vocab: int) -> nn.Module:
     return Conformer(input_dim, vocab, c.d_model, c.n_layers, c.n_heads, c.ff_mult, c.conv_kernel, c.dropout,
-                     c.attention_chunk, c.left_chunks, c.causal_conv)
+                     c.attention_chunk, c.left_chunks, c.causal_conv, c.self_condition)
 
 
 ARCHITECTURES = {"cnn-rnn": _cnn_rnn, "transformer": _transformer, "conformer": _conformer}

@@ -1,6 +1,9 @@
 """Conformer CTC model (Gulati et al. 2020): macaron feed-forward, self-attention, depthwise convolution.
 
 `causal_conv=True` with `attention_chunk > 0` gives a model with bounded right context for streaming.
+`self_condition=k` adds self-conditioned CTC (Nozaki & Komatsu 2021): after block k the output layer reads
+an intermediate prediction, which is trained by its own CTC loss and added back into the frames, so the
+later blocks see what the model already believes it heard (CTC alone predicts each frame independently).
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ class ConformerBlock(nn.Module):
 class Conformer(nn.Module):
     def __init__(self, input_dim: int, vocab_size: int, d_model: int = 144, n_layers: int = 8, n_heads: int = 4,
                  ff_mult: int = 4, conv_kernel: int = 15, dropout: float = 0.1, attention_chunk: int = 0,
-                 left_chunks: int = -1, causal_conv: bool = False):
+                 left_chunks: int = -1, causal_conv: bool = False, self_condition: int = 0):
         super().__init__()
         self.norm = FeatureNorm(input_dim)
         self.subsample = Conv2dSubsampling(input_dim, d_model)
@@ -69,15 +72,26 @@ class Conformer(nn.Module):
                                     for _ in range(n_layers))
         self.head = nn.Linear(d_model, vocab_size)
         self.attention_chunk, self.left_chunks = attention_chunk, left_chunks
+        self.self_condition = self_condition
+        if self_condition:
+            # Starts at zero: a model trained without conditioning computes the same function with it.
+            self.condition = nn.Linear(vocab_size, d_model)
+            nn.init.zeros_(self.condition.weight)
+            nn.init.zeros_(self.condition.bias)
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """feats (B, T, F), lengths (B,) → logits (B, T/4, vocab), out_lengths (B,)."""
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor, intermediate: bool = False):
+        """feats (B, T, F), lengths (B,) → logits (B, T/4, vocab), out_lengths (B,), and with `intermediate`
+        also the self-conditioning prediction's logits (B, T/4, vocab) (None without self-conditioning)."""
         x, out_lengths = self.subsample(self.norm(feats), lengths)
         mask = attention_mask(out_lengths, x.shape[1], self.attention_chunk, self.left_chunks)
         pad = padding_mask(out_lengths, x.shape[1])
-        for block in self.blocks:
+        inter_logits = None
+        for number, block in enumerate(self.blocks, start=1):
             x = block(x, mask, pad)
-        return self.head(x), out_lengths
+            if number == self.self_condition:
+                inter_logits = self.head(x)  # the output layer is shared, as in the paper
+                x = x + self.condition(inter_logits.softmax(dim=-1))
+        return (self.head(x), out_lengths, inter_logits) if intermediate else (self.head(x), out_lengths)
 
 
 def deepened(model: Conformer) -> Conformer:
@@ -100,4 +114,5 @@ def deepened(model: Conformer) -> Conformer:
         nn.init.zeros_(block.final_norm.bias)
         blocks += [block, twin]
     bigger.blocks = nn.ModuleList(blocks)
+    bigger.self_condition *= 2  # the prediction follows block k's twin
     return bigger
