@@ -254,3 +254,43 @@ def test_listen_without_portaudio_is_one_clear_line(monkeypatch, capsys, digits_
     assert main(["listen", "--model", digits_model.loaded.path]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("vocable: error: microphone:") and "--input" in err and "\n" not in err
+
+
+def count_decodes(recognizer: Recognizer, monkeypatch, seconds_each: float = 0.0) -> list:
+    """Record each decode's length in frames; with `seconds_each`, a fake clock makes every decode take that long."""
+    calls, clock, decode = [], [0.0], recognizer.decode
+
+    def counted(log_probs, **kwargs):
+        calls.append(len(log_probs))
+        clock[0] += seconds_each
+        return decode(log_probs, **kwargs)
+
+    monkeypatch.setattr(recognizer, "decode", counted)
+    if seconds_each:
+        monkeypatch.setattr("vocable.stream.time.perf_counter", lambda: clock[0])
+    return calls
+
+
+def test_partials_cost_the_same_for_small_chunks(digits_model, monkeypatch):
+    """A partial is due per partial_every of new audio, not per chunk: 20 ms chunks decode no more often."""
+    audio, digits, _ = digit_stream(digits_model)
+    counts = {}
+    for chunk in (320, 5120):  # 20 ms and 320 ms
+        calls = count_decodes(digits_model, monkeypatch)
+        events = run_stream(Streamer(digits_model, options=StreamOptions(vad="energy")), audio, chunk)
+        assert [e.text for e in events if e.type == "final"] == digits
+        counts[chunk] = len(calls)
+        monkeypatch.undo()
+    assert counts[320] <= counts[5120] + 3, counts
+
+
+def test_slow_partials_wait_so_the_stream_keeps_up(digits_model, monkeypatch):
+    """When a partial takes 0.5 s, the next waits for 1 s of new audio: partials stay within half of real time."""
+    clip = np.concatenate([load_audio(FSDD_FIXTURES / f"{d}_jackson_0.flac") for d in range(10)])
+    audio = np.tile(clip, 3)[: 6 * SAMPLE_RATE]
+    options = StreamOptions(vad="none", max_utterance=10.0)
+    calls = count_decodes(digits_model, monkeypatch, seconds_each=0.5)
+    events = run_stream(Streamer(digits_model, options=options), audio, chunk=1600)
+    partials = len(calls) - 1  # the last decode is the final
+    assert [e.type for e in events][-1] == "final"
+    assert 3 <= partials <= 7, calls  # 6 s of audio / (2 x 0.5 s); 18 at one per 0.32 s

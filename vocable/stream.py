@@ -19,6 +19,9 @@ Two engines decode an utterance:
   long the utterance. The output equals the offline forward pass on the same audio.
 - window, for offline models (bidirectional cnn-rnn, full-attention transformer/conformer): the
   utterance's audio (at most `max_utterance` seconds) is re-decoded every `partial_every` seconds.
+A partial decodes the whole utterance so far, so it is due only after `partial_every` seconds of new
+audio and after twice what the last one took: partials use at most half of real time, whatever the
+chunk size and utterance length.
 
 Per-stream state is bounded: under one VAD frame and one feature window of samples, the pre-roll, the
 RNN state and the utterance's log-probabilities (incremental), or the utterance's audio (window).
@@ -27,6 +30,7 @@ RNN state and the utterance's log-probabilities (incremental), or the utterance'
 from __future__ import annotations
 
 import collections
+import time
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -53,7 +57,7 @@ class StreamOptions:
     speech_margin: float = 0.1  # seconds kept before the first and after the last speech frame of an utterance
     endpoint_silence: float = 0.6  # seconds of non-speech that end an utterance
     max_utterance: float = 20.0  # seconds: an utterance this long is finalised (bounds memory and work)
-    partial_every: float = 0.32  # seconds of audio between re-decodes (window engine)
+    partial_every: float = 0.32  # seconds of audio between partial results, at least (see _Utterance.hypothesis)
     engine: str = "auto"  # "auto" (incremental when the model streams) | "incremental" | "window"
 
     def validate(self) -> None:
@@ -222,6 +226,8 @@ class Streamer:
 
     def _partial(self) -> StreamEvent | None:
         utterance = self._utterance
+        if not utterance.partial_due():
+            return None
         hyp = utterance.hypothesis(final=False)
         if not hyp.text or hyp.text == utterance.last_partial:
             return None
@@ -251,6 +257,8 @@ class _Utterance:
         self.silent_frames = 0  # trailing non-speech VAD frames
         self.speech_end = 0  # samples into the utterance where the last speech frame ends
         self.last_partial = ""
+        self.partial_every = int(streamer.options.partial_every * SAMPLE_RATE)  # samples
+        self.next_partial = 0  # samples into the utterance where the next partial result is due
 
     def push(self, audio: np.ndarray, speech: bool) -> None:
         self.frames += len(audio) // VAD_FRAME
@@ -259,13 +267,25 @@ class _Utterance:
         if speech:
             self.speech_end = self.frames * VAD_FRAME
 
+    def partial_due(self) -> bool:
+        return self.frames * VAD_FRAME >= self.next_partial
+
     def hypothesis(self, final: bool) -> Hypothesis:
+        began = time.perf_counter()
         if isinstance(self.engine, IncrementalDecoder):
-            return self.recognizer.decode(self.engine.log_probs(final), offset=self.start)
-        # The window engine's final leaves out the endpointer's trailing silence, as the start left out
-        # the lead-in.
-        end = self.speech_end + self.margin if final else None
-        return self.recognizer.decode(self.engine.log_probs(final, 0, end), offset=self.start)
+            hyp = self.recognizer.decode(self.engine.log_probs(final), offset=self.start)
+        else:
+            # The window engine's final leaves out the endpointer's trailing silence, as the start left
+            # out the lead-in.
+            end = self.speech_end + self.margin if final else None
+            hyp = self.recognizer.decode(self.engine.log_probs(final, 0, end), offset=self.start)
+        if not final:
+            # The next partial waits for partial_every of new audio and for twice what this one took:
+            # however small the chunks and however long the utterance (each partial decodes all of it),
+            # partials use at most half of real time, and the stream keeps up.
+            spent = int(2 * (time.perf_counter() - began) * SAMPLE_RATE)
+            self.next_partial = self.frames * VAD_FRAME + max(self.partial_every, spent)
+        return hyp
 
     def nbytes(self) -> int:
         return self.engine.nbytes()
