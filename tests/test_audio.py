@@ -73,3 +73,20 @@ def test_missing_and_empty_and_truncated(tmp_path):
 def test_nan_samples_rejected():
     with pytest.raises(AudioError, match="NaN"):
         load_audio(np.array([0.0, np.nan, 0.1], dtype=np.float32))
+
+
+def flac_of_unknown_length() -> bytes:
+    """A real FLAC whose STREAMINFO says 0 samples, as an encoder writing to a pipe leaves it."""
+    data = bytearray((FSDD_FIXTURES / "0_jackson_0.flac").read_bytes())
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # the first metadata block is STREAMINFO
+    data[21] &= 0xF0  # total samples: the low 4 bits of byte 21 and bytes 22-25
+    data[22:26] = bytes(4)
+    return bytes(data)
+
+
+def test_flac_of_unknown_length_is_one_clear_error(tmp_path):
+    path = tmp_path / "piped.flac"
+    path.write_bytes(flac_of_unknown_length())
+    for call in (lambda: load_audio(path), lambda: audio_info(path), lambda: load_audio(path.read_bytes(), name="up.flac")):
+        with pytest.raises(AudioError, match=r"(piped|up)\.flac: the header does not say how long"):
+            call()

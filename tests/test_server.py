@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.test_audio import flac_of_unknown_length
 from tests.test_stream import DIGITS_MODEL, digit_stream, load_or_skip
 from vocable.audio import SAMPLE_RATE
 
@@ -183,6 +184,28 @@ def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(client, base
     assert reply.status_code == 415 and "multipart" in reply.json()["error"]["message"]
     reply = httpx.get(base_url + "/v1/nothing-here")
     assert reply.status_code == 404 and reply.json()["error"]["message"]
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    url = base_url + "/v1/audio/transcriptions"
+    data, expected = one_digit(model)
+    for temperature in ("nan", "-5", "hot"):
+        reply = httpx.post(url, files={"file": ("a.flac", data)}, data={"temperature": temperature}, headers=auth)
+        assert reply.status_code == 400 and reply.json()["error"]["param"] == "temperature", temperature
+    reply = httpx.post(url, files={"file": ("piped.flac", flac_of_unknown_length())}, headers=auth)
+    assert reply.status_code == 400 and reply.json()["error"]["code"] == "invalid_file_format"
+    assert "piped.flac: the header does not say how long" in reply.json()["error"]["message"]
+    reply = httpx.post(base_url + "/health")
+    assert reply.status_code == 405 and "GET" in reply.headers["allow"]
+    assert httpx.head(base_url + "/health").status_code == 200
+    reply = httpx.get(base_url + "/v1/audio/stream")
+    assert reply.status_code == 426 and "WebSocket" in reply.json()["error"]["message"]
+    # Media types are case-insensitive.
+    request = httpx.Request("POST", url, files={"file": ("a.flac", data)}, data={"response_format": "text"},
+                            headers=auth)
+    request.headers["Content-Type"] = request.headers["Content-Type"].replace("multipart/form-data",
+                                                                              "Multipart/Form-Data")
+    with httpx.Client() as plain:
+        reply = plain.send(request)
+    assert reply.status_code == 200 and reply.text.strip() == expected
     # Still serving.
     data, expected = one_digit(model)
     assert client.audio.transcriptions.create(model="whisper-1", file=("a.flac", data)).text == expected
@@ -255,6 +278,12 @@ def test_websocket_limits_and_errors(base_url, digits):
         ws.send("not json")
         event = json.loads(ws.recv())
         assert event["type"] == "error" and "JSON" in event["message"]
+    for start, field in [({"sample_rate": float("inf")}, "sample_rate"), ({"sample_rate": True}, "sample_rate"),
+                         ({"sample_rate": 8000.5}, "sample_rate"), ({"model": ["x"]}, "model")]:
+        with websockets_sync.connect(stream_url(base_url)) as ws:
+            ws.send(json.dumps({"type": "start", **start}))  # json writes inf as Infinity, as JavaScript can't
+            event = json.loads(ws.recv())
+            assert event["type"] == "error" and event["code"] == 400 and event["message"].startswith(field), start
     with websockets_sync.connect(stream_url(base_url)) as ws:  # a silent client loses its slot
         event = json.loads(ws.recv(timeout=10))
         assert event["type"] == "error" and event["code"] == 408

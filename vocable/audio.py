@@ -18,6 +18,7 @@ from .errors import AudioError
 
 SAMPLE_RATE = 16000  # Hz: every model in vocable works at this rate
 MAX_DURATION = 6 * 3600.0  # seconds: longer input is refused rather than exhausting memory
+UNKNOWN_LENGTH = 1 << 62  # frames: libsndfile's count (SF_COUNT_MAX) when a header leaves the length out
 
 AudioInput = Union[str, os.PathLike, bytes, bytearray, np.ndarray]
 
@@ -62,6 +63,8 @@ def audio_info(path: str | os.PathLike) -> tuple[float, int]:
         info = sf.info(str(path))
     except Exception as e:  # soundfile raises several types for bad files
         raise AudioError(f"{path}: not a readable audio file ({_short(e)})") from None
+    if info.frames >= UNKNOWN_LENGTH:
+        load_audio(path)  # raises the error that says why
     if info.frames <= 0 and info.duration <= 0:
         # MP3 and some Ogg files report no frame count: decode to measure.
         audio = load_audio(path)
@@ -71,10 +74,15 @@ def audio_info(path: str | os.PathLike) -> tuple[float, int]:
 
 def _decode(file, label: str) -> tuple[np.ndarray, int]:
     try:
-        data, rate = sf.read(file, dtype="float32", always_2d=True)
+        with sf.SoundFile(file) as f:
+            if f.frames >= UNKNOWN_LENGTH:  # libsndfile cannot read such a stream (its reads seek)
+                raise AudioError(f"{label}: the header does not say how long the audio is (a FLAC written to a "
+                                 f"pipe?); write it to a file first, e.g. ffmpeg -i IN OUT.wav")
+            return f.read(dtype="float32", always_2d=True).mean(axis=1), f.samplerate
+    except AudioError:
+        raise
     except Exception as e:
         raise AudioError(f"{label}: not a readable audio file ({_short(e)})") from None
-    return data.mean(axis=1), rate
 
 
 def _from_array(array: np.ndarray, label: str) -> np.ndarray:

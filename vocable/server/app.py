@@ -38,7 +38,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.websockets import WebSocketDisconnect
 
 from .. import __version__
-from ..audio import SAMPLE_RATE, load_audio
+from ..audio import SAMPLE_RATE, UNKNOWN_LENGTH, load_audio
 from ..errors import ModelError, VocableError
 from ..formats import format_result
 from ..stream import FORMATS as STREAM_FORMATS
@@ -136,7 +136,7 @@ def create_app(options: ServerOptions | None = None) -> FastAPI:
     async def page():
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])
     async def health():
         return {"status": "ok", "version": __version__, "model": app.state.models.default,
                 "streams": app.state.streams, "max_streams": options.max_streams,
@@ -167,6 +167,11 @@ def create_app(options: ServerOptions | None = None) -> FastAPI:
         result = await anyio.to_thread.run_sync(_transcribe, recognizer, data, upload.filename or "upload",
                                                 options.max_audio_seconds, limiter=app.state.limiter)
         return _format(result, query)
+
+    @app.get("/v1/audio/stream", include_in_schema=False)
+    async def stream_over_http():
+        raise ApiError(426, "/v1/audio/stream is a WebSocket: connect with ws:// (Upgrade: websocket)",
+                       "upgrade_required")
 
     @app.websocket("/v1/audio/stream")
     async def stream(websocket: WebSocket):
@@ -215,15 +220,19 @@ class _TranscriptionRequest:
         if str(form.get("stream") or "false").lower() == "true":
             raise ApiError(400, "stream: streaming uploads are not supported; use the WebSocket "
                                 "/v1/audio/stream for live results", "unsupported_value", "stream")
-        for key in ("temperature",):  # accepted for compatibility, must still be well-formed
-            value = form.get(key)
-            if value is not None:
-                try:
-                    float(value)
-                except ValueError:
-                    raise ApiError(400, f"{key}: expected a number, got {value!r}", "invalid_value", key) from None
+        temperature = form.get("temperature")  # accepted for compatibility (greedy/beam decoding has none)
+        if temperature is not None and not _is_number_between(temperature, 0.0, 1.0):
+            raise ApiError(400, f"temperature: expected a number from 0 to 1, got {temperature!r}",
+                           "invalid_value", "temperature")
         model = form.get("model")
         return cls(str(model) if model else None, response_format, granularities, language)
+
+
+def _is_number_between(text, low: float, high: float) -> bool:
+    try:
+        return low <= float(text) <= high  # False for nan
+    except ValueError:
+        return False
 
 
 # -- requests ------------------------------------------------------------------------------------
@@ -236,7 +245,7 @@ class _InMemoryParser(MultiPartParser):
 async def _read_form(request: Request, max_file_bytes: int):
     """Read the request body (refusing more than the limit as it arrives) and parse it in memory."""
     content_type = request.headers.get("content-type", "")
-    if not content_type.startswith("multipart/form-data"):
+    if not content_type.lower().startswith("multipart/form-data"):  # media types are case-insensitive
         raise ApiError(415, f"Content-Type: expected multipart/form-data, got {content_type or 'none'!r}",
                        "unsupported_media_type")
     limit = max_file_bytes + FORM_OVERHEAD
@@ -282,7 +291,7 @@ def _declared_duration(data: bytes) -> float | None:
         info = sf.info(io.BytesIO(data))
     except Exception:  # not audio, or a format without a header: load_audio will say
         return None
-    return info.duration if info.frames > 0 else None
+    return info.duration if 0 < info.frames < UNKNOWN_LENGTH else None  # else load_audio says why
 
 
 def _too_long(filename: str, seconds: float, limit: float) -> ApiError:
@@ -307,8 +316,9 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(e.body(), status_code=e.status)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request, e: StarletteHTTPException):
-        return JSONResponse(ApiError(e.status_code, str(e.detail)).body(), status_code=e.status_code)
+    async def http_error(request, e: StarletteHTTPException):  # keeps headers such as a 405's Allow
+        return JSONResponse(ApiError(e.status_code, str(e.detail)).body(), status_code=e.status_code,
+                            headers=e.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request, e: RequestValidationError):
@@ -424,18 +434,21 @@ def _parse_control(text: str) -> dict:
 
 
 async def _open_stream(app: FastAPI, config: dict) -> Streamer:
-    try:
-        rate = int(config.get("sample_rate", SAMPLE_RATE))
-    except (TypeError, ValueError):
-        raise ApiError(400, f"sample_rate: expected an integer, got {config.get('sample_rate')!r}") from None
+    rate = config.get("sample_rate", SAMPLE_RATE)  # an int from JSON, a string from the query
+    if isinstance(rate, float) and rate.is_integer():
+        rate = int(rate)
+    if isinstance(rate, bool) or not str(rate).isdigit():  # not true (1 Hz), 8000.5, Infinity or "fast"
+        raise ApiError(400, f"sample_rate: expected a whole number of Hz, got {rate!r}")
     fmt = str(config.get("format", "s16le"))
     if fmt not in STREAM_FORMATS:
         raise ApiError(415, f"format: expected one of {', '.join(STREAM_FORMATS)}, got {fmt!r}")
+    if not isinstance(config.get("model", ""), str):
+        raise ApiError(400, f"model: expected a model name, got {config['model']!r}")
     name = app.state.models.resolve(config.get("model"))
     recognizer = await anyio.to_thread.run_sync(app.state.models.get, name, limiter=app.state.limiter)
     try:
         options = app.state.options.stream
-        return Streamer(recognizer, rate, fmt, replace(options) if options is not None else None)
+        return Streamer(recognizer, int(rate), fmt, replace(options) if options is not None else None)
     except VocableError as e:
         raise ApiError(400, str(e)) from None
 
@@ -457,7 +470,10 @@ def serve(options: ServerOptions, host: str = "127.0.0.1", port: int = 8000, log
     import uvicorn
     app = create_app(options)
     app.state.models.get(app.state.models.default)  # load now: a broken model fails at start, not per request
-    uvicorn.run(app, host=host, port=port, log_level=log_level, ws_max_size=MAX_WS_MESSAGE)
+    # No ping timeout: a client sending faster than real time waits on TCP (backpressure), and its pong
+    # queues behind its audio; the stream's idle timeout (stream_idle_seconds) still drops dead clients.
+    uvicorn.run(app, host=host, port=port, log_level=log_level, ws_max_size=MAX_WS_MESSAGE,
+                ws_ping_timeout=None)
 
 
 __all__ = ["ServerOptions", "ApiError", "ModelCache", "create_app", "serve"]
