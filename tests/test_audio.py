@@ -90,3 +90,17 @@ def test_flac_of_unknown_length_is_one_clear_error(tmp_path):
     for call in (lambda: load_audio(path), lambda: audio_info(path), lambda: load_audio(path.read_bytes(), name="up.flac")):
         with pytest.raises(AudioError, match=r"(piped|up)\.flac: the header does not say how long"):
             call()
+
+
+def test_array_layout_rate_and_directory_errors(tmp_path):
+    stereo_second = np.zeros((SAMPLE_RATE, 9), np.float32)  # (samples, channels) with many channels
+    assert load_audio(stereo_second).shape == (SAMPLE_RATE,)
+    assert load_audio(stereo_second.T).shape == (SAMPLE_RATE,)  # (channels, samples)
+    for rate in (0, -16000, 16000.5):
+        with pytest.raises(AudioError, match="sample rate must be a positive whole number"):
+            load_audio(np.zeros(100, np.float32), source_rate=rate)
+    with pytest.raises(AudioError, match="a directory, not an audio file"):
+        load_audio(tmp_path)
+    with pytest.raises(AudioError) as info:
+        load_audio(b"not audio at all", name="upload.wav")
+    assert str(info.value).startswith("upload.wav: not a readable audio file") and "BytesIO" not in str(info.value)

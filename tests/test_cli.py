@@ -116,6 +116,11 @@ def test_python_api():
     import vocable as v
     result = v.load("fsdd-digits").transcribe(str(FSDD_FIXTURES / "9_jackson_0.flac"))
     assert result.text == "nine" and result.words[0].confidence > 0.5
+    from vocable.errors import ConfigError
+    with pytest.raises(ConfigError, match="batch_size"):  # was [] for -1: every result lost
+        v.load("fsdd-digits").transcribe_batch([str(FSDD_FIXTURES / "9_jackson_0.flac")], batch_size=-1)
+    with pytest.raises(ConfigError, match="threads"):
+        v.load("fsdd-digits", threads=-5)
 
 
 def test_bundle_script_stores_default_decoding_in_the_model(tmp_path):
@@ -163,3 +168,83 @@ def test_decoding_flags_reach_the_options():
 def test_a_decoding_weight_that_is_not_a_number_is_one_line():
     assert_one_line_error(vocable("transcribe", FSDD_FIXTURES / "7_theo_0.flac", "--blank-penalty", "nan"),
                           "blank_penalty")
+
+
+NOT_UTF8 = bytes(range(128, 256)) * 20  # what a binary file or a UTF-16 text looks like to a UTF-8 reader
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A folder with a digit clip (a.flac), a non-UTF-8 file (binary.txt), a text file and an empty folder."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.flac").write_bytes((FSDD_FIXTURES / "1_theo_0.flac").read_bytes())
+    (tmp_path / "binary.txt").write_bytes(NOT_UTF8)
+    (tmp_path / "text.txt").write_text("one two three\nfour five\n")
+    (tmp_path / "folder").mkdir()
+    return tmp_path
+
+
+def run_main(capsys, *args) -> tuple[int, str, str]:
+    from vocable.cli import main
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["transcribe", "--model", "fsdd-digits", "--phrases", "binary.txt", "a.flac"], ["--phrases binary.txt", "UTF-8"]),
+    (["transcribe", "--model", "fsdd-digits", "folder"], ["folder: a directory"]),
+    (["transcribe", "--model", "fsdd-digits", "--output-dir", "binary.txt", "a.flac"], ["--output-dir binary.txt"]),
+    (["transcribe", "--model", "fsdd-digits", "--threads", "100000", "a.flac"], ["threads", "100000"]),
+    (["evaluate", "binary.txt"], ["binary.txt", "UTF-8"]),
+    (["evaluate", "--compare", "binary.txt", "binary.txt"], ["binary.txt", "UTF-8"]),
+    (["evaluate", FSDD_FIXTURES, "--model", "fsdd-digits", "--limit", "-1"], ["--limit"]),
+    (["evaluate", FSDD_FIXTURES, "--model", "fsdd-digits", "--noise", "nan"], ["--noise"]),
+    (["align", "a.flac", "binary.txt", "--model", "fsdd-digits"], ["binary.txt", "UTF-8"]),
+    (["lm", "build", "-o", "x.arpa", "binary.txt"], ["binary.txt", "UTF-8"]),
+    (["lm", "build", "-o", "folder", "text.txt"], ["-o folder", "folder"]),
+    (["data", "split", "--dev-fraction", "nan", "-o", "split", FSDD_FIXTURES], ["--dev-fraction", "nan"]),
+    (["data", "import", "folder", FSDD_FIXTURES, "-o", "folder"], ["-o folder"]),
+    (["export", "fsdd-digits", "-o", "x.onnx", "--tolerance", "nan"], ["--tolerance"]),
+    (["serve", "--port", "70000"], ["--port", "70000"]),
+    (["serve", "--max-upload-mb", "nan"], ["--max-upload-mb"]),
+])
+def test_bad_options_and_text_inputs_are_one_line(workdir, capsys, args, fragments):
+    code, _, err = run_main(capsys, *args)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("vocable: error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], err
+
+
+def test_output_dir_loses_nothing(workdir, capsys):
+    """Two inputs that would write one file are refused before any work; a result that cannot be written
+    is one error, and the other files' results are still written."""
+    (workdir / "d1").mkdir()
+    (workdir / "d1" / "a.flac").write_bytes((workdir / "a.flac").read_bytes())
+    code, _, err = run_main(capsys, "transcribe", "--model", "fsdd-digits", "--output-dir", "out", "a.flac", "d1/a.flac")
+    assert code == 2 and "a.flac and d1/a.flac would both write a.txt" in err and not (workdir / "out").exists()
+    (workdir / "b.flac").write_bytes((FSDD_FIXTURES / "2_theo_0.flac").read_bytes())
+    (workdir / "out" / "a.txt").mkdir(parents=True)  # a folder where a.flac's result should go
+    code, _, err = run_main(capsys, "transcribe", "--model", "fsdd-digits", "--output-dir", "out", "a.flac", "b.flac")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "a.flac's result" in err
+    assert (workdir / "out" / "b.txt").read_text().strip() == "two"
+
+
+def test_audio_too_long_for_one_pass_is_refused_and_the_rest_transcribed(workdir, capsys, monkeypatch):
+    monkeypatch.setattr("vocable.transcribe.ONE_PASS_SECONDS", 0.5)  # the digit clips are 0.3-0.9 s
+    import soundfile as sf
+    clip, rate = sf.read(workdir / "a.flac")
+    sf.write(workdir / "long.flac", list(clip) * 3, rate)
+    code, out, err = run_main(capsys, "transcribe", "--vad", "off", "--model", "fsdd-digits", "long.flac", "a.flac")
+    assert code == 2 and "long.flac" in err and "too long to decode in one pass" in err
+    assert out.strip() == "a.flac\tone"
+
+
+def test_evaluate_names_unreadable_utterances_and_fails(workdir, capsys):
+    rows = [{"audio": str(FSDD_FIXTURES / "1_theo_0.flac"), "text": "one"},
+            {"audio": "binary.txt", "text": "two"}, {"audio": "gone.wav", "text": "three"}]
+    (workdir / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, err = run_main(capsys, "evaluate", "m.jsonl", "--model", "fsdd-digits", "--lm", "none")
+    assert code == 2 and "(2 unreadable)" in out
+    assert "binary.txt: not a readable audio file" in err and "gone.wav: no such file" in err

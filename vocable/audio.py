@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 from typing import Union
 
@@ -18,6 +19,7 @@ from .errors import AudioError
 
 SAMPLE_RATE = 16000  # Hz: every model in vocable works at this rate
 MAX_DURATION = 6 * 3600.0  # seconds: longer input is refused rather than exhausting memory
+DECODE_BLOCK = 1 << 20  # frames read at a time (~1 min at 16 kHz)
 UNKNOWN_LENGTH = 1 << 62  # frames: libsndfile's count (SF_COUNT_MAX) when a header leaves the length out
 
 AudioInput = Union[str, os.PathLike, bytes, bytearray, np.ndarray]
@@ -31,12 +33,16 @@ def load_audio(source: AudioInput, sample_rate: int = SAMPLE_RATE, source_rate: 
     rate; default 16 kHz). Multi-channel audio is mixed down to mono.
     Raises AudioError naming the file when it is missing, unreadable, empty or not audio.
     """
+    if source_rate is not None and not (isinstance(source_rate, (int, np.integer)) and source_rate > 0):
+        raise AudioError(f"{name or 'audio'}: sample rate must be a positive whole number of Hz, got {source_rate!r}")
     if isinstance(source, np.ndarray):
         audio, rate = _from_array(source, name or "array"), source_rate or SAMPLE_RATE
     elif isinstance(source, (bytes, bytearray)):
         audio, rate = _decode(io.BytesIO(bytes(source)), name or "<bytes>")
     else:
         path = Path(source)
+        if path.is_dir():
+            raise AudioError(f"{path}: a directory, not an audio file")
         if not path.is_file():
             raise AudioError(f"{path}: no such file")
         audio, rate = _decode(str(path), name or str(path))
@@ -44,8 +50,7 @@ def load_audio(source: AudioInput, sample_rate: int = SAMPLE_RATE, source_rate: 
     if audio.size == 0:
         raise AudioError(f"{label}: audio is empty (0 samples)")
     if audio.size / rate > MAX_DURATION:
-        raise AudioError(f"{label}: audio is {audio.size / rate / 3600:.1f} h long; "
-                         f"the limit is {MAX_DURATION / 3600:.0f} h")
+        raise _too_long(label, audio.size / rate)
     if not np.all(np.isfinite(audio)):
         raise AudioError(f"{label}: audio contains NaN or infinite samples")
     return resample(audio, rate, sample_rate)
@@ -73,21 +78,29 @@ def audio_info(path: str | os.PathLike) -> tuple[float, int]:
 
 
 def _decode(file, label: str) -> tuple[np.ndarray, int]:
+    """Mono samples and rate, read a block at a time: memory is the mono result's, whatever the channels."""
     try:
         with sf.SoundFile(file) as f:
             if f.frames >= UNKNOWN_LENGTH:  # libsndfile cannot read such a stream (its reads seek)
                 raise AudioError(f"{label}: the header does not say how long the audio is (a FLAC written to a "
                                  f"pipe?); write it to a file first, e.g. ffmpeg -i IN OUT.wav")
-            return f.read(dtype="float32", always_2d=True).mean(axis=1), f.samplerate
+            if f.frames / f.samplerate > MAX_DURATION:  # refused from the header, before decoding
+                raise _too_long(label, f.frames / f.samplerate)
+            blocks = [b.mean(axis=1) for b in f.blocks(DECODE_BLOCK, dtype="float32", always_2d=True)]
+            return (np.concatenate(blocks) if blocks else np.zeros(0, np.float32)), f.samplerate
     except AudioError:
         raise
     except Exception as e:
         raise AudioError(f"{label}: not a readable audio file ({_short(e)})") from None
 
 
+def _too_long(label: str, seconds: float) -> AudioError:
+    return AudioError(f"{label}: audio is {seconds / 3600:.1f} h long; the limit is {MAX_DURATION / 3600:.0f} h")
+
+
 def _from_array(array: np.ndarray, label: str) -> np.ndarray:
-    if array.ndim == 2:  # (samples, channels), as soundfile returns
-        array = array.mean(axis=1) if array.shape[1] <= 8 else array.mean(axis=0)
+    if array.ndim == 2:  # (samples, channels) as soundfile returns, or (channels, samples): fewer channels
+        array = array.mean(axis=1) if array.shape[1] <= array.shape[0] else array.mean(axis=0)
     if array.ndim != 1:
         raise AudioError(f"{label}: expected a 1-D or 2-D audio array, got shape {array.shape}")
     if np.issubdtype(array.dtype, np.integer):
@@ -96,4 +109,7 @@ def _from_array(array: np.ndarray, label: str) -> np.ndarray:
 
 
 def _short(error: Exception) -> str:
-    return str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+    """The first line of a decoder's message, without soundfile's "Error opening <file object>: " (the
+    caller names the file)."""
+    text = re.sub(r"^Error opening .*?: ", "", str(error).strip())
+    return text.splitlines()[0][:200] if text else type(error).__name__

@@ -11,6 +11,7 @@ from . import __version__
 from .errors import VocableError
 
 EXIT_USAGE = 2  # bad input: unreadable audio, malformed config, missing model, ...
+MAX_LISTED_ERRORS = 10  # per-file errors printed before "... and N more"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader stopped early (`vocable ... | head`): quietly, like other tools
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
         return 141  # 128 + SIGPIPE, what a shell reports for a program killed by it
+    except OSError as e:  # a file the command could not open or write, where no check named it first
+        print(f"vocable: error: {e.filename or 'a file'}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_USAGE
+    except UnicodeDecodeError as e:
+        print(f"vocable: error: a text input is not UTF-8 ({e.reason} at byte {e.start})", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +71,9 @@ def add_transcribe(commands) -> None:
 
 def cmd_transcribe(args) -> int:
     from .audio import audio_info, load_audio
-    from .transcribe import LONG_AUDIO_SECONDS, load
+    from .transcribe import LONG_AUDIO_SECONDS, check_one_pass, load
+    if args.output_dir:
+        check_output_names(args.files, args.format, args.output_dir)
     options = decoding_options(args)
     recognizer = load(args.model, threads=args.threads)  # a .onnx model runs on onnxruntime, without torch
     failed, size = 0, max(1, args.batch_size)
@@ -76,20 +85,47 @@ def cmd_transcribe(args) -> int:
                 if options.vad or long:
                     print_result(args, path, recognizer.transcribe(path, options=options))  # streamed via VAD
                 else:
-                    batch.append((path, load_audio(path)))
+                    audio = load_audio(path)
+                    check_one_pass(audio, path)
+                    batch.append((path, audio))
             except VocableError as e:  # keep going: one bad file must not lose the others' results
                 print(f"vocable: error: {e}", file=sys.stderr)
                 failed += 1
         results = recognizer.transcribe_batch([a for _, a in batch], batch_size=size, options=options) if batch else []
         for (path, _), result in zip(batch, results):
-            print_result(args, path, result)
+            try:
+                print_result(args, path, result)
+            except VocableError as e:
+                print(f"vocable: error: {e}", file=sys.stderr)
+                failed += 1
     return EXIT_USAGE if failed else 0
+
+
+def check_output_names(files: list[str], fmt: str, output_dir: str) -> None:
+    """Before any work: --output-dir must be a folder (or not exist yet), and no two inputs may write the
+    same DIR/<stem>.<format> (the second would overwrite the first's result)."""
+    from pathlib import Path
+
+    from .errors import ConfigError
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ConfigError(f"--output-dir {output_dir}: exists and is not a folder")
+    writers: dict[str, str] = {}
+    for path in files:
+        name = Path(path).stem + "." + fmt
+        if name in writers and writers[name] != path:
+            raise ConfigError(f"--output-dir: {writers[name]} and {path} would both write {name}; "
+                              f"transcribe them in separate runs or rename one")
+        writers[name] = path
 
 
 def print_result(args, path: str, result) -> None:
     from .formats import format_result, write_result
     if getattr(args, "output_dir", None):
-        write_result(result, args.format, args.output_dir, path)
+        try:
+            write_result(result, args.format, args.output_dir, path)
+        except OSError as e:
+            raise VocableError(f"{e.filename or args.output_dir}: cannot write {path}'s result "
+                               f"({e.strerror or e})") from None
     elif args.format == "txt":
         print(result.text if len(args.files) == 1 else f"{path}\t{result.text}")
     else:
@@ -124,6 +160,8 @@ def decoding_options(args):
             lines = open(args.phrases, encoding="utf-8").read().splitlines()
         except OSError as e:
             raise ConfigError(f"--phrases {args.phrases}: cannot read ({e.strerror})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"--phrases {args.phrases}: not UTF-8 text") from None
         phrases = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
         if not phrases:
             raise ConfigError(f"--phrases {args.phrases}: no phrases in the file")
@@ -209,6 +247,11 @@ def cmd_evaluate(args) -> int:
         raise ConfigError(f"--age-bands {args.age_bands!r}: expected increasing whole years, e.g. 13,18,60")
     if args.bootstrap < 10:
         raise ConfigError("--bootstrap: use at least 10 replicates (1000 is a good default)")
+    if args.limit < 0:
+        raise ConfigError(f"--limit: expected a count of utterances (0 = all), got {args.limit}")
+    for snr in args.noise:
+        if not -30 <= snr <= 100:  # also refuses nan
+            raise ConfigError(f"--noise: expected SNRs from -30 to 100 dB, got {snr}")
     stats = StatsOptions(resamples=args.bootstrap, seed=args.seed, age_edges=edges)
     if args.compare:
         comparison = compare_results(load_rows(args.compare[0]), load_rows(args.compare[1]), stats,
@@ -243,7 +286,13 @@ def cmd_evaluate(args) -> int:
         print(f"dataset     {args.dataset}\n" + format_summary(result))
         if args.report:
             print(f"\nreport      {page}")
-    return 0
+    # The figures above leave out unreadable utterances: name them, and fail, so none goes unnoticed.
+    errors = [row["error"] for row in result["rows"] if "error" in row]
+    for message in errors[:MAX_LISTED_ERRORS]:
+        print(f"vocable: error: {message}", file=sys.stderr)
+    if len(errors) > MAX_LISTED_ERRORS:
+        print(f"vocable: error: ... and {len(errors) - MAX_LISTED_ERRORS} more unreadable utterances", file=sys.stderr)
+    return EXIT_USAGE if errors else 0
 
 
 def add_models(commands) -> None:
@@ -369,6 +418,8 @@ def cmd_export(args) -> int:
     from .export import CHECK_UTTERANCES, ExportOptions, check_dataset, export_model
     if not args.output.lower().endswith(".onnx"):
         raise ConfigError(f"-o {args.output}: the exported file must end in .onnx")
+    if args.tolerance is not None and not 0 < args.tolerance <= 1:  # also refuses nan, which passes any check
+        raise ConfigError(f"--tolerance: expected a posterior difference above 0 and at most 1, got {args.tolerance}")
     audio = list(args.audio)
     if args.check and not audio:
         from .data.manifest import read_dataset
@@ -416,6 +467,10 @@ def cmd_lm_build(args) -> int:
     for path in args.texts + args.exclude:
         if not os.path.isfile(path):
             raise ConfigError(f"{path}: no such text file")
+        if not looks_like_text(path):
+            raise ConfigError(f"{path}: not UTF-8 text (an LM built from it would be garbage)")
+    if os.path.isdir(args.output):
+        raise ConfigError(f"-o {args.output}: a folder; give the LM file to write")
     excluded = {normalize(line.split("\t", 1)[-1]) for path in args.exclude
                 for line in open(path, encoding="utf-8", errors="replace")}
     sentences = read_sentences(args.texts, normalize, excluded - {""})
@@ -424,6 +479,18 @@ def cmd_lm_build(args) -> int:
     sizes = ", ".join(f"{len(o.keys)} {n}-grams" for n, o in enumerate(lm.orders, start=1))
     print(f"{args.output}: {len(sentences)} sentences, {sum(map(len, sentences))} words; {sizes}", file=sys.stderr)
     return 0
+
+
+def looks_like_text(path: str, sample_bytes: int = 1 << 16) -> bool:
+    """Whether the file's start is UTF-8 without NUL bytes (audio, archives and UTF-16 are not)."""
+    with open(path, "rb") as f:
+        head = f.read(sample_bytes)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 3:  # not just a character cut at the sample's end
+            return False
+    return b"\0" not in head
 
 
 def add_align(commands) -> None:
@@ -438,6 +505,9 @@ def add_align(commands) -> None:
 def cmd_align(args) -> int:
     from .formats import format_result
     from .transcribe import load
+    from .errors import ConfigError
+    if os.path.isfile(args.text) and not looks_like_text(args.text):
+        raise ConfigError(f"{args.text}: not UTF-8 text (give the transcript as a text file or a quoted string)")
     text = open(args.text, encoding="utf-8").read() if os.path.isfile(args.text) else args.text
     result = load(args.model).align(args.audio, text)
     print(format_result(result, args.format, args.audio), end="")

@@ -498,6 +498,8 @@ def load_rows(path: str | Path) -> list[dict]:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text, so not vocable evaluate's JSON") from None
     try:
         data = json.loads(text)
         rows = data.get("rows") if isinstance(data, dict) else data

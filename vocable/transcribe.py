@@ -13,11 +13,14 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, AudioInput, load_audio
 from .decoding import Decoder, DecodingOptions, Hypothesis, PhraseMatch, Word
+from .errors import AudioError, ConfigError
 from .features_np import HOP_LENGTH, SUBSAMPLING, pad_batch
 
 FRAME_SECONDS = HOP_LENGTH * SUBSAMPLING / SAMPLE_RATE  # 0.04 s per model output frame
 ONNX_SUFFIX = ".onnx"  # models exported by vocable/export.py, run by vocable/runtime.py
 LONG_AUDIO_SECONDS = 30.0  # longer input is split at pauses by the VAD (DecodingOptions.vad None)
+ONE_PASS_SECONDS = 300.0  # the most decoded in one pass with the VAD off: attention memory grows with its square
+MAX_THREADS = 256  # CPU threads one may ask for (torch crashes on absurd counts)
 BATCH_SECONDS = 60.0  # audio per model call when decoding VAD segments (bounds memory)
 
 
@@ -119,17 +122,23 @@ class Recognizer:
         samples = load_audio(audio, source_rate=sample_rate)
         if vad or (vad is None and len(samples) > LONG_AUDIO_SECONDS * SAMPLE_RATE):
             return self._transcribe_stream(iter([samples]), options)
+        check_one_pass(samples, _label(audio))
         return self._result(samples, *self.decoder(options)(self.log_probs(samples), FRAME_SECONDS, 0.0, samples))
 
     def transcribe_batch(self, audios: list[AudioInput], batch_size: int = 8,
                          options: DecodingOptions | None = None) -> list[Result]:
         """Transcribe many inputs, running the model on `batch_size` of them at a time
         (inputs the VAD should split, as in transcribe(), go through it one by one)."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size: expected a whole number >= 1, got {batch_size!r}")
         vad = options.vad if options is not None else None
         results = []
         for i in range(0, len(audios), batch_size):
             samples = [load_audio(a) for a in audios[i: i + batch_size]]
             split = [vad or (vad is None and len(s) > LONG_AUDIO_SECONDS * SAMPLE_RATE) for s in samples]
+            for audio, s, v in zip(audios[i: i + batch_size], samples, split):
+                if not v:
+                    check_one_pass(s, _label(audio))
             whole = iter(self.log_probs_batch([s for s, v in zip(samples, split) if not v]) if not all(split) else [])
             for s, v in zip(samples, split):
                 results.append(self._transcribe_stream(iter([s]), options) if v else
@@ -178,12 +187,25 @@ class Recognizer:
         return Result(hyp.text, [segment] if hyp.text else [], duration, phrase)
 
 
+def check_one_pass(samples: np.ndarray, label: str) -> None:
+    """Refuse audio too long to decode in one pass (the VAD off), before it exhausts memory."""
+    if len(samples) > ONE_PASS_SECONDS * SAMPLE_RATE:
+        raise AudioError(f"{label}: {len(samples) / SAMPLE_RATE:.0f} s is too long to decode in one pass "
+                         f"(the limit is {ONE_PASS_SECONDS:.0f} s with the VAD off); let the VAD split it")
+
+
+def _label(audio: AudioInput) -> str:
+    return str(audio) if isinstance(audio, (str, os.PathLike)) else "audio"
+
+
 def load(name_or_path: str | os.PathLike | None = "default", device: str = "cpu", threads: int = 0) -> Recognizer:
     """Load a bundled model by name ("default"), a .vocable model file, or an exported .onnx file.
 
     `threads` > 0 caps the CPU threads of the model call (0 = the engine's default).
     A .onnx file runs on onnxruntime without torch.
     """
+    if not isinstance(threads, int) or not 0 <= threads <= MAX_THREADS:
+        raise ConfigError(f"threads: expected 0 (the engine's default) to {MAX_THREADS}, got {threads!r}")
     if str(name_or_path).lower().endswith(ONNX_SUFFIX):
         from .runtime import load_onnx
         return load_onnx(name_or_path, threads=threads)

@@ -96,6 +96,8 @@ def add_import(commands) -> None:
 def cmd_import(args) -> int:
     from .importers import import_corpus
     from .manifest import write_manifest
+    if os.path.isdir(args.out):  # before the import's work, not after it
+        raise DataError(f"-o {args.out}: a folder; give the manifest file to write (OUT.jsonl)")
     report = import_corpus(args.kind, args.source, args.normalizer, args.jobs, not args.no_progress)
     if not report.utterances:
         hint = " (for languages other than English use --normalizer basic)" \

@@ -43,13 +43,18 @@ class Utterance:
 def read_dataset(path: str | os.PathLike) -> list[Utterance]:
     """A JSONL manifest, a Kaldi-style folder or a feature-shard folder → utterances."""
     path = Path(path)
-    if path.is_dir() and (path / "index.json").is_file():  # feature shards (vocable data prepare)
-        from .shards import read_shards
-        return read_shards(path)
-    if path.is_dir():
-        return read_kaldi_dir(path)
-    if path.is_file():
-        return read_manifest(path)
+    try:
+        if path.is_dir() and (path / "index.json").is_file():  # feature shards (vocable data prepare)
+            from .shards import read_shards
+            return read_shards(path)
+        if path.is_dir():
+            return read_kaldi_dir(path)
+        if path.is_file():
+            return read_manifest(path)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise DataError(f"{e.filename or path}: cannot read ({e.strerror or e})") from None
     raise DataError(f"{path}: no such manifest file or dataset folder")
 
 

@@ -61,6 +61,8 @@ def split_by_speaker(utterances: list[Utterance], dev_speakers: int = 0, dev_fra
     for u in utterances:
         by_speaker[u.speaker or f"utt:{u.id}"].append(u)
     total = len(by_speaker)
+    if dev_fraction and not 0 < dev_fraction < 1:  # also refuses nan
+        raise DataError(f"--dev-fraction: expected a fraction between 0 and 1, got {dev_fraction}")
     wanted = dev_speakers if dev_speakers else round(dev_fraction * total)
     if (dev_speakers and dev_fraction) or not (dev_speakers or dev_fraction):
         raise DataError("give exactly one of --dev-speakers N or --dev-fraction F")

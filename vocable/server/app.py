@@ -20,7 +20,6 @@ from __future__ import annotations
 import hmac
 import io
 import json
-import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -39,7 +38,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from .. import __version__
 from ..audio import SAMPLE_RATE, UNKNOWN_LENGTH, load_audio
-from ..errors import ModelError, VocableError
+from ..errors import ConfigError, ModelError, VocableError
 from ..formats import format_result
 from ..stream import FORMATS as STREAM_FORMATS
 from ..stream import Streamer, StreamOptions
@@ -66,6 +65,15 @@ class ServerOptions:
     workers: int = 2  # inference calls running at once (the rest wait)
     threads: int = 1  # CPU threads per inference call, torch and onnxruntime alike (0 = the engine's default)
     stream: StreamOptions | None = None  # None: each model's own (stream.default_options)
+
+    def validate(self) -> None:
+        limits = [("max_upload_mb", 0.001, 4096), ("max_audio_seconds", 1, 6 * 3600), ("max_streams", 1, 1024),
+                  ("max_stream_seconds", 1, 24 * 3600), ("stream_idle_seconds", 1, 3600), ("max_models", 1, 64),
+                  ("workers", 1, 256), ("threads", 0, 256)]
+        for name, low, high in limits:
+            value = getattr(self, name)
+            if not low <= value <= high:  # also refuses nan
+                raise ConfigError(f"--{name.replace('_', '-')} ({name}): expected {low:g} to {high:g}, got {value}")
 
 
 class ApiError(Exception):
@@ -124,6 +132,7 @@ class ModelCache:
 
 def create_app(options: ServerOptions | None = None) -> FastAPI:
     options = options or ServerOptions()
+    options.validate()
     app = FastAPI(title="vocable", version=__version__, docs_url="/docs", redoc_url=None)
     app.state.options = options
     app.state.models = ModelCache(options.model, options.max_models, options.threads)
@@ -276,9 +285,8 @@ def _transcribe(recognizer, data: bytes, filename: str, max_seconds: float):
         raise _too_long(filename, duration, max_seconds)
     try:
         samples = load_audio(data, name=filename)
-    except VocableError as e:  # soundfile names the in-memory buffer: say the upload's name instead
-        message = re.sub(r"Error opening <[^>]*>: ", "", str(e))
-        raise ApiError(400, f"file: {message}", "invalid_file_format", "file") from None
+    except VocableError as e:  # the message names the upload (load_audio's `name`)
+        raise ApiError(400, f"file: {e}", "invalid_file_format", "file") from None
     if len(samples) / SAMPLE_RATE > max_seconds:
         raise _too_long(filename, len(samples) / SAMPLE_RATE, max_seconds)
     return recognizer.transcribe(samples)
@@ -468,6 +476,8 @@ async def _in_thread(app: FastAPI, fn, *args):
 def serve(options: ServerOptions, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
     """Run the server until interrupted (blocking)."""
     import uvicorn
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port: expected 0 to 65535, got {port}")
     app = create_app(options)
     app.state.models.get(app.state.models.default)  # load now: a broken model fails at start, not per request
     # No ping timeout: a client sending faster than real time waits on TCP (backpressure), and its pong
