@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import vocable
-from vocable.config import load_config
+from vocable.config import TrainConfig, load_config
 from vocable.data import read_dataset
 from vocable.errors import ConfigError, DataError
 from vocable.modelfile import load_model_file
@@ -132,6 +132,37 @@ TRAIN = '[data]\ntrain = ["x.jsonl"]\n'
     ('[spec_augment]\nfreq_warp = 0.7\n' + TRAIN, r"bad.toml.*\[spec_augment\] freq_warp.*0.7"),
     ('[spec_augment]\nfreq_warp = 0.1\n[features]\nkind = "mfcc"\n' + TRAIN,
      "freq_warp: warps log-mel features, not 'mfcc'"),
+    # Values that crashed with a traceback (at once, after the tokenizer was written, or after an epoch).
+    ('[model]\nn_heads = 0\n' + TRAIN, r"bad.toml: \[model\].n_heads: expected 1 or more, got 0"),
+    ('[model]\nd_model = -32\n' + TRAIN, r"bad.toml: \[model\].d_model: .*-32"),
+    ('[model]\ndropout = 1.5\n' + TRAIN, r"bad.toml: \[model\].dropout: expected 0 to below 1, got 1.5"),
+    ('[model]\nconv_kernel = 14\n' + TRAIN, r"bad.toml: \[model\].conv_kernel: expected an odd size"),
+    ('[optim]\nlr = nan\n' + TRAIN, r"bad.toml: \[optim\] lr: expected a finite number, got nan"),
+    ('[optim]\nweight_decay = -1\n' + TRAIN, r"bad.toml: \[optim\] weight_decay: must be 0 or more"),
+    (TRAIN + 'num_workers = -1\n', r"bad.toml: \[data\] num_workers: must be 0 or more, got -1"),
+    ('[tokenizer]\nkind = "bpe"\nvocab_size = -1\n' + TRAIN, r"bad.toml: \[tokenizer\] vocab_size: .*-1"),
+    ('[optim]\nepochs = 0\n' + TRAIN, r"bad.toml: \[optim\] epochs: must be 1 or more, got 0"),
+    ('[optim]\nepochs = -1\n' + TRAIN, r"bad.toml: \[optim\] epochs: .*-1"),
+    ('[optim]\nmax_steps = -1\n' + TRAIN, r"bad.toml: \[optim\] max_steps: .*-1"),
+    ('[optim]\nmax_minutes = -1\n' + TRAIN, r"bad.toml: \[optim\] max_minutes: .*-1"),
+    ('[spec_augment]\nfreq_masks = -1\n' + TRAIN, r"bad.toml: \[spec_augment\] freq_masks: .*-1"),
+    # Values that trained silently.
+    ('[optim]\nlr = inf\n' + TRAIN, r"bad.toml: \[optim\] lr: expected a finite number, got inf"),
+    ('[model]\nn_layers = 0\n' + TRAIN, r"bad.toml: \[model\].n_layers: .*0"),
+    ('[optim]\nwarmup_steps = -5\n' + TRAIN, r"bad.toml: \[optim\] warmup_steps: .*-5"),
+    ('[optim]\ngrad_clip = -1\n' + TRAIN, r"bad.toml: \[optim\] grad_clip: must be positive, got -1"),
+    ('[spec_augment]\ntime_width_frac = 5\n' + TRAIN, r"bad.toml: \[spec_augment\] time_width_frac: expected 0 to 1"),
+    ('[run]\naverage_last = 0\n' + TRAIN, r"bad.toml: \[run\] average_last: must be 1 or more, got 0"),
+    (TRAIN + 'max_batch_seconds = inf\n', r"bad.toml: \[data\] max_batch_seconds: expected a finite number"),
+    # Values that were refused only after reading the data and training the tokenizer.
+    ('[augment]\nnoise_prob = 2\n' + TRAIN, r"bad.toml: \[augment\] noise_prob: expected 0 to 1, got 2"),
+    ('[augment]\nsnr_db = [1.0]\n' + TRAIN, r"bad.toml: field 'augment.snr_db': expected 2 values, got 1"),
+    ('[augment]\nspeeds = []\n' + TRAIN, r"bad.toml: \[augment\] speeds: expected at least one value"),
+    ('[augment]\nspeeds = [0.9, 0.0]\n' + TRAIN, r"bad.toml: \[augment\] speeds: must be positive, got 0"),
+    ('[augment]\ngain_db = [6.0, -6.0]\n' + TRAIN, r"bad.toml: \[augment\] gain_db: expected \[low, high\]"),
+    (TRAIN + 'max_duration = -1\n', r"bad.toml: \[data\] max_duration: must be positive, got -1"),
+    ('[run]\nseed = -1\n' + TRAIN, r"bad.toml: \[run\] seed: .*-1"),
+    ('[tokenizer]\nnormalizer = "french"\n' + TRAIN, r"bad.toml: \[tokenizer\] normalizer: .*'french'"),
 ])
 def test_config_errors_name_the_field(tmp_path, text, match):
     bad = tmp_path / "bad.toml"
@@ -140,9 +171,52 @@ def test_config_errors_name_the_field(tmp_path, text, match):
         load_config(bad)
 
 
+def test_every_numeric_field_has_a_range_check():
+    """RANGES in vocable/config.py covers each number (and list of numbers) of the sections it checks."""
+    import dataclasses
+    import typing
+    from vocable.config import RANGES
+    for section, table in RANGES.items():
+        cls = type(getattr(TrainConfig(), section))
+        hints = typing.get_type_hints(cls)
+        numeric = {f.name for f in dataclasses.fields(cls)
+                   if hints[f.name] in (int, float) or typing.get_origin(hints[f.name]) is tuple}
+        handled_by_own_validate = {"features": {"n_mels", "sample_rate"}}.get(section, set())
+        assert numeric - handled_by_own_validate <= set(table), section
+    assert set(RANGES) == {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
+
+
+def test_set_override_into_a_non_table_section_is_a_config_error(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("data = 5\n")
+    with pytest.raises(ConfigError, match=r"bad.toml: \[data\] must be a table"):
+        load_config(bad, {"data.x": 1})
+
+
+def test_out_dir_that_is_a_file_fails_before_training(tmp_path, monkeypatch, capsys):
+    import vocable.train as train_module
+    from vocable.cli import EXIT_USAGE, main
+    (tmp_path / "out").write_text("not a folder")
+    path = write_config(tmp_path)
+    with pytest.raises(ConfigError, match=r"tiny.toml: \[run\] out_dir: .*out exists and is not a folder"):
+        load_config(path)
+    path.write_text(path.read_text().replace('out_dir = "out"', 'out_dir = "out/run"'))  # a file on the way
+    with pytest.raises(ConfigError, match=r"tiny.toml: \[run\] out_dir: .*out exists and is not a folder"):
+        load_config(path)
+    monkeypatch.setattr(train_module, "train", lambda *a, **k: pytest.fail("training started"))
+    assert main(["train", str(path), "--no-progress"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "tiny.toml: [run] out_dir" in err
+
+
 def test_missing_config_is_named(tmp_path):
     with pytest.raises(ConfigError, match="no such config"):
         load_config(tmp_path / "missing.toml")
+    (tmp_path / "binary.toml").write_bytes(bytes(range(128, 256)))
+    with pytest.raises(ConfigError, match="binary.toml: not UTF-8 text"):
+        load_config(tmp_path / "binary.toml")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path)  # a folder
 
 
 def test_init_from_continues_from_another_model(tmp_path):
@@ -255,6 +329,7 @@ def test_self_conditioned_training_adds_the_intermediate_ctc_loss(tmp_path):
     config_path.write_text(config_path.read_text().replace("dropout = 0.0", "dropout = 0.0\nself_condition = 1"))
     config = load_config(config_path)
     config.optim.intermediate_weight = 0.4
+    torch.manual_seed(0)  # else the draws depend on the tests before (train() reseeds the global generator)
     model = build_model(config.model, config.features.dim, 12).eval()
     torch.nn.init.normal_(model.condition.weight, std=0.1)
     feats, feat_lengths = torch.randn(2, 100, config.features.dim), torch.tensor([100, 80])

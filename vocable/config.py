@@ -6,6 +6,7 @@ Paths are relative to the config file's folder.
 
 from __future__ import annotations
 
+import math
 import tomllib
 import types
 import typing
@@ -117,6 +118,7 @@ class TrainConfig:
         if not self.data.train:
             raise ConfigError(f"{where}: [data] train: at least one training manifest is required")
         checks = [("tokenizer", "kind", self.tokenizer.kind, ("char", "bpe")),
+                  ("tokenizer", "normalizer", self.tokenizer.normalizer, ("english", "basic", "none")),
                   ("optim", "schedule", self.optim.schedule, ("cosine", "noam", "constant")),
                   ("optim", "precision", self.optim.precision, ("fp32", "bf16", "fp16")),
                   ("run", "log", self.run.log, ("csv", "tensorboard")),
@@ -124,21 +126,67 @@ class TrainConfig:
         for section, key, value, allowed in checks:
             if value not in allowed:
                 raise ConfigError(f"{where}: [{section}] {key}: expected one of {list(allowed)}, got {value!r}")
-        positive = [("optim", "lr", self.optim.lr), ("data", "max_batch_seconds", self.data.max_batch_seconds),
-                    ("run", "checkpoint_every", self.run.checkpoint_every)]
-        for section, key, value in positive:
-            if value <= 0:
-                raise ConfigError(f"{where}: [{section}] {key}: must be positive, got {value}")
-        if not 0.0 <= self.optim.intermediate_weight < 1.0:
-            raise ConfigError(f"{where}: [optim] intermediate_weight: expected 0 to below 1, "
-                              f"got {self.optim.intermediate_weight}")
-        if not 0.0 <= self.spec_augment.freq_warp < 0.5:
-            raise ConfigError(f"{where}: [spec_augment] freq_warp: expected 0 (off) to below 0.5, "
-                              f"got {self.spec_augment.freq_warp}")
+        for section, table in RANGES.items():
+            for key, (ok, expected) in table.items():
+                value = getattr(getattr(self, section), key)
+                _check_range(value, ok, expected, f"{where}: [{section}] {key}")
+        for key in ORDERED_PAIRS:
+            pair = list(getattr(self.augment, key))
+            if len(pair) != 2 or pair[0] > pair[1]:
+                raise ConfigError(f"{where}: [augment] {key}: expected [low, high], got {pair}")
+        _check_out_dir(Path(self.run.out_dir), f"{where}: [run] out_dir")
         if self.spec_augment.freq_warp and self.features.kind != "logmel":
             raise ConfigError(f"{where}: [spec_augment] freq_warp: warps log-mel features, not {self.features.kind!r}")
         if self.run.new_head and not self.run.init_from:
             raise ConfigError(f"{where}: [run] new_head: needs [run] init_from (the model whose other weights to take)")
+
+
+POSITIVE = (lambda v: v > 0, "must be positive")
+NON_NEGATIVE = (lambda v: v >= 0, "must be 0 or more")
+AT_LEAST_ONE = (lambda v: v >= 1, "must be 1 or more")
+PROBABILITY = (lambda v: 0 <= v <= 1, "expected 0 to 1")
+FINITE = (lambda v: True, "")  # any finite number
+
+# Every numeric field of every section: (test, what the message says is expected). Floats must also be
+# finite. List fields are tested value by value. [model] and [features] check their own (their validate()).
+RANGES = {
+    "data": {"max_batch_seconds": POSITIVE, "max_duration": POSITIVE, "num_workers": NON_NEGATIVE},
+    "features": {"n_mfcc": AT_LEAST_ONE},
+    "tokenizer": {"vocab_size": (lambda v: v >= 2, "must be 2 or more")},
+    "optim": {"lr": POSITIVE, "weight_decay": NON_NEGATIVE, "warmup_steps": NON_NEGATIVE,
+              "min_lr_ratio": PROBABILITY, "epochs": AT_LEAST_ONE, "max_steps": NON_NEGATIVE,
+              "max_minutes": NON_NEGATIVE, "grad_clip": POSITIVE,
+              "intermediate_weight": (lambda v: 0 <= v < 1, "expected 0 to below 1")},
+    "spec_augment": {"freq_masks": NON_NEGATIVE, "freq_width": NON_NEGATIVE, "time_masks": NON_NEGATIVE,
+                     "time_width_frac": PROBABILITY, "after_epochs": NON_NEGATIVE,
+                     "freq_warp": (lambda v: 0 <= v < 0.5, "expected 0 (off) to below 0.5")},
+    "augment": {"noise_prob": PROBABILITY, "snr_db": FINITE, "babble_prob": PROBABILITY,
+                "reverb_prob": PROBABILITY, "speed_prob": PROBABILITY, "speeds": POSITIVE,
+                "gain_db": FINITE, "telephone_prob": PROBABILITY, "pad_prob": PROBABILITY,
+                "pad_seconds": NON_NEGATIVE, "after_epochs": NON_NEGATIVE},
+    "run": {"seed": (lambda v: 0 <= v < 2**32, "expected 0 to 2**32 - 1"), "checkpoint_every": AT_LEAST_ONE,
+            "average_last": AT_LEAST_ONE, "threads": NON_NEGATIVE},
+}
+ORDERED_PAIRS = ("snr_db", "gain_db", "pad_seconds")  # [augment] ranges [low, high]
+
+
+def _check_range(value, ok, expected: str, label: str) -> None:
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ConfigError(f"{label}: expected at least one value, got []")
+        for v in value:
+            _check_range(v, ok, expected, label)
+    elif not math.isfinite(value):
+        raise ConfigError(f"{label}: expected a finite number, got {value}")
+    elif not ok(value):
+        raise ConfigError(f"{label}: {expected}, got {value}")
+
+
+def _check_out_dir(out: Path, label: str) -> None:
+    """The output folder, or the nearest part of its path that exists, must be a folder."""
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"{label}: {existing} exists and is not a folder")
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
@@ -151,9 +199,15 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
         raise ConfigError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML ({e})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text, so not a TOML config") from None
+    except OSError as e:  # a folder, an unreadable file
+        raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from None
     for dotted, value in (overrides or {}).items():
-        section, key = dotted.split(".", 1)
-        raw.setdefault(section, {})[key] = value
+        section, _, key = dotted.partition(".")
+        table = raw.setdefault(section, {})
+        if isinstance(table, dict):  # else (`data = 5` in the file) from_dict says it must be a table
+            table[key] = value
     config = from_dict(TrainConfig, raw, str(path))
     base = path.parent
     config.data.train = [_resolve(base, p) for p in config.data.train]
@@ -194,7 +248,10 @@ def _check_type(value, hint, label: str):
     if origin in (list, tuple):
         if not isinstance(value, list):
             raise ConfigError(f"{label}: expected a list, got {type(value).__name__}")
-        item_type = typing.get_args(hint)[0]
+        args = typing.get_args(hint)
+        if origin is tuple and Ellipsis not in args and len(value) != len(args):
+            raise ConfigError(f"{label}: expected {len(args)} values, got {len(value)}")
+        item_type = args[0]
         items = [_check_type(v, item_type, label) for v in value]
         return items if origin is list else tuple(items)
     if origin in (typing.Union, types.UnionType):

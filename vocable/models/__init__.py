@@ -34,6 +34,12 @@ class ModelConfig:
     def validate(self, where: str = "model") -> None:
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"{where}.arch: expected one of {sorted(ARCHITECTURES)}, got {self.arch!r}")
+        for key, (ok, expected) in _RANGES.items():
+            value = getattr(self, key)
+            if not ok(value):
+                raise ConfigError(f"{where}.{key}: expected {expected}, got {value}")
+        if self.arch == "conformer" and not self.causal_conv and self.conv_kernel % 2 == 0:
+            raise ConfigError(f"{where}.conv_kernel: expected an odd size (or causal_conv), got {self.conv_kernel}")
         if self.arch != "cnn-rnn" and self.d_model % self.n_heads:
             raise ConfigError(f"{where}.d_model: {self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.rnn_type not in ("gru", "lstm"):
@@ -48,6 +54,20 @@ class ModelConfig:
         if self.arch == "cnn-rnn":
             return not self.bidirectional
         return self.attention_chunk > 0 and (self.arch == "transformer" or self.causal_conv)
+
+
+# Numeric fields: (test, what is expected). Checked before anything divides by them or builds layers.
+_RANGES = {
+    "d_model": (lambda v: v >= 1, "1 or more"),
+    "n_layers": (lambda v: v >= 1, "1 or more"),
+    "n_heads": (lambda v: v >= 1, "1 or more"),
+    "ff_mult": (lambda v: v >= 1, "1 or more"),
+    "conv_kernel": (lambda v: v >= 1, "1 or more"),
+    "dropout": (lambda v: 0.0 <= v < 1.0, "0 to below 1"),  # also false for nan
+    "attention_chunk": (lambda v: v >= 0, "0 (full attention) or more"),
+    "left_chunks": (lambda v: v >= -1, "-1 (all) or more"),
+    "self_condition": (lambda v: v >= 0, "0 (off) or more"),
+}
 
 
 def _cnn_rnn(c: ModelConfig, input_dim: int, vocab: int) -> nn.Module:
