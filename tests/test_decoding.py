@@ -139,6 +139,33 @@ def test_parse_hotwords():
         parse_hotwords("vocable:lots")
 
 
+@pytest.mark.parametrize("spec", ["hello:nan", "hello:inf", "hello:-inf", "hello:1e400", "a:1,hello:NaN"])
+def test_hotword_boost_must_be_finite(spec):
+    with pytest.raises(ConfigError, match="--hotwords: boost of 'hello' must be a finite number"):
+        parse_hotwords(spec)
+    with pytest.raises(ConfigError, match="--hotwords"):
+        DecodingOptions(hotwords=spec)  # refused when the options are made, before any model or audio loads
+    assert parse_hotwords("hello:-3,x:1e3") == [("hello", -3.0), ("x", 1000.0)]
+
+
+@pytest.mark.parametrize("boost", [float("nan"), float("inf"), "5", None])
+def test_hotword_pairs_need_a_finite_boost(boost):
+    with pytest.raises(ConfigError, match="hotwords: boost of 'hello' must be a finite number"):
+        DecodingOptions(hotwords=[("hello", boost)])
+    assert DecodingOptions(hotwords=[("hello", np.float32(2.5))]).hotword_list() == [("hello", 2.5)]
+
+
+def test_cli_rejects_a_non_finite_hotword_boost_in_one_line():
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-m", "vocable.cli", "transcribe", "--model", "fsdd-digits",
+                             "--hotwords", "hello:inf", str(FSDD_FIXTURES / "1_theo_0.flac")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["vocable: error: --hotwords: boost of 'hello' must be a finite number, got 'inf'"]
+
+
 def test_phrase_grammar_picks_the_command_and_rejects_other_speech():
     commands = ["turn on the light", "turn off the light", "play some music"]
     decoder = Decoder(TOK, DecodingOptions(phrases=commands))

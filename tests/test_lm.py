@@ -236,3 +236,130 @@ def write_and_path(tmp_path):
     path = tmp_path / "source.arpa"
     write_arpa(build_lm(corpus(), BuildOptions(order=3, prune=(0, 0, 1))), path)
     return path
+
+
+# ---------------------------------------------------------------- bad LM files: one DataError naming the file
+
+def bundled_binary():
+    from vocable.lm import BUNDLED_DIR
+    return BUNDLED_DIR / "en-3gram.lm.npz"
+
+
+def small_binary(tmp_path, change=None, name="small.lm.npz"):
+    """The test corpus' LM as .lm.npz, with its arrays changed by `change(arrays)`."""
+    from vocable.lm import write_lm
+    source = tmp_path / "source.lm.npz"
+    write_lm(build_lm(corpus(), BuildOptions(order=3)), source)
+    arrays = dict(np.load(source))
+    if change:
+        change(arrays)
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return path
+
+
+def test_damaged_binary_lm_files_name_the_file(tmp_path):
+    from vocable.lm import load_lm, read_binary
+    raw = bundled_binary().read_bytes()
+    cases = {"truncated.lm.npz": raw[: len(raw) // 2], "tail-cut.lm.npz": raw[:-100], "empty.lm.npz": b""}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(DataError, match=f"{name}: not a readable vocable LM file"):
+            load_lm(tmp_path / name)
+    with pytest.raises(DataError, match="missing.lm.npz: no such language model file"):
+        read_binary(tmp_path / "missing.lm.npz")
+
+
+def _set(key, index, value):
+    def change(arrays):
+        arrays[key] = arrays[key].copy()
+        arrays[key][index] = value
+    return change
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a.update(logp2=a["logp2"][:-3]), "logp2: expected"),
+    (lambda a: a.update(bow1=a["bow1"][:-1]), "bow1: expected"),
+    (lambda a: a.update(ids3=a["ids3"][:-2]), "logp3: expected"),
+    (lambda a: a.update(ids2=a["ids2"][:, :1]), "ids2: expected"),
+    (lambda a: a.update(logp1=a["logp1"].astype(np.int32)), "logp1: expected"),
+    (lambda a: a.pop("bow2"), "missing array bow2"),
+    (lambda a: a.pop("vocab"), "no vocabulary"),
+    (_set("ids2", (0, 0), 10**6), "ids2: word ids outside the vocabulary"),
+    (_set("ids2", (0, 1), -1), "ids2: word ids outside the vocabulary"),
+    (_set("logp1", 3, np.nan), "1-grams: 1 log-probability value"),
+    (_set("bow1", 3, np.inf), "1-grams: 1 back-off value"),
+    (_set("logp2", 0, 5.0), "above 0"),
+    (lambda a: a.update(ids2=np.concatenate([a["ids2"][:1], a["ids2"][1:]]),
+                        ids3=np.concatenate([a["ids3"], a["ids3"][:1]]), logp3=np.concatenate([a["logp3"], [-1]]),
+                        bow3=np.concatenate([a["bow3"], [0]])), "duplicate 3-grams"),
+])
+def test_inconsistent_binary_lm_is_refused_at_load(tmp_path, change, message):
+    from vocable.lm import read_binary
+    path = small_binary(tmp_path, change, "bad.lm.npz")
+    with pytest.raises(DataError) as caught:
+        read_binary(path)
+    assert str(caught.value).startswith(f"{path}: ") and message in str(caught.value)
+
+
+def test_binary_lm_with_minus_inf_loads_as_no_prob(tmp_path):
+    from vocable.lm import NO_PROB, read_binary
+    lm = read_binary(small_binary(tmp_path, _set("logp1", 0, -np.inf)))
+    assert np.isfinite(lm.orders[0].logp).all() and NO_PROB in lm.orders[0].logp
+
+
+ARPA_UNKNOWN_WORD = ("\\data\\\nngram 1=3\nngram 2=1\n\n\\1-grams:\n-1\t<s>\n-1\ta\n-1\t</s>\n\n"
+                     "\\2-grams:\n-0.5\ta zzz\n\n\\end\\\n")
+
+
+@pytest.mark.parametrize("text, message", [
+    (ARPA_UNKNOWN_WORD, "2-gram uses a word missing from the unigrams ('zzz')"),
+    (ARPA_UNKNOWN_WORD.replace("\t", " "), "2-gram uses a word missing from the unigrams ('zzz')"),
+    (ARPA_UNKNOWN_WORD.replace("a zzz", "a </s>").replace("-1\ta\n", "nan\ta\n"), "NaN or infinite"),
+    (ARPA_UNKNOWN_WORD.replace("a zzz", "a </s>").replace("-0.5\t", "inf\t"), "NaN or infinite"),
+    (ARPA_UNKNOWN_WORD.replace("a zzz", "a </s>").replace("-0.5\t", "2\t"), "above 0"),
+    ("\\data\\\nngram 1=1\n\n\\1-grams:", "header says 1 1-grams, found 0"),
+    ("\\data\\\nngram 1=0\n\n\\1-grams:\n\n\\end\\\n", "no unigrams"),
+])
+def test_bad_arpa_names_the_file(tmp_path, text, message):
+    path = tmp_path / "bad.arpa"
+    path.write_text(text)
+    with pytest.raises(DataError) as caught:
+        read_arpa(path)
+    assert str(caught.value).startswith(f"{path}: ") and message in str(caught.value)
+
+
+def test_corrupt_or_truncated_gzip_arpa_names_the_file(tmp_path):
+    data = bytearray(gzip.compress(HAND_ARPA.encode() * 50))
+    truncated = tmp_path / "truncated.arpa.gz"
+    truncated.write_bytes(bytes(data[: len(data) // 2]))
+    data[20:40] = b"\xff" * 20
+    corrupt = tmp_path / "corrupt.arpa.gz"
+    corrupt.write_bytes(bytes(data))
+    for path in (truncated, corrupt):
+        with pytest.raises(DataError, match=f"{path.name}: not a readable ARPA file"):
+            read_arpa(path)
+
+
+def test_arpa_minus_inf_is_no_prob_and_unigram_lm_scores(tmp_path):
+    from vocable.lm import NO_PROB
+    path = tmp_path / "uni.arpa"
+    path.write_text("\\data\\\nngram 1=3\n\n\\1-grams:\n-inf\t<s>\n-1\ta\n-0.5\t</s>\n\n\\end\\\n")
+    lm = read_arpa(path)
+    assert lm.order == 1 and NO_PROB in lm.orders[0].logp
+    assert lm.sentence_logprob(["a"]) == pytest.approx(-1.5)
+
+
+def test_cli_bad_lm_is_one_line_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    from .conftest import FSDD_FIXTURES
+    raw = bundled_binary().read_bytes()
+    bad = tmp_path / "cut.lm.npz"
+    bad.write_bytes(raw[: len(raw) // 3])
+    result = subprocess.run([sys.executable, "-m", "vocable.cli", "transcribe", "--lm", str(bad),
+                             str(FSDD_FIXTURES / "1_theo_0.flac")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0] and "Traceback" not in result.stderr

@@ -136,9 +136,19 @@ class DecodingOptions:
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise ConfigError(f"decoding option {name} must be a finite number, got {value}")
+        self.hotword_list()  # a malformed --hotwords fails here, once, before any model or audio is loaded
 
     def hotword_list(self) -> list[tuple[str, float]]:
-        return parse_hotwords(self.hotwords) if isinstance(self.hotwords, str) else list(self.hotwords)
+        if isinstance(self.hotwords, str):
+            return parse_hotwords(self.hotwords)
+        for text, boost in self.hotwords:
+            try:
+                finite = not isinstance(boost, bool) and math.isfinite(boost)
+            except TypeError:
+                finite = False
+            if not finite:
+                raise ConfigError(f"hotwords: boost of {text!r} must be a finite number, got {boost!r}")
+        return list(self.hotwords)
 
 
 def with_lm_defaults(options: DecodingOptions, model_meta: dict | None = None) -> DecodingOptions:
@@ -173,9 +183,12 @@ def parse_hotwords(spec: str) -> list[tuple[str, float]]:
                 raise ConfigError(f"--hotwords: empty hotword in {item.strip()!r}")
             continue
         try:
-            out.append((text, float(boost) if boost.strip() else DEFAULT_HOTWORD_BOOST))
+            value = float(boost) if boost.strip() else DEFAULT_HOTWORD_BOOST
         except ValueError:
             raise ConfigError(f"--hotwords: boost of {text!r} must be a number, got {boost!r}") from None
+        if not math.isfinite(value):  # nan, inf, 1e400: a boost that swamps (or poisons) every score
+            raise ConfigError(f"--hotwords: boost of {text!r} must be a finite number, got {boost.strip()!r}")
+        out.append((text, value))
     return out
 
 

@@ -16,10 +16,13 @@ order is checked for at load time.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import math
 import os
 import re
+import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +112,7 @@ class NGramLM:
         return self.index.get(word, self.unk)
 
     def start_state(self, bos: bool = True) -> tuple:
-        return (self.index[BOS],) if bos and BOS in self.index else ()
+        return (self.index[BOS],) if bos and BOS in self.index and self.order > 1 else ()  # unigrams: no context
 
     def score(self, state: tuple, word: int) -> tuple[float, tuple]:
         """log10 p(word | state) by the ARPA back-off rule, and the state after `word`."""
@@ -369,6 +372,50 @@ def _make_order(rows: np.ndarray, logp: np.ndarray, bow: np.ndarray) -> _Order:
     return _Order(keys[idx], logp[idx].astype(np.float32), bow[idx].astype(np.float32))
 
 
+# ---------------------------------------------------------------- reading: every problem names the file
+
+def _names_the_file(read):
+    """A reader whose every failure on a bad file is one DataError naming that file (never a traceback)."""
+    @functools.wraps(read)
+    def wrapper(path, *args, **kwargs):
+        try:
+            return read(path, *args, **kwargs)
+        except DataError:
+            raise
+        except (MemoryError, RecursionError):
+            raise
+        except Exception as e:
+            detail = (str(e).splitlines() or [""])[0][:200]
+            raise DataError(f"{path}: corrupt or unusable language model file ({type(e).__name__}"
+                            f"{': ' + detail if detail else ''})") from None
+    return wrapper
+
+
+def _why(e: Exception) -> str:
+    """Why a file could not be read, in a few words."""
+    if isinstance(e, EOFError):
+        return "the file is truncated or empty"
+    if isinstance(e, (zlib.error, gzip.BadGzipFile)):
+        return "corrupt compressed data"
+    if isinstance(e, zipfile.BadZipFile):
+        return "corrupt or truncated archive"
+    return type(e).__name__
+
+
+def _finite(path, n: int, logp: np.ndarray, bow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Refuse NaN and +inf log-probabilities or back-offs and log-probabilities above 0 (they decode
+    garbage); -inf (some tools' "impossible") becomes NO_PROB, ARPA's usual stand-in for log 0."""
+    for name, values in (("log-probability", logp), ("back-off", bow)):
+        bad = np.isnan(values) | (values == np.inf)
+        if bad.any():
+            raise DataError(f"{path}: {n}-grams: {int(bad.sum())} {name} value(s) are NaN or infinite")
+    if (logp > 1e-3).any():  # log10 p > 0: a probability above one (a little rounding is forgiven)
+        raise DataError(f"{path}: {n}-grams: {int((logp > 1e-3).sum())} log-probabilities are above 0 "
+                        f"(probabilities above 1)")
+    return (np.where(logp == -np.inf, np.float32(NO_PROB), logp).astype(np.float32),
+            np.where(bow == -np.inf, np.float32(NO_PROB), bow).astype(np.float32))
+
+
 # ---------------------------------------------------------------- ARPA files
 
 def write_arpa(lm: NGramLM, path: str | os.PathLike) -> None:
@@ -400,6 +447,7 @@ def write_arpa(lm: NGramLM, path: str | os.PathLike) -> None:
 _NGRAM_HEADER = re.compile(r"ngram\s+(\d+)\s*=\s*(\d+)")
 
 
+@_names_the_file
 def read_arpa(path: str | os.PathLike) -> NGramLM:
     """Load an ARPA file (plain or gzip) written by any tool."""
     path = Path(path)
@@ -412,8 +460,8 @@ def read_arpa(path: str | os.PathLike) -> NGramLM:
         else:
             raw = path.read_bytes()
         text = raw.decode("utf-8")
-    except (OSError, UnicodeDecodeError, EOFError) as e:
-        raise DataError(f"{path}: not a readable ARPA file ({type(e).__name__})") from None
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: not a readable ARPA file ({_why(e)})") from None
     del raw
     start = text.find("\\data\\")
     if start < 0:
@@ -421,23 +469,28 @@ def read_arpa(path: str | os.PathLike) -> NGramLM:
     sizes = {int(m.group(1)): int(m.group(2)) for m in _NGRAM_HEADER.finditer(text[start: start + 2000])}
     if not sizes or sorted(sizes) != list(range(1, max(sizes) + 1)):
         raise DataError(f"{path}: ARPA header lists no or non-consecutive n-gram orders")
+    if sizes[1] == 0:
+        raise DataError(f"{path}: ARPA header lists no unigrams")
     order = max(sizes)
     sections = []
     for n in range(1, order + 1):
         begin = text.find(f"\\{n}-grams:")
         if begin < 0:
             raise DataError(f"{path}: missing \\{n}-grams: section")
-        begin = text.index("\n", begin) + 1
+        begin = text.find("\n", begin) + 1
+        if begin == 0:  # the section header is the file's last line
+            begin = len(text)
         end = text.find("\n\\", begin)
         sections.append(text[begin: end if end >= 0 else len(text)])
     del text
     vocab, index = [], {}
     rows, logps, bows = [], [], []
     for n, section in enumerate(sections, start=1):
-        parsed = _parse_tab_section(section, n, index) or _parse_section(section, n, index, path)
+        parsed = _parse_tab_section(section, n, index, path) or _parse_section(section, n, index, path)
         ids, logp, bow = parsed
         if len(logp) != sizes[n]:
             raise DataError(f"{path}: header says {sizes[n]} {n}-grams, found {len(logp)}")
+        logp, bow = _finite(path, n, logp, bow)
         if n == 1:
             vocab = ids
             index = {w: i for i, w in enumerate(vocab)}
@@ -452,7 +505,7 @@ def read_arpa(path: str | os.PathLike) -> NGramLM:
     return NGramLM(vocab, orders, ngrams=rows)
 
 
-def _parse_tab_section(section: str, n: int, index: dict) -> tuple | None:
+def _parse_tab_section(section: str, n: int, index: dict, path) -> tuple | None:
     """Fast path for "logp<TAB>w1 w2<TAB>bow" lines (KenLM, SRILM, vocable): vectorised.
     Returns (ids (N, n) or the word list for unigrams, logp, bow), or None to use the slow path."""
     lines = section.strip("\n").split("\n")
@@ -477,7 +530,7 @@ def _parse_tab_section(section: str, n: int, index: dict) -> tuple | None:
     try:
         ids = np.fromiter(map(index.__getitem__, flat), dtype=np.int32, count=len(flat)).reshape(-1, n)
     except KeyError as e:
-        raise DataError(f"{n}-gram uses a word missing from the unigrams ({e})") from None
+        raise DataError(f"{path}: {n}-gram uses a word missing from the unigrams ({e})") from None
     return ids, logp, bow
 
 
@@ -523,16 +576,51 @@ def write_binary(lm: NGramLM, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+@_names_the_file
 def read_binary(path: str | os.PathLike) -> NGramLM:
-    """Load a file written by write_binary."""
+    """Load a file written by write_binary, checking that its arrays fit together."""
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no such language model file")
     try:
         with np.load(path) as data:
-            vocab = data["vocab"].tobytes().decode("utf-8").split("\n")
-            count = sum(1 for key in data.files if key.startswith("ids"))
-            rows = [data[f"ids{n}"] for n in range(1, count + 1)]
-            orders = [_make_order(rows[n - 1], data[f"logp{n}"], data[f"bow{n}"]) for n in range(1, count + 1)]
-    except (OSError, ValueError, KeyError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not a readable vocable LM file ({type(e).__name__})") from None
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(f"{path}: not a readable vocable LM file ({_why(e)})") from None
+    if "vocab" not in arrays:
+        raise DataError(f"{path}: not a vocable LM file (no vocabulary)")
+    try:
+        vocab = arrays["vocab"].tobytes().decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: the vocabulary is not UTF-8 text") from None
+    if len(set(vocab)) != len(vocab):
+        raise DataError(f"{path}: the vocabulary lists a word twice")
+    count = sum(1 for key in arrays if key.startswith("ids"))
+    if not 1 <= count <= MAX_ORDER:
+        raise DataError(f"{path}: expected n-grams of orders 1..{MAX_ORDER}, found {count} orders")
+    rows, orders = [], []
+    for n in range(1, count + 1):
+        missing = [f"{a}{n}" for a in ("ids", "logp", "bow") if f"{a}{n}" not in arrays]
+        if missing:
+            raise DataError(f"{path}: missing array {missing[0]}")
+        ids, logp, bow = arrays[f"ids{n}"], arrays[f"logp{n}"], arrays[f"bow{n}"]
+        if ids.ndim != 2 or ids.shape[1] != n or ids.dtype.kind not in "iu":
+            raise DataError(f"{path}: ids{n}: expected ({n}-column) integer word ids, got shape {ids.shape} "
+                            f"of {ids.dtype}")
+        for name, values in ((f"logp{n}", logp), (f"bow{n}", bow)):
+            if values.shape != (len(ids),) or values.dtype.kind != "f":
+                raise DataError(f"{path}: {name}: expected {len(ids)} floats (one per {n}-gram), "
+                                f"got shape {values.shape} of {values.dtype}")
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(vocab)):
+            raise DataError(f"{path}: ids{n}: word ids outside the vocabulary of {len(vocab)} words")
+        if n == 1 and len(ids) == 0:
+            raise DataError(f"{path}: no unigrams")
+        logp, bow = _finite(path, n, logp, bow)
+        ids = ids.astype(np.int32)
+        order = _make_order(ids, logp, bow)
+        if np.any(order.keys[1:] == order.keys[:-1]):
+            raise DataError(f"{path}: duplicate {n}-grams (or a hash collision)")
+        rows.append(ids)
+        orders.append(order)
     return NGramLM(vocab, orders, ngrams=rows)
 
 
@@ -597,15 +685,21 @@ def bundled_lms() -> list[str]:
     return sorted({p.name[: -len(s)] for s in LM_SUFFIXES for p in BUNDLED_DIR.glob("*" + s)})
 
 
+def find_lm(name_or_path: str | os.PathLike) -> Path | None:
+    """The file a bundled LM name ("en-3gram") or an LM path stands for, or None when there is none."""
+    for suffix in LM_SUFFIXES:
+        bundled = BUNDLED_DIR / (str(name_or_path) + suffix)
+        if bundled.is_file():
+            return bundled
+    return Path(name_or_path) if Path(name_or_path).is_file() else None
+
+
 def resolve_lm(name_or_path: str | os.PathLike | None) -> NGramLM | None:
     """None or "none" → no LM; a bundled LM name ("en-3gram") or an ARPA path → the loaded LM."""
     if name_or_path is None or str(name_or_path).lower() in ("", "none"):
         return None
-    for suffix in LM_SUFFIXES:
-        bundled = BUNDLED_DIR / (str(name_or_path) + suffix)
-        if bundled.is_file():
-            return load_lm(bundled)
-    if Path(name_or_path).is_file():
-        return load_lm(name_or_path)
+    path = find_lm(name_or_path)
+    if path is not None:
+        return load_lm(path)
     available = ", ".join(bundled_lms()) or "none"
     raise DataError(f"{name_or_path}: no such language model file or bundled LM (bundled: {available})")

@@ -1,0 +1,152 @@
+"""Malformed .vocable model files: one ModelError naming the file (and the field), never a traceback,
+never a model that silently transcribes garbage."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from vocable.errors import ModelError
+from vocable.modelfile import BUNDLED_DIR, load_model_file
+
+from .conftest import FSDD_FIXTURES
+
+SOURCE = BUNDLED_DIR / "fsdd-digits.vocable"  # small: quick to load and re-save
+
+
+@pytest.fixture(scope="module")
+def blob():
+    return torch.load(SOURCE, map_location="cpu", weights_only=True)
+
+
+def altered(blob, tmp_path, change, name="bad.vocable"):
+    """A copy of `blob` changed by `change(copy)`, saved to tmp_path/name."""
+    copy = {**blob, "model_config": dict(blob["model_config"]), "features": dict(blob["features"]),
+            "tokenizer": dict(blob["tokenizer"]), "meta": dict(blob["meta"]), "state_dict": dict(blob["state_dict"])}
+    change(copy)
+    path = tmp_path / name
+    torch.save(copy, path)
+    return path
+
+
+def setter(section, key=None, value=None):
+    def change(b):
+        if key is None:
+            b[section] = value
+        else:
+            b[section][key] = value
+    return change
+
+
+def zero_ints(b):
+    b["model_config"] = {k: 0 if type(v) is int else v for k, v in b["model_config"].items()}
+
+
+def first_float(b):
+    return next(k for k, v in b["state_dict"].items() if v.is_floating_point() and v.numel() > 1)
+
+
+def poison(value, count=1):
+    """Set `count` values of the first float tensor (as fp32: the bundled model is fp16) to `value`."""
+    def change(b):
+        name = first_float(b)
+        tensor = b["state_dict"][name].float()
+        tensor.view(-1)[:count] = value
+        b["state_dict"][name] = tensor
+    return change
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (setter("version", value="2"), "version: expected an integer"),
+    (setter("version", value=None), "version: expected an integer"),
+    (setter("version", value=99), "newer than this vocable"),
+    (zero_ints, "model_config.d_model"),
+    (setter("model_config", "n_heads", 0), "model_config.n_heads"),
+    (setter("model_config", "d_model", "96"), "model_config.d_model: expected an integer"),
+    (setter("model_config", "d_model", 10**9), "model_config: does not describe a model that fits"),
+    (setter("model_config", "n_layers", 10**6), "model_config.n_layers"),
+    (setter("model_config", "arch", "rnn"), "model_config.arch"),
+    (setter("model_config", "dropout", float("nan")), "model_config.dropout"),
+    (setter("model_config", value="oops"), "model_config: expected a table"),
+    (setter("features", "n_mels", 0), "features.n_mels"),
+    (setter("features", "kind", 3), "features.kind"),
+    (setter("tokenizer", "kind", "words"), "tokenizer"),
+    (setter("tokenizer", value=None), "tokenizer"),
+    (setter("state_dict", value={}), "state_dict"),
+    (setter("state_dict", value=[1, 2]), "state_dict"),
+    (setter("meta", value="oops"), "meta: expected a table"),
+    (setter("meta", "lm_weight", "abc"), "meta.lm_weight: expected a finite number"),
+    (setter("meta", "word_bonus", float("inf")), "meta.word_bonus"),
+    (setter("meta", "blank_penalty", None), "meta.blank_penalty"),
+    (setter("meta", "beam_size", 0), "meta.beam_size"),
+    (setter("meta", "lm", 3), "meta.lm"),
+])
+def test_malformed_field_is_one_model_error_naming_file_and_field(blob, tmp_path, change, fragment):
+    path = altered(blob, tmp_path, change)
+    with pytest.raises(ModelError) as caught:
+        load_model_file(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and fragment in message and "\n" not in message
+
+
+def test_shape_mismatch_names_the_file(blob, tmp_path):
+    def change(b):
+        name = first_float(b)
+        b["state_dict"][name] = b["state_dict"][name][:1]
+    path = altered(blob, tmp_path, change)
+    with pytest.raises(ModelError, match=r"bad.vocable: model_config: does not match the weights \(norm.mean is \(1,\)"):
+        load_model_file(path)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_weights_with_nan_or_inf_are_refused_at_load(blob, tmp_path, value):
+    path = altered(blob, tmp_path, poison(value))
+    name = first_float(blob)
+    with pytest.raises(ModelError) as caught:
+        load_model_file(path)
+    assert str(caught.value) == f"{path}: weights contain NaN or infinite values ({name})"
+
+
+def test_valid_variants_still_load(blob, tmp_path):
+    """Large but finite weights (their sum overflows), no meta, meta lm 'none' and integer meta numbers."""
+    big = altered(blob, tmp_path, poison(3e38, count=2), "big.vocable")
+    assert load_model_file(big).model is not None
+    no_meta = altered(blob, tmp_path, lambda b: b.pop("meta"), "nometa.vocable")
+    assert load_model_file(no_meta).meta == {}
+    lm_none = altered(blob, tmp_path, lambda b: b["meta"].update(lm="none", lm_weight=1, beam_size=4), "none.vocable")
+    assert load_model_file(lm_none).meta["lm"] == "none"
+    bundled_lm = altered(blob, tmp_path, setter("meta", "lm", "en-3gram"), "lm.vocable")
+    assert load_model_file(bundled_lm).meta["lm"] == "en-3gram"
+
+
+def vocable(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "vocable.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (setter("version", value="2"), "version"),
+    (setter("meta", "lm_weight", "abc"), "meta.lm_weight"),
+    (poison(float("nan")), "weights contain NaN or infinite values"),
+])
+def test_cli_malformed_model_is_one_line_exit_2(blob, tmp_path, change, fragment):
+    path = altered(blob, tmp_path, change, "x.vocable")
+    result = vocable("transcribe", "--model", path, FSDD_FIXTURES / "1_theo_0.flac")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vocable: error: "), result.stderr
+    assert "Traceback" not in result.stderr and str(path) in lines[0] and fragment in lines[0]
+    assert result.stdout == ""
+
+
+def test_a_model_whose_lm_is_gone_loads_and_decodes_with_another(blob, tmp_path):
+    """Whether meta.lm exists is the decoder's question: --lm none (or another LM) still works."""
+    import vocable
+    from vocable.decoding import DecodingOptions
+    from vocable.errors import VocableError
+    recognizer = vocable.load(altered(blob, tmp_path, setter("meta", "lm", "no-such-lm")))
+    audio = str(FSDD_FIXTURES / "1_theo_0.flac")
+    assert recognizer.transcribe(audio, options=DecodingOptions(lm="none")).text == "one"
+    with pytest.raises(VocableError, match="no-such-lm"):
+        recognizer.transcribe(audio)
