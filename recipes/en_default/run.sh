@@ -28,6 +28,8 @@
 # (--set run.init_from='"exp/deep12.vocable"' --set model.n_layers=12 --set optim.lr=2e-4 --set run.seed=13).
 # exp/c15-deep2: c13's model, 100 more CPU minutes (--set run.init_from='"exp/c13-deep/model.vocable"'
 # --set model.n_layers=12 --set optim.lr=1.5e-4 --set run.seed=15).
+# exp/c16-selfcond: grow.py --self-condition 3 on the bundled model (exp/sc3.vocable), 90 CPU minutes on c8's
+# data (--set run.init_from='"exp/sc3.vocable"' --set model.self_condition=3 --set optim.lr=2e-4 --set run.seed=16).
 set -euo pipefail
 cd "$(dirname "$0")"
 hours=${1:-5}
