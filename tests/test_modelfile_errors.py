@@ -63,7 +63,7 @@ def poison(value, count=1):
     (setter("version", value=99), "newer than this vocable"),
     (zero_ints, "model_config.d_model"),
     (setter("model_config", "n_heads", 0), "model_config.n_heads"),
-    (setter("model_config", "d_model", "96"), "model_config.d_model: expected an integer"),
+    (setter("model_config", "d_model", "96"), "field 'model_config.d_model': expected int, got str '96'"),
     (setter("model_config", "d_model", 10**9), "model_config: does not describe a model that fits"),
     (setter("model_config", "n_layers", 10**6), "model_config.n_layers"),
     (setter("model_config", "arch", "rnn"), "model_config.arch"),

@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .config import from_dict
 from .errors import ConfigError, ModelError
 from .features import FeatureConfig
-from .models import ModelConfig, build_model, model_config_from_dict
+from .models import ModelConfig, build_model
 from .tokenizer import Tokenizer, tokenizer_from_dict
 
 FORMAT = "vocable-model"
@@ -112,45 +113,20 @@ def _show(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _check_types(data: dict, cls, where: str) -> None:
-    """Each known field of dataclass `cls` in `data` has its default's type (ints are ints, floats finite)."""
+def _settings(cls, data, section: str, path: Path):
+    """A model file's model_config or features table as dataclass `cls`, checked as a TOML config's are
+    (config.from_dict: types; fields a newer vocable wrote are ignored), floats finite, then cls.validate's
+    ranges. Errors are ConfigErrors that name the file and field."""
+    if not isinstance(data, dict):
+        raise _FieldError(section, f"expected a table of settings, got {_show(data)}")
+    known = {f.name for f in fields(cls)}
+    settings = from_dict(cls, {k: v for k, v in data.items() if k in known}, str(path), f"{section}.")
     for f in fields(cls):
-        if f.name not in data:
-            continue
-        value, default = data[f.name], f.default
-        if isinstance(default, bool):
-            ok, kind = isinstance(value, bool), "true or false"
-        elif isinstance(default, int):
-            ok, kind = _is_int(value), "an integer"
-        elif isinstance(default, float):
-            ok, kind = _is_number(value), "a finite number"
-        elif isinstance(default, str):
-            ok, kind = isinstance(value, str), "a string"
-        else:
-            continue
-        if not ok:
-            raise _FieldError(f"{where}.{f.name}", f"expected {kind}, got {_show(value)}")
-
-
-def _model_config(data) -> ModelConfig:
-    if not isinstance(data, dict):
-        raise _FieldError("model_config", f"expected a table of settings, got {_show(data)}")
-    _check_types(data, ModelConfig, "model_config")
-    config = model_config_from_dict(data)
-    config.validate("model_config")  # ranges (d_model >= 1, 0 <= dropout < 1, ...): a ConfigError naming the field
-    return config
-
-
-def _features(data) -> FeatureConfig:
-    if not isinstance(data, dict):
-        raise _FieldError("features", f"expected a table of settings, got {_show(data)}")
-    _check_types(data, FeatureConfig, "features")
-    known = {f.name for f in fields(FeatureConfig)}
-    features = FeatureConfig(**{k: v for k, v in data.items() if k in known})
-    features.validate("features")
-    if features.kind == "mfcc" and not 1 <= features.n_mfcc <= features.n_mels:
-        raise _FieldError("features.n_mfcc", f"expected 1..n_mels ({features.n_mels}), got {features.n_mfcc}")
-    return features
+        value = getattr(settings, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _FieldError(f"{section}.{f.name}", f"expected a finite number, got {value}")
+    settings.validate(f"{path}: {section}")
+    return settings
 
 
 def _state_dict(data) -> dict:
@@ -222,8 +198,10 @@ def load_model_file(name_or_path: str | os.PathLike | None = None, device: str =
         missing = [name for name in ("model_config", "features", "tokenizer", "state_dict") if name not in blob]
         if missing:
             raise _FieldError(missing[0], "missing")
-        model_config = _model_config(blob["model_config"])
-        features = _features(blob["features"])
+        model_config = _settings(ModelConfig, blob["model_config"], "model_config", path)
+        features = _settings(FeatureConfig, blob["features"], "features", path)
+        if features.kind == "mfcc" and not 1 <= features.n_mfcc <= features.n_mels:
+            raise _FieldError("features.n_mfcc", f"expected 1..n_mels ({features.n_mels}), got {features.n_mfcc}")
         if not isinstance(blob["tokenizer"], dict):
             raise _FieldError("tokenizer", f"expected a table, got {_show(blob['tokenizer'])}")
         tokenizer = tokenizer_from_dict(blob["tokenizer"])
@@ -232,8 +210,10 @@ def load_model_file(name_or_path: str | os.PathLike | None = None, device: str =
         _check_shapes(model_config, features, tokenizer, state)
         model = build_model(model_config, features.dim, tokenizer.vocab_size)
         model.load_state_dict(state)
-    except (_FieldError, ConfigError) as e:  # ModelConfig/FeatureConfig.validate name the field too
+    except _FieldError as e:
         raise ModelError(f"{path}: {e}") from None
+    except ConfigError as e:  # from _settings: already names the file and field
+        raise ModelError(str(e)) from None
     except Exception as e:
         detail = (str(e).splitlines() or [""])[0][:200] or type(e).__name__
         raise ModelError(f"{path}: corrupt or incompatible model file ({detail})") from None

@@ -5,7 +5,7 @@ Pick one by name with `ModelConfig.arch`: "cnn-rnn", "transformer" or "conformer
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from torch import nn
 
@@ -96,10 +96,5 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def model_config_from_dict(data: dict) -> ModelConfig:
-    known = {f.name for f in fields(ModelConfig)}
-    return ModelConfig(**{k: v for k, v in data.items() if k in known})
-
-
-__all__ = ["ModelConfig", "build_model", "count_parameters", "model_config_from_dict",
+__all__ = ["ModelConfig", "build_model", "count_parameters",
            "CnnRnn", "Transformer", "Conformer"]
