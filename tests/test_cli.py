@@ -248,3 +248,15 @@ def test_evaluate_names_unreadable_utterances_and_fails(workdir, capsys):
     code, out, err = run_main(capsys, "evaluate", "m.jsonl", "--model", "fsdd-digits", "--lm", "none")
     assert code == 2 and "(2 unreadable)" in out
     assert "binary.txt: not a readable audio file" in err and "gone.wav: no such file" in err
+
+
+def test_a_wav_cut_short_is_transcribed_with_a_one_line_warning(workdir, capsys):
+    import soundfile as sf
+    audio, rate = sf.read(workdir / "a.flac")
+    sf.write(workdir / "full.wav", audio, rate, subtype="PCM_16")
+    data = (workdir / "full.wav").read_bytes()
+    (workdir / "cut.wav").write_bytes(data[: len(data) * 3 // 4])  # a recording that stopped early
+    code, out, err = run_main(capsys, "transcribe", "--model", "fsdd-digits", "cut.wav", "full.wav")
+    assert code == 0 and out.splitlines()[1] == "full.wav\tone"
+    assert err.strip().splitlines() == [next(line for line in err.splitlines() if "cut.wav" in line)]
+    assert err.startswith("vocable: warning: cut.wav: the file is cut short (")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Union
 
@@ -15,11 +16,13 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioError
+from .errors import AudioError, AudioWarning
 
 SAMPLE_RATE = 16000  # Hz: every model in vocable works at this rate
 MAX_DURATION = 6 * 3600.0  # seconds: longer input is refused rather than exhausting memory
 DECODE_BLOCK = 1 << 20  # frames read at a time (~1 min at 16 kHz)
+# libsndfile's note on a WAV whose data chunk is shorter than its header declares (a recording cut off)
+CUT_SHORT = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.MULTILINE)
 UNKNOWN_LENGTH = 1 << 62  # frames: libsndfile's count (SF_COUNT_MAX) when a header leaves the length out
 
 AudioInput = Union[str, os.PathLike, bytes, bytearray, np.ndarray]
@@ -87,6 +90,10 @@ def _decode(file, label: str) -> tuple[np.ndarray, int]:
             if f.frames / f.samplerate > MAX_DURATION:  # refused from the header, before decoding
                 raise _too_long(label, f.frames / f.samplerate)
             blocks = [b.mean(axis=1) for b in f.blocks(DECODE_BLOCK, dtype="float32", always_2d=True)]
+            cut = CUT_SHORT.search(f.extra_info)
+            if cut and int(cut.group(2)) < int(cut.group(1)):
+                warnings.warn(f"{label}: the file is cut short ({cut.group(2)} of the {cut.group(1)} bytes of audio "
+                              f"its header declares); transcribing what is there", AudioWarning, stacklevel=2)
             return (np.concatenate(blocks) if blocks else np.zeros(0, np.float32)), f.samplerate
     except AudioError:
         raise

@@ -6,9 +6,10 @@ import argparse
 import json
 import os
 import sys
+import warnings
 
 from . import __version__
-from .errors import VocableError
+from .errors import AudioWarning, VocableError
 
 EXIT_USAGE = 2  # bad input: unreadable audio, malformed config, missing model, ...
 MAX_LISTED_ERRORS = 10  # per-file errors printed before "... and N more"
@@ -20,6 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return EXIT_USAGE
+    with warnings.catch_warnings():  # restored on return: main() may run inside another program
+        warnings.simplefilter("always", AudioWarning)  # each file cut short is named, not just the first
+        warnings.showwarning = show_warning
+        return run_command(args)
+
+
+def run_command(args) -> int:
+    """Run the chosen subcommand; a user's mistake becomes one line on stderr and exit code 2."""
     try:
         return args.func(args) or 0
     except VocableError as e:
@@ -37,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     except UnicodeDecodeError as e:
         print(f"vocable: error: a text input is not UTF-8 ({e.reason} at byte {e.start})", file=sys.stderr)
         return EXIT_USAGE
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """vocable's own warnings as one line, like its errors; other libraries' as Python prints them."""
+    if issubclass(category, AudioWarning):
+        print(f"vocable: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def build_parser() -> argparse.ArgumentParser:

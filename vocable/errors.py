@@ -19,3 +19,7 @@ class DataError(VocableError):
 
 class ModelError(VocableError):
     """A model file that is missing, corrupt or of an unknown version."""
+
+
+class AudioWarning(UserWarning):
+    """Audio that can be read but not all of it (a file cut short): transcribed, and the user told."""
