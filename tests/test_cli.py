@@ -260,3 +260,12 @@ def test_a_wav_cut_short_is_transcribed_with_a_one_line_warning(workdir, capsys)
     assert code == 0 and out.splitlines()[1] == "full.wav\tone"
     assert err.strip().splitlines() == [next(line for line in err.splitlines() if "cut.wav" in line)]
     assert err.startswith("vocable: warning: cut.wav: the file is cut short (")
+
+
+def test_float_audio_on_an_integer_scale_is_scaled_with_a_warning(workdir, capsys):
+    import soundfile as sf
+    audio, rate = sf.read(workdir / "a.flac", dtype="float32")
+    sf.write(workdir / "int-scale.wav", audio * 32768, rate, subtype="FLOAT")  # heard as a roar: was "nine"
+    code, out, err = run_main(capsys, "transcribe", "--model", "fsdd-digits", "int-scale.wav")
+    assert code == 0 and out.strip() == "one"
+    assert err.startswith("vocable: warning: int-scale.wav: samples reach") and len(err.strip().splitlines()) == 1

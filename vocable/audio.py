@@ -20,6 +20,7 @@ from .errors import AudioError, AudioWarning
 
 SAMPLE_RATE = 16000  # Hz: every model in vocable works at this rate
 MAX_DURATION = 6 * 3600.0  # seconds: longer input is refused rather than exhausting memory
+OVER_SCALE = 4.0  # peak beyond which samples are on another scale than [-1, 1] (integer values in a float file)
 DECODE_BLOCK = 1 << 20  # frames read at a time (~1 min at 16 kHz)
 # libsndfile's note on a WAV whose data chunk is shorter than its header declares (a recording cut off)
 CUT_SHORT = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.MULTILINE)
@@ -56,6 +57,11 @@ def load_audio(source: AudioInput, sample_rate: int = SAMPLE_RATE, source_rate: 
         raise _too_long(label, audio.size / rate)
     if not np.all(np.isfinite(audio)):
         raise AudioError(f"{label}: audio contains NaN or infinite samples")
+    peak = float(np.abs(audio).max())
+    if peak > OVER_SCALE:  # the model would hear a roar: scale to full scale and say so
+        warnings.warn(f"{label}: samples reach {peak:.3g}, far beyond full scale (1.0); scaled down to fit "
+                      f"(a float file written with integer values?)", AudioWarning, stacklevel=2)
+        audio = audio / peak
     return resample(audio, rate, sample_rate)
 
 
