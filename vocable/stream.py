@@ -251,7 +251,7 @@ class _Utterance:
     def __init__(self, streamer: Streamer, start: float):
         self.recognizer, self.start = streamer.recognizer, start
         self.engine = (IncrementalDecoder(streamer.recognizer) if streamer.engine_kind == "incremental"
-                       else WindowDecoder(streamer.recognizer, streamer.options.partial_every))
+                       else WindowDecoder(streamer.recognizer))
         self.margin = int(streamer.options.speech_margin * SAMPLE_RATE)
         self.frames = 0  # VAD frames pushed
         self.silent_frames = 0  # trailing non-speech VAD frames
@@ -278,7 +278,7 @@ class _Utterance:
             # The window engine's final leaves out the endpointer's trailing silence, as the start left
             # out the lead-in.
             end = self.speech_end + self.margin if final else None
-            hyp = self.recognizer.decode(self.engine.log_probs(final, 0, end), offset=self.start)
+            hyp = self.recognizer.decode(self.engine.log_probs(0, end), offset=self.start)
         if not final:
             # The next partial waits for partial_every of new audio and for twice what this one took:
             # however small the chunks and however long the utterance (each partial decodes all of it),
@@ -364,31 +364,24 @@ def _torch_chunk_functions(model, features, device):
 
 
 class WindowDecoder:
-    """Fallback for offline models: re-decode the utterance's audio every `every` seconds."""
+    """Fallback for offline models: decode the utterance's audio so far, whole, each time it is asked
+    (_Utterance asks only when a partial is due, and once at the end)."""
 
-    def __init__(self, recognizer, every: float):
+    def __init__(self, recognizer):
         self.recognizer = recognizer
-        self.every = max(1, int(every * SAMPLE_RATE))  # samples between re-decodes
         self.chunks: list[np.ndarray] = []
-        self.size = 0
-        self.decoded_size = 0  # samples covered by `self.cached`
-        self.cached = np.zeros((0, 1), np.float32)
 
     def push(self, audio: np.ndarray) -> None:
         self.chunks.append(audio.astype(np.float32))
-        self.size += len(audio)
 
-    def log_probs(self, final: bool = False, start: int = 0, end: int | None = None) -> np.ndarray:
-        """Log-probs of audio[start:end]; between finals, recomputed only every `every` new samples."""
-        if final or self.size - self.decoded_size >= self.every:
-            if len(self.chunks) > 1:
-                self.chunks = [np.concatenate(self.chunks)]
-            self.cached = self.recognizer.log_probs(self.chunks[0][start:end])
-            self.decoded_size = self.size
-        return self.cached
+    def log_probs(self, start: int = 0, end: int | None = None) -> np.ndarray:
+        """Log-probs of audio[start:end]."""
+        if len(self.chunks) > 1:
+            self.chunks = [np.concatenate(self.chunks)]
+        return self.recognizer.log_probs(self.chunks[0][start:end])
 
     def nbytes(self) -> int:
-        return sum(c.nbytes for c in self.chunks) + self.cached.nbytes
+        return sum(c.nbytes for c in self.chunks)
 
 
 # -- voice activity --------------------------------------------------------------------------
