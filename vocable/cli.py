@@ -121,14 +121,13 @@ def cmd_transcribe(args) -> int:
 def check_output_names(files: list[str], fmt: str, output_dir: str) -> None:
     """Before any work: --output-dir must be a folder (or not exist yet), and no two inputs may write the
     same DIR/<stem>.<format> (the second would overwrite the first's result)."""
-    from pathlib import Path
-
     from .errors import ConfigError
+    from .formats import output_path
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise ConfigError(f"--output-dir {output_dir}: exists and is not a folder")
     writers: dict[str, str] = {}
     for path in files:
-        name = Path(path).stem + "." + fmt
+        name = output_path(output_dir, path, fmt).name
         if name in writers and writers[name] != path:
             raise ConfigError(f"--output-dir: {writers[name]} and {path} would both write {name}; "
                               f"transcribe them in separate runs or rename one")

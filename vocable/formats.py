@@ -65,9 +65,14 @@ def format_result(result, fmt: str, source: str | None = None) -> str:
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
+def output_path(output_dir: str | os.PathLike, source: str, fmt: str) -> Path:
+    """Where write_result puts `source`'s result: OUTPUT_DIR/<audio file stem>.<fmt>."""
+    return Path(output_dir) / (Path(source).stem + "." + fmt)
+
+
 def write_result(result, fmt: str, output_dir: str | os.PathLike, source: str) -> Path:
     """Write OUTPUT_DIR/<audio file stem>.<fmt>; returns the path."""
-    path = Path(output_dir) / (Path(source).stem + "." + fmt)
+    path = output_path(output_dir, source, fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(format_result(result, fmt, source), encoding="utf-8")
     return path
