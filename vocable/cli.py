@@ -282,6 +282,7 @@ def cmd_evaluate(args) -> int:
     utterances = read_dataset(args.dataset)
     if args.limit:
         utterances = utterances[: args.limit]
+    check_references(args.dataset, utterances)
     by = [f.strip() for item in args.by for f in item.split(",") if f.strip()]
     sweep = SweepOptions(snrs=args.noise, reverb=args.reverb, color=args.noise_color, seed=args.seed)
     options = decoding_options(args)
@@ -309,6 +310,18 @@ def cmd_evaluate(args) -> int:
     if len(errors) > MAX_LISTED_ERRORS:
         print(f"vocable: error: ... and {len(errors) - MAX_LISTED_ERRORS} more unreadable utterances", file=sys.stderr)
     return EXIT_USAGE if errors else 0
+
+
+def check_references(dataset: str, utterances: list) -> None:
+    """Refuse a dataset without reference words (no WER exists), and name utterances without any."""
+    from .errors import DataError
+    from .evaluate import unscorable_references
+    empty = unscorable_references(utterances)
+    if utterances and len(empty) == len(utterances):
+        raise DataError(f"{dataset}: no utterance has reference text: evaluation needs transcripts")
+    if empty:
+        print(f"vocable: warning: {dataset}: {len(empty)} utterance(s) without reference words (first: {empty[0]}); "
+              f"words recognised in them count as insertions", file=sys.stderr)
 
 
 def add_models(commands) -> None:

@@ -96,6 +96,12 @@ def char_errors(ref: str, hyp: str) -> tuple[int, int]:
     return edit_distance(list(r), list(h)), len(r)
 
 
+def unscorable_references(utterances: list[Utterance]) -> list[str]:
+    """Ids of utterances whose reference has no words after normalisation. Words recognised in them
+    count as insertions (as NIST's sclite counts them); a dataset with no reference words has no WER."""
+    return [u.id for u in utterances if not normalize_english(u.text).split()]
+
+
 def wer(refs: list[str], hyps: list[str]) -> float:
     errors = [word_errors(r, h) for r, h in zip(refs, hyps)]
     return sum(e for e, _ in errors) / max(1, sum(n for _, n in errors))
@@ -466,6 +472,8 @@ def analyse(rows: list[dict], by: list[str] = (), options: StatsOptions | None =
     if not scored:
         first = next((r["error"] for r in rows if "error" in r), "the dataset is empty")
         raise DataError(f"no utterance could be scored ({first})")
+    if not sum(r["words"] for r in scored):
+        raise DataError("no scored utterance has reference words: the word error rate is undefined")
     missing = [f for f in by if f not in (LENGTH_FIELD, "speaker") and all(f not in r for r in scored)]
     if missing:
         known = sorted({k for r in scored for k in r} - {"id", "audio", "ref", "hyp", "word_errors", "words",
