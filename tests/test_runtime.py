@@ -179,3 +179,28 @@ def test_streaming_model_streams_on_the_runtime_without_torch(tmp_path):
     streamed, offline, diff = done.stdout.split()
     assert int(offline) - 2 <= int(streamed) <= int(offline) and int(streamed) > 10
     assert float(diff) < 1e-4
+
+
+@pytest.mark.parametrize("key, edit, fragment", [
+    ("meta", lambda m: {**m, "lm_weight": "heavy"}, "meta.lm_weight: expected a finite number"),
+    ("meta", lambda m: {**m, "beam_size": 0}, "meta.beam_size: expected a positive integer"),
+    ("features", lambda f: {**f, "n_mels": -4}, "n_mels"),
+    ("features", lambda f: {**f, "pitch": "yes"}, "pitch"),
+    ("features", lambda f: {**f, "n_mels": 64}, "features: 64 per frame, the graph takes 40"),
+    ("tokenizer", lambda t: [1, 2], "tokenizer: expected a table"),
+    ("tokenizer", lambda t: {**t, "kind": "morse"}, "morse"),
+    ("model_config", lambda c: "conformer", "model_config: expected a table"),
+])
+def test_exported_metadata_is_checked_like_a_model_files_fields(tmp_path, exported, key, edit, fragment):
+    """An exported file's metadata passes the checks a .vocable file's tables pass: one ModelError that
+    names the file and the field, not a TypeError at transcription time."""
+    import onnx
+    graph = onnx.load(str(exported))
+    entry = next(p for p in graph.metadata_props if p.key == key)
+    entry.value = json.dumps(edit(json.loads(entry.value)))
+    edited = tmp_path / "edited.onnx"
+    onnx.save(graph, str(edited))
+    with pytest.raises(ModelError) as caught:
+        load_onnx(edited)
+    message = str(caught.value)
+    assert message.startswith(f"{edited}:") and fragment in message and "\n" not in message

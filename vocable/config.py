@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import math
 import tomllib
-import types
-import typing
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .checks import from_dict  # noqa: F401 (vocable.config.from_dict: the TOML tables' reader)
 from .errors import ConfigError
 from .features_np import FeatureConfig
 from .models import ModelConfig
@@ -222,42 +221,3 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
 
 def _resolve(base: Path, p: str) -> str:
     return str(Path(p)) if Path(p).is_absolute() else str(base / p)
-
-
-def from_dict(cls, data: dict, where: str, prefix: str = ""):
-    """Build dataclass `cls` from a TOML table, checking keys and types."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: [{prefix.rstrip('.')}] must be a table")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
-    for key in data:
-        if key not in known:
-            raise ConfigError(f"{where}: unknown field '{prefix}{key}' (known: {', '.join(sorted(known))})")
-    values = {}
-    for key, value in data.items():
-        hint = hints[key]
-        if is_dataclass(hint):
-            values[key] = from_dict(hint, value, where, f"{prefix}{key}.")
-        else:
-            values[key] = _check_type(value, hint, f"{where}: field '{prefix}{key}'")
-    return cls(**values)
-
-
-def _check_type(value, hint, label: str):
-    origin = typing.get_origin(hint)
-    if origin in (list, tuple):
-        if not isinstance(value, list):
-            raise ConfigError(f"{label}: expected a list, got {type(value).__name__}")
-        args = typing.get_args(hint)
-        if origin is tuple and Ellipsis not in args and len(value) != len(args):
-            raise ConfigError(f"{label}: expected {len(args)} values, got {len(value)}")
-        item_type = args[0]
-        items = [_check_type(v, item_type, label) for v in value]
-        return items if origin is list else tuple(items)
-    if origin in (typing.Union, types.UnionType):
-        return value
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, float, str, bool) and (type(value) is not hint):
-        raise ConfigError(f"{label}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
-    return value

@@ -22,9 +22,10 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from .checks import model_file_errors, read_common_fields
 from .errors import ModelError
 from .features_np import FeatureConfig, compute_features, pad_batch
-from .tokenizer import Tokenizer, tokenizer_from_dict
+from .tokenizer import Tokenizer
 
 ONNX_FORMAT = "vocable-onnx"  # metadata "format" of files written by vocable/export.py
 ONNX_FORMAT_VERSION = 1
@@ -150,15 +151,16 @@ def load_onnx_file(path: str | os.PathLike, threads: int = 0) -> OnnxModelFile:
         raise ModelError(f"{path}: no such ONNX model file")
     features = FeatureConfig()  # replaced below once the metadata is read
     engine = OnnxEngine(path, features, threads)
-    meta = _decode_metadata(path, engine.metadata)
-    try:
-        known = FeatureConfig.__dataclass_fields__
-        engine.features = FeatureConfig(**{k: v for k, v in meta["features"].items() if k in known})
-        tokenizer = tokenizer_from_dict(meta["tokenizer"])
-        model_config = SimpleNamespace(**meta["model_config"], streaming=engine.streaming)
-    except (KeyError, TypeError, ValueError) as e:
-        raise ModelError(f"{path}: corrupt vocable metadata ({type(e).__name__}: {e})") from None
-    return OnnxModelFile(engine, model_config, engine.features, tokenizer, meta.get("meta", {}), str(path))
+    metadata = _decode_metadata(path, engine.metadata)
+    with model_file_errors(path):  # the same checks as a .vocable file's fields, the same one-line errors
+        engine.features, tokenizer, meta = read_common_fields(metadata, path, ("model_config",))
+        if not isinstance(metadata["model_config"], dict):
+            raise ModelError(f"{path}: model_config: expected a table of settings")
+        width = engine.session.get_inputs()[0].shape[-1]  # (B, T, F): F is fixed at export
+        if isinstance(width, int) and width != engine.features.dim:
+            raise ModelError(f"{path}: features: {engine.features.dim} per frame, the graph takes {width}")
+        model_config = SimpleNamespace(**metadata["model_config"], streaming=engine.streaming)
+    return OnnxModelFile(engine, model_config, engine.features, tokenizer, meta, str(path))
 
 
 def load_onnx(path: str | os.PathLike, threads: int = 0):
