@@ -234,6 +234,21 @@ def test_init_from_continues_from_another_model(tmp_path):
         train(load_config(config_path), show_progress=False)
 
 
+def test_a_bad_start_or_vocabulary_is_refused_before_audio_is_read(tmp_path, monkeypatch):
+    """A missing [run] init_from and a word-piece vocabulary too small for the text are one ConfigError
+    each, raised before any audio file is opened (on real data that reading takes minutes)."""
+    import vocable.train as train_module
+    monkeypatch.setattr(train_module, "fill_durations", lambda *a, **k: pytest.fail("audio was read"))
+    config_path = write_config(tmp_path, epochs=1, max_steps=1)
+    text = config_path.read_text()
+    config_path.write_text(text.replace('threads = 1', 'threads = 1\ninit_from = "gone.vocable"'))
+    with pytest.raises(ConfigError, match=r"\[run\] init_from: .*gone.vocable"):
+        train(load_config(config_path), show_progress=False)
+    config_path.write_text(text + '\n[tokenizer]\nkind = "bpe"\nvocab_size = 5\n')
+    with pytest.raises(ConfigError, match=r"\[tokenizer\] vocab_size: 5 is too small .* use at least \d+"):
+        train(load_config(config_path), show_progress=False)
+
+
 def test_new_head_keeps_the_encoder_and_learns_new_output_units(tmp_path):
     """[run] new_head: a new tokenizer (here word pieces) and output layer on another model's encoder."""
     first = train(load_config(write_config(tmp_path, epochs=1, max_steps=2)), show_progress=False)

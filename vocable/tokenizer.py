@@ -130,6 +130,12 @@ class BPETokenizer:
         import io
         import sentencepiece as spm
         sentences = [NORMALIZERS[normalizer](t) for t in texts]
+        # sentencepiece needs a piece per character, one for the word boundary and one for unknowns
+        needed = len(set("".join(sentences)) - {" "}) + 2
+        if vocab_size < needed:
+            from .errors import ConfigError
+            raise ConfigError(f"[tokenizer] vocab_size: {vocab_size} is too small for word pieces of this text "
+                              f"({needed - 2} distinct characters): use at least {needed}")
         proto = io.BytesIO()
         spm.SentencePieceTrainer.train(sentence_iterator=iter(s for s in sentences if s), model_writer=proto,
                                        vocab_size=vocab_size, model_type="bpe", character_coverage=1.0,

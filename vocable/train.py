@@ -31,7 +31,7 @@ from .data.leaks import check_no_leak
 from .data.manifest import Utterance, read_dataset
 from .data.shards import SHARD_KEY, shard_groups
 from .decoding import greedy_decode
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, ModelError
 from .evaluate import cer, wer
 from .features import freq_warp, spec_augment, warp_factors
 from .modelfile import load_model_file, save_model
@@ -62,12 +62,16 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             "slower than fp32; training in fp32")
         precision = "fp32"
 
-    # Data: read, refuse leaks, fix the tokenizer, drop what CTC cannot learn.
+    # A model to start from is read first: a wrong path or shape is refused before minutes of data reading.
+    resuming = resume and (out / "last.ckpt").exists()
+    start = starting_model(config) if config.run.init_from and not resuming else None
+
+    # Data: read, fix the tokenizer (its text alone decides it), refuse leaks, drop what CTC cannot learn.
     train_utts, dev_utts = read_all(config.data.train), read_all(config.data.dev)
+    tokenizer = fixed_tokenizer(out, train_utts, config, start, resume, is_main)
     check_no_leak(train_utts, dev_utts, config.data.allow_overlap, config.data.hash_audio)
     for utts in (train_utts, dev_utts):
         fill_durations(utts, show_progress and is_main)
-    tokenizer = fixed_tokenizer(out, train_utts, config, resume, is_main)
     train_utts, skipped = usable(train_utts, tokenizer, config.data.max_duration)
     dev_utts, _ = usable(dev_utts, tokenizer, config.data.max_duration)
     if not train_utts:
@@ -78,9 +82,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     augment = build_augmenter(config, train_utts)
     dataset = SpeechDataset(train_utts, tokenizer, config.features, augment, config.run.seed)
     model = build_model(config.model, config.features.dim, tokenizer.vocab_size).to(device)
-    resuming = resume and (out / "last.ckpt").exists()
-    if config.run.init_from and not resuming:
-        init_weights(model, config)
+    if start is not None:
+        init_weights(model, start, config)
     elif not resuming:  # a new model: feature statistics of the training data (else they come with the weights)
         model.norm.set_stats(*[s.to(device) for s in feature_stats(dataset, seed=config.run.seed)])
     log(f"model: {config.model.arch}, {count_parameters(model) / 1e6:.2f} M parameters, vocab {tokenizer.vocab_size}")
@@ -335,14 +338,14 @@ def read_all(paths: list[str]) -> list[Utterance]:
     return utterances
 
 
-def fixed_tokenizer(out: Path, train_utts: list[Utterance], config: TrainConfig, resume: bool,
+def fixed_tokenizer(out: Path, train_utts: list[Utterance], config: TrainConfig, start, resume: bool,
                     is_main: bool) -> Tokenizer:
     """Train the tokenizer once (rank 0) and store it, so resumed and DDP runs share the same one."""
     path = out / "tokenizer.json"
     if not (resume and path.exists()):
         if is_main:
-            if config.run.init_from and not config.run.new_head:  # continuing a model: keep its output units
-                tokenizer = load_model_file(config.run.init_from).tokenizer
+            if start is not None and not config.run.new_head:  # continuing a model: keep its output units
+                tokenizer = start.tokenizer
             else:
                 tokenizer = train_tokenizer([u.text for u in train_utts], config.tokenizer.kind,
                                             config.tokenizer.vocab_size, config.tokenizer.normalizer)
@@ -352,12 +355,20 @@ def fixed_tokenizer(out: Path, train_utts: list[Utterance], config: TrainConfig,
     return tokenizer_from_dict(json.loads(path.read_text()))
 
 
-def init_weights(model, config: TrainConfig) -> None:
-    """Start from the weights of `run.init_from` (a .vocable file of the same architecture); with
-    `run.new_head`, all but the output layer, which keeps its fresh initialisation."""
-    start = load_model_file(config.run.init_from)
+def starting_model(config: TrainConfig):
+    """The model of `run.init_from` (a .vocable file), which must have this config's [model] and [features]."""
+    try:
+        start = load_model_file(config.run.init_from)
+    except ModelError as e:
+        raise ConfigError(f"[run] init_from: {e}") from None
     if asdict(start.model_config) != asdict(config.model) or asdict(start.features) != asdict(config.features):
         raise ConfigError(f"[run] init_from: {config.run.init_from} has another [model] or [features] than this config")
+    return start
+
+
+def init_weights(model, start, config: TrainConfig) -> None:
+    """Start from the weights of the `run.init_from` model; with `run.new_head`, all but the output
+    layer, which keeps its fresh initialisation."""
     weights = start.model.state_dict()
     if config.run.new_head:  # the fresh output layer stays: its size is the new tokenizer's
         weights.update({name: w for name, w in model.state_dict().items() if name.startswith(OUTPUT_LAYER)})
