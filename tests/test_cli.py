@@ -250,22 +250,39 @@ def test_evaluate_names_unreadable_utterances_and_fails(workdir, capsys):
     assert "binary.txt: not a readable audio file" in err and "gone.wav: no such file" in err
 
 
-def test_a_wav_cut_short_is_transcribed_with_a_one_line_warning(workdir, capsys):
+def test_evaluate_without_reference_words(workdir, capsys):
+    """Utterances without reference text are named (their words count as insertions); a dataset with no
+    reference words at all has no WER and is refused, not scored as 100 % per inserted word."""
+    silent = {"id": "silence", "audio": str(FSDD_FIXTURES / "2_theo_0.flac"), "text": " ... "}
+    spoken = {"id": "spoken", "audio": str(FSDD_FIXTURES / "1_theo_0.flac"), "text": "one"}
+    (workdir / "mixed.jsonl").write_text(json.dumps(spoken) + "\n" + json.dumps(silent) + "\n")
+    (workdir / "empty.jsonl").write_text(json.dumps(silent) + "\n")
+    code, out, err = run_main(capsys, "evaluate", "mixed.jsonl", "--model", "fsdd-digits", "--lm", "none", "--json")
+    assert code == 0 and "1 utterance(s) without reference words (first: silence)" in err
+    assert json.loads(out)["overall"]["wer"] == 1.0  # "one" right, "two" inserted: 1 error per reference word
+    code, _, err = run_main(capsys, "evaluate", "empty.jsonl", "--model", "fsdd-digits", "--lm", "none")
+    assert code == 2 and err.strip() == "vocable: error: empty.jsonl: no utterance has reference text: " \
+                                        "evaluation needs transcripts"
+
+
+@pytest.mark.parametrize("vad", ["off", "on"])  # on: read block by block, as files over 30 s are
+def test_a_wav_cut_short_is_transcribed_with_a_one_line_warning(workdir, capsys, vad):
     import soundfile as sf
     audio, rate = sf.read(workdir / "a.flac")
     sf.write(workdir / "full.wav", audio, rate, subtype="PCM_16")
     data = (workdir / "full.wav").read_bytes()
     (workdir / "cut.wav").write_bytes(data[: len(data) * 3 // 4])  # a recording that stopped early
-    code, out, err = run_main(capsys, "transcribe", "--model", "fsdd-digits", "cut.wav", "full.wav")
+    code, out, err = run_main(capsys, "transcribe", "--vad", vad, "--model", "fsdd-digits", "cut.wav", "full.wav")
     assert code == 0 and out.splitlines()[1] == "full.wav\tone"
     assert err.strip().splitlines() == [next(line for line in err.splitlines() if "cut.wav" in line)]
     assert err.startswith("vocable: warning: cut.wav: the file is cut short (")
 
 
-def test_float_audio_on_an_integer_scale_is_scaled_with_a_warning(workdir, capsys):
+@pytest.mark.parametrize("vad", ["off", "on"])
+def test_float_audio_on_an_integer_scale_is_scaled_with_a_warning(workdir, capsys, vad):
     import soundfile as sf
     audio, rate = sf.read(workdir / "a.flac", dtype="float32")
     sf.write(workdir / "int-scale.wav", audio * 32768, rate, subtype="FLOAT")  # heard as a roar: was "nine"
-    code, out, err = run_main(capsys, "transcribe", "--model", "fsdd-digits", "int-scale.wav")
+    code, out, err = run_main(capsys, "transcribe", "--vad", vad, "--model", "fsdd-digits", "int-scale.wav")
     assert code == 0 and out.strip() == "one"
     assert err.startswith("vocable: warning: int-scale.wav: samples reach") and len(err.strip().splitlines()) == 1

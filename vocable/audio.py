@@ -6,6 +6,7 @@ soundfile (libsndfile) decodes WAV, FLAC, OGG/Vorbis, OGG/Opus and MP3; soxr res
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import warnings
@@ -57,12 +58,50 @@ def load_audio(source: AudioInput, sample_rate: int = SAMPLE_RATE, source_rate: 
         raise _too_long(label, audio.size / rate)
     if not np.all(np.isfinite(audio)):
         raise AudioError(f"{label}: audio contains NaN or infinite samples")
-    peak = float(np.abs(audio).max())
-    if peak > OVER_SCALE:  # the model would hear a roar: scale to full scale and say so
-        warnings.warn(f"{label}: samples reach {peak:.3g}, far beyond full scale (1.0); scaled down to fit "
-                      f"(a float file written with integer values?)", AudioWarning, stacklevel=2)
-        audio = audio / peak
+    audio = audio * over_scale_gain(float(np.abs(audio).max()), label)
     return resample(audio, rate, sample_rate)
+
+
+def over_scale_gain(peak: float, label: str) -> float:
+    """1, or 1/peak with a warning when samples go far beyond full scale: integer values in a float file,
+    which the model would hear as a roar (it transcribed "nine" for "one", or nothing)."""
+    if not OVER_SCALE < peak < math.inf:  # NaN and inf are refused by the callers' own checks
+        return 1.0
+    warnings.warn(f"{label}: samples reach {peak:.3g}, far beyond full scale (1.0); scaled down to fit "
+                  f"(a float file written with integer values?)", AudioWarning, stacklevel=3)
+    return 1.0 / peak
+
+
+def open_audio(file, label: str) -> sf.SoundFile:
+    """A file (path or file object) opened for reading by blocks, refused with one AudioError when it is
+    not audio or its header gives no length. The caller closes it (a `with` block)."""
+    try:
+        f = sf.SoundFile(file)
+    except Exception as e:  # soundfile raises several types for bad files
+        raise AudioError(f"{label}: not a readable audio file ({_short(e)})") from None
+    if f.frames >= UNKNOWN_LENGTH:  # libsndfile cannot read such a stream (its reads seek)
+        f.close()
+        raise AudioError(f"{label}: the header does not say how long the audio is (a FLAC written to a "
+                         f"pipe?); write it to a file first, e.g. ffmpeg -i IN OUT.wav")
+    return f
+
+
+def float_file_peak(f: sf.SoundFile) -> float:
+    """The largest sample magnitude of a float-coded file, read in one pass (then rewound); 0 for other
+    codings, whose decoded samples stay within full scale."""
+    if f.subtype not in ("FLOAT", "DOUBLE"):
+        return 0.0
+    peak = max((float(np.abs(b).max()) for b in f.blocks(DECODE_BLOCK, dtype="float32") if b.size), default=0.0)
+    f.seek(0)
+    return peak
+
+
+def warn_if_cut_short(f: sf.SoundFile, label: str) -> None:
+    """After reading: a WAV whose data chunk is shorter than its header says is transcribed, and the user told."""
+    cut = CUT_SHORT.search(f.extra_info)
+    if cut and int(cut.group(2)) < int(cut.group(1)):
+        warnings.warn(f"{label}: the file is cut short ({cut.group(2)} of the {cut.group(1)} bytes of audio "
+                      f"its header declares); transcribing what is there", AudioWarning, stacklevel=3)
 
 
 def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
@@ -89,17 +128,11 @@ def audio_info(path: str | os.PathLike) -> tuple[float, int]:
 def _decode(file, label: str) -> tuple[np.ndarray, int]:
     """Mono samples and rate, read a block at a time: memory is the mono result's, whatever the channels."""
     try:
-        with sf.SoundFile(file) as f:
-            if f.frames >= UNKNOWN_LENGTH:  # libsndfile cannot read such a stream (its reads seek)
-                raise AudioError(f"{label}: the header does not say how long the audio is (a FLAC written to a "
-                                 f"pipe?); write it to a file first, e.g. ffmpeg -i IN OUT.wav")
+        with open_audio(file, label) as f:
             if f.frames / f.samplerate > MAX_DURATION:  # refused from the header, before decoding
                 raise _too_long(label, f.frames / f.samplerate)
             blocks = [b.mean(axis=1) for b in f.blocks(DECODE_BLOCK, dtype="float32", always_2d=True)]
-            cut = CUT_SHORT.search(f.extra_info)
-            if cut and int(cut.group(2)) < int(cut.group(1)):
-                warnings.warn(f"{label}: the file is cut short ({cut.group(2)} of the {cut.group(1)} bytes of audio "
-                              f"its header declares); transcribing what is there", AudioWarning, stacklevel=2)
+            warn_if_cut_short(f, label)
             return (np.concatenate(blocks) if blocks else np.zeros(0, np.float32)), f.samplerate
     except AudioError:
         raise

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, AudioInput, load_audio
+from .audio import (SAMPLE_RATE, AudioInput, float_file_peak, load_audio, open_audio, over_scale_gain,
+                    warn_if_cut_short)
 from .errors import AudioError, ConfigError
 
 SILERO_MODEL = Path(__file__).parent / "assets" / "silero_vad.onnx"
@@ -156,18 +157,14 @@ def stream_audio(source: AudioInput, block_seconds: float = READ_BLOCK_SECONDS) 
         for i in range(0, len(audio), step):
             yield audio[i: i + step]
         return
-    import soundfile as sf
     import soxr
     path = Path(source)
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
-    try:
-        f = sf.SoundFile(str(path))
-    except Exception as e:
-        raise AudioError(f"{path}: not a readable audio file ({str(e).strip()[:200] or type(e).__name__})") from None
-    with f:
+    with open_audio(str(path), str(path)) as f:
         rate = f.samplerate
         resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32") if rate != SAMPLE_RATE else None
+        gain = over_scale_gain(float_file_peak(f), str(path))  # known before the first block goes out
         total = 0
         while True:
             try:
@@ -175,7 +172,7 @@ def stream_audio(source: AudioInput, block_seconds: float = READ_BLOCK_SECONDS) 
             except Exception as e:
                 raise AudioError(f"{path}: audio data is corrupt ({str(e).strip()[:200]})") from None
             last = len(data) == 0
-            mono = data.mean(axis=1) if len(data) else np.zeros(0, np.float32)
+            mono = data.mean(axis=1) * gain if len(data) else np.zeros(0, np.float32)
             if not np.all(np.isfinite(mono)):
                 raise AudioError(f"{path}: audio contains NaN or infinite samples")
             out = resampler.resample_chunk(mono, last=last) if resampler is not None else mono
@@ -184,6 +181,7 @@ def stream_audio(source: AudioInput, block_seconds: float = READ_BLOCK_SECONDS) 
                 yield out.astype(np.float32)
             if last:
                 break
+        warn_if_cut_short(f, str(path))
         if total == 0:
             raise AudioError(f"{path}: audio is empty (0 samples)")
 
