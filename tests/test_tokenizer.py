@@ -8,7 +8,11 @@ from vocable.tokenizer import BLANK, BPETokenizer, CharTokenizer, normalize_basi
     ("It’s 1984, and 3.5 apples cost $12,000!", "it's nineteen eighty four and three point five apples cost twelve thousand"),
     ("'Quoted' words", "quoted words"),
     ("HELLO   WORLD", "hello world"),
-    ("the 21st century", "the twenty one century"),
+    ("the 21st century", "the twenty first century"),
+    ("the 3rd, 2nd, 12th, 40th and 100th time", "the third second twelfth fortieth and one hundredth time"),
+    ("I said no. No. 5 is mine.", "i said no number five is mine"),
+    ("St. John lives on the first st. on the left", "saint john lives on the first street on the left"),
+    ("-5 degrees, 5-6 days, 3.5", "minus five degrees five six days three point five"),
 ])
 def test_normalize_english(raw, expected):
     assert normalize_english(raw) == expected

@@ -16,8 +16,9 @@ BLANK = 0  # CTC blank token id
 _ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen " \
         "sixteen seventeen eighteen nineteen".split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-_ABBREVIATIONS = {"mr": "mister", "mrs": "missus", "dr": "doctor", "st": "saint", "vs": "versus",
-                  "etc": "et cetera", "no": "number"}
+_ABBREVIATIONS = {"mr": "mister", "mrs": "missus", "dr": "doctor", "vs": "versus", "etc": "et cetera"}
+_ORDINAL_ENDINGS = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
+                    "nine": "ninth", "twelve": "twelfth"}
 
 
 def normalize_english(text: str) -> str:
@@ -25,15 +26,34 @@ def normalize_english(text: str) -> str:
 
     "Dr. Smith's 2 cats—aren't they?" → "doctor smith's two cats aren't they".
     Curly quotes become straight, other punctuation becomes a word break, and an abbreviation is
-    expanded only when written with its full stop ("Dr." but not "dr").
+    expanded only when written with its full stop ("Dr." but not "dr"). "No." is "number" only before a
+    number ("No. 5", not "I said no."), "St." is "saint" before a capitalised name and "street" otherwise,
+    ordinals are spoken as ordinals ("21st" → "twenty first") and a sign before a number as "minus".
     """
-    text = unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'").lower()
+    text = unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'")
+    text = re.sub(r"\b[Nn][Oo]\.\s*(?=\d)", " number ", text)
+    text = re.sub(r"\b(?:St|ST|st)\.(\s+[A-Z])?", lambda m: (" saint" if m.group(1) else " street ")
+                  + (m.group(1) or ""), text)
+    text = text.lower()
     text = re.sub(r"\b(" + "|".join(_ABBREVIATIONS) + r")\.", lambda m: _ABBREVIATIONS[m.group(1)] + " ", text)
-    text = re.sub(r"(\d+)(st|nd|rd|th)\b", r"\1", text)
+    text = re.sub(r"\b(\d+)(?:st|nd|rd|th)\b", lambda m: " " + _ordinal_words(_number_words(m.group(1))) + " ", text)
+    text = re.sub(r"(?<![\w.])[-−](?=\d)", " minus ", text)
     text = re.sub(r"\d+(?:,\d{3})*(?:\.\d+)?", lambda m: " " + _number_words(m.group(0)) + " ", text)
     text = re.sub(r"[^a-z' ]+", " ", text)
     text = re.sub(r"(?<![a-z])'|'(?![a-z])", " ", text)  # quotes, not apostrophes
     return " ".join(text.split())
+
+
+def _ordinal_words(cardinal: str) -> str:
+    """"twenty one" → "twenty first", "forty" → "fortieth", "one hundred" → "one hundredth"."""
+    *head, last = cardinal.split()
+    if last in _ORDINAL_ENDINGS:
+        last = _ORDINAL_ENDINGS[last]
+    elif last.endswith("y"):
+        last = last[:-1] + "ieth"
+    else:
+        last += "th"
+    return " ".join([*head, last])
 
 
 def normalize_basic(text: str) -> str:
