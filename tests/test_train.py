@@ -363,3 +363,39 @@ def test_self_conditioned_training_adds_the_intermediate_ctc_loss(tmp_path):
     trained = load_model_file(path)
     assert trained.model_config.self_condition == 1 and trained.model.condition.weight.abs().max() > 0
     assert isinstance(vocable.load(path).transcribe(read_dataset(FSDD_FIXTURES)[0].audio).text, str)
+
+
+def test_audio_gone_or_damaged_is_left_out_not_fatal(tmp_path, capsys):
+    """A manifest row whose file is gone is counted as unreadable before training (though the row gives a
+    duration); a file damaged after the run began is replaced by the next readable utterance with a
+    one-line warning, so one file cannot end hours of training."""
+    import json
+    import shutil
+    import warnings
+    from vocable.data.loader import SpeechDataset
+    from vocable.errors import AudioWarning
+    from vocable.tokenizer import train_tokenizer
+    clips = sorted(FSDD_FIXTURES.glob("*.flac"))[:6]
+    for clip in clips:
+        shutil.copy(clip, tmp_path / clip.name)
+    utts = read_dataset(FSDD_FIXTURES)
+    by_name = {Path(u.audio).name: u for u in utts}
+    rows = [{"audio": clip.name, "text": by_name[clip.name].text, "duration": 0.5} for clip in clips]
+    rows.append({"audio": "gone.wav", "text": "one", "duration": 0.5})
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config_path = write_config(tmp_path, epochs=1, max_steps=1)
+    config_path.write_text(config_path.read_text().replace(str(FSDD_FIXTURES), str(manifest)))
+    train(load_config(config_path), show_progress=False)
+    out = capsys.readouterr().out
+    assert "train: 6 utterances" in out and "skipped: {'unreadable': 1}" in out, out
+    # damaged during the run: the dataset serves the next utterance instead, and says so
+    train_utts = read_dataset(manifest)[:6]
+    dataset = SpeechDataset(train_utts, train_tokenizer([u.text for u in train_utts]), load_config(config_path).features)
+    (tmp_path / clips[0].name).write_bytes(b"no longer audio")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        feats, tokens, seconds = dataset[0]
+    assert [str(w.message) for w in caught if w.category is AudioWarning] == \
+        [f"{tmp_path / clips[0].name}: not a readable audio file (Format not recognised.); left out of training"]
+    assert torch.equal(tokens, torch.tensor(dataset.tokenizer.encode(train_utts[1].text)))

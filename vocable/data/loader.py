@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -10,20 +12,25 @@ import torch
 from tqdm import tqdm
 
 from ..audio import SAMPLE_RATE, audio_info, load_audio
-from ..errors import ConfigError, VocableError
+from ..errors import AudioError, AudioWarning, ConfigError, DataError, VocableError
 from ..features import FeatureConfig, compute_features, num_frames
 from ..models.common import subsampled_lengths
 from ..tokenizer import Tokenizer
 from .manifest import Utterance
 from .shards import SHARD_KEY, check_feature_config, load_features
 
+MAX_UNREADABLE_IN_A_ROW = 20  # utterances tried in place of an unreadable one before training stops
 # (waveform, rng) → waveform; see vocable/data/augment.py
 Augmenter = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
 def fill_durations(utterances: list[Utterance], show_progress: bool = True) -> list[str]:
-    """Measure missing durations from file headers; returns ids of unreadable files (left at 0)."""
+    """Measure missing durations from file headers; returns ids of unreadable files (left at 0). A file
+    that is gone is unreadable too, though its manifest gives a duration (set to 0, so `usable` skips it)."""
     bad = []
+    for u in utterances:
+        if u.duration > 0 and SHARD_KEY not in u.meta and not os.path.isfile(u.audio):
+            u.duration = 0.0
     missing = [u for u in utterances if u.duration <= 0]
     for u in tqdm(missing, desc="measuring durations", unit="utt", disable=not show_progress or len(missing) < 200):
         try:
@@ -70,6 +77,17 @@ class SpeechDataset(torch.utils.data.Dataset):
         return len(self.utterances)
 
     def __getitem__(self, index: int):
+        """The item, or when its audio cannot be read (a file changed or damaged after the run began) the
+        next readable one, with a one-line warning: hours of training are not lost to one file."""
+        for offset in range(MAX_UNREADABLE_IN_A_ROW):
+            try:
+                return self._item((index + offset) % len(self.utterances))
+            except AudioError as e:
+                warnings.warn(f"{e}; left out of training", AudioWarning, stacklevel=2)
+        raise DataError(f"{MAX_UNREADABLE_IN_A_ROW} training utterances in a row are unreadable (the last: "
+                        f"{self.utterances[(index + offset) % len(self.utterances)].audio})")
+
+    def _item(self, index: int):
         u = self.utterances[index]
         tokens = torch.tensor(self.tokenizer.encode(u.text), dtype=torch.long)
         if SHARD_KEY in u.meta:  # precomputed (vocable data prepare): no waveform augmentation
