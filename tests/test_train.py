@@ -399,3 +399,20 @@ def test_audio_gone_or_damaged_is_left_out_not_fatal(tmp_path, capsys):
     assert [str(w.message) for w in caught if w.category is AudioWarning] == \
         [f"{tmp_path / clips[0].name}: not a readable audio file (Format not recognised.); left out of training"]
     assert torch.equal(tokens, torch.tensor(dataset.tokenizer.encode(train_utts[1].text)))
+
+
+def test_an_earlier_run_is_continued_or_left_alone(tmp_path, capsys):
+    """Training again into a run's out_dir without --resume is refused (it averaged the old run's epochs
+    into the new model and appended to its metrics); --resume with another [model] is one ConfigError,
+    not a state-dict traceback; --resume with nothing to resume says it starts afresh."""
+    config_path = write_config(tmp_path, epochs=1, max_steps=1)
+    train(load_config(config_path), show_progress=False)
+    with pytest.raises(ConfigError, match=r"\[run\] out_dir: .*out holds an earlier run \(last.ckpt\)"):
+        train(load_config(config_path), show_progress=False)
+    config_path.write_text(config_path.read_text().replace("d_model = 96", "d_model = 64"))
+    with pytest.raises(ConfigError, match=r"--resume: .*last.ckpt was trained with another \[model\]"):
+        train(load_config(config_path), resume=True, show_progress=False)
+    config_path.write_text(config_path.read_text().replace('out_dir = "out"', 'out_dir = "fresh"'))
+    capsys.readouterr()
+    train(load_config(config_path), resume=True, show_progress=False)
+    assert "--resume: no checkpoint in" in capsys.readouterr().out

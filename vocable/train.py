@@ -62,8 +62,15 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             "slower than fp32; training in fp32")
         precision = "fp32"
 
-    # A model to start from is read first: a wrong path or shape is refused before minutes of data reading.
+    # An earlier run's files are continued (--resume) or left alone: a new run would average its epochs in.
+    earlier = earlier_run(out)
+    if earlier and not resume:
+        raise ConfigError(f"[run] out_dir: {out} holds an earlier run ({earlier}): continue it with --resume, "
+                          f"or train into another out_dir")
     resuming = resume and (out / "last.ckpt").exists()
+    if resume and not resuming:
+        log(f"--resume: no checkpoint in {out}; starting a new run")
+    # A model to start from is read first: a wrong path or shape is refused before minutes of data reading.
     start = starting_model(config) if config.run.init_from and not resuming else None
 
     # Data: read, fix the tokenizer (its text alone decides it), refuse leaks, drop what CTC cannot learn.
@@ -323,9 +330,22 @@ def save_checkpoint(path: Path, model, optimizer, state: dict) -> None:
     os.replace(tmp, path)  # atomic, so a kill during the write keeps the previous checkpoint
 
 
+def earlier_run(out: Path) -> str:
+    """The name of a file an earlier training run left in `out` ("" when there is none)."""
+    found = [p.name for p in (out / "last.ckpt", out / "model.vocable", *sorted(out.glob("epoch-*.pt"))) if p.exists()]
+    return found[0] if found else ""
+
+
 def load_checkpoint(path: Path, model, optimizer) -> dict:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    model.load_state_dict(ckpt["model"])
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise DataError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError:
+        raise ConfigError(f"--resume: {path} was trained with another [model], [features] or tokenizer than this "
+                          f"config; train into another out_dir to start afresh") from None
     optimizer.load_state_dict(ckpt["optimizer"])
     torch.set_rng_state(ckpt["rng"])
     return ckpt["state"]
