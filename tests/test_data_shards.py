@@ -97,3 +97,13 @@ def test_prepare_cli_resumes_and_reports_unreadable(tmp_path, capsys):
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*")}
     assert main(args) == 0  # complete shards are kept, not recomputed
     assert mtimes == {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*")}
+    assert "3 shards kept from an earlier run" in capsys.readouterr().out
+    # Other features, or a corrected transcript, redo the shards concerned: stale ones are never kept.
+    assert main(args[:-3] + ["--kind", "mfcc", "--no-progress"]) == 0
+    assert "kept" not in capsys.readouterr().out and np.load(out / "shard-00000.npy").shape[1] == 13
+    text = folder / "text"
+    text.write_text(text.read_text().replace("1_theo_0\tONE", "1_theo_0\tONE ONE"))
+    assert main(args[:-3] + ["--kind", "mfcc", "--no-progress"]) == 0
+    assert "2 shards kept" in capsys.readouterr().out
+    rows = [json.loads(line) for shard in out.glob("shard-*.jsonl") for line in shard.open()]
+    assert next(r["text"] for r in rows if r["id"] == "1_theo_0") == "ONE ONE"

@@ -142,8 +142,6 @@ def read_common_fields(data: dict, path, required: tuple = ()) -> tuple[FeatureC
     if missing:
         raise FieldError(missing[0], "missing")
     features = settings_from_table(FeatureConfig, data["features"], "features", path)
-    if features.kind == "mfcc" and not 1 <= features.n_mfcc <= features.n_mels:
-        raise FieldError("features.n_mfcc", f"expected 1..n_mels ({features.n_mels}), got {features.n_mfcc}")
     if not isinstance(data["tokenizer"], dict):
         raise FieldError("tokenizer", f"expected a table, got {show(data['tokenizer'])}")
     return features, tokenizer_from_dict(data["tokenizer"]), check_model_meta(data.get("meta"))

@@ -49,6 +49,8 @@ class FeatureConfig:
             raise ConfigError(f"{where}.sample_rate: only {SAMPLE_RATE} Hz is supported")
         if not 8 <= self.n_mels <= 256:
             raise ConfigError(f"{where}.n_mels: expected 8..256, got {self.n_mels}")
+        if self.kind == "mfcc" and not 1 <= self.n_mfcc <= self.n_mels:
+            raise ConfigError(f"{where}.n_mfcc: expected 1..n_mels ({self.n_mels}), got {self.n_mfcc}")
 
 
 def pad_batch(feats: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

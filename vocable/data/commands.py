@@ -198,7 +198,9 @@ def cmd_prepare(args) -> int:
     index = prepare_shards(read_dataset(args.manifest), args.out, features, args.shard_size, args.jobs, args.seed,
                            source=str(args.manifest), show_progress=not args.no_progress)
     print(f"{args.out}: {index['utterances']} utterances, {index['hours']:.2f} h in {len(index['shards'])} shards "
-          f"({features.kind}, {features.dim} dims, {index['dtype']}); {len(index['skipped'])} unreadable skipped")
+          f"({features.kind}, {features.dim} dims, {index['dtype']}); {len(index['skipped'])} unreadable skipped"
+          + (f"; {index['kept']} shards kept from an earlier run (same utterances, text and features)"
+             if index["kept"] else ""))
     for line in index["skipped"][:10]:
         print(f"skipped: {line}")
     return 0

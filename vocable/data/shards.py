@@ -131,10 +131,12 @@ def prepare_shards(utterances: list[Utterance], out_dir: str | os.PathLike, feat
             shards.append(summary)
             skipped.extend(bad)
             bar.update(summary["utterances"] + len(bad))
+    kept = sum(bool(s.pop("kept", False)) for s in shards)
     shards = [s for s in shards if s["utterances"]]
     index = {"format": FORMAT, "version": VERSION, "created_by": f"vocable {__version__}", "source": source,
              "features": asdict(features), "dtype": DTYPE, "utterances": sum(s["utterances"] for s in shards),
-             "hours": round(sum(s["seconds"] for s in shards) / 3600, 4), "skipped": skipped, "shards": shards}
+             "hours": round(sum(s["seconds"] for s in shards) / 3600, 4), "skipped": skipped,
+             "kept": kept, "shards": shards}
     (out / INDEX).write_text(json.dumps(index, indent=1), encoding="utf-8")
     return index
 
@@ -163,11 +165,10 @@ def write_shard(utterances: list[Utterance], stem: str, features: FeatureConfig)
     from ..features import compute_features
 
     rows_path, npy_path, skipped_path = Path(stem + ".jsonl"), Path(stem + ".npy"), Path(stem + ".skipped.json")
-    if rows_path.is_file() and npy_path.is_file() and skipped_path.is_file():
-        rows = [json.loads(line) for line in open(rows_path, encoding="utf-8")]
-        skipped = json.loads(skipped_path.read_text(encoding="utf-8"))
-        if {r["id"] for r in rows} | {s["id"] for s in skipped} == {u.id for u in utterances}:
-            return _summary(stem, rows), [f"{s['id']}: {s['error']}" for s in skipped]  # done by an earlier run
+    earlier = _earlier_shard(rows_path, npy_path, skipped_path, utterances, features)
+    if earlier is not None:
+        rows, skipped = earlier
+        return {**_summary(stem, rows), "kept": True}, [f"{s['id']}: {s['error']}" for s in skipped]
     blocks, rows, skipped, offset = [], [], [], 0
     for u in utterances:
         try:
@@ -186,11 +187,31 @@ def write_shard(utterances: list[Utterance], stem: str, features: FeatureConfig)
     tmp = Path(stem + ".tmp.npy")
     np.save(tmp, matrix)
     os.replace(tmp, npy_path)
-    skipped_path.write_text(json.dumps(skipped), encoding="utf-8")
+    skipped_path.write_text(json.dumps({"features": asdict(features), "skipped": skipped}), encoding="utf-8")
     tmp_rows = Path(stem + ".jsonl.tmp")
     tmp_rows.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     os.replace(tmp_rows, rows_path)
     return _summary(stem, rows), [f"{s['id']}: {s['error']}" for s in skipped]
+
+
+def _earlier_shard(rows_path: Path, npy_path: Path, skipped_path: Path, utterances: list[Utterance],
+                   features: FeatureConfig) -> tuple[list, list] | None:
+    """(rows, skipped) of a shard an earlier run completed, when it holds exactly these utterances (id,
+    audio and text: a corrected transcript is redone) computed with these features; else None."""
+    if not (rows_path.is_file() and npy_path.is_file() and skipped_path.is_file()):
+        return None
+    try:
+        marker = json.loads(skipped_path.read_text(encoding="utf-8"))
+        rows = [json.loads(line) for line in open(rows_path, encoding="utf-8")]
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("features") != asdict(features):
+        return None  # other features (or a shard from before the marker held them)
+    skipped_ids = {s["id"] for s in marker["skipped"]}
+    wanted = {(u.id, u.audio, u.text) for u in utterances if u.id not in skipped_ids}
+    if {(r["id"], r["audio"], r["text"]) for r in rows} != wanted or not skipped_ids <= {u.id for u in utterances}:
+        return None
+    return rows, marker["skipped"]
 
 
 def _summary(stem: str, rows: list[dict]) -> dict:
