@@ -14,6 +14,7 @@ from vocable.audio import SAMPLE_RATE, load_audio
 from vocable.cli import main
 from vocable.data.importers import clean_text, import_corpus
 from vocable.data.manifest import read_manifest
+from vocable.errors import DataError
 
 SENTENCES = ["the cat sat on the mat", "Dr. Smith has 2 dogs.", "a quiet evening by the sea", "open the door please"]
 
@@ -129,7 +130,7 @@ def test_folder_of_audio_and_txt(tmp_path, speech, capsys):
     (folder / "d.txt").write_text("unreadable audio")
     report = import_corpus("folder", str(folder), show_progress=False)
     assert [(u.id, u.speaker, u.text) for u in report.utterances] == [("alice-a", "alice", "the cat sat on the mat")]
-    assert dict(report.skipped) == {"audio without a .txt transcript": 1, "missing file": 1, "unreadable audio": 1}
+    assert dict(report.skipped) == {"audio without a .txt transcript": 1, "transcript without audio": 1, "unreadable audio": 1}
     # Nothing usable: a one-line error and exit 2, naming the reasons.
     (folder / "alice" / "a.txt").write_text("Über")
     assert main(["data", "import", "folder", str(folder), "-o", str(tmp_path / "f.jsonl"), "--no-progress"]) == 2
@@ -159,3 +160,54 @@ def test_fsdd(tmp_path):
 def test_unknown_source(tmp_path, capsys):
     assert main(["data", "import", "librispeech", str(tmp_path / "nope"), "-o", str(tmp_path / "x.jsonl")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_odd_layouts_keep_every_utterance_apart(tmp_path, speech):
+    """A spreadsheet's BOM before a Common Voice header keeps its speakers; a.wav beside a.flac and two
+    copies of a LibriSpeech subset get distinct ids; B.WAV pairs with B.txt; a Latin-1 transcript is
+    skipped as not UTF-8 (not imported with its letters replaced); a Kaldi segments file is refused."""
+    cv = tmp_path / "cv"
+    (cv / "clips").mkdir(parents=True)
+    sf.write(cv / "clips" / "x.wav", speech[0], SAMPLE_RATE)
+    (cv / "validated.tsv").write_text("client_id\tpath\tsentence\nspkA\tx.wav\tthe cat sat on the mat\n",
+                                      encoding="utf-8-sig")
+    report = import_corpus("commonvoice", str(cv), show_progress=False)
+    assert [u.speaker for u in report.utterances] == ["spkA"] and "without a speaker" not in report.summary()
+
+    folder = tmp_path / "rec"
+    (folder / "spk1").mkdir(parents=True)
+    for name, audio in (("a.wav", speech[0]), ("a.flac", speech[0]), ("B.WAV", speech[1]), ("c.wav", speech[2])):
+        sf.write(folder / "spk1" / name, audio, SAMPLE_RATE)
+    (folder / "spk1" / "a.txt").write_text("the cat sat on the mat")
+    (folder / "spk1" / "B.txt").write_text("open the door please")
+    (folder / "spk1" / "c.txt").write_bytes("un caf\xe9 tr\xe8s cher".encode("latin-1"))
+    report = import_corpus("folder", str(folder), show_progress=False, normalizer="basic")
+    assert sorted(u.id for u in report.utterances) == ["spk1-B", "spk1-a.flac", "spk1-a.wav"]
+    assert dict(report.skipped) == {"transcript not UTF-8": 1}
+
+    root = tmp_path / "LibriSpeech"
+    for subset in ("train-clean-100", "copy-of-train-clean-100"):
+        chapter = root / subset / "19" / "198"
+        chapter.mkdir(parents=True)
+        sf.write(chapter / "19-198-0001.flac", speech[0], SAMPLE_RATE)
+        (chapter / "19-198.trans.txt").write_text("19-198-0001 THE CAT SAT ON THE MAT\n")
+    ids = [u.id for u in import_corpus("librispeech", str(root), show_progress=False).utterances]
+    assert sorted(ids) == ["copy-of-train-clean-100-19-198-0001", "train-clean-100-19-198-0001"]
+
+    kaldi = tmp_path / "kaldi"
+    kaldi.mkdir()
+    (kaldi / "wav.scp").write_text("recA a.wav\n")
+    (kaldi / "text").write_text("recA-0 HE WAS\n")
+    (kaldi / "segments").write_text("recA-0 recA 0.0 0.6\n")
+    with pytest.raises(DataError, match="segments: Kaldi segments .* not supported"):
+        import_corpus("kaldi", str(kaldi), show_progress=False)
+
+
+def test_manifest_fields_are_kept_as_written(tmp_path, monkeypatch):
+    """Speaker 0 (a JSON number) is speaker "0", not "no speaker"; audio paths are absolute whatever the
+    current folder, so leak checks and reports compare the same file from anywhere."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "m.jsonl").write_text(json.dumps({"audio": "x.wav", "text": "one", "speaker": 0, "id": 7}) + "\n")
+    monkeypatch.chdir(tmp_path)
+    [u] = read_manifest("sub/m.jsonl")
+    assert (u.speaker, u.id, u.audio) == ("0", "7", str(tmp_path / "sub" / "x.wav"))

@@ -105,3 +105,13 @@ def test_training_check_uses_the_same_code(tmp_path):
     check_no_leak(train, copied)  # by path only: training's default, for speed
     with pytest.raises(DataError, match="1 shared audio files"):
         check_no_leak(train, copied, hash_audio=True)
+
+
+def test_split_warns_when_utterances_have_no_speaker():
+    """Each speakerless utterance counts as its own speaker, so one person may land on both sides: said."""
+    from vocable.data.split import describe_split
+    utts = [Utterance(f"u{i}", f"/a/{i}.wav", "one", 1.0, "" if i < 4 else f"s{i}") for i in range(8)]
+    lines = describe_split(split_by_speaker(utts, dev_speakers=2))
+    assert lines[-1].startswith("warning: 4 utterances have no speaker")
+    named = [Utterance(u.id, u.audio, u.text, u.duration, u.speaker or "s0") for u in utts]
+    assert not any("warning" in line for line in describe_split(split_by_speaker(named, dev_speakers=2)))

@@ -49,6 +49,9 @@ class ImportReport:
         hours = sum(u.duration for u in self.utterances) / 3600
         speakers = len({u.speaker for u in self.utterances if u.speaker})
         text = f"{len(self.utterances)} utterances, {hours:.2f} h, {speakers} speakers"
+        anonymous = sum(not u.speaker for u in self.utterances)
+        if anonymous:  # `data split` then cannot keep a speaker out of both sides
+            text += f" ({anonymous} utterances without a speaker)"
         if self.skipped:
             text += "; skipped " + ", ".join(f"{count} {reason} (e.g. {', '.join(self.examples[reason])})"
                                              for reason, count in self.skipped.most_common())
@@ -71,7 +74,7 @@ def read_commonvoice(tsv: str | os.PathLike, report: ImportReport) -> list[Utter
         raise DataError(f"{tsv}: no such Common Voice TSV file")
     clips = tsv.parent / "clips"
     utterances = []
-    with open(tsv, encoding="utf-8", newline="") as f:
+    with open(tsv, encoding="utf-8-sig", newline="") as f:  # -sig: a TSV saved by a spreadsheet starts with a BOM
         reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         missing = {"path", "sentence"} - set(reader.fieldnames or [])
         if missing:
@@ -133,19 +136,23 @@ def read_folder(folder: str | os.PathLike, report: ImportReport) -> list[Utteran
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder")
-    utterances = []
+    utterances, paired = [], set()
     for audio in sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES):
         transcript = audio.with_suffix(".txt")
         if not transcript.is_file():
             report.skip("audio without a .txt transcript", str(audio.relative_to(folder)))
             continue
+        paired.add(transcript)
+        try:
+            text = transcript.read_text(encoding="utf-8")
+        except UnicodeDecodeError:  # replacing the bytes would train on a different sentence
+            report.skip("transcript not UTF-8", str(transcript.relative_to(folder)))
+            continue
         speaker = audio.parent.name if audio.parent != folder else ""
         uid = str(audio.relative_to(folder).with_suffix("")).replace(os.sep, "-")
-        utterances.append(Utterance(uid, str(audio.resolve()), transcript.read_text(encoding="utf-8", errors="replace"),
-                                    0.0, speaker))
-    for transcript in sorted(folder.rglob("*.txt")):
-        if not any(transcript.with_suffix(s).exists() for s in AUDIO_SUFFIXES):
-            report.skip("missing file", str(transcript.relative_to(folder)))
+        utterances.append(Utterance(uid, str(audio.resolve()), text, 0.0, speaker))
+    for transcript in sorted(set(folder.rglob("*.txt")) - paired):
+        report.skip("transcript without audio", str(transcript.relative_to(folder)))
     return utterances
 
 
@@ -264,11 +271,30 @@ def check_utterances(utterances: list[Utterance], report: ImportReport, normaliz
                 report.skip(problem, u.audio)
             else:
                 kept.append(u)
-    duplicates = Counter(u.id for u in kept)
-    if any(n > 1 for n in duplicates.values()):
-        for u in kept:
-            if duplicates[u.id] > 1:  # same id in two places (e.g. two LibriSpeech subsets): keep both, apart
-                u.id = f"{Path(u.audio).parent.name}-{u.id}"
+    return unique_ids(kept, report)
+
+
+def unique_ids(utterances: list[Utterance], report: ImportReport) -> list[Utterance]:
+    """Utterances sharing an id (two LibriSpeech subsets, a.wav beside a.flac) are told apart ("train-clean-100-
+    19-198-0001", "spk1-a.flac"); a row listing the same audio file again is skipped."""
+    by_id: dict[str, list[Utterance]] = {}
+    for u in utterances:
+        by_id.setdefault(u.id, []).append(u)
+    kept = []
+    for uid, group in by_id.items():
+        distinct, seen = [], set()
+        for u in group:
+            if u.audio in seen:
+                report.skip("duplicate row", uid)
+            else:
+                seen.add(u.audio)
+                distinct.append(u)
+        if len(distinct) > 1:  # named by where they part: their folders below the shared one, or the suffix
+            root = os.path.commonpath([u.audio for u in distinct])
+            for u in distinct:
+                below = Path(os.path.relpath(u.audio, root))
+                u.id = f"{uid}{below.suffix}" if len(below.parts) == 1 else f"{below.parts[0]}-{uid}"
+        kept.extend(distinct)
     return kept
 
 

@@ -78,11 +78,17 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
                 duration = float(row.get("duration") or 0.0)
             except (TypeError, ValueError):
                 raise DataError(f"{path}:{number}: field 'duration' is not a number") from None
-            audio = row["audio"] if os.path.isabs(row["audio"]) else str(path.parent / row["audio"])
-            utterances.append(Utterance(str(row.get("id") or f"{path.stem}-{number}"), audio, row["text"],
-                                        duration, str(row.get("speaker") or ""),
+            audio = os.path.abspath(path.parent / row["audio"])  # absolute: the same file whatever the cwd
+            utterances.append(Utterance(_text_field(row, "id") or f"{path.stem}-{number}", audio, row["text"],
+                                        duration, _text_field(row, "speaker"),
                                         {k: v for k, v in row.items() if k not in CORE_KEYS}))
     return utterances
+
+
+def _text_field(row: dict, key: str) -> str:
+    """A manifest's id or speaker as text: the JSON number 0 is speaker "0", not "no speaker"."""
+    value = row.get(key)
+    return "" if value is None else str(value)
 
 
 def write_manifest(path: str | os.PathLike, utterances: list[Utterance], relative: bool = True) -> None:
@@ -112,6 +118,9 @@ def _read_table(path: Path, required: bool = False) -> dict[str, str]:
 
 def read_kaldi_dir(folder: str | os.PathLike) -> list[Utterance]:
     folder = Path(folder)
+    if (folder / "segments").is_file():  # wav.scp then lists recordings, not utterances
+        raise DataError(f"{folder / 'segments'}: Kaldi segments (several utterances cut from one recording) are "
+                        f"not supported; cut the recordings into one file per utterance first")
     texts = _read_table(folder / "text", required=True)
     wavs = _read_table(folder / "wav.scp", required=True)
     utt2spk = _read_table(folder / "utt2spk")

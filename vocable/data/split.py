@@ -115,4 +115,8 @@ def describe_split(split: Split) -> list[str]:
         lines.append("speakers per (gender/age) group, train+dev: " + ", ".join(parts))
     if split.dropped_for_sentences:
         lines.append(f"dropped {split.dropped_for_sentences} training utterances whose sentence is in dev")
+    anonymous = sum(not u.speaker for u in split.train + split.dev)
+    if anonymous:
+        lines.append(f"warning: {anonymous} utterances have no speaker, so each counted as its own: a speaker "
+                     f"among them may be on both sides (give 'speaker' in the manifest)")
     return lines
