@@ -109,7 +109,15 @@ def test_synth_cli_opus_and_errors(tmp_path, capsys):
                  "espeak-ng:en-us", "--format", "opus", "--jobs", "1", "--no-progress"]) == 0
     rows = read_rows(out / "manifest.jsonl")
     assert rows and all(sf.info(str(out / r["audio"])).subtype == "OPUS" for r in rows)
-    assert "utterances" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "utterances" in printed.out and "warning" not in printed.err
+    two = tmp_path / "two.txt"
+    two.write_text("the first sentence\nthe second one\n")
+    assert main(["data", "synth", "--text", str(two), "--hours", "1", "-o", str(tmp_path / "short"), "--voices",
+                 "espeak-ng:en-us", "--jobs", "1", "--no-progress"]) == 0  # all it can: said, not silent
+    printed = capsys.readouterr()
+    assert "2 utterances" in printed.out
+    assert "of the 1 h asked for: every sentence has been given to every voice" in printed.err
     assert main(["data", "synth", "--text", str(tmp_path / "missing.txt"), "--hours", "1", "-o", str(out)]) == 2
     assert main(["data", "synth", "--text", str(text), "--hours", "1", "-o", str(out), "--voices", "nope"]) == 2
     assert "no installed voice matches" in capsys.readouterr().err

@@ -416,3 +416,23 @@ def test_an_earlier_run_is_continued_or_left_alone(tmp_path, capsys):
     capsys.readouterr()
     train(load_config(config_path), resume=True, show_progress=False)
     assert "--resume: no checkpoint in" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_cuda_asked_for_without_a_gpu_is_one_config_error(tmp_path):
+    config_path = write_config(tmp_path, epochs=1, max_steps=1)
+    config_path.write_text(config_path.read_text().replace("threads = 1", 'threads = 1\ndevice = "cuda"'))
+    with pytest.raises(ConfigError, match=r"\[run\] device: 'cuda', but this torch sees no CUDA GPU"):
+        train(load_config(config_path), show_progress=False)
+
+
+def test_set_paths_are_relative_to_the_current_folder(tmp_path, monkeypatch):
+    """Paths in the file are relative to the config's folder; paths typed with --set to where the command runs."""
+    (tmp_path / "configs").mkdir()
+    config_path = write_config(tmp_path / "configs")
+    monkeypatch.chdir(tmp_path)
+    config = load_config(config_path, {"data.train": ["here.jsonl"], "run.out_dir": "runs/a",
+                                       "run.init_from": "en-default"})
+    assert config.data.train == [str(tmp_path / "here.jsonl")] and config.run.out_dir == str(tmp_path / "runs/a")
+    assert config.run.init_from == "en-default"  # a bundled model's name, not a path
+    assert load_config(config_path).run.out_dir == str(tmp_path / "configs" / "out")

@@ -192,7 +192,8 @@ def add_train(commands) -> None:
     p.add_argument("config", metavar="CONFIG.toml")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.ckpt")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value (TOML syntax), e.g. --set optim.epochs=3")
+                   help="override a config value (TOML syntax), e.g. --set optim.epochs=3; paths given "
+                        "this way are relative to the current folder (the file's to the config's)")
     p.add_argument("--allow-overlap", action="store_true",
                    help="accept dev speakers/audio that also occur in train (same as --set data.allow_overlap=true)")
     p.add_argument("--no-progress", action="store_true")

@@ -7,6 +7,7 @@ Paths are relative to the config file's folder.
 from __future__ import annotations
 
 import math
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,6 +167,7 @@ RANGES = {
     "run": {"seed": (lambda v: 0 <= v < 2**32, "expected 0 to 2**32 - 1"), "checkpoint_every": AT_LEAST_ONE,
             "average_last": AT_LEAST_ONE, "threads": NON_NEGATIVE},
 }
+PATH_FIELDS = ("data.train", "data.dev", "augment.noise_dirs", "run.out_dir", "run.init_from")
 ORDERED_PAIRS = ("snr_db", "gain_db", "pad_seconds")  # [augment] ranges [low, high]
 
 
@@ -189,7 +191,8 @@ def _check_out_dir(out: Path, label: str) -> None:
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
-    """Read a TOML training config; relative data and output paths are resolved against its folder."""
+    """Read a TOML training config; relative data and output paths are resolved against its folder, those
+    of `overrides` (--set) against the current folder."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -203,6 +206,8 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
     except OSError as e:  # a folder, an unreadable file
         raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from None
     for dotted, value in (overrides or {}).items():
+        if dotted in PATH_FIELDS:  # typed on the command line: relative to where the command runs
+            value = _from_cwd(value, bare_names=dotted == "run.init_from")
         section, _, key = dotted.partition(".")
         table = raw.setdefault(section, {})
         if isinstance(table, dict):  # else (`data = 5` in the file) from_dict says it must be a table
@@ -217,6 +222,16 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
         config.run.init_from = _resolve(base, config.run.init_from)
     config.validate(str(path))
     return config
+
+
+def _from_cwd(value, bare_names: bool = False):
+    """A path (or list of paths) from `--set` made absolute against the current folder; other types are
+    left for from_dict to refuse. With `bare_names`, a name without a suffix (a bundled model) stays."""
+    if isinstance(value, list):
+        return [_from_cwd(v) for v in value]
+    if not isinstance(value, str) or not value or (bare_names and not Path(value).suffix):
+        return value
+    return os.path.abspath(value)
 
 
 def _resolve(base: Path, p: str) -> str:

@@ -459,6 +459,8 @@ class MetricsLog:
 
 def setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
     """(rank, world size, device). Under torchrun (WORLD_SIZE > 1) joins the process group."""
+    if device_name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("[run] device: 'cuda', but this torch sees no CUDA GPU; use 'auto' or 'cpu'")
     use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size > 1 and not dist.is_initialized():

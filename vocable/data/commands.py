@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from ..errors import DataError
 
@@ -76,6 +77,9 @@ def cmd_synth(args) -> int:
         print("sentences skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(result.skipped_sentences.items())))
     for error in result.errors:
         print(f"failed: {error}")
+    if result.hours < args.hours * 0.99:  # every sentence has been spoken by every voice
+        print(f"vocable: warning: {args.text}: {result.hours:.2f} of the {args.hours:g} h asked for: every sentence "
+              f"has been given to every voice; add sentences or voices for more", file=sys.stderr)
     return 0
 
 
