@@ -144,6 +144,15 @@ def test_analyse_rejects_an_unknown_field_naming_the_ones_there():
         analyse(rows, ["accent"], FAST)
     with pytest.raises(DataError, match="no utterance could be scored"):
         analyse([{"id": "x", "error": "x.wav: no such file"}], [], FAST)
+    silent = [{**r, "ref": "", "words": 0, "word_errors": 1} for r in rows]
+    with pytest.raises(DataError, match="no scored utterance has reference words"):
+        analyse(silent, [], FAST)
+
+
+def test_length_is_reported_once_even_when_asked_for():
+    rows = simulate(np.random.default_rng(7), {"f": 0.2}, speakers=3)
+    result = analyse(rows, ["length", "gender"], FAST)
+    assert list(result["groups"]) == ["gender"] and result["length"]["groups"]
 
 
 def paired_systems(rng, improvement: float) -> tuple[list[dict], list[dict]]:

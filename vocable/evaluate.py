@@ -480,7 +480,7 @@ def analyse(rows: list[dict], by: list[str] = (), options: StatsOptions | None =
                                                           "char_errors", "chars", "duration"})
         raise DataError(f"--by {missing[0]}: no utterance has this field (fields here: {', '.join(known)})")
     return {"overall": overall_interval(scored, options),
-            "groups": {f: group_report(scored, f, options) for f in by},
+            "groups": {f: group_report(scored, f, options) for f in by if f != LENGTH_FIELD},  # length: always below
             "length": group_report(scored, LENGTH_FIELD, options),
             "errors": error_analysis(scored)}
 

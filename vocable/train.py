@@ -76,7 +76,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     # Data: read, fix the tokenizer (its text alone decides it), refuse leaks, drop what CTC cannot learn.
     train_utts, dev_utts = read_all(config.data.train), read_all(config.data.dev)
     tokenizer = fixed_tokenizer(out, train_utts, config, start, resume, is_main)
-    check_no_leak(train_utts, dev_utts, config.data.allow_overlap, config.data.hash_audio)
+    check_no_leak(train_utts, dev_utts, config.data.allow_overlap, config.data.hash_audio, show_progress and is_main)
     for utts in (train_utts, dev_utts):
         fill_durations(utts, show_progress and is_main)
     train_utts, skipped = usable(train_utts, tokenizer, config.data.max_duration)

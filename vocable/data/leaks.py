@@ -96,12 +96,12 @@ def file_hashes(paths: list[str], show_progress: bool = False) -> list[str]:
 
 
 def check_no_leak(train: list[Utterance], dev: list[Utterance], allow_overlap: bool = False,
-                  hash_audio: bool = False) -> LeakReport | None:
+                  hash_audio: bool = False, show_progress: bool = False) -> LeakReport | None:
     """Refuse dev data that shares speakers or audio with training data (sentences may repeat:
     digit and command corpora reuse their few sentences by design). Returns the report."""
     if allow_overlap or not dev:
         return None
-    report = find_leaks(train, dev, hash_audio)
+    report = find_leaks(train, dev, hash_audio, show_progress)
     if report.speakers or report.audio:
         raise DataError(f"dev data overlaps training data: {len(report.speakers)} shared speakers "
                         f"({', '.join(report.speakers[:5])}), {len(report.audio)} shared audio files; "

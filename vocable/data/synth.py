@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import unicodedata
@@ -423,7 +424,7 @@ def synthesize_corpus(text_files: list[str], hours: float, out_dir: str, voices:
     bar = tqdm(total=round(target), initial=min(round(seconds), round(target)), unit="audio-s",
                desc="synthesising", disable=not show_progress, dynamic_ncols=True)
     context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
-    with open(manifest, "a", encoding="utf-8") as log, context.Pool(max(1, jobs)) as pool:
+    with open(manifest, "a", encoding="utf-8") as log, context.Pool(max(1, jobs), _ignore_interrupts) as pool:
         while seconds < target and index < limit:
             mean = seconds / len(done) if done else GUESS_SECONDS
             wanted = min(ROUND_ITEMS, max(jobs, math.ceil((target - seconds) / mean)))
@@ -448,6 +449,11 @@ def synthesize_corpus(text_files: list[str], hours: float, out_dir: str, voices:
                 raise DataError(f"every utterance failed; first error: {errors[0]}")
     bar.close()
     return SynthResult(len(done), new, len(errors), seconds / 3600, len(voices), dict(skipped), errors[:10])
+
+
+def _ignore_interrupts() -> None:
+    """In a worker: Ctrl-C is the parent's to handle (it ends the pool); workers printed stray tracebacks."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _render_task(args) -> list[dict]:
