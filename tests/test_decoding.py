@@ -7,6 +7,7 @@ known text, with planted confusions); the bundled FSDD digits model gives real o
 import numpy as np
 import pytest
 
+import vocable
 from vocable.audio import load_audio
 from vocable.decoding import (
     BeamSearchDecoder,
@@ -351,3 +352,19 @@ def test_beam_search_with_bpe_pieces(lm):
         hyp = BeamSearchDecoder(bpe, lm_, DecodingOptions(beam_size=4)).decode(log_probs, FRAME)
         assert hyp.text == greedy.text == "the cat sat on the mat"
         assert [w.word for w in hyp.words] == greedy.text.split()
+
+
+def test_word_times_never_overlap_and_stay_within_the_audio():
+    """Refined word edges share level frames: neighbours overlapped by 10 ms, so SRT cues did. Every word
+    now starts no earlier than the one before ends, and a word in tiny audio ends by the audio's end."""
+    from tests.conftest import ENGLISH_FIXTURES
+    recognizer = vocable.load("default")
+    for name in ("austen-0880.flac", "goforward.flac"):
+        result = recognizer.transcribe(ENGLISH_FIXTURES / name)
+        words = result.words
+        assert len(words) >= 3
+        assert all(a.end <= b.start for a, b in zip(words, words[1:])), [(w.start, w.end) for w in words]
+        assert all(0 <= w.start <= w.end <= result.duration for w in words)
+    audio = load_audio(ENGLISH_FIXTURES / "goforward.flac")[:100]  # 6 ms: shorter than one output frame
+    result = recognizer.align(audio, "a")
+    assert [w.word for w in result.words] == ["a"] and result.words[0].end <= 100 / 16000

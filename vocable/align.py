@@ -113,8 +113,11 @@ def refine_word_times(words: list, audio: np.ndarray, offset: float = 0.0, sampl
     floor, gaps under MAX_DIP bridged) around its loudest frame. `audio` starts at time `offset`.
     """
     from dataclasses import replace
-    if not words or len(audio) < ENERGY_WINDOW:
+    if not words:
         return words
+    audio_end = offset + len(audio) / sample_rate
+    if len(audio) < ENERGY_WINDOW:
+        return in_order_within(words, offset, audio_end)
     level = frame_levels(audio)
     hop = ENERGY_HOP / sample_rate
     floor = float(np.percentile(level, 10))
@@ -140,7 +143,21 @@ def refine_word_times(words: list, audio: np.ndarray, offset: float = 0.0, sampl
         centre = ENERGY_WINDOW / sample_rate / 2  # a level frame describes its window's centre
         refined.append(replace(w, start=round(offset + (lo + start) * hop + centre - hop / 2, 3),
                                end=round(offset + (lo + end) * hop + centre + hop / 2, 3)))
-    return refined
+    return in_order_within(refined, offset, audio_end)
+
+
+def in_order_within(words: list, start: float, end: float) -> list:
+    """Word times moved (only as far as needed) so that each word starts no earlier than the one before
+    ends and all lie within [start, end]: neighbours share a level frame at their edges, and subtitle
+    cues must not overlap or outlast the audio."""
+    from dataclasses import replace
+    placed, previous_end = [], start
+    for w in words:
+        first = min(max(w.start, previous_end), end)
+        last = min(max(w.end, first), end)
+        placed.append(replace(w, start=round(first, 3), end=round(last, 3)))
+        previous_end = last
+    return placed
 
 
 def _bridge(mask: np.ndarray, max_gap: int) -> np.ndarray:
