@@ -75,6 +75,11 @@ def test_bundled_model_exports_and_transcribes_like_torch(bundled, tmp_path, int
     graph = onnx.load(str(out)).graph
     ops = {node.op_type for node in graph.node}
     assert ("MatMulInteger" in ops) == int8 and "ConvInteger" not in ops  # int8 MatMuls; convolutions stay fp32
+    if int8:  # activations get one scale per tensor: a batch's other utterances must not change one's output
+        runtime = load_onnx(out, threads=1)
+        clips = fixture_audio(6)
+        for alone, batched in zip([runtime.log_probs(a) for a in clips], runtime.log_probs_batch(clips)):
+            np.testing.assert_array_equal(alone, batched)
     if int8:  # 7-bit weights, which do not saturate the int16 products of CPUs without VNNI
         weights = [onnx.numpy_helper.to_array(t) for t in graph.initializer
                    if t.data_type == onnx.TensorProto.INT8 and t.dims]

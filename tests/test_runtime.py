@@ -190,6 +190,10 @@ def test_streaming_model_streams_on_the_runtime_without_torch(tmp_path):
     ("tokenizer", lambda t: [1, 2], "tokenizer: expected a table"),
     ("tokenizer", lambda t: {**t, "kind": "morse"}, "morse"),
     ("model_config", lambda c: "conformer", "model_config: expected a table"),
+    ("tokenizer", lambda t: {**t, "normalizer": "klingon"}, "unknown text normalizer 'klingon'"),
+    ("tokenizer", lambda t: {**t, "chars": t["chars"][:-2]}, "tokenizer: 15 tokens, the graph scores 17"),
+    ("state", lambda s: [{"input": "state_x", "output": "next_state_x", "shape": [2, 64]}],
+     "state: the graph has no tensor 'state_x'"),
 ])
 def test_exported_metadata_is_checked_like_a_model_files_fields(tmp_path, exported, key, edit, fragment):
     """An exported file's metadata passes the checks a .vocable file's tables pass: one ModelError that

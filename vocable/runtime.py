@@ -22,7 +22,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .checks import model_file_errors, read_common_fields
+from .checks import FieldError, model_file_errors, read_common_fields
 from .errors import ModelError
 from .features_np import FeatureConfig, compute_features, pad_batch
 from .tokenizer import Tokenizer
@@ -64,10 +64,21 @@ class OnnxEngine:
             limit_blas_threads(threads)
         self.features = features
         self.metadata = self.session.get_modelmeta().custom_metadata_map
-        state = json.loads(self.metadata.get("state", "[]"))
+        self.state_inputs, self.state_outputs, self.state_shapes = [], [], []  # set by use_state_spec
+        # int8 graphs quantise activations with one scale per tensor, so a batch's other utterances would
+        # change an utterance's posteriors (by up to 0.3 on en-default): they run one at a time
+        self.one_at_a_time = False
+
+    def use_state_spec(self, state: list) -> None:
+        """The streaming state tensors the metadata names, checked against the graph's inputs and outputs."""
         self.state_inputs = [s["input"] for s in state]  # e.g. ["state_h"] or ["state_h", "state_c"]
         self.state_outputs = [s["output"] for s in state]
-        self.state_shapes = [tuple(s["shape"]) for s in state]  # (layers, hidden) per state tensor
+        self.state_shapes = [tuple(int(n) for n in s["shape"]) for s in state]  # (layers, hidden) per tensor
+        inputs = {i.name for i in self.session.get_inputs()}
+        outputs = {o.name for o in self.session.get_outputs()}
+        missing = [n for n in self.state_inputs if n not in inputs] + [n for n in self.state_outputs if n not in outputs]
+        if missing:
+            raise FieldError("state", f"the graph has no tensor {missing[0]!r}")
 
     @property
     def streaming(self) -> bool:
@@ -102,7 +113,9 @@ class OnnxEngine:
         return compute_features(audio, self.features)[0]
 
     def log_probs_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
-        """Audio arrays → their (frames, vocab) log-probs, run as one zero-padded batch."""
+        """Audio arrays → their (frames, vocab) log-probs, run as one zero-padded batch (int8: one by one)."""
+        if self.one_at_a_time and len(audios) > 1:
+            return [self.log_probs_batch([a])[0] for a in audios]
         batch, lengths = pad_batch([self.compute_features(a) for a in audios])
         log_probs, out_lengths, _ = self.forward(batch, lengths)
         return [log_probs[i, : int(n)] for i, n in enumerate(out_lengths)]
@@ -137,8 +150,11 @@ def _decode_metadata(path, raw: dict) -> dict:
     if raw.get("format") != ONNX_FORMAT:
         raise ModelError(f"{path}: not an ONNX model exported by vocable (no '{ONNX_FORMAT}' metadata); "
                          f"export one with `vocable export MODEL -o OUT.onnx`")
-    if int(raw.get("format_version", 0)) > ONNX_FORMAT_VERSION:
-        raise ModelError(f"{path}: exported with a newer vocable (format {raw['format_version']}); upgrade vocable")
+    version = raw.get("format_version", "0")
+    if not version.isdigit():
+        raise ModelError(f"{path}: format_version: expected a whole number, got {version!r}")
+    if int(version) > ONNX_FORMAT_VERSION:
+        raise ModelError(f"{path}: exported with a newer vocable (format {version}); upgrade vocable")
     try:
         return {k: json.loads(v) if k in METADATA_JSON_KEYS else v for k, v in raw.items()}
     except json.JSONDecodeError as e:
@@ -155,10 +171,15 @@ def load_onnx_file(path: str | os.PathLike, threads: int = 0) -> OnnxModelFile:
     with model_file_errors(path):  # the same checks as a .vocable file's fields, the same one-line errors
         engine.features, tokenizer, meta = read_common_fields(metadata, path, ("model_config",))
         if not isinstance(metadata["model_config"], dict):
-            raise ModelError(f"{path}: model_config: expected a table of settings")
+            raise FieldError("model_config", "expected a table of settings")
         width = engine.session.get_inputs()[0].shape[-1]  # (B, T, F): F is fixed at export
         if isinstance(width, int) and width != engine.features.dim:
-            raise ModelError(f"{path}: features: {engine.features.dim} per frame, the graph takes {width}")
+            raise FieldError("features", f"{engine.features.dim} per frame, the graph takes {width}")
+        vocab = engine.session.get_outputs()[0].shape[-1]  # (B, T', vocab)
+        if isinstance(vocab, int) and vocab != tokenizer.vocab_size:
+            raise FieldError("tokenizer", f"{tokenizer.vocab_size} tokens, the graph scores {vocab}")
+        engine.use_state_spec(metadata.get("state", []))
+        engine.one_at_a_time = str(meta.get("precision", "")).startswith("int8")
         model_config = SimpleNamespace(**metadata["model_config"], streaming=engine.streaming)
     return OnnxModelFile(engine, model_config, engine.features, tokenizer, meta, str(path))
 

@@ -194,6 +194,8 @@ Tokenizer = CharTokenizer | BPETokenizer
 
 
 def tokenizer_from_dict(data: dict) -> Tokenizer:
+    if data.get("normalizer", "english") not in NORMALIZERS:
+        raise ValueError(f"unknown text normalizer {data['normalizer']!r} (known: {', '.join(NORMALIZERS)})")
     if data["kind"] == "char":
         return CharTokenizer(data["chars"], data.get("normalizer", "english"))
     if data["kind"] == "bpe":
