@@ -4,6 +4,8 @@ Synthetic log-probabilities stand in for an English acoustic model (a peaky CTC 
 known text, with planted confusions); the bundled FSDD digits model gives real ones.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -368,3 +370,17 @@ def test_word_times_never_overlap_and_stay_within_the_audio():
     audio = load_audio(ENGLISH_FIXTURES / "goforward.flac")[:100]  # 6 ms: shorter than one output frame
     result = recognizer.align(audio, "a")
     assert [w.word for w in result.words] == ["a"] and result.words[0].end <= 100 / 16000
+
+
+def test_phrase_grammar_scores_every_phrase_of_a_small_grammar():
+    """The grammar's beam filled with other word-piece spellings of "go for..." and pruned the phrase the
+    audio holds (no phrase at all was found); a small grammar now scores each phrase exactly."""
+    from tests.conftest import ENGLISH_FIXTURES
+    recognizer = vocable.load("default")
+    options = DecodingOptions(phrases=["go forward ten meters", "go back", "turn left"], min_phrase_confidence=0.1)
+    result = recognizer.transcribe(ENGLISH_FIXTURES / "goforward.flac", options=options)
+    assert result.phrase.phrase == "go forward ten meters" and result.text == "go forward ten meters"
+    assert [w.word for w in result.words] == ["go", "forward", "ten", "meters"]
+    split = recognizer.transcribe(ENGLISH_FIXTURES / "goforward.flac", options=replace(options, vad=True))
+    # through the VAD (as for any file over 30 s) the match was dropped; the cut segment scores differently
+    assert split.phrase.phrase == split.text == "go forward ten meters" and split.phrase.accepted

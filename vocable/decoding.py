@@ -93,6 +93,7 @@ def token_words(tokens: list[int], frames: list[int], log_probs: np.ndarray, tok
 
 DEFAULT_BEAM = 8  # beams kept per frame with an LM or hotwords; a model's meta may name its own (docs/decoding.md)
 GRAMMAR_BEAM = 16  # with a phrase grammar (cheap: few tokens fit)
+EXACT_PHRASES = 128  # grammars up to this many phrases score every phrase exactly (CTC forward, ~1 ms each)
 DEFAULT_HOTWORD_BOOST = 2.0  # log-score (nats) added per matched character of a hotword
 TOKEN_MIN_LOGP = -8.0  # a token below this log-prob at a frame is not tried there (the best one always is)
 GRAMMAR_MIN_LOGP = -20.0  # the same with a phrase grammar: few tokens fit, so unlikely ones are tried too
@@ -485,8 +486,12 @@ def match_phrases(log_probs: np.ndarray, tokenizer: Tokenizer, options: Decoding
     decoder = BeamSearchDecoder(tokenizer, None, options)
     free = greedy_decode(log_probs, tokenizer, 1.0)
     free_ll = ctc_log_likelihood(log_probs, free.tokens)
+    if len(decoder.phrases) <= EXACT_PHRASES:  # the search's beam can fill with other spellings of one phrase
+        candidates = decoder.phrases
+    else:  # the search's best few, rescored exactly
+        candidates = [text for _, _, _, text in decoder.search(log_probs)[:8]]
     best = None
-    for _, _, node, text in decoder.search(log_probs)[:8]:  # rescore the top few exactly
+    for text in candidates:
         tokens = tokenizer.encode(text)
         ll = ctc_log_likelihood(log_probs, tokens)
         if best is None or ll > best[0]:

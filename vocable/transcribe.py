@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .audio import SAMPLE_RATE, AudioInput, load_audio
-from .decoding import Decoder, DecodingOptions, Hypothesis, PhraseMatch, Word
+from .decoding import NEG, Decoder, DecodingOptions, Hypothesis, PhraseMatch, Word
 from .errors import AudioError, ConfigError
 from .features_np import HOP_LENGTH, SUBSAMPLING, pad_batch
 
@@ -154,7 +154,7 @@ class Recognizer:
     def _transcribe_stream(self, blocks, options: DecodingOptions | None) -> Result:
         """VAD segments of a block stream, decoded BATCH_SECONDS of audio at a time, on the stream's clock."""
         from .vad import VadOptions, speech_segments
-        decoder, total, segments, batch = self.decoder(options), [0], [], []
+        decoder, total, segments, batch, matches = self.decoder(options), [0], [], [], []
 
         def counted():
             for block in blocks:
@@ -165,7 +165,9 @@ class Recognizer:
             if not batch:
                 return
             for (start, audio), lp in zip(batch, self.log_probs_batch([a for _, a in batch])):
-                hyp = decoder(lp, FRAME_SECONDS, start / SAMPLE_RATE, audio)[0]
+                hyp, match = decoder(lp, FRAME_SECONDS, start / SAMPLE_RATE, audio)
+                if match is not None:
+                    matches.append(match)
                 if hyp.text:
                     segments.append(Segment(hyp.words[0].start if hyp.words else start / SAMPLE_RATE,
                                             hyp.words[-1].end if hyp.words else start / SAMPLE_RATE,
@@ -177,7 +179,10 @@ class Recognizer:
             if sum(len(a) for _, a in batch) >= BATCH_SECONDS * SAMPLE_RATE:
                 flush()
         flush()
-        return Result(" ".join(s.text for s in segments), segments, total[0] / SAMPLE_RATE)
+        phrase = None
+        if decoder.options.phrases is not None:  # the most confident segment's match (a command is one segment)
+            phrase = max(matches, key=lambda m: m.confidence, default=PhraseMatch(None, NEG, 0.0, False, ""))
+        return Result(" ".join(s.text for s in segments), segments, total[0] / SAMPLE_RATE, phrase)
 
     @staticmethod
     def _result(samples: np.ndarray, hyp: Hypothesis, phrase: PhraseMatch | None = None) -> Result:
