@@ -142,18 +142,18 @@ def test_parse_hotwords():
         parse_hotwords("vocable:lots")
 
 
-@pytest.mark.parametrize("spec", ["hello:nan", "hello:inf", "hello:-inf", "hello:1e400", "a:1,hello:NaN"])
-def test_hotword_boost_must_be_finite(spec):
-    with pytest.raises(ConfigError, match="--hotwords: boost of 'hello' must be a finite number"):
-        parse_hotwords(spec)
-    with pytest.raises(ConfigError, match="--hotwords"):
-        DecodingOptions(hotwords=spec)  # refused when the options are made, before any model or audio loads
-    assert parse_hotwords("hello:-3,x:1e3") == [("hello", -3.0), ("x", 1000.0)]
+@pytest.mark.parametrize("spec", ["hello:nan", "hello:inf", "hello:-inf", "hello:1e400", "a:1,hello:NaN", "hello:1e20"])
+def test_hotword_boost_must_be_finite_and_sane(spec):
+    """A boost of 1e20 dropped the rest of the sentence: boosts beyond ±20 nats per character are refused,
+    when the options are made, before any model or audio loads."""
+    with pytest.raises(ConfigError, match="hotwords: boost of 'hello': expected a number from -20 to 20"):
+        DecodingOptions(hotwords=spec)
+    assert parse_hotwords("hello:-3,x:1e3") == [("hello", -3.0), ("x", 1000.0)]  # parsed; the range is the options'
 
 
-@pytest.mark.parametrize("boost", [float("nan"), float("inf"), "5", None])
-def test_hotword_pairs_need_a_finite_boost(boost):
-    with pytest.raises(ConfigError, match="hotwords: boost of 'hello' must be a finite number"):
+@pytest.mark.parametrize("boost", [float("nan"), float("inf"), "5", None, 1e16])
+def test_hotword_pairs_need_a_sane_boost(boost):
+    with pytest.raises(ConfigError, match="hotwords: boost of 'hello': expected a number"):
         DecodingOptions(hotwords=[("hello", boost)])
     assert DecodingOptions(hotwords=[("hello", np.float32(2.5))]).hotword_list() == [("hello", 2.5)]
 
@@ -166,7 +166,8 @@ def test_cli_rejects_a_non_finite_hotword_boost_in_one_line():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert lines == ["vocable: error: --hotwords: boost of 'hello' must be a finite number, got 'inf'"]
+    assert lines == ["vocable: error: hotwords: boost of 'hello': expected a number from -20 to 20 (nats per "
+                     "character), got inf"]
 
 
 def test_phrase_grammar_picks_the_command_and_rejects_other_speech():
@@ -328,7 +329,7 @@ def test_decoding_weights_must_be_finite(field):
 
 
 def test_a_beam_below_one_is_refused_by_the_options_themselves():
-    with pytest.raises(ConfigError, match="beam_size must be at least 1, got 0"):
+    with pytest.raises(ConfigError, match="beam_size: expected 1 to 4096, got 0"):
         DecodingOptions(beam_size=0)
 
 
@@ -384,3 +385,33 @@ def test_phrase_grammar_scores_every_phrase_of_a_small_grammar():
     split = recognizer.transcribe(ENGLISH_FIXTURES / "goforward.flac", options=replace(options, vad=True))
     # through the VAD (as for any file over 30 s) the match was dropped; the cut segment scores differently
     assert split.phrase.phrase == split.text == "go forward ten meters" and split.phrase.accepted
+
+
+@pytest.mark.parametrize("options, fragment", [
+    (dict(lm_weight=1e308), "lm_weight: expected a number from 0 to 10"),
+    (dict(word_bonus=1e308), "word_bonus: expected a number from -20 to 20"),
+    (dict(blank_penalty=float("nan")), "blank_penalty: expected a number"),
+    (dict(beam_size=2.5), "beam_size: expected 1 to"),
+    (dict(min_phrase_confidence=2), "min_phrase_confidence: expected 0 to 1"),
+    (dict(phrases="three"), "phrases: expected a list of phrases"),
+    (dict(phrases=[]), "phrases: no phrase given"),
+    (dict(hotwords=[("forward", 2.0, 3)]), "hotwords: expected texts or (text, boost) pairs"),
+])
+def test_decoding_options_refuse_what_would_decode_to_garbage(options, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        DecodingOptions(**options)
+
+
+def test_hotwords_as_plain_texts_and_unspellable_words():
+    assert DecodingOptions(hotwords=["forward", ("ten", 3)]).hotword_list() == [("forward", 2.0), ("ten", 3.0)]
+    assert DecodingOptions(hotwords=None).hotword_list() == []
+    recognizer = vocable.load("default")
+    for options in (DecodingOptions(hotwords=["中文"]), DecodingOptions(phrases=["go 中文"])):
+        with pytest.raises(ConfigError, match="characters the model cannot spell: '中文'"):
+            recognizer.decoder(options)
+    # accents fold: "förward" is the word "forward"
+    from tests.conftest import ENGLISH_FIXTURES
+    result = recognizer.align(ENGLISH_FIXTURES / "goforward.flac", "go förward ten méters")
+    assert [w.word for w in result.words] == ["go", "forward", "ten", "meters"]
+    with pytest.raises(DataError, match="cannot spell: '中文'"):
+        recognizer.align(ENGLISH_FIXTURES / "goforward.flac", "go forward ten 中文")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import numbers
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -102,6 +103,10 @@ UNK_PENALTY = -10.0  # nats for a word (or word prefix) the LM does not know ...
 UNK_CHARS = 8  # ... per started 8 characters: words run together with no space cost like several unknowns
 
 
+# Beyond these a decoding weight swamps the acoustic scores: text turns to garbage ("go d a"), not better
+WEIGHT_RANGES = {"lm_weight": (0.0, 10.0), "word_bonus": (-20.0, 20.0), "blank_penalty": (-20.0, 20.0)}  # nats
+HOTWORD_BOOST_RANGE = (-20.0, 20.0)  # nats per character (a boost of 1e16 dropped the rest of the sentence)
+MAX_BEAM = 4096  # hypotheses kept per frame
 LM_WEIGHT = 0.5  # used when neither the options nor the model name an LM weight
 WORD_BONUS = 1.0  # nats per word, likewise
 BLANK_PENALTY = 0.0  # nats per blank frame in the LM beam search, likewise
@@ -131,25 +136,45 @@ class DecodingOptions:
     vad: bool | None = None
 
     def __post_init__(self):
-        if self.beam_size is not None and self.beam_size < 1:
-            raise ConfigError(f"decoding option beam_size must be at least 1, got {self.beam_size}")
-        for name in ("lm_weight", "word_bonus", "blank_penalty"):
+        if self.beam_size is not None and not (_is_whole(self.beam_size) and 1 <= self.beam_size <= MAX_BEAM):
+            raise ConfigError(f"decoding option beam_size: expected 1 to {MAX_BEAM}, got {self.beam_size!r}")
+        for name, (low, high) in WEIGHT_RANGES.items():
             value = getattr(self, name)
-            if value is not None and not math.isfinite(value):
-                raise ConfigError(f"decoding option {name} must be a finite number, got {value}")
+            if value is not None and not (_is_number(value) and low <= value <= high):  # also refuses nan
+                raise ConfigError(f"decoding option {name}: expected a number from {low:g} to {high:g}, got {value!r}")
+        if not (_is_number(self.min_phrase_confidence) and 0 <= self.min_phrase_confidence <= 1):
+            raise ConfigError(f"decoding option min_phrase_confidence: expected 0 to 1, got {self.min_phrase_confidence!r}")
+        if self.phrases is not None:
+            if isinstance(self.phrases, str) or not all(isinstance(p, str) for p in self.phrases):
+                raise ConfigError(f"decoding option phrases: expected a list of phrases (strings), got {self.phrases!r:.60}")
+            if not any(p.strip() for p in self.phrases):
+                raise ConfigError("decoding option phrases: no phrase given (every output would be rejected)")
         self.hotword_list()  # a malformed --hotwords fails here, once, before any model or audio is loaded
 
     def hotword_list(self) -> list[tuple[str, float]]:
+        """(text, boost) pairs from "word:boost,phrase", or from a list of texts and (text, boost) pairs."""
         if isinstance(self.hotwords, str):
-            return parse_hotwords(self.hotwords)
-        for text, boost in self.hotwords:
-            try:
-                finite = not isinstance(boost, bool) and math.isfinite(boost)
-            except TypeError:
-                finite = False
-            if not finite:
-                raise ConfigError(f"hotwords: boost of {text!r} must be a finite number, got {boost!r}")
-        return list(self.hotwords)
+            pairs = parse_hotwords(self.hotwords)
+        elif self.hotwords is None:
+            pairs = []
+        else:
+            pairs = [(item, DEFAULT_HOTWORD_BOOST) if isinstance(item, str) else item for item in self.hotwords]
+            if not all(isinstance(p, (tuple, list)) and len(p) == 2 and isinstance(p[0], str) for p in pairs):
+                raise ConfigError(f"hotwords: expected texts or (text, boost) pairs, got {self.hotwords!r:.60}")
+        for text, boost in pairs:
+            low, high = HOTWORD_BOOST_RANGE
+            if not (_is_number(boost) and low <= boost <= high):
+                raise ConfigError(f"hotwords: boost of {text!r}: expected a number from {low:g} to {high:g} "
+                                  f"(nats per character), got {boost!r}")
+        return [(text, float(boost)) for text, boost in pairs]
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def with_lm_defaults(options: DecodingOptions, model_meta: dict | None = None) -> DecodingOptions:
@@ -187,9 +212,7 @@ def parse_hotwords(spec: str) -> list[tuple[str, float]]:
             value = float(boost) if boost.strip() else DEFAULT_HOTWORD_BOOST
         except ValueError:
             raise ConfigError(f"--hotwords: boost of {text!r} must be a number, got {boost!r}") from None
-        if not math.isfinite(value):  # nan, inf, 1e400: a boost that swamps (or poisons) every score
-            raise ConfigError(f"--hotwords: boost of {text!r} must be a finite number, got {boost.strip()!r}")
-        out.append((text, value))
+        out.append((text, value))  # its range is checked with the other forms' (hotword_list)
     return out
 
 
@@ -267,6 +290,11 @@ class BeamSearchDecoder:
         self.body = [t.strip() for t in texts]
         self.lm_words = sorted(w for w in lm.vocab if not w.startswith("<")) if lm is not None else []
         self._penalties: dict[str, float] = {}  # partial word → unknown_penalty() or 0 (cached across calls)
+        for kind, texts in (("hotword", [t for t, _ in options.hotword_list()]), ("phrase", options.phrases or [])):
+            for text in texts:
+                unknown = tokenizer.unknown_chars(text)
+                if unknown:
+                    raise ConfigError(f"{kind} {text!r}: characters the model cannot spell: {''.join(sorted(unknown))!r}")
         hot = [(" ".join(tokenizer.normalize(text).split()), boost) for text, boost in options.hotword_list()]
         self.hot_boost: dict[str, float] = {}  # every prefix of every hotword → per-character bonus
         for text, boost in hot:

@@ -30,7 +30,7 @@ def normalize_english(text: str) -> str:
     number ("No. 5", not "I said no."), "St." is "saint" before a capitalised name and "street" otherwise,
     ordinals are spoken as ordinals ("21st" → "twenty first") and a sign before a number as "minus".
     """
-    text = unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'")
+    text = _fold_accents(unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'"))
     text = re.sub(r"\b[Nn][Oo]\.\s*(?=\d)", " number ", text)
     text = re.sub(r"\b(?:St|ST|st)\.(\s+[A-Z])?", lambda m: (" saint" if m.group(1) else " street ")
                   + (m.group(1) or ""), text)
@@ -42,6 +42,19 @@ def normalize_english(text: str) -> str:
     text = re.sub(r"[^a-z' ]+", " ", text)
     text = re.sub(r"(?<![a-z])'|'(?![a-z])", " ", text)  # quotes, not apostrophes
     return " ".join(text.split())
+
+
+def _fold_accents(text: str) -> str:
+    """"Café", "naïve", "förward" → "Cafe", "naive", "forward": English spells loanwords without accents."""
+    return unicodedata.normalize("NFC", "".join(c for c in unicodedata.normalize("NFD", text)
+                                                if not unicodedata.combining(c)))
+
+
+def unspellable_letters(text: str) -> set[str]:
+    """Letters that normalize_english cannot keep (中, ж, ß): it would turn them into word breaks, silently
+    dropping a word from a transcript, a hotword or a forced alignment."""
+    return {c for c in _fold_accents(unicodedata.normalize("NFKC", text))
+            if unicodedata.category(c).startswith("L") and not ("a" <= c.lower() <= "z")}
 
 
 def _ordinal_words(cardinal: str) -> str:
@@ -114,7 +127,8 @@ class CharTokenizer:
         return NORMALIZERS[self.normalizer](text)
 
     def unknown_chars(self, text: str) -> set[str]:
-        return {c for c in self.normalize(text) if c not in self._index}
+        lost = unspellable_letters(text) if self.normalizer == "english" else set()
+        return lost | {c for c in self.normalize(text) if c not in self._index}
 
     def encode(self, text: str) -> list[int]:
         """Normalise and encode; characters outside the alphabet are dropped (importers report them)."""
@@ -171,7 +185,8 @@ class BPETokenizer:
         return NORMALIZERS[self.normalizer](text)
 
     def unknown_chars(self, text: str) -> set[str]:
-        return {c for c in self.normalize(text).replace(" ", "") if c not in self._chars}
+        lost = unspellable_letters(text) if self.normalizer == "english" else set()
+        return lost | {c for c in self.normalize(text).replace(" ", "") if c not in self._chars}
 
     def encode(self, text: str) -> list[int]:
         return [i + 1 for i in self.sp.encode(self.normalize(text)) if i != self.sp.unk_id()]

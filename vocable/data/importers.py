@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from ..audio import audio_info
 from ..errors import DataError, VocableError
-from ..tokenizer import NORMALIZERS
+from ..tokenizer import NORMALIZERS, unspellable_letters
 from .manifest import Utterance, read_kaldi_dir
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus")
@@ -225,12 +225,10 @@ def clean_text(text: str, normalizer: str) -> tuple[str, str]:
     they are spoken ("percent"), but normalising would silently drop them from the transcript.
     """
     if normalizer == "english":
-        folded = unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'")
-        for ch in folded:
-            category = unicodedata.category(ch)
-            if (category.startswith("L") and not ("a" <= ch.lower() <= "z")) or category.startswith("S") \
-                    or ch in SPOKEN_PUNCTUATION:
-                return "", "characters outside the alphabet"
+        folded = unicodedata.normalize("NFKC", text)
+        if unspellable_letters(folded) or any(unicodedata.category(ch).startswith("S") or ch in SPOKEN_PUNCTUATION
+                                              for ch in folded):
+            return "", "characters outside the alphabet"
     normalised = NORMALIZERS[normalizer](text)
     if not normalised:
         return "", "empty text"
