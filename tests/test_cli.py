@@ -206,6 +206,8 @@ def run_main(capsys, *args) -> tuple[int, str, str]:
     (["data", "split", "--dev-fraction", "nan", "-o", "split", FSDD_FIXTURES], ["--dev-fraction", "nan"]),
     (["data", "import", "folder", FSDD_FIXTURES, "-o", "folder"], ["-o folder"]),
     (["export", "fsdd-digits", "-o", "x.onnx", "--tolerance", "nan"], ["--tolerance"]),
+    (["export", "fsdd-digits", "-o", "x.onnx", "--check", FSDD_FIXTURES, "--limit", "-3"], ["--limit", "-3"]),
+    (["export", "fsdd-digits", "-o", "x.onnx", "--check", FSDD_FIXTURES, "--threads", "-1"], ["--threads", "-1"]),
     (["data", "prepare", FSDD_FIXTURES, "-o", "sh", "--kind", "mfcc", "--n-mfcc", "0"], ["n_mfcc", "got 0"]),
     (["serve", "--port", "70000"], ["--port", "70000"]),
     (["serve", "--max-upload-mb", "nan"], ["--max-upload-mb"]),

@@ -450,6 +450,11 @@ def cmd_export(args) -> int:
         raise ConfigError(f"-o {args.output}: the exported file must end in .onnx")
     if args.tolerance is not None and not 0 < args.tolerance <= 1:  # also refuses nan, which passes any check
         raise ConfigError(f"--tolerance: expected a posterior difference above 0 and at most 1, got {args.tolerance}")
+    from .transcribe import MAX_THREADS
+    if args.limit < 0:  # checked before the export: it used to cut utterances off the end, or fail after writing
+        raise ConfigError(f"--limit: expected a count of utterances (0 = all), got {args.limit}")
+    if not 1 <= args.threads <= MAX_THREADS:
+        raise ConfigError(f"--threads: expected 1 to {MAX_THREADS}, got {args.threads}")
     audio = list(args.audio)
     if args.check and not audio:
         from .data.manifest import read_dataset

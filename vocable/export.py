@@ -289,10 +289,13 @@ def check_audio(sources: list) -> list[np.ndarray]:
 
 
 def _espeak(text: str) -> bytes:
-    done = subprocess.run(["espeak-ng", "--stdout", text], capture_output=True, timeout=60)
-    if done.returncode != 0 or not done.stdout:
-        raise ExportError(f"espeak-ng failed ({done.stderr.decode(errors='replace').strip()[:200]})")
-    return done.stdout
+    # to a file: the WAV header espeak-ng writes to a pipe declares a placeholder length (a file "cut short")
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "speech.wav"
+        done = subprocess.run(["espeak-ng", "-w", str(wav), text], capture_output=True, timeout=60)
+        if done.returncode != 0 or not wav.is_file() or not wav.stat().st_size:
+            raise ExportError(f"espeak-ng failed ({done.stderr.decode(errors='replace').strip()[:200]})")
+        return wav.read_bytes()
 
 
 def compare(loaded: LoadedModel, exported: Recognizer, audio: list[np.ndarray]) -> Comparison:
