@@ -104,3 +104,19 @@ def test_array_layout_rate_and_directory_errors(tmp_path):
     with pytest.raises(AudioError) as info:
         load_audio(b"not audio at all", name="upload.wav")
     assert str(info.value).startswith("upload.wav: not a readable audio file") and "BytesIO" not in str(info.value)
+
+
+def test_array_inputs_of_every_kind():
+    """Unsigned samples are centred (silence is mid-scale: 8-bit WAV's 128 read as +0.5 offset before);
+    lists of samples are arrays; no samples is "empty"; other types are one AudioError, not a TypeError."""
+    t = np.arange(16000) / 16000
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    unsigned = np.round((tone + 1) * 127.5).astype(np.uint8)
+    loaded = load_audio(unsigned)
+    assert abs(float(loaded.mean())) < 0.01 and np.abs(loaded - tone).max() < 0.01
+    assert np.array_equal(load_audio(list(tone)), tone)
+    with pytest.raises(AudioError, match="audio is empty"):
+        load_audio(np.zeros((0, 2), np.float32))
+    for junk in (None, 5, np.array(["a", "b"])):
+        with pytest.raises(AudioError, match="expected"):
+            load_audio(junk)

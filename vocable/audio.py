@@ -38,6 +38,11 @@ def load_audio(source: AudioInput, sample_rate: int = SAMPLE_RATE, source_rate: 
     rate; default 16 kHz). Multi-channel audio is mixed down to mono.
     Raises AudioError naming the file when it is missing, unreadable, empty or not audio.
     """
+    if isinstance(source, (list, tuple)):  # samples as a Python list
+        source = np.asarray(source, dtype=np.float32)
+    if not isinstance(source, (str, os.PathLike, bytes, bytearray, np.ndarray)):
+        raise AudioError(f"{name or 'audio'}: expected a file path, a file's bytes or an array of samples, "
+                         f"got {type(source).__name__}")
     if source_rate is not None and not (isinstance(source_rate, (int, np.integer)) and source_rate > 0):
         raise AudioError(f"{name or 'audio'}: sample rate must be a positive whole number of Hz, got {source_rate!r}")
     if isinstance(source, np.ndarray):
@@ -145,12 +150,19 @@ def _too_long(label: str, seconds: float) -> AudioError:
 
 
 def _from_array(array: np.ndarray, label: str) -> np.ndarray:
+    if array.size == 0:
+        return np.zeros(0, np.float32)  # load_audio says it is empty
     if array.ndim == 2:  # (samples, channels) as soundfile returns, or (channels, samples): fewer channels
         array = array.mean(axis=1) if array.shape[1] <= array.shape[0] else array.mean(axis=0)
     if array.ndim != 1:
         raise AudioError(f"{label}: expected a 1-D or 2-D audio array, got shape {array.shape}")
-    if np.issubdtype(array.dtype, np.integer):
+    if np.issubdtype(array.dtype, np.unsignedinteger):  # silence is mid-scale (128 for 8-bit WAV's samples)
+        middle = (float(np.iinfo(array.dtype).max) + 1) / 2
+        array = (array.astype(np.float64) - middle) / middle
+    elif np.issubdtype(array.dtype, np.integer):
         array = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
+    elif not np.issubdtype(array.dtype, np.floating):
+        raise AudioError(f"{label}: expected numeric samples, got an array of {array.dtype}")
     return array.astype(np.float32)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, AudioInput, load_audio
 from .decoding import NEG, Decoder, DecodingOptions, Hypothesis, PhraseMatch, Word
-from .errors import AudioError, ConfigError
+from .errors import AudioError, ConfigError, DataError
 from .features_np import HOP_LENGTH, SUBSAMPLING, pad_batch
 
 FRAME_SECONDS = HOP_LENGTH * SUBSAMPLING / SAMPLE_RATE  # 0.04 s per model output frame
@@ -148,6 +148,8 @@ class Recognizer:
     def align(self, audio: AudioInput, text: str, sample_rate: int | None = None) -> Result:
         """Forced alignment: word times and confidences of a known transcript (CTC Viterbi)."""
         from .decoding import force_align
+        if not isinstance(text, str):
+            raise DataError(f"transcript: expected text, got {type(text).__name__}")
         samples = load_audio(audio, source_rate=sample_rate)
         return self._result(samples, force_align(self.log_probs(samples), text, self.tokenizer, FRAME_SECONDS, samples))
 
