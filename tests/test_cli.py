@@ -194,6 +194,7 @@ def run_main(capsys, *args) -> tuple[int, str, str]:
 @pytest.mark.parametrize("args, fragments", [
     (["transcribe", "--model", "fsdd-digits", "--phrases", "binary.txt", "a.flac"], ["--phrases binary.txt", "UTF-8"]),
     (["transcribe", "--model", "fsdd-digits", "folder"], ["folder: a directory"]),
+    (["transcribe", "--model", "fsdd-digits", "--format", "vtt", "a.flac", "a.flac"], ["--format vtt", "--output-dir"]),
     (["transcribe", "--model", "fsdd-digits", "--output-dir", "binary.txt", "a.flac"], ["--output-dir binary.txt"]),
     (["transcribe", "--model", "fsdd-digits", "--threads", "100000", "a.flac"], ["threads", "100000"]),
     (["evaluate", "binary.txt"], ["binary.txt", "UTF-8"]),

@@ -91,6 +91,10 @@ def cmd_transcribe(args) -> int:
     from .transcribe import LONG_AUDIO_SECONDS, check_one_pass, load
     if args.output_dir:
         check_output_names(args.files, args.format, args.output_dir)
+    elif args.format in ("srt", "vtt") and len(args.files) > 1:  # one subtitle file per input: stdout holds one
+        from .errors import ConfigError
+        raise ConfigError(f"--format {args.format} with {len(args.files)} files: give --output-dir to write one "
+                          f"subtitle file for each (on standard output they would run together)")
     options = decoding_options(args)
     recognizer = load(args.model, threads=args.threads)  # a .onnx model runs on onnxruntime, without torch
     failed, size = 0, max(1, args.batch_size)
