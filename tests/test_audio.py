@@ -1,4 +1,5 @@
 import io
+import os
 
 import numpy as np
 import pytest
@@ -120,3 +121,22 @@ def test_array_inputs_of_every_kind():
     for junk in (None, 5, np.array(["a", "b"])):
         with pytest.raises(AudioError, match="expected"):
             load_audio(junk)
+
+
+def test_over_six_hours_is_refused_from_the_header(tmp_path):
+    """A header declaring 7 h is refused before decoding, whole (load_audio) or block by block (the VAD's
+    reader, which every file over 30 s takes): it decoded for minutes before."""
+    import struct
+
+    import vocable
+    from vocable.vad import stream_audio
+    rate, seconds = 8000, 7 * 3600
+    size = rate * seconds  # 8-bit mono: one byte a sample
+    header = (b"RIFF" + struct.pack("<I", 36 + size) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate, 1, 8)
+              + b"data" + struct.pack("<I", size))
+    path = tmp_path / "seven-hours.wav"
+    path.write_bytes(header)
+    os.truncate(path, len(header) + size)  # sparse: 200 MB of silence that takes no disk until read
+    for read in (load_audio, lambda p: next(stream_audio(p)), vocable.load("fsdd-digits").transcribe):
+        with pytest.raises(AudioError, match=r"seven-hours.wav: audio is 7.0 h long; the limit is 6 h"):
+            read(path)

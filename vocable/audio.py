@@ -79,7 +79,7 @@ def over_scale_gain(peak: float, label: str) -> float:
 
 def open_audio(file, label: str) -> sf.SoundFile:
     """A file (path or file object) opened for reading by blocks, refused with one AudioError when it is
-    not audio or its header gives no length. The caller closes it (a `with` block)."""
+    not audio, or its header gives no length or one over MAX_DURATION. The caller closes it (`with`)."""
     try:
         f = sf.SoundFile(file)
     except Exception as e:  # soundfile raises several types for bad files
@@ -88,6 +88,9 @@ def open_audio(file, label: str) -> sf.SoundFile:
         f.close()
         raise AudioError(f"{label}: the header does not say how long the audio is (a FLAC written to a "
                          f"pipe?); write it to a file first, e.g. ffmpeg -i IN OUT.wav")
+    if f.frames / f.samplerate > MAX_DURATION:  # refused from the header, before decoding
+        f.close()
+        raise _too_long(label, f.frames / f.samplerate)
     return f
 
 
@@ -134,8 +137,6 @@ def _decode(file, label: str) -> tuple[np.ndarray, int]:
     """Mono samples and rate, read a block at a time: memory is the mono result's, whatever the channels."""
     try:
         with open_audio(file, label) as f:
-            if f.frames / f.samplerate > MAX_DURATION:  # refused from the header, before decoding
-                raise _too_long(label, f.frames / f.samplerate)
             blocks = [b.mean(axis=1) for b in f.blocks(DECODE_BLOCK, dtype="float32", always_2d=True)]
             warn_if_cut_short(f, label)
             return (np.concatenate(blocks) if blocks else np.zeros(0, np.float32)), f.samplerate
