@@ -35,6 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from vocable.errors import run_script  # noqa: E402
 SHARED = ROOT.parent / "shared" / "data"
 DEFAULT_SETS = {"librivox-clips": SHARED / "librivox-clips", "alsa-prompts": SHARED / "alsa-prompts",
                 "fsdd-test": SHARED / "fsdd" / "test"}
@@ -259,15 +260,21 @@ def random_model(config_path: str, workdir: Path) -> str:
     return str(path)
 
 
-def export_models(model: str, workdir: Path, check: list[str]) -> dict[str, Path]:
+def export_models(model: str, workdir: Path, check: list[str], engines: list[str]) -> tuple[dict, dict]:
+    """The model file of each engine asked for, and why an export failed (its rows then say so; the other
+    engines still run): ({kind: path}, {kind: reason})."""
+    from vocable.errors import VocableError
     from vocable.export import ExportOptions, export_model
     from vocable.modelfile import resolve_model_path
-    paths = {"vocable-torch": resolve_model_path(model)}
+    paths, failures = {"vocable-torch": resolve_model_path(model)}, {}
     for kind, int8 in (("vocable-onnx-fp32", False), ("vocable-onnx-int8", True)):
-        out = workdir / f"model-{'int8' if int8 else 'fp32'}.onnx"
-        export_model(paths["vocable-torch"], out, ExportOptions(int8=int8, audio=check))
-        paths[kind] = out
-    return paths
+        paths[kind] = workdir / f"model-{'int8' if int8 else 'fp32'}.onnx"
+        if kind in engines:
+            try:
+                export_model(paths["vocable-torch"], paths[kind], ExportOptions(int8=int8, audio=check))
+            except VocableError as e:  # e.g. int8 posteriors beyond the export's tolerance on this data
+                failures[kind] = f"export refused: {e}"
+    return paths, failures
 
 
 def plan(paths: dict, thread_counts: list[int], engines: list[str], peer_cores: list[str]) -> list[dict]:
@@ -385,6 +392,12 @@ def main() -> None:
     if args.worker:
         return worker(args)
 
+    if any("=" not in item for item in args.dataset):
+        sys.exit(f"--dataset: expected NAME=PATH, got {next(i for i in args.dataset if '=' not in i)!r}")
+    if args.fsdd_subset < 1:
+        sys.exit(f"--fsdd-subset: expected a number of utterances >= 1, got {args.fsdd_subset}")
+    if not os.access(args.runtime_python, os.X_OK):
+        sys.exit(f"--runtime-python {args.runtime_python}: not an executable Python")
     sets = dict(item.split("=", 1) for item in args.dataset) if args.dataset else \
         {k: v for k, v in DEFAULT_SETS.items() if v.exists()}
     if not sets:
@@ -396,13 +409,16 @@ def main() -> None:
         workdir = Path(tmp)
         files = prepare_data({k: Path(v) for k, v in sets.items()}, workdir, args.fsdd_subset)
         model = random_model(args.random_from, workdir) if args.random_from else args.model
-        paths = export_models(model, workdir, [f["path"] for f in files[:: max(1, len(files) // 16)]])
+        paths, export_failures = export_models(model, workdir, [f["path"] for f in files[:: max(1, len(files) // 16)]],
+                                               args.engines)
         runs = plan(paths, args.threads, args.engines, args.peer_cores)
         short = min(files, key=lambda f: abs(f["duration"] - 2.0))["path"]  # a ~2 s clip for cold starts
         rows = []
         for run in tqdm(runs, desc="engines", unit="run"):
             python = args.runtime_python if run["kind"].startswith("vocable-onnx") else sys.executable
             try:
+                if run["kind"] in export_failures:
+                    raise WorkerFailed(export_failures[run["kind"]])
                 measured = measure(run, files, workdir, python, args.moonshine_batch)
             except WorkerFailed as failure:
                 rows.append({**run_fields(run), "failed": str(failure)})
@@ -432,4 +448,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from vocable.errors import run_script
 from vocable.config import AugmentConfig
 from vocable.data.augment import build_augmenter
 from vocable.data.loader import SpeechDataset, bucket_batches, collate
@@ -106,4 +107,4 @@ def main() -> None:
           "share the same cores.")
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vocable.errors import run_script  # noqa: E402
 from compare_peers import ROOT, SHARED, describe_machine, machine_info
 
 DEV_MANIFEST = ROOT / "recipes" / "en_default" / "data" / "so762-dev.jsonl"
@@ -374,4 +375,4 @@ def _bundled_english() -> bool:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

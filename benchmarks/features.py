@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vocable.errors import run_script  # noqa: E402
 from compare_peers import ROOT, SHARED, describe_machine, machine_info, write_report  # noqa: E402
 
 LENGTHS = (1.0, 10.0, 60.0)  # seconds of audio per call
@@ -165,4 +166,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vocable.errors import run_script  # noqa: E402
 from compare_peers import NO_TORCH, ROOT, cold_start, describe_machine, dir_mb, machine_info, random_model, write_report  # noqa: E402
 from features import speech  # noqa: E402
 
@@ -166,4 +167,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

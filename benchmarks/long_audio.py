@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vocable.errors import run_script  # noqa: E402
 from compare_peers import ROOT, SHARED, describe_machine, machine_info
 
 RATE = 16000
@@ -161,4 +162,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -26,6 +26,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vocable.errors import run_script  # noqa: E402
 from streaming import FSDD_TEST, GAP, build_streams, machine  # noqa: E402
 
 from vocable.server.launch import launched_server  # noqa: E402
@@ -173,4 +174,4 @@ def measure(base: str, pid: int, audio: np.ndarray, truth: list, upload: bytes, 
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

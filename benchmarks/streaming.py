@@ -24,6 +24,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from vocable.errors import run_script  # noqa: E402
 
 from vocable.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from vocable.data.manifest import read_kaldi_dir  # noqa: E402
@@ -156,4 +157,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

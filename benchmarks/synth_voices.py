@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vocable.errors import run_script
 from vocable.audio import load_audio
 from vocable.data.synth import list_voices, synthesize_corpus
 from vocable.evaluate import wer
@@ -85,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

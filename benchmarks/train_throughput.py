@@ -18,6 +18,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from vocable.errors import run_script  # noqa: E402
 from compare_peers import describe_machine, machine_info  # noqa: E402
 
 BATCH, SECONDS = 8, 10.0  # 80 s of audio per step
@@ -87,4 +88,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -41,3 +41,21 @@ def test_a_failed_engine_is_a_row_of_the_table():
     assert "moonshine 1 core: failed, moonshine: crashed with SIGILL" in rows[1]
     assert "25.0 % (10.0 %)" in rows[0]
     assert not any(line.startswith("Moonshine grew") for line in table)  # no growth figure from a run that died
+
+
+def test_a_refused_export_fails_its_engine_only(tmp_path, monkeypatch):
+    """The int8 export's check refused on some data and the whole comparison died with a traceback: now
+    only engines asked for are exported, and a refused export is that engine's failure reason."""
+    import vocable.export
+    from vocable.export import ExportError
+    exported = []
+
+    def fake_export(model, out, options):
+        exported.append(options.int8)
+        if options.int8:
+            raise ExportError(f"{out}: not written: posteriors differ by up to 0.44 (tolerance 0.2)")
+
+    monkeypatch.setattr(vocable.export, "export_model", fake_export)
+    paths, failures = peers.export_models("fsdd-digits", tmp_path, [], ["vocable-torch", "vocable-onnx-int8"])
+    assert exported == [True] and set(failures) == {"vocable-onnx-int8"}
+    assert "posteriors differ" in failures["vocable-onnx-int8"] and paths["vocable-torch"].is_file()

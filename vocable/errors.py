@@ -23,3 +23,16 @@ class ModelError(VocableError):
 
 class AudioWarning(UserWarning):
     """Audio that can be read but not all of it (a file cut short): transcribed, and the user told."""
+
+
+def run_script(main, *args) -> None:
+    """Run a script's main() (benchmarks/, recipes/, scripts/) as the CLI runs its commands: bad input
+    (a VocableError, a missing file) is one line on stderr and exit status 2, never a traceback."""
+    import sys
+    try:
+        result = main(*args)
+    except VocableError as e:
+        sys.exit(f"{sys.argv[0].rsplit('/', 1)[-1]}: error: {e}")
+    except OSError as e:
+        sys.exit(f"{sys.argv[0].rsplit('/', 1)[-1]}: error: {e.filename or ''}: {e.strerror or e}")
+    sys.exit(result if isinstance(result, int) else 0)
