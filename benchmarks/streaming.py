@@ -2,7 +2,8 @@
 
     python benchmarks/streaming.py [--model fsdd-digits] [--model fsdd-digits-streaming] [--chunks 80,160,320]
 
-Data: FSDD's test takes (0-4 of every digit and speaker, ../shared/data/fsdd/test), joined GROUP at a
+Data: FSDD's test takes (takes 0-4 of every digit and speaker, ../shared/data/fsdd/test; --limit of them
+drawn with a fixed seed across digits and speakers), joined GROUP at a
 time into streams with GAP seconds of silence between digits, so each digit is one utterance whose
 start and end in the stream are known (FSDD clips are trimmed to the word).
 
@@ -16,6 +17,7 @@ non-speech has passed: that wait is part of the figure and is printed with it.
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import time
 from pathlib import Path
@@ -43,9 +45,19 @@ def machine() -> str:
     return describe_machine(machine_info())
 
 
+def chunk_sizes(text: str) -> list[int]:
+    """"80,160,320" → [80, 160, 320] (argparse turns the ValueError into a one-line usage error)."""
+    sizes = [int(c) for c in text.split(",")]
+    if any(size <= 0 for size in sizes):
+        raise ValueError(text)
+    return sizes
+
+
 def build_streams(limit: int):
-    """[(audio, [(text, start s, end s), ...])] from FSDD's test takes."""
-    utterances = sorted(read_kaldi_dir(FSDD_TEST), key=lambda u: u.id)[:limit]
+    """[(audio, [(text, start s, end s), ...])] from `limit` of FSDD's test takes, drawn (seeded) across
+    every digit and speaker: the first `limit` by id were the digits zero to four only."""
+    utterances = sorted(read_kaldi_dir(FSDD_TEST), key=lambda u: u.id)
+    utterances = random.Random(0).sample(utterances, min(limit, len(utterances)))
     silence = np.zeros(int(GAP * SAMPLE_RATE), np.float32)
     streams = []
     for i in range(0, len(utterances), GROUP):
@@ -122,11 +134,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", help="model name or file (repeatable; default: fsdd-digits "
                                                          "and fsdd-digits-streaming when bundled)")
-    parser.add_argument("--chunks", default="80,160,320", help="chunk sizes in ms")
+    parser.add_argument("--chunks", type=chunk_sizes, default="80,160,320", help="chunk sizes in ms")
     parser.add_argument("--limit", type=int, default=150, help="FSDD test clips to use (default: %(default)s)")
     parser.add_argument("--endpoint", type=float, default=StreamOptions().endpoint_silence)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    if args.limit < GROUP:
+        parser.error(f"--limit: at least {GROUP} clips (one stream)")
     import torch
     torch.set_num_threads(args.threads)
     if not FSDD_TEST.is_dir():
@@ -147,7 +161,7 @@ def main():
         engine = Streamer(recognizer, options=options).engine_kind
         print(f"{Path(recognizer.loaded.path).name:<30} {'offline':<11} {'-':>5} {'':>7} {'':>17} {'':>14} "
               f"{offline_error(recognizer, streams):9.1%}   (each clip alone, no VAD)", flush=True)
-        for chunk_ms in [int(c) for c in args.chunks.split(",")]:
+        for chunk_ms in args.chunks:
             r = run(recognizer, streams, chunk_ms, options)
             print(f"{Path(recognizer.loaded.path).name:<30} {engine:<11} {chunk_ms:>5} {r['rtf']:7.4f} "
                   f"{percentiles(r['first_partial']):>17} {percentiles(r['final']):>14} "

@@ -47,6 +47,16 @@ def main() -> None:
             meta[key] = value
     if meta.get("lm") == "none":
         meta.pop("lm")
+    from vocable.checks import FieldError, check_model_meta
+    from vocable.decoding import DecodingOptions
+    from vocable.lm import resolve_lm
+    try:  # the decoding it will ship with must work: checked as loading and decoding will check it
+        check_model_meta(meta)
+        DecodingOptions(lm_weight=meta.get("lm_weight"), word_bonus=meta.get("word_bonus"),
+                        blank_penalty=meta.get("blank_penalty"), beam_size=meta.get("beam_size"))
+        resolve_lm(meta.get("lm"))
+    except (FieldError, VocableError) as e:
+        sys.exit(f"bundle_model: {e}")
     out = (args.assets or BUNDLED_DIR) / (args.name + SUFFIX)
     save_model(out, loaded.model, loaded.model_config, loaded.features, loaded.tokenizer, meta, half=True)
     size_mb = out.stat().st_size / 1e6

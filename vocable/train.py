@@ -303,6 +303,8 @@ def end_epoch(out: Path, model, config: TrainConfig, tokenizer, dev_set: DevSet,
 
 def average_epochs(out: Path, last: int) -> dict:
     paths = sorted(out.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))[-max(1, last):]
+    if not paths:  # a run stopped within its first epoch
+        raise DataError(f"{out}: no epoch-*.pt checkpoints to average (the run ended before its first epoch)")
     return average_states([torch.load(p, map_location="cpu", weights_only=True) for p in paths])
 
 

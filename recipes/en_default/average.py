@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from vocable.errors import VocableError
+from vocable.errors import run_script
 from vocable.modelfile import LoadedModel, load_model_file, save_model
 from vocable.train import average_epochs, average_states
 
@@ -54,7 +54,4 @@ def save_derived(path: Path, start: LoadedModel, model, model_config, extra: dic
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (VocableError, OSError) as error:  # a missing or broken model file: one line, not a traceback
-        sys.exit(f"error: {error}")
+    run_script(main)

@@ -16,7 +16,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from vocable.errors import VocableError
+from vocable.errors import run_script
 from vocable.modelfile import load_model_file
 from vocable.models import build_model
 from vocable.models.conformer import Conformer, deepened
@@ -44,11 +44,9 @@ def main() -> None:
         missing, unexpected = model.load_state_dict(start.model.float().state_dict(), strict=False)
         assert not unexpected and all(name.startswith("condition.") for name in missing), (missing, unexpected)
     save_derived(args.output, start, model, config, {"grown_from": str(args.model)}, half=False)
-    print(f"wrote {args.output}: {config.n_layers} blocks, self-conditioned after block {config.self_condition}")
+    conditioned = f", self-conditioned after block {config.self_condition}" if config.self_condition else ""
+    print(f"wrote {args.output}: {config.n_layers} blocks{conditioned}")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (VocableError, OSError) as error:  # a missing or broken model file: one line, not a traceback
-        sys.exit(f"error: {error}")
+    run_script(main)

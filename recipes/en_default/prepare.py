@@ -12,6 +12,7 @@ import argparse
 import random
 from pathlib import Path
 
+from vocable.errors import run_script
 from vocable.data import read_kaldi_dir, write_manifest
 from vocable.data.loader import fill_durations
 from vocable.tokenizer import normalize_english
@@ -82,4 +83,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -20,10 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import threading
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from vocable.errors import run_script
 import vocable
 from vocable.decoding import DecodingOptions
 from vocable.evaluate import evaluate_dataset
@@ -149,6 +151,7 @@ def main() -> None:
         base = vocable.load(args.model)
         recognizer = Recognizer(base.loaded, engine=AdaptingEngine(base, args.lr, args.steps,
                                                                    MEASURED_DECODING if args.pseudo else None))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # before the work, so none of it is lost
     options = DecodingOptions(lm="none") if args.greedy else MEASURED_DECODING
     summary = evaluate_dataset(recognizer, read_manifest(args.manifest),
                                transcribe=lambda audio: recognizer.transcribe(audio, options=options).text)
@@ -162,4 +165,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -94,6 +94,12 @@ def main() -> None:
     from vocable.lm import resolve_lm
     from vocable.tokenizer import normalize_english
 
+    args.output.parent.mkdir(parents=True, exist_ok=True)  # before the work, so none of it is lost
+    for beam in args.beams:  # every grid point's options and the LM are checked before the acoustic pass
+        DecodingOptions(lm=args.lm, lm_weight=max(args.weights), word_bonus=max(args.bonuses),
+                        blank_penalty=max(args.blank_penalties), beam_size=beam)
+    DecodingOptions(lm_weight=min(args.weights), word_bonus=min(args.bonuses), blank_penalty=min(args.blank_penalties))
+    resolve_lm(args.lm)  # loaded once (cached): no grid point is charged for it
     recognizer = vocable.load(args.model, threads=1)
     if args.adapt:
         from test_time import AdaptingEngine
@@ -102,7 +108,6 @@ def main() -> None:
     refs = [normalize_english(u.text) for u in utterances]
     log_probs = [recognizer.log_probs(load_audio(u.audio))
                  for u in tqdm(utterances, desc="acoustic model", unit="utt")]
-    resolve_lm(args.lm)  # load once (cached), so the first grid point is not charged for it
 
     def utterance_errors(options: DecodingOptions) -> list[tuple[int, int]]:
         return [word_errors(ref, recognizer.decode(lp, options=options).text) for ref, lp in zip(refs, log_probs)]

@@ -8,6 +8,7 @@ heldout.jsonl every take of the --holdout speaker (unseen voice), when one is gi
 import argparse
 from pathlib import Path
 
+from vocable.errors import run_script
 from vocable.data import read_kaldi_dir, write_manifest
 from vocable.data.loader import fill_durations
 
@@ -22,6 +23,9 @@ def main():
     args = parser.parse_args()
     root, out = Path(args.fsdd), Path(args.out)
     train, test = read_kaldi_dir(root / "train"), read_kaldi_dir(root / "test")
+    speakers = sorted({u.speaker for u in train + test})
+    if args.holdout and args.holdout not in speakers:  # a typo would hold out nobody and train on everyone
+        parser.error(f"--holdout {args.holdout}: no such speaker (FSDD has {', '.join(speakers)})")
     fill_durations(train + test)
     write_manifest(out / "train.jsonl", [u for u in train if u.speaker != args.holdout])
     write_manifest(out / "dev.jsonl", [u for u in test if u.speaker != args.holdout])
@@ -31,4 +35,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)
