@@ -33,9 +33,18 @@ REPEATS = 20  # timed calls after the first (fewer for long clips)
 IMPLEMENTATIONS = ("vocable-numpy", "vocable-torch", "librosa", "kaldi-native-fbank")
 
 
+SPEECH_CLIP = SHARED / "librivox-clips" / "librivox" / "sense_and_sensibility_01_austen_64kb-0870.wav"
+
+
+def speech_source() -> str:
+    """What speech() returns, for a table's data line."""
+    return (f"a LibriVox sentence ({SPEECH_CLIP.name}) looped to length" if SPEECH_CLIP.exists()
+            else "white noise (the shared LibriVox clip is not on this machine)")
+
+
 def speech(seconds: float) -> np.ndarray:
-    """Real speech (a LibriVox clip, looped) or, without the shared data, noise."""
-    clip = SHARED / "librivox-clips" / "librivox" / "sense_and_sensibility_01_austen_64kb-0870.wav"
+    """Real speech (a LibriVox clip, looped) or, without the shared data, noise: see speech_source()."""
+    clip = SPEECH_CLIP
     n = int(seconds * 16000)
     if clip.exists():
         import soundfile as sf
@@ -159,9 +168,7 @@ def main() -> None:
         else:
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"{name}: done", file=sys.stderr)
-    clip = SHARED / "librivox-clips"
-    report = {"machine": machine_info(), "python": args.python, "rows": rows,
-              "audio": "a LibriVox sentence looped to length" if clip.exists() else "white noise"}
+    report = {"machine": machine_info(), "python": args.python, "rows": rows, "audio": speech_source()}
     write_report(args.out, report, markdown)
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vocable.errors import run_script  # noqa: E402
 from compare_peers import NO_TORCH, ROOT, cold_start, describe_machine, dir_mb, machine_info, random_model, write_report  # noqa: E402
-from features import speech  # noqa: E402
+from features import speech, speech_source  # noqa: E402
 
 LENGTHS = (2.0, 10.0, 30.0)  # seconds per clip
 BATCH = 8  # clips per call in the batched rows
@@ -94,6 +94,7 @@ def markdown(report: dict) -> str:
              f"Model: `{m['path']}` ({m['arch']}, {m['parameters'] / 1e6:.2f} M parameters"
              f"{', random weights: speed only' if m['random'] else ''}); sizes: " +
              ", ".join(f"{k} {v:.1f} MB" for k, v in m["sizes_mb"].items()) + "  ",
+             f"Audio: {report.get('audio', 'not recorded')}  ",
              "Real-time factor (processing s / audio s), median of repeats; each engine × threads in a fresh "
              "process pinned to that many cores.", "",
              "| engine | threads | " + " | ".join(f"{s:g} s: log-probs / transcribe / batch {BATCH}"
@@ -129,8 +130,12 @@ def main() -> None:
         return
     from tqdm import tqdm
 
-    from vocable.modelfile import load_model_file
+    from vocable.modelfile import load_model_file, resolve_model_path
     from vocable.models import count_parameters
+    if args.runtime_venv and not os.access(Path(args.runtime_venv) / "bin" / "python", os.X_OK):
+        sys.exit(f"--runtime-venv {args.runtime_venv}: no bin/python there (make one with python -m venv)")
+    if not args.random_from:
+        resolve_model_path(args.model)  # a wrong name is one line now, not after the exports
     info = machine_info()
     with tempfile.TemporaryDirectory(prefix="vocable-inference-") as tmp:
         workdir = Path(tmp)
@@ -146,7 +151,7 @@ def main() -> None:
                 done = subprocess.run([sys.executable, "-c", code, "--repeats", str(args.repeats), "--worker", kind,
                                        path, str(threads)], capture_output=True, text=True, env=env)
                 if done.returncode != 0:
-                    raise RuntimeError(f"{kind} worker failed: {done.stderr[-800:]}")
+                    sys.exit(f"{kind} worker failed: {done.stderr.strip()[-800:]}")
                 runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
         runtime = None
         if args.runtime_venv:
@@ -162,7 +167,7 @@ def main() -> None:
                             "arch": loaded.model_config.arch, "parameters": count_parameters(loaded.model),
                             "random": bool(args.random_from),
                             "sizes_mb": {k: Path(v).stat().st_size / 1e6 for k, v in paths.items()}},
-                  "runs": runs, "runtime": runtime}
+                  "runs": runs, "runtime": runtime, "audio": speech_source()}
     write_report(args.out, report, markdown)
 
 

@@ -51,6 +51,13 @@ print(f"MAXRSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", file=sys.s
 """
 
 
+def clips_source(english: bool) -> str:
+    """Which speech speech_clips(english) returns, for the tables' data lines."""
+    if english and (SHARED / "speechocean762-train").exists():
+        return "every 50th speechocean762-train clip"
+    return f"the FSDD digit fixtures ({FSDD})"
+
+
 def speech_clips(english: bool) -> list[np.ndarray]:
     from vocable.audio import load_audio
     so = SHARED / "speechocean762-train"
@@ -89,7 +96,7 @@ def memory_table(model: str, minutes_list: list[float], workdir: Path) -> list[s
     import vocable
     english = not vocable.load(model).tokenizer.unknown_chars("the quick brown fox jumps over a lazy dog")
     clips = speech_clips(english)
-    rows = ["| audio | utterances placed | words out | peak RSS transcribing | wall time | peak RSS load_audio only |",
+    rows = [f"Speech: {clips_source(english)}.\n", "| audio | utterances placed | words out | peak RSS transcribing | wall time | peak RSS load_audio only |",
             "|---|---|---|---|---|---|"]
     for minutes in minutes_list:
         path = workdir / f"{minutes:g}min.flac"
@@ -151,7 +158,11 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "long_audio.md")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    lines = ["# Long audio benchmark\n", f"Machine: {describe_machine(machine_info())}; one thread.\n"]
+    if not args.vad_only:
+        from vocable.modelfile import resolve_model_path
+        resolve_model_path(args.model)  # a wrong name is one line before the VAD work, not a traceback after
+    lines = ["# Long audio benchmark\n", f"Machine: {describe_machine(machine_info())}; one thread.  ",
+             f"Speech (VAD table): {clips_source(True)}, placed in faint noise (see write_file).\n"]
     lines += ["## VAD backends\n"] + vad_table()
     if not args.vad_only:
         lines += ["", f"## Memory (model {args.model})\n"] + memory_table(args.model, args.minutes, args.workdir)

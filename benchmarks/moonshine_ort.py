@@ -91,7 +91,18 @@ class MoonshineOrt:
         return text.replace(WORD_START, " ").strip()
 
 
-if __name__ == "__main__":
+def main() -> None:
+    import argparse
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("wavs", nargs="+", metavar="WAV", help="16 kHz audio files")
+    args = parser.parse_args()
+    missing = [w for w in args.wavs if not Path(w).is_file()]
+    if missing:
+        parser.error(f"{missing[0]}: no such file")
     model = MoonshineOrt(threads=1)
-    for wav in sys.argv[1:]:
+    for wav in args.wavs:
         print(model.transcribe_wav(wav))
+
+
+if __name__ == "__main__":
+    main()

@@ -50,7 +50,10 @@ def main() -> None:
     args = parser.parse_args()
     if not Path(args.text).is_file():
         raise SystemExit(f"{args.text}: no such text file (give --text)")
-    from pocketsphinx import Decoder
+    try:
+        from pocketsphinx import Decoder
+    except ImportError:
+        raise SystemExit("synth_voices.py scores intelligibility with pocketsphinx: pip install pocketsphinx") from None
     decoder = Decoder(loglevel="FATAL")
 
     engines = sorted({v.engine for v in list_voices()})

@@ -67,6 +67,8 @@ def main():
     parser.add_argument("--arch", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration as JSON
     args = parser.parse_args()
+    if args.steps < 1 or any(t < 1 for t in args.threads):
+        parser.error("--steps and --threads: at least 1")
     if args.one:
         name, threads, precision = args.one.split(",")
         print(json.dumps(run_one(name, int(threads), args.steps, precision)))
