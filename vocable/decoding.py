@@ -143,10 +143,12 @@ class DecodingOptions:
             if value is not None and not (_is_number(value) and low <= value <= high):  # also refuses nan
                 raise ConfigError(f"decoding option {name}: expected a number from {low:g} to {high:g}, got {value!r}")
         if not (_is_number(self.min_phrase_confidence) and 0 <= self.min_phrase_confidence <= 1):
-            raise ConfigError(f"decoding option min_phrase_confidence: expected 0 to 1, got {self.min_phrase_confidence!r}")
+            raise ConfigError(f"decoding option min_phrase_confidence: expected 0 to 1, "
+                              f"got {self.min_phrase_confidence!r}")
         if self.phrases is not None:
             if isinstance(self.phrases, str) or not all(isinstance(p, str) for p in self.phrases):
-                raise ConfigError(f"decoding option phrases: expected a list of phrases (strings), got {self.phrases!r:.60}")
+                raise ConfigError(f"decoding option phrases: expected a list of phrases (strings), "
+                                  f"got {self.phrases!r:.60}")
             if not any(p.strip() for p in self.phrases):
                 raise ConfigError("decoding option phrases: no phrase given (every output would be rejected)")
         self.hotword_list()  # a malformed --hotwords fails here, once, before any model or audio is loaded
@@ -294,7 +296,8 @@ class BeamSearchDecoder:
             for text in texts:
                 unknown = tokenizer.unknown_chars(text)
                 if unknown:
-                    raise ConfigError(f"{kind} {text!r}: characters the model cannot spell: {''.join(sorted(unknown))!r}")
+                    raise ConfigError(f"{kind} {text!r}: characters the model cannot spell: "
+                                      f"{''.join(sorted(unknown))!r}")
         hot = [(" ".join(tokenizer.normalize(text).split()), boost) for text, boost in options.hotword_list()]
         self.hot_boost: dict[str, float] = {}  # every prefix of every hotword → per-character bonus
         for text, boost in hot:

@@ -341,8 +341,9 @@ def earlier_run(out: Path) -> str:
 def load_checkpoint(path: Path, model, optimizer) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise DataError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
+    except Exception as e:  # torch raises several types for truncated or foreign files
+        detail = (str(e).splitlines() or [type(e).__name__])[0][:120]
+        raise DataError(f"{path}: not a readable checkpoint ({detail})") from None
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError:
