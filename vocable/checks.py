@@ -4,6 +4,7 @@ metadata. Each problem is one error naming the file and the field. No torch here
 from __future__ import annotations
 
 import math
+import numbers
 import types
 import typing
 from contextlib import contextmanager
@@ -68,7 +69,8 @@ def is_int(value) -> bool:
 
 
 def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite real number (numpy's too), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def show(value) -> str:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import bisect
 import math
-import numbers
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .align import NEG, ctc_log_likelihood, refine_word_times, viterbi_spans
+from .checks import is_int, is_number
 from .errors import ConfigError, DataError
 from .tokenizer import BLANK, Tokenizer
 
@@ -136,13 +136,13 @@ class DecodingOptions:
     vad: bool | None = None
 
     def __post_init__(self):
-        if self.beam_size is not None and not (_is_whole(self.beam_size) and 1 <= self.beam_size <= MAX_BEAM):
+        if self.beam_size is not None and not (is_int(self.beam_size) and 1 <= self.beam_size <= MAX_BEAM):
             raise ConfigError(f"decoding option beam_size: expected 1 to {MAX_BEAM}, got {self.beam_size!r}")
         for name, (low, high) in WEIGHT_RANGES.items():
             value = getattr(self, name)
-            if value is not None and not (_is_number(value) and low <= value <= high):  # also refuses nan
+            if value is not None and not (is_number(value) and low <= value <= high):  # also refuses nan
                 raise ConfigError(f"decoding option {name}: expected a number from {low:g} to {high:g}, got {value!r}")
-        if not (_is_number(self.min_phrase_confidence) and 0 <= self.min_phrase_confidence <= 1):
+        if not (is_number(self.min_phrase_confidence) and 0 <= self.min_phrase_confidence <= 1):
             raise ConfigError(f"decoding option min_phrase_confidence: expected 0 to 1, "
                               f"got {self.min_phrase_confidence!r}")
         if self.phrases is not None:
@@ -165,18 +165,10 @@ class DecodingOptions:
                 raise ConfigError(f"hotwords: expected texts or (text, boost) pairs, got {self.hotwords!r:.60}")
         for text, boost in pairs:
             low, high = HOTWORD_BOOST_RANGE
-            if not (_is_number(boost) and low <= boost <= high):
+            if not (is_number(boost) and low <= boost <= high):
                 raise ConfigError(f"hotwords: boost of {text!r}: expected a number from {low:g} to {high:g} "
                                   f"(nats per character), got {boost!r}")
         return [(text, float(boost)) for text, boost in pairs]
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def with_lm_defaults(options: DecodingOptions, model_meta: dict | None = None) -> DecodingOptions:
