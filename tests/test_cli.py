@@ -211,6 +211,8 @@ def run_main(capsys, *args) -> tuple[int, str, str]:
     (["export", "fsdd-digits", "-o", "x.onnx", "--check", FSDD_FIXTURES, "--threads", "-1"], ["--threads", "-1"]),
     (["data", "prepare", FSDD_FIXTURES, "-o", "sh", "--kind", "mfcc", "--n-mfcc", "0"], ["n_mfcc", "got 0"]),
     (["serve", "--port", "70000"], ["--port", "70000"]),
+    (["listen", "--input", "a.flac", "--chunk-ms", "0"], ["--chunk-ms", "got 0"]),
+    (["listen", "--input", "a.flac", "--speed", "nan"], ["--speed", "nan"]),
     (["serve", "--max-upload-mb", "nan"], ["--max-upload-mb"]),
 ])
 def test_bad_options_and_text_inputs_are_one_line(workdir, capsys, args, fragments):
@@ -290,3 +292,18 @@ def test_float_audio_on_an_integer_scale_is_scaled_with_a_warning(workdir, capsy
     code, out, err = run_main(capsys, "transcribe", "--vad", vad, "--model", "fsdd-digits", "int-scale.wav")
     assert code == 0 and out.strip() == "one"
     assert err.startswith("vocable: warning: int-scale.wav: samples reach") and len(err.strip().splitlines()) == 1
+
+
+def test_serve_on_a_port_in_use_is_one_line_before_the_model_loads(capsys, monkeypatch):
+    """uvicorn printed six lines ("Application startup complete", then the bind error) and exited 3."""
+    import socket
+
+    import vocable.server.app as app_module
+    monkeypatch.setattr(app_module, "create_app", lambda *a, **k: pytest.fail("the server was built"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, _, err = run_main(capsys, "serve", "--port", port)
+    assert code == 2 and err.strip().splitlines() == [
+        f"vocable: error: --host 127.0.0.1 --port {port}: cannot listen there (Address already in use)"]

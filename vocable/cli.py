@@ -366,8 +366,13 @@ def add_listen(commands) -> None:
 def cmd_listen(args) -> int:
     import time
 
+    from .errors import ConfigError
     from .stream import Microphone, Streamer, default_options, file_chunks
     from .transcribe import load
+    if not 10 <= args.chunk_ms <= 10_000:  # 0 played one-sample chunks
+        raise ConfigError(f"--chunk-ms: expected 10 to 10000 ms of audio per chunk, got {args.chunk_ms}")
+    if not 0 <= args.speed <= 1000:  # also refuses nan
+        raise ConfigError(f"--speed: expected 0 (no waiting) to 1000 times real time, got {args.speed}")
     recognizer = load(args.model, threads=max(1, args.threads))
     options = default_options(recognizer, vad=args.vad, endpoint_silence=args.endpoint)
     live = sys.stdout.isatty() and not args.json

@@ -20,6 +20,8 @@ from __future__ import annotations
 import hmac
 import io
 import json
+import socket
+import sys
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -478,12 +480,30 @@ def serve(options: ServerOptions, host: str = "127.0.0.1", port: int = 8000, log
     import uvicorn
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port: expected 0 to 65535, got {port}")
+    sock = listening_socket(host, port)  # first: a busy port is one line at once, not uvicorn's log after the load
     app = create_app(options)
     app.state.models.get(app.state.models.default)  # load now: a broken model fails at start, not per request
     # No ping timeout: a client sending faster than real time waits on TCP (backpressure), and its pong
     # queues behind its audio; the stream's idle timeout (stream_idle_seconds) still drops dead clients.
-    uvicorn.run(app, host=host, port=port, log_level=log_level, ws_max_size=MAX_WS_MESSAGE,
-                ws_ping_timeout=None)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, ws_max_size=MAX_WS_MESSAGE,
+                            ws_ping_timeout=None)
+    where = host if ":" not in host else f"[{host}]"
+    print(f"vocable: serving on http://{where}:{sock.getsockname()[1]} (the page at /, Ctrl+C to stop)",
+          file=sys.stderr, flush=True)  # uvicorn says where only when it binds the socket itself
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port, for uvicorn to serve on; ConfigError when it cannot be had."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restarts reuse the port
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise ConfigError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e})") from None
+    return sock
 
 
 __all__ = ["ServerOptions", "ApiError", "ModelCache", "create_app", "serve"]
