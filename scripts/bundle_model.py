@@ -48,12 +48,9 @@ def main() -> None:
     if meta.get("lm") == "none":
         meta.pop("lm")
     from vocable.checks import FieldError, check_model_meta
-    from vocable.decoding import DecodingOptions
     from vocable.lm import resolve_lm
-    try:  # the decoding it will ship with must work: checked as loading and decoding will check it
+    try:  # the decoding it will ship with must work: checked as loading (the meta) and decoding (the LM) will
         check_model_meta(meta)
-        DecodingOptions(lm_weight=meta.get("lm_weight"), word_bonus=meta.get("word_bonus"),
-                        blank_penalty=meta.get("blank_penalty"), beam_size=meta.get("beam_size"))
         resolve_lm(meta.get("lm"))
     except (FieldError, VocableError) as e:
         sys.exit(f"bundle_model: {e}")

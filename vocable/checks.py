@@ -94,23 +94,29 @@ def settings_from_table(cls, data, section: str, path: Path):
     return settings
 
 
-META_NUMBERS = ("lm_weight", "word_bonus", "blank_penalty")  # decoding defaults tuned with the model's LM
+# Decoding weights (nats; the LM weight scales its log-probability): beyond these a weight swamps the
+# acoustic scores and text turns to garbage ("go d a"), not better. DecodingOptions and model files' meta
+# (the tuned defaults) are checked against the same table.
+WEIGHT_RANGES = {"lm_weight": (0.0, 10.0), "word_bonus": (-20.0, 20.0), "blank_penalty": (-20.0, 20.0)}
+MAX_BEAM = 4096  # hypotheses kept per frame
 
 
 def check_model_meta(meta) -> dict:
     """A model file's meta with the fields vocable reads checked (see decoding.with_lm_defaults):
-    "lm" a string (an LM name or path, or "none"), lm_weight / word_bonus / blank_penalty finite
-    numbers, beam_size a positive integer, name a string. Raises FieldError."""
+    "lm" a string (an LM name or path, or "none"), lm_weight / word_bonus / blank_penalty numbers within
+    WEIGHT_RANGES, beam_size 1..MAX_BEAM, name a string. Raises FieldError."""
     if meta is None:
         return {}
     if not isinstance(meta, dict):
         raise FieldError("meta", f"expected a table, got {show(meta)}")
-    for name in META_NUMBERS:
+    for name, (low, high) in WEIGHT_RANGES.items():
         if name in meta and not is_number(meta[name]):
             raise FieldError(f"meta.{name}", f"expected a finite number, got {show(meta[name])}")
+        if name in meta and not low <= meta[name] <= high:
+            raise FieldError(f"meta.{name}", f"expected a number from {low:g} to {high:g}, got {show(meta[name])}")
     beam = meta.get("beam_size")
-    if beam is not None and not (is_int(beam) and beam >= 1):
-        raise FieldError("meta.beam_size", f"expected a positive integer, got {show(beam)}")
+    if beam is not None and not (is_int(beam) and 1 <= beam <= MAX_BEAM):
+        raise FieldError("meta.beam_size", f"expected a positive integer up to {MAX_BEAM}, got {show(beam)}")
     name = meta.get("name")
     if name is not None and not isinstance(name, str):
         raise FieldError("meta.name", f"expected a string, got {show(name)}")

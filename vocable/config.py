@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checks import from_dict  # noqa: F401 (vocable.config.from_dict: the TOML tables' reader)
+from .checks import from_dict
 from .errors import ConfigError
 from .features_np import FeatureConfig
 from .models import ModelConfig

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .align import NEG, ctc_log_likelihood, refine_word_times, viterbi_spans
-from .checks import is_int, is_number
+from .checks import MAX_BEAM, WEIGHT_RANGES, is_int, is_number
 from .errors import ConfigError, DataError
 from .tokenizer import BLANK, Tokenizer
 
@@ -103,10 +103,7 @@ UNK_PENALTY = -10.0  # nats for a word (or word prefix) the LM does not know ...
 UNK_CHARS = 8  # ... per started 8 characters: words run together with no space cost like several unknowns
 
 
-# Beyond these a decoding weight swamps the acoustic scores: text turns to garbage ("go d a"), not better
-WEIGHT_RANGES = {"lm_weight": (0.0, 10.0), "word_bonus": (-20.0, 20.0), "blank_penalty": (-20.0, 20.0)}  # nats
 HOTWORD_BOOST_RANGE = (-20.0, 20.0)  # nats per character (a boost of 1e16 dropped the rest of the sentence)
-MAX_BEAM = 4096  # hypotheses kept per frame
 LM_WEIGHT = 0.5  # used when neither the options nor the model name an LM weight
 WORD_BONUS = 1.0  # nats per word, likewise
 BLANK_PENALTY = 0.0  # nats per blank frame in the LM beam search, likewise
@@ -284,13 +281,14 @@ class BeamSearchDecoder:
         self.body = [t.strip() for t in texts]
         self.lm_words = sorted(w for w in lm.vocab if not w.startswith("<")) if lm is not None else []
         self._penalties: dict[str, float] = {}  # partial word → unknown_penalty() or 0 (cached across calls)
-        for kind, texts in (("hotword", [t for t, _ in options.hotword_list()]), ("phrase", options.phrases or [])):
+        hotwords = options.hotword_list()
+        for kind, texts in (("hotword", [t for t, _ in hotwords]), ("phrase", options.phrases or [])):
             for text in texts:
                 unknown = tokenizer.unknown_chars(text)
                 if unknown:
                     raise ConfigError(f"{kind} {text!r}: characters the model cannot spell: "
                                       f"{''.join(sorted(unknown))!r}")
-        hot = [(" ".join(tokenizer.normalize(text).split()), boost) for text, boost in options.hotword_list()]
+        hot = [(" ".join(tokenizer.normalize(text).split()), boost) for text, boost in hotwords]
         self.hot_boost: dict[str, float] = {}  # every prefix of every hotword → per-character bonus
         for text, boost in hot:
             for i in range(1, len(text) + 1):
@@ -499,14 +497,16 @@ def aligned_hypothesis(log_probs: np.ndarray, tokens: list[int], tokenizer: Toke
     return Hypothesis(text, tokens, frames, path_score if score is None else score, words)
 
 
-def match_phrases(log_probs: np.ndarray, tokenizer: Tokenizer, options: DecodingOptions) -> PhraseMatch:
+def match_phrases(log_probs: np.ndarray, tokenizer: Tokenizer, options: DecodingOptions,
+                  grammar: BeamSearchDecoder | None = None) -> PhraseMatch:
     """Restrict decoding to `options.phrases`: the best phrase, its score, and accept/reject.
+    `grammar` is the phrases' search, built once by a Decoder (else here, per call).
 
     confidence = exp(min(0, L_phrase - L_free) / n), where L is the CTC log-likelihood, "free" is the
     unrestricted greedy transcript and n the phrase's token count: 1 when the phrase is what the
     model hears anyway, falling towards 0 as it must force other tokens into the audio.
     """
-    decoder = BeamSearchDecoder(tokenizer, None, options)
+    decoder = grammar or BeamSearchDecoder(tokenizer, None, options)
     free = greedy_decode(log_probs, tokenizer, 1.0)
     free_ll = ctc_log_likelihood(log_probs, free.tokens)
     if len(decoder.phrases) <= EXACT_PHRASES:  # the search's beam can fill with other spellings of one phrase
@@ -543,6 +543,8 @@ class Decoder:
         self.lm = resolve_lm(options.lm if options.lm is not None else default_lm)
         wants_search = self.lm is not None or bool(options.hotword_list()) or (options.beam_size or 1) > 1
         self.search = BeamSearchDecoder(tokenizer, self.lm, options) if wants_search else None
+        # the phrases' search, built once (its checks refuse unspellable phrases here, not at the first decode)
+        self.grammar = BeamSearchDecoder(tokenizer, None, options) if options.phrases is not None else None
 
     def __call__(self, log_probs: np.ndarray, frame_seconds: float, offset: float = 0.0,
                  audio: np.ndarray | None = None) -> tuple[Hypothesis, PhraseMatch | None]:
@@ -554,7 +556,7 @@ class Decoder:
 
     def _decode(self, log_probs, frame_seconds, offset):
         if self.options.phrases is not None:
-            match = match_phrases(log_probs, self.tokenizer, self.options)
+            match = match_phrases(log_probs, self.tokenizer, self.options, self.grammar)
             if not match.accepted:
                 return Hypothesis("", [], [], match.score, []), match
             tokens = self.tokenizer.encode(match.phrase)

@@ -95,10 +95,11 @@ def main() -> None:
     from vocable.tokenizer import normalize_english
 
     args.output.parent.mkdir(parents=True, exist_ok=True)  # before the work, so none of it is lost
-    for beam in args.beams:  # every grid point's options and the LM are checked before the acoustic pass
-        DecodingOptions(lm=args.lm, lm_weight=max(args.weights), word_bonus=max(args.bonuses),
-                        blank_penalty=max(args.blank_penalties), beam_size=beam)
-    DecodingOptions(lm_weight=min(args.weights), word_bonus=min(args.bonuses), blank_penalty=min(args.blank_penalties))
+    # Every grid point's options, and the LM, made (so checked) before the acoustic pass.
+    points = [(beam, w, b, pen) for beam in args.beams for w in args.weights for b in args.bonuses
+              for pen in args.blank_penalties]
+    point_options = {point: DecodingOptions(lm=args.lm, lm_weight=point[1], word_bonus=point[2],
+                                            blank_penalty=point[3], beam_size=point[0]) for point in points}
     resolve_lm(args.lm)  # loaded once (cached): no grid point is charged for it
     recognizer = vocable.load(args.model, threads=1)
     if args.adapt:
@@ -113,20 +114,13 @@ def main() -> None:
         return [word_errors(ref, recognizer.decode(lp, options=options).text) for ref, lp in zip(refs, log_probs)]
 
     greedy = pooled_wer(utterance_errors(DecodingOptions(lm="none")))
-    errors = {}
-    points = [(beam, w, b, pen) for beam in args.beams for w in args.weights for b in args.bonuses
-              for pen in args.blank_penalties]
-    def point_options(beam, weight, bonus, penalty) -> DecodingOptions:
-        return DecodingOptions(lm=args.lm, lm_weight=weight, word_bonus=bonus, blank_penalty=penalty, beam_size=beam)
-
-    for point in tqdm(points, desc="grid", unit="point"):
-        errors[point] = utterance_errors(point_options(*point))
+    errors = {point: utterance_errors(point_options[point]) for point in tqdm(points, desc="grid", unit="point")}
     grid = {point: pooled_wer(e) for point, e in errors.items()}
     (beam, weight, bonus, penalty), best = min(grid.items(), key=lambda item: item[1])
     cv_wer, cv_points = cross_validated_wer(errors, speaker_folds([u.speaker for u in utterances]))
     # one more search of the best point (the grid's decodes keep only the top hypothesis)
     oracle = pooled_wer(beam_oracle_errors(recognizer.tokenizer, resolve_lm(args.lm),
-                                           point_options(beam, weight, bonus, penalty), refs, log_probs))
+                                           point_options[beam, weight, bonus, penalty], refs, log_probs))
 
     print(f"{Path(args.dev).name}, {len(refs)} utterances; model {args.model}; greedy WER {greedy:.2%}")
     for size in args.beams:

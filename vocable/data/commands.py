@@ -189,7 +189,7 @@ def cmd_prepare(args) -> int:
     if args.config:
         import tomllib
 
-        from ..config import from_dict
+        from ..checks import from_dict
         from ..errors import ConfigError
         try:
             with open(args.config, "rb") as f:

@@ -225,9 +225,8 @@ def clean_text(text: str, normalizer: str) -> tuple[str, str]:
     they are spoken ("percent"), but normalising would silently drop them from the transcript.
     """
     if normalizer == "english":
-        folded = unicodedata.normalize("NFKC", text)
-        if unspellable_letters(folded) or any(unicodedata.category(ch).startswith("S") or ch in SPOKEN_PUNCTUATION
-                                              for ch in folded):
+        if unspellable_letters(text) or any(unicodedata.category(ch).startswith("S") or ch in SPOKEN_PUNCTUATION
+                                            for ch in unicodedata.normalize("NFKC", text)):
             return "", "characters outside the alphabet"
     normalised = NORMALIZERS[normalizer](text)
     if not normalised:
