@@ -5,7 +5,8 @@
 
 The LM weight, word bonus, blank penalty and beam size are the values tuned on a development set
 (recipes/en_default/tune_lm.py); they apply whenever the model is decoded with its own LM
-(vocable/decoding.py: with_lm_defaults).
+(vocable/decoding.py: with_model_defaults). --min-phrase-confidence is the phrase-grammar threshold
+calibrated for the model (benchmarks/phrase_grammar.py).
 Refuses a file over MAX_MB: every committed weight file stays in git history for good.
 """
 
@@ -30,6 +31,8 @@ def main() -> None:
     p.add_argument("--word-bonus", type=float)
     p.add_argument("--blank-penalty", type=float)
     p.add_argument("--beam-size", type=int, help="beam size tuned with that LM (applies with the model's own LM)")
+    p.add_argument("--min-phrase-confidence", type=float,
+                   help="phrase-grammar threshold calibrated for the model (benchmarks/phrase_grammar.py)")
     p.add_argument("--note", default="", help="one line for the model's meta (data, training)")
     p.add_argument("--assets", type=Path, help="folder to write to (default: the package's bundled models)")
     args = p.parse_args()
@@ -42,7 +45,8 @@ def main() -> None:
         sys.exit(f"bundle_model: {e}")
     meta = {**loaded.meta, "name": args.name}
     for key, value in (("lm", args.lm), ("lm_weight", args.lm_weight), ("word_bonus", args.word_bonus),
-                       ("blank_penalty", args.blank_penalty), ("beam_size", args.beam_size), ("note", args.note)):
+                       ("blank_penalty", args.blank_penalty), ("beam_size", args.beam_size),
+                       ("min_phrase_confidence", args.min_phrase_confidence), ("note", args.note)):
         if value not in (None, ""):
             meta[key] = value
     if meta.get("lm") == "none":
@@ -62,7 +66,8 @@ def main() -> None:
         sys.exit(f"bundle_model: {out.name} would be {size_mb:.1f} MB, over the {MAX_MB:.0f} MB limit")
     print(f"wrote {out} ({size_mb:.1f} MB, fp16); default decoding: lm={meta.get('lm', 'none')} "
           f"lm_weight={meta.get('lm_weight', '-')} word_bonus={meta.get('word_bonus', '-')} "
-          f"blank_penalty={meta.get('blank_penalty', '-')} beam_size={meta.get('beam_size', '-')}")
+          f"blank_penalty={meta.get('blank_penalty', '-')} beam_size={meta.get('beam_size', '-')} "
+          f"min_phrase_confidence={meta.get('min_phrase_confidence', '-')}")
 
 
 if __name__ == "__main__":

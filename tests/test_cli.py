@@ -54,6 +54,18 @@ def test_default_model_is_english_with_its_tuned_lm():
     assert recognizer.decoder(v.DecodingOptions(lm="none")).lm is None
 
 
+def test_transcribe_phrase_threshold_is_the_models_unless_given(tmp_path):
+    grammar = tmp_path / "commands.txt"
+    grammar.write_text("# robot\ngo forward ten meters\nstop\n")
+    audio = ENGLISH_FIXTURES / "goforward.flac"
+    accepted = vocable("transcribe", "--phrases", grammar, audio)  # en-default's calibrated threshold
+    assert accepted.returncode == 0 and accepted.stdout.strip() == "go forward ten meters", accepted.stderr
+    strict = vocable("transcribe", "--phrases", grammar, "--min-phrase-confidence", "0.9", "--format", "json", audio)
+    phrase = json.loads(strict.stdout)["phrase"]
+    assert strict.returncode == 0 and json.loads(strict.stdout)["text"] == ""
+    assert phrase["phrase"] == "go forward ten meters" and not phrase["accepted"] and phrase["confidence"] < 0.9
+
+
 def test_transcribe_with_bundled_digits_model():
     result = vocable("transcribe", "--model", "fsdd-digits", FSDD_FIXTURES / "7_theo_0.flac",
                      FSDD_FIXTURES / "4_nicolas_0.flac")
@@ -194,6 +206,8 @@ def run_main(capsys, *args) -> tuple[int, str, str]:
 @pytest.mark.parametrize("args, fragments", [
     (["transcribe", "--model", "fsdd-digits", "--phrases", "binary.txt", "a.flac"], ["--phrases binary.txt", "UTF-8"]),
     (["transcribe", "--model", "fsdd-digits", "folder"], ["folder: a directory"]),
+    (["transcribe", "--model", "fsdd-digits", "--min-phrase-confidence", "2", "a.flac"],
+     ["min_phrase_confidence", "expected 0 to 1"]),
     (["transcribe", "--model", "fsdd-digits", "--format", "vtt", "a.flac", "a.flac"], ["--format vtt", "--output-dir"]),
     (["transcribe", "--model", "fsdd-digits", "--output-dir", "binary.txt", "a.flac"], ["--output-dir binary.txt"]),
     (["transcribe", "--model", "fsdd-digits", "--threads", "100000", "a.flac"], ["threads", "100000"]),

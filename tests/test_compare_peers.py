@@ -59,3 +59,24 @@ def test_a_refused_export_fails_its_engine_only(tmp_path, monkeypatch):
     paths, failures = peers.export_models("fsdd-digits", tmp_path, [], ["vocable-torch", "vocable-onnx-int8"])
     assert exported == [True] and set(failures) == {"vocable-onnx-int8"}
     assert "posteriors differ" in failures["vocable-onnx-int8"] and paths["vocable-torch"].is_file()
+
+
+def test_phrase_grammar_benchmark_scores_listed_unlisted_and_near_miss_grammars(tmp_path):
+    """benchmarks/phrase_grammar.py on the FSDD fixtures with the digits model: each take's own digit is
+    listed and accepted; the table says which machine and threshold; a malformed --dataset is one line."""
+    import subprocess
+    import sys
+    script = SCRIPT.parent / "phrase_grammar.py"
+    fixtures = SCRIPT.parent.parent / "tests" / "fixtures" / "fsdd"
+    out = tmp_path / "table.md"
+    run = subprocess.run([sys.executable, script, "--model", "fsdd-digits", "--dataset", f"fsdd={fixtures}",
+                          "--limit", "12", "--out", out], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    table = out.read_text()
+    assert "machine: " in table and "0.4 (the model's)" in table
+    row = next(line for line in table.splitlines() if line.startswith("| fsdd | 12 | 0.4 (the model's)"))
+    listed_right, listed_wrong = (float(cell.strip().rstrip("%")) for cell in row.split("|")[4:6])
+    assert listed_right >= 75 and listed_wrong <= 10
+    bad = subprocess.run([sys.executable, script, "--model", "fsdd-digits", "--dataset", str(fixtures)],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "NAME=MANIFEST" in bad.stderr

@@ -80,6 +80,7 @@ def poison(value, count=1):
     (setter("meta", "word_bonus", float("inf")), "meta.word_bonus"),
     (setter("meta", "blank_penalty", None), "meta.blank_penalty"),
     (setter("meta", "beam_size", 0), "meta.beam_size"),
+    (setter("meta", "min_phrase_confidence", 1.5), "meta.min_phrase_confidence: expected a number from 0 to 1"),
     (setter("meta", "lm", 3), "meta.lm"),
 ])
 def test_malformed_field_is_one_model_error_naming_file_and_field(blob, tmp_path, change, fragment):

@@ -102,9 +102,9 @@ MAX_BEAM = 4096  # hypotheses kept per frame
 
 
 def check_model_meta(meta) -> dict:
-    """A model file's meta with the fields vocable reads checked (see decoding.with_lm_defaults):
+    """A model file's meta with the fields vocable reads checked (see decoding.with_model_defaults):
     "lm" a string (an LM name or path, or "none"), lm_weight / word_bonus / blank_penalty numbers within
-    WEIGHT_RANGES, beam_size 1..MAX_BEAM, name a string. Raises FieldError."""
+    WEIGHT_RANGES, beam_size 1..MAX_BEAM, min_phrase_confidence 0..1, name a string. Raises FieldError."""
     if meta is None:
         return {}
     if not isinstance(meta, dict):
@@ -114,6 +114,9 @@ def check_model_meta(meta) -> dict:
             raise FieldError(f"meta.{name}", f"expected a finite number, got {show(meta[name])}")
         if name in meta and not low <= meta[name] <= high:
             raise FieldError(f"meta.{name}", f"expected a number from {low:g} to {high:g}, got {show(meta[name])}")
+    threshold = meta.get("min_phrase_confidence")
+    if threshold is not None and not (is_number(threshold) and 0 <= threshold <= 1):
+        raise FieldError("meta.min_phrase_confidence", f"expected a number from 0 to 1, got {show(threshold)}")
     beam = meta.get("beam_size")
     if beam is not None and not (is_int(beam) and 1 <= beam <= MAX_BEAM):
         raise FieldError("meta.beam_size", f"expected a positive integer up to {MAX_BEAM}, got {show(beam)}")

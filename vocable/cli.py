@@ -167,6 +167,8 @@ def add_decoding_arguments(p) -> None:
                    "(boost in log-score per character, default 2)")
     g.add_argument("--phrases", metavar="FILE", help="restrict output to one phrase per line of FILE "
                    "(a command grammar); unmatched audio gives empty text")
+    g.add_argument("--min-phrase-confidence", type=float, metavar="C", help="with --phrases, reject a best "
+                   "phrase whose confidence is below C, 0..1 (default: the model's calibrated value, else 0.4)")
     g.add_argument("--vad", choices=["auto", "on", "off"], default="auto",
                    help="split at pauses with a voice-activity detector (auto: audio over 30 s)")
 
@@ -186,7 +188,7 @@ def decoding_options(args):
         if not phrases:
             raise ConfigError(f"--phrases {args.phrases}: no phrases in the file")
     given = {"beam_size": args.beam_size, "lm": args.lm, "lm_weight": args.lm_weight, "word_bonus": args.word_bonus,
-             "blank_penalty": args.blank_penalty}
+             "blank_penalty": args.blank_penalty, "min_phrase_confidence": args.min_phrase_confidence}
     return DecodingOptions(**{k: v for k, v in given.items() if v is not None}, hotwords=args.hotwords or (),
                            phrases=phrases, vad={"auto": None, "on": True, "off": False}[args.vad])
 

@@ -107,6 +107,9 @@ HOTWORD_BOOST_RANGE = (-20.0, 20.0)  # nats per character (a boost of 1e16 dropp
 LM_WEIGHT = 0.5  # used when neither the options nor the model name an LM weight
 WORD_BONUS = 1.0  # nats per word, likewise
 BLANK_PENALTY = 0.0  # nats per blank frame in the LM beam search, likewise
+# Phrase confidence below which a grammar's best phrase is rejected, for models without a calibrated one
+# (meta "min_phrase_confidence"): FSDD digits, fsdd-digits: 97 % of listed digits kept, 1 % of others let in.
+MIN_PHRASE_CONFIDENCE = 0.4
 
 
 @dataclass
@@ -119,7 +122,8 @@ class DecodingOptions:
     LM_WEIGHT, WORD_BONUS, BLANK_PENALTY.
     hotwords: "word:boost,phrase" or a list of (text, boost) pairs; boost in nats per character.
     phrases: when given, the output is restricted to one of them (a command grammar), or rejected
-    when the best one scores below min_phrase_confidence.
+    when the best one scores below min_phrase_confidence (None: the model's calibrated threshold, meta
+    "min_phrase_confidence", else MIN_PHRASE_CONFIDENCE).
     vad: split audio at pauses with a voice-activity detector; None = only for long audio.
     """
     beam_size: int | None = None
@@ -129,7 +133,7 @@ class DecodingOptions:
     blank_penalty: float | None = None  # nats taken from the blank per frame when searching with an LM
     hotwords: str | list[tuple[str, float]] = ()
     phrases: list[str] | None = None
-    min_phrase_confidence: float = 0.4  # FSDD: 93 % of listed words kept, 0 % of others (docs/decoding.md)
+    min_phrase_confidence: float | None = None  # None: the model's calibrated value, else MIN_PHRASE_CONFIDENCE
     vad: bool | None = None
 
     def __post_init__(self):
@@ -139,7 +143,8 @@ class DecodingOptions:
             value = getattr(self, name)
             if value is not None and not (is_number(value) and low <= value <= high):  # also refuses nan
                 raise ConfigError(f"decoding option {name}: expected a number from {low:g} to {high:g}, got {value!r}")
-        if not (is_number(self.min_phrase_confidence) and 0 <= self.min_phrase_confidence <= 1):
+        if self.min_phrase_confidence is not None and not (is_number(self.min_phrase_confidence)
+                                                           and 0 <= self.min_phrase_confidence <= 1):
             raise ConfigError(f"decoding option min_phrase_confidence: expected 0 to 1, "
                               f"got {self.min_phrase_confidence!r}")
         if self.phrases is not None:
@@ -168,11 +173,12 @@ class DecodingOptions:
         return [(text, float(boost)) for text, boost in pairs]
 
 
-def with_lm_defaults(options: DecodingOptions, model_meta: dict | None = None) -> DecodingOptions:
+def with_model_defaults(options: DecodingOptions, model_meta: dict | None = None) -> DecodingOptions:
     """`options` with lm_weight, word_bonus and blank_penalty filled in: the model's tuned values when it
     is decoded with its own LM (meta "lm", "lm_weight", "word_bonus", "blank_penalty"), else LM_WEIGHT,
     WORD_BONUS and BLANK_PENALTY. With its own LM and no grammar, the model's tuned beam size (meta
-    "beam_size") also applies when options leave it None."""
+    "beam_size") also applies when options leave it None. min_phrase_confidence: the model's calibrated
+    threshold (meta "min_phrase_confidence", benchmarks/phrase_grammar.py), else MIN_PHRASE_CONFIDENCE."""
     meta = model_meta or {}
     own_lm = options.lm is None or options.lm == meta.get("lm")
     weight, bonus, penalty = (meta.get("lm_weight", LM_WEIGHT), meta.get("word_bonus", WORD_BONUS),
@@ -184,7 +190,10 @@ def with_lm_defaults(options: DecodingOptions, model_meta: dict | None = None) -
     return replace(options, lm_weight=float(weight if options.lm_weight is None else options.lm_weight),
                    word_bonus=float(bonus if options.word_bonus is None else options.word_bonus),
                    blank_penalty=float(penalty if options.blank_penalty is None else options.blank_penalty),
-                   beam_size=None if beam is None else int(beam))
+                   beam_size=None if beam is None else int(beam),
+                   min_phrase_confidence=float(meta.get("min_phrase_confidence", MIN_PHRASE_CONFIDENCE)
+                                               if options.min_phrase_confidence is None
+                                               else options.min_phrase_confidence))
 
 
 def parse_hotwords(spec: str) -> list[tuple[str, float]]:
@@ -274,7 +283,7 @@ class BeamSearchDecoder:
     def __init__(self, tokenizer: Tokenizer, lm=None, options: DecodingOptions | None = None):
         self.tokenizer = tokenizer
         self.lm = lm
-        self.options = options = with_lm_defaults(options or DecodingOptions())
+        self.options = options = with_model_defaults(options or DecodingOptions())
         self.beam_size = options.beam_size or (DEFAULT_BEAM if options.phrases is None else GRAMMAR_BEAM)
         texts = [tokenizer.token_text(v) if v != BLANK else "" for v in range(tokenizer.vocab_size)]
         self.starts_word = [bool(t) and t[0].isspace() for t in texts]  # a space or "▁x" piece
@@ -523,8 +532,8 @@ def match_phrases(log_probs: np.ndarray, tokenizer: Tokenizer, options: Decoding
         return PhraseMatch(None, NEG, 0.0, False, free.text)
     ll, text, n = best
     confidence = math.exp(min(0.0, ll - free_ll) / max(n, 1))
-    return PhraseMatch(decoder.phrase_text[text], ll, confidence, confidence >= options.min_phrase_confidence,
-                       free.text)
+    threshold = MIN_PHRASE_CONFIDENCE if options.min_phrase_confidence is None else options.min_phrase_confidence
+    return PhraseMatch(decoder.phrase_text[text], ll, confidence, confidence >= threshold, free.text)
 
 
 class Decoder:
@@ -539,7 +548,7 @@ class Decoder:
         from .lm import resolve_lm
         self.tokenizer = tokenizer
         default_lm = (model_meta or {}).get("lm")
-        self.options = options = with_lm_defaults(options or DecodingOptions(), model_meta)
+        self.options = options = with_model_defaults(options or DecodingOptions(), model_meta)
         self.lm = resolve_lm(options.lm if options.lm is not None else default_lm)
         wants_search = self.lm is not None or bool(options.hotword_list()) or (options.beam_size or 1) > 1
         self.search = BeamSearchDecoder(tokenizer, self.lm, options) if wants_search else None

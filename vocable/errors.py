@@ -29,10 +29,14 @@ def run_script(main, *args) -> None:
     """Run a script's main() (benchmarks/, recipes/, scripts/) as the CLI runs its commands: bad input
     (a VocableError, a missing file) is one line on stderr and exit status 2, never a traceback."""
     import sys
+    script = sys.argv[0].rsplit("/", 1)[-1]
     try:
         result = main(*args)
     except VocableError as e:
-        sys.exit(f"{sys.argv[0].rsplit('/', 1)[-1]}: error: {e}")
+        message = str(e)
     except OSError as e:
-        sys.exit(f"{sys.argv[0].rsplit('/', 1)[-1]}: error: {e.filename or ''}: {e.strerror or e}")
-    sys.exit(result if isinstance(result, int) else 0)
+        message = f"{e.filename or ''}: {e.strerror or e}"
+    else:
+        sys.exit(result if isinstance(result, int) else 0)
+    print(f"{script}: error: {message}", file=sys.stderr)
+    sys.exit(2)  # as the CLI and argparse: 2 for bad input
