@@ -82,6 +82,9 @@ def poison(value, count=1):
     (setter("meta", "beam_size", 0), "meta.beam_size"),
     (setter("meta", "min_phrase_confidence", 1.5), "meta.min_phrase_confidence: expected a number from 0 to 1"),
     (setter("meta", "lm", 3), "meta.lm"),
+    (setter("meta", "stream", {"speech_margin": "abc"}), "meta: field 'stream.speech_margin'"),
+    (setter("meta", "stream", {"endpoint_silence": 100.0}), "stream endpoint_silence: expected 0.03..10 s"),
+    (setter("meta", "stream", [0.0]), "meta.stream: expected a table"),
 ])
 def test_malformed_field_is_one_model_error_naming_file_and_field(blob, tmp_path, change, fragment):
     path = altered(blob, tmp_path, change)

@@ -104,7 +104,8 @@ MAX_BEAM = 4096  # hypotheses kept per frame
 def check_model_meta(meta) -> dict:
     """A model file's meta with the fields vocable reads checked (see decoding.with_model_defaults):
     "lm" a string (an LM name or path, or "none"), lm_weight / word_bonus / blank_penalty numbers within
-    WEIGHT_RANGES, beam_size 1..MAX_BEAM, min_phrase_confidence 0..1, name a string. Raises FieldError."""
+    WEIGHT_RANGES, beam_size 1..MAX_BEAM, min_phrase_confidence 0..1, stream StreamOptions' fields, name a
+    string. Raises FieldError."""
     if meta is None:
         return {}
     if not isinstance(meta, dict):
@@ -123,10 +124,25 @@ def check_model_meta(meta) -> dict:
     name = meta.get("name")
     if name is not None and not isinstance(name, str):
         raise FieldError("meta.name", f"expected a string, got {show(name)}")
+    if meta.get("stream") is not None:
+        check_stream_meta(meta["stream"])
     lm = meta.get("lm")  # whether it exists is the decoder's question: --lm may replace it
     if lm is not None and not isinstance(lm, str):
         raise FieldError("meta.lm", f"expected an LM name or path, got {show(lm)}")
     return meta
+
+
+def check_stream_meta(stream) -> None:
+    """meta "stream": the StreamOptions a model's live streams start from (stream.default_options), such as
+    {"speech_margin": 0.0} for a model trained on clips cut tight to the word. Raises FieldError."""
+    from .stream import StreamOptions
+    if not isinstance(stream, dict):
+        raise FieldError("meta.stream", f"expected a table of stream settings, got {show(stream)}")
+    known = {f.name for f in fields(StreamOptions)}
+    try:
+        from_dict(StreamOptions, {k: v for k, v in stream.items() if k in known}, "meta", "stream.").validate()
+    except ConfigError as e:
+        raise FieldError(None, str(e)) from None
 
 
 @contextmanager
