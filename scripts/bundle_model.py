@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,11 +34,15 @@ def main() -> None:
     p.add_argument("--beam-size", type=int, help="beam size tuned with that LM (applies with the model's own LM)")
     p.add_argument("--min-phrase-confidence", type=float,
                    help="phrase-grammar threshold calibrated for the model (benchmarks/phrase_grammar.py)")
+    p.add_argument("--stream", action="append", default=[], metavar="KEY=VALUE",
+                   help="a StreamOptions default for the model's live streams (meta \"stream\"), e.g. speech_margin=0")
     p.add_argument("--note", default="", help="one line for the model's meta (data, training)")
     p.add_argument("--assets", type=Path, help="folder to write to (default: the package's bundled models)")
     args = p.parse_args()
 
     from vocable.errors import VocableError
+    from vocable.stream import StreamOptions
+    stream_fields = [f.name for f in fields(StreamOptions)]
     from vocable.modelfile import BUNDLED_DIR, SUFFIX, load_model_file, save_model
     try:
         loaded = load_model_file(args.model)
@@ -49,6 +54,11 @@ def main() -> None:
                        ("min_phrase_confidence", args.min_phrase_confidence), ("note", args.note)):
         if value not in (None, ""):
             meta[key] = value
+    for item in args.stream:
+        key, sep, value = item.partition("=")
+        if not sep or key not in stream_fields:
+            sys.exit(f"bundle_model: --stream {item!r}: expected KEY=VALUE, KEY one of {', '.join(stream_fields)}")
+        meta["stream"] = {**meta.get("stream", {}), key: _number_or_text(value)}
     if meta.get("lm") == "none":
         meta.pop("lm")
     from vocable.checks import FieldError, check_model_meta
@@ -68,6 +78,16 @@ def main() -> None:
           f"lm_weight={meta.get('lm_weight', '-')} word_bonus={meta.get('word_bonus', '-')} "
           f"blank_penalty={meta.get('blank_penalty', '-')} beam_size={meta.get('beam_size', '-')} "
           f"min_phrase_confidence={meta.get('min_phrase_confidence', '-')}")
+
+
+def _number_or_text(value: str):
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            return float(value)
+        except ValueError:
+            return value
 
 
 if __name__ == "__main__":

@@ -137,21 +137,29 @@ def test_python_api():
 
 def test_bundle_script_stores_default_decoding_in_the_model(tmp_path):
     """scripts/bundle_model.py: fp16 copy whose meta carries the LM and its tuned weight, bonus, blank
-    penalty and beam."""
+    penalty and beam, the phrase threshold and stream settings."""
     import vocable
     from vocable.modelfile import resolve_model_path
     script = Path(__file__).resolve().parent.parent / "scripts" / "bundle_model.py"
     result = subprocess.run([sys.executable, str(script), str(resolve_model_path("fsdd-digits")),
                              "--name", "digits-lm", "--lm", "en-3gram", "--lm-weight", "0.7", "--word-bonus", "2.5",
-                             "--blank-penalty", "1.5", "--beam-size", "12", "--assets", str(tmp_path)], capture_output=True, text=True,
-                            timeout=120)
+                             "--blank-penalty", "1.5", "--beam-size", "12", "--min-phrase-confidence", "0.2",
+                             "--stream", "speech_margin=0", "--stream", "vad=energy", "--assets", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     recognizer = vocable.load(tmp_path / "digits-lm.vocable")
     assert recognizer.loaded.meta["name"] == "digits-lm"
     decoder = recognizer.decoder()
     assert decoder.lm is not None and (decoder.options.lm_weight, decoder.options.word_bonus) == (0.7, 2.5)
     assert decoder.options.blank_penalty == 1.5 and decoder.search.beam_size == 12
+    assert decoder.options.min_phrase_confidence == 0.2
+    from vocable.stream import default_options
+    assert (default_options(recognizer).speech_margin, default_options(recognizer).vad) == (0, "energy")
     assert recognizer.transcribe(FSDD_FIXTURES / "7_theo_0.flac").text == "seven"
+    typo = subprocess.run([sys.executable, str(script), str(resolve_model_path("fsdd-digits")), "--name", "x",
+                           "--stream", "speech_margn=0", "--assets", str(tmp_path)], capture_output=True, text=True,
+                          timeout=120)
+    assert typo.returncode != 0 and "speech_margn" in typo.stderr and "speech_margin" in typo.stderr
     bad = subprocess.run([sys.executable, str(script), str(tmp_path / "missing.vocable"), "--name", "x",
                           "--assets", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "missing.vocable" in bad.stderr and "Traceback" not in bad.stderr

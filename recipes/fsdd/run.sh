@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # FSDD digit recogniser: prepare manifests, train, evaluate on the test takes and on an unseen speaker.
-#   recipes/fsdd/run.sh [conformer|cnn-rnn] [HOLDOUT_SPEAKER]
+#   recipes/fsdd/run.sh [conformer|conformer-bpe|cnn-rnn|cnn-rnn-streaming] [HOLDOUT_SPEAKER]
+# cnn-rnn-streaming also writes exp/cnn-rnn-streaming/fsdd-digits-streaming.vocable, which carries the
+# stream settings it needs (docs/server.md).
 # Stages skip themselves when their output exists, so a re-run continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -13,6 +15,11 @@ if [ ! -f "$out/model.vocable" ]; then
   resume=""; [ -f "$out/last.ckpt" ] && resume="--resume"
   vocable train "$arch.toml" $resume --set run.out_dir="\"$out\"" \
     --set data.train="[\"$data/train.jsonl\"]" --set data.dev="[\"$data/dev.jsonl\"]"
+fi
+if [ "$arch" = cnn-rnn-streaming ] && [ ! -f "$out/fsdd-digits-streaming.vocable" ]; then
+  # It emits at a word's first frames (see its config), so its streams must start at the speech.
+  python ../../scripts/bundle_model.py "$out/model.vocable" --name fsdd-digits-streaming \
+    --stream speech_margin=0 --assets "$out"
 fi
 vocable evaluate "$data/dev.jsonl" --model "$out/model.vocable" --output "$out/dev-results.jsonl"
 if [ -n "$holdout" ]; then
