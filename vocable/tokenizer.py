@@ -104,6 +104,11 @@ def _int_words(n: int) -> str:
     raise AssertionError(n)
 
 
+def lost_letters(text: str, normalizer: str) -> set[str]:
+    """Letters of `text` that `normalizer` turns into word breaks (only the English one drops letters)."""
+    return unspellable_letters(text) if normalizer == "english" else set()
+
+
 class CharTokenizer:
     """One token per character seen in the training text; space is a token too."""
 
@@ -127,8 +132,7 @@ class CharTokenizer:
         return NORMALIZERS[self.normalizer](text)
 
     def unknown_chars(self, text: str) -> set[str]:
-        lost = unspellable_letters(text) if self.normalizer == "english" else set()
-        return lost | {c for c in self.normalize(text) if c not in self._index}
+        return lost_letters(text, self.normalizer) | {c for c in self.normalize(text) if c not in self._index}
 
     def encode(self, text: str) -> list[int]:
         """Normalise and encode; characters outside the alphabet are dropped (importers report them)."""
@@ -185,8 +189,8 @@ class BPETokenizer:
         return NORMALIZERS[self.normalizer](text)
 
     def unknown_chars(self, text: str) -> set[str]:
-        lost = unspellable_letters(text) if self.normalizer == "english" else set()
-        return lost | {c for c in self.normalize(text).replace(" ", "") if c not in self._chars}
+        spelt = self.normalize(text).replace(" ", "")
+        return lost_letters(text, self.normalizer) | {c for c in spelt if c not in self._chars}
 
     def encode(self, text: str) -> list[int]:
         return [i + 1 for i in self.sp.encode(self.normalize(text)) if i != self.sp.unk_id()]
