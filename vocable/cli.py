@@ -9,9 +9,8 @@ import sys
 import warnings
 
 from . import __version__
-from .errors import AudioWarning, VocableError
+from .errors import EXIT_USAGE, AudioWarning, VocableError, run_reporting_errors
 
-EXIT_USAGE = 2  # bad input: unreadable audio, malformed config, missing model, ...
 MAX_LISTED_ERRORS = 10  # per-file errors printed before "... and N more"
 
 
@@ -29,23 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command(args) -> int:
     """Run the chosen subcommand; a user's mistake becomes one line on stderr and exit code 2."""
-    try:
-        return args.func(args) or 0
-    except VocableError as e:
-        print(f"vocable: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("vocable: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # the reader stopped early (`vocable ... | head`): quietly, like other tools
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
-        return 141  # 128 + SIGPIPE, what a shell reports for a program killed by it
-    except OSError as e:  # a file the command could not open or write, where no check named it first
-        print(f"vocable: error: {e.filename or 'a file'}: {e.strerror or e}", file=sys.stderr)
-        return EXIT_USAGE
-    except UnicodeDecodeError as e:
-        print(f"vocable: error: a text input is not UTF-8 ({e.reason} at byte {e.start})", file=sys.stderr)
-        return EXIT_USAGE
+    return run_reporting_errors("vocable", args.func, args)
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:

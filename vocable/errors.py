@@ -25,18 +25,36 @@ class AudioWarning(UserWarning):
     """Audio that can be read but not all of it (a file cut short): transcribed, and the user told."""
 
 
-def run_script(main, *args) -> None:
-    """Run a script's main() (benchmarks/, recipes/, scripts/) as the CLI runs its commands: bad input
-    (a VocableError, a missing file) is one line on stderr and exit status 2, never a traceback."""
+EXIT_USAGE = 2  # bad input, as argparse exits for a bad option
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a program killed by it
+
+
+def run_reporting_errors(program: str, main, *args) -> int:
+    """main(*args)'s exit status, with a user's mistake (a VocableError, a file that cannot be opened, text
+    that is not UTF-8) as one line `program: error: ...` on stderr and EXIT_USAGE, never a traceback."""
+    import os
     import sys
-    script = sys.argv[0].rsplit("/", 1)[-1]
     try:
         result = main(*args)
+        return result if isinstance(result, int) else 0
     except VocableError as e:
         message = str(e)
-    except OSError as e:
-        message = f"{e.filename or ''}: {e.strerror or e}"
-    else:
-        sys.exit(result if isinstance(result, int) else 0)
-    print(f"{script}: error: {message}", file=sys.stderr)
-    sys.exit(2)  # as the CLI and argparse: 2 for bad input
+    except KeyboardInterrupt:
+        print(f"{program}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader stopped early (`... | head`): quietly, like other tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
+        return EXIT_BROKEN_PIPE
+    except OSError as e:  # a file the command could not open or write, where no check named it first
+        message = f"{e.filename or 'a file'}: {e.strerror or e}"
+    except UnicodeDecodeError as e:
+        message = f"a text input is not UTF-8 ({e.reason} at byte {e.start})"
+    print(f"{program}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def run_script(main, *args) -> None:
+    """Run a script's main() (benchmarks/, recipes/, scripts/) as the CLI runs its commands and exit."""
+    import sys
+    sys.exit(run_reporting_errors(sys.argv[0].rsplit("/", 1)[-1], main, *args))
