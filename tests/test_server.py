@@ -279,7 +279,8 @@ def test_websocket_limits_and_errors(base_url, digits):
         event = json.loads(ws.recv())
         assert event["type"] == "error" and "JSON" in event["message"]
     for start, field in [({"sample_rate": float("inf")}, "sample_rate"), ({"sample_rate": True}, "sample_rate"),
-                         ({"sample_rate": 8000.5}, "sample_rate"), ({"model": ["x"]}, "model")]:
+                         ({"sample_rate": 8000.5}, "sample_rate"), ({"sample_rate": "\u00b2"}, "sample_rate"),
+                         ({"model": ["x"]}, "model")]:
         with websockets_sync.connect(stream_url(base_url)) as ws:
             ws.send(json.dumps({"type": "start", **start}))  # json writes inf as Infinity, as JavaScript can't
             event = json.loads(ws.recv())
@@ -290,6 +291,36 @@ def test_websocket_limits_and_errors(base_url, digits):
     with websockets_sync.connect(stream_url(base_url)) as ws:  # still serving
         _, audio, words, _ = digits
         assert [e["text"] for e in stream_file(ws, audio) if e["type"] == "final"] == words
+
+
+def test_a_client_that_stops_reading_loses_its_stream_slot(model):
+    """The idle timeout covered only waiting for the client's messages: a client that sent audio and then
+    read nothing left the server blocked in a send, its stream slot taken for good. Driven through the ASGI
+    app with a send that never completes, as uvicorn's does while the peer's window is full."""
+    import asyncio
+    app = create_app(ServerOptions(model=model.loaded.path, stream_idle_seconds=1.0))
+
+    async def scenario():
+        messages = asyncio.Queue()
+        for message in ({"type": "websocket.connect"}, {"type": "websocket.receive", "text": '{"type": "start"}'}):
+            await messages.put(message)
+        blocked = asyncio.Event()
+
+        async def send(message):
+            if message["type"] == "websocket.send":
+                blocked.set()
+                await asyncio.Event().wait()  # the client reads nothing more
+
+        scope = {"type": "websocket", "path": "/v1/audio/stream", "raw_path": b"/v1/audio/stream", "headers": [],
+                 "query_string": b"", "scheme": "ws", "server": ("127.0.0.1", 1), "client": ("127.0.0.1", 2),
+                 "subprotocols": [], "asgi": {"version": "3.0"}, "extensions": {}}
+        task = asyncio.create_task(app(scope, messages.get, send))
+        await asyncio.wait_for(blocked.wait(), 30)
+        assert app.state.streams == 1
+        await asyncio.wait_for(task, 10)  # returns once the send has waited stream_idle_seconds
+        return app.state.streams
+
+    assert asyncio.run(scenario()) == 0
 
 
 def test_uploads_are_not_written_to_disk(client, model, monkeypatch):

@@ -388,6 +388,13 @@ async def _run_stream(app: FastAPI, websocket: WebSocket) -> None:
     the last final event(s) and {"type": "done"}. Events: {"type": "partial"|"final", "text", "start",
     "end", "words"}; errors: {"type": "error", "code", "message"}, then the socket closes."""
     options: ServerOptions = app.state.options
+
+    async def send(event: dict) -> None:
+        # a client that stops reading would otherwise hold its stream slot for good: the idle timeout
+        # below only covers waiting for its messages
+        with anyio.fail_after(options.stream_idle_seconds):
+            await websocket.send_json(event)
+
     await websocket.accept()
     config = dict(websocket.query_params)
     streamer = None
@@ -407,29 +414,31 @@ async def _run_stream(app: FastAPI, websocket: WebSocket) -> None:
                         raise ApiError(400, "start: send it before any audio")
                     config.update({k: v for k, v in request.items() if k != "type"})
                     streamer = await _open_stream(app, config)
-                    await websocket.send_json(_ready(app, streamer, config))
+                    await send(_ready(app, streamer, config))
                     continue
                 if request.get("type") == "end":
                     if streamer is not None:
                         for event in await _in_thread(app, streamer.flush):
-                            await websocket.send_json(event.to_dict())
-                    await websocket.send_json({"type": "done", "audio_seconds": round(streamer.time if streamer
-                                                                                      else 0.0, 3)})
+                            await send(event.to_dict())
+                    await send({"type": "done", "audio_seconds": round(streamer.time if streamer else 0.0, 3)})
                     await websocket.close()
                     return
                 raise ApiError(400, f"unknown message type {request.get('type')!r}; expected start or end")
             if streamer is None:
                 streamer = await _open_stream(app, config)
-                await websocket.send_json(_ready(app, streamer, config))
+                await send(_ready(app, streamer, config))
             for event in await _in_thread(app, streamer.accept, message.get("bytes") or b""):
-                await websocket.send_json(event.to_dict())
+                await send(event.to_dict())
             if streamer.time > options.max_stream_seconds:
                 raise ApiError(400, f"stream longer than the server's limit of {options.max_stream_seconds:g} s",
                                "audio_too_long")
     except ApiError as e:
-        await websocket.send_json({"type": "error", "code": e.status, "message": e.message})
-        await websocket.close(code=1008)
-    except WebSocketDisconnect:
+        try:
+            await send({"type": "error", "code": e.status, "message": e.message})
+            await websocket.close(code=1008)
+        except (WebSocketDisconnect, TimeoutError):
+            return
+    except (WebSocketDisconnect, TimeoutError):  # gone, or not reading what it is sent
         return
 
 
@@ -447,7 +456,8 @@ async def _open_stream(app: FastAPI, config: dict) -> Streamer:
     rate = config.get("sample_rate", SAMPLE_RATE)  # an int from JSON, a string from the query
     if isinstance(rate, float) and rate.is_integer():
         rate = int(rate)
-    if isinstance(rate, bool) or not str(rate).isdigit():  # not true (1 Hz), 8000.5, Infinity or "fast"
+    if isinstance(rate, bool) or not (str(rate).isascii() and str(rate).isdigit()):  # not true (1 Hz), 8000.5,
+        # Infinity, "fast" or "²" (a digit to str.isdigit, not to int)
         raise ApiError(400, f"sample_rate: expected a whole number of Hz, got {rate!r}")
     fmt = str(config.get("format", "s16le"))
     if fmt not in STREAM_FORMATS:
