@@ -259,6 +259,30 @@ def test_model_default_lm_is_used_unless_turned_off(digits, tmp_path, lm):
         digits._decoders.clear()
 
 
+def test_a_recognizer_keeps_a_bounded_number_of_decoders(digits):
+    """An app that makes new options per request (per-user hotwords) grew ~0.9 MB per options, for good."""
+    from vocable.transcribe import MAX_DECODERS
+    digits._decoders.clear()
+    first = digits.decoder(DecodingOptions(hotwords="seven"))
+    for n in range(MAX_DECODERS + 5):
+        digits.decoder(DecodingOptions(hotwords=f"seven:{1 + n / 10}"))
+        assert digits.decoder(DecodingOptions(hotwords="seven")) is first  # used recently: kept
+    assert len(digits._decoders) == MAX_DECODERS
+    assert digits.decoder(DecodingOptions(hotwords="seven:1.1")) is not None  # dropped ones are rebuilt
+    digits._decoders.clear()
+
+
+def test_a_searchs_partial_word_cache_is_bounded(lm, monkeypatch):
+    """A server's decoder lives as long as the process; its cache of partial words grew with every stream."""
+    import vocable.decoding as decoding
+    monkeypatch.setattr(decoding, "MAX_CACHED_PENALTIES", 50)
+    search = BeamSearchDecoder(TOK, lm, DecodingOptions(beam_size=8, lm_weight=0.5))
+    for text in ("the cat sat on the mat", "a dog ran in the park", "the mat sat on a cat"):
+        assert search.decode(spelled(text), 0.04).text
+        assert 0 < len(search._penalties) <= 50
+    assert search.decode(spelled("the cat sat on the mat"), 0.04).text == "the cat sat on the mat"
+
+
 def test_lm_weight_tuned_with_the_model_applies_only_to_its_own_lm():
     meta = {"lm": "en-3gram", "lm_weight": 0.8, "word_bonus": 2.5}
     tuned = with_model_defaults(DecodingOptions(), meta)

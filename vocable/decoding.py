@@ -92,6 +92,7 @@ def token_words(tokens: list[int], frames: list[int], log_probs: np.ndarray, tok
 
 # ---------------------------------------------------------------- beam search with LM, hotwords, phrases
 
+MAX_CACHED_PENALTIES = 100_000  # partial words whose unknown-word penalty a search keeps (~10 MB)
 DEFAULT_BEAM = 8  # beams kept per frame with an LM or hotwords; a model's meta may name its own (docs/decoding.md)
 GRAMMAR_BEAM = 16  # with a phrase grammar (cheap: few tokens fit)
 EXACT_PHRASES = 128  # grammars up to this many phrases score every phrase exactly (CTC forward, ~1 ms each)
@@ -288,7 +289,7 @@ class BeamSearchDecoder:
         texts = [tokenizer.token_text(v) if v != BLANK else "" for v in range(tokenizer.vocab_size)]
         self.starts_word = [bool(t) and t[0].isspace() for t in texts]  # a space or "▁x" piece
         self.body = [t.strip() for t in texts]
-        self.lm_words = sorted(w for w in lm.vocab if not w.startswith("<")) if lm is not None else []
+        self.lm_words = lm.sorted_words if lm is not None else []
         self._penalties: dict[str, float] = {}  # partial word → unknown_penalty() or 0 (cached across calls)
         hotwords = options.hotword_list()
         for kind, texts in (("hotword", [t for t, _ in hotwords]), ("phrase", options.phrases or [])):
@@ -337,6 +338,8 @@ class BeamSearchDecoder:
         penalty = self._penalties.get(partial)
         if penalty is None:
             known = _is_prefix(self.lm_words, partial) or any(w.startswith(partial) for w in self.hot_words)
+            if len(self._penalties) >= MAX_CACHED_PENALTIES:  # a long-lived decoder (a server's) sees endless partials
+                self._penalties.clear()
             penalty = self._penalties[partial] = 0.0 if known else unknown_penalty(partial)
         return penalty
 

@@ -111,6 +111,12 @@ class NGramLM:
     def word_id(self, word: str) -> int:
         return self.index.get(word, self.unk)
 
+    @functools.cached_property
+    def sorted_words(self) -> list[str]:
+        """The vocabulary without <s>, </s> and <unk>, sorted: decoders look up word prefixes in it (once per LM,
+        not per decoder)."""
+        return sorted(w for w in self.vocab if not w.startswith("<"))
+
     def start_state(self, bos: bool = True) -> tuple:
         return (self.index[BOS],) if bos and BOS in self.index and self.order > 1 else ()  # unigrams: no context
 

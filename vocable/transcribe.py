@@ -6,7 +6,9 @@ exported .onnx files. torch is imported only by TorchEngine, so ONNX models tran
 
 from __future__ import annotations
 
+import collections
 import os
+import threading
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -21,6 +23,7 @@ ONNX_SUFFIX = ".onnx"  # models exported by vocable/export.py, run by vocable/ru
 LONG_AUDIO_SECONDS = 30.0  # longer input is split at pauses by the VAD (DecodingOptions.vad None)
 ONE_PASS_SECONDS = 300.0  # the most decoded in one pass with the VAD off: attention memory grows with its square
 MAX_THREADS = 256  # CPU threads one may ask for (torch crashes on absurd counts)
+MAX_DECODERS = 16  # DecodingOptions whose Decoder a Recognizer keeps (each holds its search's caches)
 BATCH_SECONDS = 60.0  # audio per model call when decoding VAD segments (bounds memory)
 
 
@@ -82,7 +85,9 @@ class Recognizer:
         self.features = loaded.features
         self.device = device
         self.engine = engine or TorchEngine(loaded.model, loaded.features, device)
-        self._decoders: dict[str, Decoder] = {}  # by repr(DecodingOptions): LM and tries are built once
+        # by repr(DecodingOptions), most recently used last: LM and tries are built once per options
+        self._decoders: collections.OrderedDict[str, Decoder] = collections.OrderedDict()
+        self._decoders_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -99,9 +104,17 @@ class Recognizer:
     def decoder(self, options: DecodingOptions | None = None) -> Decoder:
         """The Decoder for `options` (default: greedy, or beam search with the model's LM if it names one)."""
         key = repr(options)
-        if key not in self._decoders:
-            self._decoders[key] = Decoder(self.tokenizer, options, self.loaded.meta)
-        return self._decoders[key]
+        with self._decoders_lock:
+            decoder = self._decoders.get(key)
+            if decoder is not None:
+                self._decoders.move_to_end(key)
+                return decoder
+        decoder = Decoder(self.tokenizer, options, self.loaded.meta)  # outside the lock: may load an LM
+        with self._decoders_lock:
+            self._decoders[key] = decoder
+            while len(self._decoders) > MAX_DECODERS:  # an app with per-request hotwords makes new options each time
+                self._decoders.popitem(last=False)
+        return decoder
 
     def decode(self, log_probs: np.ndarray, offset: float = 0.0, options: DecodingOptions | None = None) -> Hypothesis:
         return self.decoder(options)(log_probs, FRAME_SECONDS, offset)[0]
