@@ -249,3 +249,25 @@ def test_compare_with_three_speakers_claims_nothing():
     c = compare_results(a, b, StatsOptions(resamples=500))
     assert c["wer_diff"] < 0 and c["p_value"] == pytest.approx(0.25) and not c["significant"]
     assert not c["verdict"].startswith("B is better")
+
+
+def test_scoring_uses_the_models_normaliser_not_always_english(tmp_path):
+    """Scored with the English normaliser, a Spanish model's "ano" for "año" was right (accents folded),
+    German "straße" was three words, and a Russian reference had no words at all (WER 400 %)."""
+    from types import SimpleNamespace
+
+    from tests.conftest import FSDD_FIXTURES
+    from vocable.evaluate import char_errors, evaluate_dataset, run_evaluation, unscorable_references
+    assert word_errors("tengo un año", "tengo un ano") == (0, 3)  # English: what an English model is scored on
+    assert word_errors("tengo un año", "tengo un ano", "basic") == (1, 3)
+    assert word_errors("die straße", "die stra e", "basic") == (2, 2)
+    assert char_errors("río", "rio", "basic") == (1, 3)
+    russian = [Utterance("ru", str(FSDD_FIXTURES / "0_theo_0.flac"), "привет мир", speaker="s")]
+    assert unscorable_references(russian) == ["ru"] and unscorable_references(russian, "basic") == []
+    spanish_model = SimpleNamespace(tokenizer=SimpleNamespace(normalizer="basic"))
+    utterances = [Utterance(f"u{i}", str(FSDD_FIXTURES / f"{i}_theo_0.flac"), "el niño come", speaker="s")
+                  for i in range(3)]
+    summary = evaluate_dataset(spanish_model, utterances, show_progress=False, transcribe=lambda audio: "el nino come")
+    assert summary.wer == pytest.approx(1 / 3)
+    result = run_evaluation(spanish_model, utterances, show_progress=False, transcribe=lambda audio: "el nino come")
+    assert result["normalizer"] == "basic" and result["errors"]["substitutions"][0]["ref"] == "niño"

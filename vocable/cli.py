@@ -272,7 +272,7 @@ def cmd_evaluate(args) -> int:
     utterances = read_dataset(args.dataset)
     if args.limit:
         utterances = utterances[: args.limit]
-    check_references(args.dataset, utterances)
+    check_references(args.dataset, utterances, recognizer.tokenizer.normalizer)
     by = [f.strip() for item in args.by for f in item.split(",") if f.strip()]
     sweep = SweepOptions(snrs=args.noise, reverb=args.reverb, color=args.noise_color, seed=args.seed)
     options = decoding_options(args)
@@ -302,11 +302,11 @@ def cmd_evaluate(args) -> int:
     return EXIT_USAGE if errors else 0
 
 
-def check_references(dataset: str, utterances: list) -> None:
+def check_references(dataset: str, utterances: list, normalizer: str) -> None:
     """Refuse a dataset without reference words (no WER exists), and name utterances without any."""
     from .errors import DataError
     from .evaluate import unscorable_references
-    empty = unscorable_references(utterances)
+    empty = unscorable_references(utterances, normalizer)
     if utterances and len(empty) == len(utterances):
         raise DataError(f"{dataset}: no utterance has reference text: evaluation needs transcripts")
     if empty:

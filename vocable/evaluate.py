@@ -27,7 +27,7 @@ from tqdm import tqdm
 from .audio import SAMPLE_RATE, load_audio
 from .data.manifest import Utterance
 from .errors import ConfigError, DataError, VocableError
-from .tokenizer import normalize_english
+from .tokenizer import NORMALIZERS, normalize_basic
 
 AGE_EDGES = (13, 18, 60)  # years: child < 13, teen 13-17, adult 18-59, 60+
 AGE_NAMES = ("child", "teen", "adult", "60+")  # names of the default bands
@@ -80,36 +80,48 @@ def align(ref: list, hyp: list) -> list[tuple[str, object, object]]:
     return ops[::-1]
 
 
-def word_alignment(ref: str, hyp: str) -> list[tuple[str, object, object]]:
+# Scoring normalises reference and hypothesis as the model's tokenizer does (its `normalizer`, a key of
+# tokenizer.NORMALIZERS): "english" folds accents and spells numbers, which for Spanish would score "año"
+# and "ano" alike; "basic" keeps every letter of any script.
+
+def word_alignment(ref: str, hyp: str, normalizer: str = "english") -> list[tuple[str, object, object]]:
     """align() on normalised words: what the report highlights and the error analysis counts."""
-    return align(normalize_english(ref).split(), normalize_english(hyp).split())
+    norm = NORMALIZERS[normalizer]
+    return align(norm(ref).split(), norm(hyp).split())
 
 
-def word_errors(ref: str, hyp: str) -> tuple[int, int]:
-    """(word edit distance, reference words) after English normalisation."""
-    r, h = normalize_english(ref).split(), normalize_english(hyp).split()
+def word_errors(ref: str, hyp: str, normalizer: str = "english") -> tuple[int, int]:
+    """(word edit distance, reference words) after normalisation."""
+    norm = NORMALIZERS[normalizer]
+    r, h = norm(ref).split(), norm(hyp).split()
     return edit_distance(r, h), len(r)
 
 
-def char_errors(ref: str, hyp: str) -> tuple[int, int]:
-    r, h = normalize_english(ref), normalize_english(hyp)
+def char_errors(ref: str, hyp: str, normalizer: str = "english") -> tuple[int, int]:
+    norm = NORMALIZERS[normalizer]
+    r, h = norm(ref), norm(hyp)
     return edit_distance(list(r), list(h)), len(r)
 
 
-def unscorable_references(utterances: list[Utterance]) -> list[str]:
+def unscorable_references(utterances: list[Utterance], normalizer: str = "english") -> list[str]:
     """Ids of utterances whose reference has no words after normalisation. Words recognised in them
     count as insertions (as NIST's sclite counts them); a dataset with no reference words has no WER."""
-    return [u.id for u in utterances if not normalize_english(u.text).split()]
+    return [u.id for u in utterances if not NORMALIZERS[normalizer](u.text).split()]
 
 
-def wer(refs: list[str], hyps: list[str]) -> float:
-    errors = [word_errors(r, h) for r, h in zip(refs, hyps)]
+def wer(refs: list[str], hyps: list[str], normalizer: str = "english") -> float:
+    errors = [word_errors(r, h, normalizer) for r, h in zip(refs, hyps)]
     return sum(e for e, _ in errors) / max(1, sum(n for _, n in errors))
 
 
-def cer(refs: list[str], hyps: list[str]) -> float:
-    errors = [char_errors(r, h) for r, h in zip(refs, hyps)]
+def cer(refs: list[str], hyps: list[str], normalizer: str = "english") -> float:
+    errors = [char_errors(r, h, normalizer) for r, h in zip(refs, hyps)]
     return sum(e for e, _ in errors) / max(1, sum(n for _, n in errors))
+
+
+def scoring_normalizer(recognizer) -> str:
+    """The normaliser a model's output is scored with: its tokenizer's (English without a model)."""
+    return getattr(getattr(recognizer, "tokenizer", None), "normalizer", "english")
 
 
 # ---------------------------------------------------------------- running a model over a dataset
@@ -137,6 +149,7 @@ def evaluate_dataset(recognizer, utterances: list[Utterance], show_progress: boo
     """Transcribe every utterance and score it. `transcribe(audio) → text` overrides the recognizer;
     `perturb(audio, utterance) → audio` (noise, reverberation) is applied before transcribing."""
     transcribe = transcribe or (lambda audio: recognizer.transcribe(audio).text)
+    normalizer = scoring_normalizer(recognizer)
     rows, audio_seconds, busy_seconds, failed = [], 0.0, 0.0, 0
     for u in tqdm(utterances, desc=desc, unit="utt", disable=None if show_progress else True):
         try:
@@ -151,8 +164,8 @@ def evaluate_dataset(recognizer, utterances: list[Utterance], show_progress: boo
         hyp = transcribe(audio)
         busy_seconds += time.perf_counter() - start
         audio_seconds += len(audio) / SAMPLE_RATE
-        w, n = word_errors(u.text, hyp)
-        c, m = char_errors(u.text, hyp)
+        w, n = word_errors(u.text, hyp, normalizer)
+        c, m = char_errors(u.text, hyp, normalizer)
         rows.append({**u.meta, "id": u.id, "speaker": u.speaker, "audio": u.audio, "ref": u.text, "hyp": hyp,
                      "word_errors": w, "words": n, "char_errors": c, "chars": m,
                      "duration": round(len(audio) / SAMPLE_RATE, 3)})
@@ -438,13 +451,14 @@ def _round(value, digits: int = 4):
 
 # ---------------------------------------------------------------- error analysis
 
-def error_analysis(rows: list[dict], top: int = TOP_ERRORS, worst: int = WORST_UTTERANCES) -> dict:
+def error_analysis(rows: list[dict], top: int = TOP_ERRORS, worst: int = WORST_UTTERANCES,
+                   normalizer: str = "english") -> dict:
     """Most frequent word substitutions, deletions and insertions, and the worst utterances."""
     subs, dels, ins, totals = Counter(), Counter(), Counter(), Counter()
     for r in rows:
         if "error" in r:
             continue
-        for op, ref, hyp in word_alignment(r["ref"], r["hyp"]):
+        for op, ref, hyp in word_alignment(r["ref"], r["hyp"], normalizer):
             totals[op] += 1
             if op == "sub":
                 subs[(ref, hyp)] += 1
@@ -465,7 +479,8 @@ def error_analysis(rows: list[dict], top: int = TOP_ERRORS, worst: int = WORST_U
     }
 
 
-def analyse(rows: list[dict], by: list[str] = (), options: StatsOptions | None = None) -> dict:
+def analyse(rows: list[dict], by: list[str] = (), options: StatsOptions | None = None,
+            normalizer: str = "english") -> dict:
     """Everything computed from per-utterance rows alone: overall interval, groups, length, errors."""
     options = options or StatsOptions()
     scored = [r for r in rows if "error" not in r]
@@ -482,7 +497,7 @@ def analyse(rows: list[dict], by: list[str] = (), options: StatsOptions | None =
     return {"overall": overall_interval(scored, options),
             "groups": {f: group_report(scored, f, options) for f in by if f != LENGTH_FIELD},  # length: always below
             "length": group_report(scored, LENGTH_FIELD, options),
-            "errors": error_analysis(scored)}
+            "errors": error_analysis(scored, normalizer=normalizer)}
 
 
 # ---------------------------------------------------------------- comparing two systems
@@ -536,7 +551,7 @@ def compare_results(rows_a: list[dict], rows_b: list[dict], options: StatsOption
     if not common:
         raise DataError("the two results share no scored utterance ids: were they run on the same dataset?")
     for i in common:
-        if normalize_english(a[i]["ref"]) != normalize_english(b[i]["ref"]):
+        if normalize_basic(a[i]["ref"]) != normalize_basic(b[i]["ref"]):
             raise DataError(f"utterance {i}: the two results have different reference texts")
     speakers, speaker_names = _codes([a[i].get("speaker") or f"utt:{i}" for i in common])
     unit = "speaker" if len(speaker_names) >= 2 else "utterance"
@@ -643,8 +658,9 @@ def run_evaluation(recognizer, utterances: list[Utterance], by: list[str] = (), 
         raise DataError("the dataset has no utterances")
     conditions = sweep_conditions(sweep)  # fails early, before the long clean run, when augment is missing
     clean = evaluate_dataset(recognizer, utterances, show_progress, transcribe, desc="clean")
-    result = {"vocable_version": __version__, "dataset_sha256": dataset_hash(utterances),
-              **clean.to_dict(), **analyse(clean.rows, list(by), stats)}
+    normalizer = scoring_normalizer(recognizer)
+    result = {"vocable_version": __version__, "dataset_sha256": dataset_hash(utterances), "normalizer": normalizer,
+              **clean.to_dict(), **analyse(clean.rows, list(by), stats, normalizer)}
     if recognizer is not None and getattr(recognizer, "loaded", None) is not None:
         result["model"] = str(recognizer.loaded.path)
         result["model_sha256"] = file_hash(recognizer.loaded.path)

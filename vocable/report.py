@@ -159,13 +159,13 @@ def copy_clips(rows: list[dict], folder: Path) -> dict[str, str]:
     return clips
 
 
-def highlight(ref: str, hyp: str) -> str:
+def highlight(ref: str, hyp: str, normalizer: str = "english") -> str:
     """The hypothesis as HTML with its errors against the reference marked.
 
     substitution: <mark>heard</mark><small>(said)</small>; deletion: <del>missed</del>; insertion: <ins>extra</ins>
     """
     parts = []
-    for op, r, h in word_alignment(ref, hyp):
+    for op, r, h in word_alignment(ref, hyp, normalizer):
         if op == "ok":
             parts.append(html.escape(h))
         elif op == "sub":
@@ -270,6 +270,7 @@ def _error_section(errors: dict) -> list[str]:
 def _listening_section(result: dict, listened: list[dict], clips: dict[str, str]) -> list[str]:
     e = html.escape
     total = sum("error" not in r for r in result["rows"])
+    normalizer = result.get("normalizer", "english")  # results written before it was recorded were English
     out = ["<h2>Listen: utterances, worst first</h2>",
            f"<p class='meta'>{len(listened)} of {total} utterances. In the hypothesis: "
            "<mark class='sub'>heard</mark><small class='was'>(said)</small> substitution, "
@@ -282,7 +283,8 @@ def _listening_section(result: dict, listened: list[dict], clips: dict[str, str]
                   if clip else "<em>audio not found</em>")
         who = f"{e(r['id'])}<br><small>{e(str(r.get('speaker', '')))}</small>"
         out.append(f"<tr><td class='num'>{number}</td><td>{player}</td><td>{who}</td><td>{e(r['ref'])}</td>"
-                   f"<td>{highlight(r['ref'], r['hyp'])}</td><td class='num'>{r['word_errors']}/{r['words']}</td></tr>")
+                   f"<td>{highlight(r['ref'], r['hyp'], normalizer)}</td>"
+                   f"<td class='num'>{r['word_errors']}/{r['words']}</td></tr>")
     out.append("</table>")
     return out
 

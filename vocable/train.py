@@ -280,7 +280,7 @@ class DevSet:
                 hyps.append(greedy_decode(log_probs[row, : int(out_lengths[row])], tokenizer, FRAME_SECONDS).text)
                 refs.append(text)
         model.train()
-        return wer(refs, hyps), cer(refs, hyps)
+        return wer(refs, hyps, tokenizer.normalizer), cer(refs, hyps, tokenizer.normalizer)
 
 
 def end_epoch(out: Path, model, config: TrainConfig, tokenizer, dev_set: DevSet, state: dict, metrics, log) -> None:
