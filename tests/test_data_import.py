@@ -137,6 +137,39 @@ def test_folder_of_audio_and_txt(tmp_path, speech, capsys):
     assert main(["data", "import", "folder", str(folder), "-o", str(tmp_path / "f.jsonl"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("vocable: error:") and "characters outside the alphabet" in err and len(err.splitlines()) == 1
+    assert "alice-a: ß" in err and "--normalizer basic" in err
+
+
+def test_import_says_when_the_english_normaliser_folds_or_drops_another_languages_letters(tmp_path, speech, capsys):
+    """A Spanish folder imported with the default normaliser became "el nino" with no word said; German
+    rows were skipped with no hint of the letter or of --normalizer basic."""
+    folder = tmp_path / "es" / "ana"
+    folder.mkdir(parents=True)
+    for name, text in (("a", "El niño come."), ("b", "¿Dónde está?"), ("c", "Die Straße")):
+        sf.write(folder / f"{name}.wav", speech[0], SAMPLE_RATE)
+        (folder / f"{name}.txt").write_text(text, encoding="utf-8")
+    assert main(["data", "import", "folder", str(tmp_path / "es"), "-o", str(tmp_path / "es.jsonl"),
+                 "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "1 characters outside the alphabet (e.g. ana-c: ß)" in out
+    warning = err.strip()
+    assert warning.startswith("vocable: warning:") and len(warning.splitlines()) == 1
+    assert "(á ñ ó)" in warning and "--normalizer basic" in warning
+    assert [u.text for u in read_manifest(tmp_path / "es.jsonl")] == ["el nino come", "donde esta"]
+    assert main(["data", "import", "folder", str(tmp_path / "es"), "-o", str(tmp_path / "basic.jsonl"),
+                 "--no-progress", "--normalizer", "basic"]) == 0
+    assert capsys.readouterr().err == ""
+    assert [u.text for u in read_manifest(tmp_path / "basic.jsonl")] == ["el niño come", "dónde está", "die straße"]
+
+
+def test_training_warns_when_the_english_normaliser_loses_letters():
+    from vocable.data.manifest import Utterance
+    from vocable.train import warn_if_not_english
+    said = []
+    warn_if_not_english([Utterance("a", "a.wav", "el niño"), Utterance("b", "b.wav", "the cat")], said.append)
+    assert len(said) == 1 and "1 of 2" in said[0] and "ñ" in said[0] and 'normalizer = "basic"' in said[0]
+    warn_if_not_english([Utterance("b", "b.wav", "the cat")], said.append)
+    assert len(said) == 1
 
 
 def test_fsdd(tmp_path):

@@ -104,6 +104,19 @@ def _int_words(n: int) -> str:
     raise AssertionError(n)
 
 
+def folded_letters(text: str) -> set[str]:
+    """Accented letters normalize_english folds into plain ones ("ñ" → "n", "é" → "e"): right for English
+    loanwords ("café"), a loss for a language that spells with them ("año" is not "ano")."""
+    return {c for c in unicodedata.normalize("NFKC", text)
+            if not c.isascii() and unicodedata.category(c).startswith("L") and _fold_accents(c).isascii()}
+
+
+def english_losses(texts: Iterable[str]) -> set[str]:
+    """Letters the English normaliser folds or drops in `texts`: if there are any, the texts are probably
+    another language's, which the "basic" normaliser keeps."""
+    return set().union(*(folded_letters(t) | unspellable_letters(t) for t in texts))
+
+
 def lost_letters(text: str, normalizer: str) -> set[str]:
     """Letters of `text` that `normalizer` turns into word breaks (only the English one drops letters)."""
     return unspellable_letters(text) if normalizer == "english" else set()

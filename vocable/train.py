@@ -36,7 +36,7 @@ from .evaluate import cer, wer
 from .features import freq_warp, spec_augment, warp_factors
 from .modelfile import load_model_file, save_model
 from .models import build_model, count_parameters
-from .tokenizer import Tokenizer, tokenizer_from_dict, train_tokenizer
+from .tokenizer import Tokenizer, english_losses, tokenizer_from_dict, train_tokenizer
 from .transcribe import FRAME_SECONDS
 
 OUTPUT_LAYER = "head."  # the parameter prefix of every model's output layer (vocable/models/*.py)
@@ -76,6 +76,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     # Data: read, fix the tokenizer (its text alone decides it), refuse leaks, drop what CTC cannot learn.
     train_utts, dev_utts = read_all(config.data.train), read_all(config.data.dev)
     tokenizer = fixed_tokenizer(out, train_utts, config, start, resume, is_main)
+    if tokenizer.normalizer == "english":
+        warn_if_not_english(train_utts, log)
     check_no_leak(train_utts, dev_utts, config.data.allow_overlap, config.data.hash_audio, show_progress and is_main)
     for utts in (train_utts, dev_utts):
         fill_durations(utts, show_progress and is_main)
@@ -376,6 +378,17 @@ def fixed_tokenizer(out: Path, train_utts: list[Utterance], config: TrainConfig,
         if dist.is_initialized():
             dist.barrier()
     return tokenizer_from_dict(json.loads(path.read_text()))
+
+
+def warn_if_not_english(utterances: list[Utterance], log) -> None:
+    """The English normaliser folds ñ into n and turns ß into a word break: a model trained so on another
+    language's transcripts can never write them, and nothing else would say so."""
+    losses = english_losses(u.text for u in utterances)
+    if losses:
+        count = sum(bool(english_losses([u.text])) for u in utterances)
+        log(f"warning: [tokenizer] normalizer \"english\" folds or drops letters of {count} of {len(utterances)} "
+            f"training transcripts ({' '.join(sorted(losses)[:12])}): for a language other than English set "
+            f"normalizer = \"basic\"")
 
 
 def starting_model(config: TrainConfig):

@@ -103,12 +103,18 @@ def cmd_import(args) -> int:
     if os.path.isdir(args.out):  # before the import's work, not after it
         raise DataError(f"-o {args.out}: a folder; give the manifest file to write (OUT.jsonl)")
     report = import_corpus(args.kind, args.source, args.normalizer, args.jobs, not args.no_progress)
+    hint = " (for a language other than English use --normalizer basic)" \
+        if report.skipped.get("characters outside the alphabet") or report.folded else ""
     if not report.utterances:
-        hint = " (for languages other than English use --normalizer basic)" \
-            if report.skipped.get("characters outside the alphabet") else ""
         raise DataError(f"{args.source}: no usable utterances; {report.summary()}{hint}")
     write_manifest(args.out, report.utterances)
     print(f"{args.out}: {report.summary()}")
+    if report.folded:
+        print(f"vocable: warning: the English normaliser folded accented letters ({' '.join(sorted(report.folded))}) "
+              f"into plain ones in the transcripts{hint}", file=sys.stderr)
+    elif hint:
+        print(f"vocable: warning: transcripts with letters or symbols outside English's a-z were skipped{hint}",
+              file=sys.stderr)
     return 0
 
 

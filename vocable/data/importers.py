@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from ..audio import audio_info
 from ..errors import DataError, VocableError
-from ..tokenizer import NORMALIZERS, unspellable_letters
+from ..tokenizer import NORMALIZERS, english_losses, folded_letters, unspellable_letters
 from .manifest import Utterance, read_kaldi_dir
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus")
@@ -38,6 +38,7 @@ class ImportReport:
     utterances: list[Utterance]
     skipped: Counter = field(default_factory=Counter)  # reason → count
     examples: dict = field(default_factory=dict)  # reason → a few ids/paths
+    folded: Counter = field(default_factory=Counter)  # accented letter the English normaliser folded → rows
 
     def skip(self, reason: str, example: str) -> None:
         self.skipped[reason] += 1
@@ -244,11 +245,17 @@ def check_utterances(utterances: list[Utterance], report: ImportReport, normaliz
     candidates = []
     for u in utterances:
         text, problem = clean_text(u.text, normalizer)
-        if problem:
+        if problem == "characters outside the alphabet":
+            odd = english_losses([u.text]) or {c for c in u.text if unicodedata.category(c).startswith("S")
+                                                  or c in SPOKEN_PUNCTUATION}
+            report.skip(problem, f"{u.id}: {''.join(sorted(odd))}")
+        elif problem:
             report.skip(problem, u.id)
         elif not os.path.isfile(u.audio):
             report.skip("missing file", u.audio)
         else:
+            if normalizer == "english":
+                report.folded.update(folded_letters(u.text))
             u.text = text
             candidates.append(u)
 
