@@ -464,3 +464,26 @@ def test_hotwords_as_plain_texts_and_unspellable_words():
     assert [w.word for w in result.words] == ["go", "forward", "ten", "meters"]
     with pytest.raises(DataError, match="cannot spell: '中文'"):
         recognizer.align(ENGLISH_FIXTURES / "goforward.flac", "go forward ten 中文")
+
+
+def test_an_lm_without_the_models_accented_letters_is_warned_about(tmp_path):
+    """A Spanish model decoded with an LM built by the English normaliser (lm build's default) wrote
+    "nino" for "niño" and nothing said why."""
+    import warnings
+
+    from vocable.errors import VocableWarning
+    from vocable.lm import write_arpa
+    spanish = CharTokenizer.train(["el niño come en el río"], normalizer="basic")
+    for text, folded in (("el nino come en el rio", True), ("el niño come en el río", False)):
+        arpa = tmp_path / f"folded-{folded}.arpa"  # one path per LM: loaded LMs are cached by path
+        write_arpa(build_lm([text.split()] * 3, BuildOptions(order=2)), arpa)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            Decoder(spanish, DecodingOptions(lm=str(arpa)))
+        said = [str(w.message) for w in caught if issubclass(w.category, VocableWarning)]
+        assert bool(said) == folded, said
+        if folded:
+            assert "í ñ" in said[0] and "--normalizer basic" in said[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VocableWarning)  # English models spell no accents: never warned
+        Decoder(TOK, DecodingOptions(lm=str(tmp_path / "folded-True.arpa")))

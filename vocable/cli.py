@@ -9,7 +9,7 @@ import sys
 import warnings
 
 from . import __version__
-from .errors import EXIT_USAGE, AudioWarning, VocableError, run_reporting_errors
+from .errors import EXIT_USAGE, AudioWarning, VocableError, VocableWarning, run_reporting_errors
 
 MAX_LISTED_ERRORS = 10  # per-file errors printed before "... and N more"
 
@@ -33,7 +33,7 @@ def run_command(args) -> int:
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """vocable's own warnings as one line, like its errors; other libraries' as Python prints them."""
-    if issubclass(category, AudioWarning):
+    if issubclass(category, VocableWarning):
         print(f"vocable: warning: {message}", file=sys.stderr)
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))

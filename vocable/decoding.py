@@ -15,7 +15,7 @@ import numpy as np
 
 from .align import NEG, ctc_log_likelihood, refine_word_times, viterbi_spans
 from .checks import MAX_BEAM, WEIGHT_RANGES, is_int, is_number
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, VocableWarning
 from .tokenizer import BLANK, Tokenizer
 
 
@@ -539,6 +539,18 @@ def match_phrases(log_probs: np.ndarray, tokenizer: Tokenizer, options: Decoding
     return PhraseMatch(decoder.phrase_text[text], ll, confidence, confidence >= threshold, free.text)
 
 
+def warn_if_lm_lacks_letters(lm, tokenizer: Tokenizer) -> None:
+    """An LM built with the English normaliser (`vocable lm build`'s default) for a model that spells ñ or é
+    has no word with them, so the search, scoring its words, quietly writes "nino" for "niño"."""
+    import warnings
+    spelt = {c for v in range(1, tokenizer.vocab_size) for c in tokenizer.token_text(v) if c.isalpha()}
+    accented = {c for c in spelt if not c.isascii()}
+    if accented and not accented & lm.letters:
+        warnings.warn(f"the LM has no word with {' '.join(sorted(accented))}, letters the model spells, so "
+                      f"decoding with it avoids them: build it with `vocable lm build --normalizer "
+                      f"{tokenizer.normalizer}` (the model's normaliser)", VocableWarning, stacklevel=3)
+
+
 class Decoder:
     """Decoding as DecodingOptions asks: greedy, beam search (with LM and hotwords) or a phrase grammar.
 
@@ -553,6 +565,8 @@ class Decoder:
         default_lm = (model_meta or {}).get("lm")
         self.options = options = with_model_defaults(options or DecodingOptions(), model_meta)
         self.lm = resolve_lm(options.lm if options.lm is not None else default_lm)
+        if self.lm is not None:
+            warn_if_lm_lacks_letters(self.lm, tokenizer)
         wants_search = self.lm is not None or bool(options.hotword_list()) or (options.beam_size or 1) > 1
         self.search = BeamSearchDecoder(tokenizer, self.lm, options) if wants_search else None
         # the phrases' search, built once (its checks refuse unspellable phrases here, not at the first decode)

@@ -21,7 +21,11 @@ class ModelError(VocableError):
     """A model file that is missing, corrupt or of an unknown version."""
 
 
-class AudioWarning(UserWarning):
+class VocableWarning(UserWarning):
+    """Something vocable can go on with but the user should know; the CLI prints it as one line."""
+
+
+class AudioWarning(VocableWarning):
     """Audio that can be read but not all of it (a file cut short): transcribed, and the user told."""
 
 

@@ -117,6 +117,11 @@ class NGramLM:
         not per decoder)."""
         return sorted(w for w in self.vocab if not w.startswith("<"))
 
+    @functools.cached_property
+    def letters(self) -> set[str]:
+        """Every character its words are spelt with."""
+        return set().union(*map(set, self.sorted_words)) if self.sorted_words else set()
+
     def start_state(self, bos: bool = True) -> tuple:
         return (self.index[BOS],) if bos and BOS in self.index and self.order > 1 else ()  # unigrams: no context
 
