@@ -18,6 +18,11 @@ def test_normalize_english(raw, expected):
     assert normalize_english(raw) == expected
 
 
+def test_normalize_basic_treats_apostrophes_alike_and_drops_quote_marks():
+    assert normalize_basic("L’homme dit 'hola' et l'homme") == "l'homme dit hola et l'homme"
+    assert normalize_basic("geht’s? ‘Ja’") == "geht's ja"
+
+
 def test_normalize_basic_keeps_any_script():
     assert normalize_basic("Привет, мир! 你好。") == "привет мир 你好"
 

@@ -70,10 +70,11 @@ def _ordinal_words(cardinal: str) -> str:
 
 
 def normalize_basic(text: str) -> str:
-    """Any script: NFKC, lower case, punctuation and symbols become spaces."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    kept = [c if not unicodedata.category(c)[0] in "PSC" or c == "'" else " " for c in text]
-    return " ".join("".join(kept).split())
+    """Any script: NFKC, lower case, punctuation and symbols become spaces, except apostrophes within a
+    word, written either way ("l’homme" and "l'homme" → "l'homme"; "'hola'" → "hola")."""
+    text = unicodedata.normalize("NFKC", text).lower().replace("’", "'").replace("‘", "'").replace("ʼ", "'")
+    kept = "".join(c if not unicodedata.category(c)[0] in "PSC" or c == "'" else " " for c in text)
+    return " ".join(re.sub(r"(?<!\w)'|'(?!\w)", " ", kept).split())
 
 
 NORMALIZERS = {"english": normalize_english, "basic": normalize_basic, "none": lambda t: " ".join(t.split())}
