@@ -397,8 +397,14 @@ def starting_model(config: TrainConfig):
         start = load_model_file(config.run.init_from)
     except ModelError as e:
         raise ConfigError(f"[run] init_from: {e}") from None
-    if asdict(start.model_config) != asdict(config.model) or asdict(start.features) != asdict(config.features):
-        raise ConfigError(f"[run] init_from: {config.run.init_from} has another [model] or [features] than this config")
+    differences = [f"{section}.{key} = {theirs!r} (this config: {ours!r})"
+                   for section, model_side, config_side in (("model", start.model_config, config.model),
+                                                            ("features", start.features, config.features))
+                   for key, theirs in asdict(model_side).items()
+                   if theirs != (ours := asdict(config_side).get(key))]
+    if differences:
+        raise ConfigError(f"[run] init_from: {config.run.init_from} has {'; '.join(differences[:6])}: give the "
+                          f"config the model's settings")
     return start
 
 
