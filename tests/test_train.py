@@ -229,7 +229,7 @@ def test_init_from_continues_from_another_model(tmp_path):
     assert a.tokenizer.to_dict() == b.tokenizer.to_dict()
     for (name, wa), wb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         assert (wa.float() - wb.float()).abs().max() < 1e-4, name
-    config_path.write_text(text.replace('d_model = 96', 'd_model = 64'))
+    config_path.write_text(text.replace('d_model = 96', 'd_model = 64').replace('"second"', '"third"'))
     with pytest.raises(ConfigError, match=r"init_from: .* has model.d_model = 96 \(this config: 64\)"):
         train(load_config(config_path), show_progress=False)
 
