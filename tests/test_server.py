@@ -387,6 +387,27 @@ def test_server_threads_reach_every_engine(model, exported):
         torch.set_num_threads(before)
 
 
+def test_a_served_model_is_named_as_trained_unless_that_is_another_models_name(model, tmp_path):
+    """Every trained model is model.vocable: served under its meta name ("my-digits"), not "model"; a copy
+    whose meta names a bundled model keeps its file's name, so "fsdd-digits" still means the bundled one.
+    A model without the English normaliser takes the request's language instead of refusing it."""
+    import torch
+
+    from vocable.server.app import ModelCache, _language
+    blob = torch.load(model.loaded.path, map_location="cpu", weights_only=True)
+    for name, folder in (("my-digits", "a"), ("fsdd-digits", "b"), ("", "c")):
+        (tmp_path / folder).mkdir()
+        torch.save({**blob, "meta": {**blob["meta"], "name": name}}, tmp_path / folder / "model.vocable")
+    assert ModelCache(str(tmp_path / "a" / "model.vocable")).default == "my-digits"
+    assert ModelCache(str(tmp_path / "b" / "model.vocable")).default == "model"
+    assert ModelCache(str(tmp_path / "c" / "model.vocable")).default == "model"
+    assert _language(model, "en") == "english"
+    from vocable.transcribe import load
+    spanish = load(tmp_path / "a" / "model.vocable")
+    spanish.tokenizer.normalizer = "basic"
+    assert _language(spanish, "es") == "es" and _language(spanish, None) == "unknown"
+
+
 def test_vocable_serve_command_runs_an_exported_model_without_torch(model, exported):
     """`vocable serve` as a user runs it, on the torch-free runtime install: an ONNX export of the model,
     with `import torch` made to fail. It binds 127.0.0.1, answers, streams, and stops on SIGTERM."""
@@ -397,7 +418,7 @@ def test_vocable_serve_command_runs_an_exported_model_without_torch(model, expor
         client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
         data, expected = one_digit(model)
         assert client.audio.transcriptions.create(model="whisper-1", file=("a.flac", data)).text == expected
-        assert [m.id for m in client.models.list().data] == ["digits"]
+        assert [m.id for m in client.models.list().data] == ["fsdd-digits"]  # its own name, not the file's
         audio, words, _ = digit_stream(model)
         with websockets_sync.connect(stream_url(server.url, api_key="")) as ws:
             assert [e["text"] for e in stream_file(ws, audio) if e["type"] == "final"] == words

@@ -51,7 +51,7 @@ FORM_OVERHEAD = 64 * 1024  # bytes of multipart headers and small fields allowed
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 GRANULARITIES = ("word", "segment")
 MAX_WS_MESSAGE = 1 * MB  # largest WebSocket message accepted (~32 s of 16 kHz int16)
-LANGUAGES = {"en": "english", "english": "english"}  # what the bundled models transcribe
+LANGUAGES = {"en": "english", "english": "english"}  # what an English model (English normaliser) accepts
 
 
 @dataclass
@@ -106,7 +106,7 @@ class ModelCache:
             from ..modelfile import bundled_models, resolve_model_path  # imports torch
             self.default_path = resolve_model_path(default)  # fails now, not on the first request
             self.allowed = {name: name for name in bundled_models()}
-        self.default = self.default_path.stem
+        self.default = _served_name(self.default_path, self.allowed)
         self.allowed[self.default] = str(self.default_path)
         self.size, self.threads = max(1, size), threads
         self._models: OrderedDict[str, object] = OrderedDict()
@@ -130,6 +130,28 @@ class ModelCache:
             while len(self._models) > self.size:
                 self._models.popitem(last=False)
             return recognizer
+
+
+def _served_name(path: Path, bundled: dict) -> str:
+    """The name a model is served under: the one it was trained or bundled with (meta "name"), else its
+    file's; every trained model is `model.vocable`. Never a bundled model's name unless it is that file."""
+    try:
+        if path.suffix.lower() == ".onnx":
+            from ..runtime import read_onnx_metadata
+            meta = read_onnx_metadata(path).get("meta") or {}
+        else:
+            from ..modelfile import read_model_blob
+            meta = read_model_blob(path).get("meta") or {}
+    except VocableError:  # loading it says what is wrong, at start
+        return path.stem
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or not name.strip() or "/" in name:
+        return path.stem
+    if name in bundled:
+        from ..modelfile import resolve_model_path
+        if resolve_model_path(name).resolve() != path.resolve():
+            return path.stem
+    return name.strip()
 
 
 def create_app(options: ServerOptions | None = None) -> FastAPI:
@@ -175,9 +197,10 @@ def create_app(options: ServerOptions | None = None) -> FastAPI:
             raise ApiError(400, f"file: {upload.filename or 'the upload'} is empty (0 bytes)", "empty_file", "file")
         name = app.state.models.resolve(query.model)
         recognizer = await anyio.to_thread.run_sync(app.state.models.get, name, limiter=app.state.limiter)
+        language = _language(recognizer, query.language)
         result = await anyio.to_thread.run_sync(_transcribe, recognizer, data, upload.filename or "upload",
                                                 options.max_audio_seconds, limiter=app.state.limiter)
-        return _format(result, query)
+        return _format(result, query, language)
 
     @app.get("/v1/audio/stream", include_in_schema=False)
     async def stream_over_http():
@@ -224,10 +247,7 @@ class _TranscriptionRequest:
         if granularities and response_format != "verbose_json":
             raise ApiError(400, "timestamp_granularities[]: needs response_format=verbose_json",
                            "invalid_value", "timestamp_granularities")
-        language = str(form.get("language") or "").strip().lower() or None
-        if language and language not in LANGUAGES:
-            raise ApiError(400, f"language: {language!r} is not supported; this server transcribes English (en)",
-                           "unsupported_language", "language")
+        language = str(form.get("language") or "").strip().lower() or None  # checked against the model
         if str(form.get("stream") or "false").lower() == "true":
             raise ApiError(400, "stream: streaming uploads are not supported; use the WebSocket "
                                 "/v1/audio/stream for live results", "unsupported_value", "stream")
@@ -338,7 +358,19 @@ def _add_error_handlers(app: FastAPI) -> None:
 # -- responses -----------------------------------------------------------------------------------
 
 
-def _format(result, query: _TranscriptionRequest) -> Response:
+def _language(recognizer, requested: str | None) -> str:
+    """The language verbose_json names. An English model (English normaliser) refuses another language;
+    for others vocable cannot tell, so the request's word (or the model's meta "language") is taken."""
+    if recognizer.tokenizer.normalizer == "english":
+        if requested and requested not in LANGUAGES:
+            raise ApiError(400, f"language: {requested!r} is not supported; this model transcribes English (en)",
+                           "unsupported_language", "language")
+        return "english"
+    meta = getattr(getattr(recognizer, "loaded", None), "meta", None) or {}
+    return requested or str(meta.get("language") or "unknown")
+
+
+def _format(result, query: _TranscriptionRequest, language: str) -> Response:
     if query.response_format == "text":
         return PlainTextResponse(result.text + "\n")
     if query.response_format == "srt":
@@ -348,7 +380,7 @@ def _format(result, query: _TranscriptionRequest) -> Response:
     if query.response_format == "json":
         return JSONResponse({"text": result.text})
     granularities = query.granularities or ["segment"]
-    body = {"task": "transcribe", "language": "english", "duration": round(result.duration, 3),
+    body = {"task": "transcribe", "language": language, "duration": round(result.duration, 3),
             "text": result.text}
     if "segment" in granularities:
         body["segments"] = [_verbose_segment(i, s) for i, s in enumerate(result.segments)]
