@@ -163,3 +163,36 @@ def test_synth_with_a_piper_voice(tmp_path, capsys):
     assert cer([r["text"] for r in rows], heard) <= 0.3, heard
     assert main(["data", "voices", "--piper", str(tmp_path / "missing.onnx")]) == 2
     assert "missing.onnx: piper voice file not found" in capsys.readouterr().err
+
+
+def test_speakable_in_another_language_keeps_its_letters_and_skips_numbers():
+    assert speakable("¿Dónde está la estación, señor?", "es") == ("dónde está la estación, señor?",
+                                                                  "dónde está la estación señor")
+    assert speakable("Tengo 3 gatos.", "es") == "digits or symbols"
+    assert speakable("Die Straße ist 50% länger.", "de") == "digits or symbols"
+    assert speakable("Die Straße ist lang.", "de")[1] == "die straße ist lang"
+    assert speakable("El niño come.") == "other characters"  # English: ñ is no English letter
+
+
+def test_synth_speaks_another_language_with_espeak_ng(tmp_path, capsys):
+    """`data synth --language es`: espeak-ng's Spanish voices, transcripts keeping ñ and accents; the
+    English accent simulation and a language with no voice are refused in one line."""
+    voices = [v.id for v in list_voices(language="es")]
+    if "espeak-ng:es" not in voices:
+        pytest.skip("espeak-ng has no Spanish voice here")
+    assert not any(v.startswith(("flite", "festival")) for v in voices)
+    text = tmp_path / "es.txt"
+    text.write_text("El niño come una manzana.\n¿Dónde está el río?\nTengo 3 gatos.\n", encoding="utf-8")
+    out = tmp_path / "es"
+    assert main(["data", "synth", "--language", "es", "--voices", "espeak-ng:es", "--text", str(text),
+                 "--hours", "0.001", "-o", str(out), "--jobs", "1", "--no-progress"]) == 0
+    rows = read_rows(out / "manifest.jsonl")
+    assert {r["text"] for r in rows} <= {"el niño come una manzana", "dónde está el río"} and rows
+    assert all(r["voice"] == "espeak-ng:es" and r["duration"] > 0.5 for r in rows)
+    assert "digits or symbols 1" in capsys.readouterr().out
+    for argv, fragment in ((["--language", "es", "--accent", "0.5"], "--accent"),
+                           (["--language", "zz"], "for --language zz")):
+        assert main(["data", "synth", *argv, "--text", str(text), "--hours", "0.001", "-o", str(tmp_path / "x"),
+                     "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("vocable: error:") and fragment in err and len(err.splitlines()) == 1

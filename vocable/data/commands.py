@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 
 from ..errors import DataError
@@ -23,13 +24,15 @@ def add_data_commands(commands) -> None:
 def add_voices(commands) -> None:
     p = commands.add_parser("voices", help="list installed offline text-to-speech voices and their licences")
     p.add_argument("--piper", action="append", default=[], metavar="VOICE.onnx", help="also list this piper voice")
+    p.add_argument("--language", type=language_code, default="en", metavar="CODE",
+                   help="voices of this language (ISO 639-1, e.g. es, de; default en)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_voices)
 
 
 def cmd_voices(args) -> int:
     from .synth import describe_voices, list_voices
-    rows = describe_voices(list_voices(args.piper))
+    rows = describe_voices(list_voices(args.piper, args.language))
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -44,6 +47,13 @@ def cmd_voices(args) -> int:
     return 0
 
 
+def language_code(text: str) -> str:
+    """"es" → "es"; argparse turns the ValueError into a one-line usage error."""
+    if not re.fullmatch(r"[a-z]{2,3}", text):
+        raise ValueError(text)
+    return text
+
+
 def add_synth(commands) -> None:
     p = commands.add_parser("synth", help="render sentences with every installed TTS voice into a manifest")
     p.add_argument("--text", action="append", required=True, metavar="FILE",
@@ -53,6 +63,10 @@ def add_synth(commands) -> None:
     p.add_argument("--voices", nargs="+", metavar="VOICE",
                    help="engines, voice ids or globs, e.g. flite festival 'espeak-ng:en-gb*' (default: all)")
     p.add_argument("--piper", action="append", default=[], metavar="VOICE.onnx", help="also use this piper voice")
+    p.add_argument("--language", type=language_code, default="en", metavar="CODE",
+                   help="language of the sentences and voices (ISO 639-1, e.g. es, de; default en). Other than "
+                        "English: espeak-ng's voices of it, transcripts by the basic normaliser (train with "
+                        "normalizer = \"basic\"), sentences with digits or symbols skipped")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", default="flac", choices=["flac", "opus"],
@@ -68,9 +82,9 @@ def cmd_synth(args) -> int:
     from .synth import list_voices, select_voices, synthesize_corpus
     if args.jobs < 1:
         raise DataError(f"--jobs must be at least 1, got {args.jobs}")
-    voices = select_voices(list_voices(args.piper), args.voices)
+    voices = select_voices(list_voices(args.piper, args.language), args.voices)
     result = synthesize_corpus(args.text, args.hours, args.out, voices, args.jobs, args.seed, args.format,
-                               show_progress=not args.no_progress, accent=args.accent)
+                               show_progress=not args.no_progress, accent=args.accent, language=args.language)
     print(f"{args.out}/manifest.jsonl: {result.utterances} utterances, {result.hours:.2f} h "
           f"({result.new} new, {result.failed} failed) from {result.voices} voices")
     if result.skipped_sentences:

@@ -223,12 +223,16 @@ def clean_text(text: str, normalizer: str) -> tuple[str, str]:
     """(normalised text, "" or the reason it is unusable).
 
     With the English normaliser, letters outside a-z and symbols (%, &, $, ...) are errors:
-    they are spoken ("percent"), but normalising would silently drop them from the transcript.
+    they are spoken ("percent"), but normalising would silently drop them from the transcript. The
+    basic normaliser (any language) cannot spell numbers either, so digits are errors too.
     """
     if normalizer == "english":
         if unspellable_letters(text) or any(unicodedata.category(ch).startswith("S") or ch in SPOKEN_PUNCTUATION
                                             for ch in unicodedata.normalize("NFKC", text)):
             return "", "characters outside the alphabet"
+    elif normalizer == "basic" and any(ch.isdigit() or unicodedata.category(ch).startswith("S")
+                                       or ch in SPOKEN_PUNCTUATION for ch in text):
+        return "", "digits or symbols"  # said as words ("tres", "por ciento") it cannot spell; write them out
     normalised = NORMALIZERS[normalizer](text)
     if not normalised:
         return "", "empty text"

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from ..audio import SAMPLE_RATE, load_audio
 from ..errors import DataError, VocableError
-from ..tokenizer import normalize_english
+from ..tokenizer import normalize_basic, normalize_english
 from .accent import accent_phonemes, accent_spelling
 
 SPEED_RANGE = (0.85, 1.2)  # speaking-rate multiplier drawn per utterance
@@ -107,15 +107,18 @@ class Item:
 # Voices
 
 
-def list_voices(piper_models: list[str] = ()) -> list[Voice]:
-    """Every usable English voice installed: espeak-ng accents, flite, festival, given piper models."""
-    return espeak_voices() + flite_voices() + festival_voices() + [piper_voice(p) for p in piper_models]
+def list_voices(piper_models: list[str] = (), language: str = "en") -> list[Voice]:
+    """Every usable voice installed for `language` (an ISO 639-1 code): for English espeak-ng's accents,
+    flite and festival; for other languages espeak-ng's voices of it (flite and festival speak English
+    only); and the piper models given, which are taken to speak it."""
+    english = flite_voices() + festival_voices() if language == "en" else []
+    return espeak_voices(language) + english + [piper_voice(p) for p in piper_models]
 
 
-def espeak_voices() -> list[Voice]:
+def espeak_voices(language: str = "en") -> list[Voice]:
     if not shutil.which("espeak-ng"):
         return []
-    listing = _run(["espeak-ng", "--voices=en"])
+    listing = _run(["espeak-ng", f"--voices={language}"])
     data = re.search(r"Data at:\s*(\S+)", _run(["espeak-ng", "--version"]))
     variant_dir = Path(data.group(1) if data else "/usr/share/espeak-ng-data") / "voices" / "!v"
     variants = tuple(sorted(p.name for p in variant_dir.glob("*") if p.is_file() and not ESPEAK_NOVELTY.search(p.name)))
@@ -124,7 +127,8 @@ def espeak_voices() -> list[Voice]:
         parts = line.split()
         # Columns: Pty Language Age/Gender VoiceName File [Other languages]; mbrola ("mb/") voices need
         # the non-free mbrola program and are left out.
-        if len(parts) >= 5 and parts[1].startswith("en") and not parts[4].startswith("mb/") and parts[1] not in names:
+        if len(parts) >= 5 and parts[1].split("-")[0] == language and not parts[4].startswith("mb/") \
+                and parts[1] not in names:
             names.append(parts[1])
     return [Voice("espeak-ng", n, ESPEAK_LICENCE, "/usr/share/doc/espeak-ng-data/copyright", variants) for n in names]
 
@@ -173,23 +177,28 @@ def select_voices(voices: list[Voice], patterns: list[str] | None) -> list[Voice
 # Text
 
 
-def speakable(sentence: str) -> tuple[str, str] | str:
+def speakable(sentence: str, language: str = "en") -> tuple[str, str] | str:
     """(text for the engine, transcript), or the reason the sentence is skipped.
 
     The engine gets the normalised words with commas and the final ?/!/. restored, so it
-    phrases naturally but cannot expand anything differently from the transcript.
+    phrases naturally but cannot expand anything differently from the transcript. English is
+    normalised by normalize_english (numbers spelt out); other languages by normalize_basic, which
+    cannot spell numbers or symbols, so sentences with them are skipped.
     """
     folded = unicodedata.normalize("NFKC", sentence)
     folded = folded.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
     folded = folded.replace("—", ", ").replace("–", "-").strip()
     if not folded:
         return "empty"
-    if not SPEAKABLE.fullmatch(folded.lower()):
+    if language != "en":
+        if any(c.isdigit() or unicodedata.category(c).startswith("S") or c in "%#@&*" for c in folded):
+            return "digits or symbols"  # spoken as words the basic normaliser cannot write
+    elif not SPEAKABLE.fullmatch(folded.lower()):
         return "other characters"
     if re.search(r"\b[A-Z]{2,}\b", folded) and re.search(r"[a-z]", folded):
         return "acronym"  # an engine may spell "DNA" out or read it as a word; the transcript cannot know
     marked = re.sub(r"[,;:]+(?=\s|$)", f" {PROSODY_MARK} ", folded)
-    words = normalize_english(marked).split()
+    words = (normalize_english if language == "en" else normalize_basic)(marked).split()
     text_words = [w for w in words if w != PROSODY_MARK]
     if not text_words:
         return "empty"
@@ -200,7 +209,7 @@ def speakable(sentence: str) -> tuple[str, str] | str:
     return spoken + (end if end in "?!." else "."), " ".join(text_words)
 
 
-def read_sentences(paths: list[str]) -> tuple[list[tuple[str, str]], Counter]:
+def read_sentences(paths: list[str], language: str = "en") -> tuple[list[tuple[str, str]], Counter]:
     """Unique speakable sentences from text files (one sentence per line), and skip counts by reason."""
     sentences, seen, skipped = [], set(), Counter()
     for path in paths:
@@ -208,7 +217,7 @@ def read_sentences(paths: list[str]) -> tuple[list[tuple[str, str]], Counter]:
             raise DataError(f"{path}: no such text file")
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
-                result = speakable(line)
+                result = speakable(line, language)
                 if isinstance(result, str):
                     skipped[result] += 1
                 elif result[1] in seen:
@@ -399,17 +408,22 @@ class SynthResult:
 
 def synthesize_corpus(text_files: list[str], hours: float, out_dir: str, voices: list[Voice],
                       jobs: int = 1, seed: int = 0, fmt: str = "flac", show_progress: bool = True,
-                      accent: float = 0.0) -> SynthResult:
+                      accent: float = 0.0, language: str = "en") -> SynthResult:
     """Render until OUT/manifest.jsonl holds `hours` of audio; resumes what a previous run left."""
     if hours <= 0:
         raise DataError(f"--hours must be positive, got {hours}")
     if not 0.0 <= accent <= 1.0:
         raise DataError(f"--accent must be between 0 and 1, got {accent}")
+    if accent and language != "en":
+        raise DataError(f"--accent: the simulated accent is of English (its rules rewrite English sounds); "
+                        f"not for --language {language}")
     if fmt not in ("flac", "opus"):
         raise DataError(f"--format must be flac or opus, got {fmt!r}")
     if not voices:
-        raise DataError("no text-to-speech voices installed; run scripts/install-voices.sh")
-    sentences, skipped = read_sentences(text_files)
+        raise DataError("no text-to-speech voices installed" + (f" for --language {language} (espeak-ng's "
+                        f"voices of it: `espeak-ng --voices={language}`)" if language != "en" else "")
+                        + "; run scripts/install-voices.sh")
+    sentences, skipped = read_sentences(text_files, language)
     if not sentences:
         raise DataError(f"no speakable sentences in {text_files} (skipped: {dict(skipped)})")
     out = Path(out_dir)
