@@ -323,6 +323,25 @@ def test_a_client_that_stops_reading_loses_its_stream_slot(model):
     assert asyncio.run(scenario()) == 0
 
 
+def test_server_decoding_options_apply_to_its_own_model_in_uploads_and_streams(model, digits):
+    """`vocable serve --phrases/--lm/--hotwords`: the server's model decodes with them (a custom model's LM);
+    a bundled model a request names keeps its own decoding."""
+    from tests.conftest import FSDD_FIXTURES
+    from vocable.decoding import DecodingOptions
+    options = ServerOptions(model=model.loaded.path, decoding=DecodingOptions(phrases=["seven", "zero"]))
+    with running_server(options) as url:
+        def upload(name, **fields):
+            files = {"file": (name, (FSDD_FIXTURES / name).read_bytes())}
+            return httpx.post(url + "/v1/audio/transcriptions", files=files, data=fields, timeout=60).json()["text"]
+        assert upload("7_theo_0.flac") == "seven"
+        assert upload("4_theo_0.flac") == ""  # not in the grammar
+        assert upload("4_theo_0.flac", model="en-default") == "four"
+        _, audio, words, _ = digits
+        with websockets_sync.connect(url.replace("http", "ws") + "/v1/audio/stream") as ws:
+            finals = [e["text"] for e in stream_file(ws, audio) if e["type"] == "final"]
+        assert finals == [w for w in words if w in ("seven", "zero")]  # the others are rejected: no final
+
+
 def test_uploads_are_not_written_to_disk(client, model, monkeypatch):
     """Starlette spools uploads over 1 MB to a temporary file by default; ours stay in memory."""
     import tempfile

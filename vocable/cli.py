@@ -403,6 +403,7 @@ def add_serve(commands) -> None:
     p.add_argument("--max-streams", type=int, default=4, help="concurrent WebSocket streams (default: %(default)s)")
     p.add_argument("--workers", type=int, default=2, help="inference calls at once (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads per inference call (default: %(default)s)")
+    add_decoding_arguments(p)  # for the server's own model, uploads and streams alike
     p.set_defaults(func=cmd_serve)
 
 
@@ -416,7 +417,8 @@ def cmd_serve(args) -> int:
               file=sys.stderr)
     serve(ServerOptions(model=args.model, api_key=api_key, max_upload_mb=args.max_upload_mb,
                         max_audio_seconds=args.max_audio_seconds, max_streams=args.max_streams,
-                        workers=args.workers, threads=args.threads), host=args.host, port=args.port)
+                        workers=args.workers, threads=args.threads, decoding=decoding_options(args)),
+          host=args.host, port=args.port)
     return 0
 
 

@@ -101,11 +101,13 @@ class Streamer:
 
     `sample_rate` is the rate of the audio given to `accept`; `input_format` says how to read bytes
     ("s16le" = 16-bit little-endian PCM, "f32le" = 32-bit float). Arrays may be int16 or float.
+    `decoding`: how each utterance is decoded (None: the model's defaults, with its LM if it names one).
     """
 
     def __init__(self, recognizer, sample_rate: int = SAMPLE_RATE, input_format: str = "s16le",
-                 options: StreamOptions | None = None):
+                 options: StreamOptions | None = None, decoding=None):
         self.options = options or default_options(recognizer)
+        self.decoding = decoding
         self.options.validate()
         if input_format not in FORMATS:
             raise AudioError(f"stream format: expected one of {sorted(FORMATS)}, got {input_format!r}")
@@ -249,7 +251,7 @@ class _Utterance:
     """One utterance being decoded: audio in, a hypothesis out, by the stream's engine."""
 
     def __init__(self, streamer: Streamer, start: float):
-        self.recognizer, self.start = streamer.recognizer, start
+        self.recognizer, self.start, self.decoding = streamer.recognizer, start, streamer.decoding
         self.engine = (IncrementalDecoder(streamer.recognizer) if streamer.engine_kind == "incremental"
                        else WindowDecoder(streamer.recognizer))
         self.margin = int(streamer.options.speech_margin * SAMPLE_RATE)
@@ -273,12 +275,12 @@ class _Utterance:
     def hypothesis(self, final: bool) -> Hypothesis:
         began = time.perf_counter()
         if isinstance(self.engine, IncrementalDecoder):
-            hyp = self.recognizer.decode(self.engine.log_probs(final), offset=self.start)
+            hyp = self.recognizer.decode(self.engine.log_probs(final), offset=self.start, options=self.decoding)
         else:
             # The window engine's final leaves out the endpointer's trailing silence, as the start left
             # out the lead-in.
             end = self.speech_end + self.margin if final else None
-            hyp = self.recognizer.decode(self.engine.log_probs(0, end), offset=self.start)
+            hyp = self.recognizer.decode(self.engine.log_probs(0, end), offset=self.start, options=self.decoding)
         if not final:
             # The next partial waits for partial_every of new audio and for twice what this one took:
             # however small the chunks and however long the utterance (each partial decodes all of it),

@@ -40,6 +40,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from .. import __version__
 from ..audio import SAMPLE_RATE, UNKNOWN_LENGTH, load_audio
+from ..decoding import DecodingOptions
 from ..errors import ConfigError, ModelError, VocableError
 from ..formats import format_result
 from ..stream import FORMATS as STREAM_FORMATS
@@ -67,6 +68,7 @@ class ServerOptions:
     workers: int = 2  # inference calls running at once (the rest wait)
     threads: int = 1  # CPU threads per inference call, torch and onnxruntime alike (0 = the engine's default)
     stream: StreamOptions | None = None  # None: each model's own (stream.default_options)
+    decoding: DecodingOptions | None = None  # for the server's own model (an LM, hotwords); None: its defaults
 
     def validate(self) -> None:
         limits = [("max_upload_mb", 0.001, 4096), ("max_audio_seconds", 1, 6 * 3600), ("max_streams", 1, 1024),
@@ -199,7 +201,8 @@ def create_app(options: ServerOptions | None = None) -> FastAPI:
         recognizer = await anyio.to_thread.run_sync(app.state.models.get, name, limiter=app.state.limiter)
         language = _language(recognizer, query.language)
         result = await anyio.to_thread.run_sync(_transcribe, recognizer, data, upload.filename or "upload",
-                                                options.max_audio_seconds, limiter=app.state.limiter)
+                                                options.max_audio_seconds, _decoding(app, name),
+                                                limiter=app.state.limiter)
         return _format(result, query, language)
 
     @app.get("/v1/audio/stream", include_in_schema=False)
@@ -300,7 +303,12 @@ async def _read_form(request: Request, max_file_bytes: int):
         raise ApiError(400, f"malformed multipart body: {e.message}", "invalid_multipart") from None
 
 
-def _transcribe(recognizer, data: bytes, filename: str, max_seconds: float):
+def _decoding(app: FastAPI, name: str) -> DecodingOptions | None:
+    """The server's decoding options apply to its own model; a bundled model a request names keeps its own."""
+    return app.state.options.decoding if name == app.state.models.default else None
+
+
+def _transcribe(recognizer, data: bytes, filename: str, max_seconds: float, decoding: DecodingOptions | None):
     """Decode the uploaded bytes (never touching disk) and transcribe them. Runs in a worker thread."""
     duration = _declared_duration(data)
     if duration is not None and duration > max_seconds:
@@ -311,7 +319,7 @@ def _transcribe(recognizer, data: bytes, filename: str, max_seconds: float):
         raise ApiError(400, f"file: {e}", "invalid_file_format", "file") from None
     if len(samples) / SAMPLE_RATE > max_seconds:
         raise _too_long(filename, len(samples) / SAMPLE_RATE, max_seconds)
-    return recognizer.transcribe(samples)
+    return recognizer.transcribe(samples, options=decoding)
 
 
 def _declared_duration(data: bytes) -> float | None:
@@ -500,7 +508,8 @@ async def _open_stream(app: FastAPI, config: dict) -> Streamer:
     recognizer = await anyio.to_thread.run_sync(app.state.models.get, name, limiter=app.state.limiter)
     try:
         options = app.state.options.stream
-        return Streamer(recognizer, int(rate), fmt, replace(options) if options is not None else None)
+        return Streamer(recognizer, int(rate), fmt, replace(options) if options is not None else None,
+                        _decoding(app, name))
     except VocableError as e:
         raise ApiError(400, str(e)) from None
 
@@ -524,7 +533,8 @@ def serve(options: ServerOptions, host: str = "127.0.0.1", port: int = 8000, log
         raise ConfigError(f"--port: expected 0 to 65535, got {port}")
     sock = listening_socket(host, port)  # first: a busy port is one line at once, not uvicorn's log after the load
     app = create_app(options)
-    app.state.models.get(app.state.models.default)  # load now: a broken model fails at start, not per request
+    # load now: a broken model, LM or decoding option fails at start, not per request
+    app.state.models.get(app.state.models.default).decoder(options.decoding if options else None)
     # No ping timeout: a client sending faster than real time waits on TCP (backpressure), and its pong
     # queues behind its audio; the stream's idle timeout (stream_idle_seconds) still drops dead clients.
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, ws_max_size=MAX_WS_MESSAGE,
