@@ -436,3 +436,18 @@ def test_set_paths_are_relative_to_the_current_folder(tmp_path, monkeypatch):
     assert config.data.train == [str(tmp_path / "here.jsonl")] and config.run.out_dir == str(tmp_path / "runs/a")
     assert config.run.init_from == "en-default"  # a bundled model's name, not a path
     assert load_config(config_path).run.out_dir == str(tmp_path / "configs" / "out")
+
+
+def test_each_epoch_redraws_the_training_curve(tmp_path):
+    """out/training.png: loss by step and dev WER/CER by epoch, redrawn at every epoch's end."""
+    pytest.importorskip("matplotlib")
+    from vocable.report import plot_training
+    config = load_config(write_config(tmp_path, epochs=2, dev=str(FSDD_FIXTURES), overlap="true"))
+    train(config, show_progress=False)
+    png = tmp_path / "out" / "training.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    rows = (tmp_path / "out" / "metrics.csv").read_text().splitlines()
+    assert sum(1 for r in rows[1:] if r.split(",")[5]) == 2  # both epochs' dev rows, which the plot draws
+    only_loss = tmp_path / "loss.csv"  # a run without dev data (or cut in its first epoch) still plots
+    only_loss.write_text("step,epoch,loss,lr,audio_s_per_s,dev_wer,dev_cer\n1,1,3.0,0.001,100,,\n2,1,2.5,0.001,100,,\n")
+    assert plot_training(only_loss, tmp_path / "loss.png").stat().st_size > 5_000

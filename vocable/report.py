@@ -17,6 +17,7 @@ from .evaluate import LENGTH_FIELD, MIN_GROUP_WORDS, word_alignment
 MAX_CLIPS = 50  # utterances in the listening table (their audio is copied into the report folder)
 MAX_PLOT_GROUPS = 60  # bars in one group plot; beyond it the best and worst halves are shown
 DPI = 110  # PNG resolution: ~900 px wide plots
+LOSS_SMOOTHING = 50  # steps in the running mean of the training-curve plot
 ORDERED_FIELDS = ("age", LENGTH_FIELD)  # fields whose groups have a natural order (kept in plots)
 
 CSS = """
@@ -62,6 +63,42 @@ def _figure(width: float, height: float):
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
     fig = Figure(figsize=(width, height), dpi=DPI)
     return fig, fig.add_subplot()
+
+
+def plot_training(metrics_csv: Path, path: Path) -> Path:
+    """A run's metrics.csv → PNG: training loss by step (each step faint, a running mean over
+    LOSS_SMOOTHING steps drawn over it) and, on a second axis, dev WER and CER at each epoch's end."""
+    import csv
+    import numpy as np
+    with open(metrics_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    steps = [(int(r["step"]), float(r["loss"])) for r in rows if r.get("loss")]
+    dev = [(int(r["step"]), float(r["dev_wer"]) * 100, float(r["dev_cer"]) * 100) for r in rows if r.get("dev_wer")]
+    fig, ax = _figure(8, 4)
+    if steps:
+        x, loss = np.array(steps).T
+        ax.plot(x, loss, color="tab:blue", alpha=0.25, linewidth=0.8)
+        window = min(LOSS_SMOOTHING, len(loss))
+        smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+        ax.plot(x[window - 1:], smooth, color="tab:blue", label="training loss (CTC, per step)")
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    if dev:
+        right = ax.twinx()
+        x, wer, cer = np.array(dev).T
+        right.plot(x, wer, "o-", color="tab:red", label="dev WER %")
+        right.plot(x, cer, "s--", color="tab:orange", label="dev CER %")
+        right.set_ylabel("dev error rate (%)")
+        right.set_ylim(0, max(100.0, float(wer.max()) * 1.05))
+        handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+        right.legend(handles=handles, loc="upper right", fontsize="small")
+    else:
+        ax.legend(loc="upper right", fontsize="small")
+    ax.set_title(f"{metrics_csv.parent.name}: training curve", fontsize="medium")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
 
 
 def _errorbars(groups: list[dict]) -> list[list[float]]:

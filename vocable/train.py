@@ -7,6 +7,7 @@ nccl on GPU). Writes into run.out_dir:
     best.vocable       the model file with the lowest dev WER so far
     model.vocable      the final model: average of the last run.average_last epochs
     metrics.csv        step, epoch, loss, lr, audio seconds per second, dev WER/CER
+    training.png       metrics.csv drawn: loss by step, dev WER/CER by epoch (redrawn each epoch)
     tokenizer.json     the tokenizer, fixed at the start so a resumed run keeps it
 """
 
@@ -297,10 +298,19 @@ def end_epoch(out: Path, model, config: TrainConfig, tokenizer, dev_set: DevSet,
     dev_wer, dev_cer = dev_set.error_rates(model, tokenizer)
     metrics.write(step=state["step"], epoch=epoch, dev_wer=dev_wer, dev_cer=dev_cer)
     log(f"epoch {epoch}: dev WER {dev_wer:.2%}, CER {dev_cer:.2%}")
+    plot_curve(out)
     if dev_wer < state["best_wer"]:
         state["best_wer"] = dev_wer
         save_model(out / "best.vocable", model, config.model, config.features, tokenizer,
                    {**model_meta(config, state, []), "dev_wer": dev_wer, "dev_cer": dev_cer})
+
+
+def plot_curve(out: Path) -> None:
+    """out/training.png from metrics.csv, redrawn each epoch, when matplotlib (the [report] extra) is there."""
+    import importlib.util
+    if importlib.util.find_spec("matplotlib") is not None:
+        from .report import plot_training
+        plot_training(out / "metrics.csv", out / "training.png")
 
 
 def average_epochs(out: Path, last: int) -> dict:
