@@ -237,6 +237,20 @@ def test_listen_plays_a_file_and_prints_json_events(digits_model, tmp_path, caps
     assert [line.split("] ", 1)[1] for line in lines] == digits
 
 
+def test_listen_decodes_with_the_options_given(digits_model, tmp_path, capsys):
+    """`vocable listen --phrases/--lm/--hotwords`: as `transcribe` decodes; a grammar rejects the rest."""
+    from vocable.cli import main
+    audio, digits, _ = digit_stream(digits_model)
+    path, grammar = tmp_path / "digits.wav", tmp_path / "grammar.txt"
+    sf.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
+    grammar.write_text(f"{digits[1]}\nzero\n")
+    assert main(["listen", "--model", digits_model.loaded.path, "--input", str(path), "--speed", "0",
+                 "--phrases", str(grammar)]) == 0
+    assert [line.split("] ", 1)[1] for line in capsys.readouterr().out.splitlines()] == [digits[1]]
+    assert main(["listen", "--model", digits_model.loaded.path, "--input", str(path), "--lm", "gone.arpa"]) == 2
+    assert "gone.arpa" in capsys.readouterr().err
+
+
 def test_listen_at_real_time_speed_takes_real_time(digits_model, tmp_path, capsys):
     import time
 

@@ -135,7 +135,9 @@ def print_result(args, path: str, result) -> None:
         print(format_result(result, args.format, path), end="")
 
 
-def add_decoding_arguments(p) -> None:
+def add_decoding_arguments(p, long_audio_vad: bool = True) -> None:
+    """Decoding options; `long_audio_vad` adds --vad (splitting files at pauses), which a live stream,
+    cut into utterances by its own VAD, has no use for."""
     g = p.add_argument_group("decoding")
     g.add_argument("--beam-size", type=int, metavar="N", help="beam search with N beams (default: greedy, "
                    "or 8 with an LM or hotwords, 16 with phrases)")
@@ -152,8 +154,9 @@ def add_decoding_arguments(p) -> None:
                    "(a command grammar); unmatched audio gives empty text")
     g.add_argument("--min-phrase-confidence", type=float, metavar="C", help="with --phrases, reject a best "
                    "phrase whose confidence is below C, 0..1 (default: the model's calibrated value, else 0.4)")
-    g.add_argument("--vad", choices=["auto", "on", "off"], default="auto",
-                   help="split at pauses with a voice-activity detector (auto: audio over 30 s)")
+    if long_audio_vad:
+        g.add_argument("--vad", choices=["auto", "on", "off"], default="auto",
+                       help="split at pauses with a voice-activity detector (auto: audio over 30 s)")
 
 
 def decoding_options(args):
@@ -173,7 +176,7 @@ def decoding_options(args):
     given = {"beam_size": args.beam_size, "lm": args.lm, "lm_weight": args.lm_weight, "word_bonus": args.word_bonus,
              "blank_penalty": args.blank_penalty, "min_phrase_confidence": args.min_phrase_confidence}
     return DecodingOptions(**{k: v for k, v in given.items() if v is not None}, hotwords=args.hotwords or (),
-                           phrases=phrases, vad={"auto": None, "on": True, "off": False}[args.vad])
+                           phrases=phrases, vad={"on": True, "off": False}.get(getattr(args, "vad", None)))
 
 
 def add_train(commands) -> None:
@@ -345,6 +348,7 @@ def add_listen(commands) -> None:
     p.add_argument("--vad", default="auto", choices=["auto", "webrtc", "energy", "none"])
     p.add_argument("--endpoint", type=float, default=0.6, help="seconds of silence that end an utterance")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default: %(default)s)")
+    add_decoding_arguments(p, long_audio_vad=False)
     p.set_defaults(func=cmd_listen)
 
 
@@ -358,7 +362,9 @@ def cmd_listen(args) -> int:
         raise ConfigError(f"--chunk-ms: expected 10 to 10000 ms of audio per chunk, got {args.chunk_ms}")
     if not 0 <= args.speed <= 1000:  # also refuses nan
         raise ConfigError(f"--speed: expected 0 (no waiting) to 1000 times real time, got {args.speed}")
+    decoding = decoding_options(args)  # a malformed option or grammar fails before the model loads
     recognizer = load(args.model, threads=max(1, args.threads))
+    recognizer.decoder(decoding)  # and a missing LM before any audio
     options = default_options(recognizer, vad=args.vad, endpoint_silence=args.endpoint)
     live = sys.stdout.isatty() and not args.json
     started = time.monotonic()
@@ -374,14 +380,14 @@ def cmd_listen(args) -> int:
                 print("\r\x1b[K" + event.text, end="", flush=True)
 
     if args.input:
-        streamer = Streamer(recognizer, options=options)
+        streamer = Streamer(recognizer, options=options, decoding=decoding)
         for chunk in file_chunks(args.input, args.chunk_ms / 1000, args.speed):
             show(streamer.accept(chunk))
         show(streamer.flush())
         return 0
     device = int(args.device) if args.device and args.device.isdigit() else args.device
     with Microphone(args.chunk_ms / 1000, device) as mic:
-        streamer = Streamer(recognizer, mic.sample_rate, options=options)
+        streamer = Streamer(recognizer, mic.sample_rate, options=options, decoding=decoding)
         if not args.json:
             print(f"listening with {recognizer.name} (Ctrl-C to stop)", file=sys.stderr)
         try:
