@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
+from .align import refine_word_times
 from .audio import SAMPLE_RATE
 from .decoding import Hypothesis, Word
 from .errors import AudioError, ConfigError
@@ -281,6 +282,8 @@ class _Utterance:
             # out the lead-in.
             end = self.speech_end + self.margin if final else None
             hyp = self.recognizer.decode(self.engine.log_probs(0, end), offset=self.start, options=self.decoding)
+            if final:  # word edges from the signal, as offline (CTC spikes put a word's end at its start)
+                hyp.words = refine_word_times(hyp.words, self.engine.chunks[0][:end], self.start)
         if not final:
             # The next partial waits for partial_every of new audio and for twice what this one took:
             # however small the chunks and however long the utterance (each partial decodes all of it),
