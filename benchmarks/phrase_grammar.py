@@ -40,27 +40,40 @@ THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 
 
 def grammars(text: str, texts: list[str], rng: random.Random) -> dict[str, list[str]]:
-    """The three grammars for an utterance whose transcript is `text` (see the module docstring)."""
+    """The three grammars for an utterance whose transcript is `text` (see the module docstring); `text`
+    and `texts` normalised as the model's tokenizer does, so no other phrase is the said one in disguise."""
     others = rng.sample([t for t in texts if t != text], min(GRAMMAR_SIZE, len(texts) - 1))
     words = text.split()
     k = rng.randrange(len(words))
-    words[k] = rng.choice(sorted({w for t in texts for w in t.split()} - {words[k]}))
-    return {"listed": [text] + others[:-1], "unlisted": others, "one word off": others[:-1] + [" ".join(words)]}
+    vocabulary = sorted({w for t in texts for w in t.split()})
+    near_misses = [" ".join(words[:k] + [w] + words[k + 1:]) for w in vocabulary if w != words[k]]
+    near_misses = [t for t in near_misses if t not in texts] or near_misses  # not another listed transcript
+    return {"listed": [text] + others[:-1], "unlisted": others, "one word off": others[:-1] + [rng.choice(near_misses)]}
+
+
+def distinct_texts(utterances, normalize) -> list[str]:
+    """The set's transcripts as the model reads them: "Seven." and "seven" are one phrase."""
+    texts = sorted({normalize(u.text) for u in utterances} - {""})
+    if len(texts) < 3:
+        raise DataError("a phrase benchmark needs at least 3 different transcripts in a dataset")
+    return texts
 
 
 def measure(recognizer, utterances, rng: random.Random) -> dict[str, list]:
     """{grammar kind: [(confidence, matched the spoken text)]} over `utterances`."""
-    texts = sorted({u.text for u in utterances})
-    if len(texts) < 3:
-        raise DataError("a phrase benchmark needs at least 3 different transcripts in a dataset")
+    normalize = recognizer.tokenizer.normalize
+    texts = distinct_texts(utterances, normalize)
     out = {"listed": [], "unlisted": [], "one word off": []}
     for u in utterances:
+        spoken = normalize(u.text)
+        if not spoken:
+            continue
         log_probs = recognizer.log_probs(load_audio(u.audio))
-        for kind, phrases in grammars(u.text, texts, rng).items():
+        for kind, phrases in grammars(spoken, texts, rng).items():
             options = DecodingOptions(phrases=phrases)
             m = match_phrases(log_probs, recognizer.tokenizer, options,
                               BeamSearchDecoder(recognizer.tokenizer, None, options))
-            out[kind].append((m.confidence, m.phrase == u.text))
+            out[kind].append((m.confidence, m.phrase == spoken))
     return out
 
 

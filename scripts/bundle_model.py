@@ -13,6 +13,7 @@ Refuses a file over MAX_MB: every committed weight file stays in git history for
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -58,7 +59,7 @@ def main() -> None:
         key, sep, value = item.partition("=")
         if not sep or key not in stream_fields:
             sys.exit(f"bundle_model: --stream {item!r}: expected KEY=VALUE, KEY one of {', '.join(stream_fields)}")
-        meta["stream"] = {**meta.get("stream", {}), key: _number_or_text(value)}
+        meta["stream"] = {**(meta.get("stream") or {}), key: _number_or_text(value)}
     if meta.get("lm") == "none":
         meta.pop("lm")
     from vocable.checks import FieldError, check_model_meta
@@ -81,13 +82,15 @@ def main() -> None:
 
 
 def _number_or_text(value: str):
+    """'3' → 3, '0.5' → 0.5, anything else (also 'nan' and 'inf', which no setting takes) stays text."""
     try:
         return int(value)
     except ValueError:
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             return value
+        return number if math.isfinite(number) else value
 
 
 if __name__ == "__main__":

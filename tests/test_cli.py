@@ -160,6 +160,19 @@ def test_bundle_script_stores_default_decoding_in_the_model(tmp_path):
                            "--stream", "speech_margn=0", "--assets", str(tmp_path)], capture_output=True, text=True,
                           timeout=120)
     assert typo.returncode != 0 and "speech_margn" in typo.stderr and "speech_margin" in typo.stderr
+    not_a_number = subprocess.run([sys.executable, str(script), str(resolve_model_path("fsdd-digits")), "--name", "x",
+                                   "--stream", "partial_every=nan", "--assets", str(tmp_path)], capture_output=True,
+                                  text=True, timeout=120)
+    assert not_a_number.returncode != 0 and "partial_every" in not_a_number.stderr
+    assert not (tmp_path / "x.vocable").exists()
+    import torch  # a model whose meta says stream = null takes --stream as if it had none
+    blob = torch.load(tmp_path / "digits-lm.vocable", map_location="cpu", weights_only=True)
+    torch.save({**blob, "meta": {**blob["meta"], "stream": None}}, tmp_path / "null.vocable")
+    from_null = subprocess.run([sys.executable, str(script), str(tmp_path / "null.vocable"), "--name", "y",
+                                "--stream", "vad=energy", "--assets", str(tmp_path)], capture_output=True, text=True,
+                               timeout=120)
+    assert from_null.returncode == 0, from_null.stderr
+    assert vocable.load(tmp_path / "y.vocable").loaded.meta["stream"] == {"vad": "energy"}
     bad = subprocess.run([sys.executable, str(script), str(tmp_path / "missing.vocable"), "--name", "x",
                           "--assets", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "missing.vocable" in bad.stderr and "Traceback" not in bad.stderr

@@ -80,3 +80,26 @@ def test_phrase_grammar_benchmark_scores_listed_unlisted_and_near_miss_grammars(
     bad = subprocess.run([sys.executable, script, "--model", "fsdd-digits", "--dataset", str(fixtures)],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "NAME=MANIFEST" in bad.stderr
+
+
+def test_phrase_grammars_never_list_the_said_phrase_twice_or_as_its_near_miss():
+    """Transcripts are compared as the model normalises them ("Seven." is "seven"), and the one-word-off
+    phrase is neither the said one nor another listed transcript."""
+    import random
+    import sys
+    sys.path.insert(0, str(SCRIPT.parent))
+    from phrase_grammar import distinct_texts, grammars
+
+    from vocable.data.manifest import Utterance
+    from vocable.tokenizer import normalize_english
+    rows = [Utterance(id=str(i), audio="x.wav", text=t) for i, t in
+            enumerate(["Seven.", "seven", "SEVEN!", "two three", "two four", "one"])]
+    texts = distinct_texts(rows, normalize_english)
+    assert texts == ["one", "seven", "two four", "two three"]
+    rng = random.Random(0)
+    for _ in range(50):
+        g = grammars("two three", texts, rng)
+        assert g["listed"].count("two three") == 1 and "two three" not in g["unlisted"]
+        near = g["one word off"][-1]
+        assert near not in texts and len(near.split()) == 2
+        assert sum(a != b for a, b in zip(near.split(), ["two", "three"])) == 1

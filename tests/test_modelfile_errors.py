@@ -85,6 +85,11 @@ def poison(value, count=1):
     (setter("meta", "stream", {"speech_margin": "abc"}), "meta: field 'stream.speech_margin'"),
     (setter("meta", "stream", {"endpoint_silence": 100.0}), "stream endpoint_silence: expected 0.03..10 s"),
     (setter("meta", "stream", [0.0]), "meta.stream: expected a table"),
+    (setter("meta", "stream", {"onset": 0.5, "onset_window": 0.3}), "stream onset: expected more than 0 and at most"),
+    (setter("meta", "stream", {"vad_aggressiveness": 7}), "stream vad_aggressiveness: expected 0, 1, 2 or 3"),
+    (setter("meta", "stream", {"speech_margin": 0.5, "pre_roll": 0.4}), "stream speech_margin: expected 0..pre_roll"),
+    (setter("meta", "stream", {"partial_every": float("nan")}), "stream partial_every"),
+    (setter("meta", "stream", {"energy_threshold_db": float("-inf")}), "stream energy_threshold_db"),
 ])
 def test_malformed_field_is_one_model_error_naming_file_and_field(blob, tmp_path, change, fragment):
     path = altered(blob, tmp_path, change)
@@ -122,6 +127,10 @@ def test_valid_variants_still_load(blob, tmp_path):
     assert load_model_file(lm_none).meta["lm"] == "none"
     bundled_lm = altered(blob, tmp_path, setter("meta", "lm", "en-3gram"), "lm.vocable")
     assert load_model_file(bundled_lm).meta["lm"] == "en-3gram"
+    from vocable.decoding import MIN_PHRASE_CONFIDENCE, DecodingOptions, with_model_defaults
+    unset = altered(blob, tmp_path, setter("meta", "min_phrase_confidence", None), "unset.vocable")  # null = absent
+    meta = load_model_file(unset).meta
+    assert with_model_defaults(DecodingOptions(), meta).min_phrase_confidence == MIN_PHRASE_CONFIDENCE
 
 
 def vocable(*args, timeout=120):

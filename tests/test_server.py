@@ -420,6 +420,12 @@ def test_a_served_model_is_named_as_trained_unless_that_is_another_models_name(m
     assert ModelCache(str(tmp_path / "a" / "model.vocable")).default == "my-digits"
     assert ModelCache(str(tmp_path / "b" / "model.vocable")).default == "model"
     assert ModelCache(str(tmp_path / "c" / "model.vocable")).default == "model"
+    (tmp_path / "d").mkdir()  # a copy of a bundled model's file: its stem is a bundled name too
+    torch.save({**blob, "meta": {**blob["meta"], "name": " fsdd-digits "}}, tmp_path / "d" / "fsdd-digits.vocable")
+    cache = ModelCache(str(tmp_path / "d" / "fsdd-digits.vocable"))
+    assert cache.default == "fsdd-digits-file" and cache.allowed["fsdd-digits"] == "fsdd-digits"
+    torch.save({**blob, "meta": {**blob["meta"], "name": " my-digits "}}, tmp_path / "d" / "model.vocable")
+    assert ModelCache(str(tmp_path / "d" / "model.vocable")).default == "my-digits"
     assert _language(model, "en") == "english"
     from vocable.transcribe import load
     spanish = load(tmp_path / "a" / "model.vocable")

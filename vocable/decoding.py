@@ -185,6 +185,9 @@ def with_model_defaults(options: DecodingOptions, model_meta: dict | None = None
     weight, bonus, penalty = (meta.get("lm_weight", LM_WEIGHT), meta.get("word_bonus", WORD_BONUS),
                               meta.get("blank_penalty", BLANK_PENALTY)) if own_lm else \
         (LM_WEIGHT, WORD_BONUS, BLANK_PENALTY)
+    threshold = options.min_phrase_confidence
+    if threshold is None:  # a null in the meta is an absent value, as for beam_size
+        threshold = meta.get("min_phrase_confidence")
     beam = options.beam_size
     if beam is None and own_lm and meta.get("lm") and options.phrases is None:
         beam = meta.get("beam_size")
@@ -192,9 +195,7 @@ def with_model_defaults(options: DecodingOptions, model_meta: dict | None = None
                    word_bonus=float(bonus if options.word_bonus is None else options.word_bonus),
                    blank_penalty=float(penalty if options.blank_penalty is None else options.blank_penalty),
                    beam_size=None if beam is None else int(beam),
-                   min_phrase_confidence=float(meta.get("min_phrase_confidence", MIN_PHRASE_CONFIDENCE)
-                                               if options.min_phrase_confidence is None
-                                               else options.min_phrase_confidence))
+                   min_phrase_confidence=float(MIN_PHRASE_CONFIDENCE if threshold is None else threshold))
 
 
 def parse_hotwords(spec: str) -> list[tuple[str, float]]:

@@ -70,6 +70,21 @@ class StreamOptions:
             raise ConfigError(f"stream endpoint_silence: expected 0.03..10 s, got {self.endpoint_silence}")
         if not 1.0 <= self.max_utterance <= 120.0:
             raise ConfigError(f"stream max_utterance: expected 1..120 s, got {self.max_utterance}")
+        if self.vad_aggressiveness not in (0, 1, 2, 3):
+            raise ConfigError(f"stream vad_aggressiveness: expected 0, 1, 2 or 3, got {self.vad_aggressiveness!r}")
+        if not 0.0 <= self.energy_threshold_db <= 60.0:
+            raise ConfigError(f"stream energy_threshold_db: expected 0..60 dB, got {self.energy_threshold_db}")
+        if not 0.0 < self.onset_window <= 2.0:
+            raise ConfigError(f"stream onset_window: expected more than 0 and at most 2 s, got {self.onset_window}")
+        if not 0.0 < self.onset <= self.onset_window:
+            raise ConfigError(f"stream onset: expected more than 0 and at most onset_window "
+                              f"({self.onset_window} s), got {self.onset}")
+        if not 0.0 <= self.pre_roll <= 5.0:
+            raise ConfigError(f"stream pre_roll: expected 0..5 s, got {self.pre_roll}")
+        if not 0.0 <= self.speech_margin <= self.pre_roll:
+            raise ConfigError(f"stream speech_margin: expected 0..pre_roll ({self.pre_roll} s), got {self.speech_margin}")
+        if not 0.01 <= self.partial_every <= 60.0:
+            raise ConfigError(f"stream partial_every: expected 0.01..60 s, got {self.partial_every}")
 
 
 def default_options(recognizer, **overrides) -> StreamOptions:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from ..audio import audio_info
 from ..errors import DataError, VocableError
-from ..tokenizer import NORMALIZERS, english_losses, folded_letters, unspellable_letters
+from ..tokenizer import NORMALIZERS, folded_letters, unspellable_letters
 from .manifest import Utterance, read_kaldi_dir
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus")
@@ -250,8 +250,9 @@ def check_utterances(utterances: list[Utterance], report: ImportReport, normaliz
     for u in utterances:
         text, problem = clean_text(u.text, normalizer)
         if problem == "characters outside the alphabet":
-            odd = english_losses([u.text]) or {c for c in u.text if unicodedata.category(c).startswith("S")
-                                                  or c in SPOKEN_PUNCTUATION}
+            # what refused it: not letters that fold ("é" → "e"), which are kept
+            odd = unspellable_letters(u.text) | {c for c in u.text if unicodedata.category(c).startswith("S")
+                                                 or c in SPOKEN_PUNCTUATION}
             report.skip(problem, f"{u.id}: {''.join(sorted(odd))}")
         elif problem:
             report.skip(problem, u.id)

@@ -136,7 +136,8 @@ class ModelCache:
 
 def _served_name(path: Path, bundled: dict) -> str:
     """The name a model is served under: the one it was trained or bundled with (meta "name"), else its
-    file's; every trained model is `model.vocable`. Never a bundled model's name unless it is that file."""
+    file's; every trained model is `model.vocable`. Never a bundled model's name unless it is that file
+    (a copy of fsdd-digits.vocable elsewhere is served as "fsdd-digits-file")."""
     try:
         if path.suffix.lower() == ".onnx":
             from ..runtime import read_onnx_metadata
@@ -145,15 +146,20 @@ def _served_name(path: Path, bundled: dict) -> str:
             from ..modelfile import read_model_blob
             meta = read_model_blob(path).get("meta") or {}
     except VocableError:  # loading it says what is wrong, at start
-        return path.stem
+        meta = {}
     name = meta.get("name") if isinstance(meta, dict) else None
-    if not isinstance(name, str) or not name.strip() or "/" in name:
-        return path.stem
-    if name in bundled:
-        from ..modelfile import resolve_model_path
-        if resolve_model_path(name).resolve() != path.resolve():
-            return path.stem
-    return name.strip()
+    name = name.strip() if isinstance(name, str) else ""
+    for candidate in (name, path.stem):
+        if candidate and "/" not in candidate and not _shadows_bundled(candidate, path, bundled):
+            return candidate
+    return path.stem + "-file"
+
+
+def _shadows_bundled(name: str, path: Path, bundled: dict) -> bool:
+    if name not in bundled:
+        return False
+    from ..modelfile import resolve_model_path
+    return resolve_model_path(name).resolve() != path.resolve()
 
 
 def create_app(options: ServerOptions | None = None) -> FastAPI:
@@ -429,11 +435,14 @@ async def _run_stream(app: FastAPI, websocket: WebSocket) -> None:
     "end", "words"}; errors: {"type": "error", "code", "message"}, then the socket closes."""
     options: ServerOptions = app.state.options
 
-    async def send(event: dict) -> None:
-        # a client that stops reading would otherwise hold its stream slot for good: the idle timeout
-        # below only covers waiting for its messages
+    async def bounded(sending) -> None:
+        # a client that stops reading would otherwise hold its stream slot for good (a send, or the close
+        # frame, waits on its full socket): the idle timeout below only covers waiting for its messages
         with anyio.fail_after(options.stream_idle_seconds):
-            await websocket.send_json(event)
+            await sending
+
+    async def send(event: dict) -> None:
+        await bounded(websocket.send_json(event))
 
     await websocket.accept()
     config = dict(websocket.query_params)
@@ -461,7 +470,7 @@ async def _run_stream(app: FastAPI, websocket: WebSocket) -> None:
                         for event in await _in_thread(app, streamer.flush):
                             await send(event.to_dict())
                     await send({"type": "done", "audio_seconds": round(streamer.time if streamer else 0.0, 3)})
-                    await websocket.close()
+                    await bounded(websocket.close())
                     return
                 raise ApiError(400, f"unknown message type {request.get('type')!r}; expected start or end")
             if streamer is None:
@@ -475,7 +484,7 @@ async def _run_stream(app: FastAPI, websocket: WebSocket) -> None:
     except ApiError as e:
         try:
             await send({"type": "error", "code": e.status, "message": e.message})
-            await websocket.close(code=1008)
+            await bounded(websocket.close(code=1008))
         except (WebSocketDisconnect, TimeoutError):
             return
     except (WebSocketDisconnect, TimeoutError):  # gone, or not reading what it is sent
