@@ -1,0 +1,157 @@
+"""vocable.compat: a DeepSpeech / Coqui STT program runs on a vocable model with only its import changed."""
+
+import numpy as np
+import pytest
+
+import vocable
+from vocable.audio import load_audio
+from vocable.compat import TIMESTEP, Model, version
+from vocable.errors import ConfigError, ModelError, VocableError
+from vocable.lm import BuildOptions, build_lm, write_arpa
+
+from .conftest import ENGLISH_FIXTURES, FSDD_FIXTURES
+
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def int16(name: str) -> np.ndarray:
+    """A fixture as DeepSpeech programs hold audio: 16 kHz mono int16 samples."""
+    return (load_audio(FSDD_FIXTURES / f"{name}.flac") * 32767).astype(np.int16)
+
+
+def english_int16(name: str) -> np.ndarray:
+    return (load_audio(ENGLISH_FIXTURES / f"{name}.flac") * 32767).astype(np.int16)
+
+
+def words_from_candidate_transcript(metadata):
+    """DeepSpeech's own client.py turns character tokens into timed words like this (rewritten, same logic)."""
+    words, word, start = [], "", 0.0
+    for i, token in enumerate(metadata.tokens):
+        if token.text != " ":
+            if not word:
+                start = token.start_time
+            word += token.text
+        if word and (token.text == " " or i == len(metadata.tokens) - 1):
+            words.append({"word": word, "start_time": start})
+            word = ""
+    return words
+
+
+@pytest.fixture(scope="module")
+def model():
+    return Model("fsdd-digits")
+
+
+@pytest.fixture(scope="module")
+def english():
+    return Model()  # the bundled default model and its LM, as `Model(path)` was used
+
+
+@pytest.fixture(scope="module")
+def digits_arpa(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lm") / "digits.arpa"
+    rng = np.random.default_rng(0)
+    write_arpa(build_lm([list(rng.choice(DIGITS, 3)) for _ in range(300)], BuildOptions(order=2)), path)
+    return path
+
+
+def test_stt_and_metadata_match_vocable_on_int16_audio(model):
+    recognizer = vocable.load("fsdd-digits")
+    for name in ["3_theo_0", "7_nicolas_0", "0_jackson_0"]:
+        audio = int16(name)
+        expected = recognizer.transcribe(audio.astype(np.float32) / 32768).text
+        assert model.stt(audio) == expected == DIGITS[int(name[0])] and model.stt(audio.tobytes()) == expected
+        (transcript,) = model.sttWithMetadata(audio).transcripts
+        assert "".join(t.text for t in transcript.tokens) == expected
+        times = [t.start_time for t in transcript.tokens]
+        assert times == sorted(times) and 0 <= times[0] and times[-1] < len(audio) / 16000
+        assert all(t.timestep == round(t.start_time / TIMESTEP) for t in transcript.tokens)
+    assert model.sampleRate() == 16000 and model.beamWidth() == 1 and version() == vocable.__version__
+
+
+def test_words_rebuilt_from_tokens_as_deepspeech_clients_do(english):
+    audio = english_int16("austen-0880")
+    words = words_from_candidate_transcript(english.sttWithMetadata(audio).transcripts[0])
+    result = vocable.load("default").transcribe(audio.astype(np.float32) / 32768)
+    assert len(result.words) >= 3 and [w["word"] for w in words] == [w.word for w in result.words]
+    assert [w["start_time"] for w in words] == pytest.approx([w.start for w in result.words], abs=0.001)
+
+
+def test_scorer_alternatives_and_beam(model, digits_arpa):
+    model.enableExternalScorer(str(digits_arpa))
+    try:
+        assert model.beamWidth() == 8
+        model.setBeamWidth(16)
+        assert model.beamWidth() == 16
+        audio = int16("2_nicolas_0")
+        metadata = model.sttWithMetadata(audio, num_results=3)
+        texts = ["".join(t.text for t in c.tokens) for c in metadata.transcripts]
+        assert texts[0] == model.stt(audio) == "two" and len(texts) == 3 and len(set(texts)) == 3
+        confidences = [c.confidence for c in metadata.transcripts]
+        assert confidences == sorted(confidences, reverse=True)
+        model.setScorerAlphaBeta(0.9, 1.5)
+        assert (model.options.lm_weight, model.options.word_bonus) == (0.9, 1.5)
+    finally:
+        model.disableExternalScorer()
+        model.options = type(model.options)()
+    assert model.beamWidth() == 1
+
+
+def test_hot_words_change_the_output_and_come_off_again(model):
+    audio = int16("6_theo_0")
+    assert model.stt(audio) == "six"
+    model.addHotWord("eight", 40.0)  # per word, as DeepSpeech: 8 nats per letter here
+    assert model.beamWidth() > 1
+    boosted = model.stt(audio)
+    model.eraseHotWord("eight")
+    assert model.stt(audio) == "six"
+    model.addHotWord("seven", -5.0)
+    model.clearHotWords()
+    assert boosted == "eight" and model.options.hotwords == []
+    with pytest.raises(ConfigError, match="not a hot-word"):
+        model.eraseHotWord("eight")
+
+
+def test_a_stream_fed_in_pieces_decodes_what_it_was_fed(english):
+    audio = english_int16("austen-0880")
+    half = len(audio) // 2
+    stream = english.createStream()
+    assert stream.intermediateDecode() == ""
+    for start in range(0, half, 1600):  # 100 ms pieces
+        stream.feedAudioContent(audio[start:min(start + 1600, half)])
+    assert stream.intermediateDecode() == english.stt(audio[:half])
+    stream.feedAudioContent(audio[half:])
+    metadata = stream.intermediateDecodeWithMetadata()
+    whole = english.stt(audio)
+    assert len(whole.split()) >= 3 and whole != english.stt(audio[:half])
+    assert "".join(t.text for t in metadata.transcripts[0].tokens) == whole
+    assert stream.finishStream() == whole
+    with pytest.raises(ConfigError, match="finished"):
+        stream.feedAudioContent(audio)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m: m.stt(np.zeros((2, 100), np.int16)), "1-D array"),
+    (lambda m: m.stt(np.zeros(0, np.int16)), "empty"),
+    (lambda m: m.stt(b"\x00\x01\x02"), "16-bit samples"),
+    (lambda m: m.stt(np.array([0.0, np.nan], np.float32)), "finite float"),
+    (lambda m: m.stt(np.zeros(100, np.int64)), "int16"),
+    (lambda m: m.setScorerAlphaBeta(float("nan"), 1.0), "lm_weight"),
+    (lambda m: m.setBeamWidth(0), "beam_size"),
+    (lambda m: m.sttWithMetadata(int16("1_theo_0"), num_results=0), "num_results"),
+    (lambda m: m.addHotWord("", 5.0), "addHotWord"),
+    (lambda m: m.addHotWord("seven", float("inf")), "boost"),
+    (lambda m: m.enableExternalScorer("kenlm.scorer"), "ARPA file it was built from"),
+    (lambda m: m.enableExternalScorer("/nonexistent/lm.arpa"), "lm.arpa"),
+])
+def test_bad_arguments_are_one_vocable_error_and_leave_the_model_as_it_was(model, call, message):
+    before = model.options
+    with pytest.raises(VocableError, match=message) as caught:
+        call(model)
+    assert "\n" not in str(caught.value) and model.options == before
+
+
+def test_their_model_files_are_refused_with_what_to_do():
+    for name in ["deepspeech-0.9.3-models.pbmm", "model.tflite"]:
+        with pytest.raises(ModelError, match="cannot run.*docs/migrating.md"):
+            Model(name)
