@@ -431,6 +431,11 @@ def test_a_served_model_is_named_as_trained_unless_that_is_another_models_name(m
     spanish = load(tmp_path / "a" / "model.vocable")
     spanish.tokenizer.normalizer = "basic"
     assert _language(spanish, "es") == "es" and _language(spanish, None) == "unknown"
+    assert _language(spanish, "pt-BR") == "pt-BR" and _language(spanish, "spanish") == "spanish"
+    from vocable.server.app import ApiError
+    for odd in ["<script>alert(1)</script>", "e", "x" * 500, "es es"]:  # echoed back: only a language code
+        with pytest.raises(ApiError, match="expected a language code"):
+            _language(spanish, odd)
 
 
 def test_vocable_serve_command_runs_an_exported_model_without_torch(model, exported):

@@ -82,7 +82,8 @@ class StreamOptions:
         if not 0.0 <= self.pre_roll <= 5.0:
             raise ConfigError(f"stream pre_roll: expected 0..5 s, got {self.pre_roll}")
         if not 0.0 <= self.speech_margin <= self.pre_roll:
-            raise ConfigError(f"stream speech_margin: expected 0..pre_roll ({self.pre_roll} s), got {self.speech_margin}")
+            raise ConfigError(f"stream speech_margin: expected 0..pre_roll ({self.pre_roll} s), "
+                              f"got {self.speech_margin}")
         if not 0.01 <= self.partial_every <= 60.0:
             raise ConfigError(f"stream partial_every: expected 0.01..60 s, got {self.partial_every}")
 

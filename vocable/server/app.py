@@ -20,6 +20,7 @@ from __future__ import annotations
 import hmac
 import io
 import json
+import re
 import socket
 import sys
 import threading
@@ -53,6 +54,7 @@ RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 GRANULARITIES = ("word", "segment")
 MAX_WS_MESSAGE = 1 * MB  # largest WebSocket message accepted (~32 s of 16 kHz int16)
 LANGUAGES = {"en": "english", "english": "english"}  # what an English model (English normaliser) accepts
+LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}|[A-Za-z]{4,20}")  # "es", "pt-BR" or "spanish"
 
 
 @dataclass
@@ -380,6 +382,9 @@ def _language(recognizer, requested: str | None) -> str:
             raise ApiError(400, f"language: {requested!r} is not supported; this model transcribes English (en)",
                            "unsupported_language", "language")
         return "english"
+    if requested and not LANGUAGE_TAG.fullmatch(requested):  # echoed in the response: a code, not any text
+        raise ApiError(400, f"language: expected a language code such as 'es' or 'pt-BR', got {requested[:40]!r}",
+                       "invalid_language", "language")
     meta = getattr(getattr(recognizer, "loaded", None), "meta", None) or {}
     return requested or str(meta.get("language") or "unknown")
 
