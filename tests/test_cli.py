@@ -342,3 +342,24 @@ def test_serve_on_a_port_in_use_is_one_line_before_the_model_loads(capsys, monke
         code, _, err = run_main(capsys, "serve", "--port", port)
     assert code == 2 and err.strip().splitlines() == [
         f"vocable: error: --host 127.0.0.1 --port {port}: cannot listen there (Address already in use)"]
+
+
+def test_transcribe_reads_an_audio_file_piped_into_standard_input(tmp_path):
+    """`ffmpeg ... -f wav - | vocable transcribe -`: FILE "-" is standard input, beside files or alone."""
+    def piped(data: bytes, *args):
+        result = subprocess.run([sys.executable, "-m", "vocable.cli", "transcribe", "--model", "fsdd-digits",
+                                 *map(str, args)], input=data, capture_output=True, timeout=120)
+        return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+    zero = (FSDD_FIXTURES / "0_jackson_0.flac").read_bytes()
+    assert piped(zero, "-") == (0, "zero\n", "")
+    code, out, _ = piped(zero, FSDD_FIXTURES / "7_theo_0.flac", "-")
+    assert code == 0 and out.splitlines() == [f"{FSDD_FIXTURES / '7_theo_0.flac'}\tseven", "-\tzero"]
+    code, _, _ = piped(zero, "-", "--format", "srt", "--output-dir", tmp_path)
+    assert code == 0 and "zero" in (tmp_path / "stdin.srt").read_text()
+    for data, args, fragment in [(b"not audio", ["-"], "standard input: not a readable audio file"),
+                                 (b"", ["-"], "nothing was piped"),
+                                 (zero, ["-", "-"], "more than once")]:
+        code, out, err = piped(data, *args)
+        assert code == 2 and out == "" and err.startswith("vocable: error:") and fragment in err
+        assert len(err.strip().splitlines()) == 1

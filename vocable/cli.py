@@ -12,6 +12,7 @@ from . import __version__
 from .errors import EXIT_USAGE, AudioWarning, VocableError, VocableWarning, run_reporting_errors
 
 MAX_LISTED_ERRORS = 10  # per-file errors printed before "... and N more"
+STDIN = "-"  # FILE that means standard input (formats.output_path names its result "stdin.<format>")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_transcribe(commands) -> None:
     p = commands.add_parser("transcribe", help="transcribe audio files")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="FILE", help="audio files; - reads one from standard input")
     p.add_argument("--model", default="default", help="bundled model name or model file (default: %(default)s)")
     p.add_argument("--format", default="txt", choices=["txt", "json", "srt", "vtt", "tsv"], help="output format")
     p.add_argument("--output-dir", metavar="DIR", help="write DIR/<file>.<format> instead of printing")
@@ -79,12 +80,17 @@ def cmd_transcribe(args) -> int:
         raise ConfigError(f"--format {args.format} with {len(args.files)} files: give --output-dir to write one "
                           f"subtitle file for each (on standard output they would run together)")
     options = decoding_options(args)
+    stdin = read_stdin_audio(args.files)  # before the model loads: a terminal or a second "-" is refused now
     recognizer = load(args.model, threads=args.threads)  # a .onnx model runs on onnxruntime, without torch
     failed, size = 0, max(1, args.batch_size)
     for first in range(0, len(args.files), size):
         batch = []
         for path in args.files[first: first + size]:
             try:
+                if path == STDIN:  # a whole file's bytes (WAV, FLAC, ...): long audio is split by transcribe
+                    print_result(args, path, recognizer.transcribe(load_audio(stdin, name="standard input"),
+                                                                   options=options))
+                    continue
                 long = os.path.isfile(path) and options.vad is None and audio_info(path)[0] > LONG_AUDIO_SECONDS
                 if options.vad or long:
                     print_result(args, path, recognizer.transcribe(path, options=options))  # streamed via VAD
@@ -103,6 +109,22 @@ def cmd_transcribe(args) -> int:
                 print(f"vocable: error: {e}", file=sys.stderr)
                 failed += 1
     return EXIT_USAGE if failed else 0
+
+
+def read_stdin_audio(files: list[str]) -> bytes | None:
+    """The bytes of the audio file piped in when FILE is "-" (`ffmpeg ... -f wav - | vocable transcribe -`)."""
+    from .errors import ConfigError
+    if STDIN not in files:
+        return None
+    if files.count(STDIN) > 1:
+        raise ConfigError("FILE: '-' (standard input) given more than once")
+    if sys.stdin is None or sys.stdin.isatty():
+        raise ConfigError("FILE '-': standard input is a terminal; pipe an audio file into it "
+                          "(e.g. ffmpeg -i in.mp4 -f wav - | vocable transcribe -)")
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise ConfigError("FILE '-': nothing was piped into standard input")
+    return data
 
 
 def check_output_names(files: list[str], fmt: str, output_dir: str) -> None:

@@ -66,8 +66,8 @@ def format_result(result, fmt: str, source: str | None = None) -> str:
 
 
 def output_path(output_dir: str | os.PathLike, source: str, fmt: str) -> Path:
-    """Where write_result puts `source`'s result: OUTPUT_DIR/<audio file stem>.<fmt>."""
-    return Path(output_dir) / (Path(source).stem + "." + fmt)
+    """Where write_result puts `source`'s result: OUTPUT_DIR/<audio file stem>.<fmt> ("stdin" for "-")."""
+    return Path(output_dir) / (("stdin" if source == "-" else Path(source).stem) + "." + fmt)
 
 
 def write_result(result, fmt: str, output_dir: str | os.PathLike, source: str) -> Path:
