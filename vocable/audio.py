@@ -26,6 +26,8 @@ DECODE_BLOCK = 1 << 20  # frames read at a time (~1 min at 16 kHz)
 # libsndfile's note on a WAV whose data chunk is shorter than its header declares (a recording cut off)
 CUT_SHORT = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.MULTILINE)
 UNKNOWN_LENGTH = 1 << 62  # frames: libsndfile's count (SF_COUNT_MAX) when a header leaves the length out
+STREAMED_WAV_SIZE = 0x7FFFF000  # bytes: a data chunk declared this large or larger is a placeholder written
+# by a program that could not go back to fill it in (ffmpeg to a pipe writes 0xFFFFFFFF, arecord 0x7FFFFFFF)
 
 AudioInput = Union[str, os.PathLike, bytes, bytearray, np.ndarray]
 
@@ -107,7 +109,7 @@ def float_file_peak(f: sf.SoundFile) -> float:
 def warn_if_cut_short(f: sf.SoundFile, label: str) -> None:
     """After reading: a WAV whose data chunk is shorter than its header says is transcribed, and the user told."""
     cut = CUT_SHORT.search(f.extra_info)
-    if cut and int(cut.group(2)) < int(cut.group(1)):
+    if cut and int(cut.group(2)) < int(cut.group(1)) < STREAMED_WAV_SIZE:
         warnings.warn(f"{label}: the file is cut short ({cut.group(2)} of the {cut.group(1)} bytes of audio "
                       f"its header declares); transcribing what is there", AudioWarning, stacklevel=3)
 
