@@ -372,3 +372,27 @@ def test_transcribe_reads_an_audio_file_piped_into_standard_input(tmp_path):
         code, out, err = piped(data, *args)
         assert code == 2 and out == "" and err.startswith("vocable: error:") and fragment in err
         assert len(err.strip().splitlines()) == 1
+
+
+def test_transcribing_files_to_a_folder_shows_progress_on_a_terminal(tmp_path, monkeypatch):
+    """With --output-dir nothing else is printed, so a terminal gets a bar over the files (and errors below it);
+    piped stderr and results on standard output get none."""
+    import io
+
+    from vocable.cli import main
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    files = [FSDD_FIXTURES / "0_jackson_0.flac", tmp_path / "missing.wav", FSDD_FIXTURES / "7_theo_0.flac"]
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    code = main(["transcribe", "--model", "fsdd-digits", "--output-dir", str(tmp_path / "out"), *map(str, files)])
+    assert code == 2 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0_jackson_0.txt", "7_theo_0.txt"]
+    shown = terminal.getvalue()
+    assert "transcribing" in shown and "3/3" in shown and "missing.wav: no such file" in shown
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["transcribe", "--model", "fsdd-digits", *map(str, files[::2])]) == 0
+    assert "transcribing" not in terminal.getvalue()

@@ -83,6 +83,7 @@ def cmd_transcribe(args) -> int:
     stdin = read_stdin_audio(args.files)  # before the model loads: a terminal or a second "-" is refused now
     recognizer = load(args.model, threads=args.threads)  # a .onnx model runs on onnxruntime, without torch
     failed, size = 0, max(1, args.batch_size)
+    progress = files_progress(args)
     for first in range(0, len(args.files), size):
         batch = []
         for path in args.files[first: first + size]:
@@ -99,16 +100,26 @@ def cmd_transcribe(args) -> int:
                     check_one_pass(audio, path)
                     batch.append((path, audio))
             except VocableError as e:  # keep going: one bad file must not lose the others' results
-                print(f"vocable: error: {e}", file=sys.stderr)
+                progress.write(f"vocable: error: {e}", file=sys.stderr)  # below the bar
                 failed += 1
         results = recognizer.transcribe_batch([a for _, a in batch], batch_size=size, options=options) if batch else []
         for (path, _), result in zip(batch, results):
             try:
                 print_result(args, path, result)
             except VocableError as e:
-                print(f"vocable: error: {e}", file=sys.stderr)
+                progress.write(f"vocable: error: {e}", file=sys.stderr)  # below the bar
                 failed += 1
+        progress.update(len(args.files[first: first + size]))
+    progress.close()
     return EXIT_USAGE if failed else 0
+
+
+def files_progress(args):
+    """A progress bar over the files on a terminal's stderr, when results go to --output-dir (on standard
+    output, the results themselves show the progress)."""
+    from tqdm import tqdm
+    wanted = bool(args.output_dir) and len(args.files) > 1
+    return tqdm(total=len(args.files), unit="file", desc="transcribing", disable=None if wanted else True)
 
 
 def read_stdin_audio(files: list[str]) -> bytes | None:
