@@ -154,7 +154,7 @@ def test_import_says_when_the_english_normaliser_folds_or_drops_another_language
     assert "1 characters outside the alphabet (e.g. ana-c: ß)" in out  # only what refused it: Ü folds to U
     warning = err.strip()
     assert warning.startswith("vocable: warning:") and len(warning.splitlines()) == 1
-    assert "(á ñ ó)" in warning and "--normalizer basic" in warning
+    assert "(á in 1 row, ñ in 1 row, ó in 1 row of 2)" in warning and "--normalizer basic" in warning
     assert [u.text for u in read_manifest(tmp_path / "es.jsonl")] == ["el nino come", "donde esta"]
     assert main(["data", "import", "folder", str(tmp_path / "es"), "-o", str(tmp_path / "basic.jsonl"),
                  "--no-progress", "--normalizer", "basic"]) == 0
@@ -189,6 +189,59 @@ def test_fsdd(tmp_path):
         assert u.meta["split"] == ("test" if int(take) < 5 else "train")
     jackson = [u for u in report.utterances if u.speaker == "jackson"]
     assert jackson and all(u.meta["accent"] == "USA/neutral" for u in jackson)
+
+
+def test_deepspeech_csv(tmp_path, speech, capsys, monkeypatch):
+    """A DeepSpeech / Coqui STT CSV: an absolute wav_filename is kept, a relative one is found beside the CSV
+    (not in the current folder), a quoted transcript keeps its comma's words; bad rows are counted."""
+    tmp = tmp_path.resolve()
+    (tmp / "elsewhere").mkdir()
+    (tmp / "ds" / "clips").mkdir(parents=True)
+    sf.write(tmp / "elsewhere" / "a.wav", speech[0], SAMPLE_RATE)
+    sf.write(tmp / "ds" / "clips" / "b.wav", speech[3], SAMPLE_RATE)
+    sf.write(tmp / "ds" / "clips" / "c.wav", speech[2], SAMPLE_RATE)
+    train = tmp / "ds" / "train.csv"
+    train.write_text("wav_filename,wav_filesize,transcript,speaker\n"
+                     f"{tmp / 'elsewhere' / 'a.wav'},1234,the cat sat on the mat,alice\n"
+                     "clips/b.wav,1234,open the door please,bob\n"
+                     'clips/c.wav,1234,"well, it\'s the cat\'s mat",\n'
+                     "clips/gone.wav,1234,where is it,bob\n"
+                     ",0,no file named,bob\n")
+    monkeypatch.chdir(tmp)  # clips/b.wav relative to here does not exist
+    out = tmp / "train.jsonl"
+    assert main(["data", "import", "deepspeech", str(train), "-o", str(out), "--no-progress"]) == 0
+    assert [(u.id, u.audio, u.text, u.speaker) for u in read_manifest(out)] == [
+        ("a", str(tmp / "elsewhere" / "a.wav"), "the cat sat on the mat", "alice"),
+        ("b", str(tmp / "ds" / "clips" / "b.wav"), "open the door please", "bob"),
+        ("c", str(tmp / "ds" / "clips" / "c.wav"), "well it's the cat's mat", "")]
+    summary = capsys.readouterr().out
+    assert f"1 missing file (e.g. {tmp / 'ds' / 'clips' / 'gone.wav'})" in summary
+    assert "1 row without a wav_filename (e.g. train.csv:6)" in summary
+
+    # Hand-made: no wav_filesize, saved with a byte-order mark.
+    (tmp / "ds" / "dev.csv").write_text("wav_filename,transcript\nclips/b.wav,open the door\n", encoding="utf-8-sig")
+    assert main(["data", "import", "deepspeech", str(tmp / "ds" / "dev.csv"), "-o", str(out), "--no-progress"]) == 0
+    assert [(u.id, u.text) for u in read_manifest(out)] == [("b", "open the door")]
+
+
+def test_deepspeech_refuses_a_folder_and_a_csv_without_its_header(tmp_path, capsys):
+    (tmp_path / "clips").mkdir()
+    sources = {"no-header.csv": "clips/b.wav,1234,open the door please\n",  # pandas to_csv(header=False)
+               "tabs.csv": "wav_filename\twav_filesize\ttranscript\nclips/b.wav\t1234\topen the door please\n"}
+    for name, text in sources.items():
+        (tmp_path / name).write_text(text)
+        assert main(["data", "import", "deepspeech", str(tmp_path / name), "-o", str(tmp_path / "x.jsonl")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"vocable: error: {tmp_path / name}: not a DeepSpeech CSV (no column ")
+        assert "wav_filename" in err and len(err.splitlines()) == 1
+    assert main(["data", "import", "deepspeech", str(tmp_path), "-o", str(tmp_path / "x.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"vocable: error: {tmp_path}: a folder; give the CSV file (train.csv, dev.csv, test.csv)\n"
+    latin1 = tmp_path / "latin1.csv"  # an old export: the file is named, not just "a text input"
+    latin1.write_bytes("wav_filename,wav_filesize,transcript\nclips/b.wav,1234,caf\xe9 au lait\n".encode("latin-1"))
+    assert main(["data", "import", "deepspeech", str(latin1), "-o", str(tmp_path / "x.jsonl")]) == 2
+    assert capsys.readouterr().err == f"vocable: error: {latin1}: not UTF-8 text; save it as UTF-8\n"
+    assert not (tmp_path / "x.jsonl").exists()
 
 
 def test_unknown_source(tmp_path, capsys):

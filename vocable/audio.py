@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioError, AudioWarning
+from .errors import AudioError, AudioWarning, UnreadableAudio
 
 SAMPLE_RATE = 16000  # Hz: every model in vocable works at this rate
 MAX_DURATION = 6 * 3600.0  # seconds: longer input is refused rather than exhausting memory
@@ -85,7 +85,7 @@ def open_audio(file, label: str) -> sf.SoundFile:
     try:
         f = sf.SoundFile(file)
     except Exception as e:  # soundfile raises several types for bad files
-        raise AudioError(f"{label}: not a readable audio file ({_short(e)})") from None
+        raise UnreadableAudio(f"{label}: not a readable audio file ({_short(e)})") from None
     if f.frames >= UNKNOWN_LENGTH:  # libsndfile cannot read such a stream (its reads seek)
         f.close()
         raise AudioError(f"{label}: the header does not say how long the audio is (a FLAC written to a "
@@ -125,7 +125,7 @@ def audio_info(path: str | os.PathLike) -> tuple[float, int]:
     try:
         info = sf.info(str(path))
     except Exception as e:  # soundfile raises several types for bad files
-        raise AudioError(f"{path}: not a readable audio file ({_short(e)})") from None
+        raise UnreadableAudio(f"{path}: not a readable audio file ({_short(e)})") from None
     if info.frames >= UNKNOWN_LENGTH:
         load_audio(path)  # raises the error that says why
     if info.frames <= 0 and info.duration <= 0:
@@ -145,7 +145,7 @@ def _decode(file, label: str) -> tuple[np.ndarray, int]:
     except AudioError:
         raise
     except Exception as e:
-        raise AudioError(f"{label}: not a readable audio file ({_short(e)})") from None
+        raise UnreadableAudio(f"{label}: not a readable audio file ({_short(e)})") from None
 
 
 def _too_long(label: str, seconds: float) -> AudioError:

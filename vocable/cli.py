@@ -100,18 +100,26 @@ def cmd_transcribe(args) -> int:
                     check_one_pass(audio, path)
                     batch.append((path, audio))
             except VocableError as e:  # keep going: one bad file must not lose the others' results
-                progress.write(f"vocable: error: {e}", file=sys.stderr)  # below the bar
+                progress.write(file_error(e), file=sys.stderr)  # below the bar
                 failed += 1
         results = recognizer.transcribe_batch([a for _, a in batch], batch_size=size, options=options) if batch else []
         for (path, _), result in zip(batch, results):
             try:
                 print_result(args, path, result)
             except VocableError as e:
-                progress.write(f"vocable: error: {e}", file=sys.stderr)  # below the bar
+                progress.write(file_error(e), file=sys.stderr)  # below the bar
                 failed += 1
         progress.update(len(args.files[first: first + size]))
     progress.close()
     return EXIT_USAGE if failed else 0
+
+
+def file_error(error: VocableError) -> str:
+    """One file's error line; for a format libsndfile lacks, how to get it read anyway."""
+    from .errors import UnreadableAudio
+    hint = "; for video or AAC/M4A: ffmpeg -i IN -f wav - | vocable transcribe -" \
+        if isinstance(error, UnreadableAudio) else ""
+    return f"vocable: error: {error}{hint}"
 
 
 def files_progress(args):

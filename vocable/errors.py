@@ -9,6 +9,10 @@ class AudioError(VocableError):
     """Audio that cannot be read, is empty, or is not audio at all."""
 
 
+class UnreadableAudio(AudioError):
+    """Bytes libsndfile cannot decode: not audio, or a format it lacks (video, AAC/M4A)."""
+
+
 class ConfigError(VocableError):
     """A malformed config file or option; the message names the file and field."""
 

@@ -102,7 +102,7 @@ def add_import(commands) -> None:
     p = commands.add_parser("import", help="corpus → JSONL manifest (bad rows are counted and skipped)")
     p.add_argument("kind", choices=sorted(READERS), help="corpus format")
     p.add_argument("source", metavar="SRC",
-                   help="Common Voice TSV (or its folder), LibriSpeech/Kaldi/FSDD/audio folder")
+                   help="Common Voice TSV (or its folder), DeepSpeech CSV, LibriSpeech/Kaldi/FSDD/audio folder")
     p.add_argument("-o", "--out", required=True, metavar="OUT.jsonl")
     p.add_argument("--normalizer", default="english", choices=["english", "basic", "none"],
                    help="text normalisation (english: a-z' only; basic: any language)")
@@ -124,8 +124,9 @@ def cmd_import(args) -> int:
     write_manifest(args.out, report.utterances)
     print(f"{args.out}: {report.summary()}")
     if report.folded:
-        print(f"vocable: warning: the English normaliser folded accented letters ({' '.join(sorted(report.folded))}) "
-              f"into plain ones in the transcripts{hint}", file=sys.stderr)
+        letters = ", ".join(f"{c} in {n} row{'s' * (n > 1)}" for c, n in sorted(report.folded.items()))
+        print(f"vocable: warning: the English normaliser folded accented letters into plain ones ({letters} of "
+              f"{len(report.utterances)}){hint}", file=sys.stderr)  # a "café" or two in English text is harmless
     elif hint:
         print(f"vocable: warning: transcripts with letters or symbols outside English's a-z were skipped{hint}",
               file=sys.stderr)

@@ -1,4 +1,5 @@
-"""Corpus importers: Common Voice, LibriSpeech, Kaldi folders, folders of audio + .txt, FSDD → manifests.
+"""Corpus importers: Common Voice, LibriSpeech, Kaldi folders, folders of audio + .txt, FSDD, DeepSpeech CSVs
+→ manifests.
 
 Each `read_*` function lists a corpus's utterances as it finds them; `check_utterances` then
 normalises the text, measures every file and sorts out bad rows (missing file, unreadable audio,
@@ -13,6 +14,7 @@ import os
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,22 +77,56 @@ def read_commonvoice(tsv: str | os.PathLike, report: ImportReport) -> list[Utter
         raise DataError(f"{tsv}: no such Common Voice TSV file")
     clips = tsv.parent / "clips"
     utterances = []
-    with open(tsv, encoding="utf-8-sig", newline="") as f:  # -sig: a TSV saved by a spreadsheet starts with a BOM
-        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        missing = {"path", "sentence"} - set(reader.fieldnames or [])
-        if missing:
-            raise DataError(f"{tsv}: not a Common Voice TSV (no column {', '.join(sorted(missing))})")
-        for number, row in enumerate(reader, 2):
-            if not row.get("path"):
-                report.skip("row without a clip path", f"{tsv.name}:{number}")
-                continue
-            meta = {key: row[key] for key in ("age", "gender", "locale") if row.get(key)}
-            accent = row.get("accents") or row.get("accent")
-            if accent:
-                meta["accent"] = accent
-            utterances.append(Utterance(Path(row["path"]).stem, str((clips / row["path"]).resolve()),
-                                        row.get("sentence") or "", 0.0, row.get("client_id") or "", meta))
+    for line, row in table_rows(tsv, {"path", "sentence"}, "Common Voice TSV", delimiter="\t",
+                                quoting=csv.QUOTE_NONE):
+        if not row.get("path"):
+            report.skip("row without a clip path", f"{tsv.name}:{line}")
+            continue
+        meta = {key: row[key] for key in ("age", "gender", "locale") if row.get(key)}
+        accent = row.get("accents") or row.get("accent")
+        if accent:
+            meta["accent"] = accent
+        utterances.append(Utterance(Path(row["path"]).stem, str((clips / row["path"]).resolve()),
+                                    row.get("sentence") or "", 0.0, row.get("client_id") or "", meta))
     return utterances
+
+
+def read_deepspeech(csv_path: str | os.PathLike, report: ImportReport) -> list[Utterance]:
+    """A Mozilla DeepSpeech / Coqui STT training CSV (train.csv, dev.csv, test.csv).
+
+    Columns used: wav_filename (absolute, or relative to the CSV's folder), transcript, speaker or
+    client_id (→ speaker) when present; wav_filesize and any other column are ignored.
+    """
+    csv_path = Path(csv_path)
+    if csv_path.is_dir():  # its CSVs are splits of one corpus: picking one for the user would hide the others
+        raise DataError(f"{csv_path}: a folder; give the CSV file (train.csv, dev.csv, test.csv)")
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path}: no such DeepSpeech CSV file")
+    utterances = []
+    for line, row in table_rows(csv_path, {"wav_filename", "transcript"}, "DeepSpeech CSV"):
+        if not row.get("wav_filename"):
+            report.skip("row without a wav_filename", f"{csv_path.name}:{line}")
+            continue
+        # DeepSpeech 0.9+ and Coqui STT resolve a relative wav_filename against the CSV's folder, not the
+        # current one; joining keeps an absolute one as it is.
+        audio = str((csv_path.parent / row["wav_filename"]).resolve())
+        utterances.append(Utterance(Path(row["wav_filename"]).stem, audio, row.get("transcript") or "", 0.0,
+                                    row.get("speaker") or row.get("client_id") or ""))
+    return utterances
+
+
+def table_rows(path: Path, required: set[str], what: str, **dialect) -> Iterator[tuple[int, dict]]:
+    """(line number, row) of a CSV/TSV with a header; a file without the `required` columns is refused."""
+    with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: a file saved by a spreadsheet starts with a BOM
+        reader = csv.DictReader(f, **dialect)
+        try:
+            missing = required - set(reader.fieldnames or [])
+            if missing:
+                raise DataError(f"{path}: not a {what} (no column {', '.join(sorted(missing))})")
+            for row in reader:
+                yield reader.line_num, row  # the line the row ends on: a quoted transcript may span lines
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: not UTF-8 text; save it as UTF-8") from None
 
 
 def read_librispeech(folder: str | os.PathLike, report: ImportReport) -> list[Utterance]:
@@ -212,7 +248,7 @@ def first_column(path: Path) -> set[str]:
 
 
 READERS = {"commonvoice": read_commonvoice, "librispeech": read_librispeech, "kaldi": read_kaldi,
-           "folder": read_folder, "fsdd": read_fsdd}
+           "folder": read_folder, "fsdd": read_fsdd, "deepspeech": read_deepspeech}
 
 
 # ---------------------------------------------------------------------------------------------
