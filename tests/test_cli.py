@@ -366,7 +366,8 @@ def test_transcribe_reads_an_audio_file_piped_into_standard_input(tmp_path):
     assert piped(bytes(streamed), "-") == (0, "zero\n", "")  # no "cut short" warning for a placeholder
     code, _, _ = piped(zero, "-", "--format", "srt", "--output-dir", tmp_path)
     assert code == 0 and "zero" in (tmp_path / "stdin.srt").read_text()
-    for data, args, fragment in [(b"not audio", ["-"], "standard input: not a readable audio file"),
+    for data, args, fragment in [(b"not audio", ["-"], "standard input: not a readable audio file (Format not recognised.); "
+                                                           "for video or AAC/M4A: ffmpeg -i IN -f wav - |"),
                                  (b"", ["-"], "nothing was piped"),
                                  (zero, ["-", "-"], "more than once")]:
         code, out, err = piped(data, *args)
