@@ -363,3 +363,28 @@ def test_cli_bad_lm_is_one_line_exit_2(tmp_path):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0] and "Traceback" not in result.stderr
+
+
+def test_an_lm_asked_for_by_many_threads_at_once_is_read_once(tmp_path, monkeypatch):
+    """A server's first requests arrive together: each built its Decoder and read the same LM file."""
+    import threading
+    import time
+
+    import vocable.lm as lm_module
+    path = tmp_path / "shared.arpa"
+    lm_module.write_arpa(lm_module.build_lm([["a", "b"], ["b", "c"]], lm_module.BuildOptions(order=2)), path)
+    reads, real_read = [], lm_module.read_arpa
+
+    def slow_read(p):
+        reads.append(p)
+        time.sleep(0.2)  # long enough for every thread to ask before the first read ends
+        return real_read(p)
+
+    monkeypatch.setattr(lm_module, "read_arpa", slow_read)
+    loaded = []
+    threads = [threading.Thread(target=lambda: loaded.append(lm_module.load_lm(path))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(reads) == 1 and len(loaded) == 4 and all(lm is loaded[0] for lm in loaded)

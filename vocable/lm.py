@@ -21,6 +21,7 @@ import gzip
 import math
 import os
 import re
+import threading
 import zipfile
 import zlib
 from collections.abc import Iterable
@@ -641,14 +642,16 @@ def write_lm(lm: NGramLM, path: str | os.PathLike) -> None:
 
 
 _LOADED: dict[str, NGramLM] = {}
+_LOADING = threading.Lock()  # a server's first requests come together: one reads the file, the others wait
 
 
 def load_lm(path: str | os.PathLike) -> NGramLM:
     """Read an ARPA or binary (.lm.npz) LM file once per process (later calls share the loaded model)."""
     key = str(Path(path).resolve())
-    if key not in _LOADED:
-        _LOADED[key] = read_binary(path) if str(path).endswith(BINARY_SUFFIX) else read_arpa(path)
-    return _LOADED[key]
+    with _LOADING:
+        if key not in _LOADED:
+            _LOADED[key] = read_binary(path) if str(path).endswith(BINARY_SUFFIX) else read_arpa(path)
+        return _LOADED[key]
 
 
 MIN_EXCLUDED_RUN = 3  # words: shorter excluded sentences ("car", "front left") only drop identical lines
