@@ -12,7 +12,8 @@ import os
 # every length grew a long-running process by ~0.45 MB per new length (+135 MB over 300 files, a server
 # streaming for minutes by hundreds of MB). 32 keeps memory flat at no measured cost in speed. oneDNN reads
 # it at its first use, so it holds when vocable is imported before any model runs; a user's setting wins.
-os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "32")
+if "DNNL_PRIMITIVE_CACHE_CAPACITY" not in os.environ:  # its older name, which the new one would override
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "32")
 
 from .audio import load_audio  # noqa: E402
 from .errors import AudioError, ConfigError, DataError, ModelError, VocableError  # noqa: E402
