@@ -248,6 +248,7 @@ def run_main(capsys, *args) -> tuple[int, str, str]:
     (["serve", "--port", "70000"], ["--port", "70000"]),
     (["listen", "--input", "a.flac", "--chunk-ms", "0"], ["--chunk-ms", "got 0"]),
     (["listen", "--input", "a.flac", "--speed", "nan"], ["--speed", "nan"]),
+    (["listen", "--input", "a.flac", "--speed", "1e-9"], ["--speed", "1e-09"]),  # the first chunk due in 270 years
     (["serve", "--max-upload-mb", "nan"], ["--max-upload-mb"]),
 ])
 def test_bad_options_and_text_inputs_are_one_line(workdir, capsys, args, fragments):

@@ -262,10 +262,55 @@ def test_listen_at_real_time_speed_takes_real_time(digits_model, tmp_path, capsy
     assert 0.2 <= time.monotonic() - started < 2.0  # 1 s at 4x ≈ 0.25 s
 
 
+def test_listen_ctrl_c_ends_the_audio_and_the_utterance_under_way_is_still_final(digits_model, tmp_path,
+                                                                                 monkeypatch, capsys):
+    """Ctrl-C while a file plays (as at the microphone): the digit being spoken gets its final, exit 0."""
+    from vocable import stream
+    from vocable.cli import main
+    audio, digits, spans = digit_stream(digits_model)
+    path = tmp_path / "digits.wav"
+    sf.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
+    cut = int((spans[1][1] - 0.05) * SAMPLE_RATE)  # the second digit nearly said
+    played = stream.file_chunks
+
+    def interrupted(*args, **kwargs):
+        for chunk in played(*args, **kwargs):
+            yield chunk
+            cut_at[0] -= len(chunk)
+            if cut_at[0] <= 0:
+                raise KeyboardInterrupt
+
+    cut_at = [cut]
+    monkeypatch.setattr(stream, "file_chunks", interrupted)
+    assert main(["listen", "--model", digits_model.loaded.path, "--input", str(path), "--speed", "0", "--json"]) == 0
+    finals = [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()
+              if json.loads(line)["type"] == "final"]
+    assert finals == digits[:2]
+
+
+def test_listen_keeps_the_models_own_stream_settings_unless_told(digits_model, tmp_path, capsys):
+    """A model bundled with meta "stream" (scripts/bundle_model.py --stream) streams the same in `listen`
+    as on the server: here a 2 s endpoint joins digits 1 s apart into one utterance; --endpoint overrides it."""
+    from vocable.cli import main
+    blob = torch.load(digits_model.loaded.path, map_location="cpu", weights_only=True)
+    model = tmp_path / "patient.vocable"
+    torch.save({**blob, "meta": {**blob["meta"], "stream": {"endpoint_silence": 2.0}}}, model)
+    audio, digits, _ = digit_stream(digits_model)
+    path = tmp_path / "digits.wav"
+    sf.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
+
+    def finals(*extra):
+        assert main(["listen", "--model", str(model), "--input", str(path), "--speed", "0", *extra]) == 0
+        return capsys.readouterr().out.splitlines()
+
+    assert len(finals()) == 1 and len(finals("--endpoint", "0.6")) == len(digits)
+
+
 def test_listen_without_portaudio_is_one_clear_line(monkeypatch, capsys, digits_model):
+    """Said at once, before the model loads (here a model that does not exist: its error would come first)."""
     from vocable.cli import main
     monkeypatch.setitem(sys.modules, "sounddevice", None)  # as if the package were missing
-    assert main(["listen", "--model", digits_model.loaded.path]) == 2
+    assert main(["listen", "--model", "/nonexistent/model.vocable"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("vocable: error: microphone:") and "--input" in err and "\n" not in err
 

@@ -12,6 +12,7 @@ from . import __version__
 from .errors import EXIT_USAGE, AudioWarning, VocableError, VocableWarning, run_reporting_errors
 
 MAX_LISTED_ERRORS = 10  # per-file errors printed before "... and N more"
+MIN_SPEED = 0.01  # listen --speed: slower than 1/100 of real time is a hang, not a test
 STDIN = "-"  # FILE that means standard input (formats.output_path names its result "stdin.<format>")
 
 
@@ -386,8 +387,10 @@ def add_listen(commands) -> None:
     p.add_argument("--json", action="store_true", help="one JSON event per line, with timestamps")
     p.add_argument("--chunk-ms", type=int, default=100, help="audio per chunk (default: %(default)s ms)")
     p.add_argument("--device", default=None, help="input device number or name (see python -m sounddevice)")
-    p.add_argument("--vad", default="auto", choices=["auto", "webrtc", "energy", "none"])
-    p.add_argument("--endpoint", type=float, default=0.6, help="seconds of silence that end an utterance")
+    p.add_argument("--vad", choices=["auto", "webrtc", "energy", "none"],
+                   help="voice-activity detector (default: the model's stream setting, else auto)")
+    p.add_argument("--endpoint", type=float, help="seconds of silence that end an utterance (default: the "
+                   "model's stream setting, else 0.6)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default: %(default)s)")
     add_decoding_arguments(p, long_audio_vad=False)
     p.set_defaults(func=cmd_listen)
@@ -401,12 +404,15 @@ def cmd_listen(args) -> int:
     from .transcribe import load
     if not 10 <= args.chunk_ms <= 10_000:  # 0 played one-sample chunks
         raise ConfigError(f"--chunk-ms: expected 10 to 10000 ms of audio per chunk, got {args.chunk_ms}")
-    if not 0 <= args.speed <= 1000:  # also refuses nan
-        raise ConfigError(f"--speed: expected 0 (no waiting) to 1000 times real time, got {args.speed}")
+    if not (args.speed == 0 or MIN_SPEED <= args.speed <= 1000):  # also refuses nan
+        raise ConfigError(f"--speed: expected 0 (no waiting) or {MIN_SPEED} to 1000 times real time, got {args.speed}")
     decoding = decoding_options(args)  # a malformed option or grammar fails before the model loads
+    device = int(args.device) if args.device and args.device.isdigit() else args.device
+    mic = None if args.input else Microphone(args.chunk_ms / 1000, device)  # no microphone: said before loading
     recognizer = load(args.model, threads=max(1, args.threads))
     recognizer.decoder(decoding)  # and a missing LM before any audio
-    options = default_options(recognizer, vad=args.vad, endpoint_silence=args.endpoint)
+    given = {"vad": args.vad, "endpoint_silence": args.endpoint}  # else the model's own (meta "stream"), as served
+    options = default_options(recognizer, **{k: v for k, v in given.items() if v is not None})
     live = sys.stdout.isatty() and not args.json
     started = time.monotonic()
 
@@ -420,22 +426,25 @@ def cmd_listen(args) -> int:
             elif live:  # a partial replaces the line in place
                 print("\r\x1b[K" + event.text, end="", flush=True)
 
-    if args.input:
-        streamer = Streamer(recognizer, options=options, decoding=decoding)
-        for chunk in file_chunks(args.input, args.chunk_ms / 1000, args.speed):
-            show(streamer.accept(chunk))
+    def run(streamer, chunks) -> None:
+        try:
+            for chunk in chunks:
+                show(streamer.accept(chunk))
+        except KeyboardInterrupt:  # Ctrl-C ends the audio: the utterance under way still gets its final
+            pass
         show(streamer.flush())
+
+    if args.input:
+        run(Streamer(recognizer, options=options, decoding=decoding),
+            file_chunks(args.input, args.chunk_ms / 1000, args.speed))
         return 0
-    device = int(args.device) if args.device and args.device.isdigit() else args.device
-    with Microphone(args.chunk_ms / 1000, device) as mic:
-        streamer = Streamer(recognizer, mic.sample_rate, options=options, decoding=decoding)
+    with mic:
         if not args.json:
             print(f"listening with {recognizer.name} (Ctrl-C to stop)", file=sys.stderr)
-        try:
-            for chunk in mic:
-                show(streamer.accept(chunk))
-        except KeyboardInterrupt:
-            show(streamer.flush())
+        run(Streamer(recognizer, mic.sample_rate, options=options, decoding=decoding), mic)
+    if mic.dropped:
+        print(f"vocable: warning: {mic.dropped} chunks of audio ({mic.dropped * args.chunk_ms / 1000:.1f} s) were "
+              f"lost because decoding fell behind; try a smaller model or more --threads", file=sys.stderr)
     return 0
 
 
