@@ -28,6 +28,7 @@ websockets_sync = pytest.importorskip("websockets.sync.client")
 from websockets.exceptions import InvalidStatus  # noqa: E402
 
 from vocable.server import ServerOptions, create_app  # noqa: E402
+from vocable.server.app import MAX_WS_MESSAGE, WS_FRAME_LIMIT  # noqa: E402
 from vocable.server.launch import free_port, launched_server  # noqa: E402
 
 API_KEY = "test-key"
@@ -41,7 +42,7 @@ def running_server(options: ServerOptions):
     """A real uvicorn server on 127.0.0.1 in a thread; yields its base URL."""
     port = free_port()
     config = uvicorn.Config(create_app(options), host="127.0.0.1", port=port, log_level="warning",
-                            ws_max_size=1 << 20)
+                            ws_max_size=WS_FRAME_LIMIT)  # as `vocable serve` runs it
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -274,10 +275,11 @@ def test_websocket_limits_and_errors(base_url, digits):
         ws.send(b"\x00\x00")
         event = json.loads(ws.recv())
         assert event["type"] == "error" and event["code"] == 415 and "format" in event["message"]
+        assert event["reason"] == "unsupported_format"
     with websockets_sync.connect(stream_url(base_url)) as ws:
         ws.send("not json")
         event = json.loads(ws.recv())
-        assert event["type"] == "error" and "JSON" in event["message"]
+        assert event["type"] == "error" and "JSON" in event["message"] and event["reason"] == "invalid_request"
     for start, field in [({"sample_rate": float("inf")}, "sample_rate"), ({"sample_rate": True}, "sample_rate"),
                          ({"sample_rate": 8000.5}, "sample_rate"), ({"sample_rate": "\u00b2"}, "sample_rate"),
                          ({"model": ["x"]}, "model")]:
@@ -287,7 +289,25 @@ def test_websocket_limits_and_errors(base_url, digits):
             assert event["type"] == "error" and event["code"] == 400 and event["message"].startswith(field), start
     with websockets_sync.connect(stream_url(base_url)) as ws:  # a silent client loses its slot
         event = json.loads(ws.recv(timeout=10))
-        assert event["type"] == "error" and event["code"] == 408
+        assert event == {"type": "error", "code": 408, "reason": "idle_timeout", "message": event["message"]}
+    _, audio, words, spans = digits
+    with websockets_sync.connect(stream_url(base_url)) as ws:  # silent mid-utterance: that utterance is final
+        ws.send((audio[:int((spans[0][1] + 0.1) * SAMPLE_RATE)] * 32767).astype("<i2").tobytes())
+        events = [json.loads(ws.recv(timeout=10)) for _ in range(2)]
+        while events[-1]["type"] != "error":
+            events.append(json.loads(ws.recv(timeout=10)))
+    finals = [e["text"] for e in events if e["type"] == "final"]
+    assert finals == words[:1] and events[-1]["reason"] == "idle_timeout"
+    with websockets_sync.connect(stream_url(base_url)) as ws:
+        ws.send(b"\x00" * (MAX_WS_MESSAGE + 2))  # over the limit, under uvicorn's frame limit: a JSON error
+        event = json.loads(ws.recv(timeout=10))
+        assert (event["code"], event["reason"]) == (413, "message_too_large") and "1 MB" in event["message"]
+    with websockets_sync.connect(stream_url(base_url)) as ws:
+        ws.send(json.dumps({"type": "start"}))
+        assert json.loads(ws.recv())["type"] == "ready"
+        ws.send(json.dumps({"type": "start"}))
+        event = json.loads(ws.recv())
+        assert event["reason"] == "start_again" and "once" in event["message"]
     with websockets_sync.connect(stream_url(base_url)) as ws:  # still serving
         _, audio, words, _ = digits
         assert [e["text"] for e in stream_file(ws, audio) if e["type"] == "final"] == words

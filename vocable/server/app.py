@@ -53,6 +53,8 @@ FORM_OVERHEAD = 64 * 1024  # bytes of multipart headers and small fields allowed
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 GRANULARITIES = ("word", "segment")
 MAX_WS_MESSAGE = 1 * MB  # largest WebSocket message accepted (~32 s of 16 kHz int16)
+WS_FRAME_LIMIT = 4 * MAX_WS_MESSAGE  # larger frames are cut off by uvicorn (close 1009), smaller get a JSON error
+ENDS_WITH_AUDIO = ("idle_timeout", "audio_too_long")  # stream errors after which the utterance under way is final
 LANGUAGES = {"en": "english", "english": "english"}  # what an English model (English normaliser) accepts
 LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}|[A-Za-z]{4,20}")  # "es", "pt-BR" or "spanish"
 
@@ -429,7 +431,7 @@ async def _refuse(websocket: WebSocket, error: ApiError) -> None:
         await websocket.send_denial_response(JSONResponse(error.body(), status_code=error.status))
         return
     await websocket.accept()
-    await websocket.send_json({"type": "error", "code": error.status, "message": error.message})
+    await websocket.send_json(_error_event(error))
     await websocket.close(code=1008 if error.status == 401 else 1013)
 
 
@@ -465,7 +467,7 @@ async def _run_stream(app: FastAPI, websocket: WebSocket) -> None:
                 request = _parse_control(message["text"])
                 if request.get("type") == "start":
                     if streamer is not None:
-                        raise ApiError(400, "start: send it before any audio")
+                        raise ApiError(400, "start: send it once, before any audio", "start_again")
                     config.update({k: v for k, v in request.items() if k != "type"})
                     streamer = await _open_stream(app, config)
                     await send(_ready(app, streamer, config))
@@ -478,6 +480,9 @@ async def _run_stream(app: FastAPI, websocket: WebSocket) -> None:
                     await bounded(websocket.close())
                     return
                 raise ApiError(400, f"unknown message type {request.get('type')!r}; expected start or end")
+            if len(message.get("bytes") or b"") > MAX_WS_MESSAGE:  # uvicorn closes (1009) only beyond WS_FRAME_LIMIT
+                raise ApiError(413, f"audio messages must be at most {MAX_WS_MESSAGE // MB} MB; send smaller chunks",
+                               "message_too_large")
             if streamer is None:
                 streamer = await _open_stream(app, config)
                 await send(_ready(app, streamer, config))
@@ -488,12 +493,20 @@ async def _run_stream(app: FastAPI, websocket: WebSocket) -> None:
                                "audio_too_long")
     except ApiError as e:
         try:
-            await send({"type": "error", "code": e.status, "message": e.message})
+            if streamer is not None and e.code in ENDS_WITH_AUDIO:  # the audio so far was fine: its last final
+                for event in await _in_thread(app, streamer.flush):
+                    await send(event.to_dict())
+            await send(_error_event(e))
             await bounded(websocket.close(code=1008))
         except (WebSocketDisconnect, TimeoutError):
             return
     except (WebSocketDisconnect, TimeoutError):  # gone, or not reading what it is sent
         return
+
+
+def _error_event(error: ApiError) -> dict:
+    """A stream's error: `code` the HTTP status it would have had, `reason` a word a program can act on."""
+    return {"type": "error", "code": error.status, "reason": error.code or "invalid_request", "message": error.message}
 
 
 def _parse_control(text: str) -> dict:
@@ -515,7 +528,7 @@ async def _open_stream(app: FastAPI, config: dict) -> Streamer:
         raise ApiError(400, f"sample_rate: expected a whole number of Hz, got {rate!r}")
     fmt = str(config.get("format", "s16le"))
     if fmt not in STREAM_FORMATS:
-        raise ApiError(415, f"format: expected one of {', '.join(STREAM_FORMATS)}, got {fmt!r}")
+        raise ApiError(415, f"format: expected one of {', '.join(STREAM_FORMATS)}, got {fmt!r}", "unsupported_format")
     if not isinstance(config.get("model", ""), str):
         raise ApiError(400, f"model: expected a model name, got {config['model']!r}")
     name = app.state.models.resolve(config.get("model"))
@@ -551,7 +564,7 @@ def serve(options: ServerOptions, host: str = "127.0.0.1", port: int = 8000, log
     app.state.models.get(app.state.models.default).decoder(options.decoding if options else None)
     # No ping timeout: a client sending faster than real time waits on TCP (backpressure), and its pong
     # queues behind its audio; the stream's idle timeout (stream_idle_seconds) still drops dead clients.
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, ws_max_size=MAX_WS_MESSAGE,
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, ws_max_size=WS_FRAME_LIMIT,
                             ws_ping_timeout=None)
     where = host if ":" not in host else f"[{host}]"
     print(f"vocable: serving on http://{where}:{sock.getsockname()[1]} (the page at /, Ctrl+C to stop)",
