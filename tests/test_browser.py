@@ -120,9 +120,31 @@ def test_spoken_digits_appear_live_on_the_page(browser, spoken):
     assert finals[: len(digits)] == digits
     assert browser.eval("document.body.dataset.state") == "recording"
     assert browser.eval("document.getElementById('status').textContent").startswith("listening")
-    # Stop: the page sends "end", the server answers "done" and the page returns to idle.
-    browser.eval("document.getElementById('record').click()")
+    # Stop: the microphone goes off at once; the page sends "end", the server answers "done" and the
+    # page returns to idle.
+    browser.eval("window.heldMedia = live.media; document.getElementById('record').click()")
+    assert browser.eval("heldMedia.getTracks().every(t => t.readyState === 'ended')")
     browser.wait_for("document.body.dataset.state", lambda v: v == "idle", timeout=10)
+
+
+def test_a_server_error_stays_on_the_page_and_stop_while_connecting_is_no_error(browser):
+    """The server's error event (here for a message that is not JSON) was overwritten by "idle" when the
+    socket closed; a new recording cleared nothing; Stop before the socket opened read as a refusal."""
+    browser.wait_for("document.body.dataset.state", lambda v: v in ("idle", "error"), timeout=10)
+    browser.eval("document.getElementById('record').click()")
+    browser.wait_for("document.body.dataset.state", lambda v: v == "recording", timeout=10)
+    assert browser.eval("document.querySelectorAll('#finals p').length") == 0  # a new transcript
+    browser.wait_for("live && live.opened", bool, timeout=10)
+    browser.eval("live.ws.send('not json')")
+    browser.wait_for("document.body.dataset.state", lambda v: v == "error", timeout=10)
+    time.sleep(1.0)  # the socket has closed by now: the error is still what the page says
+    assert browser.eval("document.body.dataset.state") == "error"
+    assert "JSON" in browser.eval("document.getElementById('status').textContent")
+    assert browser.eval("live") is None and browser.eval("document.getElementById('record').textContent") == \
+        "Start recording"
+    browser.eval("document.getElementById('record').click(); document.getElementById('record').click()")
+    browser.wait_for("document.body.dataset.state", lambda v: v == "idle", timeout=10)
+    assert browser.eval("document.getElementById('status').textContent") == "idle"
 
 
 def test_upload_through_the_page_and_get_srt(browser, model, tmp_path):

@@ -4,7 +4,7 @@
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-let live = null;  // {ws, ctx, media, node} while recording
+let live = null;  // {ws, ctx, media, node, opened, stopping} from Start until the socket closes
 let lastFile = null;
 
 function apiKey() { return $("api-key").value.trim(); }
@@ -62,51 +62,77 @@ async function explainRefusal() {
   return "could not connect to the server";
 }
 
+const CLOSE_REASONS = { 1001: "the server went away", 1006: "the connection was lost", 1009: "a message was too large",
+  1011: "the server failed", 1012: "the server is restarting" };
+
+function audioSource(ctx, media) {
+  // Firefox refuses a microphone whose rate differs from the context's: then record at the device's rate
+  // (the server resamples).
+  try { return [ctx, ctx.createMediaStreamSource(media)]; } catch (e) {
+    ctx.close();
+    const fallback = new AudioContext();
+    return [fallback, fallback.createMediaStreamSource(media)];
+  }
+}
+
 async function startRecording() {
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     setStatus("this browser gives no microphone here (a page needs https or localhost)", true);
     return;
   }
   document.body.dataset.state = "starting";
-  let media;
+  $("finals").replaceChildren();  // each recording's times start at 0: a new transcript, not an appended one
+  $("partial").textContent = "";
+  const session = { ws: null, ctx: null, media: null, node: null, opened: false, stopping: false };
+  live = session;
+  $("record").textContent = "Stop";
+  setStatus("connecting…");
   try {
-    media = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true } });
+    session.media = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true } });
   } catch (e) {
-    setStatus("no microphone: " + e.message, true);
-    document.body.dataset.state = "error";
+    finish(session, "no microphone: " + e.message);
     return;
   }
   let ctx;
   try { ctx = new AudioContext({ sampleRate: 16000 }); } catch (e) { ctx = new AudioContext(); }
+  let source;
+  [ctx, source] = audioSource(ctx, session.media);
+  session.ctx = ctx;
   await ctx.resume();
+  if (session.stopping) { finish(session); return; }  // Stop pressed while the microphone was opening
   const ws = new WebSocket(streamUrl());
   ws.binaryType = "arraybuffer";
-  live = { ws, ctx, media, node: null, opened: false };
+  session.ws = ws;
   ws.onopen = () => {
-    live.opened = true;
+    session.opened = true;
     ws.send(JSON.stringify({ type: "start", sample_rate: ctx.sampleRate, format: "s16le", model: $("model").value || undefined }));
+    if (session.stopping) ws.send(JSON.stringify({ type: "end" }));
   };
   ws.onmessage = (m) => {
     const event = JSON.parse(m.data);
     showEvent(event);
+    if (event.type === "error") document.body.dataset.state = "error";  // kept when the socket closes
     if (event.type === "done") ws.close();
   };
-  ws.onclose = async () => {
-    const refused = live && !live.opened;
-    stopAudio();
-    if (refused) setStatus(await explainRefusal(), true);
-    else if (document.body.dataset.state !== "error") setStatus("idle");
-    document.body.dataset.state = refused ? "error" : "idle";
-    $("record").textContent = "Start recording";
+  ws.onclose = async (closing) => {
+    if (document.body.dataset.state === "error") { finish(session, null); return; }  // the server's error stays
+    const refused = !session.opened && !session.stopping;
+    const lost = session.opened && !session.stopping && CLOSE_REASONS[closing.code];
+    finish(session, refused ? await explainRefusal() : lost ? "stopped: " + lost : undefined);
   };
-  const send = (buffer) => { if (ws.readyState === WebSocket.OPEN && live && live.opened) ws.send(buffer); };
-  const source = ctx.createMediaStreamSource(media);
+  const send = (buffer) => { if (ws.readyState === WebSocket.OPEN && session.opened && !session.stopping) ws.send(buffer); };
   if (ctx.audioWorklet) {
-    await ctx.audioWorklet.addModule("/static/pcm-worklet.js");
+    try {
+      await ctx.audioWorklet.addModule("/static/pcm-worklet.js");
+    } catch (e) {
+      if (!session.stopping) { ws.close(); finish(session, "cannot capture audio: " + e.message); }
+      return;  // stopped meanwhile: the closed context refused the module, as it should
+    }
+    if (session.stopping) return;
     const node = new AudioWorkletNode(ctx, "pcm-capture");
     node.port.onmessage = (e) => send(e.data);
     source.connect(node).connect(ctx.destination);  // outputs silence; keeps the node running
-    live.node = node;
+    session.node = node;
   } else {  // older browsers: ScriptProcessor
     const node = ctx.createScriptProcessor(4096, 1, 1);
     node.onaudioprocess = (e) => {
@@ -116,27 +142,36 @@ async function startRecording() {
       send(pcm.buffer);
     };
     source.connect(node).connect(ctx.destination);
-    live.node = node;
+    session.node = node;
   }
-  document.body.dataset.state = "recording";
-  $("record").textContent = "Stop";
-  setStatus("connecting…");
+  if (!session.stopping) document.body.dataset.state = "recording";
 }
 
-function stopAudio() {
-  if (!live) return;
-  if (live.node) live.node.disconnect();
-  live.media.getTracks().forEach((t) => t.stop());
-  live.ctx.close();
-  live = null;
+function finish(session, error) {
+  // The end of a recording: error undefined → idle, a message → shown as an error, null → keep what is shown.
+  stopAudio(session);
+  if (live === session) live = null;
+  $("record").textContent = "Start recording";
+  if (error === null) return;
+  setStatus(error || "idle", Boolean(error));
+  document.body.dataset.state = error ? "error" : "idle";
+}
+
+function stopAudio(session) {
+  // The microphone goes off at once: the socket may stay open a moment for the last final.
+  if (session.node) session.node.disconnect();
+  if (session.media) session.media.getTracks().forEach((t) => t.stop());
+  if (session.ctx && session.ctx.state !== "closed") session.ctx.close();
 }
 
 function stopRecording() {
-  if (!live) return;
-  const ws = live.ws;
-  if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "end" }));  // server answers "done"
-  else ws.close();
-  if (live.node) live.node.disconnect();
+  const session = live;
+  if (!session || session.stopping) return;
+  session.stopping = true;
+  stopAudio(session);
+  const ws = session.ws;
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "end" }));  // server answers "done"
+  // still connecting: onopen sends "end" at once; no socket yet: startRecording stops where it is
   setStatus("finishing…");
 }
 
