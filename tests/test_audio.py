@@ -140,3 +140,12 @@ def test_over_six_hours_is_refused_from_the_header(tmp_path):
     for read in (load_audio, lambda p: next(stream_audio(p)), vocable.load("fsdd-digits").transcribe):
         with pytest.raises(AudioError, match=r"seven-hours.wav: audio is 7.0 h long; the limit is 6 h"):
             read(path)
+
+
+def test_an_mp3_without_audio_is_not_called_missing(tmp_path):
+    """libsndfile's MP3 reader says "File does not exist or is not a regular file" of a file that exists."""
+    path = tmp_path / "notes.mp3"
+    path.write_text("not music\n")
+    with pytest.raises(AudioError) as info:
+        load_audio(path)
+    assert str(info.value) == f"{path}: not a readable audio file (no audio found in it)"

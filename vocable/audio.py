@@ -173,4 +173,6 @@ def _short(error: Exception) -> str:
     """The first line of a decoder's message, without soundfile's "Error opening <file object>: " (the
     caller names the file)."""
     text = re.sub(r"^Error opening .*?: ", "", str(error).strip())
+    if text.startswith("File does not exist or is not a regular file"):  # libsndfile's MP3 reader, on a file
+        return "no audio found in it"  # that exists (callers check) but holds no MPEG frames
     return text.splitlines()[0][:200] if text else type(error).__name__
