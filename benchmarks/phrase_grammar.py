@@ -54,8 +54,8 @@ def grammars(text: str, texts: list[str], rng: random.Random) -> dict[str, list[
 def distinct_texts(utterances, normalize) -> list[str]:
     """The set's transcripts as the model reads them: "Seven." and "seven" are one phrase."""
     texts = sorted({normalize(u.text) for u in utterances} - {""})
-    if len(texts) < 3:
-        raise DataError("a phrase benchmark needs at least 3 different transcripts in a dataset")
+    if len(texts) < 3 or len({w for t in texts for w in t.split()}) < 2:  # a near miss swaps in another word
+        raise DataError("a phrase benchmark needs at least 3 different transcripts and 2 different words")
     return texts
 
 

@@ -367,8 +367,13 @@ def test_transcribe_reads_an_audio_file_piped_into_standard_input(tmp_path):
     assert piped(bytes(streamed), "-") == (0, "zero\n", "")  # no "cut short" warning for a placeholder
     code, _, _ = piped(zero, "-", "--format", "srt", "--output-dir", tmp_path)
     assert code == 0 and "zero" in (tmp_path / "stdin.srt").read_text()
-    for data, args, fragment in [(b"not audio", ["-"], "standard input: not a readable audio file (Format not recognised.); "
-                                                           "for video or AAC/M4A: ffmpeg -i IN -f wav - |"),
+    import io
+    import numpy as np
+    long = io.BytesIO()  # over the one-pass limit with the VAD off: the error names the input, not "audio"
+    sf.write(long, np.zeros(301 * 8000, np.int16), 8000, format="WAV", subtype="PCM_16")
+    for data, args, fragment in [(long.getvalue(), ["-", "--vad", "off"], "standard input: 301 s is too long"),
+                                 (b"not audio", ["-"], "standard input: not a readable audio file (Format not "
+                                                       "recognised.); for video or AAC/M4A: ffmpeg -i IN -f wav - |"),
                                  (b"", ["-"], "nothing was piped"),
                                  (zero, ["-", "-"], "more than once")]:
         code, out, err = piped(data, *args)

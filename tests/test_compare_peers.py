@@ -3,6 +3,8 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "compare_peers.py"
 
 
@@ -96,6 +98,9 @@ def test_phrase_grammars_never_list_the_said_phrase_twice_or_as_its_near_miss():
             enumerate(["Seven.", "seven", "SEVEN!", "two three", "two four", "one"])]
     texts = distinct_texts(rows, normalize_english)
     assert texts == ["one", "seven", "two four", "two three"]
+    from vocable.errors import DataError
+    with pytest.raises(DataError, match="2 different words"):
+        distinct_texts([Utterance(id=t, audio="x.wav", text=t) for t in ["a", "a a", "a a a"]], normalize_english)
     rng = random.Random(0)
     for _ in range(50):
         g = grammars("two three", texts, rng)

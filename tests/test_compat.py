@@ -14,13 +14,9 @@ from .conftest import ENGLISH_FIXTURES, FSDD_FIXTURES
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
-def int16(name: str) -> np.ndarray:
+def int16(name: str, folder=FSDD_FIXTURES) -> np.ndarray:
     """A fixture as DeepSpeech programs hold audio: 16 kHz mono int16 samples."""
-    return (load_audio(FSDD_FIXTURES / f"{name}.flac") * 32767).astype(np.int16)
-
-
-def english_int16(name: str) -> np.ndarray:
-    return (load_audio(ENGLISH_FIXTURES / f"{name}.flac") * 32767).astype(np.int16)
+    return (load_audio(folder / f"{name}.flac") * 32767).astype(np.int16)
 
 
 def words_from_candidate_transcript(metadata):
@@ -70,7 +66,7 @@ def test_stt_and_metadata_match_vocable_on_int16_audio(model):
 
 
 def test_words_rebuilt_from_tokens_as_deepspeech_clients_do(english):
-    audio = english_int16("austen-0880")
+    audio = int16("austen-0880", ENGLISH_FIXTURES)
     words = words_from_candidate_transcript(english.sttWithMetadata(audio).transcripts[0])
     result = vocable.load("default").transcribe(audio.astype(np.float32) / 32768)
     assert len(result.words) >= 3 and [w["word"] for w in words] == [w.word for w in result.words]
@@ -113,7 +109,7 @@ def test_hot_words_change_the_output_and_come_off_again(model):
 
 
 def test_a_stream_fed_in_pieces_decodes_what_it_was_fed(english):
-    audio = english_int16("austen-0880")
+    audio = int16("austen-0880", ENGLISH_FIXTURES)
     half = len(audio) // 2
     stream = english.createStream()
     assert stream.intermediateDecode() == ""
@@ -132,7 +128,6 @@ def test_a_stream_fed_in_pieces_decodes_what_it_was_fed(english):
 
 @pytest.mark.parametrize("call, message", [
     (lambda m: m.stt(np.zeros((2, 100), np.int16)), "1-D array"),
-    (lambda m: m.stt(np.zeros(0, np.int16)), "empty"),
     (lambda m: m.stt(b"\x00\x01\x02"), "16-bit samples"),
     (lambda m: m.stt(np.array([0.0, np.nan], np.float32)), "finite float"),
     (lambda m: m.stt(np.zeros(100, np.int64)), "int16"),
@@ -141,6 +136,10 @@ def test_a_stream_fed_in_pieces_decodes_what_it_was_fed(english):
     (lambda m: m.sttWithMetadata(int16("1_theo_0"), num_results=0), "num_results"),
     (lambda m: m.addHotWord("", 5.0), "addHotWord"),
     (lambda m: m.addHotWord("seven", float("inf")), "boost"),
+    (lambda m: m.addHotWord("seven", "5"), "boost"),
+    (lambda m: m.eraseHotWord(["seven"]), "eraseHotWord"),
+    (lambda m: m.enableExternalScorer(None), "enableExternalScorer"),
+    (lambda m: m.sttWithMetadata(int16("1_theo_0"), num_results=True), "num_results"),
     (lambda m: m.enableExternalScorer("kenlm.scorer"), "ARPA file it was built from"),
     (lambda m: m.enableExternalScorer("/nonexistent/lm.arpa"), "lm.arpa"),
 ])
@@ -155,3 +154,33 @@ def test_their_model_files_are_refused_with_what_to_do():
     for name in ["deepspeech-0.9.3-models.pbmm", "model.tflite"]:
         with pytest.raises(ModelError, match="cannot run.*docs/migrating.md"):
             Model(name)
+
+
+def test_hot_words_as_the_model_reads_them_and_numpy_numbers(model):
+    """A numpy boost is a number like any other; "Eight" and "eight" are one hot-word; "8" is "eight"."""
+    model.addHotWord("Eight", np.float32(10.0))
+    model.addHotWord("eight", 10.0)
+    assert model.options.hotwords == [("eight", 2.0)]  # 10 nats per word over its 5 letters
+    model.eraseHotWord("8")
+    assert model.options.hotwords == []
+    metadata = model.sttWithMetadata(int16("6_theo_0"), num_results=np.int64(2))
+    assert len(metadata.transcripts) == 1  # greedy decoding: one transcript, whatever is asked
+
+
+def test_empty_audio_and_streams_give_one_empty_transcript_as_deepspeech(model):
+    """Their decoder always returns a candidate: client code reads metadata.transcripts[0]."""
+    assert model.stt(np.zeros(0, np.int16)) == ""
+    for metadata in (model.sttWithMetadata(np.zeros(0, np.int16)), model.createStream().finishStreamWithMetadata()):
+        assert len(metadata.transcripts) == 1 and metadata.transcripts[0].tokens == []
+    assert model.createStream().finishStream() == ""
+
+
+def test_a_stream_keeps_the_settings_it_was_created_with(model):
+    audio = int16("6_theo_0")
+    stream = model.createStream()
+    stream.feedAudioContent(audio)
+    model.addHotWord("eight", 40.0)
+    try:
+        assert model.stt(audio) == "eight" and stream.finishStream() == "six"
+    finally:
+        model.clearHotWords()

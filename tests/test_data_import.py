@@ -241,6 +241,12 @@ def test_deepspeech_refuses_a_folder_and_a_csv_without_its_header(tmp_path, caps
     latin1.write_bytes("wav_filename,wav_filesize,transcript\nclips/b.wav,1234,caf\xe9 au lait\n".encode("latin-1"))
     assert main(["data", "import", "deepspeech", str(latin1), "-o", str(tmp_path / "x.jsonl")]) == 2
     assert capsys.readouterr().err == f"vocable: error: {latin1}: not UTF-8 text; save it as UTF-8\n"
+    unclosed = tmp_path / "unclosed.csv"  # a quote never closed: the rest of the file is one huge field
+    unclosed.write_text("wav_filename,wav_filesize,transcript\nclips/b.wav,1,\"" + "a" * 200_000 + "\n")
+    assert main(["data", "import", "deepspeech", str(unclosed), "-o", str(tmp_path / "x.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"vocable: error: {unclosed}:") and "not readable as DeepSpeech CSV" in err
+    assert len(err.splitlines()) == 1
     assert not (tmp_path / "x.jsonl").exists()
 
 

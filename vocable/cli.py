@@ -9,7 +9,8 @@ import sys
 import warnings
 
 from . import __version__
-from .errors import EXIT_USAGE, AudioWarning, VocableError, VocableWarning, run_reporting_errors
+from .errors import (EXIT_USAGE, AudioWarning, ConfigError, UnreadableAudio, VocableError, VocableWarning,
+                     run_reporting_errors)
 
 MAX_LISTED_ERRORS = 10  # per-file errors printed before "... and N more"
 MIN_SPEED = 0.01  # listen --speed: slower than 1/100 of real time is a hang, not a test
@@ -77,7 +78,6 @@ def cmd_transcribe(args) -> int:
     if args.output_dir:
         check_output_names(args.files, args.format, args.output_dir)
     elif args.format in ("srt", "vtt") and len(args.files) > 1:  # one subtitle file per input: stdout holds one
-        from .errors import ConfigError
         raise ConfigError(f"--format {args.format} with {len(args.files)} files: give --output-dir to write one "
                           f"subtitle file for each (on standard output they would run together)")
     options = decoding_options(args)
@@ -90,8 +90,10 @@ def cmd_transcribe(args) -> int:
         for path in args.files[first: first + size]:
             try:
                 if path == STDIN:  # a whole file's bytes (WAV, FLAC, ...): long audio is split by transcribe
-                    print_result(args, path, recognizer.transcribe(load_audio(stdin, name="standard input"),
-                                                                   options=options))
+                    audio = load_audio(stdin, name="standard input")
+                    if options.vad is False:
+                        check_one_pass(audio, "standard input")
+                    print_result(args, path, recognizer.transcribe(audio, options=options))
                     continue
                 long = os.path.isfile(path) and options.vad is None and audio_info(path)[0] > LONG_AUDIO_SECONDS
                 if options.vad or long:
@@ -117,7 +119,6 @@ def cmd_transcribe(args) -> int:
 
 def file_error(error: VocableError) -> str:
     """One file's error line; for a format libsndfile lacks, how to get it read anyway."""
-    from .errors import UnreadableAudio
     hint = "; for video or AAC/M4A: ffmpeg -i IN -f wav - | vocable transcribe -" \
         if isinstance(error, UnreadableAudio) else ""
     return f"vocable: error: {error}{hint}"
@@ -132,8 +133,8 @@ def files_progress(args):
 
 
 def read_stdin_audio(files: list[str]) -> bytes | None:
-    """The bytes of the audio file piped in when FILE is "-" (`ffmpeg ... -f wav - | vocable transcribe -`)."""
-    from .errors import ConfigError
+    """The bytes of the audio file piped in when FILE is "-" (`ffmpeg ... -f wav - | vocable transcribe -`).
+    They are held in memory (files are read block by block)."""
     if STDIN not in files:
         return None
     if files.count(STDIN) > 1:
@@ -150,7 +151,6 @@ def read_stdin_audio(files: list[str]) -> bytes | None:
 def check_output_names(files: list[str], fmt: str, output_dir: str) -> None:
     """Before any work: --output-dir must be a folder (or not exist yet), and no two inputs may write the
     same DIR/<stem>.<format> (the second would overwrite the first's result)."""
-    from .errors import ConfigError
     from .formats import output_path
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise ConfigError(f"--output-dir {output_dir}: exists and is not a folder")
@@ -203,7 +203,6 @@ def add_decoding_arguments(p, long_audio_vad: bool = True) -> None:
 
 def decoding_options(args):
     from .decoding import DecodingOptions
-    from .errors import ConfigError
     phrases = None
     if args.phrases:
         try:
@@ -246,7 +245,6 @@ def cmd_train(args) -> int:
 def parse_overrides(items: list[str]) -> dict:
     import tomllib
 
-    from .errors import ConfigError
     overrides = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -287,7 +285,6 @@ def add_evaluate(commands) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from .errors import ConfigError, VocableError
     from .evaluate import (StatsOptions, SweepOptions, compare_results, format_comparison, format_summary,
                            load_rows, run_evaluation, write_rows)
     try:
@@ -399,7 +396,6 @@ def add_listen(commands) -> None:
 def cmd_listen(args) -> int:
     import time
 
-    from .errors import ConfigError
     from .stream import Microphone, Streamer, default_options, file_chunks
     from .transcribe import load
     if not 10 <= args.chunk_ms <= 10_000:  # 0 played one-sample chunks
@@ -496,7 +492,6 @@ def add_export(commands) -> None:
 
 
 def cmd_export(args) -> int:
-    from .errors import ConfigError
     from .export import CHECK_UTTERANCES, ExportOptions, check_dataset, export_model
     if not args.output.lower().endswith(".onnx"):
         raise ConfigError(f"-o {args.output}: the exported file must end in .onnx")
@@ -543,7 +538,6 @@ def add_lm(commands) -> None:
 
 
 def cmd_lm_build(args) -> int:
-    from .errors import ConfigError
     from .lm import BuildOptions, build_lm, read_sentences, write_lm
     from .tokenizer import NORMALIZERS
     normalize = NORMALIZERS[args.normalizer]
@@ -592,7 +586,6 @@ def add_align(commands) -> None:
 def cmd_align(args) -> int:
     from .formats import format_result
     from .transcribe import load
-    from .errors import ConfigError
     if os.path.isfile(args.text) and not looks_like_text(args.text):
         raise ConfigError(f"{args.text}: not UTF-8 text (give the transcript as a text file or a quoted string)")
     text = open(args.text, encoding="utf-8").read() if os.path.isfile(args.text) else args.text

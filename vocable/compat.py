@@ -11,20 +11,26 @@ Every method of their `Model` and `Stream` is here under its name, with their ar
 - setScorerAlphaBeta(alpha, beta) sets vocable's lm_weight and word_bonus, which mean the same (LM weight,
   nats per word) but whose good values differ per model: the model's tuned ones apply until it is called.
 - addHotWord's boost is per word, as theirs; vocable's hotwords boost per character, so it is spread
-  over the word's letters.
+  over the word's letters (at most ±20 per letter); "Austen" and "austen" are one hot-word.
 - tokens are characters with their start times, as theirs (20 ms timesteps), taken from vocable's word
-  times; a stream is decoded whole at each intermediateDecode (for live captions use vocable.stream).
+  times; confidence is the decoder's log score (over 30 s: the sum of the words' log confidences).
+- a stream is decoded whole at each intermediateDecode, with the settings the model had when the stream
+  was created (for live captions use vocable.stream).
 - num_results > 1 gives the beam search's other final hypotheses (audio up to 30 s, with an LM, hotwords
   or a beam); otherwise one transcript.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+import os
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .audio import SAMPLE_RATE
+from .checks import is_number
 from .decoding import DEFAULT_BEAM, HOTWORD_BOOST_RANGE, DecodingOptions, aligned_hypothesis
 from .errors import ConfigError, ModelError
 from .transcribe import FRAME_SECONDS, LONG_AUDIO_SECONDS, load
@@ -82,6 +88,9 @@ class Model:
         return 0
 
     def enableExternalScorer(self, scorer_path: str) -> int:
+        if not isinstance(scorer_path, (str, os.PathLike)) or not str(scorer_path).strip():
+            raise ConfigError(f"enableExternalScorer: expected a path to an ARPA file or an LM name, "
+                              f"got {scorer_path!r}")
         if str(scorer_path).lower().endswith(FOREIGN_SCORER):
             raise ModelError(f"{scorer_path}: a DeepSpeech / Coqui STT scorer (KenLM binary), which vocable cannot "
                              f"read; give the ARPA file it was built from, or build one with `vocable lm build`")
@@ -97,18 +106,18 @@ class Model:
         return 0
 
     def addHotWord(self, word: str, boost: float) -> int:
-        if not isinstance(word, str) or not word.strip():
-            raise ConfigError(f"addHotWord: expected a word, got {word!r}")
-        low, high = HOTWORD_BOOST_RANGE
-        per_letter = float(np.clip(boost / max(1, len(word.replace(" ", ""))), low, high)) \
-            if isinstance(boost, (int, float)) and np.isfinite(boost) else boost  # the check below says why not
-        self._set_hotwords({**self._hotwords, word: per_letter})
+        key = self._hotword_key(word, "addHotWord")
+        if not is_number(boost):
+            raise ConfigError(f"addHotWord: boost of {word!r}: expected a finite number, got {boost!r}")
+        low, high = HOTWORD_BOOST_RANGE  # per letter: their boost is per word
+        self._set_hotwords({**self._hotwords, key: min(high, max(low, float(boost) / len(key.replace(" ", ""))))})
         return 0
 
     def eraseHotWord(self, word: str) -> int:
-        if word not in self._hotwords:
+        key = self._hotword_key(word, "eraseHotWord")
+        if key not in self._hotwords:
             raise ConfigError(f"eraseHotWord: {word!r} is not a hot-word")
-        self._set_hotwords({k: v for k, v in self._hotwords.items() if k != word})
+        self._set_hotwords({k: v for k, v in self._hotwords.items() if k != key})
         return 0
 
     def clearHotWords(self) -> int:
@@ -118,10 +127,10 @@ class Model:
     # -- recognition -------------------------------------------------------------------------------------
     def stt(self, audio_buffer) -> str:
         """16 kHz mono samples (int16 array, as DeepSpeech took; floats work too) → text."""
-        return self.recognizer.transcribe(_samples(audio_buffer), options=self.options).text
+        return self._stt(_samples(audio_buffer), self.options)
 
     def sttWithMetadata(self, audio_buffer, num_results: int = 1) -> Metadata:
-        return self._metadata(_samples(audio_buffer), num_results)
+        return self._metadata(_samples(audio_buffer), num_results, self.options)
 
     def createStream(self) -> Stream:
         return Stream(self)
@@ -136,43 +145,59 @@ class Model:
         self._set(hotwords=list(hotwords.items()))
         self._hotwords = hotwords
 
-    def _metadata(self, samples: np.ndarray, num_results: int) -> Metadata:
-        if not isinstance(num_results, int) or num_results < 1:
+    def _hotword_key(self, word, call: str) -> str:
+        """A hot-word as the model reads it ("Austen" and "austen" are one; "42" is "forty two")."""
+        key = self.recognizer.tokenizer.normalize(word) if isinstance(word, str) else ""
+        if not key:
+            raise ConfigError(f"{call}: expected a word, got {word!r}")
+        return key
+
+    def _stt(self, samples: np.ndarray, options: DecodingOptions) -> str:
+        return self.recognizer.transcribe(samples, options=options).text if len(samples) else ""
+
+    def _metadata(self, samples: np.ndarray, num_results: int, options: DecodingOptions) -> Metadata:
+        """Their Metadata: the best transcript, then up to num_results - 1 other final hypotheses of the beam."""
+        if isinstance(num_results, bool) or not isinstance(num_results, numbers.Integral) or num_results < 1:
             raise ConfigError(f"num_results: expected a whole number >= 1, got {num_results!r}")
+        if not len(samples):
+            return Metadata([CandidateTranscript([], 0.0)])  # as theirs: always one, here empty
         if len(samples) > LONG_AUDIO_SECONDS * SAMPLE_RATE:  # split at pauses by transcribe: one transcript
-            result = self.recognizer.transcribe(samples, options=self.options)
-            return Metadata([_transcript(result.words, sum(np.log(max(w.confidence, 1e-6)) for w in result.words))])
-        decoder = self.recognizer.decoder(self.options)
+            words = self.recognizer.transcribe(samples, options=options).words
+            return Metadata([_transcript(words, sum(math.log(max(w.confidence, 1e-6)) for w in words))])
+        decoder = self.recognizer.decoder(options)
         log_probs = self.recognizer.log_probs(samples)
         best, _ = decoder(log_probs, FRAME_SECONDS, 0.0, samples)  # as Recognizer.transcribe decodes it
-        transcripts, seen = [_transcript(best.words, best.score)], {best.text}
-        finals = decoder.search.search(log_probs) if num_results > 1 and decoder.search is not None else []
-        for score, _, _, text in finals:
-            if len(transcripts) == num_results:
-                break
-            if text and text not in seen:
+        others = self._other_hypotheses(decoder, log_probs, best.text, num_results - 1)
+        return Metadata([_transcript(best.words, best.score)] + others)
+
+    def _other_hypotheses(self, decoder, log_probs: np.ndarray, best: str, count: int) -> list[CandidateTranscript]:
+        if count == 0 or decoder.search is None:  # greedy decoding has no other hypotheses
+            return []
+        tokenizer, seen, found = self.recognizer.tokenizer, {best}, []
+        for score, _, _, text in decoder.search.search(log_probs):
+            if text and text not in seen and len(found) < count:
                 seen.add(text)
-                tokenizer = self.recognizer.tokenizer
                 hyp = aligned_hypothesis(log_probs, tokenizer.encode(text), tokenizer, FRAME_SECONDS, score=score)
-                transcripts.append(_transcript(hyp.words, score))
-        return Metadata(transcripts)
+                found.append(_transcript(hyp.words, score))
+        return found
 
 
 class Stream:
-    """DeepSpeech's streaming state: audio fed in pieces, decoded on request (the whole stream so far)."""
+    """DeepSpeech's streaming state: audio fed in pieces, decoded on request (the whole stream so far).
+    Decoded with the model's settings (scorer, hot-words, beam) as they were when the stream was created."""
 
     def __init__(self, model: Model):
-        self._model, self._chunks, self._finished = model, [], False
+        self._model, self._options, self._chunks, self._finished = model, model.options, [], False
 
     def feedAudioContent(self, audio_buffer) -> None:
         self._check_open()
-        self._chunks.append(_samples(audio_buffer, allow_empty=True))
+        self._chunks.append(_samples(audio_buffer))
 
     def intermediateDecode(self) -> str:
-        return self._model.stt(self._audio()) if self._has_audio() else ""
+        return self._model._stt(self._audio(), self._options)
 
     def intermediateDecodeWithMetadata(self, num_results: int = 1) -> Metadata:
-        return self._model.sttWithMetadata(self._audio(), num_results) if self._has_audio() else Metadata([])
+        return self._model._metadata(self._audio(), num_results, self._options)
 
     def finishStream(self) -> str:
         text = self.intermediateDecode()
@@ -191,17 +216,14 @@ class Stream:
         if self._finished:
             raise ConfigError("this stream is finished (finishStream or freeStream was called); create another")
 
-    def _has_audio(self) -> bool:
-        self._check_open()
-        return any(len(c) for c in self._chunks)
-
     def _audio(self) -> np.ndarray:
-        self._chunks = [np.concatenate(self._chunks)]  # one array from here on: the next feed appends to it
+        self._check_open()
+        self._chunks = [np.concatenate(self._chunks or [np.zeros(0, np.float32)])]  # one array from here on
         return self._chunks[0]
 
 
-def _samples(audio_buffer, allow_empty: bool = False) -> np.ndarray:
-    """DeepSpeech's audio: a 1-D array of 16 kHz int16 samples (bytes are read as raw 16-bit PCM)."""
+def _samples(audio_buffer) -> np.ndarray:
+    """DeepSpeech's audio: a 1-D array of 16 kHz int16 samples (bytes are read as raw 16-bit PCM); may be empty."""
     if isinstance(audio_buffer, (bytes, bytearray, memoryview)):
         if len(audio_buffer) % 2:
             raise ConfigError(f"audio buffer: {len(audio_buffer)} bytes is not a whole number of 16-bit samples")
@@ -209,8 +231,6 @@ def _samples(audio_buffer, allow_empty: bool = False) -> np.ndarray:
     if not isinstance(audio_buffer, np.ndarray) or audio_buffer.ndim != 1:
         raise ConfigError(f"audio buffer: expected a 1-D array of 16 kHz int16 samples, got "
                           f"{getattr(audio_buffer, 'shape', type(audio_buffer).__name__)}")
-    if not allow_empty and audio_buffer.size == 0:
-        raise ConfigError("audio buffer: empty (0 samples)")
     if audio_buffer.dtype == np.int16:
         return audio_buffer.astype(np.float32) / 32768.0
     if not np.issubdtype(audio_buffer.dtype, np.floating) or not np.isfinite(audio_buffer).all():

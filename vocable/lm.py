@@ -648,6 +648,8 @@ _LOADING = threading.Lock()  # a server's first requests come together: one read
 def load_lm(path: str | os.PathLike) -> NGramLM:
     """Read an ARPA or binary (.lm.npz) LM file once per process (later calls share the loaded model)."""
     key = str(Path(path).resolve())
+    if key in _LOADED:  # no wait behind another file's read
+        return _LOADED[key]
     with _LOADING:
         if key not in _LOADED:
             _LOADED[key] = read_binary(path) if str(path).endswith(BINARY_SUFFIX) else read_arpa(path)

@@ -127,6 +127,8 @@ def table_rows(path: Path, required: set[str], what: str, **dialect) -> Iterator
                 yield reader.line_num, row  # the line the row ends on: a quoted transcript may span lines
         except UnicodeDecodeError:
             raise DataError(f"{path}: not UTF-8 text; save it as UTF-8") from None
+        except csv.Error as e:  # e.g. a quote never closed, which swallows the rest of the file into one field
+            raise DataError(f"{path}:{reader.line_num}: not readable as {what} ({e})") from None
 
 
 def read_librispeech(folder: str | os.PathLike, report: ImportReport) -> list[Utterance]:
