@@ -90,10 +90,7 @@ def cmd_transcribe(args) -> int:
         for path in args.files[first: first + size]:
             try:
                 if path == STDIN:  # a whole file's bytes (WAV, FLAC, ...): long audio is split by transcribe
-                    audio = load_audio(stdin, name="standard input")
-                    if options.vad is False:
-                        check_one_pass(audio, "standard input")
-                    print_result(args, path, recognizer.transcribe(audio, options=options))
+                    print_result(args, path, recognizer.transcribe(stdin, options=options, name="standard input"))
                     continue
                 long = os.path.isfile(path) and options.vad is None and audio_info(path)[0] > LONG_AUDIO_SECONDS
                 if options.vad or long:

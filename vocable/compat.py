@@ -33,6 +33,7 @@ from .audio import SAMPLE_RATE
 from .checks import is_number
 from .decoding import DEFAULT_BEAM, HOTWORD_BOOST_RANGE, DecodingOptions, aligned_hypothesis
 from .errors import ConfigError, ModelError
+from .stream import FORMATS, INT16_SCALE
 from .transcribe import FRAME_SECONDS, LONG_AUDIO_SECONDS, load
 
 TIMESTEP = 0.02  # seconds per DeepSpeech / Coqui STT output step: their TokenMetadata.timestep counts these
@@ -227,12 +228,12 @@ def _samples(audio_buffer) -> np.ndarray:
     if isinstance(audio_buffer, (bytes, bytearray, memoryview)):
         if len(audio_buffer) % 2:
             raise ConfigError(f"audio buffer: {len(audio_buffer)} bytes is not a whole number of 16-bit samples")
-        audio_buffer = np.frombuffer(audio_buffer, dtype="<i2")
+        audio_buffer = np.frombuffer(audio_buffer, dtype=FORMATS["s16le"])
     if not isinstance(audio_buffer, np.ndarray) or audio_buffer.ndim != 1:
         raise ConfigError(f"audio buffer: expected a 1-D array of 16 kHz int16 samples, got "
                           f"{getattr(audio_buffer, 'shape', type(audio_buffer).__name__)}")
     if audio_buffer.dtype == np.int16:
-        return audio_buffer.astype(np.float32) / 32768.0
+        return audio_buffer.astype(np.float32) / INT16_SCALE
     if not np.issubdtype(audio_buffer.dtype, np.floating) or not np.isfinite(audio_buffer).all():
         raise ConfigError(f"audio buffer: expected int16 (or finite float) samples, got {audio_buffer.dtype}")
     return audio_buffer.astype(np.float32)

@@ -47,6 +47,12 @@ FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}  # raw PCM format
 INT16_SCALE = 32768.0  # int16 → float in [-1, 1)
 
 
+# StreamOptions' numbers: (lowest, highest, unit)
+STREAM_RANGES = {"endpoint_silence": (0.03, 10.0, "s"), "max_utterance": (1.0, 120.0, "s"),
+                 "energy_threshold_db": (0.0, 60.0, "dB"), "onset_window": (0.03, 2.0, "s"),
+                 "pre_roll": (0.0, 5.0, "s"), "speech_margin": (0.0, 5.0, "s"), "partial_every": (0.01, 60.0, "s")}
+
+
 @dataclass
 class StreamOptions:
     vad: str = "auto"  # "auto" (webrtc if installed, else energy) | "webrtc" | "energy" | "none"
@@ -66,26 +72,18 @@ class StreamOptions:
             raise ConfigError(f"stream vad: expected auto, webrtc, energy or none, got {self.vad!r}")
         if self.engine not in ("auto", "incremental", "window"):
             raise ConfigError(f"stream engine: expected auto, incremental or window, got {self.engine!r}")
-        if not 0.03 <= self.endpoint_silence <= 10.0:
-            raise ConfigError(f"stream endpoint_silence: expected 0.03..10 s, got {self.endpoint_silence}")
-        if not 1.0 <= self.max_utterance <= 120.0:
-            raise ConfigError(f"stream max_utterance: expected 1..120 s, got {self.max_utterance}")
+        for name, (low, high, unit) in STREAM_RANGES.items():
+            value = getattr(self, name)
+            if not low <= value <= high:  # also refuses NaN
+                raise ConfigError(f"stream {name}: expected {low:g}..{high:g} {unit}, got {value}")
         if self.vad_aggressiveness not in (0, 1, 2, 3):
             raise ConfigError(f"stream vad_aggressiveness: expected 0, 1, 2 or 3, got {self.vad_aggressiveness!r}")
-        if not 0.0 <= self.energy_threshold_db <= 60.0:
-            raise ConfigError(f"stream energy_threshold_db: expected 0..60 dB, got {self.energy_threshold_db}")
-        if not 0.0 < self.onset_window <= 2.0:
-            raise ConfigError(f"stream onset_window: expected more than 0 and at most 2 s, got {self.onset_window}")
         if not 0.0 < self.onset <= self.onset_window:
             raise ConfigError(f"stream onset: expected more than 0 and at most onset_window "
                               f"({self.onset_window} s), got {self.onset}")
-        if not 0.0 <= self.pre_roll <= 5.0:
-            raise ConfigError(f"stream pre_roll: expected 0..5 s, got {self.pre_roll}")
-        if not 0.0 <= self.speech_margin <= self.pre_roll:
+        if not self.speech_margin <= self.pre_roll:
             raise ConfigError(f"stream speech_margin: expected 0..pre_roll ({self.pre_roll} s), "
                               f"got {self.speech_margin}")
-        if not 0.01 <= self.partial_every <= 60.0:
-            raise ConfigError(f"stream partial_every: expected 0.01..60 s, got {self.partial_every}")
 
 
 def default_options(recognizer, **overrides) -> StreamOptions:

@@ -120,8 +120,9 @@ class Recognizer:
         return self.decoder(options)(log_probs, FRAME_SECONDS, offset)[0]
 
     def transcribe(self, audio: AudioInput, sample_rate: int | None = None,
-                   options: DecodingOptions | None = None) -> Result:
-        """Transcribe a path, file bytes or a numpy array (at `sample_rate`, default 16 kHz).
+                   options: DecodingOptions | None = None, name: str | None = None) -> Result:
+        """Transcribe a path, file bytes or a numpy array (at `sample_rate`, default 16 kHz); `name` is
+        what errors call it (default: the path, else "audio").
 
         Audio longer than LONG_AUDIO_SECONDS (or any, with options.vad True) is split at pauses by a
         voice-activity detector and decoded segment by segment; a file is then read as a stream.
@@ -132,10 +133,10 @@ class Recognizer:
             if vad or audio_info(audio)[0] > LONG_AUDIO_SECONDS:
                 from .vad import stream_audio
                 return self._transcribe_stream(stream_audio(audio), options)
-        samples = load_audio(audio, source_rate=sample_rate)
+        samples = load_audio(audio, source_rate=sample_rate, name=name)
         if vad or (vad is None and len(samples) > LONG_AUDIO_SECONDS * SAMPLE_RATE):
             return self._transcribe_stream(iter([samples]), options)
-        check_one_pass(samples, _label(audio))
+        check_one_pass(samples, name or _label(audio))
         return self._result(samples, *self.decoder(options)(self.log_probs(samples), FRAME_SECONDS, 0.0, samples))
 
     def transcribe_batch(self, audios: list[AudioInput], batch_size: int = 8,
