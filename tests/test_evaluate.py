@@ -202,6 +202,13 @@ def test_compare_on_the_command_line(tmp_path, capsys):
     (["evaluate", "x", "--age-bands", "18,13"], "--age-bands"),
     (["evaluate", "x", "--bootstrap", "2"], "--bootstrap"),
     (["evaluate", "/nonexistent/data.jsonl", "--model", "/nonexistent/m.vocable"], "no such model"),
+    (["evaluate", "x", "--seed", "-1"], "--seed"),  # was a traceback after the whole decoding pass
+    (["evaluate", "x", "--clips", "-1"], "--clips"),
+    (["evaluate", "x", "--compare", "a.json", "b.json"], "not both"),
+    # destinations are checked before the model loads (the bogus model would be named otherwise)
+    (["evaluate", "x", "--model", "/nonexistent/m.vocable", "--output", "/"], "--output /: a folder"),
+    (["evaluate", "x", "--model", "/nonexistent/m.vocable", "--report", __file__], "is a file, not a folder"),
+    (["evaluate", "x", "--model", "/nonexistent/m.vocable", "--output", f"{__file__}/rows.jsonl"], "not a folder"),
 ])
 def test_bad_input_is_one_line(argv, message, capsys):
     assert main(argv) == 2
@@ -271,3 +278,46 @@ def test_scoring_uses_the_models_normaliser_not_always_english(tmp_path):
     assert summary.wer == pytest.approx(1 / 3)
     result = run_evaluation(spanish_model, utterances, show_progress=False, transcribe=lambda audio: "el nino come")
     assert result["normalizer"] == "basic" and result["errors"]["substitutions"][0]["ref"] == "niño"
+
+
+def test_data_without_speaker_labels_resamples_utterances_and_says_so():
+    """Unlabelled utterances each passed for a speaker: "resampling speakers", "only 5 speaker(s)"."""
+    rows = [{**r, "speaker": ""} for r in simulate(np.random.default_rng(12), {"a": 0.2, "b": 0.3}, speakers=3)]
+    report = group_report(rows, "gender", FAST)
+    assert report["unit"] == "utterance" and "no speaker labels" in report["note"]
+    assert [g["speakers"] for g in report["groups"]] == [0, 0]
+    overall = analyse(rows, [], FAST)["overall"]
+    assert overall["unit"] == "utterance" and "no speaker labels" in overall["note"]
+
+
+def test_a_group_of_one_utterance_has_no_interval_unless_flawless():
+    rows = simulate(np.random.default_rng(13), {"a": 0.2, "b": 0.3}, speakers=4)
+    one = {**rows[0], "id": "x", "speaker": "lone", "gender": "c", "word_errors": 3, "words": 12}
+    groups = {g["name"]: g for g in group_report(rows + [one], "gender", FAST)["groups"]}
+    assert groups["c"]["wer"] == 0.25 and groups["c"]["wer_ci"] == [None, None]  # was [0.25, 0.25]
+    long = {**one, "speaker": rows[0]["speaker"], "duration": 30.0}  # a speaker in two length groups
+    by_length = group_report(rows + [long], "length", FAST)  # so all speakers are resampled together
+    assert by_length["unit"] == "speaker" and by_length["groups"][-1]["wer_ci"] == [None, None]
+    groups = {g["name"]: g for g in group_report(rows + [{**one, "word_errors": 0}], "gender", FAST)["groups"]}
+    assert groups["c"]["wer_ci"][0] == 0 and groups["c"]["wer_ci"][1] == pytest.approx(1 - 0.025 ** (1 / 12), abs=1e-4)
+
+
+def test_why_there_is_no_gap_is_said():
+    rows = simulate(np.random.default_rng(14), {"a": 0.2}, speakers=4)
+    rows.append({**rows[0], "id": "tiny", "speaker": "z", "gender": "b", "words": 3, "word_errors": 1})
+    report = group_report(rows, "gender", FAST)
+    assert "gap" not in report and report["no_gap"] == "no gap test: only a has 10 or more reference words"
+
+
+def test_compare_refuses_a_manifest_and_repeated_ids(tmp_path, capsys):
+    rows = simulate(np.random.default_rng(15), {"a": 0.2}, speakers=2, utterances=2)
+    manifest = tmp_path / "test.jsonl"
+    manifest.write_text("".join(json.dumps({"id": r["id"], "audio": "a.wav", "text": "hi"}) + "\n" for r in rows))
+    with pytest.raises(DataError, match=r"test.jsonl: row 1 \(a-0-0\) lacks 'ref', 'hyp', 'word_errors', 'words'"):
+        load_rows(manifest)
+    twice = tmp_path / "twice.jsonl"
+    twice.write_text("".join(json.dumps(r) + "\n" for r in rows + rows[:1]))
+    with pytest.raises(DataError, match="twice.jsonl: utterance id 'a-0-0' appears 2 times"):
+        load_rows(twice)
+    assert main(["evaluate", "--compare", str(manifest), str(twice)]) == 2  # was a KeyError traceback
+    assert "lacks" in capsys.readouterr().err

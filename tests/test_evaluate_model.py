@@ -115,3 +115,71 @@ def test_report_renders_in_headless_chromium(evaluated, tmp_path):
     inked = np.any(np.abs(pixels - pixels[5, 5]) > 0.1, axis=-1).mean()  # pixels unlike the page background
     colours = len(np.unique((pixels * 255).astype(np.uint8).reshape(-1, 3), axis=0))
     assert inked > 0.05 and colours > 100, (inked, colours)  # text, tables and plots, not a blank page
+
+
+def test_ctrl_c_keeps_the_rows_already_scored(model_path, manifest, tmp_path, monkeypatch, capsys):
+    """Ctrl-C threw away every utterance scored so far; now they are written to --output."""
+    from vocable.transcribe import Recognizer
+    transcribe, calls = Recognizer.transcribe, []
+
+    def interrupted_at_the_fifth(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return transcribe(self, *args, **kwargs)
+
+    monkeypatch.setattr(Recognizer, "transcribe", interrupted_at_the_fifth)
+    out = tmp_path / "rows.jsonl"
+    assert main(["evaluate", str(manifest), "--model", model_path, "--output", str(out)]) == 130
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    first = [json.loads(line)["id"] for line in manifest.read_text().splitlines()][:4]
+    assert [r["id"] for r in rows] == first and all("hyp" in r for r in rows)
+    assert f"4 of 30 utterances were scored; their rows are in {out}" in capsys.readouterr().err
+
+
+def test_report_names_its_data_and_replaces_an_earlier_one(evaluated, manifest, tmp_path, monkeypatch):
+    from vocable import report
+    result, folder, _ = evaluated
+    assert result["dataset"] == str(manifest)
+    sources = []
+    monkeypatch.setattr(report, "plot_groups", lambda r, path, source: sources.append(source) or path.name)
+    monkeypatch.setattr(report, "plot_conditions", lambda c, path, source: sources.append(source) or path.name)
+    again = shutil.copytree(folder, tmp_path / "again")
+    (again / "clips" / "0099-other-data.wav").write_bytes(b"RIFF")  # an earlier report's clip and plot
+    (again / "by-gender.png").write_bytes(b"png")
+    fewer = {**result, "conditions": result["conditions"][:1],
+             "groups": {"conditions": result["groups"]["speaker"]}}  # a manifest field named like the sweep
+    page = report.write_report(fewer, again, max_clips=3).read_text()
+    assert sorted(p.name for p in again.glob("*.png")) == []  # the fakes above drew nothing; old plots gone
+    assert len(list((again / "clips").iterdir())) == 3
+    assert sources == [f"{manifest.name}, model fsdd-digits.vocable"]  # by conditions (one length group: no plot)
+    assert "<img src='by-conditions.png'" in page and "wer-vs-snr.png" not in page
+    assert f"vocable evaluation: {manifest.name} / fsdd-digits.vocable" in page
+
+
+def test_python_api_names_the_dataset(model_path, manifest):
+    from vocable.data import read_dataset
+    from vocable.evaluate import StatsOptions, run_evaluation
+    result = run_evaluation(vocable.load(model_path), read_dataset(manifest)[:2], stats=StatsOptions(resamples=50),
+                            show_progress=False, dataset=manifest)
+    assert result["dataset"] == str(manifest)
+
+
+def test_dataset_mistakes_are_named(model_path, manifest, fsdd_dir, tmp_path, capsys):
+    lines = manifest.read_text().splitlines()
+    twice = tmp_path / "twice.jsonl"
+    twice.write_text("\n".join(lines[:3] + lines[:1]) + "\n")  # the pairing of --compare needs unique ids
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    for path, message in ((twice, f"{twice}: utterance id '{json.loads(lines[0])['id']}' appears 2 times"),
+                          (empty, f"{empty}: no utterances")):
+        assert main(["evaluate", str(path), "--model", model_path]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("vocable: error:") and message in err and err.count("\n") == 1, err
+    kaldi = shutil.copytree(fsdd_dir, tmp_path / "kaldi")
+    (kaldi / "text").write_text((kaldi / "text").read_text() + "extra_utt NINE\n")
+    assert main(["evaluate", str(kaldi), "--model", model_path, "--limit", "1", "--bootstrap", "10"]) == 0
+    assert "1 transcript(s) have no audio in wav.scp, left out (first: extra_utt)" in capsys.readouterr().err
+    (kaldi / "text").write_bytes((kaldi / "text").read_text().encode("utf-16"))
+    assert main(["evaluate", str(kaldi), "--model", model_path]) == 2
+    assert f"{kaldi / 'text'}: not UTF-8 text" in capsys.readouterr().err

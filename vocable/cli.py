@@ -9,8 +9,8 @@ import sys
 import warnings
 
 from . import __version__
-from .errors import (EXIT_USAGE, AudioWarning, ConfigError, UnreadableAudio, VocableError, VocableWarning,
-                     run_reporting_errors)
+from .errors import (EXIT_USAGE, AudioWarning, ConfigError, DataError, UnreadableAudio, VocableError,
+                     VocableWarning, run_reporting_errors)
 
 MAX_LISTED_ERRORS = 10  # per-file errors printed before "... and N more"
 MIN_SPEED = 0.01  # listen --speed: slower than 1/100 of real time is a hang, not a test
@@ -292,19 +292,24 @@ def cmd_evaluate(args) -> int:
         raise ConfigError(f"--age-bands {args.age_bands!r}: expected increasing whole years, e.g. 13,18,60")
     if args.bootstrap < 10:
         raise ConfigError("--bootstrap: use at least 10 replicates (1000 is a good default)")
-    if args.limit < 0:
-        raise ConfigError(f"--limit: expected a count of utterances (0 = all), got {args.limit}")
+    for name in ("limit", "seed", "clips"):
+        if getattr(args, name) < 0:
+            raise ConfigError(f"--{name}: expected a whole number >= 0, got {getattr(args, name)}")
     for snr in args.noise:
         if not -30 <= snr <= 100:  # also refuses nan
             raise ConfigError(f"--noise: expected SNRs from -30 to 100 dB, got {snr}")
     stats = StatsOptions(resamples=args.bootstrap, seed=args.seed, age_edges=edges)
     if args.compare:
+        if args.dataset:
+            raise ConfigError(f"evaluate: give a DATASET or --compare A B, not both ({args.dataset} was given too)")
         comparison = compare_results(load_rows(args.compare[0]), load_rows(args.compare[1]), stats,
                                      names=tuple(args.compare))
         print(json.dumps(comparison, ensure_ascii=False) if args.json else format_comparison(comparison))
         return 0
     if not args.dataset:
         raise ConfigError("evaluate: give a DATASET (or --compare A.json B.json)")
+    check_writable_file(args.output, "--output")
+    check_writable_folder(args.report, "--report")
     from .data.manifest import read_dataset
     from .transcribe import load
     recognizer = load(args.model, threads=args.threads)
@@ -312,26 +317,30 @@ def cmd_evaluate(args) -> int:
     if args.limit:
         utterances = utterances[: args.limit]
     check_references(args.dataset, utterances, recognizer.tokenizer.normalizer)
+    check_unique_ids(args.dataset, utterances)
     by = [f.strip() for item in args.by for f in item.split(",") if f.strip()]
     sweep = SweepOptions(snrs=args.noise, reverb=args.reverb, color=args.noise_color, seed=args.seed)
     options = decoding_options(args)
-    result = {"dataset": args.dataset, "decoding": repr(options),
-              **run_evaluation(recognizer, utterances, by, sweep, stats, show_progress=True,
-                               transcribe=lambda audio: recognizer.transcribe(audio, options=options).text)}
+    scored = []
+    try:
+        result = {**run_evaluation(recognizer, utterances, by, sweep, stats, show_progress=True,
+                                   transcribe=lambda audio: recognizer.transcribe(audio, options=options).text,
+                                   dataset=args.dataset, on_row=scored.append), "decoding": repr(options)}
+    except KeyboardInterrupt:
+        keep_interrupted_rows(args.output, scored, len(utterances))
+        raise
+    # The figures first: a destination that fails now (a full disk) must not take them with it.
+    print(json.dumps(result, ensure_ascii=False) if args.json else format_summary(result))
     try:
         if args.output:
             write_rows(args.output, result["rows"])
         if args.report:
             from .report import write_report
             page = write_report(result, args.report, max_clips=args.clips)
+            if not args.json:
+                print(f"\nreport      {page}")
     except OSError as e:
         raise VocableError(f"{e.filename or args.report}: cannot write ({e.strerror or e})") from None
-    if args.json:
-        print(json.dumps(result, ensure_ascii=False))
-    else:
-        print(f"dataset     {args.dataset}\n" + format_summary(result))
-        if args.report:
-            print(f"\nreport      {page}")
     # The figures above leave out unreadable utterances: name them, and fail, so none goes unnoticed.
     errors = [row["error"] for row in result["rows"] if "error" in row]
     for message in errors[:MAX_LISTED_ERRORS]:
@@ -341,9 +350,52 @@ def cmd_evaluate(args) -> int:
     return EXIT_USAGE if errors else 0
 
 
+def keep_interrupted_rows(output: str | None, rows: list[dict], total: int) -> None:
+    """Ctrl-C during evaluate: the utterances scored so far are written to --output (else only counted)."""
+    if output and rows:
+        from .evaluate import write_rows
+        write_rows(output, rows)
+        print(f"vocable: {len(rows)} of {total} utterances were scored; their rows are in {output}", file=sys.stderr)
+    else:
+        print(f"vocable: {len(rows)} of {total} utterances were scored (give --output to keep an interrupted "
+              f"run's rows)", file=sys.stderr)
+
+
+def check_writable_file(path: str | None, option: str) -> None:
+    """Refuse, before any work, a file destination that cannot be written: a folder, or a folder we cannot write in."""
+    if not path:
+        return
+    if os.path.isdir(path):
+        raise ConfigError(f"{option} {path}: a folder; give the file to write")
+    check_writable_folder(os.path.dirname(os.path.abspath(path)), option, creating=path)
+
+
+def check_writable_folder(path: str | None, option: str, creating: str | None = None) -> None:
+    """Refuse, before any work, a folder destination that is a file or lies where nothing can be written."""
+    if not path:
+        return
+    shown = creating or path
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"{option} {shown}: {path} is a file, not a folder")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):  # the nearest folder that exists must take the new ones
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"{option} {shown}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {shown}: cannot write in {existing} (permission denied)")
+
+
+def check_unique_ids(dataset: str, utterances: list) -> None:
+    """Results are paired by utterance id (--compare), so a dataset must not repeat one."""
+    from .evaluate import repeated_ids
+    repeated = repeated_ids(u.id for u in utterances)
+    if repeated:
+        raise DataError(f"{dataset}: {repeated}: ids must be unique, since results are compared by id")
+
+
 def check_references(dataset: str, utterances: list, normalizer: str) -> None:
     """Refuse a dataset without reference words (no WER exists), and name utterances without any."""
-    from .errors import DataError
     from .evaluate import unscorable_references
     empty = unscorable_references(utterances, normalizer)
     if utterances and len(empty) == len(utterances):

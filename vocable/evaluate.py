@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 import warnings
 import zlib
@@ -39,6 +40,8 @@ WORST_UTTERANCES = 20
 FEW_SPEAKERS = 10  # below this many speakers an interval says little about other speakers
 EXACT_FLIPS = 16  # clusters up to which the paired test enumerates all 2^n sign flips
 MIN_GROUP_WORDS = 10  # reference words: smaller groups are listed but not picked as best/worst for the gap
+NO_SPEAKERS_NOTE = ("the data has no speaker labels: intervals treat utterances as independent (too narrow when "
+                    "one person spoke several) and say nothing about other speakers")
 
 
 # ---------------------------------------------------------------- error counting
@@ -145,9 +148,10 @@ class EvalSummary:
 
 
 def evaluate_dataset(recognizer, utterances: list[Utterance], show_progress: bool = True,
-                     transcribe=None, perturb=None, desc: str = "evaluating") -> EvalSummary:
+                     transcribe=None, perturb=None, desc: str = "evaluating", on_row=None) -> EvalSummary:
     """Transcribe every utterance and score it. `transcribe(audio) → text` overrides the recognizer;
-    `perturb(audio, utterance) → audio` (noise, reverberation) is applied before transcribing."""
+    `perturb(audio, utterance) → audio` (noise, reverberation) is applied before transcribing;
+    `on_row(row)` sees each row as it is made (an interrupted run keeps those)."""
     transcribe = transcribe or (lambda audio: recognizer.transcribe(audio).text)
     normalizer = scoring_normalizer(recognizer)
     rows, audio_seconds, busy_seconds, failed = [], 0.0, 0.0, 0
@@ -157,6 +161,8 @@ def evaluate_dataset(recognizer, utterances: list[Utterance], show_progress: boo
         except VocableError as e:
             failed += 1
             rows.append({"id": u.id, "error": str(e)})
+            if on_row is not None:
+                on_row(rows[-1])
             continue
         if perturb is not None:
             audio = perturb(audio, u)
@@ -169,6 +175,8 @@ def evaluate_dataset(recognizer, utterances: list[Utterance], show_progress: boo
         rows.append({**u.meta, "id": u.id, "speaker": u.speaker, "audio": u.audio, "ref": u.text, "hyp": hyp,
                      "word_errors": w, "words": n, "char_errors": c, "chars": m,
                      "duration": round(len(audio) / SAMPLE_RATE, 3)})
+        if on_row is not None:
+            on_row(rows[-1])
     scored = [r for r in rows if "error" not in r]
     return EvalSummary(
         wer=sum(r["word_errors"] for r in scored) / max(1, sum(r["words"] for r in scored)),
@@ -345,11 +353,14 @@ def group_report(rows: list[dict], field_name: str, options: StatsOptions | None
     remap = np.array([names_sorted.index(n) for n in names])
     labels, names = remap[labels], names_sorted
     speakers, speaker_names = _codes([r.get("speaker") or f"utt:{r['id']}" for r in rows])
+    labelled = any(r.get("speaker") for r in rows)  # else each utterance would pass for a speaker
     groups = len(names)
     pairs = set(zip(speakers.tolist(), labels.tolist()))
     trait = len(pairs) == len(speaker_names)  # each speaker in exactly one group
     speakers_per_group = np.bincount([g for _, g in pairs], minlength=groups)
-    if field_name != "speaker" and trait and speakers_per_group.min() >= 2:
+    if not labelled:
+        unit, clusters = "utterance", np.arange(len(rows))
+    elif field_name != "speaker" and trait and speakers_per_group.min() >= 2:
         unit, clusters = "speaker", speakers
     elif field_name != "speaker" and not trait and len(speaker_names) >= 2:
         unit, clusters = "speaker", speakers
@@ -378,9 +389,16 @@ def group_report(rows: list[dict], field_name: str, options: StatsOptions | None
     group_clusters = np.count_nonzero(N + CN > 0, axis=0) if stratified else n_clusters
     wer_low, wer_high = _interval(wer_samples, options.confidence, group_clusters)
     cer_low, cer_high = _interval(cer_samples, options.confidence, group_clusters)
+    single = np.count_nonzero(N + CN > 0, axis=0) < 2  # one speaker or utterance: every replicate that
+    for bounds in (wer_low, wer_high, cer_low, cer_high):  # draws it is the same, so no interval (but see below)
+        bounds[single] = np.nan
     wer_high, cer_high = _zero_error_bound(wer_high, E, N, options), _zero_error_bound(cer_high, CE, CN, options)
+    wer_low, cer_low = _zero_error_low(wer_low, wer_high, E), _zero_error_low(cer_low, cer_high, CE)
     report = {"field": field_name, "unit": unit, "groups": []}
-    if unit == "utterance" and field_name != "speaker":
+    if not labelled:
+        report["note"] = NO_SPEAKERS_NOTE
+        speakers_per_group = np.zeros(groups, dtype=np.int64)
+    elif unit == "utterance" and field_name != "speaker":
         report["note"] = ("a group has fewer than 2 speakers: its interval and the gap test treat utterances "
                           "as independent and say nothing about other speakers of that group")
     for g, name in enumerate(names):
@@ -418,6 +436,9 @@ def group_report(rows: list[dict], field_name: str, options: StatsOptions | None
                          "wer_gap_ci": _round([gap_low, gap_high]), "p_value": round(p, 4),
                          "significant": bool(p < options.alpha), "test": test,
                          "left_out": [names[g] for g in np.flatnonzero(~eligible & (N.sum(0) > 0))]}
+    elif groups >= 2:
+        report["no_gap"] = (f"no gap test: only {names[scored[0]]} has {MIN_GROUP_WORDS} or more reference words"
+                            if len(scored) else "no gap test: no group has reference words")
     return report
 
 
@@ -430,13 +451,20 @@ def _zero_error_bound(high: np.ndarray, errors: np.ndarray, totals: np.ndarray, 
     return np.where((e == 0) & (n > 0), np.fmax(high, bound), high)
 
 
+def _zero_error_low(low: np.ndarray, high: np.ndarray, errors: np.ndarray) -> np.ndarray:
+    """A zero-error group's interval starts at 0 whenever it has an upper end (the rule of three's)."""
+    return np.where((errors.sum(0) == 0) & ~np.isnan(high), 0.0, low)
+
+
 def overall_interval(rows: list[dict], options: StatsOptions | None = None) -> dict:
     """WER and CER of all scored rows with a bootstrap interval over speakers."""
     report = group_report([{**r, "_all": "all"} for r in rows], "_all", options)
     g = report["groups"][0]
     overall = {"wer": g["wer"], "wer_ci": g["wer_ci"], "cer": g["cer"], "cer_ci": g["cer_ci"],
                "unit": report["unit"], "speakers": g["speakers"]}
-    if report["unit"] == "utterance" or g["speakers"] < FEW_SPEAKERS:
+    if report.get("note") == NO_SPEAKERS_NOTE:
+        overall["note"] = NO_SPEAKERS_NOTE
+    elif report["unit"] == "utterance" or g["speakers"] < FEW_SPEAKERS:
         overall["note"] = (f"only {g['speakers']} speaker(s): the interval describes these speakers, "
                            "not how the model would do on other people")
     return overall
@@ -514,6 +542,9 @@ def _sign_flip_p(differences: np.ndarray, total: float, observed: float, permuta
     return float((np.sum(np.abs(signs @ differences) / total >= abs(observed) - 1e-12) + 1) / (permutations + 1))
 
 
+SCORED_FIELDS = ("ref", "hyp", "word_errors", "words")  # what --compare needs of each scored row
+
+
 def load_rows(path: str | Path) -> list[dict]:
     """Per-utterance rows from `vocable evaluate --json` output (an object with "rows") or --output JSONL."""
     path = Path(path)
@@ -533,7 +564,25 @@ def load_rows(path: str | Path) -> list[dict]:
             raise DataError(f"{path}: neither JSON nor JSON Lines ({e.msg})") from None
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) and "id" in r for r in rows):
         raise DataError(f"{path}: no per-utterance rows (expected `vocable evaluate --json` output or --output rows)")
+    for number, row in enumerate(rows, 1):
+        missing = [key for key in SCORED_FIELDS if key not in row]
+        if "error" not in row and missing:
+            raise DataError(f"{path}: row {number} ({row['id']}) lacks {', '.join(map(repr, missing))}: not vocable "
+                            f"evaluate's results (a manifest? evaluate it first, with --output)")
+    repeated = repeated_ids(row["id"] for row in rows)
+    if repeated:
+        raise DataError(f"{path}: {repeated}: results are paired by id")
     return rows
+
+
+def repeated_ids(ids) -> str:
+    """"utterance id 'a' appears 2 times (3 ids repeated)" for the first id seen more than once, else ""."""
+    counts = Counter(ids)
+    repeated = [i for i, n in counts.items() if n > 1]
+    if not repeated:
+        return ""
+    more = f" ({len(repeated)} ids repeated)" if len(repeated) > 1 else ""
+    return f"utterance id {repeated[0]!r} appears {counts[repeated[0]]} times{more}"
 
 
 def compare_results(rows_a: list[dict], rows_b: list[dict], options: StatsOptions | None = None,
@@ -650,16 +699,19 @@ def file_hash(path: str | Path) -> str:
 
 
 def run_evaluation(recognizer, utterances: list[Utterance], by: list[str] = (), sweep: SweepOptions | None = None,
-                   stats: StatsOptions | None = None, show_progress: bool = True, transcribe=None) -> dict:
-    """Clean run + noise/reverb sweeps + analysis → one JSON-ready dict (see docs/evaluation.md)."""
+                   stats: StatsOptions | None = None, show_progress: bool = True, transcribe=None,
+                   dataset: str | os.PathLike | None = None, on_row=None) -> dict:
+    """Clean run + noise/reverb sweeps + analysis → one JSON-ready dict (see docs/evaluation.md).
+    `dataset` names the data in the result and the report; `on_row` sees each clean row as it is scored."""
     from . import __version__
     stats, sweep = stats or StatsOptions(), sweep or SweepOptions()
     if not utterances:
-        raise DataError("the dataset has no utterances")
+        raise DataError(f"{dataset or 'the dataset'}: no utterances")
     conditions = sweep_conditions(sweep)  # fails early, before the long clean run, when augment is missing
-    clean = evaluate_dataset(recognizer, utterances, show_progress, transcribe, desc="clean")
+    clean = evaluate_dataset(recognizer, utterances, show_progress, transcribe, desc="clean", on_row=on_row)
     normalizer = scoring_normalizer(recognizer)
-    result = {"vocable_version": __version__, "dataset_sha256": dataset_hash(utterances), "normalizer": normalizer,
+    result = {"vocable_version": __version__, **({"dataset": str(dataset)} if dataset is not None else {}),
+              "dataset_sha256": dataset_hash(utterances), "normalizer": normalizer,
               **clean.to_dict(), **analyse(clean.rows, list(by), stats, normalizer)}
     if recognizer is not None and getattr(recognizer, "loaded", None) is not None:
         result["model"] = str(recognizer.loaded.path)
@@ -677,7 +729,8 @@ def run_evaluation(recognizer, utterances: list[Utterance], by: list[str] = (), 
 def format_summary(result: dict) -> str:
     """The human-readable version of run_evaluation's result."""
     o = result["overall"]
-    lines = [f"model       {result.get('model', '-')}",
+    lines = [*([f"dataset     {result['dataset']}"] if result.get("dataset") else []),
+             f"model       {result.get('model', '-')}",
              f"WER         {o['wer']:.2%}  (95% CI {_pct(o['wer_ci'])}, resampling {o['unit']}s)",
              f"CER         {o['cer']:.2%}  (95% CI {_pct(o['cer_ci'])})",
              *([f"note        {o['note']}"] if o.get("note") else []),
@@ -687,13 +740,15 @@ def format_summary(result: dict) -> str:
         lines.append(f"\nby {report['field']} (intervals resample {report['unit']}s)")
         for g in report["groups"]:
             lines.append(f"  {g['name']:<16} WER {_pct1(g['wer']):>7} [{_pct(g['wer_ci'])}]  CER {_pct1(g['cer']):>7}  "
-                         f"{g['utterances']} utts, {g['speakers']} spk")
+                         f"{g['utterances']} utts" + (f", {g['speakers']} spk" if g["speakers"] else ""))
         gap = report.get("gap")
         if gap:
             lines.append(f"  gap {gap['worst']} - {gap['best']}: {_pct1(gap['wer_gap'])} [{_pct(gap['wer_gap_ci'])}], "
                          f"p = {gap['p_value']:.3g} -> {'SIGNIFICANT' if gap['significant'] else 'not significant'}")
             if gap.get("left_out"):
                 lines.append(f"  too few words to compare: {', '.join(gap['left_out'])}")
+        if report.get("no_gap"):
+            lines.append(f"  {report['no_gap']}")
         if report.get("note"):
             lines.append(f"  note: {report['note']}")
     if len(result["conditions"]) > 1:

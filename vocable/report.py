@@ -14,6 +14,8 @@ from pathlib import Path
 
 from .evaluate import LENGTH_FIELD, MIN_GROUP_WORDS, word_alignment
 
+SWEEP_PLOT = "wer-vs-snr.png"
+CLIPS_FOLDER = "clips"  # inside the report folder: copies of the audio in the listening table
 MAX_CLIPS = 50  # utterances in the listening table (their audio is copied into the report folder)
 MAX_PLOT_GROUPS = 60  # bars in one group plot; beyond it the best and worst halves are shown
 DPI = 110  # PNG resolution: ~900 px wide plots
@@ -44,17 +46,27 @@ def write_report(result: dict, out_dir: str | Path, max_clips: int = MAX_CLIPS) 
     """Write index.html, PNG plots and copied audio clips into `out_dir`; returns the page's path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_earlier_report(out)
+    source = f"{Path(str(result.get('dataset', '-'))).name}, model {Path(str(result.get('model', '-'))).name}"
     plots = {}
     for name, report in [*result["groups"].items(), (LENGTH_FIELD, result["length"])]:
         if len(report["groups"]) > 1:  # one bar says no more than the table
-            plots[name] = plot_groups(report, out / f"by-{_slug(name)}.png")
+            plots[name] = plot_groups(report, out / f"by-{_slug(name)}.png", source)
+    sweep_plot = None
     if len(result.get("conditions", [])) > 1:
-        plots["conditions"] = plot_conditions(result["conditions"], out / "wer-vs-snr.png")
+        sweep_plot = plot_conditions(result["conditions"], out / SWEEP_PLOT, source)
     listened = listening_rows(result["rows"], max_clips)
-    clips = copy_clips(listened, out / "clips")
+    clips = copy_clips(listened, out / CLIPS_FOLDER)
     page = out / "index.html"
-    page.write_text(render_html(result, plots, listened, clips), encoding="utf-8")
+    page.write_text(render_html(result, plots, listened, clips, sweep_plot), encoding="utf-8")
     return page
+
+
+def remove_earlier_report(out: Path) -> None:
+    """Delete the plots and clips an earlier report wrote here: stale ones would show (or ship) other data."""
+    for path in [*out.glob("by-*.png"), out / SWEEP_PLOT, *(out / CLIPS_FOLDER).glob("[0-9][0-9][0-9][0-9]-*")]:
+        if path.is_file():
+            path.unlink()
 
 
 # ---------------------------------------------------------------- plots
@@ -108,8 +120,8 @@ def _errorbars(groups: list[dict]) -> list[list[float]]:
     return [low, high]
 
 
-def plot_groups(report: dict, path: Path) -> str:
-    """Horizontal bars: WER per group with its 95 % interval."""
+def plot_groups(report: dict, path: Path, source: str = "") -> str:
+    """Horizontal bars: WER per group with its 95 % interval; `source` (data and model) under the title."""
     groups = [g for g in report["groups"] if g["wer"] is not None]
     if report["field"] not in ORDERED_FIELDS:
         groups.sort(key=lambda g: g["wer"])
@@ -120,7 +132,7 @@ def plot_groups(report: dict, path: Path) -> str:
     y = list(range(len(groups)))[::-1]  # first group on top
     ax.barh(y, [g["wer"] * 100 for g in groups], xerr=_errorbars(groups), color="#4c78a8",
             error_kw={"ecolor": "#222", "capsize": 3})
-    ax.set_yticks(y, [f"{g['name']}  ({g['speakers']} spk, {g['utterances']} utt)" for g in groups])
+    ax.set_yticks(y, [f"{g['name']}  ({_who(g)})" for g in groups])
     for yi, g in zip(y, groups):  # value just right of the interval, where it never hides in a short bar
         end = max(g["wer"], g["wer_ci"][1] if g["wer_ci"][1] is not None else 0.0) * 100
         ax.annotate(f"{g['wer']:.1%}", (end, yi), xytext=(5, 0), textcoords="offset points", va="center",
@@ -133,15 +145,16 @@ def plot_groups(report: dict, path: Path) -> str:
     if gap:
         verdict = ", significant" if gap["significant"] else ""
         title += f"  (gap {gap['wer_gap']:.1%}, p = {gap['p_value']:.2g}{verdict})"
-    ax.set_title(title, fontsize=10)
+    ax.set_title(f"{title}\n{source}" if source else title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     return path.name
 
 
-def plot_conditions(conditions: list[dict], path: Path) -> str:
-    """WER against SNR (clean at the right) with 95 % intervals; reverberation as a separate band."""
+def plot_conditions(conditions: list[dict], path: Path, source: str = "") -> str:
+    """WER against SNR (clean at the right) with 95 % intervals; reverberation as a separate band;
+    `source` (data and model) under the title."""
     noisy = sorted((c for c in conditions if c.get("snr_db") is not None), key=lambda c: c["snr_db"])
     clean = next((c for c in conditions if c["name"] == "clean"), None)
     reverb = [c for c in conditions if c.get("reverb")]
@@ -165,7 +178,8 @@ def plot_conditions(conditions: list[dict], path: Path) -> str:
     ax.set_ylabel("WER (%)")
     top = max([c["wer_ci"][1] or c["wer"] for c in conditions if c["wer"] is not None] + [0.01])
     ax.set_ylim(0, top * 100 * 1.15)  # room for the value labels above the points
-    ax.set_title("WER under noise and reverberation (bars and band: 95 % interval)", fontsize=10)
+    title = "WER under noise and reverberation (bars and band: 95 % interval)"
+    ax.set_title(f"{title}\n{source}" if source else title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
@@ -217,7 +231,8 @@ def highlight(ref: str, hyp: str, normalizer: str = "english") -> str:
 
 # ---------------------------------------------------------------- the page
 
-def render_html(result: dict, plots: dict[str, str], listened: list[dict], clips: dict[str, str]) -> str:
+def render_html(result: dict, plots: dict[str, str], listened: list[dict], clips: dict[str, str],
+                sweep_plot: str | None = None) -> str:
     e = html.escape
     o = result["overall"]
     dataset, model = str(result.get("dataset", "-")), str(result.get("model", "-"))
@@ -240,9 +255,9 @@ def render_html(result: dict, plots: dict[str, str], listened: list[dict], clips
     for name, report in result["groups"].items():
         out.append(f"<h2>WER by {e(name)}</h2>")
         out += _group_section(report, plots.get(name))
-    if "conditions" in plots:
+    if sweep_plot:
         out.append("<h2>Noise and reverberation</h2>")
-        out.append(f"<img src='{plots['conditions']}' alt='WER against signal-to-noise ratio'>")
+        out.append(f"<img src='{sweep_plot}' alt='WER against signal-to-noise ratio'>")
         out.append("<table><tr><th>condition</th><th>WER</th><th>95 % interval</th><th>CER</th></tr>")
         for c in result["conditions"]:
             out.append(_tr(e(c["name"]), _pct(c["wer"]), _ci(c["wer_ci"]), _pct(c["cer"])))
@@ -263,7 +278,7 @@ def _group_section(report: dict, plot: str | None) -> list[str]:
                "<th>95 % interval</th><th>CER</th><th>95 % interval</th></tr>")
     for g in report["groups"]:
         name = e(g["name"]) + (" <small>(few words)</small>" if g.get("small") else "")
-        out.append(_tr(name, g["speakers"], g["utterances"], g["words"], _pct(g["wer"]), _ci(g["wer_ci"]),
+        out.append(_tr(name, g["speakers"] or "-", g["utterances"], g["words"], _pct(g["wer"]), _ci(g["wer_ci"]),
                        _pct(g["cer"]), _ci(g["cer_ci"])))
     out.append("</table>")
     gap = report.get("gap")
@@ -278,6 +293,8 @@ def _group_section(report: dict, plot: str | None) -> list[str]:
             out.append(f"<p class='meta'>Too few words to compare (fewer than {MIN_GROUP_WORDS}; listed, not picked "
                        "as best or worst): "
                        f"{e(', '.join(gap['left_out']))}.</p>")
+    if report.get("no_gap"):
+        out.append(f"<p class='meta'>{e(report['no_gap'])}.</p>")
     out.append(f"<p class='meta'>Intervals resample {e(report['unit'])}s.</p>")
     if report.get("note"):
         out.append(f"<p class='note'>Note: {e(report['note'])}.</p>")
@@ -329,6 +346,11 @@ def _listening_section(result: dict, listened: list[dict], clips: dict[str, str]
 def _tr(first: str, *numbers) -> str:
     """A table row: `first` (HTML) in a text cell, the rest right-aligned."""
     return f"<tr><td>{first}</td>" + "".join(f"<td class='num'>{n}</td>" for n in numbers) + "</tr>"
+
+
+def _who(group: dict) -> str:
+    """"3 spk, 40 utt", or "40 utt" when the data has no speaker labels."""
+    return f"{group['speakers']} spk, {group['utterances']} utt" if group["speakers"] else f"{group['utterances']} utt"
 
 
 def _pct(x) -> str:

@@ -13,6 +13,7 @@ import csv
 import os
 import re
 import unicodedata
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..audio import audio_info
-from ..errors import DataError, VocableError
+from ..errors import DataError, VocableError, VocableWarning
 from ..tokenizer import NORMALIZERS, folded_letters, unspellable_letters
 from .manifest import Utterance, read_kaldi_dir
 
@@ -235,7 +236,9 @@ def fsdd_speakers(folder: Path) -> dict:
 def read_kaldi(folder: str | os.PathLike, report: ImportReport) -> list[Utterance]:
     """Kaldi data folder: text, wav.scp, utt2spk, spk2gender, spk2age (see manifest.read_kaldi_dir)."""
     folder = Path(folder)
-    utterances = read_kaldi_dir(folder)
+    with warnings.catch_warnings():  # its warning about unpaired ids: the report below counts them per reason
+        warnings.simplefilter("ignore", VocableWarning)
+        utterances = read_kaldi_dir(folder)
     texts, wavs = first_column(folder / "text"), first_column(folder / "wav.scp")
     for utt in sorted(texts - wavs):
         report.skip("text without audio in wav.scp", utt)

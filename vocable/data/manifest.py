@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DataError
+from ..errors import DataError, VocableWarning
 
 CORE_KEYS = ("id", "audio", "text", "duration", "speaker")
 
@@ -107,12 +108,14 @@ def _read_table(path: Path, required: bool = False) -> dict[str, str]:
             raise DataError(f"{path}: missing (a Kaldi-style folder needs 'text' and 'wav.scp')")
         return {}
     table = {}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            parts = line.rstrip("\n").split(maxsplit=1)
-            if not parts:
-                continue
-            table[parts[0]] = parts[1] if len(parts) > 1 else ""
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                parts = line.rstrip("\n").split(maxsplit=1)
+                if parts:
+                    table[parts[0]] = parts[1] if len(parts) > 1 else ""
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     return table
 
 
@@ -125,6 +128,11 @@ def read_kaldi_dir(folder: str | os.PathLike) -> list[Utterance]:
     wavs = _read_table(folder / "wav.scp", required=True)
     utt2spk = _read_table(folder / "utt2spk")
     genders, ages = _read_table(folder / "spk2gender"), _read_table(folder / "spk2age")
+    for table, other, what in ((texts, wavs, "transcript(s) have no audio in wav.scp"),
+                               (wavs, texts, "recording(s) have no transcript in text")):
+        lone = [utt for utt in table if utt not in other]
+        if lone:
+            warnings.warn(f"{folder}: {len(lone)} {what}, left out (first: {lone[0]})", VocableWarning, stacklevel=2)
     utterances = []
     for utt, rel in wavs.items():
         if utt not in texts:
