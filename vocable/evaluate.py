@@ -740,7 +740,8 @@ def format_summary(result: dict) -> str:
         lines.append(f"\nby {report['field']} (intervals resample {report['unit']}s)")
         for g in report["groups"]:
             lines.append(f"  {g['name']:<16} WER {_pct1(g['wer']):>7} [{_pct(g['wer_ci'])}]  CER {_pct1(g['cer']):>7}  "
-                         f"{g['utterances']} utts" + (f", {g['speakers']} spk" if g["speakers"] else ""))
+                         f"{g['utterances']} utt{'s' * (g['utterances'] != 1)}"
+                         + (f", {g['speakers']} spk" if g["speakers"] else ""))
         gap = report.get("gap")
         if gap:
             lines.append(f"  gap {gap['worst']} - {gap['best']}: {_pct1(gap['wer_gap'])} [{_pct(gap['wer_gap_ci'])}], "
