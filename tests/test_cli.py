@@ -240,6 +240,8 @@ def run_main(capsys, *args) -> tuple[int, str, str]:
     (["lm", "build", "-o", "x.arpa", "binary.txt"], ["binary.txt", "UTF-8"]),
     (["lm", "build", "-o", "folder", "text.txt"], ["-o folder", "folder"]),
     (["data", "split", "--dev-fraction", "nan", "-o", "split", FSDD_FIXTURES], ["--dev-fraction", "nan"]),
+    (["data", "split", "--dev-speakers", "0", "-o", "split", FSDD_FIXTURES], ["--dev-speakers", "got 0"]),
+    (["data", "split", "--dev-speakers", "99", "-o", "split", FSDD_FIXTURES], ["cannot hold out 99 of 3 speakers"]),
     (["data", "import", "folder", FSDD_FIXTURES, "-o", "folder"], ["-o folder"]),
     (["export", "fsdd-digits", "-o", "x.onnx", "--tolerance", "nan"], ["--tolerance"]),
     (["export", "fsdd-digits", "-o", "x.onnx", "--check", FSDD_FIXTURES, "--limit", "-3"], ["--limit", "-3"]),

@@ -219,16 +219,30 @@ def test_missing_config_is_named(tmp_path):
         load_config(tmp_path)  # a folder
 
 
-def test_init_from_continues_from_another_model(tmp_path):
+def test_init_from_continues_from_another_model(tmp_path, capsys):
+    """The adapted model keeps the start model's weights, tokenizer and decoding settings (its LM and tuned
+    weights: without them an adapted en-default decoded greedily); with new_head it keeps no LM."""
+    from vocable.modelfile import load_model_file, save_model
     first = train(load_config(write_config(tmp_path, epochs=1, max_steps=2)), show_progress=False)
+    tuned = {"lm": "en-3gram", "lm_weight": 0.7, "word_bonus": 0.5, "beam_size": 16, "stream": {"speech_margin": 0.0}}
+    start = load_model_file(first)
+    save_model(first, start.model, start.model_config, start.features, start.tokenizer, {**start.meta, **tuned})
     config_path = write_config(tmp_path, epochs=1, max_steps=1, out="second")
     text = config_path.read_text().replace('lr = 2e-3', 'lr = 1e-9').replace('threads = 1', f'threads = 1\ninit_from = "{first}"')
-    config_path.write_text(text)
+    config_path.write_text(text + '\n[tokenizer]\nkind = "bpe"\nvocab_size = 40\n')  # not used: said so
     second = train(load_config(config_path), show_progress=False)
     a, b = vocable.load(first), vocable.load(second)
     assert a.tokenizer.to_dict() == b.tokenizer.to_dict()
     for (name, wa), wb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         assert (wa.float() - wb.float()).abs().max() < 1e-4, name
+    meta = load_model_file(second).meta
+    assert {k: meta.get(k) for k in tuned} == tuned
+    out = capsys.readouterr().out
+    assert "decoding settings kept from [run] init_from: beam_size, lm, lm_weight, stream, word_bonus" in out
+    assert "warning: [tokenizer] kind = 'bpe' is not used: the model keeps [run] init_from's tokenizer " \
+           "(kind = 'char', normalizer = 'english')" in out
+    assert meta["train_config"]["tokenizer"]["kind"] == "char"  # what was used, not what was asked
+    assert "warning: training ended at step 1, within [optim] warmup_steps = 20, at 5.00e-11, below lr = 1e-09" in out
     config_path.write_text(text.replace('d_model = 96', 'd_model = 64').replace('"second"', '"third"'))
     with pytest.raises(ConfigError, match=r"init_from: .* has model.d_model = 96 \(this config: 64\)"):
         train(load_config(config_path), show_progress=False)
@@ -251,7 +265,10 @@ def test_a_bad_start_or_vocabulary_is_refused_before_audio_is_read(tmp_path, mon
 
 def test_new_head_keeps_the_encoder_and_learns_new_output_units(tmp_path):
     """[run] new_head: a new tokenizer (here word pieces) and output layer on another model's encoder."""
+    from vocable.modelfile import load_model_file, save_model
     first = train(load_config(write_config(tmp_path, epochs=1, max_steps=2)), show_progress=False)
+    start = load_model_file(first)  # with an English LM, which a new head (often a new language) must not keep
+    save_model(first, start.model, start.model_config, start.features, start.tokenizer, {**start.meta, "lm": "en-3gram"})
     config_path = write_config(tmp_path, epochs=1, max_steps=1, out="pieces")
     text = (config_path.read_text().replace('lr = 2e-3', 'lr = 1e-9')
             .replace('threads = 1', f'threads = 1\ninit_from = "{first}"\nnew_head = true'))
@@ -261,6 +278,7 @@ def test_new_head_keeps_the_encoder_and_learns_new_output_units(tmp_path):
     assert b.tokenizer.to_dict()["kind"] == "bpe" and b.tokenizer.vocab_size != a.tokenizer.vocab_size
     old, new = a.model.state_dict(), b.model.state_dict()
     assert new["head.weight"].shape[0] == b.tokenizer.vocab_size
+    assert "lm" not in load_model_file(second).meta  # no start model's decoding settings under a new head
     transferred = [name for name in old if not name.startswith("head.")]
     assert len(transferred) > 10
     for name in transferred:

@@ -51,8 +51,8 @@ def speaker_group(utterances: list[Utterance]) -> tuple[str, str]:
     return genders.most_common(1)[0][0], bands.most_common(1)[0][0]
 
 
-def split_by_speaker(utterances: list[Utterance], dev_speakers: int = 0, dev_fraction: float = 0.0,
-                     seed: int = 0, by_sentence: bool = False) -> Split:
+def split_by_speaker(utterances: list[Utterance], dev_speakers: int | None = None,
+                     dev_fraction: float | None = None, seed: int = 0, by_sentence: bool = False) -> Split:
     """Hold out `dev_speakers` speakers (or `dev_fraction` of them), balanced across groups.
 
     Utterances without a speaker id each count as their own speaker.
@@ -61,13 +61,16 @@ def split_by_speaker(utterances: list[Utterance], dev_speakers: int = 0, dev_fra
     for u in utterances:
         by_speaker[u.speaker or f"utt:{u.id}"].append(u)
     total = len(by_speaker)
-    if dev_fraction and not 0 < dev_fraction < 1:  # also refuses nan
-        raise DataError(f"--dev-fraction: expected a fraction between 0 and 1, got {dev_fraction}")
-    wanted = dev_speakers if dev_speakers else round(dev_fraction * total)
-    if (dev_speakers and dev_fraction) or not (dev_speakers or dev_fraction):
+    if (dev_speakers is None) == (dev_fraction is None):
         raise DataError("give exactly one of --dev-speakers N or --dev-fraction F")
+    if dev_speakers is not None and dev_speakers < 1:
+        raise DataError(f"--dev-speakers: expected at least 1 speaker, got {dev_speakers}")
+    if dev_fraction is not None and not 0 < dev_fraction < 1:  # also refuses nan
+        raise DataError(f"--dev-fraction: expected a fraction between 0 and 1, got {dev_fraction}")
+    wanted = dev_speakers if dev_speakers is not None else round(dev_fraction * total)
     if not 1 <= wanted < total:
-        raise DataError(f"cannot hold out {wanted} of {total} speakers: need at least 1 for dev and 1 for train")
+        raise DataError(f"cannot hold out {wanted} of {plural(total, 'speaker')}: need at least 1 for dev "
+                        f"and 1 for train")
 
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     for speaker in sorted(by_speaker):
@@ -104,17 +107,21 @@ def allocate(total: int, sizes: dict, rng: random.Random) -> dict:
     return quotas
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
+
+
 def describe_split(split: Split) -> list[str]:
     lines = []
     for name, utts in (("train", split.train), ("dev", split.dev)):
         hours = sum(u.duration for u in utts) / 3600
         speakers = len({u.speaker or u.id for u in utts})
-        lines.append(f"{name}: {len(utts)} utterances, {hours:.2f} h, {speakers} speakers")
+        lines.append(f"{name}: {plural(len(utts), 'utterance')}, {hours:.2f} h, {plural(speakers, 'speaker')}")
     if len(split.groups) > 1 or any(any(k) for k in split.groups):
         parts = [f"{'/'.join(x or '?' for x in group)} {train}+{dev}" for group, (train, dev) in split.groups.items()]
         lines.append("speakers per (gender/age) group, train+dev: " + ", ".join(parts))
     if split.dropped_for_sentences:
-        lines.append(f"dropped {split.dropped_for_sentences} training utterances whose sentence is in dev")
+        lines.append(f"dropped {plural(split.dropped_for_sentences, 'training utterance')} whose sentence is in dev")
     anonymous = sum(not u.speaker for u in split.train + split.dev)
     if anonymous:
         lines.append(f"warning: {anonymous} utterances have no speaker, so each counted as its own: a speaker "
