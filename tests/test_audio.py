@@ -97,9 +97,13 @@ def test_array_layout_rate_and_directory_errors(tmp_path):
     stereo_second = np.zeros((SAMPLE_RATE, 9), np.float32)  # (samples, channels) with many channels
     assert load_audio(stereo_second).shape == (SAMPLE_RATE,)
     assert load_audio(stereo_second.T).shape == (SAMPLE_RATE,)  # (channels, samples)
-    for rate in (0, -16000, 16000.5):
-        with pytest.raises(AudioError, match="sample rate must be a positive whole number"):
+    for rate in (0, -16000, 16000.5, 10 ** 9, 100, True):  # 1 GHz gave an empty transcript, silently
+        with pytest.raises(AudioError, match="sample rate must be a whole number of Hz from 4000 to 192000"):
             load_audio(np.zeros(100, np.float32), source_rate=rate)
+    with pytest.raises(AudioError, match="expected one file, got a list of 2: transcribe many with transcribe_batch"):
+        load_audio(["a.wav", "b.wav"])
+    with pytest.raises(AudioError, match="expected a list of numbers"):
+        load_audio([[0.1, 0.2], [0.3]])
     with pytest.raises(AudioError, match="a directory, not an audio file"):
         load_audio(tmp_path)
     with pytest.raises(AudioError) as info:

@@ -20,6 +20,7 @@ import soxr
 from .errors import AudioError, AudioWarning, UnreadableAudio
 
 SAMPLE_RATE = 16000  # Hz: every model in vocable works at this rate
+MIN_RATE, MAX_RATE = 4000, 192000  # Hz: the sample rates of arrays and streams accepted (telephone .. studio)
 MAX_DURATION = 6 * 3600.0  # seconds: longer input is refused rather than exhausting memory
 OVER_SCALE = 4.0  # peak beyond which samples are on another scale than [-1, 1] (integer values in a float file)
 DECODE_BLOCK = 1 << 20  # frames read at a time (~1 min at 16 kHz)
@@ -41,14 +42,22 @@ def load_audio(source: AudioInput, sample_rate: int = SAMPLE_RATE, source_rate: 
     Raises AudioError naming the file when it is missing, unreadable, empty or not audio.
     """
     if isinstance(source, (list, tuple)):  # samples as a Python list
-        source = np.asarray(source, dtype=np.float32)
+        if any(isinstance(item, (str, os.PathLike, bytes)) for item in source):
+            raise AudioError(f"{name or 'audio'}: expected one file, got a list of {len(source)}: transcribe many "
+                             f"with transcribe_batch")
+        try:
+            source = np.asarray(source, dtype=np.float32)
+        except (TypeError, ValueError):  # ragged, or not numbers
+            raise AudioError(f"{name or 'audio'}: expected a list of numbers (samples), got {source!r:.60}") from None
     if not isinstance(source, (str, os.PathLike, bytes, bytearray, np.ndarray)):
         raise AudioError(f"{name or 'audio'}: expected a file path, a file's bytes or an array of samples, "
                          f"got {type(source).__name__}")
-    if source_rate is not None and not (isinstance(source_rate, (int, np.integer)) and source_rate > 0):
-        raise AudioError(f"{name or 'audio'}: sample rate must be a positive whole number of Hz, got {source_rate!r}")
+    if source_rate is not None and not (isinstance(source_rate, (int, np.integer)) and not isinstance(source_rate, bool)
+                                        and MIN_RATE <= source_rate <= MAX_RATE):
+        raise AudioError(f"{name or 'audio'}: sample rate must be a whole number of Hz from {MIN_RATE} to "
+                         f"{MAX_RATE}, got {source_rate!r}")
     if isinstance(source, np.ndarray):
-        audio, rate = _from_array(source, name or "array"), source_rate or SAMPLE_RATE
+        audio, rate = array_samples(source, name or "array"), source_rate or SAMPLE_RATE
     elif isinstance(source, (bytes, bytearray)):
         audio, rate = _decode(io.BytesIO(bytes(source)), name or "<bytes>")
     else:
@@ -152,7 +161,9 @@ def _too_long(label: str, seconds: float) -> AudioError:
     return AudioError(f"{label}: audio is {seconds / 3600:.1f} h long; the limit is {MAX_DURATION / 3600:.0f} h")
 
 
-def _from_array(array: np.ndarray, label: str) -> np.ndarray:
+def array_samples(array: np.ndarray, label: str) -> np.ndarray:
+    """An array of samples (1-D, or 2-D with channels on either axis; float, or integer at full scale)
+    → mono float32 in [-1, 1]. Raises AudioError for other shapes and non-numeric arrays."""
     if array.size == 0:
         return np.zeros(0, np.float32)  # load_audio says it is empty
     if array.ndim == 2:  # (samples, channels) as soundfile returns, or (channels, samples): fewer channels

@@ -65,7 +65,13 @@ class FieldError(Exception):
 
 
 def is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An integer (numpy's too), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_whole_number(value) -> bool:
+    """An integer, or a float with no fraction (16000.0 Hz)."""
+    return is_int(value) or (is_number(value) and float(value).is_integer())
 
 
 def is_number(value) -> bool:

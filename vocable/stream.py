@@ -36,8 +36,9 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 from .align import refine_word_times
-from .audio import SAMPLE_RATE
-from .decoding import Hypothesis, Word
+from .audio import MAX_RATE, MIN_RATE, OVER_SCALE, SAMPLE_RATE, array_samples
+from .checks import is_whole_number
+from .decoding import DecodingOptions, Hypothesis, Word
 from .errors import AudioError, ConfigError
 from .features_np import HOP_LENGTH, MIN_INPUT_FRAMES, SUBSAMPLING, WIN_LENGTH
 from .vad import WEBRTC_FRAME, EnergyVad, FrameVad
@@ -121,13 +122,19 @@ class Streamer:
 
     def __init__(self, recognizer, sample_rate: int = SAMPLE_RATE, input_format: str = "s16le",
                  options: StreamOptions | None = None, decoding=None):
+        if options is not None and not isinstance(options, StreamOptions):
+            raise ConfigError(f"stream options: expected StreamOptions (vocable.stream), got {type(options).__name__}")
+        if decoding is not None and not isinstance(decoding, DecodingOptions):
+            raise ConfigError(f"stream decoding: expected DecodingOptions (vocable.decoding), got "
+                              f"{type(decoding).__name__}")
         self.options = options or default_options(recognizer)
         self.decoding = decoding
         self.options.validate()
         if input_format not in FORMATS:
             raise AudioError(f"stream format: expected one of {sorted(FORMATS)}, got {input_format!r}")
-        if not 4000 <= int(sample_rate) <= 192000:
-            raise AudioError(f"stream sample_rate: expected 4000..192000 Hz, got {sample_rate}")
+        if not (is_whole_number(sample_rate) and MIN_RATE <= sample_rate <= MAX_RATE):
+            raise AudioError(f"stream sample_rate: expected a whole number of Hz from {MIN_RATE} to {MAX_RATE}, "
+                             f"got {sample_rate!r}")
         self.recognizer = recognizer
         self.sample_rate, self.input_format = int(sample_rate), input_format
         self.engine_kind = self._pick_engine()
@@ -184,24 +191,24 @@ class Streamer:
         return self.options.engine
 
     def _to_float(self, chunk) -> np.ndarray:
+        """A chunk → float32 samples, read as load_audio reads arrays (audio.array_samples)."""
         if isinstance(chunk, (bytes, bytearray, memoryview)):
             dtype = FORMATS[self.input_format]
             data = self._leftover + bytes(chunk)
             usable = len(data) - len(data) % dtype.itemsize
             self._leftover = data[usable:]
-            chunk = np.frombuffer(data[:usable], dtype=dtype)
-        chunk = np.asarray(chunk)
-        if chunk.ndim == 2:  # (samples, channels)
-            chunk = chunk.mean(axis=1) if chunk.dtype.kind == "f" else chunk.astype(np.float32).mean(axis=1)
-        if chunk.ndim != 1:
-            raise AudioError(f"stream chunk: expected 1-D audio, got shape {chunk.shape}")
-        if chunk.dtype.kind in "iu":
-            audio = chunk.astype(np.float32) / INT16_SCALE if chunk.dtype.itemsize == 2 else \
-                chunk.astype(np.float32) / float(np.iinfo(chunk.dtype).max)
+            samples = np.frombuffer(data[:usable], dtype=dtype)
+            audio = samples / np.float32(INT16_SCALE) if dtype.kind == "i" else samples.astype(np.float32)
+        elif isinstance(chunk, (np.ndarray, list, tuple)):
+            audio = array_samples(np.asarray(chunk), "stream chunk")
         else:
-            audio = chunk.astype(np.float32)
+            raise AudioError(f"stream chunk: expected bytes or an array of samples, got {type(chunk).__name__}")
         if not np.all(np.isfinite(audio)):
             raise AudioError("stream chunk: audio contains NaN or infinite samples")
+        peak = float(np.abs(audio).max()) if audio.size else 0.0
+        if peak > OVER_SCALE:  # rescaling chunk by chunk would change the loudness mid-stream: refused instead
+            raise AudioError(f"stream chunk: float samples reach {peak:.3g}, far beyond full scale (1.0): give "
+                             f"integer samples as int16, or floats scaled to [-1, 1]")
         return audio
 
     def _process(self, audio: np.ndarray) -> list[StreamEvent]:
