@@ -153,3 +153,18 @@ def test_an_mp3_without_audio_is_not_called_missing(tmp_path):
     with pytest.raises(AudioError) as info:
         load_audio(path)
     assert str(info.value) == f"{path}: not a readable audio file (no audio found in it)"
+
+
+def test_warnings_point_at_the_callers_line():
+    """An AudioWarning names the user's line (a warnings filter by module, or -W error, finds it), not
+    the vocable function three calls down that noticed the problem."""
+    import warnings
+
+    import vocable
+    from vocable.errors import AudioWarning
+    recognizer = vocable.load("fsdd-digits")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        recognizer.transcribe(np.full(SAMPLE_RATE, 3000.0, np.float32))  # integer values in a float array
+    assert [(w.category, w.filename) for w in caught] == [(AudioWarning, __file__)]
+    assert "samples reach 3e+03, far beyond full scale" in str(caught[0].message)

@@ -133,6 +133,24 @@ def test_python_api():
         v.load("fsdd-digits").transcribe_batch([str(FSDD_FIXTURES / "9_jackson_0.flac")], batch_size=-1)
     with pytest.raises(ConfigError, match="threads"):
         v.load("fsdd-digits", threads=-5)
+    recognizer, path = v.load("fsdd-digits"), str(FSDD_FIXTURES / "9_jackson_0.flac")
+    # Python mistakes are one ConfigError/AudioError saying what to write (were AttributeError/ValueError)
+    from vocable.errors import AudioError
+    with pytest.raises(ConfigError, match="options: expected vocable.DecodingOptions, got dict"):
+        recognizer.transcribe(path, options={"beam_size": 8})
+    with pytest.raises(ConfigError, match="options: expected vocable.DecodingOptions, got dict"):
+        recognizer.transcribe_batch([path], options={"beam_size": 8})
+    with pytest.raises(AudioError, match="got a list of 2: transcribe many with transcribe_batch"):
+        recognizer.transcribe([path, path])
+    with pytest.raises(ConfigError, match="transcribe_batch: expected a list of inputs, got one str: use transcribe"):
+        recognizer.transcribe_batch(path)
+    assert v.format_result(recognizer.transcribe(path), "SRT").startswith("1\n")
+    with pytest.raises(ConfigError, match="format: expected one of txt, json, srt, vtt, tsv, got 'docx'"):
+        v.format_result(recognizer.transcribe(path), "docx")
+    with pytest.raises(ConfigError, match="device: expected a torch device such as"):
+        v.load("fsdd-digits", device="gpu")
+    with pytest.raises(ConfigError, match=r"device: an .onnx model runs on the CPU \(onnxruntime\), got 'cuda'"):
+        v.load("model.onnx", device="cuda")  # refused before the file is looked for
 
 
 def test_bundle_script_stores_default_decoding_in_the_model(tmp_path):

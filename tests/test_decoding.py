@@ -159,6 +159,26 @@ def test_hotword_pairs_need_a_sane_boost(boost):
     assert DecodingOptions(hotwords=[("hello", np.float32(2.5))]).hotword_list() == [("hello", 2.5)]
 
 
+def test_decoding_options_take_python_values_and_refuse_others_in_one_error():
+    """What a Python caller naturally passes works (a dict of boosts, generators, numpy integers, a Path);
+    what would misbehave is one ConfigError when the options are made: vad="off" was a true string,
+    hotwords=5 and lm=5 TypeErrors, a dict's boosts were dropped, a generator of phrases read empty."""
+    from pathlib import Path
+    assert DecodingOptions(hotwords={"zorbex": 5, "valve": 3.5}).hotword_list() == [("zorbex", 5.0), ("valve", 3.5)]
+    options = DecodingOptions(phrases=(p for p in ["go", "stop"]), hotwords=(h for h in ["go"]))
+    assert options.phrases == ["go", "stop"] and options.hotword_list() == [("go", 2.0)]
+    assert options.hotword_list() == [("go", 2.0)]  # read again: still there
+    assert DecodingOptions(beam_size=np.int64(8)).beam_size == 8 and DecodingOptions(vad=np.bool_(True)).vad is True
+    assert DecodingOptions(lm=Path("x.arpa")).lm == "x.arpa"
+    for kwargs, fragment in (({"vad": "off"}, "vad: expected True, False or None"),
+                             ({"hotwords": 5}, "hotwords: expected"), ({"lm": 5}, "lm: expected an LM name"),
+                             ({"beam_size": 8.0}, "beam_size"), ({"phrases": 5}, "phrases: expected a list")):
+        with pytest.raises(ConfigError, match=fragment):
+            DecodingOptions(**kwargs)
+    with pytest.raises(ConfigError, match=r"^hotwords: boost of 'x' must be a number"):  # no CLI flag from Python
+        DecodingOptions(hotwords="x:lots")
+
+
 def test_cli_rejects_a_non_finite_hotword_boost_in_one_line():
     import subprocess
     import sys
@@ -464,6 +484,15 @@ def test_hotwords_as_plain_texts_and_unspellable_words():
     assert [w.word for w in result.words] == ["go", "forward", "ten", "meters"]
     with pytest.raises(DataError, match="cannot spell: '中文'"):
         recognizer.align(ENGLISH_FIXTURES / "goforward.flac", "go forward ten 中文")
+    # a hotword earns its bonus once per segment: at boost 5 and 10 the bonus per occurrence had
+    # "he amiable amiable amiable (amiable) and self" win over the rest of the sentence
+    for boost in (5, 10):
+        text = recognizer.transcribe(ENGLISH_FIXTURES / "austen-0930.flac",
+                                     options=DecodingOptions(hotwords=[("amiable", boost)])).text
+        assert text.split().count("amiable") == 1, text
+    from vocable.errors import AudioError
+    with pytest.raises(AudioError, match="audio: 301 s is too long to decode in one pass .*align it in parts"):
+        recognizer.align(np.zeros(301 * 16000, np.float32), "go")  # 20 minutes had exhausted memory
 
 
 def test_an_lm_without_the_models_accented_letters_is_warned_about(tmp_path):

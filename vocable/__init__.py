@@ -18,8 +18,8 @@ if "DNNL_PRIMITIVE_CACHE_CAPACITY" not in os.environ:  # its older name, which t
 from .audio import load_audio  # noqa: E402
 from .errors import AudioError, ConfigError, DataError, ModelError, VocableError  # noqa: E402
 
-__all__ = ["load", "load_audio", "Recognizer", "Result", "DecodingOptions", "VocableError", "AudioError",
-           "ConfigError", "DataError", "ModelError", "__version__"]
+__all__ = ["load", "load_audio", "Recognizer", "Result", "DecodingOptions", "Streamer", "StreamOptions",
+           "format_result", "VocableError", "AudioError", "ConfigError", "DataError", "ModelError", "__version__"]
 
 
 def __getattr__(name):
@@ -30,4 +30,10 @@ def __getattr__(name):
     if name == "DecodingOptions":
         from .decoding import DecodingOptions
         return DecodingOptions
+    if name in ("Streamer", "StreamOptions"):
+        from . import stream
+        return getattr(stream, name)
+    if name == "format_result":
+        from .formats import format_result
+        return format_result
     raise AttributeError(f"module 'vocable' has no attribute {name!r}")

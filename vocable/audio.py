@@ -9,7 +9,6 @@ import io
 import math
 import os
 import re
-import warnings
 from pathlib import Path
 from typing import Union
 
@@ -17,7 +16,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioError, AudioWarning, UnreadableAudio
+from .errors import AudioError, AudioWarning, UnreadableAudio, warn
 
 SAMPLE_RATE = 16000  # Hz: every model in vocable works at this rate
 MIN_RATE, MAX_RATE = 4000, 192000  # Hz: the sample rates of arrays and streams accepted (telephone .. studio)
@@ -83,8 +82,8 @@ def over_scale_gain(peak: float, label: str) -> float:
     which the model would hear as a roar (it transcribed "nine" for "one", or nothing)."""
     if not OVER_SCALE < peak < math.inf:  # NaN and inf are refused by the callers' own checks
         return 1.0
-    warnings.warn(f"{label}: samples reach {peak:.3g}, far beyond full scale (1.0); scaled down to fit "
-                  f"(a float file written with integer values?)", AudioWarning, stacklevel=3)
+    warn(f"{label}: samples reach {peak:.3g}, far beyond full scale (1.0); scaled down to fit "
+                  f"(a float file written with integer values?)", AudioWarning)
     return 1.0 / peak
 
 
@@ -119,8 +118,8 @@ def warn_if_cut_short(f: sf.SoundFile, label: str) -> None:
     """After reading: a WAV whose data chunk is shorter than its header says is transcribed, and the user told."""
     cut = CUT_SHORT.search(f.extra_info)
     if cut and int(cut.group(2)) < int(cut.group(1)) < STREAMED_WAV_SIZE:
-        warnings.warn(f"{label}: the file is cut short ({cut.group(2)} of the {cut.group(1)} bytes of audio "
-                      f"its header declares); transcribing what is there", AudioWarning, stacklevel=3)
+        warn(f"{label}: the file is cut short ({cut.group(2)} of the {cut.group(1)} bytes of audio "
+                      f"its header declares); transcribing what is there", AudioWarning)
 
 
 def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:

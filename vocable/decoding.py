@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import bisect
 import math
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .align import NEG, ctc_log_likelihood, refine_word_times, viterbi_spans
 from .checks import MAX_BEAM, WEIGHT_RANGES, is_int, is_number
-from .errors import ConfigError, DataError, VocableWarning
+from .errors import ConfigError, DataError, VocableWarning, warn
 from .tokenizer import BLANK, Tokenizer
 
 
@@ -140,6 +142,14 @@ class DecodingOptions:
     def __post_init__(self):
         if self.beam_size is not None and not (is_int(self.beam_size) and 1 <= self.beam_size <= MAX_BEAM):
             raise ConfigError(f"decoding option beam_size: expected 1 to {MAX_BEAM}, got {self.beam_size!r}")
+        self.beam_size = None if self.beam_size is None else int(self.beam_size)  # numpy's too
+        if isinstance(self.lm, os.PathLike):
+            self.lm = os.fspath(self.lm)
+        if self.lm is not None and not isinstance(self.lm, str):
+            raise ConfigError(f"decoding option lm: expected an LM name, an ARPA path or \"none\", got {self.lm!r:.60}")
+        if self.vad is not None and not isinstance(self.vad, (bool, np.bool_)):  # "off" is a true string
+            raise ConfigError(f"decoding option vad: expected True, False or None, got {self.vad!r:.60}")
+        self.vad = None if self.vad is None else bool(self.vad)
         for name, (low, high) in WEIGHT_RANGES.items():
             value = getattr(self, name)
             if value is not None and not (is_number(value) and low <= value <= high):  # also refuses nan
@@ -149,12 +159,19 @@ class DecodingOptions:
             raise ConfigError(f"decoding option min_phrase_confidence: expected 0 to 1, "
                               f"got {self.min_phrase_confidence!r}")
         if self.phrases is not None:
-            if isinstance(self.phrases, str) or not all(isinstance(p, str) for p in self.phrases):
+            if not isinstance(self.phrases, (str, list)) and isinstance(self.phrases, Iterable):
+                self.phrases = list(self.phrases)  # a generator is read once, here
+            if isinstance(self.phrases, str) or not isinstance(self.phrases, list) or \
+                    not all(isinstance(p, str) for p in self.phrases):
                 raise ConfigError(f"decoding option phrases: expected a list of phrases (strings), "
                                   f"got {self.phrases!r:.60}")
             if not any(p.strip() for p in self.phrases):
                 raise ConfigError("decoding option phrases: no phrase given (every output would be rejected)")
-        self.hotword_list()  # a malformed --hotwords fails here, once, before any model or audio is loaded
+        if isinstance(self.hotwords, dict):  # {text: boost}
+            self.hotwords = list(self.hotwords.items())
+        elif not isinstance(self.hotwords, (str, list, tuple)) and isinstance(self.hotwords, Iterable):
+            self.hotwords = list(self.hotwords)  # a generator is read once, here
+        self.hotword_list()  # malformed hotwords fail here, once, before any model or audio is loaded
 
     def hotword_list(self) -> list[tuple[str, float]]:
         """(text, boost) pairs from "word:boost,phrase", or from a list of texts and (text, boost) pairs."""
@@ -162,6 +179,9 @@ class DecodingOptions:
             pairs = parse_hotwords(self.hotwords)
         elif self.hotwords is None:
             pairs = []
+        elif not isinstance(self.hotwords, (list, tuple)):
+            raise ConfigError(f"hotwords: expected \"word:boost,phrase\", texts or (text, boost) pairs, "
+                              f"got {self.hotwords!r:.60}")
         else:
             pairs = [(item, DEFAULT_HOTWORD_BOOST) if isinstance(item, str) else item for item in self.hotwords]
             if not all(isinstance(p, (tuple, list)) and len(p) == 2 and isinstance(p[0], str) for p in pairs):
@@ -208,12 +228,12 @@ def parse_hotwords(spec: str) -> list[tuple[str, float]]:
         text = text.strip()
         if not text:
             if item.strip():
-                raise ConfigError(f"--hotwords: empty hotword in {item.strip()!r}")
+                raise ConfigError(f"hotwords: empty hotword in {item.strip()!r}")
             continue
         try:
             value = float(boost) if boost.strip() else DEFAULT_HOTWORD_BOOST
         except ValueError:
-            raise ConfigError(f"--hotwords: boost of {text!r} must be a number, got {boost!r}") from None
+            raise ConfigError(f"hotwords: boost of {text!r} must be a number, got {boost!r}") from None
         out.append((text, value))  # its range is checked with the other forms' (hotword_list)
     return out
 
@@ -263,6 +283,11 @@ class _Node:
         self.pending = pending  # penalty of an unknown partial word (replaced when the word ends)
 
 
+def occurrences(words: str, hotword: str) -> int:
+    """How often `hotword` (one or more words) occurs as whole words in `words`."""
+    return f" {words} ".count(f" {hotword} ")
+
+
 def penalise_blank(log_probs: np.ndarray, penalty: float) -> np.ndarray:
     """(T, V) log-probs with `penalty` nats taken from the blank's, each frame renormalised."""
     out = np.array(log_probs, dtype=np.float64)
@@ -301,9 +326,11 @@ class BeamSearchDecoder:
                                       f"{''.join(sorted(unknown))!r}")
         hot = [(" ".join(tokenizer.normalize(text).split()), boost) for text, boost in hotwords]
         self.hot_boost: dict[str, float] = {}  # every prefix of every hotword → per-character bonus
+        self.hot_completions: dict[str, set[str]] = {}  # ... → the hotwords it begins
         for text, boost in hot:
             for i in range(1, len(text) + 1):
                 self.hot_boost[text[:i]] = max(self.hot_boost.get(text[:i], 0.0), boost)
+                self.hot_completions.setdefault(text[:i], set()).add(text)
         self.hotwords = {text for text, _ in hot}
         longest = max((len(self.body[v]) for v in range(len(self.body))), default=1)
         # most a token can raise a prefix's score: a word's insertion bonus and hotword characters
@@ -357,10 +384,10 @@ class BeamSearchDecoder:
             done = f"{done} {partial}" if done else partial
             partial = ""
             if hot is not None:
-                hot, hot_bonus, score = self._hot_word_end(hot, hot_bonus, score)
+                hot, hot_bonus, score = self._hot_word_end(hot, hot_bonus, score, done)
         for i, ch in enumerate(body):
             starting = not partial and i == 0
-            hot, hot_bonus, score = self._hot_char(hot, hot_bonus, score, ch, starting, bool(done))
+            hot, hot_bonus, score = self._hot_char(hot, hot_bonus, score, ch, starting, done)
             partial += ch
         if self.phrases is not None and body and not self._phrase_allows(done, partial, closed=False):
             return None
@@ -377,22 +404,30 @@ class BeamSearchDecoder:
             node.allowed = [c for c in range(1, len(self.body)) if self._child(node, c) is not None]
         return node.allowed
 
-    def _hot_char(self, hot, bonus, score, ch, word_start, after_word):
+    def _hot_char(self, hot, bonus, score, ch, word_start, done):
+        """The hotword match after character `ch`, and its unearned bonus. Each hotword earns its bonus
+        once per segment (`done`: the words before): with a boost of 5, a bonus per occurrence made
+        "he amiable amiable amiable" outscore "he might even have been made amiable himself"."""
         if not self.hot_boost:
             return None, 0.0, score
         if hot is not None:
             candidate = hot + (" " if word_start else "") + ch
-            if candidate in self.hot_boost:
+            if self._still_to_earn(candidate, done):
                 return candidate, bonus + self.hot_boost[candidate], score
             hot, bonus = None, 0.0  # the match failed: its bonus is not earned
-        if word_start and ch in self.hot_boost:
+        if word_start and self._still_to_earn(ch, done):
             return ch, self.hot_boost[ch], score
         return None, 0.0, score
 
-    def _hot_word_end(self, hot, bonus, score):
-        """A word ended inside a hotword match: keep the bonus if the hotword is complete."""
+    def _still_to_earn(self, prefix: str, done: str) -> bool:
+        """Whether `prefix` begins a hotword that `done` does not hold yet."""
+        return prefix in self.hot_boost and any(not occurrences(done, h) for h in self.hot_completions[prefix])
+
+    def _hot_word_end(self, hot, bonus, score, done):
+        """A word ended inside a hotword match (`done`: the words so far, that one included): keep the
+        bonus if the hotword is complete and this is its first occurrence."""
         if hot in self.hotwords:
-            return None, 0.0, score + bonus
+            return None, 0.0, score + (bonus if occurrences(done, hot) == 1 else 0.0)
         if hot + " " in self.hot_boost:  # a multi-word hotword continues
             return hot, bonus, score
         return None, 0.0, score
@@ -415,7 +450,7 @@ class BeamSearchDecoder:
             words = f"{words} {node.partial}" if words else node.partial
         if self.phrases is not None and words not in self.phrase_text:
             return None
-        if hot is not None and hot in self.hotwords:
+        if hot is not None and hot in self.hotwords and occurrences(words, hot) == 1:
             score += bonus
         if self.lm is not None:
             score += self.options.lm_weight * self.lm.score(state, self.lm.word_id("</s>"))[0] * math.log(10)
@@ -543,13 +578,12 @@ def match_phrases(log_probs: np.ndarray, tokenizer: Tokenizer, options: Decoding
 def warn_if_lm_lacks_letters(lm, tokenizer: Tokenizer) -> None:
     """An LM built with the English normaliser (`vocable lm build`'s default) for a model that spells ñ or é
     has no word with them, so the search, scoring its words, quietly writes "nino" for "niño"."""
-    import warnings
     spelt = {c for v in range(1, tokenizer.vocab_size) for c in tokenizer.token_text(v) if c.isalpha()}
     accented = {c for c in spelt if not c.isascii()}
     if accented and not accented & lm.letters:
-        warnings.warn(f"the LM has no word with {' '.join(sorted(accented))}, letters the model spells, so "
+        warn(f"the LM has no word with {' '.join(sorted(accented))}, letters the model spells, so "
                       f"decoding with it avoids them: build it with `vocable lm build --normalizer "
-                      f"{tokenizer.normalizer}` (the model's normaliser)", VocableWarning, stacklevel=3)
+                      f"{tokenizer.normalizer}` (the model's normaliser)", VocableWarning)
 
 
 class Decoder:

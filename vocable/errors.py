@@ -33,6 +33,18 @@ class AudioWarning(VocableWarning):
     """Audio that can be read but not all of it (a file cut short): transcribed, and the user told."""
 
 
+def warn(message: str, category: type[Warning] = VocableWarning) -> None:
+    """warnings.warn pointing at the first caller outside vocable (the user's line), however deep the
+    call came from, so a warnings filter or a traceback of it shows the user's code."""
+    import os
+    import sys
+    import warnings
+    package, level, frame = os.path.dirname(os.path.abspath(__file__)), 2, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
 EXIT_USAGE = 2  # bad input, as argparse exits for a bad option
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a program killed by it

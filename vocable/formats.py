@@ -10,6 +10,8 @@ import json
 import os
 from pathlib import Path
 
+from .errors import ConfigError
+
 FORMATS = ("txt", "json", "srt", "vtt", "tsv")
 MAX_CUE_CHARS = 84  # two subtitle lines of ~42 characters
 MAX_CUE_SECONDS = 6.0
@@ -47,7 +49,8 @@ def cues(result) -> list[tuple[float, float, str]]:
 
 
 def format_result(result, fmt: str, source: str | None = None) -> str:
-    """The text of `result` in format `fmt` (one of FORMATS)."""
+    """The text of `result` in format `fmt` (one of FORMATS, in any case)."""
+    fmt = fmt.lower() if isinstance(fmt, str) else fmt
     if fmt == "txt":
         return result.text + "\n"
     if fmt == "json":
@@ -62,7 +65,7 @@ def format_result(result, fmt: str, source: str | None = None) -> str:
         rows = [f"{round(w.start * 1000)}\t{round(w.end * 1000)}\t{w.word}\t{w.confidence:.3f}"
                 for w in result.words]
         return "start\tend\tword\tconfidence\n" + "".join(r + "\n" for r in rows)
-    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    raise ConfigError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
 
 
 def output_path(output_dir: str | os.PathLike, source: str, fmt: str) -> Path:

@@ -103,7 +103,7 @@ class Recognizer:
 
     def decoder(self, options: DecodingOptions | None = None) -> Decoder:
         """The Decoder for `options` (default: greedy, or beam search with the model's LM if it names one)."""
-        key = repr(options)
+        key = repr(checked(options))
         with self._decoders_lock:
             decoder = self._decoders.get(key)
             if decoder is not None:
@@ -127,7 +127,7 @@ class Recognizer:
         Audio longer than LONG_AUDIO_SECONDS (or any, with options.vad True) is split at pauses by a
         voice-activity detector and decoded segment by segment; a file is then read as a stream.
         """
-        vad = options.vad if options is not None else None
+        vad = checked(options).vad if options is not None else None
         if vad is not False and isinstance(audio, (str, os.PathLike)) and os.path.isfile(audio) and sample_rate is None:
             from .audio import audio_info
             if vad or audio_info(audio)[0] > LONG_AUDIO_SECONDS:
@@ -145,7 +145,10 @@ class Recognizer:
         (inputs the VAD should split, as in transcribe(), go through it one by one)."""
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size: expected a whole number >= 1, got {batch_size!r}")
-        vad = options.vad if options is not None else None
+        if isinstance(audios, (str, os.PathLike, bytes, bytearray, np.ndarray)):
+            raise ConfigError(f"transcribe_batch: expected a list of inputs, got one {type(audios).__name__}: "
+                              f"use transcribe")
+        vad = checked(options).vad if options is not None else None
         results = []
         for i in range(0, len(audios), batch_size):
             samples = [load_audio(a) for a in audios[i: i + batch_size]]
@@ -165,6 +168,7 @@ class Recognizer:
         if not isinstance(text, str):
             raise DataError(f"transcript: expected text, got {type(text).__name__}")
         samples = load_audio(audio, source_rate=sample_rate)
+        check_one_pass(samples, _label(audio), "align it in parts of a few minutes")
         return self._result(samples, force_align(self.log_probs(samples), text, self.tokenizer, FRAME_SECONDS, samples))
 
     def _transcribe_stream(self, blocks, options: DecodingOptions | None) -> Result:
@@ -208,11 +212,18 @@ class Recognizer:
         return Result(hyp.text, [segment] if hyp.text else [], duration, phrase)
 
 
-def check_one_pass(samples: np.ndarray, label: str) -> None:
-    """Refuse audio too long to decode in one pass (the VAD off), before it exhausts memory."""
+def checked(options: DecodingOptions | None) -> DecodingOptions | None:
+    if options is not None and not isinstance(options, DecodingOptions):
+        raise ConfigError(f"options: expected vocable.DecodingOptions, got {type(options).__name__} "
+                          f"(write DecodingOptions(beam_size=8, ...))")
+    return options
+
+
+def check_one_pass(samples: np.ndarray, label: str, advice: str = "let the VAD split it") -> None:
+    """Refuse audio too long to decode in one pass (the VAD off, or forced alignment), before it exhausts memory."""
     if len(samples) > ONE_PASS_SECONDS * SAMPLE_RATE:
         raise AudioError(f"{label}: {len(samples) / SAMPLE_RATE:.0f} s is too long to decode in one pass "
-                         f"(the limit is {ONE_PASS_SECONDS:.0f} s with the VAD off); let the VAD split it")
+                         f"(the limit is {ONE_PASS_SECONDS:.0f} s); {advice}")
 
 
 def _label(audio: AudioInput) -> str:
@@ -222,17 +233,36 @@ def _label(audio: AudioInput) -> str:
 def load(name_or_path: str | os.PathLike | None = "default", device: str = "cpu", threads: int = 0) -> Recognizer:
     """Load a bundled model by name ("default"), a .vocable model file, or an exported .onnx file.
 
-    `threads` > 0 caps the CPU threads of the model call (0 = the engine's default).
+    `threads` > 0 caps the CPU threads of the model call (0 = the engine's default); for a .vocable model
+    this is torch's thread count, which is the whole process's. `device`: a torch device ("cpu", "cuda").
     A .onnx file runs on onnxruntime without torch.
     """
     if not isinstance(threads, int) or not 0 <= threads <= MAX_THREADS:
         raise ConfigError(f"threads: expected 0 (the engine's default) to {MAX_THREADS}, got {threads!r}")
     if str(name_or_path).lower().endswith(ONNX_SUFFIX):
+        if device != "cpu":
+            raise ConfigError(f"device: an .onnx model runs on the CPU (onnxruntime), got {device!r}")
         from .runtime import load_onnx
         return load_onnx(name_or_path, threads=threads)
     import torch
 
     from .modelfile import load_model_file
+    check_device(device)
     if threads > 0:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads)  # process-wide: torch has one intra-op pool
     return Recognizer(load_model_file(name_or_path, device), device)
+
+
+def check_device(device) -> None:
+    """A torch device name this machine has ("cpu", "cuda", "cuda:1", "mps"), else one ConfigError."""
+    import torch
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device: expected a torch device such as \"cpu\" or \"cuda\", got {device!r}") from None
+    backend = getattr(torch, parsed.type, None)
+    available = parsed.type == "cpu" or bool(backend and getattr(backend, "is_available", lambda: False)())
+    if not available:
+        raise ConfigError(f"device: this machine's torch has no {parsed.type} device (got {device!r})")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise ConfigError(f"device: {device!r}, but there are {torch.cuda.device_count()} CUDA devices")

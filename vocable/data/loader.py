@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import warnings
 from typing import Callable
 
 import numpy as np
@@ -12,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from ..audio import SAMPLE_RATE, audio_info, load_audio
-from ..errors import AudioError, AudioWarning, ConfigError, DataError, VocableError
+from ..errors import AudioError, AudioWarning, ConfigError, DataError, VocableError, warn
 from ..features import FeatureConfig, compute_features, num_frames
 from ..models.common import subsampled_lengths
 from ..tokenizer import Tokenizer
@@ -83,7 +82,7 @@ class SpeechDataset(torch.utils.data.Dataset):
             try:
                 return self._item((index + offset) % len(self.utterances))
             except AudioError as e:
-                warnings.warn(f"{e}; left out of training", AudioWarning, stacklevel=2)
+                warn(f"{e}; left out of training", AudioWarning)
         raise DataError(f"{MAX_UNREADABLE_IN_A_ROW} training utterances in a row are unreadable (the last: "
                         f"{self.utterances[(index + offset) % len(self.utterances)].audio})")
 

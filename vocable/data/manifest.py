@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DataError, VocableWarning
+from ..errors import DataError, VocableWarning, warn
 
 CORE_KEYS = ("id", "audio", "text", "duration", "speaker")
 
@@ -132,7 +131,7 @@ def read_kaldi_dir(folder: str | os.PathLike) -> list[Utterance]:
                                (wavs, texts, "recording(s) have no transcript in text")):
         lone = [utt for utt in table if utt not in other]
         if lone:
-            warnings.warn(f"{folder}: {len(lone)} {what}, left out (first: {lone[0]})", VocableWarning, stacklevel=2)
+            warn(f"{folder}: {len(lone)} {what}, left out (first: {lone[0]})", VocableWarning)
     utterances = []
     for utt, rel in wavs.items():
         if utt not in texts:
