@@ -108,7 +108,7 @@ def test_hot_words_change_the_output_and_come_off_again(model):
         model.eraseHotWord("eight")
 
 
-def test_a_stream_fed_in_pieces_decodes_what_it_was_fed(english):
+def test_a_stream_fed_in_pieces_decodes_what_it_was_fed(english, monkeypatch):
     audio = int16("austen-0880", ENGLISH_FIXTURES)
     half = len(audio) // 2
     stream = english.createStream()
@@ -121,7 +121,10 @@ def test_a_stream_fed_in_pieces_decodes_what_it_was_fed(english):
     whole = english.stt(audio)
     assert len(whole.split()) >= 3 and whole != english.stt(audio[:half])
     assert "".join(t.text for t in metadata.transcripts[0].tokens) == whole
-    assert stream.finishStream() == whole
+    assert stream.intermediateDecode() == whole
+    decoded = []  # finishStream after intermediateDecode, with nothing fed between, decodes nothing again
+    monkeypatch.setattr(english, "_stt", lambda *a: decoded.append(a) or "again")
+    assert stream.finishStream() == whole and decoded == []
     with pytest.raises(ConfigError, match="finished"):
         stream.feedAudioContent(audio)
 

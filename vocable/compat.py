@@ -14,8 +14,9 @@ Every method of their `Model` and `Stream` is here under its name, with their ar
   over the word's letters (at most ±20 per letter); "Austen" and "austen" are one hot-word.
 - tokens are characters with their start times, as theirs (20 ms timesteps), taken from vocable's word
   times; confidence is the decoder's log score (over 30 s: the sum of the words' log confidences).
-- a stream is decoded whole at each intermediateDecode, with the settings the model had when the stream
-  was created (for live captions use vocable.stream).
+- a stream is decoded whole at each intermediateDecode that follows new audio (finishStream after it
+  costs nothing more), with the settings the model had when the stream was created (for live captions
+  use vocable.stream).
 - num_results > 1 gives the beam search's other final hypotheses (audio up to 30 s, with an LM, hotwords
   or a beam); otherwise one transcript.
 """
@@ -189,13 +190,17 @@ class Stream:
 
     def __init__(self, model: Model):
         self._model, self._options, self._chunks, self._finished = model, model.options, [], False
+        self._decoded: tuple[int, str] | None = None  # (samples, text) of the last decode
 
     def feedAudioContent(self, audio_buffer) -> None:
         self._check_open()
         self._chunks.append(_samples(audio_buffer))
 
     def intermediateDecode(self) -> str:
-        return self._model._stt(self._audio(), self._options)
+        audio = self._audio()
+        if self._decoded is None or self._decoded[0] != len(audio):  # else nothing was fed since: the same text
+            self._decoded = len(audio), self._model._stt(audio, self._options)
+        return self._decoded[1]
 
     def intermediateDecodeWithMetadata(self, num_results: int = 1) -> Metadata:
         return self._model._metadata(self._audio(), num_results, self._options)
