@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.test_server import API_KEY, running_server
+from tests.test_server import API_KEY, free_port, running_server
 from tests.test_stream import DIGITS_MODEL, digit_stream, load_or_skip
 from vocable.audio import SAMPLE_RATE
 
@@ -163,3 +163,28 @@ def test_upload_through_the_page_and_get_srt(browser, model, tmp_path):
     assert not browser.eval("document.getElementById('download-srt').disabled")
     srt = browser.eval("transcribeFile('srt')")  # what the Download SRT button saves
     assert srt.splitlines()[0] == "1" and " --> " in srt.splitlines()[1] and expected in srt
+
+
+def test_a_recording_survives_a_server_restart(browser, model, spoken):
+    """The server goes away mid-recording and comes back on the same port: the page says it is
+    reconnecting, reconnects, and the transcript goes on with later times (it used to stop for good)."""
+    _, digits = spoken
+    finals = "[...document.querySelectorAll('#finals p')].map(p => [p.firstChild.textContent, p.lastChild.textContent])"
+    port = free_port()
+    options = ServerOptions(model=model.loaded.path, api_key=API_KEY)
+    with running_server(options, port) as url:
+        browser.call("Page.navigate", url=f"{url}/?autostart=1&api_key={API_KEY}")
+        browser.wait_for(finals, lambda v: v is not None and len(v) >= 1)
+    status = browser.wait_for("document.getElementById('status').textContent", lambda v: "reconnecting" in v,
+                              timeout=10)
+    assert browser.eval("document.body.dataset.state") == "reconnecting", status
+    before = browser.eval(finals)
+    with running_server(options, port):
+        browser.wait_for("document.body.dataset.state", lambda v: v == "recording", timeout=30)
+        assert browser.eval("document.getElementById('status').textContent").startswith("listening")
+        after = browser.wait_for(finals, lambda v: len(v) >= len(before) + 2)
+        first_new, last_old = float(after[len(before)][0].split("–")[0]), float(before[-1][0].split("–")[1])
+        assert first_new > last_old  # the recording's clock, not the new connection's
+        assert {text for _, text in after[len(before):]} & set(digits)
+        browser.eval("document.getElementById('record').click()")
+        browser.wait_for("document.body.dataset.state", lambda v: v == "idle", timeout=10)

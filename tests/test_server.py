@@ -38,9 +38,9 @@ MAX_STREAMS = 2
 
 
 @contextlib.contextmanager
-def running_server(options: ServerOptions):
-    """A real uvicorn server on 127.0.0.1 in a thread; yields its base URL."""
-    port = free_port()
+def running_server(options: ServerOptions, port: int | None = None):
+    """A real uvicorn server on 127.0.0.1 (on `port`, else a free one) in a thread; yields its base URL."""
+    port = port or free_port()
     config = uvicorn.Config(create_app(options), host="127.0.0.1", port=port, log_level="warning",
                             ws_max_size=WS_FRAME_LIMIT)  # as `vocable serve` runs it
     server = uvicorn.Server(config)

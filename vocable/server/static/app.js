@@ -4,7 +4,8 @@
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-let live = null;  // {ws, ctx, media, node, opened, stopping} from Start until the socket closes
+let live = null;  // {ws, ctx, media, node, opened, stopping, ...} from Start until the recording ends
+const RETRY_SECONDS = [1, 2, 4, 8, 15];  // waits before each reconnection when a connection is lost
 let lastFile = null;
 
 function apiKey() { return $("api-key").value.trim(); }
@@ -35,14 +36,15 @@ function streamUrl() {
   return url.toString();
 }
 
-function showEvent(event) {
+function showEvent(event, offset) {
+  // offset: seconds of the recording before this connection (a reconnected stream's times start at 0)
   if (event.type === "partial") {
     $("partial").textContent = event.text;
   } else if (event.type === "final") {
     const line = document.createElement("p");
     const time = document.createElement("span");
     time.className = "time";
-    time.textContent = fmtTime(event.start) + " – " + fmtTime(event.end);
+    time.textContent = fmtTime(offset + event.start) + " – " + fmtTime(offset + event.end);
     line.append(time, document.createTextNode(event.text));
     $("finals").append(line);
     $("partial").textContent = "";
@@ -64,6 +66,7 @@ async function explainRefusal() {
 
 const CLOSE_REASONS = { 1001: "the server went away", 1006: "the connection was lost", 1009: "a message was too large",
   1011: "the server failed", 1012: "the server is restarting" };
+const RECONNECT_ON = [1001, 1006, 1012];  // a server gone or restarting may come back: the others would recur
 
 function audioSource(ctx, media) {
   // Firefox refuses a microphone whose rate differs from the context's: then record at the device's rate
@@ -83,7 +86,8 @@ async function startRecording() {
   document.body.dataset.state = "starting";
   $("finals").replaceChildren();  // each recording's times start at 0: a new transcript, not an appended one
   $("partial").textContent = "";
-  const session = { ws: null, ctx: null, media: null, node: null, opened: false, stopping: false };
+  const session = { ws: null, ctx: null, media: null, node: null, opened: false, stopping: false, retries: 0,
+                    offset: 0 };
   live = session;
   $("record").textContent = "Stop";
   setStatus("connecting…");
@@ -100,32 +104,17 @@ async function startRecording() {
   session.ctx = ctx;
   await ctx.resume();
   if (session.stopping) { finish(session); return; }  // Stop pressed while the microphone was opening
-  const ws = new WebSocket(streamUrl());
-  ws.binaryType = "arraybuffer";
-  session.ws = ws;
-  ws.onopen = () => {
-    session.opened = true;
-    ws.send(JSON.stringify({ type: "start", sample_rate: ctx.sampleRate, format: "s16le", model: $("model").value || undefined }));
-    if (session.stopping) ws.send(JSON.stringify({ type: "end" }));
+  session.began = ctx.currentTime;
+  connect(session);
+  const send = (buffer) => {
+    const ws = session.ws;
+    if (ws && ws.readyState === WebSocket.OPEN && session.opened && !session.stopping) ws.send(buffer);
   };
-  ws.onmessage = (m) => {
-    const event = JSON.parse(m.data);
-    showEvent(event);
-    if (event.type === "error") document.body.dataset.state = "error";  // kept when the socket closes
-    if (event.type === "done") ws.close();
-  };
-  ws.onclose = async (closing) => {
-    if (document.body.dataset.state === "error") { finish(session, null); return; }  // the server's error stays
-    const refused = !session.opened && !session.stopping;
-    const lost = session.opened && !session.stopping && CLOSE_REASONS[closing.code];
-    finish(session, refused ? await explainRefusal() : lost ? "stopped: " + lost : undefined);
-  };
-  const send = (buffer) => { if (ws.readyState === WebSocket.OPEN && session.opened && !session.stopping) ws.send(buffer); };
   if (ctx.audioWorklet) {
     try {
       await ctx.audioWorklet.addModule("/static/pcm-worklet.js");
     } catch (e) {
-      if (!session.stopping) { ws.close(); finish(session, "cannot capture audio: " + e.message); }
+      if (!session.stopping) { session.ws.close(); finish(session, "cannot capture audio: " + e.message); }
       return;  // stopped meanwhile: the closed context refused the module, as it should
     }
     if (session.stopping) return;
@@ -145,6 +134,50 @@ async function startRecording() {
     session.node = node;
   }
   if (!session.stopping) document.body.dataset.state = "recording";
+}
+
+function connect(session) {
+  // One WebSocket of the recording; a lost one is opened again (RETRY_SECONDS) while the microphone runs,
+  // and the transcript goes on where it was (audio in between is not heard).
+  const ctx = session.ctx;
+  const ws = new WebSocket(streamUrl());
+  ws.binaryType = "arraybuffer";
+  session.ws = ws;
+  ws.onopen = () => {
+    session.opened = true;
+    session.offset = ctx.currentTime - session.began;
+    ws.send(JSON.stringify({ type: "start", sample_rate: ctx.sampleRate, format: "s16le", model: $("model").value || undefined }));
+    if (session.stopping) ws.send(JSON.stringify({ type: "end" }));
+  };
+  ws.onmessage = (m) => {
+    const event = JSON.parse(m.data);
+    showEvent(event, session.offset);
+    if (event.type === "ready" && session.retries > 0) {  // reconnected
+      session.retries = 0;
+      if (!session.stopping) document.body.dataset.state = "recording";
+    }
+    if (event.type === "error") document.body.dataset.state = "error";  // kept when the socket closes
+    if (event.type === "done") ws.close();
+  };
+  ws.onclose = async (closing) => {
+    if (session.ws !== ws) return;  // an earlier socket of this recording
+    if (document.body.dataset.state === "error") { finish(session, null); return; }  // the server's error stays
+    const wasOpen = session.opened;
+    session.opened = false;
+    const retrying = session.retries > 0 || (wasOpen && RECONNECT_ON.includes(closing.code));
+    if (!session.stopping && retrying && session.retries < RETRY_SECONDS.length) {
+      const wait = RETRY_SECONDS[session.retries++];
+      const why = CLOSE_REASONS[closing.code] || "the connection was lost";
+      $("partial").textContent = "";
+      setStatus(why + "; reconnecting in " + wait + " s (try " + session.retries + " of " + RETRY_SECONDS.length + ")…", true);
+      document.body.dataset.state = "reconnecting";
+      setTimeout(() => { if (live === session && !session.stopping) connect(session); }, wait * 1000);
+      return;
+    }
+    const refused = !wasOpen && !session.stopping;
+    const lost = wasOpen && !session.stopping && CLOSE_REASONS[closing.code];
+    finish(session, refused ? await explainRefusal() : lost ? "stopped: " + lost : undefined);
+  };
 }
 
 function finish(session, error) {
@@ -171,7 +204,9 @@ function stopRecording() {
   stopAudio(session);
   const ws = session.ws;
   if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "end" }));  // server answers "done"
-  // still connecting: onopen sends "end" at once; no socket yet: startRecording stops where it is
+  // still connecting: onopen sends "end" at once; no socket yet: startRecording stops where it is;
+  // waiting to reconnect: nothing is left to finish
+  if (ws && ws.readyState >= WebSocket.CLOSING) { finish(session); return; }
   setStatus("finishing…");
 }
 
