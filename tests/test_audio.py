@@ -168,3 +168,44 @@ def test_warnings_point_at_the_callers_line():
         recognizer.transcribe(np.full(SAMPLE_RATE, 3000.0, np.float32))  # integer values in a float array
     assert [(w.category, w.filename) for w in caught] == [(AudioWarning, __file__)]
     assert "samples reach 3e+03, far beyond full scale" in str(caught[0].message)
+
+
+def test_a_damaged_mp3_is_one_warning_and_libmpg123s_notes_are_not_shown(tmp_path):
+    """libmpg123 (libsndfile's MP3 reader) printed "Note: Trying to resync..." and "[src/libmpg123/...]
+    error:" lines to the C stderr, around vocable's own line: a damaged MP3 is now one warning (and its
+    text), a file that is not audio one error."""
+    import subprocess
+    import sys
+    if "MP3" not in sf.available_formats():
+        pytest.skip("this libsndfile has no MP3")
+    audio = load_audio(FSDD_FIXTURES.parent / "english" / "austen-0880.flac")
+    sf.write(tmp_path / "ok.mp3", audio, SAMPLE_RATE, format="MP3")
+    data = bytearray((tmp_path / "ok.mp3").read_bytes())
+    data[len(data) // 3: len(data) // 3 + 600] = bytes(600)  # a run of zeros mid-file: frames lost
+    (tmp_path / "damaged.mp3").write_bytes(bytes(data))
+    (tmp_path / "not.mp3").write_bytes(bytes(5000) + b"\xff\xfb" + bytes(3000))
+    cli = [sys.executable, "-m", "vocable.cli", "transcribe", "--model", "default"]
+    damaged = subprocess.run(cli + [str(tmp_path / "damaged.mp3")], capture_output=True, text=True)
+    assert damaged.returncode == 0 and len(damaged.stdout.split()) >= 3
+    assert damaged.stderr.splitlines() == [f"vocable: warning: {tmp_path / 'damaged.mp3'}: the MP3 is damaged "
+                                           f"(Note: Illegal Audio-MPEG-Header 0x00000000 at offset "
+                                           f"{damaged.stderr.split('offset ')[1].split('.')[0]}.); transcribing "
+                                           f"what could be decoded"], damaged.stderr
+    refused = subprocess.run(cli + [str(tmp_path / "not.mp3")], capture_output=True, text=True)
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1, refused.stderr
+    assert "not a readable audio file" in refused.stderr
+
+
+def test_only_libmpg123s_lines_are_dropped_from_stderr(capfd):
+    import os
+
+    from vocable.audio import mpeg_notes_dropped
+    with mpeg_notes_dropped() as outer:
+        with mpeg_notes_dropped() as inner:  # nested (or another thread's): the C stderr is swapped once
+            os.write(2, b"Note: Trying to resync...\nsomething else\n")
+        os.write(2, b"[src/libmpg123/layer3.c:INT123_do_layer3():1774] error: part2_3_length too large\n")
+    assert capfd.readouterr().err == "something else\n"
+    assert inner == [] and outer == [b"Note: Trying to resync...",
+                                     b"[src/libmpg123/layer3.c:INT123_do_layer3():1774] error: part2_3_length too large"]
+    os.write(2, b"Note: after the block\n")  # stderr is back
+    assert capfd.readouterr().err == "Note: after the block\n"

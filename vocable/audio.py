@@ -5,10 +5,14 @@ soundfile (libsndfile) decodes WAV, FLAC, OGG/Vorbis, OGG/Opus and MP3; soxr res
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
 import re
+import sys
+import tempfile
+import threading
 from pathlib import Path
 from typing import Union
 
@@ -87,11 +91,74 @@ def over_scale_gain(peak: float, label: str) -> float:
     return 1.0 / peak
 
 
+# libmpg123's chatter about a damaged MP3: "Note: Trying to resync...", "[src/libmpg123/layer3.c:...] error: ..."
+MPEG_NOTE = re.compile(rb"^(Note: |\[[^\]]*libmpg123[^\]]*\] )")
+MPEG_FORMATS = ("MP3", "MPEG")  # soundfile's name for MP3 files (it has been both)
+_notes_lock = threading.Lock()
+_notes_state = {"users": 0, "saved": -1, "capture": None}  # the C stderr while some thread drops notes
+
+
+@contextlib.contextmanager
+def mpeg_notes_dropped():
+    """libsndfile's MP3 reader (libmpg123) writes lines about a damaged MP3 (MPEG_NOTE) straight to the
+    process's C stderr, around vocable's own messages. Within this block those lines are dropped, and the
+    list it yields receives them at the end (with threads: the block that ends last receives them all);
+    anything else written to stderr meanwhile is passed on then."""
+    dropped: list[bytes] = []
+    state = _notes_state
+    with _notes_lock:
+        if state["users"] == 0:
+            try:
+                sys.stderr.flush()
+                capture = tempfile.TemporaryFile()
+                saved = os.dup(2)
+                os.dup2(capture.fileno(), 2)
+                state.update(saved=saved, capture=capture)
+            except (OSError, ValueError, AttributeError):  # no C stderr to swap (an embedding host): leave it be
+                state["capture"] = None
+        swapped = state["users"] > 0 or state["capture"] is not None
+        if swapped:
+            state["users"] += 1
+    if not swapped:
+        yield dropped
+        return
+    try:
+        yield dropped
+    finally:
+        with _notes_lock:
+            state["users"] -= 1
+            if state["users"] == 0:
+                capture, saved = state["capture"], state["saved"]
+                os.dup2(saved, 2)
+                os.close(saved)
+                capture.seek(0)
+                lines = capture.read().splitlines(keepends=True)
+                dropped.extend(line.strip() for line in lines if MPEG_NOTE.match(line))
+                kept = [line for line in lines if not MPEG_NOTE.match(line)]
+                capture.close()
+                state["capture"] = None
+                if kept:
+                    os.write(2, b"".join(kept))
+
+
+def quiet_reads(f: sf.SoundFile):
+    """A block for reading `f`: mpeg_notes_dropped() for an MP3, else one that does nothing (yields [])."""
+    return mpeg_notes_dropped() if f.format in MPEG_FORMATS else contextlib.nullcontext([])
+
+
+def warn_if_damaged(notes: list[bytes], label: str) -> None:
+    """After reading an MP3: libmpg123's notes (mpeg_notes_dropped) say it skipped damaged data."""
+    if notes:
+        warn(f"{label}: the MP3 is damaged ({notes[0].decode(errors="replace")[:120]}); transcribing what could "
+             f"be decoded", AudioWarning)
+
+
 def open_audio(file, label: str) -> sf.SoundFile:
     """A file (path or file object) opened for reading by blocks, refused with one AudioError when it is
     not audio, or its header gives no length or one over MAX_DURATION. The caller closes it (`with`)."""
     try:
-        f = sf.SoundFile(file)
+        with mpeg_notes_dropped():  # libsndfile tries its MP3 reader on anything it does not recognise
+            f = sf.SoundFile(file)
     except Exception as e:  # soundfile raises several types for bad files
         raise UnreadableAudio(f"{label}: not a readable audio file ({_short(e)})") from None
     if f.frames >= UNKNOWN_LENGTH:  # libsndfile cannot read such a stream (its reads seek)
@@ -131,7 +198,8 @@ def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndar
 def audio_info(path: str | os.PathLike) -> tuple[float, int]:
     """(duration in seconds, sample rate) of a file, read from its header when the format has one."""
     try:
-        info = sf.info(str(path))
+        with mpeg_notes_dropped():
+            info = sf.info(str(path))
     except Exception as e:  # soundfile raises several types for bad files
         raise UnreadableAudio(f"{path}: not a readable audio file ({_short(e)})") from None
     if info.frames >= UNKNOWN_LENGTH:
@@ -147,7 +215,9 @@ def _decode(file, label: str) -> tuple[np.ndarray, int]:
     """Mono samples and rate, read a block at a time: memory is the mono result's, whatever the channels."""
     try:
         with open_audio(file, label) as f:
-            blocks = [b.mean(axis=1) for b in f.blocks(DECODE_BLOCK, dtype="float32", always_2d=True)]
+            with quiet_reads(f) as notes:
+                blocks = [b.mean(axis=1) for b in f.blocks(DECODE_BLOCK, dtype="float32", always_2d=True)]
+            warn_if_damaged(notes, label)
             warn_if_cut_short(f, label)
             return (np.concatenate(blocks) if blocks else np.zeros(0, np.float32)), f.samplerate
     except AudioError:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import (SAMPLE_RATE, AudioInput, float_file_peak, load_audio, open_audio, over_scale_gain,
-                    warn_if_cut_short)
+from .audio import (SAMPLE_RATE, AudioInput, float_file_peak, load_audio, open_audio, over_scale_gain, quiet_reads,
+                    warn_if_cut_short, warn_if_damaged)
 from .errors import AudioError, ConfigError
 
 SILERO_MODEL = Path(__file__).parent / "assets" / "silero_vad.onnx"
@@ -165,10 +165,12 @@ def stream_audio(source: AudioInput, block_seconds: float = READ_BLOCK_SECONDS) 
         rate = f.samplerate
         resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32") if rate != SAMPLE_RATE else None
         gain = over_scale_gain(float_file_peak(f), str(path))  # known before the first block goes out
-        total = 0
+        total, damage = 0, []
         while True:
             try:
-                data = f.read(int(block_seconds * rate), dtype="float32", always_2d=True)
+                with quiet_reads(f) as notes:
+                    data = f.read(int(block_seconds * rate), dtype="float32", always_2d=True)
+                damage += notes
             except Exception as e:
                 raise AudioError(f"{path}: audio data is corrupt ({str(e).strip()[:200]})") from None
             last = len(data) == 0
@@ -181,6 +183,7 @@ def stream_audio(source: AudioInput, block_seconds: float = READ_BLOCK_SECONDS) 
                 yield out.astype(np.float32)
             if last:
                 break
+        warn_if_damaged(damage, str(path))
         warn_if_cut_short(f, str(path))
         if total == 0:
             raise AudioError(f"{path}: audio is empty (0 samples)")
