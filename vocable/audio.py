@@ -149,7 +149,7 @@ def quiet_reads(f: sf.SoundFile):
 def warn_if_damaged(notes: list[bytes], label: str) -> None:
     """After reading an MP3: libmpg123's notes (mpeg_notes_dropped) say it skipped damaged data."""
     if notes:
-        warn(f"{label}: the MP3 is damaged ({notes[0].decode(errors="replace")[:120]}); transcribing what could "
+        warn(f"{label}: the MP3 is damaged ({notes[0].decode(errors='replace')[:120]}); transcribing what could "
              f"be decoded", AudioWarning)
 
 
