@@ -147,6 +147,27 @@ def test_window_engine_finds_each_digit_with_partials(digits_model):
     assert first_partial.end < spans[0][1] + 0.6
 
 
+def test_incremental_finals_get_word_edges_from_the_signal(digits_model):
+    """The incremental engine's finals had CTC spike times (a word ending 40 ms after it started); now
+    their edges come from the signal, as the window engine's. Here the decoder is made to spike in the
+    middle of each digit, so only the refinement can put the edges where the digit starts and ends."""
+    from vocable.decoding import Hypothesis, Word
+    audio, digits, spans = digit_stream(digits_model)
+    recognizer = random_streaming_recognizer()
+
+    def spike_in_the_middle(log_probs, offset=0.0, options=None):
+        middle = next(((a + b) / 2 for a, b in spans if offset <= a), offset)
+        return Hypothesis("digit", [1], [0], 0.0, [Word("digit", round(middle, 3), round(middle + 0.04, 3), 0.9)])
+    recognizer.decode = spike_in_the_middle
+    streamer = Streamer(recognizer, options=StreamOptions(vad="energy"))
+    assert streamer.engine_kind == "incremental"
+    finals = [e for e in run_stream(streamer, audio, chunk=1600) if e.type == "final"]
+    assert len(finals) == len(spans)
+    for event, (start, end) in zip(finals, spans):
+        word = event.words[0]
+        assert abs(word.start - start) < 0.08 and abs(word.end - end) < 0.08, (word, start, end)
+
+
 def test_streaming_model_runs_incrementally(streaming_model):
     # The model file says how its utterances must start (it was trained on clips cut to the word).
     margin = streaming_model.loaded.meta.get("stream", {}).get("speech_margin", StreamOptions().speech_margin)
@@ -154,8 +175,12 @@ def test_streaming_model_runs_incrementally(streaming_model):
     streamer = Streamer(streaming_model, sample_rate=SAMPLE_RATE)
     assert streamer.engine_kind == "incremental" and streamer.options.speech_margin == margin
     events = run_stream(streamer, audio, chunk=2560)  # 160 ms chunks
-    assert [e.text for e in events if e.type == "final"] == digits
+    finals = [e for e in events if e.type == "final"]
+    assert [e.text for e in finals] == digits
     assert any(e.type == "partial" for e in events)
+    for event, (start, end) in zip(finals, spans):  # edges from the signal, as the window engine's (they were
+        word = event.words[0]  # CTC spike times: a word ending 40 ms after it started)
+        assert abs(word.start - start) < 0.08 and abs(word.end - end) < 0.08, (word, start, end)
 
 
 def test_bytes_and_other_rates_give_the_same_words(digits_model):

@@ -297,14 +297,15 @@ class _Utterance:
     def hypothesis(self, final: bool) -> Hypothesis:
         began = time.perf_counter()
         if isinstance(self.engine, IncrementalDecoder):
+            end = None
             hyp = self.recognizer.decode(self.engine.log_probs(final), offset=self.start, options=self.decoding)
         else:
             # The window engine's final leaves out the endpointer's trailing silence, as the start left
             # out the lead-in.
             end = self.speech_end + self.margin if final else None
             hyp = self.recognizer.decode(self.engine.log_probs(0, end), offset=self.start, options=self.decoding)
-            if final:  # word edges from the signal, as offline (CTC spikes put a word's end at its start)
-                hyp.words = refine_word_times(hyp.words, self.engine.chunks[0][:end], self.start)
+        if final:  # word edges from the signal, as offline (CTC spikes put a word's end at its start)
+            hyp.words = refine_word_times(hyp.words, self.engine.audio()[:end], self.start)
         if not final:
             # The next partial waits for partial_every of new audio and for twice what this one took:
             # however small the chunks and however long the utterance (each partial decodes all of it),
@@ -336,9 +337,17 @@ class IncrementalDecoder:
         self.feats = np.zeros((0, features.dim), np.float32)  # < 7 + one chunk: not yet subsampled
         self.state = None
         self.outputs: list[np.ndarray] = []  # (frames, vocab) log-probs of this utterance
+        self.heard: list[np.ndarray] = []  # the utterance's audio, for the final's word edges
 
     def push(self, audio: np.ndarray) -> None:
         self.samples = np.concatenate([self.samples, audio.astype(np.float32)])
+        self.heard.append(audio.astype(np.float32))
+
+    def audio(self) -> np.ndarray:
+        """The utterance's audio so far."""
+        if len(self.heard) > 1:
+            self.heard = [np.concatenate(self.heard)]
+        return self.heard[0] if self.heard else np.zeros(0, np.float32)
 
     def log_probs(self, final: bool = False) -> np.ndarray:
         """(frames, vocab) log-probs of everything pushed so far (up to the last whole output frame)."""
@@ -366,7 +375,7 @@ class IncrementalDecoder:
 
     def nbytes(self) -> int:
         state = self.state if isinstance(self.state, (tuple, list)) else (self.state,)
-        return (self.samples.nbytes + self.feats.nbytes + sum(o.nbytes for o in self.outputs)
+        return (self.samples.nbytes + self.feats.nbytes + sum(o.nbytes for o in self.outputs + self.heard)
                 + sum(s.numel() * s.element_size() if hasattr(s, "numel") else s.nbytes
                       for s in state if s is not None))
 
@@ -400,11 +409,15 @@ class WindowDecoder:
     def push(self, audio: np.ndarray) -> None:
         self.chunks.append(audio.astype(np.float32))
 
-    def log_probs(self, start: int = 0, end: int | None = None) -> np.ndarray:
-        """Log-probs of audio[start:end]."""
+    def audio(self) -> np.ndarray:
+        """The utterance's audio so far."""
         if len(self.chunks) > 1:
             self.chunks = [np.concatenate(self.chunks)]
-        return self.recognizer.log_probs(self.chunks[0][start:end])
+        return self.chunks[0]
+
+    def log_probs(self, start: int = 0, end: int | None = None) -> np.ndarray:
+        """Log-probs of audio[start:end]."""
+        return self.recognizer.log_probs(self.audio()[start:end])
 
     def nbytes(self) -> int:
         return sum(c.nbytes for c in self.chunks)
