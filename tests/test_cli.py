@@ -144,6 +144,8 @@ def test_python_api():
         recognizer.transcribe([path, path])
     with pytest.raises(ConfigError, match="transcribe_batch: expected a list of inputs, got one str: use transcribe"):
         recognizer.transcribe_batch(path)
+    at_8k = v.load_audio(path, sample_rate=8000)
+    assert [r.text for r in recognizer.transcribe_batch([at_8k, at_8k], sample_rate=8000)] == ["nine", "nine"]
     assert v.format_result(recognizer.transcribe(path), "SRT").startswith("1\n")
     with pytest.raises(ConfigError, match="format: expected one of txt, json, srt, vtt, tsv, got 'docx'"):
         v.format_result(recognizer.transcribe(path), "docx")

@@ -140,9 +140,10 @@ class Recognizer:
         return self._result(samples, *self.decoder(options)(self.log_probs(samples), FRAME_SECONDS, 0.0, samples))
 
     def transcribe_batch(self, audios: list[AudioInput], batch_size: int = 8,
-                         options: DecodingOptions | None = None) -> list[Result]:
+                         options: DecodingOptions | None = None, sample_rate: int | None = None) -> list[Result]:
         """Transcribe many inputs, running the model on `batch_size` of them at a time
-        (inputs the VAD should split, as in transcribe(), go through it one by one)."""
+        (inputs the VAD should split, as in transcribe(), go through it one by one). `sample_rate`: the
+        rate of array inputs (default 16 kHz), as in transcribe()."""
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size: expected a whole number >= 1, got {batch_size!r}")
         if isinstance(audios, (str, os.PathLike, bytes, bytearray, np.ndarray)):
@@ -151,7 +152,7 @@ class Recognizer:
         vad = checked(options).vad if options is not None else None
         results = []
         for i in range(0, len(audios), batch_size):
-            samples = [load_audio(a) for a in audios[i: i + batch_size]]
+            samples = [load_audio(a, source_rate=sample_rate) for a in audios[i: i + batch_size]]
             split = [vad or (vad is None and len(s) > LONG_AUDIO_SECONDS * SAMPLE_RATE) for s in samples]
             for audio, s, v in zip(audios[i: i + batch_size], samples, split):
                 if not v:
