@@ -272,6 +272,10 @@ def run_main(capsys, *args) -> tuple[int, str, str]:
     (["listen", "--input", "a.flac", "--speed", "nan"], ["--speed", "nan"]),
     (["listen", "--input", "a.flac", "--speed", "1e-9"], ["--speed", "1e-09"]),  # the first chunk due in 270 years
     (["serve", "--max-upload-mb", "nan"], ["--max-upload-mb"]),
+    (["transcribe", "--vad", "maybe", "a.flac"], ["--vad", "'maybe'", "vocable transcribe --help"]),
+    (["transcribe"], ["required: FILE"]),
+    (["data", "split", "--dev-speakers", "x", FSDD_FIXTURES], ["--dev-speakers", "'x'"]),
+    (["frob"], ["'frob'", "vocable --help"]),
 ])
 def test_bad_options_and_text_inputs_are_one_line(workdir, capsys, args, fragments):
     code, _, err = run_main(capsys, *args)

@@ -19,7 +19,10 @@ STDIN = "-"  # FILE that means standard input (formats.output_path names its res
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a usage error already printed: its exit code
+        return stop.code
     if not hasattr(args, "func"):
         parser.print_help()
         return EXIT_USAGE
@@ -42,8 +45,16 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line like every other vocable error (argparse prints the
+    whole usage block first, eight lines for `transcribe`, burying the one that matters)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"vocable: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vocable", description="Offline speech recognition.")
+    parser = OneLineParser(prog="vocable", description="Offline speech recognition.")
     parser.add_argument("--version", action="version", version=f"vocable {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     add_transcribe(commands)
@@ -178,8 +189,8 @@ def add_decoding_arguments(p, long_audio_vad: bool = True) -> None:
     """Decoding options; `long_audio_vad` adds --vad (splitting files at pauses), which a live stream,
     cut into utterances by its own VAD, has no use for."""
     g = p.add_argument_group("decoding")
-    g.add_argument("--beam-size", type=int, metavar="N", help="beam search with N beams (default: greedy, "
-                   "or 8 with an LM or hotwords, 16 with phrases)")
+    g.add_argument("--beam-size", type=int, metavar="N", help="beam search with N beams (default: the model's "
+                   "tuned beam, en-default 32; else greedy, or 8 with an LM or hotwords, 16 with phrases)")
     g.add_argument("--lm", metavar="LM", help="ARPA file, bundled LM name, or 'none' (default: the model's LM)")
     g.add_argument("--lm-weight", type=float, metavar="W",
                    help="LM weight (default: the value tuned with the model's LM, else 0.5)")
