@@ -246,6 +246,10 @@ def test_init_from_continues_from_another_model(tmp_path, capsys):
     config_path.write_text(text.replace('d_model = 96', 'd_model = 64').replace('"second"', '"third"'))
     with pytest.raises(ConfigError, match=r"init_from: .* has model.d_model = 96 \(this config: 64\)"):
         train(load_config(config_path), show_progress=False)
+    # A config that leaves [model] out gets the start model's (the defaults would be another size).
+    config_path.write_text(text.split("[model]")[0] + "[optim]" + text.split("[optim]")[1])
+    assert load_config(config_path).model == start.model_config
+    assert load_config(config_path).features == start.features
 
 
 def test_a_bad_start_or_vocabulary_is_refused_before_audio_is_read(tmp_path, monkeypatch):

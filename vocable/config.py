@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .checks import from_dict
@@ -212,8 +212,9 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
         table = raw.setdefault(section, {})
         if isinstance(table, dict):  # else (`data = 5` in the file) from_dict says it must be a table
             table[key] = value
-    config = from_dict(TrainConfig, raw, str(path))
     base = path.parent
+    _fill_in_start_model(raw, base, str(path))
+    config = from_dict(TrainConfig, raw, str(path))
     config.data.train = [_resolve(base, p) for p in config.data.train]
     config.data.dev = [_resolve(base, p) for p in config.data.dev]
     config.augment.noise_dirs = [_resolve(base, p) for p in config.augment.noise_dirs]
@@ -222,6 +223,26 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
         config.run.init_from = _resolve(base, config.run.init_from)
     config.validate(str(path))
     return config
+
+
+def _fill_in_start_model(raw: dict, base: Path, where: str) -> None:
+    """With [run] init_from, the [model] and [features] keys the config leaves out are the start model's:
+    its weights fit only its own architecture, so a config need not repeat it (keys given must match)."""
+    run = raw.get("run")
+    start = run.get("init_from") if isinstance(run, dict) else None
+    if not isinstance(start, str) or not start:  # none, or a wrong type from_dict will name
+        return
+    from .errors import ModelError
+    from .modelfile import load_model_file  # here: modelfile imports this module's neighbours, and torch
+    try:
+        model = load_model_file(_resolve(base, start) if Path(start).suffix else start)
+    except ModelError as e:
+        raise ConfigError(f"{where}: [run] init_from: {e}") from None
+    for section, settings in (("model", model.model_config), ("features", model.features)):
+        given = raw.get(section, {})
+        if isinstance(given, dict):  # else from_dict says it must be a table
+            start_values = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
+            raw[section] = {**start_values, **given}
 
 
 def _from_cwd(value, bare_names: bool = False):

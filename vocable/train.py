@@ -429,7 +429,8 @@ def warn_if_not_english(utterances: list[Utterance], log) -> None:
 
 
 def starting_model(config: TrainConfig):
-    """The model of `run.init_from` (a .vocable file), which must have this config's [model] and [features]."""
+    """The model of `run.init_from` (a .vocable file), which must have this config's [model] and [features]
+    (load_config fills in the keys a config leaves out)."""
     try:
         start = load_model_file(config.run.init_from)
     except ModelError as e:
@@ -441,7 +442,7 @@ def starting_model(config: TrainConfig):
                    if theirs != (ours := asdict(config_side).get(key))]
     if differences:
         raise ConfigError(f"[run] init_from: {config.run.init_from} has {'; '.join(differences[:6])}: give the "
-                          f"config the model's settings")
+                          f"config's [model] and [features] none of their own keys, or the model's values")
     return start
 
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from ..audio import audio_info
 from ..errors import DataError, VocableError, VocableWarning
 from ..tokenizer import NORMALIZERS, folded_letters, unspellable_letters
-from .manifest import Utterance, read_kaldi_dir
+from .manifest import Utterance, plural, read_kaldi_dir
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus")
 ENGLISH_ALPHABET = set("abcdefghijklmnopqrstuvwxyz'")  # what normalize_english leaves
@@ -52,7 +52,7 @@ class ImportReport:
     def summary(self) -> str:
         hours = sum(u.duration for u in self.utterances) / 3600
         speakers = len({u.speaker for u in self.utterances if u.speaker})
-        text = f"{len(self.utterances)} utterances, {hours:.2f} h, {speakers} speakers"
+        text = f"{plural(len(self.utterances), 'utterance')}, {hours:.2f} h, {plural(speakers, 'speaker')}"
         anonymous = sum(not u.speaker for u in self.utterances)
         if anonymous:  # `data split` then cannot keep a speaker out of both sides
             text += f" ({anonymous} utterances without a speaker)"

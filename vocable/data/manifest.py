@@ -147,3 +147,8 @@ def read_kaldi_dir(folder: str | os.PathLike) -> list[Utterance]:
         audio = rel if os.path.isabs(rel) else str((folder / rel).resolve())
         utterances.append(Utterance(utt, audio, texts[utt], 0.0, speaker, meta))
     return utterances
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 speaker', '2 speakers'."""
+    return f"{count} {noun}{'s' * (count != 1)}"

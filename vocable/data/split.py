@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..errors import DataError
 from ..tokenizer import normalize_basic
-from .manifest import Utterance
+from .manifest import Utterance, plural
 
 AGE_BANDS = ((13, "child"), (18, "teen"), (60, "adult"))  # (upper bound in years, band); older: "senior"
 # Common Voice gives age as a decade word.
@@ -105,10 +105,6 @@ def allocate(total: int, sizes: dict, rng: random.Random) -> dict:
             if sum(quotas.values()) < total and quotas[g] < sizes[g]:
                 quotas[g] += 1
     return quotas
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'s' * (count != 1)}"
 
 
 def describe_split(split: Split) -> list[str]:
