@@ -15,7 +15,9 @@ speak() {  # ROLE SPEAKER ENGINE VOICE SENTENCES: one wav + txt per line, speaki
     n=$((n + 1)); f=$dir/$(printf '%s_%03d' "$2" $n)
     [ -f "$f.wav" ] && continue
     if [ "$3" = espeak ]; then espeak-ng -v "$4" -s $((140 + n * 37 % 60)) -w "$f.wav" "$line"
-    else flite -voice "$4" --setf duration_stretch="0.$((85 + n * 7 % 30))" -t "$line" -o "$f.wav"; fi
+    else stretch=$((85 + n * 7 % 30))  # percent: 0.85 to 1.14
+      flite -voice "$4" --setf duration_stretch="$((stretch / 100)).$(printf %02d $((stretch % 100)))" \
+        -t "$line" -o "$f.wav"; fi
     printf '%s\n' "$line" > "$f.txt"
   done < "$5"
 }
