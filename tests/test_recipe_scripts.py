@@ -1,4 +1,4 @@
-"""recipes/en_default helper scripts: pack.py (Opus transport copies), average.py (finish a cut run),
+"""Recipe configs, and recipes/en_default helper scripts: pack.py (Opus transport copies), average.py (finish a cut run),
 grow.py (a deeper or self-conditioned model from a trained one),
 device_run.sh (the GPU lease's runs, here on the CPU), tune_lm.py (decoding grid with a speaker-fold
 cross-validated WER) and test_time.py (ensembles and per-utterance adaptation)."""
@@ -12,6 +12,7 @@ import tarfile
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 
 from vocable.config import load_config
@@ -244,3 +245,11 @@ def test_adaptation_changes_the_output_and_resets_the_weights_between_utterances
     adapted_names = [names[id(p)] for p in engine.params]
     assert adapted_names and all(n.startswith("subsample.") or "norm" in n for n in adapted_names)
     assert not any(n.startswith("head.") or ".attn." in n for n in adapted_names)
+
+
+@pytest.mark.parametrize("config", sorted(RECIPE.parent.glob("*/*.toml")), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_recipe_config_loads(config):
+    """A recipe's training config is valid as shipped (recipes are not run in CI; their configs are)."""
+    loaded = load_config(config)
+    if loaded.run.init_from:  # [model] left out: the start model's architecture, which its weights need
+        assert loaded.model == load_model_file(loaded.run.init_from).model_config
