@@ -3,7 +3,7 @@
     python scripts/bundle_model.py recipes/en_default/exp/conformer/model.vocable --name en-default \
         --lm en-3gram --lm-weight 0.6 --word-bonus 1.5 --blank-penalty 1.0
 
-The LM weight, word bonus, blank penalty and beam size are the values tuned on a development set
+The LM weight, word bonus, blank penalty, beam size and shifts are the values tuned on a development set
 (recipes/en_default/tune_lm.py); they apply whenever the model is decoded with its own LM
 (vocable/decoding.py: with_model_defaults). --min-phrase-confidence is the phrase-grammar threshold
 calibrated for the model (benchmarks/phrase_grammar.py).
@@ -33,6 +33,8 @@ def main() -> None:
     p.add_argument("--word-bonus", type=float)
     p.add_argument("--blank-penalty", type=float)
     p.add_argument("--beam-size", type=int, help="beam size tuned with that LM (applies with the model's own LM)")
+    p.add_argument("--shifts", type=int, help="frame grids each utterance is decoded on (meta \"shifts\"; "
+                   "recipes/en_default/shift_vote.py measures it)")
     p.add_argument("--min-phrase-confidence", type=float,
                    help="phrase-grammar threshold calibrated for the model (benchmarks/phrase_grammar.py)")
     p.add_argument("--stream", action="append", default=[], metavar="KEY=VALUE",
@@ -51,7 +53,7 @@ def main() -> None:
         sys.exit(f"bundle_model: {e}")
     meta = {**loaded.meta, "name": args.name}
     for key, value in (("lm", args.lm), ("lm_weight", args.lm_weight), ("word_bonus", args.word_bonus),
-                       ("blank_penalty", args.blank_penalty), ("beam_size", args.beam_size),
+                       ("blank_penalty", args.blank_penalty), ("beam_size", args.beam_size), ("shifts", args.shifts),
                        ("min_phrase_confidence", args.min_phrase_confidence), ("note", args.note)):
         if value not in (None, ""):
             meta[key] = value
@@ -78,6 +80,7 @@ def main() -> None:
     print(f"wrote {out} ({size_mb:.1f} MB, fp16); default decoding: lm={meta.get('lm', 'none')} "
           f"lm_weight={meta.get('lm_weight', '-')} word_bonus={meta.get('word_bonus', '-')} "
           f"blank_penalty={meta.get('blank_penalty', '-')} beam_size={meta.get('beam_size', '-')} "
+          f"shifts={meta.get('shifts', 1)} "
           f"min_phrase_confidence={meta.get('min_phrase_confidence', '-')}")
 
 

@@ -516,3 +516,49 @@ def test_an_lm_without_the_models_accented_letters_is_warned_about(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", VocableWarning)  # English models spell no accents: never warned
         Decoder(TOK, DecodingOptions(lm=str(tmp_path / "folded-True.arpa")))
+
+
+@pytest.mark.parametrize("beam", [None, 8])
+def test_shifted_grids_keep_the_transcript_that_fits_them_all(beam):
+    """options.shifts: the unshifted grid narrowly hears "cat", three shifted grids clearly "cot"; the
+    transcript kept is the one with the best CTC fit over all four, its word times from the unshifted
+    grid. Greedy and beam search alike; a grammar ignores the grids."""
+    heard_a = spelled("the cat", {5: ("o", -0.5)})  # "a" over "o" at the 6th character
+    heard_o = [spelled("the cat", {5: ("o", 3.0)}, seed=s) for s in (1, 2, 3)]
+    options = DecodingOptions(beam_size=beam, shifts=4)
+    decoder = Decoder(TOK, options)
+    assert decoder(heard_a, FRAME)[0].text == "the cat"  # one grid: as before
+    hyp, _ = decoder(heard_a, FRAME, 0.0, None, heard_o)
+    assert hyp.text == "the cot"
+    assert [w.word for w in hyp.words] == ["the", "cot"]
+    assert hyp.words[1].start == pytest.approx(decoder(heard_a, FRAME)[0].words[1].start, abs=FRAME)
+    agreeing = [spelled("the cat", seed=s) for s in (1, 2, 3)]  # the shifted grids agree with the first
+    assert decoder(heard_a, FRAME, 0.0, None, agreeing)[0].text == "the cat"
+    grammar = Decoder(TOK, DecodingOptions(phrases=["the cat", "the cot"], shifts=4))
+    assert grammar(heard_a, FRAME, 0.0, None, heard_o)[0].text == "the cat"
+
+
+@pytest.mark.parametrize("bad", [0, 9, 1.5, "4", True])
+def test_shifts_out_of_range_are_refused(bad):
+    with pytest.raises(ConfigError, match="decoding option shifts: expected 1 to 8"):
+        DecodingOptions(shifts=bad)
+    assert DecodingOptions(shifts=np.int64(3)).shifts == 3
+    assert with_model_defaults(DecodingOptions(), {"shifts": 4}).shifts == 4
+    assert with_model_defaults(DecodingOptions(shifts=1), {"shifts": 4}).shifts == 1
+    assert with_model_defaults(DecodingOptions(), {}).shifts == 1
+
+
+def test_recognizer_decodes_on_grids_moved_by_a_fraction_of_a_frame(monkeypatch):
+    """Recognizer.transcribe with shifts=4 runs the model once on four copies of the audio, 0, 10, 20
+    and 30 ms of silence in front, and the digits model still reads its digit."""
+    digits = vocable.load("fsdd-digits")
+    audio = load_audio(sorted(FSDD_FIXTURES.glob("*.flac"))[0])
+    calls = []
+    real = digits.engine.log_probs_batch
+    monkeypatch.setattr(digits.engine, "log_probs_batch", lambda audios: calls.append([len(a) for a in audios]) or real(audios))
+    one = digits.transcribe(audio).text
+    four = digits.transcribe(audio, options=DecodingOptions(shifts=4)).text
+    assert calls == [[len(audio)], [len(audio) + n for n in (0, 160, 320, 480)]]
+    assert four == one != ""
+    batch = digits.transcribe_batch([audio, audio[:8000]], options=DecodingOptions(shifts=2))
+    assert calls[-1] == [len(audio), len(audio) + 320, 8000, 8320] and batch[0].text == one

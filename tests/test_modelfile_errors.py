@@ -80,6 +80,8 @@ def poison(value, count=1):
     (setter("meta", "word_bonus", float("inf")), "meta.word_bonus"),
     (setter("meta", "blank_penalty", None), "meta.blank_penalty"),
     (setter("meta", "beam_size", 0), "meta.beam_size"),
+    (setter("meta", "shifts", 0), "meta.shifts"),
+    (setter("meta", "shifts", 2.5), "meta.shifts"),
     (setter("meta", "min_phrase_confidence", 1.5), "meta.min_phrase_confidence: expected a number from 0 to 1"),
     (setter("meta", "lm", 3), "meta.lm"),
     (setter("meta", "stream", {"speech_margin": "abc"}), "meta: field 'stream.speech_margin'"),

@@ -105,12 +105,13 @@ def settings_from_table(cls, data, section: str, path: Path):
 # (the tuned defaults) are checked against the same table.
 WEIGHT_RANGES = {"lm_weight": (0.0, 10.0), "word_bonus": (-20.0, 20.0), "blank_penalty": (-20.0, 20.0)}
 MAX_BEAM = 4096  # hypotheses kept per frame
+MAX_SHIFTS = 8  # frame grids one audio is decoded on (DecodingOptions.shifts): each costs a model run and a search
 
 
 def check_model_meta(meta) -> dict:
     """A model file's meta with the fields vocable reads checked (see decoding.with_model_defaults):
     "lm" a string (an LM name or path, or "none"), lm_weight / word_bonus / blank_penalty numbers within
-    WEIGHT_RANGES, beam_size 1..MAX_BEAM, min_phrase_confidence 0..1, stream StreamOptions' fields, name a
+    WEIGHT_RANGES, beam_size 1..MAX_BEAM, shifts 1..MAX_SHIFTS, min_phrase_confidence 0..1, stream StreamOptions' fields, name a
     string. Raises FieldError."""
     if meta is None:
         return {}
@@ -127,6 +128,9 @@ def check_model_meta(meta) -> dict:
     beam = meta.get("beam_size")
     if beam is not None and not (is_int(beam) and 1 <= beam <= MAX_BEAM):
         raise FieldError("meta.beam_size", f"expected a positive integer up to {MAX_BEAM}, got {show(beam)}")
+    shifts = meta.get("shifts")
+    if shifts is not None and not (is_int(shifts) and 1 <= shifts <= MAX_SHIFTS):
+        raise FieldError("meta.shifts", f"expected a whole number from 1 to {MAX_SHIFTS}, got {show(shifts)}")
     name = meta.get("name")
     if name is not None and not isinstance(name, str):
         raise FieldError("meta.name", f"expected a string, got {show(name)}")

@@ -185,9 +185,10 @@ def print_result(args, path: str, result) -> None:
         print(format_result(result, args.format, path), end="")
 
 
-def add_decoding_arguments(p, long_audio_vad: bool = True) -> None:
-    """Decoding options; `long_audio_vad` adds --vad (splitting files at pauses), which a live stream,
-    cut into utterances by its own VAD, has no use for."""
+def add_decoding_arguments(p, files: bool = True) -> None:
+    """Decoding options; `files` adds --vad (splitting files at pauses) and --shifts (decoding whole
+    utterances more than once), which a live stream, cut into utterances by its own VAD and decoded as
+    it comes, has no use for."""
     g = p.add_argument_group("decoding")
     g.add_argument("--beam-size", type=int, metavar="N", help="beam search with N beams (default: the model's "
                    "tuned beam, en-default 32; else greedy, or 8 with an LM or hotwords, 16 with phrases)")
@@ -204,7 +205,10 @@ def add_decoding_arguments(p, long_audio_vad: bool = True) -> None:
                    "(a command grammar); unmatched audio gives empty text")
     g.add_argument("--min-phrase-confidence", type=float, metavar="C", help="with --phrases, reject a best "
                    "phrase whose confidence is below C, 0..1 (default: the model's calibrated value, else 0.4)")
-    if long_audio_vad:
+    if files:
+        g.add_argument("--shifts", type=int, metavar="N", help="decode each utterance on N frame grids, each "
+                       "moved by 1/N of a 40 ms frame, keeping the transcript that fits them all best; N times "
+                       "the work (default: the model's, en-default 4; 1 = once)")
         g.add_argument("--vad", choices=["auto", "on", "off"], default="auto",
                        help="split at pauses with a voice-activity detector (auto: audio over 30 s)")
 
@@ -223,7 +227,8 @@ def decoding_options(args):
         if not phrases:
             raise ConfigError(f"--phrases {args.phrases}: no phrases in the file")
     given = {"beam_size": args.beam_size, "lm": args.lm, "lm_weight": args.lm_weight, "word_bonus": args.word_bonus,
-             "blank_penalty": args.blank_penalty, "min_phrase_confidence": args.min_phrase_confidence}
+             "blank_penalty": args.blank_penalty, "min_phrase_confidence": args.min_phrase_confidence,
+             "shifts": getattr(args, "shifts", None)}
     return DecodingOptions(**{k: v for k, v in given.items() if v is not None}, hotwords=args.hotwords or (),
                            phrases=phrases, vad={"on": True, "off": False}.get(getattr(args, "vad", None)))
 
@@ -449,7 +454,7 @@ def add_listen(commands) -> None:
     p.add_argument("--endpoint", type=float, help="seconds of silence that end an utterance (default: the "
                    "model's stream setting, else 0.6)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default: %(default)s)")
-    add_decoding_arguments(p, long_audio_vad=False)
+    add_decoding_arguments(p, files=False)
     p.set_defaults(func=cmd_listen)
 
 

@@ -167,8 +167,8 @@ class Model:
             words = self.recognizer.transcribe(samples, options=options).words
             return Metadata([_transcript(words, sum(math.log(max(w.confidence, 1e-6)) for w in words))])
         decoder = self.recognizer.decoder(options)
-        log_probs = self.recognizer.log_probs(samples)
-        best, _ = decoder(log_probs, FRAME_SECONDS, 0.0, samples)  # as Recognizer.transcribe decodes it
+        log_probs, *shifted = self.recognizer.log_probs_on_grids([samples], decoder.options.shifts)[0]
+        best, _ = decoder(log_probs, FRAME_SECONDS, 0.0, samples, shifted)  # as Recognizer.transcribe decodes it
         others = self._other_hypotheses(decoder, log_probs, best.text, num_results - 1)
         return Metadata([_transcript(best.words, best.score)] + others)
 

@@ -349,7 +349,8 @@ def model_meta(config: TrainConfig, state: dict, train_utts: list[Utterance], in
 
 
 # How a model file says it should be decoded (decoding.with_model_defaults, stream.default_options).
-DECODING_META = ("lm", "lm_weight", "word_bonus", "blank_penalty", "beam_size", "min_phrase_confidence", "stream")
+DECODING_META = ("lm", "lm_weight", "word_bonus", "blank_penalty", "beam_size", "shifts", "min_phrase_confidence",
+                 "stream")
 
 
 def decoding_meta(start, log) -> dict:

@@ -101,6 +101,15 @@ class Recognizer:
         """Many (samples,) arrays → their (frames, vocab) log-probabilities, run as one padded batch."""
         return self.engine.log_probs_batch(audios)
 
+    def log_probs_on_grids(self, audios: list[np.ndarray], shifts: int) -> list[list[np.ndarray]]:
+        """Each array's log-probs on `shifts` frame grids: unshifted first, then moved by 1/shifts of a
+        frame each (that much silence put in front); all run as one padded batch."""
+        step = FRAME_SECONDS * SAMPLE_RATE / shifts  # samples
+        copies = [np.concatenate([np.zeros(round(k * step), np.float32), a]) if k else a
+                  for a in audios for k in range(shifts)]
+        log_probs = self.log_probs_batch(copies)
+        return [log_probs[i * shifts: (i + 1) * shifts] for i in range(len(audios))]
+
     def decoder(self, options: DecodingOptions | None = None) -> Decoder:
         """The Decoder for `options` (default: greedy, or beam search with the model's LM if it names one)."""
         key = repr(checked(options))
@@ -137,7 +146,9 @@ class Recognizer:
         if vad or (vad is None and len(samples) > LONG_AUDIO_SECONDS * SAMPLE_RATE):
             return self._transcribe_stream(iter([samples]), options)
         check_one_pass(samples, name or _label(audio))
-        return self._result(samples, *self.decoder(options)(self.log_probs(samples), FRAME_SECONDS, 0.0, samples))
+        decoder = self.decoder(options)
+        log_probs, *shifted = self.log_probs_on_grids([samples], decoder.options.shifts)[0]
+        return self._result(samples, *decoder(log_probs, FRAME_SECONDS, 0.0, samples, shifted))
 
     def transcribe_batch(self, audios: list[AudioInput], batch_size: int = 8,
                          options: DecodingOptions | None = None, sample_rate: int | None = None) -> list[Result]:
@@ -150,17 +161,21 @@ class Recognizer:
             raise ConfigError(f"transcribe_batch: expected a list of inputs, got one {type(audios).__name__}: "
                               f"use transcribe")
         vad = checked(options).vad if options is not None else None
-        results = []
+        decoder, results = self.decoder(options), []
         for i in range(0, len(audios), batch_size):
             samples = [load_audio(a, source_rate=sample_rate) for a in audios[i: i + batch_size]]
             split = [vad or (vad is None and len(s) > LONG_AUDIO_SECONDS * SAMPLE_RATE) for s in samples]
             for audio, s, v in zip(audios[i: i + batch_size], samples, split):
                 if not v:
                     check_one_pass(s, _label(audio))
-            whole = iter(self.log_probs_batch([s for s, v in zip(samples, split) if not v]) if not all(split) else [])
+            whole = iter(self.log_probs_on_grids([s for s, v in zip(samples, split) if not v], decoder.options.shifts)
+                         if not all(split) else [])
             for s, v in zip(samples, split):
-                results.append(self._transcribe_stream(iter([s]), options) if v else
-                               self._result(s, *self.decoder(options)(next(whole), FRAME_SECONDS, 0.0, s)))
+                if v:
+                    results.append(self._transcribe_stream(iter([s]), options))
+                else:
+                    log_probs, *shifted = next(whole)
+                    results.append(self._result(s, *decoder(log_probs, FRAME_SECONDS, 0.0, s, shifted)))
         return results
 
     def align(self, audio: AudioInput, text: str, sample_rate: int | None = None) -> Result:
@@ -185,8 +200,9 @@ class Recognizer:
         def flush():
             if not batch:
                 return
-            for (start, audio), lp in zip(batch, self.log_probs_batch([a for _, a in batch])):
-                hyp, match = decoder(lp, FRAME_SECONDS, start / SAMPLE_RATE, audio)
+            grids = self.log_probs_on_grids([a for _, a in batch], decoder.options.shifts)
+            for (start, audio), (log_probs, *shifted) in zip(batch, grids):
+                hyp, match = decoder(log_probs, FRAME_SECONDS, start / SAMPLE_RATE, audio, shifted)
                 if match is not None:
                     matches.append(match)
                 if hyp.text:
