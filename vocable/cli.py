@@ -208,7 +208,7 @@ def add_decoding_arguments(p, files: bool = True) -> None:
     if files:
         g.add_argument("--shifts", type=int, metavar="N", help="decode each utterance on N frame grids, each "
                        "moved by 1/N of a 40 ms frame, keeping the transcript that fits them all best; N times "
-                       "the work (default: the model's, en-default 4; 1 = once)")
+                       "the work (default: the model's, en-default 2; 1 = once)")
         g.add_argument("--vad", choices=["auto", "on", "off"], default="auto",
                        help="split at pauses with a voice-activity detector (auto: audio over 30 s)")
 
