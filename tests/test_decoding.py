@@ -546,6 +546,7 @@ def test_shifts_out_of_range_are_refused(bad):
     assert with_model_defaults(DecodingOptions(), {"shifts": 4}).shifts == 4
     assert with_model_defaults(DecodingOptions(shifts=1), {"shifts": 4}).shifts == 1
     assert with_model_defaults(DecodingOptions(), {}).shifts == 1
+    assert with_model_defaults(DecodingOptions(phrases=["stop"]), {"shifts": 4}).shifts == 1  # grammars decode once
 
 
 def test_recognizer_decodes_on_grids_moved_by_a_fraction_of_a_frame(monkeypatch):

@@ -207,7 +207,7 @@ def with_model_defaults(options: DecodingOptions, model_meta: dict | None = None
     WORD_BONUS and BLANK_PENALTY. With its own LM and no grammar, the model's tuned beam size (meta
     "beam_size") also applies when options leave it None. min_phrase_confidence: the model's calibrated
     threshold (meta "min_phrase_confidence", benchmarks/phrase_grammar.py), else MIN_PHRASE_CONFIDENCE.
-    shifts: the model's (meta "shifts"), else 1."""
+    shifts: the model's (meta "shifts"), else 1; 1 with a phrase grammar, which decodes once."""
     meta = model_meta or {}
     own_lm = options.lm is None or options.lm == meta.get("lm")
     weight, bonus, penalty = (meta.get("lm_weight", LM_WEIGHT), meta.get("word_bonus", WORD_BONUS),
@@ -224,7 +224,7 @@ def with_model_defaults(options: DecodingOptions, model_meta: dict | None = None
                    blank_penalty=float(penalty if options.blank_penalty is None else options.blank_penalty),
                    beam_size=None if beam is None else int(beam),
                    min_phrase_confidence=float(MIN_PHRASE_CONFIDENCE if threshold is None else threshold),
-                   shifts=int(options.shifts or meta.get("shifts") or 1))
+                   shifts=1 if options.phrases is not None else int(options.shifts or meta.get("shifts") or 1))
 
 
 def parse_hotwords(spec: str) -> list[tuple[str, float]]:
@@ -640,7 +640,7 @@ class Decoder:
         grids, 38.2 % with 4; docs/decoding.md.)"""
         penalty = self.options.blank_penalty if self.search is not None and self.lm is not None else 0.0
         text_score: dict[str, float] = {}
-        first = None
+        bests = []  # per grid: its greedy Hypothesis, or its search's finals (best first)
         for grid in grids:
             if self.search is None:  # greedy: no text score
                 best = greedy_decode(grid, self.tokenizer, frame_seconds, offset)
@@ -650,20 +650,19 @@ class Decoder:
                 if best:
                     total, acoustic, _, text = best[0]
                     text_score.setdefault(text, total - acoustic)
-            if first is None:
-                first = best
-        scored = [penalise_blank(g, penalty) if penalty else g for g in grids]
-
-        def fit(text: str) -> float:
-            tokens = self.tokenizer.encode(text)
-            return text_score[text] + sum(ctc_log_likelihood(g, tokens) for g in scored) / len(scored)
-
-        winner = max(text_score, key=fit) if len(text_score) > 1 else None
+            bests.append(best)
+        first = bests[0]
         own = first.text if self.search is None else (first[0][3] if first else None)
-        if winner is None or winner == own:  # the unshifted grid's own decoding, as without shifts
-            return first if self.search is None else self.search.decode(grids[0], frame_seconds, offset, first)
-        return aligned_hypothesis(grids[0], self.tokenizer.encode(winner), self.tokenizer, frame_seconds, offset,
-                                  fit(winner), winner)
+        if len(text_score) > 1:
+            scored = [penalise_blank(g, penalty) if penalty else g for g in grids]
+            fits = {text: score + sum(ctc_log_likelihood(g, self.tokenizer.encode(text)) for g in scored) / len(scored)
+                    for text, score in text_score.items()}
+            winner = max(fits, key=fits.get)
+            if winner != own:
+                return aligned_hypothesis(grids[0], self.tokenizer.encode(winner), self.tokenizer, frame_seconds,
+                                          offset, fits[winner], winner)
+        # the unshifted grid's own decoding, as without shifts
+        return first if self.search is None else self.search.decode(grids[0], frame_seconds, offset, first)
 
     def _decode(self, log_probs, frame_seconds, offset):
         if self.options.phrases is not None:
