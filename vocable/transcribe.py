@@ -110,6 +110,13 @@ class Recognizer:
         log_probs = self.log_probs_batch(copies)
         return [log_probs[i * shifts: (i + 1) * shifts] for i in range(len(audios))]
 
+    def _decoded(self, decoder: Decoder, audios: list[np.ndarray], offsets: list[float] | None = None) -> list:
+        """(Hypothesis, PhraseMatch or None) of each (samples,) array starting at `offsets` seconds (default
+        0): one model batch over the options.shifts frame grids of all of them, then each decoded."""
+        grids = self.log_probs_on_grids(audios, decoder.options.shifts)
+        return [decoder(log_probs, FRAME_SECONDS, offset, audio, shifted)
+                for audio, offset, (log_probs, *shifted) in zip(audios, offsets or [0.0] * len(audios), grids)]
+
     def decoder(self, options: DecodingOptions | None = None) -> Decoder:
         """The Decoder for `options` (default: greedy, or beam search with the model's LM if it names one)."""
         key = repr(checked(options))
@@ -146,9 +153,7 @@ class Recognizer:
         if vad or (vad is None and len(samples) > LONG_AUDIO_SECONDS * SAMPLE_RATE):
             return self._transcribe_stream(iter([samples]), options)
         check_one_pass(samples, name or _label(audio))
-        decoder = self.decoder(options)
-        log_probs, *shifted = self.log_probs_on_grids([samples], decoder.options.shifts)[0]
-        return self._result(samples, *decoder(log_probs, FRAME_SECONDS, 0.0, samples, shifted))
+        return self._result(samples, *self._decoded(self.decoder(options), [samples])[0])
 
     def transcribe_batch(self, audios: list[AudioInput], batch_size: int = 8,
                          options: DecodingOptions | None = None, sample_rate: int | None = None) -> list[Result]:
@@ -168,14 +173,9 @@ class Recognizer:
             for audio, s, v in zip(audios[i: i + batch_size], samples, split):
                 if not v:
                     check_one_pass(s, _label(audio))
-            whole = iter(self.log_probs_on_grids([s for s, v in zip(samples, split) if not v], decoder.options.shifts)
-                         if not all(split) else [])
+            whole = iter(self._decoded(decoder, [s for s, v in zip(samples, split) if not v]) if not all(split) else [])
             for s, v in zip(samples, split):
-                if v:
-                    results.append(self._transcribe_stream(iter([s]), options))
-                else:
-                    log_probs, *shifted = next(whole)
-                    results.append(self._result(s, *decoder(log_probs, FRAME_SECONDS, 0.0, s, shifted)))
+                results.append(self._transcribe_stream(iter([s]), options) if v else self._result(s, *next(whole)))
         return results
 
     def align(self, audio: AudioInput, text: str, sample_rate: int | None = None) -> Result:
@@ -200,9 +200,8 @@ class Recognizer:
         def flush():
             if not batch:
                 return
-            grids = self.log_probs_on_grids([a for _, a in batch], decoder.options.shifts)
-            for (start, audio), (log_probs, *shifted) in zip(batch, grids):
-                hyp, match = decoder(log_probs, FRAME_SECONDS, start / SAMPLE_RATE, audio, shifted)
+            decoded = self._decoded(decoder, [a for _, a in batch], [start / SAMPLE_RATE for start, _ in batch])
+            for (start, _), (hyp, match) in zip(batch, decoded):
                 if match is not None:
                     matches.append(match)
                 if hyp.text:
