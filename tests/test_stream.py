@@ -147,6 +147,27 @@ def test_window_engine_finds_each_digit_with_partials(digits_model):
     assert first_partial.end < spans[0][1] + 0.6
 
 
+def test_window_finals_decode_on_the_shifted_grids_partials_once(digits_model, monkeypatch):
+    """With shifts=2 each final runs the model on its utterance twice (the copy with 20 ms of silence in
+    front), one batch, as a file is decoded; partials run it once; and the finals read as with one grid."""
+    from vocable.decoding import DecodingOptions
+    audio, digits, spans = digit_stream(digits_model)
+    calls = []
+    real = digits_model.engine.log_probs_batch
+    monkeypatch.setattr(digits_model.engine, "log_probs_batch",
+                        lambda audios: calls.append([len(a) for a in audios]) or real(audios))
+    streamer = Streamer(digits_model, options=StreamOptions(vad="energy"), decoding=DecodingOptions(shifts=2))
+    events = run_stream(streamer, audio, chunk=1600)
+    finals = [e for e in events if e.type == "final"]
+    assert [e.text for e in finals] == digits
+    pairs = [c for c in calls if len(c) == 2]
+    assert len(pairs) == len(digits) and all(b - a == 320 for a, b in pairs)
+    assert len(calls) - len(pairs) >= len([e for e in events if e.type == "partial"]) > 0
+    assert all(len(c) in (1, 2) for c in calls)
+    for event, (start, end) in zip(finals, spans):  # word times from the unshifted grid and the signal
+        assert abs(event.words[0].start - start) < 0.08 and abs(event.words[0].end - end) < 0.08
+
+
 def test_incremental_finals_get_word_edges_from_the_signal(digits_model):
     """The incremental engine's finals had CTC spike times (a word ending 40 ms after it started); now
     their edges come from the signal, as the window engine's. Here the decoder is made to spike in the
@@ -309,6 +330,11 @@ def test_listen_decodes_with_the_options_given(digits_model, tmp_path, capsys):
     assert [line.split("] ", 1)[1] for line in capsys.readouterr().out.splitlines()] == [digits[1]]
     assert main(["listen", "--model", digits_model.loaded.path, "--input", str(path), "--lm", "gone.arpa"]) == 2
     assert "gone.arpa" in capsys.readouterr().err
+    assert main(["listen", "--model", digits_model.loaded.path, "--input", str(path), "--speed", "0",
+                 "--shifts", "2"]) == 0
+    assert [line.split("] ", 1)[1] for line in capsys.readouterr().out.splitlines()] == digits
+    assert main(["listen", "--model", digits_model.loaded.path, "--input", str(path), "--shifts", "9"]) == 2
+    assert "shifts: expected 1 to 8" in capsys.readouterr().err
 
 
 def test_listen_at_real_time_speed_takes_real_time(digits_model, tmp_path, capsys):

@@ -186,9 +186,8 @@ def print_result(args, path: str, result) -> None:
 
 
 def add_decoding_arguments(p, files: bool = True) -> None:
-    """Decoding options; `files` adds --vad (splitting files at pauses) and --shifts (decoding whole
-    utterances more than once), which a live stream, cut into utterances by its own VAD and decoded as
-    it comes, has no use for."""
+    """Decoding options; `files` adds --vad (splitting files at pauses), which a live stream, cut into
+    utterances by its own VAD, has no use for."""
     g = p.add_argument_group("decoding")
     g.add_argument("--beam-size", type=int, metavar="N", help="beam search with N beams (default: the model's "
                    "tuned beam, en-default 32; else greedy, or 8 with an LM or hotwords, 16 with phrases)")
@@ -205,10 +204,10 @@ def add_decoding_arguments(p, files: bool = True) -> None:
                    "(a command grammar); unmatched audio gives empty text")
     g.add_argument("--min-phrase-confidence", type=float, metavar="C", help="with --phrases, reject a best "
                    "phrase whose confidence is below C, 0..1 (default: the model's calibrated value, else 0.4)")
+    g.add_argument("--shifts", type=int, metavar="N", help="decode each utterance on N frame grids, each "
+                   "moved by 1/N of a 40 ms frame, keeping the transcript that fits them all best; N times "
+                   "the work (default: the model's, en-default 2; 1 = once; live: finals only)")
     if files:
-        g.add_argument("--shifts", type=int, metavar="N", help="decode each utterance on N frame grids, each "
-                       "moved by 1/N of a 40 ms frame, keeping the transcript that fits them all best; N times "
-                       "the work (default: the model's, en-default 2; 1 = once)")
         g.add_argument("--vad", choices=["auto", "on", "off"], default="auto",
                        help="split at pauses with a voice-activity detector (auto: audio over 30 s)")
 

@@ -296,17 +296,17 @@ class _Utterance:
 
     def hypothesis(self, final: bool) -> Hypothesis:
         began = time.perf_counter()
-        if isinstance(self.engine, IncrementalDecoder):
-            end = None
-            hyp = self.recognizer.decode(self.engine.log_probs(final), offset=self.start, options=self.decoding)
-        else:
-            # The window engine's final leaves out the endpointer's trailing silence, as the start left
-            # out the lead-in.
-            end = self.speech_end + self.margin if final else None
-            hyp = self.recognizer.decode(self.engine.log_probs(0, end), offset=self.start, options=self.decoding)
+        if final and isinstance(self.engine, WindowDecoder):
+            # Decoded as a file is: on the decoding's frame grids (options.shifts), word edges from the
+            # signal. It leaves out the endpointer's trailing silence, as the start left out the lead-in.
+            audio = self.engine.audio()[: self.speech_end + self.margin]
+            return self.recognizer._decoded(self.recognizer.decoder(self.decoding), [audio], [self.start])[0][0]
+        # one frame grid, however many the decoding asks for: partials are many, and the incremental engine's
+        # model state has seen the audio once
+        hyp = self.recognizer.decode(self.engine.log_probs(final), offset=self.start, options=self.decoding)
         if final:  # word edges from the signal, as offline (CTC spikes put a word's end at its start)
-            hyp.words = refine_word_times(hyp.words, self.engine.audio()[:end], self.start)
-        if not final:
+            hyp.words = refine_word_times(hyp.words, self.engine.audio(), self.start)
+        else:
             # The next partial waits for partial_every of new audio and for twice what this one took:
             # however small the chunks and however long the utterance (each partial decodes all of it),
             # partials use at most half of real time, and the stream keeps up.
@@ -415,9 +415,9 @@ class WindowDecoder:
             self.chunks = [np.concatenate(self.chunks)]
         return self.chunks[0]
 
-    def log_probs(self, start: int = 0, end: int | None = None) -> np.ndarray:
-        """Log-probs of audio[start:end]."""
-        return self.recognizer.log_probs(self.audio()[start:end])
+    def log_probs(self, final: bool = False) -> np.ndarray:
+        """Log-probs of the audio so far (`final`: as IncrementalDecoder's, for the same call)."""
+        return self.recognizer.log_probs(self.audio())
 
     def nbytes(self) -> int:
         return sum(c.nbytes for c in self.chunks)

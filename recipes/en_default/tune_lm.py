@@ -10,7 +10,10 @@ The best point's WER is optimistic: it was chosen on the very set it is measured
 prints a cross-validated WER: the speakers are dealt into FOLDS groups, and each group is decoded with
 the point that was best on the other groups' speakers (the JSON's "cv_wer").
 
-It also prints the oracle WER of the best point's beam (the JSON's "oracle_wer"): each utterance scored by
+With --shifts N every point decodes on N shifted frame grids (DecodingOptions.shifts, docs/decoding.md),
+as the model will be decoded when its meta says "shifts": N; the grids' log-probabilities are computed once.
+
+It also prints the oracle WER of the best point's (unshifted) beam (the JSON's "oracle_wer"): each utterance scored by
 whichever of the search's final hypotheses is closest to its reference, the most that rescoring the beam
 (a larger LM, a second pass) could gain. For en-default on so762-dev: 39.8 % top-1, 33.4 % oracle.
 """
@@ -82,6 +85,7 @@ def main() -> None:
     p.add_argument("--weights", type=float, nargs="+", default=WEIGHTS)
     p.add_argument("--bonuses", type=float, nargs="+", default=BONUSES)
     p.add_argument("--blank-penalties", type=float, nargs="+", default=BLANK_PENALTIES)
+    p.add_argument("--shifts", type=int, default=1, help="frame grids per utterance (default 1)")
     p.add_argument("--adapt", type=float, nargs=2, metavar=("LR", "STEPS"),
                    help="tune for test_time.py's per-utterance adaptation at this rate and step count")
     args = p.parse_args()
@@ -93,13 +97,15 @@ def main() -> None:
     from vocable.evaluate import word_errors
     from vocable.lm import resolve_lm
     from vocable.tokenizer import normalize_english
+    from vocable.transcribe import FRAME_SECONDS
 
     args.output.parent.mkdir(parents=True, exist_ok=True)  # before the work, so none of it is lost
     # Every grid point's options, and the LM, made (so checked) before the acoustic pass.
     points = [(beam, w, b, pen) for beam in args.beams for w in args.weights for b in args.bonuses
               for pen in args.blank_penalties]
     point_options = {point: DecodingOptions(lm=args.lm, lm_weight=point[1], word_bonus=point[2],
-                                            blank_penalty=point[3], beam_size=point[0]) for point in points}
+                                            blank_penalty=point[3], beam_size=point[0], shifts=args.shifts)
+                     for point in points}
     resolve_lm(args.lm)  # loaded once (cached): no grid point is charged for it
     recognizer = vocable.load(args.model, threads=1)
     if args.adapt:
@@ -107,13 +113,16 @@ def main() -> None:
         recognizer.engine = AdaptingEngine(recognizer, args.adapt[0], int(args.adapt[1]))
     utterances = [u for u in read_dataset(args.dev) if u.text]
     refs = [normalize_english(u.text) for u in utterances]
-    log_probs = [recognizer.log_probs(load_audio(u.audio))
-                 for u in tqdm(utterances, desc="acoustic model", unit="utt")]
+    grids = [recognizer.log_probs_on_grids([load_audio(u.audio)], args.shifts)[0]
+             for u in tqdm(utterances, desc="acoustic model", unit="utt")]
+    log_probs = [unshifted for unshifted, *_ in grids]
 
     def utterance_errors(options: DecodingOptions) -> list[tuple[int, int]]:
-        return [word_errors(ref, recognizer.decode(lp, options=options).text) for ref, lp in zip(refs, log_probs)]
+        decoder = recognizer.decoder(options)
+        return [word_errors(ref, decoder(unshifted, FRAME_SECONDS, 0.0, None, shifted)[0].text)
+                for ref, (unshifted, *shifted) in zip(refs, grids)]
 
-    greedy = pooled_wer(utterance_errors(DecodingOptions(lm="none")))
+    greedy = pooled_wer(utterance_errors(DecodingOptions(lm="none", shifts=args.shifts)))
     errors = {point: utterance_errors(point_options[point]) for point in tqdm(points, desc="grid", unit="point")}
     grid = {point: pooled_wer(e) for point, e in errors.items()}
     (beam, weight, bonus, penalty), best = min(grid.items(), key=lambda item: item[1])
@@ -122,7 +131,8 @@ def main() -> None:
     oracle = pooled_wer(beam_oracle_errors(recognizer.tokenizer, resolve_lm(args.lm),
                                            point_options[beam, weight, bonus, penalty], refs, log_probs))
 
-    print(f"{Path(args.dev).name}, {len(refs)} utterances; model {args.model}; greedy WER {greedy:.2%}")
+    print(f"{Path(args.dev).name}, {len(refs)} utterances; model {args.model}; {args.shifts} frame grid(s); "
+          f"greedy WER {greedy:.2%}")
     for size in args.beams:
         for pen in args.blank_penalties:
             print(f"\nbeam {size}, blank penalty {pen:g}:\n| LM weight \\ word bonus | "
@@ -135,7 +145,7 @@ def main() -> None:
     print(f"cross-validated over {FOLDS} speaker folds: WER {cv_wer:.2%} (points chosen: {cv_points})")
     print(f"oracle WER over the best point's final beam: {oracle:.2%} (the most rescoring it could give)")
     args.output.write_text(json.dumps({"lm": args.lm, "lm_weight": weight, "word_bonus": bonus,
-                                       "blank_penalty": penalty, "beam_size": beam,
+                                       "blank_penalty": penalty, "beam_size": beam, "shifts": args.shifts,
                                        "wer": best, "cv_wer": cv_wer, "cv_points": cv_points, "oracle_wer": oracle,
                                        "greedy_wer": greedy, "dev": str(args.dev),
                                        "utterances": len(refs), "grid": [list(k) + [e] for k, e in grid.items()]},
