@@ -1,17 +1,22 @@
-"""Streaming latency and speed: time to first partial, end-of-speech-to-final latency, RTF per chunk size.
+"""Streaming latency, speed and accuracy: time to first partial, end-of-speech-to-final latency, RTF per
+chunk size, WER of the finals.
 
     python benchmarks/streaming.py [--model fsdd-digits] [--model fsdd-digits-streaming] [--chunks 80,160,320]
+    python benchmarks/streaming.py --model en-default --manifest recipes/en_default/data/so762-dev.jsonl \
+        --limit 100 --chunks 160 [--shifts 1]
 
-Data: FSDD's test takes (takes 0-4 of every digit and speaker, ../shared/data/fsdd/test; --limit of them
-drawn with a fixed seed across digits and speakers), joined GROUP at a
-time into streams with GAP seconds of silence between digits, so each digit is one utterance whose
-start and end in the stream are known (FSDD clips are trimmed to the word).
+Data: by default FSDD's test takes (takes 0-4 of every digit and speaker, ../shared/data/fsdd/test; --limit
+of them drawn with a fixed seed across digits and speakers), joined GROUP at a time into streams with GAP
+seconds of silence between digits, so each digit is one utterance whose start and end in the stream are
+known (FSDD clips are trimmed to the word). With --manifest, --limit of its utterances (seeded draw), each
+its own stream with GAP/2 s of silence before and GAP s after.
 
 Audio is fed chunk by chunk as fast as the CPU allows; each event's emission time is taken on a
 simulated real-time clock: the audio time at the end of the chunk that produced it, plus the wall time
 spent processing that chunk (as a live stream would see it). Latencies are measured from the clip's
 start (first partial) and end (final). The final cannot come before `endpoint_silence` of
-non-speech has passed: that wait is part of the figure and is printed with it.
+non-speech has passed: that wait is part of the figure and is printed with it. WER: each utterance's
+finals joined against its transcript; "offline" rows transcribe each clip alone (no VAD), as a file.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ sys.path.insert(0, str(ROOT))
 from vocable.errors import run_script  # noqa: E402
 
 from vocable.audio import SAMPLE_RATE, load_audio  # noqa: E402
-from vocable.data.manifest import read_kaldi_dir  # noqa: E402
+from vocable.data.manifest import read_dataset, read_kaldi_dir  # noqa: E402
+from vocable.decoding import DecodingOptions  # noqa: E402
+from vocable.evaluate import word_errors  # noqa: E402
 from vocable.stream import Streamer, StreamOptions, default_options  # noqa: E402
 from vocable.tokenizer import normalize_english  # noqa: E402
 from vocable.transcribe import load  # noqa: E402
@@ -53,16 +60,19 @@ def chunk_sizes(text: str) -> list[int]:
     return sizes
 
 
-def build_streams(limit: int):
-    """[(audio, [(text, start s, end s), ...])] from `limit` of FSDD's test takes, drawn (seeded) across
-    every digit and speaker: the first `limit` by id were the digits zero to four only."""
-    utterances = sorted(read_kaldi_dir(FSDD_TEST), key=lambda u: u.id)
+def build_streams(limit: int, manifest: str | None = None):
+    """[(audio, [(text, start s, end s), ...])] from `limit` of FSDD's test takes (GROUP per stream) or of
+    the manifest's utterances (one per stream), drawn (seeded) across the set: the first `limit` by id
+    of FSDD were the digits zero to four only."""
+    utterances = sorted((u for u in (read_dataset(manifest) if manifest else read_kaldi_dir(FSDD_TEST)) if u.text),
+                        key=lambda u: u.id)
     utterances = random.Random(0).sample(utterances, min(limit, len(utterances)))
+    group = 1 if manifest else GROUP
     silence = np.zeros(int(GAP * SAMPLE_RATE), np.float32)
     streams = []
-    for i in range(0, len(utterances), GROUP):
+    for i in range(0, len(utterances), group):
         parts, truth, t = [silence[: len(silence) // 2]], [], GAP / 2
-        for u in utterances[i: i + GROUP]:
+        for u in utterances[i: i + group]:
             clip = load_audio(u.audio)
             truth.append((normalize_english(u.text), t, t + len(clip) / SAMPLE_RATE))
             parts += [clip, silence]
@@ -71,11 +81,11 @@ def build_streams(limit: int):
     return streams
 
 
-def run(recognizer, streams, chunk_ms: int, options: StreamOptions) -> dict:
+def run(recognizer, streams, chunk_ms: int, options: StreamOptions, decoding: DecodingOptions) -> dict:
     step = chunk_ms * SAMPLE_RATE // 1000
     busy, audio_seconds, first_partial, final_latency, errors, words, peak_state = 0.0, 0.0, [], [], 0, 0, 0
     for audio, truth in streams:
-        streamer = Streamer(recognizer, options=options)
+        streamer = Streamer(recognizer, options=options, decoding=decoding)
         events = []  # (emission time on the live clock, event)
         for i in range(0, len(audio), step):
             started = time.perf_counter()
@@ -89,7 +99,6 @@ def run(recognizer, streams, chunk_ms: int, options: StreamOptions) -> dict:
         busy += time.perf_counter() - started
         events += [(len(audio) / SAMPLE_RATE, e) for e in tail]
         audio_seconds += len(audio) / SAMPLE_RATE
-        finals = [(t, e) for t, e in events if e.type == "final"]
         for text, start, end in truth:
             # The utterance an event belongs to: the truth span nearest to the event's start time.
             mine = [(t, e) for t, e in events if _nearest(e.start, truth) == (text, start, end)]
@@ -99,23 +108,22 @@ def run(recognizer, streams, chunk_ms: int, options: StreamOptions) -> dict:
                 first_partial.append(partials[0] - start)
             if final:
                 final_latency.append(final[0][0] - end)
-            words += 1
-            errors += 0 if [e.text for _, e in final] == [text] else 1
-        errors += max(0, len(finals) - len(truth))  # insertions
+            wrong, n = word_errors(text, " ".join(e.text for _, e in final))
+            errors, words = errors + wrong, words + n
     return {"chunk_ms": chunk_ms, "rtf": busy / audio_seconds, "audio_s": audio_seconds,
             "first_partial": np.array(first_partial), "final": np.array(final_latency),
-            "error_rate": errors / max(1, words), "words": words, "peak_state_kb": peak_state / 1024}
+            "wer": errors / max(1, words), "words": words, "peak_state_kb": peak_state / 1024}
 
 
-def offline_error(recognizer, streams) -> float:
-    """Digit error rate of transcribing each clip on its own: what the model does without streaming."""
-    wrong = total = 0
+def offline_wer(recognizer, streams, decoding: DecodingOptions) -> float:
+    """WER of transcribing each clip on its own: what the model does without streaming."""
+    errors = words = 0
     for audio, truth in streams:
         for text, start, end in truth:
             clip = audio[round(start * SAMPLE_RATE): round(end * SAMPLE_RATE)]
-            wrong += recognizer.transcribe(clip).text != text
-            total += 1
-    return wrong / max(1, total)
+            wrong, n = word_errors(text, recognizer.transcribe(clip, options=decoding).text)
+            errors, words = errors + wrong, words + n
+    return errors / max(1, words)
 
 
 def _nearest(time_s: float, truth) -> tuple:
@@ -135,24 +143,33 @@ def main():
     parser.add_argument("--model", action="append", help="model name or file (repeatable; default: fsdd-digits "
                                                          "and fsdd-digits-streaming when bundled)")
     parser.add_argument("--chunks", type=chunk_sizes, default="80,160,320", help="chunk sizes in ms")
-    parser.add_argument("--limit", type=int, default=150, help="FSDD test clips to use (default: %(default)s)")
+    parser.add_argument("--limit", type=int, default=150, help="clips to use (default: %(default)s)")
+    parser.add_argument("--manifest", help="utterances to stream, one per stream (default: FSDD test digits)")
+    parser.add_argument("--shifts", type=int, help="frame grids for each final and offline clip "
+                                                   "(default: the model's)")
     parser.add_argument("--endpoint", type=float, default=StreamOptions().endpoint_silence)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    if args.limit < GROUP:
-        parser.error(f"--limit: at least {GROUP} clips (one stream)")
+    if args.limit < (1 if args.manifest else GROUP):
+        parser.error(f"--limit: at least {GROUP} FSDD clips (one stream)")
     import torch
     torch.set_num_threads(args.threads)
-    if not FSDD_TEST.is_dir():
-        sys.exit(f"{FSDD_TEST} is not available: this benchmark needs FSDD's test takes")
+    if not args.manifest and not FSDD_TEST.is_dir():
+        sys.exit(f"{FSDD_TEST} is not available: this benchmark needs FSDD's test takes (or --manifest)")
+    decoding = DecodingOptions(shifts=args.shifts)
     from vocable.modelfile import bundled_models
     models = args.model or [m for m in ("fsdd-digits", "fsdd-digits-streaming") if m in bundled_models()]
-    streams = build_streams(args.limit)
+    streams = build_streams(args.limit, args.manifest)
     print(f"machine: {machine()}, torch threads {args.threads}")
-    print(f"data: FSDD test takes 0-4 ({sum(len(t) for _, t in streams)} digits in {len(streams)} streams of "
-          f"{GROUP}, {GAP:g} s gaps); endpoint silence {args.endpoint:g} s")
+    if args.manifest:
+        print(f"data: {args.manifest} ({len(streams)} utterances, one per stream, {GAP / 2:g} s of silence "
+              f"before and {GAP:g} s after)", end="")
+    else:
+        print(f"data: FSDD test takes 0-4 ({sum(len(t) for _, t in streams)} digits in {len(streams)} streams of "
+              f"{GROUP}, {GAP:g} s gaps)", end="")
+    print(f"; endpoint silence {args.endpoint:g} s; frame grids: {args.shifts or 'the model’s'}")
     header = (f"{'model':<30} {'engine':<11} {'chunk':>5} {'RTF':>7} {'first partial ms':>17} "
-              f"{'end->final ms':>14} {'digit err':>9} {'state KB':>8}")
+              f"{'end->final ms':>14} {'WER':>9} {'state KB':>8}")
     sub = f"{'':<30} {'':<11} {'ms':>5} {'':>7} {'p50 / p90':>17} {'p50 / p90':>14}"
     print("\n" + header + "\n" + sub + "\n" + "-" * len(header))
     for name in models:
@@ -160,12 +177,12 @@ def main():
         options = default_options(recognizer, endpoint_silence=args.endpoint)  # with the model's own settings
         engine = Streamer(recognizer, options=options).engine_kind
         print(f"{Path(recognizer.loaded.path).name:<30} {'offline':<11} {'-':>5} {'':>7} {'':>17} {'':>14} "
-              f"{offline_error(recognizer, streams):9.1%}   (each clip alone, no VAD)", flush=True)
+              f"{offline_wer(recognizer, streams, decoding):9.1%}   (each clip alone, no VAD)", flush=True)
         for chunk_ms in args.chunks:
-            r = run(recognizer, streams, chunk_ms, options)
+            r = run(recognizer, streams, chunk_ms, options, decoding)
             print(f"{Path(recognizer.loaded.path).name:<30} {engine:<11} {chunk_ms:>5} {r['rtf']:7.4f} "
                   f"{percentiles(r['first_partial']):>17} {percentiles(r['final']):>14} "
-                  f"{r['error_rate']:9.1%} {r['peak_state_kb']:8.0f}", flush=True)
+                  f"{r['wer']:9.1%} {r['peak_state_kb']:8.0f}", flush=True)
     print(f"\nend->final includes the {args.endpoint:g} s of silence the endpointer waits for; "
           f"first partial is measured from the clip's first sample.")
 

@@ -1,5 +1,7 @@
 """Long audio: VAD segmentation, streaming in bounded memory, segment times on the file's clock."""
 
+import re
+import sys
 import tracemalloc
 
 import numpy as np
@@ -82,7 +84,7 @@ def test_segmenting_a_long_file_needs_no_more_memory_than_a_short_one(tmp_path):
     assert peaks[6] < 1.3 * peaks[1] + 1e6 and peaks[6] < whole_file / 3, peaks
 
 
-def test_long_file_transcribed_on_the_file_clock(tmp_path):
+def test_long_file_transcribed_on_the_file_clock(tmp_path, monkeypatch):
     import vocable
     try:
         recognizer = vocable.load("fsdd-digits")
@@ -97,6 +99,28 @@ def test_long_file_transcribed_on_the_file_clock(tmp_path):
     assert len(hits) == len(words) >= 0.8 * len(placed)  # no words in the noise between the digits
     assert all(abs(w.start - p[0]) < 0.05 and abs(w.end - p[1]) < 0.05 for w, p in hits)
     assert [s.start for s in result.segments] == sorted(s.start for s in result.segments)
+    # progress: after each batch of segments (3 s of speech here), the seconds done; the same transcript
+    monkeypatch.setattr("vocable.transcribe.BATCH_SECONDS", 3.0)
+    done = []
+    assert recognizer.transcribe(path, progress=done.append).text == result.text
+    assert len(done) >= 4 and done == sorted(done) and done[-1] == pytest.approx(150.0, abs=0.01)
+    assert all(any(abs(d - end) < 1.0 for _, end, _ in placed) for d in done[:-1])  # each batch ends at a digit
+
+
+def test_cli_shows_a_long_files_progress_on_a_terminal(tmp_path, monkeypatch, capsys):
+    """`vocable transcribe` draws a bar over a long file's audio seconds on a terminal's stderr, and
+    none when stderr is piped (the transcript alone goes to stdout either way)."""
+    from vocable.cli import main
+    path = tmp_path / "long.flac"
+    write_long_file(path, 1.5)
+    assert main(["transcribe", "--model", "fsdd-digits", str(path)]) == 0
+    piped = capsys.readouterr()
+    assert piped.err == "" and piped.out.strip()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["transcribe", "--model", "fsdd-digits", str(path)]) == 0
+    shown = capsys.readouterr()
+    assert shown.out == piped.out and "long.flac" in shown.err and "0/90 " in shown.err  # 90 s of audio
+    assert re.search(r"\b[1-9]\d*/90 ", shown.err)  # and moved on before the end
 
 
 def test_stream_audio_errors(tmp_path):

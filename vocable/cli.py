@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -103,9 +104,10 @@ def cmd_transcribe(args) -> int:
                 if path == STDIN:  # a whole file's bytes (WAV, FLAC, ...): long audio is split by transcribe
                     print_result(args, path, recognizer.transcribe(stdin, options=options, name="standard input"))
                     continue
-                long = os.path.isfile(path) and options.vad is None and audio_info(path)[0] > LONG_AUDIO_SECONDS
-                if options.vad or long:
-                    print_result(args, path, recognizer.transcribe(path, options=options))  # streamed via VAD
+                seconds = audio_info(path)[0] if os.path.isfile(path) else 0.0
+                if options.vad or (options.vad is None and seconds > LONG_AUDIO_SECONDS):  # streamed via VAD
+                    with audio_progress(path, seconds) as done:
+                        print_result(args, path, recognizer.transcribe(path, options=options, progress=done))
                 else:
                     audio = load_audio(path)
                     check_one_pass(audio, path)
@@ -130,6 +132,19 @@ def file_error(error: VocableError) -> str:
     hint = "; for video or AAC/M4A: ffmpeg -i IN -f wav - | vocable transcribe -" \
         if isinstance(error, UnreadableAudio) else ""
     return f"vocable: error: {error}{hint}"
+
+
+@contextlib.contextmanager
+def audio_progress(path: str, seconds: float):
+    """A bar over one long file's audio seconds on a terminal's stderr (none when piped or under a
+    minute); yields the callback that Recognizer.transcribe's `progress` calls with the seconds done."""
+    from tqdm import tqdm
+    bar = tqdm(total=round(seconds), unit="s", desc=os.path.basename(path), leave=False, mininterval=0,
+               disable=None if seconds >= 60 else True)  # drawn at every update: one per minute of speech
+    try:
+        yield lambda done: bar.update(min(round(done), bar.total) - bar.n)
+    finally:
+        bar.close()
 
 
 def files_progress(args):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -136,22 +137,25 @@ class Recognizer:
         return self.decoder(options)(log_probs, FRAME_SECONDS, offset)[0]
 
     def transcribe(self, audio: AudioInput, sample_rate: int | None = None,
-                   options: DecodingOptions | None = None, name: str | None = None) -> Result:
+                   options: DecodingOptions | None = None, name: str | None = None,
+                   progress: Callable[[float], None] | None = None) -> Result:
         """Transcribe a path, file bytes or a numpy array (at `sample_rate`, default 16 kHz); `name` is
         what errors call it (default: the path, else "audio").
 
         Audio longer than LONG_AUDIO_SECONDS (or any, with options.vad True) is split at pauses by a
-        voice-activity detector and decoded segment by segment; a file is then read as a stream.
+        voice-activity detector and decoded segment by segment; a file is then read as a stream, and
+        `progress` (if given) is called with the seconds of audio transcribed so far after each
+        BATCH_SECONDS of speech and once at the end (with the whole duration).
         """
         vad = checked(options).vad if options is not None else None
         if vad is not False and isinstance(audio, (str, os.PathLike)) and os.path.isfile(audio) and sample_rate is None:
             from .audio import audio_info
             if vad or audio_info(audio)[0] > LONG_AUDIO_SECONDS:
                 from .vad import stream_audio
-                return self._transcribe_stream(stream_audio(audio), options)
+                return self._transcribe_stream(stream_audio(audio), options, progress)
         samples = load_audio(audio, source_rate=sample_rate, name=name)
         if vad or (vad is None and len(samples) > LONG_AUDIO_SECONDS * SAMPLE_RATE):
-            return self._transcribe_stream(iter([samples]), options)
+            return self._transcribe_stream(iter([samples]), options, progress)
         check_one_pass(samples, name or _label(audio))
         return self._result(samples, *self._decoded(self.decoder(options), [samples])[0])
 
@@ -187,8 +191,10 @@ class Recognizer:
         check_one_pass(samples, _label(audio), "align it in parts of a few minutes")
         return self._result(samples, force_align(self.log_probs(samples), text, self.tokenizer, FRAME_SECONDS, samples))
 
-    def _transcribe_stream(self, blocks, options: DecodingOptions | None) -> Result:
-        """VAD segments of a block stream, decoded BATCH_SECONDS of audio at a time, on the stream's clock."""
+    def _transcribe_stream(self, blocks, options: DecodingOptions | None,
+                           progress: Callable[[float], None] | None = None) -> Result:
+        """VAD segments of a block stream, decoded BATCH_SECONDS of audio at a time, on the stream's clock;
+        `progress` gets the seconds done after each batch and at the end."""
         from .vad import VadOptions, speech_segments
         decoder, total, segments, batch, matches = self.decoder(options), [0], [], [], []
 
@@ -208,6 +214,8 @@ class Recognizer:
                     segments.append(Segment(hyp.words[0].start if hyp.words else start / SAMPLE_RATE,
                                             hyp.words[-1].end if hyp.words else start / SAMPLE_RATE,
                                             hyp.text, hyp.words))
+            if progress is not None:
+                progress((batch[-1][0] + len(batch[-1][1])) / SAMPLE_RATE)
             batch.clear()
 
         for start, audio in speech_segments(counted(), VadOptions()):
@@ -215,6 +223,8 @@ class Recognizer:
             if sum(len(a) for _, a in batch) >= BATCH_SECONDS * SAMPLE_RATE:
                 flush()
         flush()
+        if progress is not None:
+            progress(total[0] / SAMPLE_RATE)
         phrase = None
         if decoder.options.phrases is not None:  # the most confident segment's match (a command is one segment)
             phrase = max(matches, key=lambda m: m.confidence, default=PhraseMatch(None, NEG, 0.0, False, ""))
