@@ -16,7 +16,7 @@ from vocable.data import read_dataset
 from vocable.errors import ConfigError, DataError
 from vocable.modelfile import load_model_file
 from vocable.models import build_model
-from vocable.train import ctc_loss, train, train_step
+from vocable.train import consistency_loss, ctc_loss, train, train_step
 
 from .conftest import FSDD_FIXTURES
 
@@ -385,6 +385,52 @@ def test_self_conditioned_training_adds_the_intermediate_ctc_loss(tmp_path):
     trained = load_model_file(path)
     assert trained.model_config.self_condition == 1 and trained.model.condition.weight.abs().max() > 0
     assert isinstance(vocable.load(path).transcribe(read_dataset(FSDD_FIXTURES)[0].audio).text, str)
+
+
+def test_consistency_loss_is_the_symmetric_kl_of_the_two_views_each_learning_from_the_other():
+    logits = torch.randn(4, 6, 5, requires_grad=True)  # views of 2 utterances: rows 0-1 and 2-3
+    out_lengths, target_lengths = torch.tensor([6, 4, 6, 4]), torch.tensor([2, 1, 2, 1])
+    same = torch.cat([logits[:2], logits[:2]]).detach()
+    assert float(consistency_loss(same, out_lengths, target_lengths)) == pytest.approx(0.0, abs=1e-6)
+    loss = consistency_loss(logits, out_lengths, target_lengths)
+    p, q = torch.log_softmax(logits[:2], -1).detach(), torch.log_softmax(logits[2:], -1).detach()
+    kl = ((p.exp() * (p - q)).sum(-1) + (q.exp() * (q - p)).sum(-1))  # (2, 6)
+    expected = (kl[0].sum() / 2 + kl[1, :4].sum() / 1) / 2  # frames past an utterance's length do not count
+    assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-5)
+    loss.backward()  # the target side is held fixed: view 1's gradient comes from KL(p2 || p1) alone
+    first_only = (q.exp() * (q - torch.log_softmax(logits[:2], -1))).sum(-1)
+    grad = torch.autograd.grad(((first_only[0].sum() / 2 + first_only[1, :4].sum()) / 2), logits)[0]
+    assert torch.allclose(logits.grad[:2], grad[:2], atol=1e-6)
+
+
+def test_consistency_training_runs_two_masked_views_per_batch(tmp_path, monkeypatch):
+    """[optim] consistency_weight: each step runs the batch twice, under different SpecAugment masks, and
+    adds the weighted consistency term to the CTC loss of both views."""
+    import vocable.train as train_module
+    config_path = write_config(tmp_path, epochs=1, max_steps=3)
+    config_path.write_text(config_path.read_text().replace("enabled = false", "time_masks = 4"))
+    config = load_config(config_path)
+    config.optim.consistency_weight = 0.5
+    torch.manual_seed(0)
+    model = build_model(config.model, config.features.dim, 12).eval()
+    feats, feat_lengths = torch.randn(2, 100, config.features.dim), torch.tensor([100, 80])
+    targets, target_lengths = torch.tensor([1, 2, 3, 4, 5, 6, 7]), torch.tensor([4, 3])
+    seen = []
+    real_model_forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda f, n: seen.append((f.clone(), n.clone())) or real_model_forward(f, n))
+    unchanged = torch.optim.SGD(model.parameters(), lr=0.0)
+    loss = train_step(model, unchanged, config, torch.device("cpu"), "fp32", 0, 0, feats, feat_lengths, targets,
+                      target_lengths)
+    (views, lengths), = seen
+    assert views.shape[0] == 4 and lengths.tolist() == [100, 80, 100, 80]
+    assert not torch.equal(views[:2], views[2:])  # two different maskings of the same features
+    with torch.no_grad():
+        logits, out_lengths = real_model_forward(views, lengths)
+        both = ctc_loss(logits, out_lengths, targets.repeat(2), target_lengths.repeat(2))
+        expected = both + 0.5 * consistency_loss(logits, out_lengths, target_lengths.repeat(2))
+    assert loss == pytest.approx(float(expected), rel=1e-4)
+    monkeypatch.undo()
+    assert train_module.train(config, show_progress=False).is_file()
 
 
 def test_audio_gone_or_damaged_is_left_out_not_fatal(tmp_path, capsys):

@@ -52,6 +52,9 @@ class OptimConfig:
     precision: str = "fp32"  # "fp32" | "bf16" | "fp16" (fp16 on CUDA only)
     # Models with [model] self_condition: the loss is (1 - w) * final CTC + w * the intermediate prediction's.
     intermediate_weight: float = 0.3
+    # Consistency-regularised CTC (CR-CTC, Yao et al. 2025): each batch is run as two SpecAugment views and
+    # the loss adds this weight times the symmetric KL between their frame posteriors (0 = off: one view).
+    consistency_weight: float = 0.0
 
 
 @dataclass
@@ -156,7 +159,8 @@ RANGES = {
     "optim": {"lr": POSITIVE, "weight_decay": NON_NEGATIVE, "warmup_steps": NON_NEGATIVE,
               "min_lr_ratio": PROBABILITY, "epochs": AT_LEAST_ONE, "max_steps": NON_NEGATIVE,
               "max_minutes": NON_NEGATIVE, "grad_clip": POSITIVE,
-              "intermediate_weight": (lambda v: 0 <= v < 1, "expected 0 to below 1")},
+              "intermediate_weight": (lambda v: 0 <= v < 1, "expected 0 to below 1"),
+              "consistency_weight": (lambda v: 0 <= v <= 10, "expected 0 (off) to 10")},
     "spec_augment": {"freq_masks": NON_NEGATIVE, "freq_width": NON_NEGATIVE, "time_masks": NON_NEGATIVE,
                      "time_width_frac": PROBABILITY, "after_epochs": NON_NEGATIVE,
                      "freq_warp": (lambda v: 0 <= v < 0.5, "expected 0 (off) to below 0.5")},

@@ -199,13 +199,14 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 def train_step(model, optimizer, config: TrainConfig, device, precision: str, step: int, epoch: int,
                feats, feat_lengths, targets, target_lengths) -> float:
     feats, feat_lengths = feats.to(device), feat_lengths.to(device)
-    if config.spec_augment.enabled and epoch >= config.spec_augment.after_epochs:
-        s = config.spec_augment
+    augmenting = config.spec_augment.enabled and epoch >= config.spec_augment.after_epochs
+    views = 2 if config.optim.consistency_weight else 1
+    if augmenting or views > 1:
         generator = torch.Generator().manual_seed(config.run.seed * 100003 + step)
-        if s.freq_warp:
-            feats = freq_warp(feats, warp_factors(len(feats), s.freq_warp, generator), config.features.n_mels)
-        feats = spec_augment(feats, feat_lengths, s.freq_masks, s.freq_width, s.time_masks, s.time_width_frac,
-                             generator)
+        feats = torch.cat([masked_view(feats, feat_lengths, config, generator) if augmenting else feats
+                           for _ in range(views)])
+        feat_lengths, targets, target_lengths = (feat_lengths.repeat(views), targets.repeat(views),
+                                                 target_lengths.repeat(views))
     targets, target_lengths = targets.to(device), target_lengths.to(device)
     with autocast(precision, device):
         if config.model.self_condition:
@@ -216,11 +217,37 @@ def train_step(model, optimizer, config: TrainConfig, device, precision: str, st
     if inter_logits is not None:
         weight = config.optim.intermediate_weight
         loss = (1 - weight) * loss + weight * ctc_loss(inter_logits, out_lengths, targets, target_lengths)
+    if views > 1:
+        loss = loss + config.optim.consistency_weight * consistency_loss(logits, out_lengths, target_lengths)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
     optimizer.step()
     return float(loss.detach())
+
+
+def masked_view(feats, feat_lengths, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """One SpecAugment view of (B, T, F) features (frequency warp first, when configured)."""
+    s = config.spec_augment
+    if s.freq_warp:
+        feats = freq_warp(feats, warp_factors(len(feats), s.freq_warp, generator), config.features.n_mels)
+    return spec_augment(feats, feat_lengths, s.freq_masks, s.freq_width, s.time_masks, s.time_width_frac, generator)
+
+
+def consistency_loss(logits, out_lengths, target_lengths) -> torch.Tensor:
+    """CR-CTC's consistency term for logits (2B, T, V) of two views of the same B utterances (first half, second
+    half): KL(sg(p1) || p2) + KL(sg(p2) || p1) summed over each utterance's frames and divided by its
+    target length (as ctc_loss normalises), then averaged over the utterances. Each view learns from the
+    other's posteriors, held fixed."""
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    first, second = log_probs.chunk(2)
+    frames = torch.arange(logits.shape[1], device=logits.device)[None, :] < out_lengths.chunk(2)[0][:, None]
+
+    def kl(target, learner):  # (B, T) per frame
+        return (target.exp() * (target - learner)).sum(-1)
+    per_frame = kl(first.detach(), second) + kl(second.detach(), first)
+    per_utterance = (per_frame * frames).sum(-1) / target_lengths.chunk(2)[0].clamp_min(1)
+    return per_utterance.mean()
 
 
 def ctc_loss(logits, out_lengths, targets, target_lengths) -> torch.Tensor:
