@@ -163,6 +163,9 @@ TRAIN = '[data]\ntrain = ["x.jsonl"]\n'
     (TRAIN + 'max_duration = -1\n', r"bad.toml: \[data\] max_duration: must be positive, got -1"),
     ('[run]\nseed = -1\n' + TRAIN, r"bad.toml: \[run\] seed: .*-1"),
     ('[tokenizer]\nnormalizer = "french"\n' + TRAIN, r"bad.toml: \[tokenizer\] normalizer: .*'french'"),
+    ('[optim]\nconsistency_weight = -0.1\n' + TRAIN, r"bad.toml: \[optim\] consistency_weight: expected 0 \(off\)"),
+    ('[optim]\nconsistency_weight = 0.2\n[spec_augment]\nenabled = false\n' + TRAIN,
+     r"bad.toml: \[optim\] consistency_weight: needs \[spec_augment\] enabled"),
 ])
 def test_config_errors_name_the_field(tmp_path, text, match):
     bad = tmp_path / "bad.toml"

@@ -142,6 +142,9 @@ class TrainConfig:
             raise ConfigError(f"{where}: [spec_augment] freq_warp: warps log-mel features, not {self.features.kind!r}")
         if self.run.new_head and not self.run.init_from:
             raise ConfigError(f"{where}: [run] new_head: needs [run] init_from (the model whose other weights to take)")
+        if self.optim.consistency_weight and not self.spec_augment.enabled:
+            raise ConfigError(f"{where}: [optim] consistency_weight: needs [spec_augment] enabled (the two views "
+                              f"differ by their masks)")
 
 
 POSITIVE = (lambda v: v > 0, "must be positive")

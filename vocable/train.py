@@ -200,11 +200,10 @@ def train_step(model, optimizer, config: TrainConfig, device, precision: str, st
                feats, feat_lengths, targets, target_lengths) -> float:
     feats, feat_lengths = feats.to(device), feat_lengths.to(device)
     augmenting = config.spec_augment.enabled and epoch >= config.spec_augment.after_epochs
-    views = 2 if config.optim.consistency_weight else 1
-    if augmenting or views > 1:
+    views = 2 if augmenting and config.optim.consistency_weight else 1  # clean epochs: one view, no KL
+    if augmenting:
         generator = torch.Generator().manual_seed(config.run.seed * 100003 + step)
-        feats = torch.cat([masked_view(feats, feat_lengths, config, generator) if augmenting else feats
-                           for _ in range(views)])
+        feats = torch.cat([masked_view(feats, feat_lengths, config, generator) for _ in range(views)])
         feat_lengths, targets, target_lengths = (feat_lengths.repeat(views), targets.repeat(views),
                                                  target_lengths.repeat(views))
     targets, target_lengths = targets.to(device), target_lengths.to(device)
