@@ -18,6 +18,7 @@ from vocable.decoding import (
     DecodingOptions,
     force_align,
     greedy_decode,
+    other_transcripts,
     parse_hotwords,
     penalise_blank,
     with_model_defaults,
@@ -563,3 +564,49 @@ def test_recognizer_decodes_on_grids_moved_by_a_fraction_of_a_frame(monkeypatch)
     assert four == one != ""
     batch = digits.transcribe_batch([audio, audio[:8000]], options=DecodingOptions(shifts=2))
     assert calls[-1] == [len(audio), len(audio) + 320, 8000, 8320] and batch[0].text == one
+
+
+def test_alternatives_are_the_beams_other_transcripts_best_first(lm):
+    """DecodingOptions.alternatives: the other distinct transcripts the search ended with, best first,
+    each scoring below the chosen one; asking for them turns greedy decoding into a beam search."""
+    log_probs = spelled("the cat sat on the mat", confusions={4: ("k", 0.3), 8: ("e", -0.2)})
+    decoder = Decoder(TOK, DecodingOptions(lm="none", alternatives=3))
+    assert decoder.search is not None  # no LM, no hotwords: greedy, unless alternatives are asked for
+    hyp, _ = decoder(log_probs, FRAME)
+    plain, _ = Decoder(TOK, DecodingOptions(lm="none", beam_size=8))(log_probs, FRAME)
+    assert hyp.text == plain.text == greedy_decode(log_probs, TOK, FRAME).text == "the kat sat on the mat"
+    texts = [a.text for a in hyp.alternatives]
+    assert len(texts) == 3 and len(set(texts + [hyp.text])) == 4 and "the cat sat on the mat" in texts
+    scores = [a.score for a in hyp.alternatives]
+    assert scores == sorted(scores, reverse=True) and scores[0] < hyp.score
+    assert plain.alternatives == []  # none unless asked
+    search = BeamSearchDecoder(TOK, lm, DecodingOptions(lm_weight=1.0, beam_size=8))  # with an LM: the LM's pick
+    finals = search.search(log_probs)
+    best = search.decode(log_probs, FRAME, finals=finals).text
+    assert best == "the cat sat on the mat"
+    distinct = list(dict.fromkeys(f[3] for f in finals if f[3] not in (best, "")))
+    assert [a.text for a in other_transcripts(finals, best, 2)] == distinct[:2] and len(distinct) >= 2
+
+
+@pytest.mark.parametrize("bad", [-1, 101, 2.5, True, "3"])
+def test_alternatives_out_of_range_are_refused(bad):
+    with pytest.raises(ConfigError, match="decoding option alternatives: expected 0 to 100"):
+        DecodingOptions(alternatives=bad)
+    with pytest.raises(ConfigError, match="alternatives: not with phrases"):
+        DecodingOptions(alternatives=2, phrases=["lights on"])
+
+
+def test_transcribe_gives_each_segments_alternatives_in_json(digits, tmp_path, capsys):
+    from vocable.cli import main
+    import json
+    path = sorted(FSDD_FIXTURES.glob("*.flac"))[0]
+    result = digits.transcribe(path, options=DecodingOptions(alternatives=2, shifts=2))
+    (segment,) = result.segments
+    assert segment.text == digits.transcribe(path).text and 1 <= len(segment.alternatives) <= 2
+    assert all(a.text != segment.text for a in segment.alternatives)
+    assert "alternatives" not in digits.transcribe(path).to_dict()["segments"][0]  # the JSON as before
+    assert main(["transcribe", "--model", "fsdd-digits", "--format", "json", "--alternatives", "2", str(path)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert [a["text"] for a in printed["segments"][0]["alternatives"]] == [a.text for a in segment.alternatives]
+    assert main(["transcribe", "--model", "fsdd-digits", "--alternatives", "-1", str(path)]) == 2
+    assert "alternatives: expected 0 to 100" in capsys.readouterr().err

@@ -105,6 +105,7 @@ def settings_from_table(cls, data, section: str, path: Path):
 # (the tuned defaults) are checked against the same table.
 WEIGHT_RANGES = {"lm_weight": (0.0, 10.0), "word_bonus": (-20.0, 20.0), "blank_penalty": (-20.0, 20.0)}
 MAX_BEAM = 4096  # hypotheses kept per frame
+MAX_ALTERNATIVES = 100  # other transcripts a decoding returns (DecodingOptions.alternatives)
 MAX_SHIFTS = 8  # frame grids one audio is decoded on (DecodingOptions.shifts): each costs a model run and a search
 
 

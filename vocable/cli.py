@@ -81,6 +81,8 @@ def add_transcribe(commands) -> None:
     p.add_argument("--batch-size", type=int, default=1, metavar="N",
                    help="run the model on N files at a time (zero-padded batch; default: %(default)s)")
     add_decoding_arguments(p)
+    p.add_argument("--alternatives", type=int, metavar="N", help="with --format json: up to N other transcripts "
+                   "of each segment from the beam search, best first, with their scores")
     p.set_defaults(func=cmd_transcribe)
 
 
@@ -242,7 +244,7 @@ def decoding_options(args):
             raise ConfigError(f"--phrases {args.phrases}: no phrases in the file")
     given = {"beam_size": args.beam_size, "lm": args.lm, "lm_weight": args.lm_weight, "word_bonus": args.word_bonus,
              "blank_penalty": args.blank_penalty, "min_phrase_confidence": args.min_phrase_confidence,
-             "shifts": getattr(args, "shifts", None)}
+             "shifts": getattr(args, "shifts", None), "alternatives": getattr(args, "alternatives", None)}
     return DecodingOptions(**{k: v for k, v in given.items() if v is not None}, hotwords=args.hotwords or (),
                            phrases=phrases, vad={"on": True, "off": False}.get(getattr(args, "vad", None)))
 

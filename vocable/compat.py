@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .audio import SAMPLE_RATE
-from .checks import is_number
+from .checks import MAX_ALTERNATIVES, is_number
 from .decoding import DEFAULT_BEAM, HOTWORD_BOOST_RANGE, DecodingOptions, aligned_hypothesis
 from .errors import ConfigError, ModelError
 from .stream import FORMATS, INT16_SCALE
@@ -167,21 +167,14 @@ class Model:
             words = self.recognizer.transcribe(samples, options=options).words
             return Metadata([_transcript(words, sum(math.log(max(w.confidence, 1e-6)) for w in words))])
         decoder = self.recognizer.decoder(options)
+        if decoder.search is not None and num_results > 1:  # greedy decoding has no other hypotheses
+            decoder = self.recognizer.decoder(replace(options, alternatives=min(num_results - 1, MAX_ALTERNATIVES)))
         log_probs, *shifted = self.recognizer.log_probs_on_grids([samples], decoder.options.shifts)[0]
         best, _ = decoder(log_probs, FRAME_SECONDS, 0.0, samples, shifted)  # as Recognizer.transcribe decodes it
-        others = self._other_hypotheses(decoder, log_probs, best.text, num_results - 1)
-        return Metadata([_transcript(best.words, best.score)] + others)
-
-    def _other_hypotheses(self, decoder, log_probs: np.ndarray, best: str, count: int) -> list[CandidateTranscript]:
-        if count == 0 or decoder.search is None:  # greedy decoding has no other hypotheses
-            return []
-        tokenizer, seen, found = self.recognizer.tokenizer, {best}, []
-        for score, _, _, text in decoder.search.search(log_probs):
-            if text and text not in seen and len(found) < count:
-                seen.add(text)
-                hyp = aligned_hypothesis(log_probs, tokenizer.encode(text), tokenizer, FRAME_SECONDS, score=score)
-                found.append(_transcript(hyp.words, score))
-        return found
+        tokenizer = self.recognizer.tokenizer
+        others = [aligned_hypothesis(log_probs, tokenizer.encode(alt.text), tokenizer, FRAME_SECONDS, score=alt.score)
+                  for alt in best.alternatives]
+        return Metadata([_transcript(hyp.words, hyp.score) for hyp in [best, *others]])
 
 
 class Stream:

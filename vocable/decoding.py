@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .align import NEG, ctc_log_likelihood, refine_word_times, viterbi_spans
-from .checks import MAX_BEAM, MAX_SHIFTS, WEIGHT_RANGES, is_int, is_number
+from .checks import MAX_ALTERNATIVES, MAX_BEAM, MAX_SHIFTS, WEIGHT_RANGES, is_int, is_number
 from .errors import ConfigError, DataError, VocableWarning, warn
 from .tokenizer import BLANK, Tokenizer
 
@@ -36,6 +36,14 @@ class Hypothesis:
     frames: list[int]  # the output frame where each token was emitted
     score: float = 0.0  # log probability (plus LM terms when a language model is used)
     words: list[Word] = field(default_factory=list)
+    alternatives: list[Alternative] = field(default_factory=list)  # DecodingOptions.alternatives
+
+
+@dataclass
+class Alternative:
+    """Another transcript the beam search ended with: its text and total score (the best's is higher)."""
+    text: str
+    score: float
 
 
 def greedy_decode(log_probs: np.ndarray, tokenizer: Tokenizer, frame_seconds: float,
@@ -131,6 +139,8 @@ class DecodingOptions:
     shifts: decode the audio on this many frame grids, each moved by 1/shifts of a model frame (silence put
     in front), and keep the transcript that fits them all best (Decoder's _best_over_grids); None: the
     model's (meta "shifts"), else 1. Costs `shifts` times the model and search time; not for grammars.
+    alternatives: also return up to this many other transcripts of the beam (Hypothesis.alternatives, best
+    first; from the unshifted grid); asking for any makes the decoding a beam search. Not for grammars.
     """
     beam_size: int | None = None
     lm: str | None = None
@@ -142,6 +152,7 @@ class DecodingOptions:
     min_phrase_confidence: float | None = None  # None: the model's calibrated value, else MIN_PHRASE_CONFIDENCE
     vad: bool | None = None
     shifts: int | None = None
+    alternatives: int = 0
 
     def __post_init__(self):
         if self.beam_size is not None and not (is_int(self.beam_size) and 1 <= self.beam_size <= MAX_BEAM):
@@ -157,6 +168,12 @@ class DecodingOptions:
         if self.shifts is not None and not (is_int(self.shifts) and 1 <= self.shifts <= MAX_SHIFTS):
             raise ConfigError(f"decoding option shifts: expected 1 to {MAX_SHIFTS}, got {self.shifts!r:.60}")
         self.shifts = None if self.shifts is None else int(self.shifts)
+        if not (is_int(self.alternatives) and 0 <= self.alternatives <= MAX_ALTERNATIVES):
+            raise ConfigError(f"decoding option alternatives: expected 0 to {MAX_ALTERNATIVES}, "
+                              f"got {self.alternatives!r:.60}")
+        self.alternatives = int(self.alternatives)
+        if self.alternatives and self.phrases is not None:
+            raise ConfigError("decoding option alternatives: not with phrases (a grammar gives one phrase or none)")
         for name, (low, high) in WEIGHT_RANGES.items():
             value = getattr(self, name)
             if value is not None and not (is_number(value) and low <= value <= high):  # also refuses nan
@@ -614,7 +631,8 @@ class Decoder:
         self.lm = resolve_lm(options.lm if options.lm is not None else default_lm)
         if self.lm is not None:
             warn_if_lm_lacks_letters(self.lm, tokenizer)
-        wants_search = self.lm is not None or bool(options.hotword_list()) or (options.beam_size or 1) > 1
+        wants_search = self.lm is not None or bool(options.hotword_list()) or (options.beam_size or 1) > 1 \
+            or options.alternatives > 0
         self.search = BeamSearchDecoder(tokenizer, self.lm, options) if wants_search else None
         # the phrases' search, built once (its checks refuse unspellable phrases here, not at the first decode)
         self.grammar = BeamSearchDecoder(tokenizer, None, options) if options.phrases is not None else None
@@ -623,21 +641,24 @@ class Decoder:
                  audio: np.ndarray | None = None, shifted: list[np.ndarray] = ()) -> tuple[Hypothesis, PhraseMatch | None]:
         """Decode; with the segment's 16 kHz `audio`, word edges are refined from its level. `shifted`:
         the log-probs of the same audio on moved frame grids (options.shifts - 1 of them), if any."""
-        if shifted and self.options.phrases is None:
-            hyp, match = self._best_over_grids([log_probs, *shifted], frame_seconds, offset), None
+        if self.options.phrases is not None:
+            hyp, match = self._match_phrase(log_probs, frame_seconds, offset)
         else:
-            hyp, match = self._decode(log_probs, frame_seconds, offset)
+            hyp, finals = (self._best_over_grids([log_probs, *shifted], frame_seconds, offset) if shifted
+                           else self._decode(log_probs, frame_seconds, offset))
+            hyp.alternatives = other_transcripts(finals, hyp.text, self.options.alternatives)
+            match = None
         if audio is not None and hyp.words:
             hyp.words = refine_word_times(hyp.words, audio, offset)
         return hyp, match
 
-    def _best_over_grids(self, grids: list[np.ndarray], frame_seconds: float, offset: float) -> Hypothesis:
+    def _best_over_grids(self, grids: list[np.ndarray], frame_seconds: float, offset: float) -> tuple[Hypothesis, list]:
         """The transcript that fits the audio best on every frame grid (grids[0] unshifted, the others
         moved by a fraction of a frame). A 10 ms shift leaves the WER about the same but gets other
         utterances wrong; each grid's own best transcript is a candidate, scored by its text score
         (LM, word bonus, hotwords: the same on every grid) plus its CTC log-likelihood averaged over the
         grids. Word times come from the unshifted grid. (en-default, so762-dev: 39.8 → 38.9 % with 2
-        grids, 38.2 % with 4; docs/decoding.md.)"""
+        grids, 38.2 % with 4; docs/decoding.md.) Also returns the unshifted grid's search finals ([] if greedy)."""
         penalty = self.options.blank_penalty if self.search is not None and self.lm is not None else 0.0
         text_score: dict[str, float] = {}
         bests = []  # per grid: its greedy Hypothesis, or its search's finals (best first)
@@ -652,6 +673,7 @@ class Decoder:
                     text_score.setdefault(text, total - acoustic)
             bests.append(best)
         first = bests[0]
+        finals = [] if self.search is None else first
         own = first.text if self.search is None else (first[0][3] if first else None)
         if len(text_score) > 1:
             scored = [penalise_blank(g, penalty) if penalty else g for g in grids]
@@ -660,21 +682,36 @@ class Decoder:
             winner = max(fits, key=fits.get)
             if winner != own:
                 return aligned_hypothesis(grids[0], self.tokenizer.encode(winner), self.tokenizer, frame_seconds,
-                                          offset, fits[winner], winner)
+                                          offset, fits[winner], winner), finals
         # the unshifted grid's own decoding, as without shifts
-        return first if self.search is None else self.search.decode(grids[0], frame_seconds, offset, first)
+        return (first if self.search is None else self.search.decode(grids[0], frame_seconds, offset, first)), finals
 
-    def _decode(self, log_probs, frame_seconds, offset):
-        if self.options.phrases is not None:
-            match = match_phrases(log_probs, self.tokenizer, self.options, self.grammar)
-            if not match.accepted:
-                return Hypothesis("", [], [], match.score, []), match
-            tokens = self.tokenizer.encode(match.phrase)
-            return aligned_hypothesis(log_probs, tokens, self.tokenizer, frame_seconds, offset, match.score,
-                                      " ".join(self.tokenizer.normalize(match.phrase).split())), match
+    def _decode(self, log_probs, frame_seconds, offset) -> tuple[Hypothesis, list]:
+        """The best Hypothesis on one grid, and the search's finals ([] if greedy)."""
         if self.search is None:
-            return greedy_decode(log_probs, self.tokenizer, frame_seconds, offset), None
-        return self.search.decode(log_probs, frame_seconds, offset), None
+            return greedy_decode(log_probs, self.tokenizer, frame_seconds, offset), []
+        finals = self.search.search(log_probs) if len(log_probs) else []
+        return self.search.decode(log_probs, frame_seconds, offset, finals), finals
+
+    def _match_phrase(self, log_probs, frame_seconds, offset) -> tuple[Hypothesis, PhraseMatch]:
+        match = match_phrases(log_probs, self.tokenizer, self.options, self.grammar)
+        if not match.accepted:
+            return Hypothesis("", [], [], match.score, []), match
+        tokens = self.tokenizer.encode(match.phrase)
+        return aligned_hypothesis(log_probs, tokens, self.tokenizer, frame_seconds, offset, match.score,
+                                  " ".join(self.tokenizer.normalize(match.phrase).split())), match
+
+
+def other_transcripts(finals: list, best: str, count: int) -> list[Alternative]:
+    """Up to `count` of a search's final hypotheses (best first) other than `best` and each other, as Alternatives."""
+    seen, found = {best}, []
+    for total, _, _, text in finals:
+        if len(found) == count:
+            break
+        if text and text not in seen:
+            seen.add(text)
+            found.append(Alternative(text, float(total)))
+    return found
 
 
 def force_align(log_probs: np.ndarray, text: str, tokenizer: Tokenizer, frame_seconds: float,

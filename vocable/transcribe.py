@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .audio import SAMPLE_RATE, AudioInput, load_audio
-from .decoding import NEG, Decoder, DecodingOptions, Hypothesis, PhraseMatch, Word
+from .decoding import NEG, Alternative, Decoder, DecodingOptions, Hypothesis, PhraseMatch, Word
 from .errors import AudioError, ConfigError, DataError
 from .features_np import HOP_LENGTH, SUBSAMPLING, pad_batch
 
@@ -34,6 +34,7 @@ class Segment:
     end: float
     text: str
     words: list[Word] = field(default_factory=list)
+    alternatives: list[Alternative] = field(default_factory=list)  # DecodingOptions.alternatives, best first
 
 
 @dataclass
@@ -48,8 +49,8 @@ class Result:
         return [w for s in self.segments for w in s.words]
 
     def to_dict(self) -> dict:
-        out = {"text": self.text, "duration": round(self.duration, 3),
-               "segments": [asdict(s) for s in self.segments]}
+        segments = [{k: v for k, v in asdict(s).items() if v or k != "alternatives"} for s in self.segments]
+        out = {"text": self.text, "duration": round(self.duration, 3), "segments": segments}
         return out | ({"phrase": asdict(self.phrase)} if self.phrase is not None else {})
 
 
@@ -213,7 +214,7 @@ class Recognizer:
                 if hyp.text:
                     segments.append(Segment(hyp.words[0].start if hyp.words else start / SAMPLE_RATE,
                                             hyp.words[-1].end if hyp.words else start / SAMPLE_RATE,
-                                            hyp.text, hyp.words))
+                                            hyp.text, hyp.words, hyp.alternatives))
             if progress is not None:
                 progress((batch[-1][0] + len(batch[-1][1])) / SAMPLE_RATE)
             batch.clear()
@@ -234,7 +235,7 @@ class Recognizer:
     def _result(samples: np.ndarray, hyp: Hypothesis, phrase: PhraseMatch | None = None) -> Result:
         duration = len(samples) / SAMPLE_RATE
         segment = Segment(hyp.words[0].start if hyp.words else 0.0,
-                          hyp.words[-1].end if hyp.words else duration, hyp.text, hyp.words)
+                          hyp.words[-1].end if hyp.words else duration, hyp.text, hyp.words, hyp.alternatives)
         return Result(hyp.text, [segment] if hyp.text else [], duration, phrase)
 
 
