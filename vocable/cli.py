@@ -106,7 +106,8 @@ def cmd_transcribe(args) -> int:
                 if path == STDIN:  # a whole file's bytes (WAV, FLAC, ...): long audio is split by transcribe
                     print_result(args, path, recognizer.transcribe(stdin, options=options, name="standard input"))
                     continue
-                seconds = audio_info(path)[0] if os.path.isfile(path) else 0.0
+                # the header is read only where it decides: the VAD path (auto) and its progress bar
+                seconds = audio_info(path)[0] if options.vad is not False and os.path.isfile(path) else 0.0
                 if options.vad or (options.vad is None and seconds > LONG_AUDIO_SECONDS):  # streamed via VAD
                     with audio_progress(path, seconds) as done:
                         print_result(args, path, recognizer.transcribe(path, options=options, progress=done))

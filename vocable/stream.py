@@ -300,7 +300,7 @@ class _Utterance:
             # Decoded as a file is: on the decoding's frame grids (options.shifts), word edges from the
             # signal. It leaves out the endpointer's trailing silence, as the start left out the lead-in.
             audio = self.engine.audio()[: self.speech_end + self.margin]
-            return self.recognizer._decoded(self.recognizer.decoder(self.decoding), [audio], [self.start])[0][0]
+            return self.recognizer.decode_audio(self.recognizer.decoder(self.decoding), [audio], [self.start])[0][0]
         # one frame grid, however many the decoding asks for: partials are many, and the incremental engine's
         # model state has seen the audio once
         hyp = self.recognizer.decode(self.engine.log_probs(final), offset=self.start, options=self.decoding)

@@ -112,9 +112,11 @@ class Recognizer:
         log_probs = self.log_probs_batch(copies)
         return [log_probs[i * shifts: (i + 1) * shifts] for i in range(len(audios))]
 
-    def _decoded(self, decoder: Decoder, audios: list[np.ndarray], offsets: list[float] | None = None) -> list:
+    def decode_audio(self, decoder: Decoder, audios: list[np.ndarray], offsets: list[float] | None = None) -> list:
         """(Hypothesis, PhraseMatch or None) of each (samples,) array starting at `offsets` seconds (default
-        0): one model batch over the options.shifts frame grids of all of them, then each decoded."""
+        0): one model batch over the options.shifts frame grids of all of them, then each decoded as
+        `decoder` says (word edges from the signal). What transcribe, transcribe_batch, long audio and a
+        live stream's finals share."""
         grids = self.log_probs_on_grids(audios, decoder.options.shifts)
         return [decoder(log_probs, FRAME_SECONDS, offset, audio, shifted)
                 for audio, offset, (log_probs, *shifted) in zip(audios, offsets or [0.0] * len(audios), grids)]
@@ -158,7 +160,7 @@ class Recognizer:
         if vad or (vad is None and len(samples) > LONG_AUDIO_SECONDS * SAMPLE_RATE):
             return self._transcribe_stream(iter([samples]), options, progress)
         check_one_pass(samples, name or _label(audio))
-        return self._result(samples, *self._decoded(self.decoder(options), [samples])[0])
+        return self._result(samples, *self.decode_audio(self.decoder(options), [samples])[0])
 
     def transcribe_batch(self, audios: list[AudioInput], batch_size: int = 8,
                          options: DecodingOptions | None = None, sample_rate: int | None = None) -> list[Result]:
@@ -178,7 +180,7 @@ class Recognizer:
             for audio, s, v in zip(audios[i: i + batch_size], samples, split):
                 if not v:
                     check_one_pass(s, _label(audio))
-            whole = iter(self._decoded(decoder, [s for s, v in zip(samples, split) if not v]) if not all(split) else [])
+            whole = iter(self.decode_audio(decoder, [s for s, v in zip(samples, split) if not v]) if not all(split) else [])
             for s, v in zip(samples, split):
                 results.append(self._transcribe_stream(iter([s]), options) if v else self._result(s, *next(whole)))
         return results
@@ -207,7 +209,7 @@ class Recognizer:
         def flush():
             if not batch:
                 return
-            decoded = self._decoded(decoder, [a for _, a in batch], [start / SAMPLE_RATE for start, _ in batch])
+            decoded = self.decode_audio(decoder, [a for _, a in batch], [start / SAMPLE_RATE for start, _ in batch])
             for (start, _), (hyp, match) in zip(batch, decoded):
                 if match is not None:
                     matches.append(match)
