@@ -1,6 +1,7 @@
 """The command line as a user meets it: bundled model, one-line errors, exit codes."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -405,6 +406,59 @@ def test_transcribe_reads_an_audio_file_piped_into_standard_input(tmp_path):
         code, out, err = piped(data, *args)
         assert code == 2 and out == "" and err.startswith("vocable: error:") and fragment in err
         assert len(err.strip().splitlines()) == 1
+
+
+def test_long_audio_piped_into_standard_input_is_read_from_a_temporary_file(tmp_path):
+    """Hours of audio piped in (ffmpeg's placeholder sizes) are kept on disk, not in memory, and decoded as a
+    long file is (split at pauses, read block by block); the temporary file is gone afterwards."""
+    import struct
+
+    import numpy as np
+    import soundfile as sf
+    zero, rate = sf.read(FSDD_FIXTURES / "0_jackson_0.flac", dtype="float32")
+    seven, _ = sf.read(FSDD_FIXTURES / "7_theo_0.flac", dtype="float32")
+    audio = np.zeros(40 * rate, np.float32)  # over LONG_AUDIO_SECONDS: the VAD path
+    audio[rate: rate + len(zero)] = zero
+    audio[25 * rate: 25 * rate + len(seven)] = seven
+    wav = tmp_path / "long.wav"
+    sf.write(wav, audio, rate, subtype="PCM_16")
+    streamed = bytearray(wav.read_bytes())
+    data = streamed.find(b"data")
+    streamed[4:8] = streamed[data + 4:data + 8] = struct.pack("<I", 0xFFFFFFFF)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    result = subprocess.run([sys.executable, "-m", "vocable.cli", "transcribe", "--model", "fsdd-digits",
+                             "--format", "json", "-"], input=bytes(streamed), capture_output=True, timeout=120,
+                            env={**os.environ, "TMPDIR": str(spool)})
+    assert result.returncode == 0, result.stderr.decode()
+    out = json.loads(result.stdout)
+    assert out["text"] == "zero seven" and len(out["segments"]) == 2 and out["duration"] == pytest.approx(40, abs=0.1)
+    assert 24.5 < out["segments"][1]["start"] < 25.5  # times on the piped audio's clock
+    assert not list(spool.glob("vocable-stdin-*"))
+
+
+def test_standard_input_is_copied_block_by_block_and_removed(tmp_path, monkeypatch):
+    import io
+
+    from vocable.cli import STDIN_BLOCK, spooled_stdin
+
+    class Pipe(io.RawIOBase):  # a pipe that refuses to be read whole
+        def __init__(self, data: bytes):
+            self.data, self.reads = io.BytesIO(data), 0
+
+        def read(self, size=-1):
+            assert 0 < size <= STDIN_BLOCK, f"read({size}): standard input read whole"
+            self.reads += 1
+            return self.data.read(size)
+
+    data = bytes(range(256)) * (3 * STDIN_BLOCK // 256 + 7)
+    pipe = Pipe(data)
+    monkeypatch.setattr(sys, "stdin", type("Stdin", (), {"buffer": pipe, "isatty": lambda self: False})())
+    with spooled_stdin(["a.wav", "-"]) as path:
+        assert Path(path).read_bytes() == data and pipe.reads >= 4
+    assert not Path(path).exists()
+    with spooled_stdin(["a.wav"]) as path:
+        assert path is None
 
 
 def test_transcribing_files_to_a_folder_shows_progress_on_a_terminal(tmp_path, monkeypatch):

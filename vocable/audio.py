@@ -195,18 +195,19 @@ def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndar
     return soxr.resample(audio.astype(np.float32), rate, target).astype(np.float32)
 
 
-def audio_info(path: str | os.PathLike) -> tuple[float, int]:
-    """(duration in seconds, sample rate) of a file, read from its header when the format has one."""
+def audio_info(path: str | os.PathLike, name: str | None = None) -> tuple[float, int]:
+    """(duration in seconds, sample rate) of a file, read from its header when the format has one;
+    `name` is what errors call it (default: the path)."""
     try:
         with mpeg_notes_dropped():
             info = sf.info(str(path))
     except Exception as e:  # soundfile raises several types for bad files
-        raise UnreadableAudio(f"{path}: not a readable audio file ({_short(e)})") from None
+        raise UnreadableAudio(f"{name or path}: not a readable audio file ({_short(e)})") from None
     if info.frames >= UNKNOWN_LENGTH:
-        load_audio(path)  # raises the error that says why
+        load_audio(path, name=name)  # raises the error that says why
     if info.frames <= 0 and info.duration <= 0:
         # MP3 and some Ogg files report no frame count: decode to measure.
-        audio = load_audio(path)
+        audio = load_audio(path, name=name)
         return len(audio) / SAMPLE_RATE, info.samplerate
     return float(info.duration), int(info.samplerate)
 

@@ -6,7 +6,9 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import sys
+import tempfile
 import warnings
 
 from . import __version__
@@ -16,6 +18,7 @@ from .errors import (EXIT_USAGE, AudioWarning, ConfigError, DataError, Unreadabl
 MAX_LISTED_ERRORS = 10  # per-file errors printed before "... and N more"
 MIN_SPEED = 0.01  # listen --speed: slower than 1/100 of real time is a hang, not a test
 STDIN = "-"  # FILE that means standard input (formats.output_path names its result "stdin.<format>")
+STDIN_BLOCK = 1 << 20  # bytes copied from standard input at a time
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,33 +90,39 @@ def add_transcribe(commands) -> None:
 
 
 def cmd_transcribe(args) -> int:
-    from .audio import audio_info, load_audio
-    from .transcribe import LONG_AUDIO_SECONDS, check_one_pass, load
     if args.output_dir:
         check_output_names(args.files, args.format, args.output_dir)
     elif args.format in ("srt", "vtt") and len(args.files) > 1:  # one subtitle file per input: stdout holds one
         raise ConfigError(f"--format {args.format} with {len(args.files)} files: give --output-dir to write one "
                           f"subtitle file for each (on standard output they would run together)")
     options = decoding_options(args)
-    stdin = read_stdin_audio(args.files)  # before the model loads: a terminal or a second "-" is refused now
+    # before the model loads: a terminal or a second "-" is refused now
+    with spooled_stdin(args.files) as stdin:
+        return transcribe_files(args, options, stdin)
+
+
+def transcribe_files(args, options, stdin: str | None) -> int:
+    """Transcribe args.files ("-": the file `stdin` holds standard input in), a batch at a time; a file that
+    fails is reported on stderr and the others go on. Returns the exit status."""
+    from .audio import audio_info, load_audio
+    from .transcribe import LONG_AUDIO_SECONDS, check_one_pass, load
     recognizer = load(args.model, threads=args.threads)  # a .onnx model runs on onnxruntime, without torch
     failed, size = 0, max(1, args.batch_size)
     progress = files_progress(args)
     for first in range(0, len(args.files), size):
         batch = []
         for path in args.files[first: first + size]:
+            source, label = (stdin, "standard input") if path == STDIN else (path, path)
             try:
-                if path == STDIN:  # a whole file's bytes (WAV, FLAC, ...): long audio is split by transcribe
-                    print_result(args, path, recognizer.transcribe(stdin, options=options, name="standard input"))
-                    continue
                 # the header is read only where it decides: the VAD path (auto) and its progress bar
-                seconds = audio_info(path)[0] if options.vad is not False and os.path.isfile(path) else 0.0
+                seconds = audio_info(source, label)[0] if options.vad is not False and os.path.isfile(source) else 0.0
                 if options.vad or (options.vad is None and seconds > LONG_AUDIO_SECONDS):  # streamed via VAD
-                    with audio_progress(path, seconds) as done:
-                        print_result(args, path, recognizer.transcribe(path, options=options, progress=done))
+                    with audio_progress(label, seconds) as done:
+                        print_result(args, path, recognizer.transcribe(source, options=options, name=label,
+                                                                       progress=done))
                 else:
-                    audio = load_audio(path)
-                    check_one_pass(audio, path)
+                    audio = load_audio(source, name=label)
+                    check_one_pass(audio, label)
                     batch.append((path, audio))
             except VocableError as e:  # keep going: one bad file must not lose the others' results
                 progress.write(file_error(e), file=sys.stderr)  # below the bar
@@ -158,20 +167,30 @@ def files_progress(args):
     return tqdm(total=len(args.files), unit="file", desc="transcribing", disable=None if wanted else True)
 
 
-def read_stdin_audio(files: list[str]) -> bytes | None:
-    """The bytes of the audio file piped in when FILE is "-" (`ffmpeg ... -f wav - | vocable transcribe -`).
-    They are held in memory (files are read block by block)."""
+@contextlib.contextmanager
+def spooled_stdin(files: list[str]):
+    """When FILE is "-" (`ffmpeg -i talk.mp4 -f wav - | vocable transcribe -`), the audio file piped in,
+    copied to a temporary file: read from there block by block like any file, hours of it are not held in
+    memory. Yields its path (None without "-"); the file is removed at the end."""
     if STDIN not in files:
-        return None
+        yield None
+        return
     if files.count(STDIN) > 1:
         raise ConfigError("FILE: '-' (standard input) given more than once")
     if sys.stdin is None or sys.stdin.isatty():
         raise ConfigError("FILE '-': standard input is a terminal; pipe an audio file into it "
                           "(e.g. ffmpeg -i in.mp4 -f wav - | vocable transcribe -)")
-    data = sys.stdin.buffer.read()
-    if not data:
-        raise ConfigError("FILE '-': nothing was piped into standard input")
-    return data
+    with tempfile.TemporaryDirectory(prefix="vocable-stdin-") as folder:
+        path = os.path.join(folder, "stdin")
+        try:
+            with open(path, "wb") as spool:
+                shutil.copyfileobj(sys.stdin.buffer, spool, STDIN_BLOCK)
+        except OSError as e:  # a full disk: say where, rather than lose the audio silently
+            raise ConfigError(f"FILE '-': could not keep standard input in {folder} ({e.strerror or e}); "
+                              f"set TMPDIR to a folder with room") from None
+        if os.path.getsize(path) == 0:
+            raise ConfigError("FILE '-': nothing was piped into standard input")
+        yield path
 
 
 def check_output_names(files: list[str], fmt: str, output_dir: str) -> None:

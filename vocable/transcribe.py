@@ -153,9 +153,9 @@ class Recognizer:
         vad = checked(options).vad if options is not None else None
         if vad is not False and isinstance(audio, (str, os.PathLike)) and os.path.isfile(audio) and sample_rate is None:
             from .audio import audio_info
-            if vad or audio_info(audio)[0] > LONG_AUDIO_SECONDS:
+            if vad or audio_info(audio, name)[0] > LONG_AUDIO_SECONDS:
                 from .vad import stream_audio
-                return self._transcribe_stream(stream_audio(audio), options, progress)
+                return self._transcribe_stream(stream_audio(audio, name=name), options, progress)
         samples = load_audio(audio, source_rate=sample_rate, name=name)
         if vad or (vad is None and len(samples) > LONG_AUDIO_SECONDS * SAMPLE_RATE):
             return self._transcribe_stream(iter([samples]), options, progress)

@@ -149,22 +149,25 @@ def make_vad(backend: str = "auto"):
     return FrameVad("energy")
 
 
-def stream_audio(source: AudioInput, block_seconds: float = READ_BLOCK_SECONDS) -> Iterator[np.ndarray]:
-    """16 kHz mono float32 blocks of a file read piece by piece (or of bytes/an array, decoded whole)."""
+def stream_audio(source: AudioInput, block_seconds: float = READ_BLOCK_SECONDS,
+                 name: str | None = None) -> Iterator[np.ndarray]:
+    """16 kHz mono float32 blocks of a file read piece by piece (or of bytes/an array, decoded whole);
+    `name` is what errors call it (default: the path)."""
     if isinstance(source, (bytes, bytearray, np.ndarray)):
-        audio = load_audio(source)
+        audio = load_audio(source, name=name)
         step = int(block_seconds * SAMPLE_RATE)
         for i in range(0, len(audio), step):
             yield audio[i: i + step]
         return
     import soxr
     path = Path(source)
+    label = name or str(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
-    with open_audio(str(path), str(path)) as f:
+    with open_audio(str(path), label) as f:
         rate = f.samplerate
         resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32") if rate != SAMPLE_RATE else None
-        gain = over_scale_gain(float_file_peak(f), str(path))  # known before the first block goes out
+        gain = over_scale_gain(float_file_peak(f), label)  # known before the first block goes out
         total, damage = 0, []
         while True:
             try:
@@ -172,21 +175,21 @@ def stream_audio(source: AudioInput, block_seconds: float = READ_BLOCK_SECONDS) 
                     data = f.read(int(block_seconds * rate), dtype="float32", always_2d=True)
                 damage += notes
             except Exception as e:
-                raise AudioError(f"{path}: audio data is corrupt ({str(e).strip()[:200]})") from None
+                raise AudioError(f"{label}: audio data is corrupt ({str(e).strip()[:200]})") from None
             last = len(data) == 0
             mono = data.mean(axis=1) * gain if len(data) else np.zeros(0, np.float32)
             if not np.all(np.isfinite(mono)):
-                raise AudioError(f"{path}: audio contains NaN or infinite samples")
+                raise AudioError(f"{label}: audio contains NaN or infinite samples")
             out = resampler.resample_chunk(mono, last=last) if resampler is not None else mono
             total += len(out)
             if len(out):
                 yield out.astype(np.float32)
             if last:
                 break
-        warn_if_damaged(damage, str(path))
-        warn_if_cut_short(f, str(path))
+        warn_if_damaged(damage, label)
+        warn_if_cut_short(f, label)
         if total == 0:
-            raise AudioError(f"{path}: audio is empty (0 samples)")
+            raise AudioError(f"{label}: audio is empty (0 samples)")
 
 
 @dataclass

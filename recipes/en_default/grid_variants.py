@@ -9,6 +9,9 @@ one with the highest text score (LM, word bonus) + CTC log-likelihood averaged o
 K = 1 and shifted views only, what DecodingOptions.shifts does. Also printed: "adaptive" (views 0 and
 20 ms, and 10 and 30 ms too only when the first two disagree) and the oracle (the best view per
 utterance). Session 23, en-default on so762-dev: see docs/decoding.md.
+
+With --second MODEL, a second model's views join them ("B0", "B20": its 0 and 20 ms grids, searched at its
+own decoding and scored with its own blank penalty): two models as two more grids.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ def views(audio: np.ndarray) -> dict[str, np.ndarray]:
     return {**shifted, **faster}
 
 
+SECOND_COMBINATIONS = [(("0", "B0"), 1), (("0", "B0"), 2), (("0", "20", "B0", "B20"), 1), (("B0", "B20"), 1)]
+
+
 def pick(candidates: dict[str, list], fits, names, k: int) -> str:
     """Of the named views' k best (text score, text) each, the text with the best text score + mean CTC fit."""
     text_score = {}
@@ -52,32 +58,41 @@ def pick(candidates: dict[str, list], fits, names, k: int) -> str:
     return max(text_score, key=lambda t: text_score[t] + sum(fits(t, n) for n in names) / len(names), default="")
 
 
+def searching(name: str):
+    """(Recognizer, its one-grid Decoder, the blank penalty its search adds) for a model that decodes with a beam."""
+    recognizer = vocable.load(name, threads=1)
+    decoder = recognizer.decoder(ONE_GRID)
+    if decoder.search is None:
+        raise SystemExit(f"{name}: decodes greedily; these variants need its beam search")
+    return recognizer, decoder, decoder.options.blank_penalty if decoder.lm is not None else 0.0
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("manifest")
     p.add_argument("--model", default="en-default")
+    p.add_argument("--second", help="a second model whose 0 and 20 ms grids are views B0 and B20")
     args = p.parse_args()
-    recognizer = vocable.load(args.model, threads=1)
-    decoder = recognizer.decoder(ONE_GRID)
-    if decoder.search is None:
-        raise SystemExit(f"{args.model}: decodes greedily; these variants need its beam search")
-    penalty = decoder.options.blank_penalty if decoder.lm is not None else 0.0
-    labels = [" + ".join(names) + f", K {k}" for names, k in COMBINATIONS] + ["adaptive", "oracle (best view)"]
+    models = [searching(args.model)] + ([searching(args.second)] if args.second else [])
+    combinations = COMBINATIONS + (SECOND_COMBINATIONS if args.second else [])
+    labels = [" + ".join(names) + f", K {k}" for names, k in combinations] + ["adaptive", "oracle (best view)"]
     errors, words, disagree = dict.fromkeys(labels, 0), 0, 0
     utterances = read_manifest(args.manifest)
     for utt in tqdm(utterances, desc="utterances"):
-        named = views(load_audio(utt.audio))
-        log_probs = dict(zip(named, recognizer.log_probs_batch(list(named.values()))))
-        candidates = {name: [(total - acoustic, text) for total, acoustic, _, text in decoder.search.search(lp)[:8]]
-                      for name, lp in log_probs.items()}
-        scored, fit_cache = {name: penalise_blank(lp, penalty) for name, lp in log_probs.items()}, {}
+        audio_views = views(load_audio(utt.audio))
+        second_views = {f"B{ms}": audio_views[ms] for ms in ("0", "20")}
+        candidates, scored, fit_cache, tokenizer = {}, {}, {}, {}
+        for named, (model, decoder, penalty) in zip((audio_views, second_views), models):
+            for name, lp in zip(named, model.log_probs_batch(list(named.values()))):
+                candidates[name] = [(total - acoustic, text) for total, acoustic, _, text in decoder.search.search(lp)[:8]]
+                scored[name], tokenizer[name] = penalise_blank(lp, penalty), model.tokenizer
 
         def fits(text: str, name: str) -> float:
             if (text, name) not in fit_cache:
-                fit_cache[text, name] = ctc_log_likelihood(scored[name], recognizer.tokenizer.encode(text))
+                fit_cache[text, name] = ctc_log_likelihood(scored[name], tokenizer[name].encode(text))
             return fit_cache[text, name]
 
-        texts = {label: pick(candidates, fits, names, k) for label, (names, k) in zip(labels, COMBINATIONS)}
+        texts = {label: pick(candidates, fits, names, k) for label, (names, k) in zip(labels, combinations)}
         first_two = [candidates[name][0][1] if candidates[name] else "" for name in ("0", "20")]
         disagree += first_two[0] != first_two[1]
         texts["adaptive"] = texts["0 + 20, K 1" if first_two[0] == first_two[1] else "0 + 10 + 20 + 30, K 1"]
