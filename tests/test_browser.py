@@ -165,6 +165,26 @@ def test_upload_through_the_page_and_get_srt(browser, model, tmp_path):
     assert srt.splitlines()[0] == "1" and " --> " in srt.splitlines()[1] and expected in srt
 
 
+def test_the_pages_words_to_expect_go_with_an_upload(browser, tmp_path):
+    """The page's "Words to expect" is the request's prompt: en-default then spells the names its LM lacks."""
+    from tests.test_runtime import espeak
+    path = tmp_path / "valve.wav"
+    sf.write(path, espeak(tmp_path, "open the kellermann valve on the zorbex unit"), SAMPLE_RATE)
+    root = browser.call("DOM.getDocument")["root"]["nodeId"]
+    node = browser.call("DOM.querySelector", nodeId=root, selector="#file")["nodeId"]
+    browser.call("DOM.setFileInputFiles", nodeId=node, files=[str(path)])
+    texts, chosen = [], browser.eval("document.getElementById('model').value")
+    for prompt in ("", "Kellermann valves for the Zorbex unit"):
+        browser.eval(f"document.getElementById('model').value = 'en-default'; "
+                     f"document.getElementById('prompt').value = {json.dumps(prompt)}; "
+                     f"document.getElementById('upload-text').textContent = ''; "
+                     f"document.getElementById('transcribe').click()")
+        texts.append(browser.wait_for("document.getElementById('upload-text').textContent", bool, timeout=30))
+    browser.eval(f"document.getElementById('model').value = {json.dumps(chosen)}; "
+                 f"document.getElementById('prompt').value = ''")
+    assert "zorbex" not in texts[0] and texts[1] == "open the kellermann valve on the zorbex unit"
+
+
 def test_a_recording_survives_a_server_restart(browser, model, spoken):
     """The server goes away mid-recording and comes back on the same port: the page says it is
     reconnecting, reconnects, and the transcript goes on with later times (it used to stop for good)."""

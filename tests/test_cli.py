@@ -437,6 +437,18 @@ def test_long_audio_piped_into_standard_input_is_read_from_a_temporary_file(tmp_
     assert not list(spool.glob("vocable-stdin-*"))
 
 
+def test_a_prompt_spells_the_names_the_lm_lacks(tmp_path, capsys):
+    """`--prompt`: the words of a text that en-3gram lacks are boosted as hotwords; the known ones are not."""
+    from tests.test_runtime import espeak
+    import soundfile as sf
+    wav = tmp_path / "valve.wav"
+    sf.write(wav, espeak(tmp_path, "open the kellermann valve on the zorbex unit"), 16000)
+    code, plain, _ = run_main(capsys, "transcribe", wav)
+    assert code == 0 and "kellermann" not in plain and "zorbex" not in plain
+    code, prompted, _ = run_main(capsys, "transcribe", wav, "--prompt", "Kellermann valves for the Zorbex unit")
+    assert code == 0 and prompted == "open the kellermann valve on the zorbex unit\n"
+
+
 def test_standard_input_is_copied_block_by_block_and_removed(tmp_path, monkeypatch):
     import io
 

@@ -466,6 +466,9 @@ def test_default_english_model_has_its_own_phrase_threshold():
     (dict(phrases="three"), "phrases: expected a list of phrases"),
     (dict(phrases=[]), "phrases: no phrase given"),
     (dict(hotwords=[("forward", 2.0, 3)]), "hotwords: expected texts or (text, boost) pairs"),
+    (dict(prompt=["zorbex"]), "prompt: expected text of at most 4000 characters"),
+    (dict(prompt="z" * 4001), "prompt: expected text of at most 4000 characters"),
+    (dict(prompt="zorbex", phrases=["stop"]), "prompt: not with phrases"),
 ])
 def test_decoding_options_refuse_what_would_decode_to_garbage(options, fragment):
     with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace(")", r"\)")):

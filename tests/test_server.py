@@ -362,6 +362,50 @@ def test_server_decoding_options_apply_to_its_own_model_in_uploads_and_streams(m
         assert finals == [w for w in words if w in ("seven", "zero")]  # the others are rejected: no final
 
 
+def test_a_prompt_boosts_the_words_the_lm_lacks_in_uploads_and_streams(tmp_path):
+    """OpenAI's `prompt` ("the spelling of names"): its words en-3gram lacks become hotwords for that request
+    alone; a stream takes it in its start message. Too long or not text: a 400 naming the field."""
+    from tests.test_runtime import espeak
+    audio = espeak(tmp_path, "open the kellermann valve on the zorbex unit")
+    names = "Parts list: Kellermann valves, the Zorbex unit."
+    with running_server(ServerOptions(model="en-default")) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
+
+        def upload(**fields) -> str:
+            return client.audio.transcriptions.create(model="whisper-1", file=("valve.wav", wav_bytes(audio)),
+                                                      **fields).text
+        plain = upload()
+        assert "kellermann" not in plain and "zorbex" not in plain  # en-default alone misses both names
+        assert upload(prompt=names) == "open the kellermann valve on the zorbex unit"
+        assert upload() == plain  # the prompt was that request's alone
+        with websockets_sync.connect(url.replace("http", "ws") + "/v1/audio/stream") as ws:
+            ws.send(json.dumps({"type": "start", "prompt": names}))
+            assert json.loads(ws.recv())["type"] == "ready"
+            finals = [e["text"] for e in stream_file(ws, np.concatenate([audio, np.zeros(SAMPLE_RATE, np.float32)]))
+                      if e["type"] == "final"]
+        assert "kellermann" in " ".join(finals) and "zorbex" in " ".join(finals)
+        for prompt, fragment in [("x" * 4001, "prompt: at most 4000 characters")]:
+            with pytest.raises(openai.BadRequestError, match=fragment):
+                upload(prompt=prompt)
+        with websockets_sync.connect(url.replace("http", "ws") + "/v1/audio/stream") as ws:
+            ws.send(json.dumps({"type": "start", "prompt": ["kellermann"]}))
+            error = json.loads(ws.recv())
+        assert error["type"] == "error" and error["message"] == "prompt: expected text, got list"
+
+
+def test_prompt_hotwords_are_the_words_the_lm_lacks():
+    from vocable.decoding import DEFAULT_HOTWORD_BOOST, MAX_PROMPT_HOTWORDS, prompt_hotwords
+    from vocable.lm import resolve_lm
+    from vocable.transcribe import load
+    tokenizer, lm = load("en-default").tokenizer, resolve_lm("en-3gram")
+    words = prompt_hotwords("The Zorbex unit, the ZORBEX valve; Kellermann's sump", tokenizer, lm)
+    assert words == [("zorbex", DEFAULT_HOTWORD_BOOST), ("kellermann's", DEFAULT_HOTWORD_BOOST),
+                     ("sump", DEFAULT_HOTWORD_BOOST)]  # normalised, once each, only what en-3gram lacks
+    assert prompt_hotwords("zorbex", tokenizer, None) == [] and prompt_hotwords("", tokenizer, lm) == []
+    many = " ".join("zq" + "".join(chr(97 + int(d)) for d in str(i)) for i in range(2 * MAX_PROMPT_HOTWORDS))
+    assert len(prompt_hotwords(many, tokenizer, lm)) == MAX_PROMPT_HOTWORDS
+
+
 def test_uploads_are_not_written_to_disk(client, model, monkeypatch):
     """Starlette spools uploads over 1 MB to a temporary file by default; ours stay in memory."""
     import tempfile

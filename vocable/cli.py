@@ -237,6 +237,8 @@ def add_decoding_arguments(p, files: bool = True) -> None:
                    help="score taken from the blank per frame with an LM (default: tuned with the model's LM, else 0)")
     g.add_argument("--hotwords", metavar="LIST", help='boosted words/phrases: "word:boost,phrase" '
                    "(boost in log-score per character, default 2)")
+    g.add_argument("--prompt", metavar="TEXT", help="text naming the words to expect (names, terms): those "
+                   "the LM lacks are boosted as hotwords")
     g.add_argument("--phrases", metavar="FILE", help="restrict output to one phrase per line of FILE "
                    "(a command grammar); unmatched audio gives empty text")
     g.add_argument("--min-phrase-confidence", type=float, metavar="C", help="with --phrases, reject a best "
@@ -264,7 +266,8 @@ def decoding_options(args):
             raise ConfigError(f"--phrases {args.phrases}: no phrases in the file")
     given = {"beam_size": args.beam_size, "lm": args.lm, "lm_weight": args.lm_weight, "word_bonus": args.word_bonus,
              "blank_penalty": args.blank_penalty, "min_phrase_confidence": args.min_phrase_confidence,
-             "shifts": getattr(args, "shifts", None), "alternatives": getattr(args, "alternatives", None)}
+             "shifts": getattr(args, "shifts", None), "alternatives": getattr(args, "alternatives", None),
+             "prompt": args.prompt}
     return DecodingOptions(**{k: v for k, v in given.items() if v is not None}, hotwords=args.hotwords or (),
                            phrases=phrases, vad={"on": True, "off": False}.get(getattr(args, "vad", None)))
 

@@ -107,6 +107,8 @@ DEFAULT_BEAM = 8  # beams kept per frame with an LM or hotwords; a model's meta 
 GRAMMAR_BEAM = 16  # with a phrase grammar (cheap: few tokens fit)
 EXACT_PHRASES = 128  # grammars up to this many phrases score every phrase exactly (CTC forward, ~1 ms each)
 DEFAULT_HOTWORD_BOOST = 2.0  # log-score (nats) added per matched character of a hotword
+MAX_PROMPT_HOTWORDS = 50  # words a prompt may add as hotwords (prompt_hotwords)
+MAX_PROMPT_CHARS = 4000  # a prompt's length (OpenAI's prompt holds ~224 tokens, about 1,000 characters)
 TOKEN_MIN_LOGP = -8.0  # a token below this log-prob at a frame is not tried there (the best one always is)
 GRAMMAR_MIN_LOGP = -20.0  # the same with a phrase grammar: few tokens fit, so unlikely ones are tried too
 BEAM_PRUNE = 12.0  # nats: hypotheses this far below the best are dropped
@@ -141,6 +143,8 @@ class DecodingOptions:
     model's (meta "shifts"), else 1. Costs `shifts` times the model and search time; not for grammars.
     alternatives: also return up to this many other transcripts of the beam (Hypothesis.alternatives, best
     first; from the unshifted grid); asking for any makes the decoding a beam search. Not for grammars.
+    prompt: free text, such as OpenAI's `prompt` ("the spelling of names and terms"): its words that the
+    LM lacks are added to the hotwords at the default boost (prompt_hotwords). Not for grammars.
     """
     beam_size: int | None = None
     lm: str | None = None
@@ -153,6 +157,7 @@ class DecodingOptions:
     vad: bool | None = None
     shifts: int | None = None
     alternatives: int = 0
+    prompt: str = ""
 
     def __post_init__(self):
         if self.beam_size is not None and not (is_int(self.beam_size) and 1 <= self.beam_size <= MAX_BEAM):
@@ -174,6 +179,12 @@ class DecodingOptions:
         self.alternatives = int(self.alternatives)
         if self.alternatives and self.phrases is not None:
             raise ConfigError("decoding option alternatives: not with phrases (a grammar gives one phrase or none)")
+        self.prompt = "" if self.prompt is None else self.prompt
+        if not isinstance(self.prompt, str) or len(self.prompt) > MAX_PROMPT_CHARS:
+            raise ConfigError(f"decoding option prompt: expected text of at most {MAX_PROMPT_CHARS} characters, "
+                              f"got {self.prompt!r:.60}")
+        if self.prompt and self.phrases is not None:
+            raise ConfigError("decoding option prompt: not with phrases (a grammar's phrases are its words)")
         for name, (low, high) in WEIGHT_RANGES.items():
             value = getattr(self, name)
             if value is not None and not (is_number(value) and low <= value <= high):  # also refuses nan
@@ -262,6 +273,21 @@ def parse_hotwords(spec: str) -> list[tuple[str, float]]:
             raise ConfigError(f"hotwords: boost of {text!r} must be a number, got {boost!r}") from None
         out.append((text, value))  # its range is checked with the other forms' (hotword_list)
     return out
+
+
+def prompt_hotwords(prompt: str, tokenizer: Tokenizer, lm) -> list[tuple[str, float]]:
+    """Hotwords from a free-text prompt (OpenAI's `prompt`, there "to improve the spelling of names and
+    terms"): the prompt's words that the decoding's LM lacks, each at the default boost, at most
+    MAX_PROMPT_HOTWORDS. Words the LM knows get no boost, so a "the" in the prompt cannot put "the"
+    into silence; with no LM there is nothing to lack, and the prompt adds none. Words with characters the
+    model cannot spell are left out (a prompt is free text, not a list to check)."""
+    if lm is None or not prompt:
+        return []
+    words: dict[str, float] = {}
+    for word in tokenizer.normalize(prompt).split():
+        if word not in lm.index and not tokenizer.unknown_chars(word) and len(words) < MAX_PROMPT_HOTWORDS:
+            words.setdefault(word, DEFAULT_HOTWORD_BOOST)
+    return list(words.items())
 
 
 @dataclass
@@ -631,6 +657,9 @@ class Decoder:
         self.lm = resolve_lm(options.lm if options.lm is not None else default_lm)
         if self.lm is not None:
             warn_if_lm_lacks_letters(self.lm, tokenizer)
+        if options.prompt:  # its words the LM lacks join the hotwords
+            self.options = options = replace(options, hotwords=options.hotword_list()
+                                             + prompt_hotwords(options.prompt, tokenizer, self.lm))
         wants_search = self.lm is not None or bool(options.hotword_list()) or (options.beam_size or 1) > 1 \
             or options.alternatives > 0
         self.search = BeamSearchDecoder(tokenizer, self.lm, options) if wants_search else None

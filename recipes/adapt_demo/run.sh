@@ -49,6 +49,9 @@ printf '%-44s %-10s %-12s %s\n' "en-default with its LM" "$(wer test en-default)
   "$(wer new-domain en-default)" "$(wer new-general en-default)"
 printf '%-44s %s\n' "+ --hotwords zorbex,kellermann,sump" "$(wer test en-default --hotwords zorbex,kellermann,sump)"
 printf '%-44s %s\n' "+ --hotwords at boost 5" "$(wer test en-default --hotwords zorbex:5,kellermann:5,sump:5)"
+prompt=$(cat domain.txt)  # the words of it that en-3gram lacks become hotwords: kellermann, zorbex, sump
+printf '%-44s %-10s %-12s %s\n' "+ --prompt \"\$(cat domain.txt)\"" "$(wer test en-default --prompt "$prompt")" \
+  "$(wer new-domain en-default --prompt "$prompt")" "$(wer new-general en-default --prompt "$prompt")"
 printf '%-44s %s\n' "with the domain LM instead" "$(wer test en-default --lm data/domain.arpa)"
 printf '%-44s %s\n' "with domain.txt as --phrases" "$(wer test en-default --phrases domain.txt)"
 printf '%-44s %-10s %-12s %s\n' "trained on, its LM" "$(wer test $adapted)" \

@@ -41,7 +41,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from .. import __version__
 from ..audio import SAMPLE_RATE, UNKNOWN_LENGTH, load_audio
-from ..decoding import DecodingOptions
+from ..decoding import MAX_PROMPT_CHARS, DecodingOptions
 from ..errors import ConfigError, ModelError, VocableError
 from ..formats import format_result
 from ..stream import FORMATS as STREAM_FORMATS
@@ -211,7 +211,7 @@ def create_app(options: ServerOptions | None = None) -> FastAPI:
         recognizer = await anyio.to_thread.run_sync(app.state.models.get, name, limiter=app.state.limiter)
         language = _language(recognizer, query.language)
         result = await anyio.to_thread.run_sync(_transcribe, recognizer, data, upload.filename or "upload",
-                                                options.max_audio_seconds, _decoding(app, name),
+                                                options.max_audio_seconds, _decoding(app, name), query.prompt,
                                                 limiter=app.state.limiter)
         return _format(result, query, language)
 
@@ -244,6 +244,7 @@ class _TranscriptionRequest:
     response_format: str
     granularities: list[str]
     language: str | None
+    prompt: str | None
 
     @classmethod
     def from_form(cls, form) -> "_TranscriptionRequest":
@@ -269,7 +270,20 @@ class _TranscriptionRequest:
             raise ApiError(400, f"temperature: expected a number from 0 to 1, got {temperature!r}",
                            "invalid_value", "temperature")
         model = form.get("model")
-        return cls(str(model) if model else None, response_format, granularities, language)
+        return cls(str(model) if model else None, response_format, granularities, language,
+                   checked_prompt(form.get("prompt")))
+
+
+def checked_prompt(prompt) -> str | None:
+    """A request's prompt (a form field, or a key of a stream's start message): text of at most MAX_PROMPT_CHARS."""
+    if prompt is None or prompt == "":
+        return None
+    if not isinstance(prompt, str):
+        raise ApiError(400, f"prompt: expected text, got {type(prompt).__name__}", "invalid_value", "prompt")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ApiError(400, f"prompt: at most {MAX_PROMPT_CHARS} characters, got {len(prompt)}", "invalid_value",
+                       "prompt")
+    return prompt
 
 
 def _is_number_between(text, low: float, high: float) -> bool:
@@ -318,7 +332,17 @@ def _decoding(app: FastAPI, name: str) -> DecodingOptions | None:
     return app.state.options.decoding if name == app.state.models.default else None
 
 
-def _transcribe(recognizer, data: bytes, filename: str, max_seconds: float, decoding: DecodingOptions | None):
+def with_prompt(decoding: DecodingOptions | None, prompt: str | None) -> DecodingOptions | None:
+    """The request's decoding: `decoding` (None: the model's own) with its prompt (the words the LM lacks
+    become hotwords, DecodingOptions.prompt); a phrase grammar's server ignores prompts."""
+    base = decoding or DecodingOptions()
+    if not prompt or base.phrases is not None:
+        return decoding
+    return replace(base, prompt=prompt)
+
+
+def _transcribe(recognizer, data: bytes, filename: str, max_seconds: float, decoding: DecodingOptions | None,
+                prompt: str | None = None):
     """Decode the uploaded bytes (never touching disk) and transcribe them. Runs in a worker thread."""
     duration = _declared_duration(data)
     if duration is not None and duration > max_seconds:
@@ -329,7 +353,7 @@ def _transcribe(recognizer, data: bytes, filename: str, max_seconds: float, deco
         raise ApiError(400, f"file: {e}", "invalid_file_format", "file") from None
     if len(samples) / SAMPLE_RATE > max_seconds:
         raise _too_long(filename, len(samples) / SAMPLE_RATE, max_seconds)
-    return recognizer.transcribe(samples, options=decoding)
+    return recognizer.transcribe(samples, options=with_prompt(decoding, prompt))
 
 
 def _declared_duration(data: bytes) -> float | None:
@@ -531,12 +555,13 @@ async def _open_stream(app: FastAPI, config: dict) -> Streamer:
         raise ApiError(415, f"format: expected one of {', '.join(STREAM_FORMATS)}, got {fmt!r}", "unsupported_format")
     if not isinstance(config.get("model", ""), str):
         raise ApiError(400, f"model: expected a model name, got {config['model']!r}")
+    prompt = checked_prompt(config.get("prompt"))
     name = app.state.models.resolve(config.get("model"))
     recognizer = await anyio.to_thread.run_sync(app.state.models.get, name, limiter=app.state.limiter)
     try:
         options = app.state.options.stream
         return Streamer(recognizer, int(rate), fmt, replace(options) if options is not None else None,
-                        _decoding(app, name))
+                        with_prompt(_decoding(app, name), prompt))
     except VocableError as e:
         raise ApiError(400, str(e)) from None
 

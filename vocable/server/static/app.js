@@ -146,7 +146,8 @@ function connect(session) {
   ws.onopen = () => {
     session.opened = true;
     session.offset = ctx.currentTime - session.began;
-    ws.send(JSON.stringify({ type: "start", sample_rate: ctx.sampleRate, format: "s16le", model: $("model").value || undefined }));
+    ws.send(JSON.stringify({ type: "start", sample_rate: ctx.sampleRate, format: "s16le", model: $("model").value || undefined,
+                             prompt: $("prompt").value || undefined }));  // its words the LM lacks are boosted
     if (session.stopping) ws.send(JSON.stringify({ type: "end" }));
   };
   ws.onmessage = (m) => {
@@ -215,6 +216,7 @@ async function transcribeFile(format) {
   form.append("file", lastFile);
   form.append("model", $("model").value || "default");
   form.append("response_format", format);
+  if ($("prompt").value) form.append("prompt", $("prompt").value);
   if (format === "verbose_json") form.append("timestamp_granularities[]", "segment");
   const reply = await fetch("/v1/audio/transcriptions", { method: "POST", body: form, headers: authHeaders() });
   if (!reply.ok) {
