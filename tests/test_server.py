@@ -391,6 +391,11 @@ def test_a_prompt_boosts_the_words_the_lm_lacks_in_uploads_and_streams(tmp_path)
             ws.send(json.dumps({"type": "start", "prompt": ["kellermann"]}))
             error = json.loads(ws.recv())
         assert error["type"] == "error" and error["message"] == "prompt: expected text, got list"
+    from vocable.decoding import DecodingOptions
+    with running_server(ServerOptions(model="en-default", decoding=DecodingOptions(prompt="Kellermann"))) as url:
+        files = {"file": ("valve.wav", wav_bytes(audio))}
+        reply = httpx.post(url + "/v1/audio/transcriptions", files=files, data={"prompt": "Zorbex"}, timeout=60)
+    assert reply.json()["text"] == "open the kellermann valve on the zorbex unit"  # `serve --prompt`'s words and the request's
 
 
 def test_prompt_hotwords_are_the_words_the_lm_lacks():

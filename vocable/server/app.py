@@ -333,12 +333,13 @@ def _decoding(app: FastAPI, name: str) -> DecodingOptions | None:
 
 
 def with_prompt(decoding: DecodingOptions | None, prompt: str | None) -> DecodingOptions | None:
-    """The request's decoding: `decoding` (None: the model's own) with its prompt (the words the LM lacks
-    become hotwords, DecodingOptions.prompt); a phrase grammar's server ignores prompts."""
+    """The request's decoding: `decoding` (None: the model's own) with the request's prompt after the
+    server's own `--prompt` (the words the LM lacks become hotwords, DecodingOptions.prompt); a phrase
+    grammar's server ignores prompts."""
     base = decoding or DecodingOptions()
     if not prompt or base.phrases is not None:
         return decoding
-    return replace(base, prompt=prompt)
+    return replace(base, prompt=checked_prompt(f"{base.prompt}\n{prompt}" if base.prompt else prompt))
 
 
 def _transcribe(recognizer, data: bytes, filename: str, max_seconds: float, decoding: DecodingOptions | None,
