@@ -127,23 +127,31 @@ def test_array_inputs_of_every_kind():
             load_audio(junk)
 
 
-def test_over_six_hours_is_refused_from_the_header(tmp_path):
-    """A header declaring 7 h is refused before decoding, whole (load_audio) or block by block (the VAD's
-    reader, which every file over 30 s takes): it decoded for minutes before."""
+def sparse_wav(path, hours: float, rate: int = 8000):
+    """A WAV whose header declares `hours` of 8-bit silence, sparse: it takes no disk until read."""
     import struct
-
-    import vocable
-    from vocable.vad import stream_audio
-    rate, seconds = 8000, 7 * 3600
-    size = rate * seconds  # 8-bit mono: one byte a sample
+    size = int(rate * hours * 3600)  # one byte a sample
     header = (b"RIFF" + struct.pack("<I", 36 + size) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate, 1, 8)
               + b"data" + struct.pack("<I", size))
-    path = tmp_path / "seven-hours.wav"
     path.write_bytes(header)
-    os.truncate(path, len(header) + size)  # sparse: 200 MB of silence that takes no disk until read
-    for read in (load_audio, lambda p: next(stream_audio(p)), vocable.load("fsdd-digits").transcribe):
-        with pytest.raises(AudioError, match=r"seven-hours.wav: audio is 7.0 h long; the limit is 6 h"):
-            read(path)
+    os.truncate(path, len(header) + size)
+    return path
+
+
+def test_long_audio_is_refused_from_the_header_where_it_would_be_decoded_whole(tmp_path):
+    """Decoded whole (load_audio: arrays, bytes, --vad off), 7 h is refused before decoding (it decoded for
+    minutes, then held 7 h in memory); read block by block (the VAD's reader, which every file over 30 s
+    takes) memory does not grow with length, so 7 h is read and only a header over 48 h is refused."""
+    import vocable
+    from vocable.vad import stream_audio
+    seven = sparse_wav(tmp_path / "seven-hours.wav", 7)
+    with pytest.raises(AudioError, match=r"seven-hours.wav: audio is 7.0 h long; the limit is 6 h"):
+        load_audio(seven)
+    assert len(next(stream_audio(seven))) > 0
+    days = sparse_wav(tmp_path / "three-days.wav", 72)
+    for read in (lambda p: next(stream_audio(p)), vocable.load("fsdd-digits").transcribe):
+        with pytest.raises(AudioError, match=r"three-days.wav: audio is 72.0 h long; the limit is 48 h"):
+            read(days)
 
 
 def test_an_mp3_without_audio_is_not_called_missing(tmp_path):

@@ -24,7 +24,10 @@ from .errors import AudioError, AudioWarning, UnreadableAudio, warn
 
 SAMPLE_RATE = 16000  # Hz: every model in vocable works at this rate
 MIN_RATE, MAX_RATE = 4000, 192000  # Hz: the sample rates of arrays and streams accepted (telephone .. studio)
-MAX_DURATION = 6 * 3600.0  # seconds: longer input is refused rather than exhausting memory
+MAX_DURATION = 6 * 3600.0  # seconds: longer audio decoded whole is refused rather than exhausting memory
+# seconds: a file read block by block (long audio, through the VAD) holds one block in memory whatever its
+# length; a header declaring more than two days is more likely broken than true
+MAX_STREAM_DURATION = 48 * 3600.0
 OVER_SCALE = 4.0  # peak beyond which samples are on another scale than [-1, 1] (integer values in a float file)
 DECODE_BLOCK = 1 << 20  # frames read at a time (~1 min at 16 kHz)
 # libsndfile's note on a WAV whose data chunk is shorter than its header declares (a recording cut off)
@@ -153,9 +156,9 @@ def warn_if_damaged(notes: list[bytes], label: str) -> None:
              f"be decoded", AudioWarning)
 
 
-def open_audio(file, label: str) -> sf.SoundFile:
+def open_audio(file, label: str, max_seconds: float = MAX_DURATION) -> sf.SoundFile:
     """A file (path or file object) opened for reading by blocks, refused with one AudioError when it is
-    not audio, or its header gives no length or one over MAX_DURATION. The caller closes it (`with`)."""
+    not audio, or its header gives no length or one over `max_seconds`. The caller closes it (`with`)."""
     try:
         with mpeg_notes_dropped():  # libsndfile tries its MP3 reader on anything it does not recognise
             f = sf.SoundFile(file)
@@ -165,9 +168,9 @@ def open_audio(file, label: str) -> sf.SoundFile:
         f.close()
         raise AudioError(f"{label}: the header does not say how long the audio is (a FLAC written to a "
                          f"pipe?); write it to a file first, e.g. ffmpeg -i IN OUT.wav")
-    if f.frames / f.samplerate > MAX_DURATION:  # refused from the header, before decoding
+    if f.frames / f.samplerate > max_seconds:  # refused from the header, before decoding
         f.close()
-        raise _too_long(label, f.frames / f.samplerate)
+        raise _too_long(label, f.frames / f.samplerate, max_seconds)
     return f
 
 
@@ -227,8 +230,8 @@ def _decode(file, label: str) -> tuple[np.ndarray, int]:
         raise UnreadableAudio(f"{label}: not a readable audio file ({_short(e)})") from None
 
 
-def _too_long(label: str, seconds: float) -> AudioError:
-    return AudioError(f"{label}: audio is {seconds / 3600:.1f} h long; the limit is {MAX_DURATION / 3600:.0f} h")
+def _too_long(label: str, seconds: float, limit: float = MAX_DURATION) -> AudioError:
+    return AudioError(f"{label}: audio is {seconds / 3600:.1f} h long; the limit is {limit / 3600:.0f} h")
 
 
 def array_samples(array: np.ndarray, label: str) -> np.ndarray:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import (SAMPLE_RATE, AudioInput, float_file_peak, load_audio, open_audio, over_scale_gain, quiet_reads,
-                    warn_if_cut_short, warn_if_damaged)
+from .audio import (MAX_STREAM_DURATION, SAMPLE_RATE, AudioInput, float_file_peak, load_audio, open_audio,
+                    over_scale_gain, quiet_reads, warn_if_cut_short, warn_if_damaged)
 from .errors import AudioError, ConfigError
 
 SILERO_MODEL = Path(__file__).parent / "assets" / "silero_vad.onnx"
@@ -164,7 +164,7 @@ def stream_audio(source: AudioInput, block_seconds: float = READ_BLOCK_SECONDS,
     label = name or str(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
-    with open_audio(str(path), label) as f:
+    with open_audio(str(path), label, MAX_STREAM_DURATION) as f:
         rate = f.samplerate
         resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32") if rate != SAMPLE_RATE else None
         gain = over_scale_gain(float_file_peak(f), label)  # known before the first block goes out
