@@ -475,6 +475,14 @@ def test_decoding_options_refuse_what_would_decode_to_garbage(options, fragment)
         DecodingOptions(**options)
 
 
+def test_a_prompt_without_an_lm_boosts_nothing_and_says_so():
+    from vocable.errors import VocableWarning
+    recognizer = vocable.load("fsdd-digits")  # decodes without an LM
+    with pytest.warns(VocableWarning, match="prompt: this decoding has no LM"):
+        decoder = recognizer.decoder(DecodingOptions(prompt="zorbex seven"))
+    assert decoder.options.hotword_list() == [] and decoder.search is None  # still greedy, as without it
+
+
 def test_hotwords_as_plain_texts_and_unspellable_words():
     assert DecodingOptions(hotwords=["forward", ("ten", 3)]).hotword_list() == [("forward", 2.0), ("ten", 3.0)]
     assert DecodingOptions(hotwords=None).hotword_list() == []

@@ -658,6 +658,9 @@ class Decoder:
         if self.lm is not None:
             warn_if_lm_lacks_letters(self.lm, tokenizer)
         if options.prompt:  # its words the LM lacks join the hotwords
+            if self.lm is None:
+                warn("prompt: this decoding has no LM to compare its words with, so none is boosted; "
+                     "list them with hotwords instead", VocableWarning)
             self.options = options = replace(options, hotwords=options.hotword_list()
                                              + prompt_hotwords(options.prompt, tokenizer, self.lm))
         wants_search = self.lm is not None or bool(options.hotword_list()) or (options.beam_size or 1) > 1 \
