@@ -449,6 +449,30 @@ def test_a_prompt_spells_the_names_the_lm_lacks(tmp_path, capsys):
     assert code == 0 and prompted == "open the kellermann valve on the zorbex unit\n"
 
 
+def test_a_terminated_transcription_of_standard_input_leaves_no_temporary_file(tmp_path):
+    """`kill` while standard input is being copied (a pipe still open): exit 143, the spool removed."""
+    import signal
+    import time
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    process = subprocess.Popen([sys.executable, "-m", "vocable.cli", "transcribe", "--model", "fsdd-digits", "-"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "TMPDIR": str(spool)})
+    process.stdin.write(b"RIFF" + bytes(3 << 20))  # over one 1 MB block: some of it reaches the disk; more would follow
+    process.stdin.flush()
+    deadline = time.monotonic() + 60
+
+    def spooled() -> int:
+        return sum(f.stat().st_size for f in spool.glob("vocable-stdin-*/stdin"))
+    while not spooled():
+        assert process.poll() is None and time.monotonic() < deadline, "nothing was copied"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 128 + signal.SIGTERM
+    process.stdin.close()
+    assert not list(spool.glob("vocable-stdin-*"))
+
+
 def test_standard_input_is_copied_block_by_block_and_removed(tmp_path, monkeypatch):
     import io
 

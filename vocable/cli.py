@@ -7,8 +7,10 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import warnings
 
 from . import __version__
@@ -180,7 +182,7 @@ def spooled_stdin(files: list[str]):
     if sys.stdin is None or sys.stdin.isatty():
         raise ConfigError("FILE '-': standard input is a terminal; pipe an audio file into it "
                           "(e.g. ffmpeg -i in.mp4 -f wav - | vocable transcribe -)")
-    with tempfile.TemporaryDirectory(prefix="vocable-stdin-") as folder:
+    with terminated_as_exit(), tempfile.TemporaryDirectory(prefix="vocable-stdin-") as folder:
         path = os.path.join(folder, "stdin")
         try:
             with open(path, "wb") as spool:
@@ -191,6 +193,24 @@ def spooled_stdin(files: list[str]):
         if os.path.getsize(path) == 0:
             raise ConfigError("FILE '-': nothing was piped into standard input")
         yield path
+
+
+@contextlib.contextmanager
+def terminated_as_exit():
+    """Within the block, SIGTERM (`kill`, a container stopping) raises SystemExit(143), so the `with` blocks
+    inside it still clean up (Python's default ends the process on the spot: a spooled hour of standard
+    input would stay in the temporary folder). Only in the main thread; the handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def check_output_names(files: list[str], fmt: str, output_dir: str) -> None:
