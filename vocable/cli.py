@@ -106,9 +106,12 @@ def cmd_transcribe(args) -> int:
 def transcribe_files(args, options, stdin: str | None) -> int:
     """Transcribe args.files ("-": the file `stdin` holds standard input in), a batch at a time; a file that
     fails is reported on stderr and the others go on. Returns the exit status."""
+    from dataclasses import replace
+
     from .audio import audio_info, load_audio
     from .transcribe import LONG_AUDIO_SECONDS, check_one_pass, load
     recognizer = load(args.model, threads=args.threads)  # a .onnx model runs on onnxruntime, without torch
+    split = replace(options, vad=True)  # for files this loop found long: transcribe need not read the header again
     failed, size = 0, max(1, args.batch_size)
     progress = files_progress(args)
     for first in range(0, len(args.files), size):
@@ -120,7 +123,7 @@ def transcribe_files(args, options, stdin: str | None) -> int:
                 seconds = audio_info(source, label)[0] if options.vad is not False and os.path.isfile(source) else 0.0
                 if options.vad or (options.vad is None and seconds > LONG_AUDIO_SECONDS):  # streamed via VAD
                     with audio_progress(label, seconds) as done:
-                        print_result(args, path, recognizer.transcribe(source, options=options, name=label,
+                        print_result(args, path, recognizer.transcribe(source, options=split, name=label,
                                                                        progress=done))
                 else:
                     audio = load_audio(source, name=label)

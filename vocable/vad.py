@@ -163,7 +163,7 @@ def stream_audio(source: AudioInput, block_seconds: float = READ_BLOCK_SECONDS,
     path = Path(source)
     label = name or str(path)
     if not path.is_file():
-        raise AudioError(f"{path}: no such file")
+        raise AudioError(f"{label}: no such file")
     with open_audio(str(path), label, MAX_STREAM_DURATION) as f:
         rate = f.samplerate
         resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32") if rate != SAMPLE_RATE else None
