@@ -97,6 +97,15 @@ def test_librispeech_layout(tmp_path, speech):
         ("19-198-0000", "19", "f"), ("19-198-0001", "19", "f"), ("26-495-0000", "26", "m")]
     assert report.utterances[2].text == "a quiet evening by the sea"
     assert dict(report.skipped) == {"missing file": 1}
+    chapter = root / "train-clean-100" / "19" / "198"
+    sf.write(chapter / "19-198-0009.flac", speech[0], SAMPLE_RATE)  # not in the transcript
+    latin1 = root / "train-clean-100" / "40" / "222"
+    latin1.mkdir(parents=True)
+    (latin1 / "40-222.trans.txt").write_bytes("40-222-0000 CAF\xc9 AU LAIT\n".encode("latin-1"))
+    report = import_corpus("librispeech", str(root), show_progress=False)
+    assert len(report.utterances) == 3
+    assert dict(report.skipped) == {"missing file": 1, "audio without a transcript": 1, "transcript file not UTF-8": 1}
+    assert report.examples["transcript file not UTF-8"] == ["train-clean-100/40/222/40-222.trans.txt"]
 
 
 def test_kaldi_folder(tmp_path, speech):
@@ -118,6 +127,10 @@ def test_kaldi_folder(tmp_path, speech):
     report = import_corpus("kaldi", str(folder), show_progress=False)
     assert dict(report.skipped) == {"characters outside the alphabet": 1, "text without audio in wav.scp": 1,
                                     "audio without text": 1}
+    # A key listed twice: which line is right cannot be known, so neither is guessed.
+    (folder / "text").write_text("u0 THE CAT SAT ON THE MAT\nu1 DR. SMITH HAS 2 DOGS\nu0 ANOTHER TEXT\n")
+    with pytest.raises(DataError, match=r"text:3: u0 is listed twice \(also on line 1\)"):
+        import_corpus("kaldi", str(folder), show_progress=False)
 
 
 def test_folder_of_audio_and_txt(tmp_path, speech, capsys):
@@ -129,8 +142,13 @@ def test_folder_of_audio_and_txt(tmp_path, speech, capsys):
     (folder / "c.txt").write_text("no audio for this one")
     (folder / "d.wav").write_bytes(b"RIFF....WAVEfmt garbage")
     (folder / "d.txt").write_text("unreadable audio")
+    (folder / "bob" / "day1").mkdir(parents=True)  # sessions under a speaker: the speaker is still bob
+    sf.write(folder / "bob" / "day1" / "e.wav", speech[2], SAMPLE_RATE)
+    (folder / "bob" / "day1" / "e.txt").write_text("a quiet evening by the sea")
     report = import_corpus("folder", str(folder), show_progress=False)
-    assert [(u.id, u.speaker, u.text) for u in report.utterances] == [("alice-a", "alice", "the cat sat on the mat")]
+    assert [(u.id, u.speaker, u.text) for u in report.utterances] == [
+        ("alice-a", "alice", "the cat sat on the mat"), ("bob-day1-e", "bob", "a quiet evening by the sea")]
+    shutil.rmtree(folder / "bob")
     assert dict(report.skipped) == {"audio without a .txt transcript": 1, "transcript without audio": 1, "unreadable audio": 1}
     # Nothing usable: a one-line error and exit 2, naming the reasons.
     (folder / "alice" / "a.txt").write_text("Straße")
@@ -247,6 +265,12 @@ def test_deepspeech_refuses_a_folder_and_a_csv_without_its_header(tmp_path, caps
     err = capsys.readouterr().err
     assert err.startswith(f"vocable: error: {unclosed}:") and "not readable as DeepSpeech CSV" in err
     assert len(err.splitlines()) == 1
+    assert not (tmp_path / "x.jsonl").exists()
+    # Left open on one row, with rows after it: not one row holding the rest of the file.
+    unclosed.write_text('wav_filename,transcript\nclips/u0.wav,"open the door\nclips/u1.wav,close the window\n')
+    assert main(["data", "import", "deepspeech", str(unclosed), "-o", str(tmp_path / "x.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"vocable: error: {unclosed}:") and "is a quote left open?" in err
     assert not (tmp_path / "x.jsonl").exists()
 
 

@@ -88,6 +88,15 @@ def test_split_and_check_cli_with_planted_leaks(tmp_path, capsys):
     assert main(["data", "check", str(out / "train.jsonl"), str(tmp_path / "audio.jsonl"), "--no-hash"]) == 0
     report = find_leaks(train, dev + same_audio, hash_audio=True)
     assert report.audio == [(train[2].audio, str(copy))]
+    # Audio that cannot be read cannot be compared: not "no leak".
+    moved = tmp_path / "moved" / "deep"
+    moved.mkdir(parents=True)
+    (moved / "dev.jsonl").write_text((out / "dev.jsonl").read_text())  # relative paths now lead nowhere
+    capsys.readouterr()
+    assert main(["data", "check", str(out / "train.jsonl"), str(moved / "dev.jsonl")]) == 1
+    text = capsys.readouterr().out
+    assert ": audio unchecked" in text and "audio not compared: 12 files cannot be read" in text
+    assert main(["data", "check", str(out / "train.jsonl"), str(moved / "dev.jsonl"), "--ignore", "audio"]) == 0
 
 
 def test_training_check_uses_the_same_code(tmp_path):

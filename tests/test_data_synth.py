@@ -98,6 +98,9 @@ def test_synth_manifest_audio_and_resume(tmp_path):
     # More hours continue the same sequence.
     more = synthesize_corpus([str(text)], hours * 2, str(out), voices, jobs=2, seed=3, show_progress=False)
     assert more.new > 0 and more.hours >= hours * 2
+    # Other voices are not mixed into it.
+    with pytest.raises(DataError, match=r"holds speech of voices not chosen now \(.*flite:slt"):
+        synthesize_corpus([str(text)], hours * 3, str(out), installed(["espeak-ng:en-us"]), show_progress=False)
 
 
 def test_synth_cli_opus_and_errors(tmp_path, capsys):
@@ -131,6 +134,8 @@ def test_voices_command_lists_licences(capsys):
     assert rows and all(r["licence"] and r["engine"] for r in rows)
     espeak = [r for r in rows if r["engine"] == "espeak-ng"]
     assert not espeak or all("GPL" in r["licence"] for r in espeak)
+    assert main(["data", "voices", "--language", "xx"]) == 0  # none speak it: said so, not "none installed"
+    assert capsys.readouterr().out == "no installed voice speaks 'xx' (vocable data voices lists the English ones)\n"
 
 
 def piper_voice_file():

@@ -96,12 +96,40 @@ def test_resume_after_kill_continues_from_last_checkpoint(tmp_path):
     assert f"resumed from {ckpt} at step {killed_at}" in result.stdout
     steps = [int(line.split(",")[0]) for line in (tmp_path / "out" / "metrics.csv").read_text().splitlines()[1:]
              if line.split(",")[2]]
-    assert max(steps) == 60
-    # Only the steps after the last checkpoint were repeated.
-    assert len(steps) - len(set(steps)) < 5 + 5
+    # The killed run's steps after its last checkpoint were taken again, and logged once.
+    assert steps == list(range(1, 61))
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo DDP test runs on Linux")
+def test_a_new_run_starts_its_log_afresh_and_says_what_it_dropped(tmp_path, capsys):
+    """A run killed before its first checkpoint leaves metrics.csv behind: the next run does not append to it.
+    Symbols said as words ("%") and dev utterances left out are reported; without a dev set the loss is still
+    drawn; max_steps beyond what the epochs give is said, and the schedule ends with the epochs."""
+    utts = read_dataset(FSDD_FIXTURES)
+    manifest = tmp_path / "train.jsonl"
+    from vocable.data import write_manifest
+    utts[0].text = "50% " + utts[0].text
+    write_manifest(manifest, utts)
+    config_path = write_config(tmp_path, epochs=1, max_steps=500)
+    config_path.write_text(config_path.read_text().replace(str(FSDD_FIXTURES), str(manifest)))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.csv").write_text("step,epoch,loss,lr,audio_s_per_s,dev_wer,dev_cer\n1,1,123.456,0.1,1,,\n")
+    train(load_config(config_path), show_progress=False)
+    printed = capsys.readouterr().out
+    steps = [int(line.split(",")[0]) for line in (out / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == list(range(1, len(steps) + 1)) and "123.456" not in (out / "metrics.csv").read_text()
+    assert f"warning: [optim] max_steps = 500 is more than [optim] epochs = 1 give ({len(steps)} steps each)" in printed
+    assert "warning: 1 of 30 training transcripts have symbols said as words (%)" in printed
+    assert (out / "training.png").stat().st_size > 1000  # drawn with no dev set
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text(manifest.read_text().splitlines()[1] + "\n" + '{"audio": "gone.wav", "text": "one", "speaker": "x"}\n')
+    config_path.write_text(config_path.read_text().replace("dev = []", f'dev = ["{dev}"]')
+                           .replace('"out"', '"out2"').replace("allow_overlap = false", "allow_overlap = true"))
+    train(load_config(config_path), show_progress=False)
+    assert "dev: 1; skipped: {'unreadable': 1}" in capsys.readouterr().out
+
+
 def test_ddp_two_processes_under_torchrun(tmp_path):
     config_path = write_config(tmp_path, epochs=2, every=1000)
     torchrun = Path(sys.executable).parent / "torchrun"
@@ -253,6 +281,20 @@ def test_init_from_continues_from_another_model(tmp_path, capsys):
     config_path.write_text(text.split("[model]")[0] + "[optim]" + text.split("[optim]")[1])
     assert load_config(config_path).model == start.model_config
     assert load_config(config_path).features == start.features
+
+
+def test_init_from_without_a_tokenizer_section_keeps_the_start_models_quietly(tmp_path):
+    """A config with no [tokenizer] is not warned that the defaults (char) go unused: the start model's is its own."""
+    from vocable.train import start_tokenizer_settings
+    config_path = write_config(tmp_path)
+    text = config_path.read_text()
+    config_path.write_text(text.split("[model]")[0] + "[optim]" + text.split("[optim]")[1]
+                           .replace("threads = 1", 'threads = 1\ninit_from = "en-default"'))
+    config = load_config(config_path)
+    assert (config.tokenizer.kind, config.tokenizer.vocab_size) == ("bpe", 128)
+    said = []
+    start_tokenizer_settings(config, load_model_file("en-default").tokenizer, said.append)
+    assert said == []
 
 
 def test_a_bad_start_or_vocabulary_is_refused_before_audio_is_read(tmp_path, monkeypatch):

@@ -234,7 +234,8 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
 
 def _fill_in_start_model(raw: dict, base: Path, where: str) -> None:
     """With [run] init_from, the [model] and [features] keys the config leaves out are the start model's:
-    its weights fit only its own architecture, so a config need not repeat it (keys given must match)."""
+    its weights fit only its own architecture, so a config need not repeat it (keys given must match).
+    Without [run] new_head its [tokenizer] too, so that only keys a config gives can be warned about."""
     run = raw.get("run")
     start = run.get("init_from") if isinstance(run, dict) else None
     if not isinstance(start, str) or not start:  # none, or a wrong type from_dict will name
@@ -245,11 +246,15 @@ def _fill_in_start_model(raw: dict, base: Path, where: str) -> None:
         model = load_model_file(_resolve(base, start) if Path(start).suffix else start)
     except ModelError as e:
         raise ConfigError(f"{where}: [run] init_from: {e}") from None
-    for section, settings in (("model", model.model_config), ("features", model.features)):
+    sections = [("model", asdict(model.model_config)), ("features", asdict(model.features))]
+    if not run.get("new_head"):  # its output layer has its tokenizer's units: that tokenizer is kept
+        tokenizer = model.tokenizer
+        sections.append(("tokenizer", {"kind": tokenizer.kind, "normalizer": tokenizer.normalizer,
+                                       **({"vocab_size": tokenizer.vocab_size - 1} if tokenizer.kind == "bpe" else {})}))
+    for section, start_values in sections:
         given = raw.get(section, {})
         if isinstance(given, dict):  # else from_dict says it must be a table
-            start_values = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
-            raw[section] = {**start_values, **given}
+            raw[section] = {**{k: list(v) if isinstance(v, tuple) else v for k, v in start_values.items()}, **given}
 
 
 def _from_cwd(value, bare_names: bool = False):

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from .config import AugmentConfig, TokenizerConfig, TrainConfig
 from .data.loader import SpeechDataset, bucket_batches, collate, feature_stats, fill_durations, usable
+from .data.importers import spoken_symbols
 from .data.leaks import check_no_leak
 from .data.manifest import Utterance, read_dataset
 from .data.shards import SHARD_KEY, shard_groups
@@ -84,15 +85,18 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     tokenizer = fixed_tokenizer(out, train_utts, config, start, resume, is_main)
     if tokenizer.normalizer == "english":
         warn_if_not_english(train_utts, log)
+    if tokenizer.normalizer != "none":
+        warn_if_symbols_dropped(train_utts, tokenizer.normalizer, log)
     check_no_leak(train_utts, dev_utts, config.data.allow_overlap, config.data.hash_audio, show_progress and is_main)
     for utts in (train_utts, dev_utts):
         fill_durations(utts, show_progress and is_main)
     train_utts, skipped = usable(train_utts, tokenizer, config.data.max_duration)
-    dev_utts, _ = usable(dev_utts, tokenizer, config.data.max_duration)
+    dev_utts, dev_skipped = usable(dev_utts, tokenizer, config.data.max_duration)
     if not train_utts:
         raise DataError(f"no usable training utterances (skipped: {skipped})")
     hours = sum(u.duration for u in train_utts) / 3600
-    log(f"train: {len(train_utts)} utterances, {hours:.2f} h; dev: {len(dev_utts)}; skipped: {skipped or 'none'}")
+    log(f"train: {len(train_utts)} utterances, {hours:.2f} h; skipped: {skipped or 'none'}; "
+        f"dev: {len(dev_utts)}; skipped: {dev_skipped or 'none'}")
 
     augment = build_augmenter(config, train_utts)
     dataset = SpeechDataset(train_utts, tokenizer, config.features, augment, config.run.seed)
@@ -107,7 +111,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     durations, shards = [u.duration for u in train_utts], shard_groups(train_utts)  # shards: None for raw audio
     steps_per_epoch = len(bucket_batches(durations, config.data.max_batch_seconds, config.run.seed, 0, rank, world_size,
                                          shards))
-    total_steps = config.optim.max_steps or steps_per_epoch * config.optim.epochs
+    total_steps = planned_steps(config, steps_per_epoch, log)
     budget = config.optim.max_minutes * 60  # seconds of training; 0 = unlimited
     device_batches = batches_on_device(config, train_utts, tokenizer, augment, device, show_progress and is_main)
 
@@ -118,7 +122,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             f"(epoch {state['epoch']}, batch {state['batch']})")
         state.setdefault("elapsed", 0.0)  # checkpoints from before [optim] max_minutes
     ddp_model = torch.nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
-    metrics = MetricsLog(out, config.run.log, is_main)
+    metrics = MetricsLog(out, config.run.log, is_main, state if resuming else None)
 
     def save_state():
         if is_main:
@@ -194,6 +198,17 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         dist.barrier()
         dist.destroy_process_group()
     return final
+
+
+def planned_steps(config: TrainConfig, steps_per_epoch: int, log) -> int:
+    """The steps the run will take, over which the learning rate decays: [optim] max_steps or epochs, whichever
+    ends first (a schedule planned past the end would stop while the rate is still high)."""
+    by_epochs = steps_per_epoch * config.optim.epochs
+    if config.optim.max_steps > by_epochs:
+        log(f"warning: [optim] max_steps = {config.optim.max_steps} is more than [optim] epochs = "
+            f"{config.optim.epochs} give ({steps_per_epoch} steps each): the run ends at step {by_epochs}, its "
+            f"learning rate decaying over those; raise epochs to train {config.optim.max_steps} steps")
+    return min(config.optim.max_steps or by_epochs, by_epochs)
 
 
 def train_step(model, optimizer, config: TrainConfig, device, precision: str, step: int, epoch: int,
@@ -330,6 +345,7 @@ def end_epoch(out: Path, model, config: TrainConfig, tokenizer, dev_set: DevSet,
     for old in by_epoch[:-max(1, config.run.average_last)]:
         old.unlink()
     if not dev_set:
+        plot_curve(out)  # the loss alone
         return
     dev_wer, dev_cer = dev_set.error_rates(model, tokenizer)
     metrics.write(step=state["step"], epoch=epoch, dev_wer=dev_wer, dev_cer=dev_cer)
@@ -455,6 +471,16 @@ def warn_if_not_english(utterances: list[Utterance], log) -> None:
             f"normalizer = \"basic\"")
 
 
+def warn_if_symbols_dropped(utterances: list[Utterance], normalizer: str, log) -> None:
+    """"50% off" is trained as "fifty off": `data import` refuses such rows, a hand-written manifest gets this."""
+    marked = [(u, symbols) for u in utterances if (symbols := spoken_symbols(u.text))]
+    if marked:
+        symbols = sorted(set().union(*(s for _, s in marked)))
+        log(f"warning: {len(marked)} of {len(utterances)} training transcripts have symbols said as words "
+            f"({' '.join(symbols[:12])}) that [tokenizer] normalizer \"{normalizer}\" drops, so those words are "
+            f"never learned: write them out (first: {marked[0][0].id}: {marked[0][0].text[:60]!r})")
+
+
 def starting_model(config: TrainConfig):
     """The model of `run.init_from` (a .vocable file), which must have this config's [model] and [features]
     (load_config fills in the keys a config leaves out)."""
@@ -524,16 +550,19 @@ class MetricsLog:
 
     FIELDS = ["step", "epoch", "loss", "lr", "audio_s_per_s", "dev_wer", "dev_cer"]
 
-    def __init__(self, out: Path, kind: str, enabled: bool):
+    def __init__(self, out: Path, kind: str, enabled: bool, resumed: dict | None = None):
+        """`resumed`: the state of the checkpoint a run continues from; rows written after it (by the run
+        that was killed) are dropped, since the resumed run writes those steps again. A new run starts
+        the file afresh."""
         self.enabled, self.writer, self.tb = enabled, None, None
         if not enabled:
             return
         path = out / "metrics.csv"
-        new = not path.exists()
-        self.file = open(path, "a", newline="")
+        kept = self.rows_until(path, resumed) if resumed else []
+        self.file = open(path, "w", newline="")
         self.writer = csv.DictWriter(self.file, fieldnames=self.FIELDS)
-        if new:
-            self.writer.writeheader()
+        self.writer.writeheader()
+        self.writer.writerows(kept)
         if kind == "tensorboard":
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -541,6 +570,18 @@ class MetricsLog:
                 raise ConfigError("[run] log = 'tensorboard' needs the tensorboard package "
                                   "(pip install tensorboard)") from None
             self.tb = SummaryWriter(str(out / "tensorboard"))
+
+    def rows_until(self, path: Path, state: dict) -> list[dict]:
+        """metrics.csv's rows up to the checkpoint: steps it had taken, dev rows of epochs it had finished."""
+        if not path.exists():
+            return []
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        try:
+            return [{k: row.get(k, "") for k in self.FIELDS} for row in rows
+                    if (int(row["step"]) <= state["step"] if row.get("loss") else int(row["epoch"]) <= state["epoch"])]
+        except (KeyError, TypeError, ValueError):  # not this log's format: start it again rather than fail a run
+            return []
 
     def write(self, **row) -> None:
         if not self.enabled:

@@ -119,7 +119,7 @@ def read_deepspeech(csv_path: str | os.PathLike, report: ImportReport) -> list[U
 def table_rows(path: Path, required: set[str], what: str, **dialect) -> Iterator[tuple[int, dict]]:
     """(line number, row) of a CSV/TSV with a header; a file without the `required` columns is refused."""
     with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: a file saved by a spreadsheet starts with a BOM
-        reader = csv.DictReader(f, **dialect)
+        reader = csv.DictReader(f, strict=True, **dialect)  # strict: an unclosed quote is an error, not a long field
         try:
             missing = required - set(reader.fieldnames or [])
             if missing:
@@ -128,8 +128,9 @@ def table_rows(path: Path, required: set[str], what: str, **dialect) -> Iterator
                 yield reader.line_num, row  # the line the row ends on: a quoted transcript may span lines
         except UnicodeDecodeError:
             raise DataError(f"{path}: not UTF-8 text; save it as UTF-8") from None
-        except csv.Error as e:  # e.g. a quote never closed, which swallows the rest of the file into one field
-            raise DataError(f"{path}:{reader.line_num}: not readable as {what} ({e})") from None
+        except csv.Error as e:  # e.g. a quote never closed, which would swallow the rest of the file into one field
+            hint = "; is a quote left open?" if "end of data" in str(e) else ""
+            raise DataError(f"{path}:{reader.line_num}: not readable as {what} ({e}{hint})") from None
 
 
 def read_librispeech(folder: str | os.PathLike, report: ImportReport) -> list[Utterance]:
@@ -144,16 +145,25 @@ def read_librispeech(folder: str | os.PathLike, report: ImportReport) -> list[Ut
     genders = librispeech_genders(folder)
     utterances = []
     for trans in transcripts:
-        with open(trans, encoding="utf-8") as f:
-            for line in f:
-                parts = line.split(maxsplit=1)
-                if not parts:
-                    continue
-                utt = parts[0]
-                speaker, chapter = (utt.split("-") + ["", ""])[:2]
-                meta = {"chapter": chapter, **({"gender": genders[speaker]} if speaker in genders else {})}
-                utterances.append(Utterance(utt, str((trans.parent / f"{utt}.flac").resolve()),
-                                            parts[1] if len(parts) > 1 else "", 0.0, speaker, meta))
+        try:
+            lines = trans.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:  # replacing the bytes would train on different sentences
+            report.skip("transcript file not UTF-8", str(trans.relative_to(folder)))
+            continue
+        listed = set()
+        for line in lines:
+            parts = line.split(maxsplit=1)
+            if not parts:
+                continue
+            utt = parts[0]
+            listed.add(f"{utt}.flac")
+            speaker, chapter = (utt.split("-") + ["", ""])[:2]
+            meta = {"chapter": chapter, **({"gender": genders[speaker]} if speaker in genders else {})}
+            utterances.append(Utterance(utt, str((trans.parent / f"{utt}.flac").resolve()),
+                                        parts[1] if len(parts) > 1 else "", 0.0, speaker, meta))
+        for audio in sorted(trans.parent.glob("*.flac")):
+            if audio.name not in listed:
+                report.skip("audio without a transcript", str(audio.relative_to(folder)))
     return utterances
 
 
@@ -171,8 +181,8 @@ def librispeech_genders(folder: Path) -> dict[str, str]:
 
 
 def read_folder(folder: str | os.PathLike, report: ImportReport) -> list[Utterance]:
-    """Audio files, each with a same-named .txt transcript; the parent folder's name is the speaker
-    when files sit in sub-folders."""
+    """Audio files, each with a same-named .txt transcript. When files sit in sub-folders, the first
+    sub-folder's name is the speaker (alice/day1/x.wav: "alice"; the nested ones are sessions)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder")
@@ -188,7 +198,8 @@ def read_folder(folder: str | os.PathLike, report: ImportReport) -> list[Utteran
         except UnicodeDecodeError:  # replacing the bytes would train on a different sentence
             report.skip("transcript not UTF-8", str(transcript.relative_to(folder)))
             continue
-        speaker = audio.parent.name if audio.parent != folder else ""
+        parts = audio.relative_to(folder).parts
+        speaker = parts[0] if len(parts) > 1 else ""
         uid = str(audio.relative_to(folder).with_suffix("")).replace(os.sep, "-")
         utterances.append(Utterance(uid, str(audio.resolve()), text, 0.0, speaker))
     for transcript in sorted(set(folder.rglob("*.txt")) - paired):
@@ -260,6 +271,13 @@ READERS = {"commonvoice": read_commonvoice, "librispeech": read_librispeech, "ka
 # Checking: text and audio of every row
 
 
+def spoken_symbols(text: str) -> set[str]:
+    """Symbols said as words ("%": "percent", "$", "+", "&"), which the normalisers drop: a transcript
+    with one misses words the audio has."""
+    return {ch for ch in unicodedata.normalize("NFKC", text)
+            if unicodedata.category(ch).startswith("S") or ch in SPOKEN_PUNCTUATION}
+
+
 def clean_text(text: str, normalizer: str) -> tuple[str, str]:
     """(normalised text, "" or the reason it is unusable).
 
@@ -268,11 +286,9 @@ def clean_text(text: str, normalizer: str) -> tuple[str, str]:
     basic normaliser (any language) cannot spell numbers either, so digits are errors too.
     """
     if normalizer == "english":
-        if unspellable_letters(text) or any(unicodedata.category(ch).startswith("S") or ch in SPOKEN_PUNCTUATION
-                                            for ch in unicodedata.normalize("NFKC", text)):
+        if unspellable_letters(text) or spoken_symbols(text):
             return "", "characters outside the alphabet"
-    elif normalizer == "basic" and any(ch.isdigit() or unicodedata.category(ch).startswith("S")
-                                       or ch in SPOKEN_PUNCTUATION for ch in text):
+    elif normalizer == "basic" and (any(ch.isdigit() for ch in text) or spoken_symbols(text)):
         return "", "digits or symbols"  # said as words ("tres", "por ciento") it cannot spell; write them out
     normalised = NORMALIZERS[normalizer](text)
     if not normalised:
@@ -292,8 +308,7 @@ def check_utterances(utterances: list[Utterance], report: ImportReport, normaliz
         text, problem = clean_text(u.text, normalizer)
         if problem == "characters outside the alphabet":
             # what refused it: not letters that fold ("é" → "e"), which are kept
-            odd = unspellable_letters(u.text) | {c for c in u.text if unicodedata.category(c).startswith("S")
-                                                 or c in SPOKEN_PUNCTUATION}
+            odd = unspellable_letters(u.text) | spoken_symbols(u.text)
             report.skip(problem, f"{u.id}: {''.join(sorted(odd))}")
         elif problem:
             report.skip(problem, u.id)

@@ -26,6 +26,7 @@ class LeakReport:
     speakers: list[str] = field(default_factory=list)  # speaker ids in both
     sentences: list[str] = field(default_factory=list)  # normalised texts in both
     audio: list[tuple[str, str]] = field(default_factory=list)  # (train file, test file) with the same content
+    unreadable: list[str] = field(default_factory=list)  # audio files that could not be hashed, so not compared
     test_utterances: int = 0
     test_utterances_affected: dict = field(default_factory=dict)  # kind → test utterances concerned
 
@@ -43,6 +44,9 @@ class LeakReport:
             note = " (ignored)" if kind in ignore and items else ""
             lines.append(f"shared {kind}: {len(items)}{note}" + (
                 f", {affected} of {self.test_utterances} test utterances; e.g. {'; '.join(shown)}" if items else ""))
+        if self.unreadable:
+            lines.append(f"audio not compared: {len(self.unreadable)} files cannot be read (e.g. "
+                         f"{'; '.join(self.unreadable[:3])}): fix the manifest's paths")
         return lines
 
 
@@ -66,8 +70,12 @@ def find_leaks(train: list[Utterance], test: list[Utterance], hash_audio: bool =
         for u, digest in zip(train, file_hashes([u.audio for u in train], show_progress)):
             if digest:
                 train_hashes.setdefault(digest, u.audio)
+            else:
+                report.unreadable.append(u.audio)
         for u, digest in zip(test, file_hashes([u.audio for u in test], show_progress)):
-            if digest in train_hashes and u.audio not in seen:
+            if not digest:
+                report.unreadable.append(u.audio)
+            elif digest in train_hashes and u.audio not in seen:
                 report.audio.append((train_hashes[digest], u.audio))
     shared_audio = {p for _, p in report.audio}
     speakers, sentences = set(report.speakers), set(report.sentences)

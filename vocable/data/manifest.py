@@ -106,13 +106,17 @@ def _read_table(path: Path, required: bool = False) -> dict[str, str]:
         if required:
             raise DataError(f"{path}: missing (a Kaldi-style folder needs 'text' and 'wav.scp')")
         return {}
-    table = {}
+    table, first_line = {}, {}
     try:
         with open(path, encoding="utf-8") as f:
-            for line in f:
+            for number, line in enumerate(f, 1):
                 parts = line.rstrip("\n").split(maxsplit=1)
-                if parts:
-                    table[parts[0]] = parts[1] if len(parts) > 1 else ""
+                if not parts:
+                    continue
+                if parts[0] in table:  # Kaldi refuses this too: which of the two lines is right is anyone's guess
+                    raise DataError(f"{path}:{number}: {parts[0]} is listed twice (also on line "
+                                    f"{first_line[parts[0]]}); keep one")
+                table[parts[0]], first_line[parts[0]] = (parts[1] if len(parts) > 1 else ""), number
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     return table

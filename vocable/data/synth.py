@@ -430,6 +430,11 @@ def synthesize_corpus(text_files: list[str], hours: float, out_dir: str, voices:
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / "manifest.jsonl"
     done = read_done(manifest, out)
+    others = sorted({row.get("voice") for row in done.values()} - {voice.id for voice in voices} - {None})
+    if others:  # continuing would mix them into a corpus said to be of the voices chosen now
+        raise DataError(f"{out_dir}: holds speech of voices not chosen now ({', '.join(others[:4])}"
+                        f"{', ...' if len(others) > 4 else ''}): give the same --voices to continue it, "
+                        f"or synthesise into another folder")
     seconds = sum(r["duration"] for r in done.values())
     target = hours * 3600
     order = np.random.default_rng([seed, 0]).permutation(len(sentences))
