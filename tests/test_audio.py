@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from vocable.audio import SAMPLE_RATE, audio_info, load_audio
-from vocable.errors import AudioError
+from vocable.errors import AudioError, AudioWarning
 
 from .conftest import FSDD_FIXTURES
 
@@ -39,6 +39,12 @@ def test_bytes_and_arrays(tmp_path):
     assert len(load_audio(tone(0.5, 8000), source_rate=8000)) == 8000
     ints = (tone(0.5, 16000) * 32767).astype(np.int16)
     assert np.abs(load_audio(ints)).max() == pytest.approx(0.5, abs=0.01)
+    # 16-bit values in a wider integer array (np.array of a list of ints is int64): not read as near-silence
+    for wide in (np.int32, np.int64):
+        with pytest.warns(AudioWarning, match=f"{np.dtype(wide).name} samples no larger than 16-bit ones"):
+            assert np.abs(load_audio(ints.astype(wide))).max() == pytest.approx(0.5, abs=0.01)
+    full = (tone(0.5, 16000) * (2**31 - 1)).astype(np.int32)  # 32-bit PCM (soundfile's dtype="int32")
+    assert np.abs(load_audio(full)).max() == pytest.approx(0.5, abs=0.01)
 
 
 def test_real_fixture():
@@ -57,7 +63,7 @@ def test_bad_input_names_the_file(tmp_path, content):
 
 
 def test_missing_and_empty_and_truncated(tmp_path):
-    with pytest.raises(AudioError, match="no such file"):
+    with pytest.raises(AudioError, match="no such audio file"):
         load_audio(tmp_path / "nope.wav")
     empty = tmp_path / "empty.wav"
     sf.write(empty, np.zeros(0, dtype=np.float32), 16000)
@@ -69,6 +75,22 @@ def test_missing_and_empty_and_truncated(tmp_path):
     truncated.write_bytes(good.read_bytes()[:200])
     with pytest.raises(AudioError, match="truncated.flac"):
         load_audio(truncated)
+
+
+def test_a_flac_cut_short_keeps_the_audio_before_the_cut(tmp_path):
+    """libsndfile fails the whole read that spans a FLAC's damage: the audio before it is kept (whole-file
+    and block-by-block reading alike), with a warning, as for a WAV cut short."""
+    from vocable.vad import stream_audio
+    rng = np.random.default_rng(0)
+    good = tmp_path / "good.flac"
+    sf.write(good, (0.3 * rng.standard_normal(16000 * 20)).astype(np.float32), 16000)  # noise: FLAC cannot shrink it
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.warns(AudioWarning, match=r"cut.flac: the audio is damaged after \d+\.\d s"):
+        whole = load_audio(cut)
+    with pytest.warns(AudioWarning, match="cut.flac: the audio is damaged after"):
+        blocks = np.concatenate(list(stream_audio(cut)))
+    assert 8 * 16000 < len(whole) <= 10 * 16000 and len(blocks) == len(whole)
 
 
 def test_nan_samples_rejected():

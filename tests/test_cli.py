@@ -94,13 +94,44 @@ def test_bad_audio_is_one_line_and_other_files_still_transcribed(tmp_path):
 
 
 @pytest.mark.parametrize("args,fragment", [
-    (["transcribe", "/nonexistent/a.wav"], "no such file"),
+    (["transcribe", "/nonexistent/a.wav"], "no such audio file"),
     (["transcribe", "--model", "no-such-model", "x.wav"], "no-such-model"),
     (["train", "/nonexistent/config.toml"], "no such config"),
     (["evaluate", "/nonexistent/manifest.jsonl"], "no such manifest"),
 ])
 def test_missing_inputs(args, fragment):
     assert_one_line_error(vocable(*args), fragment)
+
+
+def test_paths_that_cannot_be_read_say_why(tmp_path):
+    """An empty name, a folder where a file belongs, a header giving a 1 Hz rate (2 s would read as 9 h
+    of audio), a file the user may not read: one line each, saying what is wrong."""
+    import shutil
+    import struct
+    import numpy as np
+    import soundfile as sf
+    clip = tmp_path / "rate1.wav"
+    sf.write(clip, np.zeros(16000, np.float32), 16000, subtype="PCM_16")
+    header = bytearray(clip.read_bytes())
+    header[24:32] = struct.pack("<II", 1, 2)  # sample rate 1 Hz, 2 bytes per second
+    clip.write_bytes(bytes(header))
+    for vad in ("on", "off"):
+        assert_one_line_error(vocable("transcribe", "--model", "fsdd-digits", "--vad", vad, clip),
+                              "rate1.wav: its header gives a sample rate of 1 Hz, outside 4000-192000 Hz")
+    assert_one_line_error(vocable("transcribe", "--model", "fsdd-digits", ""), "'': an empty name, not an audio file")
+    fixture = FSDD_FIXTURES / "1_theo_0.flac"
+    assert_one_line_error(vocable("transcribe", "--model", tmp_path, fixture), "a directory, not a model file")
+    assert_one_line_error(vocable("transcribe", "--lm", tmp_path, fixture), "a directory, not a language model file")
+    secret = tmp_path / "secret.flac"
+    shutil.copy(fixture, secret)
+    secret.chmod(0)
+    # root reads any file: drop that power for the command (setpriv, util-linux), or skip
+    prefix = [] if os.geteuid() != 0 else ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    if prefix and shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv")
+    result = subprocess.run([*prefix, sys.executable, "-m", "vocable.cli", "transcribe", "--model", "fsdd-digits",
+                             str(secret)], capture_output=True, text=True, timeout=120)
+    assert_one_line_error(result, "secret.flac: permission denied")
 
 
 def test_corrupt_model_file(tmp_path):
@@ -221,7 +252,7 @@ def test_decoding_flags_reach_the_options():
 
 def test_a_decoding_weight_that_is_not_a_number_is_one_line():
     assert_one_line_error(vocable("transcribe", FSDD_FIXTURES / "7_theo_0.flac", "--blank-penalty", "nan"),
-                          "blank_penalty")
+                          "--blank-penalty: expected a number")
 
 
 NOT_UTF8 = bytes(range(128, 256)) * 20  # what a binary file or a UTF-16 text looks like to a UTF-8 reader
@@ -229,12 +260,14 @@ NOT_UTF8 = bytes(range(128, 256)) * 20  # what a binary file or a UTF-16 text lo
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
-    """A folder with a digit clip (a.flac), a non-UTF-8 file (binary.txt), a text file and an empty folder."""
+    """A folder with a digit clip (a.flac), a non-UTF-8 file (binary.txt), text files and empty folders."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a.flac").write_bytes((FSDD_FIXTURES / "1_theo_0.flac").read_bytes())
     (tmp_path / "binary.txt").write_bytes(NOT_UTF8)
     (tmp_path / "text.txt").write_text("one two three\nfour five\n")
     (tmp_path / "folder").mkdir()
+    (tmp_path / "folder.onnx").mkdir()
+    (tmp_path / "marks.txt").write_text("!!!\n...\n")  # phrases without a word
     return tmp_path
 
 
@@ -249,7 +282,7 @@ def run_main(capsys, *args) -> tuple[int, str, str]:
     (["transcribe", "--model", "fsdd-digits", "--phrases", "binary.txt", "a.flac"], ["--phrases binary.txt", "UTF-8"]),
     (["transcribe", "--model", "fsdd-digits", "folder"], ["folder: a directory"]),
     (["transcribe", "--model", "fsdd-digits", "--min-phrase-confidence", "2", "a.flac"],
-     ["min_phrase_confidence", "expected 0 to 1"]),
+     ["--min-phrase-confidence", "expected 0 to 1"]),
     (["transcribe", "--model", "fsdd-digits", "--format", "vtt", "a.flac", "a.flac"], ["--format vtt", "--output-dir"]),
     (["transcribe", "--model", "fsdd-digits", "--output-dir", "binary.txt", "a.flac"], ["--output-dir binary.txt"]),
     (["transcribe", "--model", "fsdd-digits", "--threads", "100000", "a.flac"], ["threads", "100000"]),
@@ -273,10 +306,25 @@ def run_main(capsys, *args) -> tuple[int, str, str]:
     (["listen", "--input", "a.flac", "--speed", "nan"], ["--speed", "nan"]),
     (["listen", "--input", "a.flac", "--speed", "1e-9"], ["--speed", "1e-09"]),  # the first chunk due in 270 years
     (["serve", "--max-upload-mb", "nan"], ["--max-upload-mb"]),
+    (["serve", "--api-key", ""], ["--api-key: empty"]),  # "$UNSET": not a server open to anyone
     (["transcribe", "--vad", "maybe", "a.flac"], ["--vad", "'maybe'", "vocable transcribe --help"]),
     (["transcribe"], ["required: FILE"]),
     (["data", "split", "--dev-speakers", "x", FSDD_FIXTURES], ["--dev-speakers", "'x'"]),
     (["frob"], ["'frob'", "vocable --help"]),
+    (["transcribe", "--model", "fsdd-digits", "--format", "tsv", "a.flac", "a.flac"], ["--format tsv", "--output-dir"]),
+    (["transcribe", "--model", "fsdd-digits", "--batch-size", "0", "a.flac"], ["--batch-size: expected 1 or more"]),
+    (["transcribe", "--model", "fsdd-digits", "--output-dir", "/proc/vocable-out", "a.flac"],
+     ["--output-dir /proc/vocable-out: cannot write in it"]),
+    (["transcribe", "--model", "fsdd-digits", "--beam-size", "0", "a.flac"], ["--beam-size: expected 1 to"]),
+    (["transcribe", "--model", "fsdd-digits", "--hotwords", "fox:3:4", "a.flac"], ["--hotwords: 'fox:3:4'"]),
+    (["transcribe", "--model", "fsdd-digits", "--phrases", "marks.txt", "a.flac"], ["no phrase has a word"]),
+    (["lm", "build", "-o", "x.arpa", "--order", "0", "text.txt"], ["--order: expected 1 to"]),
+    (["lm", "build", "-o", "x.arpa", "--min-count", "-3", "text.txt"], ["--min-count: expected 1 or more"]),
+    (["lm", "build", "-o", "x.arpa", "--prune", "0,1,1,1,1", "text.txt"], ["--prune: 5 counts for an order-3 LM"]),
+    (["lm", "build", "-o", "x.arpa", "--prune", "-1", "text.txt"], ["--prune: expected counts of 0 or more"]),
+    (["align", "a.flac", "notes.txt", "--model", "fsdd-digits"], ["TEXT notes.txt: no such file"]),
+    (["align", "a.flac", "folder", "--model", "fsdd-digits"], ["TEXT folder: a folder"]),
+    (["export", "fsdd-digits", "-o", "folder.onnx"], ["-o folder.onnx: a folder"]),
 ])
 def test_bad_options_and_text_inputs_are_one_line(workdir, capsys, args, fragments):
     code, _, err = run_main(capsys, *args)
@@ -284,6 +332,20 @@ def test_bad_options_and_text_inputs_are_one_line(workdir, capsys, args, fragmen
     assert code == 2 and len(lines) == 1 and lines[0].startswith("vocable: error: "), err
     for fragment in fragments:
         assert fragment in lines[0], err
+
+
+def test_options_that_do_nothing_here_are_said(workdir, capsys):
+    from vocable.errors import AudioWarning
+    code, out, err = run_main(capsys, "transcribe", "--model", "fsdd-digits", "--alternatives", "2",
+                              "--min-phrase-confidence", "0.5", "a.flac")
+    assert code == 0 and out.strip() == "one"
+    assert "--alternatives: shown with --format json only, not txt" in err
+    assert "--min-phrase-confidence: has no effect without --phrases" in err
+    code, _, err = run_main(capsys, "export", "fsdd-digits", "-o", "folder.onnx", "--per-tensor")
+    assert code == 2 and "--per-tensor: has no effect without --int8" in err
+    import vocable as v
+    with pytest.warns(AudioWarning, match="sample_rate=8000 is for arrays of samples"):
+        assert v.load("fsdd-digits").transcribe("a.flac", sample_rate=8000).text == "one"
 
 
 def test_output_dir_loses_nothing(workdir, capsys):
@@ -316,7 +378,7 @@ def test_evaluate_names_unreadable_utterances_and_fails(workdir, capsys):
     (workdir / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     code, out, err = run_main(capsys, "evaluate", "m.jsonl", "--model", "fsdd-digits", "--lm", "none")
     assert code == 2 and "(2 unreadable)" in out
-    assert "binary.txt: not a readable audio file" in err and "gone.wav: no such file" in err
+    assert "binary.txt: not a readable audio file" in err and "gone.wav: no such audio file" in err
 
 
 def test_evaluate_without_reference_words(workdir, capsys):
@@ -514,7 +576,7 @@ def test_transcribing_files_to_a_folder_shows_progress_on_a_terminal(tmp_path, m
     code = main(["transcribe", "--model", "fsdd-digits", "--output-dir", str(tmp_path / "out"), *map(str, files)])
     assert code == 2 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0_jackson_0.txt", "7_theo_0.txt"]
     shown = terminal.getvalue()
-    assert "transcribing" in shown and "3/3" in shown and "missing.wav: no such file" in shown
+    assert "transcribing" in shown and "3/3" in shown and "missing.wav: no such audio file" in shown
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     assert main(["transcribe", "--model", "fsdd-digits", *map(str, files[::2])]) == 0

@@ -130,6 +130,14 @@ def test_hotword_makes_an_unknown_word_appear(lm):
     assert beam(log_probs, None, beam_size=8, hotwords=[("vocable", 2.0)]).text == "i use vocable daily"
 
 
+def test_a_negative_boost_keeps_a_word_out_at_every_occurrence():
+    """hotwords="cat:-2": a penalty per character, paid each time the word is written (a bonus is paid once)."""
+    log_probs = spelled("the cat sat on the cat mat", {4: ("k", -0.5), 19: ("k", -0.5)})  # "c" a little likelier
+    assert beam(log_probs, None, beam_size=8).text == "the cat sat on the cat mat"
+    assert beam(log_probs, None, beam_size=8, hotwords="cat:-2").text == "the kat sat on the kat mat"
+    assert beam(log_probs, None, beam_size=8, hotwords="cat:-2,mat:1").text == "the kat sat on the kat mat"
+
+
 def test_multiword_hotword_and_no_effect_elsewhere(lm):
     log_probs = spelled("turn on the lite", {15: ("e", 0.0)})
     assert beam(log_probs, lm, beam_size=8, hotwords="the light:3").text != "turn on the light"  # not forced
@@ -188,7 +196,7 @@ def test_cli_rejects_a_non_finite_hotword_boost_in_one_line():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert lines == ["vocable: error: hotwords: boost of 'hello': expected a number from -20 to 20 (nats per "
+    assert lines == ["vocable: error: --hotwords: boost of 'hello': expected a number from -20 to 20 (nats per "
                      "character), got inf"]
 
 

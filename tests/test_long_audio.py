@@ -124,7 +124,7 @@ def test_cli_shows_a_long_files_progress_on_a_terminal(tmp_path, monkeypatch, ca
 
 
 def test_stream_audio_errors(tmp_path):
-    with pytest.raises(AudioError, match="no such file"):
+    with pytest.raises(AudioError, match="no such audio file"):
         list(stream_audio(tmp_path / "missing.wav"))
     (tmp_path / "junk.wav").write_bytes(b"not audio at all" * 10)
     with pytest.raises(AudioError, match="not a readable audio file"):

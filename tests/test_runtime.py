@@ -113,7 +113,7 @@ def test_cli_transcribes_many_files_in_batches_without_torch(exported):
     three = run_without_torch(cli, "transcribe", "--model", str(exported), "--batch-size", "3", "--format", "json",
                               *clips, str(FSDD_FIXTURES / "missing.wav"))
     assert one.returncode == 0, one.stderr
-    assert three.returncode == 2 and "missing.wav: no such file" in three.stderr  # the others still printed
+    assert three.returncode == 2 and "missing.wav: no such audio file" in three.stderr  # the others still printed
     rows_one = [json.loads(line) for line in one.stdout.splitlines()]
     rows_three = [json.loads(line) for line in three.stdout.splitlines()]
     assert [r["file"] for r in rows_one] == [r["file"] for r in rows_three] == clips

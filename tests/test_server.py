@@ -20,6 +20,7 @@ import soundfile as sf
 
 from tests.test_audio import flac_of_unknown_length
 from tests.test_stream import DIGITS_MODEL, digit_stream, load_or_skip
+from vocable import Streamer
 from vocable.audio import SAMPLE_RATE
 
 openai = pytest.importorskip("openai")
@@ -194,6 +195,11 @@ def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(client, base
     reply = httpx.post(url, files={"file": ("piped.flac", flac_of_unknown_length())}, headers=auth)
     assert reply.status_code == 400 and reply.json()["error"]["code"] == "invalid_file_format"
     assert "piped.flac: the header does not say how long" in reply.json()["error"]["message"]
+    for rate in (48000, 192000):  # a sample or two: under one at 16 kHz (was a 500, which clients retry)
+        reply = httpx.post(url, files={"file": ("tiny.wav", wav_bytes(np.zeros(1, np.float32), rate))}, headers=auth)
+        assert reply.status_code == 400 and "tiny.wav: audio is empty" in reply.json()["error"]["message"]
+    assert httpx.get(base_url + "/docs").status_code == 404  # Swagger UI needs a CDN; the schema is served
+    assert httpx.get(base_url + "/openapi.json").json()["info"]["title"] == "vocable"
     reply = httpx.post(base_url + "/health")
     assert reply.status_code == 405 and "GET" in reply.headers["allow"]
     assert httpx.head(base_url + "/health").status_code == 200
@@ -241,6 +247,26 @@ def test_websocket_streams_partials_and_finals(base_url, digits):
         assert start - 0.35 <= event["words"][0]["start"] <= end
 
 
+def test_a_client_sending_faster_than_decoding_keeps_its_keepalive(base_url, digits, model):
+    """A client sending a long file at once, with websockets' keepalive on (its default): uvicorn read no
+    further frames, pongs included, until the app took the next message, so the client closed the stream
+    (1011, keepalive ping timeout) partway. Pings every 0.2 s, 0.5 s to answer each, 2 minutes of audio."""
+    _, audio, words, _ = digits
+    once = np.concatenate([audio, np.zeros(SAMPLE_RATE, np.float32)])  # a pause between repeats
+    repeats = int(np.ceil(120 * SAMPLE_RATE / len(once)))
+    pcm = (np.tile(once, repeats) * 32767).astype("<i2").tobytes()
+    with websockets_sync.connect(stream_url(base_url), ping_interval=0.2, ping_timeout=0.5) as ws:
+        for i in range(0, len(pcm), 3200):
+            ws.send(pcm[i: i + 3200])
+        ws.send(json.dumps({"type": "end"}))
+        events = [json.loads(m) for m in ws]
+    assert events[-1]["type"] == "done"
+    library = Streamer(model, input_format="s16le")  # nothing lost or reordered: what the library itself gives
+    finals = [e.text for i in range(0, len(pcm), 3200) for e in library.accept(pcm[i: i + 3200]) if e.type == "final"]
+    finals += [e.text for e in library.flush() if e.type == "final"]
+    assert [e["text"] for e in events if e["type"] == "final"] == finals and len(finals) > 2 * repeats
+
+
 def test_websocket_declared_format_and_rate(base_url, digits, model):
     _, audio, words, _ = digits
     from vocable.audio import load_audio
@@ -280,6 +306,10 @@ def test_websocket_limits_and_errors(base_url, digits):
         ws.send("not json")
         event = json.loads(ws.recv())
         assert event["type"] == "error" and "JSON" in event["message"] and event["reason"] == "invalid_request"
+    with websockets_sync.connect(stream_url(base_url, sample_rate="abc")) as ws:  # no audio: still checked
+        ws.send(json.dumps({"type": "end"}))
+        event = json.loads(ws.recv())
+        assert event["type"] == "error" and event["message"].startswith("sample_rate: expected a whole number")
     for start, field in [({"sample_rate": float("inf")}, "sample_rate"), ({"sample_rate": True}, "sample_rate"),
                          ({"sample_rate": 8000.5}, "sample_rate"), ({"sample_rate": "\u00b2"}, "sample_rate"),
                          ({"model": ["x"]}, "model")]:
@@ -395,7 +425,11 @@ def test_a_prompt_boosts_the_words_the_lm_lacks_in_uploads_and_streams(tmp_path)
     with running_server(ServerOptions(model="en-default", decoding=DecodingOptions(prompt="Kellermann"))) as url:
         files = {"file": ("valve.wav", wav_bytes(audio))}
         reply = httpx.post(url + "/v1/audio/transcriptions", files=files, data={"prompt": "Zorbex"}, timeout=60)
-    assert reply.json()["text"] == "open the kellermann valve on the zorbex unit"  # `serve --prompt`'s words and the request's
+        assert reply.json()["text"] == "open the kellermann valve on the zorbex unit"  # `serve --prompt`'s and the request's
+        reply = httpx.post(url + "/v1/audio/transcriptions", files=files, data={"prompt": "x" * 3995}, timeout=60)
+    assert reply.status_code == 400  # the limit left after the server's own prompt, not the joined length
+    assert reply.json()["error"]["message"] == ("prompt: at most 3989 characters on this server (its own prompt "
+                                                "takes 11 of 4000), got 3995")
 
 
 def test_prompt_hotwords_are_the_words_the_lm_lacks():

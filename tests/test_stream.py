@@ -274,6 +274,13 @@ def test_bad_stream_parameters_are_clear_errors(digits_model):
         Streamer(digits_model, options={"vad": "energy"})
     with pytest.raises(VocableError, match="stream decoding: expected DecodingOptions .*got dict"):
         Streamer(digits_model, decoding={"beam_size": 8})
+    with pytest.raises(VocableError, match="stream recognizer: expected what vocable.load returns"):
+        Streamer(None)
+    assert Streamer(DIGITS_MODEL).recognizer.name == digits_model.name  # a name is loaded, as vocable.load does
+    with pytest.raises(VocableError, match="stream endpoint_silence: expected .* got '0.5'"):
+        Streamer(digits_model, options=StreamOptions(endpoint_silence="0.5"))
+    with pytest.raises(VocableError, match="stream chunk: expected a list of samples"):
+        Streamer(digits_model).accept([[1], [1, 2]])
     streamer = Streamer(digits_model)
     with pytest.raises(VocableError, match="float samples reach 1.2e\\+04, far beyond full scale"):
         streamer.accept(np.full(1600, 12000.0, np.float32))  # int16 values in a float array: was heard as a roar

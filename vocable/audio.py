@@ -14,13 +14,14 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Union
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioError, AudioWarning, UnreadableAudio, warn
+from .errors import AudioError, AudioWarning, UnreadableAudio, file_problem, warn
 
 SAMPLE_RATE = 16000  # Hz: every model in vocable works at this rate
 MIN_RATE, MAX_RATE = 4000, 192000  # Hz: the sample rates of arrays and streams accepted (telephone .. studio)
@@ -28,7 +29,9 @@ MAX_DURATION = 6 * 3600.0  # seconds: longer audio decoded whole is refused rath
 # seconds: a file read block by block (long audio, through the VAD) holds one block in memory whatever its
 # length; a header declaring more than two days is more likely broken than true
 MAX_STREAM_DURATION = 48 * 3600.0
+PCM16_FULL_SCALE = 32767.0  # largest 16-bit sample
 OVER_SCALE = 4.0  # peak beyond which samples are on another scale than [-1, 1] (integer values in a float file)
+SALVAGE_FRAMES = 4096  # frames per read when reading up to a damaged part of a file
 DECODE_BLOCK = 1 << 20  # frames read at a time (~1 min at 16 kHz)
 # libsndfile's note on a WAV whose data chunk is shorter than its header declares (a recording cut off)
 CUT_SHORT = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.MULTILINE)
@@ -62,17 +65,18 @@ def load_audio(source: AudioInput, sample_rate: int = SAMPLE_RATE, source_rate: 
                                         and MIN_RATE <= source_rate <= MAX_RATE):
         raise AudioError(f"{name or 'audio'}: sample rate must be a whole number of Hz from {MIN_RATE} to "
                          f"{MAX_RATE}, got {source_rate!r}")
+    if source_rate is not None and not isinstance(source, np.ndarray):  # a file's header gives its own rate
+        warn(f"{name or 'audio'}: sample_rate={source_rate} is for arrays of samples; a file's own rate "
+             f"(its header's) is used", AudioWarning)
     if isinstance(source, np.ndarray):
         audio, rate = array_samples(source, name or "array"), source_rate or SAMPLE_RATE
     elif isinstance(source, (bytes, bytearray)):
         audio, rate = _decode(io.BytesIO(bytes(source)), name or "<bytes>")
     else:
-        path = Path(source)
-        if path.is_dir():
-            raise AudioError(f"{path}: a directory, not an audio file")
-        if not path.is_file():
-            raise AudioError(f"{path}: no such file")
-        audio, rate = _decode(str(path), name or str(path))
+        problem = file_problem(source, "audio file")
+        if problem:
+            raise AudioError(f"{name or str(source) or repr(source)}: {problem}")
+        audio, rate = _decode(str(source), name or str(source))
     label = name or (str(source) if not isinstance(source, (bytes, bytearray, np.ndarray)) else "audio")
     if audio.size == 0:
         raise AudioError(f"{label}: audio is empty (0 samples)")
@@ -80,8 +84,10 @@ def load_audio(source: AudioInput, sample_rate: int = SAMPLE_RATE, source_rate: 
         raise _too_long(label, audio.size / rate)
     if not np.all(np.isfinite(audio)):
         raise AudioError(f"{label}: audio contains NaN or infinite samples")
-    audio = audio * over_scale_gain(float(np.abs(audio).max()), label)
-    return resample(audio, rate, sample_rate)
+    audio = resample(audio * over_scale_gain(float(np.abs(audio).max()), label), rate, sample_rate)
+    if audio.size == 0:  # a sample or two at 48 kHz is less than one at 16 kHz
+        raise AudioError(f"{label}: audio is empty (shorter than one sample at {sample_rate} Hz)")
+    return audio
 
 
 def over_scale_gain(peak: float, label: str) -> float:
@@ -95,7 +101,7 @@ def over_scale_gain(peak: float, label: str) -> float:
 
 
 # libmpg123's chatter about a damaged MP3: "Note: Trying to resync...", "[src/libmpg123/layer3.c:...] error: ..."
-MPEG_NOTE = re.compile(rb"^(Note: |\[[^\]]*libmpg123[^\]]*\] )")
+MPEG_NOTE = re.compile(rb"^(Note: |Warning: |\[[^\]]*libmpg123[^\]]*\] )")
 MPEG_FORMATS = ("MP3", "MPEG")  # soundfile's name for MP3 files (it has been both)
 _notes_lock = threading.Lock()
 _notes_state = {"users": 0, "saved": -1, "capture": None}  # the C stderr while some thread drops notes
@@ -164,6 +170,11 @@ def open_audio(file, label: str, max_seconds: float = MAX_DURATION) -> sf.SoundF
             f = sf.SoundFile(file)
     except Exception as e:  # soundfile raises several types for bad files
         raise UnreadableAudio(f"{label}: not a readable audio file ({_short(e)})") from None
+    try:
+        check_header_rate(f.samplerate, label)
+    except AudioError:
+        f.close()
+        raise
     if f.frames >= UNKNOWN_LENGTH:  # libsndfile cannot read such a stream (its reads seek)
         f.close()
         raise AudioError(f"{label}: the header does not say how long the audio is (a FLAC written to a "
@@ -174,6 +185,14 @@ def open_audio(file, label: str, max_seconds: float = MAX_DURATION) -> sf.SoundF
     return f
 
 
+def check_header_rate(rate: int, label: str) -> None:
+    """A header's sample rate outside what arrays may have is damage (a 1 Hz header made 2 s of audio
+    read as 9 hours): refused before decoding."""
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(f"{label}: its header gives a sample rate of {rate} Hz, outside {MIN_RATE}-{MAX_RATE} Hz "
+                         f"(a damaged header?)")
+
+
 def float_file_peak(f: sf.SoundFile) -> float:
     """The largest sample magnitude of a float-coded file, read in one pass (then rewound); 0 for other
     codings, whose decoded samples stay within full scale."""
@@ -182,6 +201,33 @@ def float_file_peak(f: sf.SoundFile) -> float:
     peak = max((float(np.abs(b).max()) for b in f.blocks(DECODE_BLOCK, dtype="float32") if b.size), default=0.0)
     f.seek(0)
     return peak
+
+
+def read_blocks(f: sf.SoundFile, frames: int, label: str, notes: list[bytes]) -> Iterator[np.ndarray]:
+    """(n, channels) float32 blocks of `frames` frames, to the file's end; an MP3's damage notes go to `notes`.
+    Where the decoder fails partway (a FLAC cut short fails the whole read that spans the damage), the
+    audio up to the damage is read again in small pieces and the rest left out, with a warning. A failure
+    before any audio is raised."""
+    position, step = 0, frames
+    while True:
+        try:
+            with quiet_reads(f) as dropped:
+                data = f.read(step, dtype="float32", always_2d=True)
+            notes += dropped
+        except Exception as e:
+            if step > SALVAGE_FRAMES:
+                f.seek(position)
+                step = SALVAGE_FRAMES
+                continue
+            if position == 0:
+                raise
+            warn(f"{label}: the audio is damaged after {position / f.samplerate:.1f} s ({_short(e)}); "
+                 f"transcribing what could be decoded", AudioWarning)
+            return
+        if len(data) == 0:
+            return
+        position += len(data)
+        yield data
 
 
 def warn_if_cut_short(f: sf.SoundFile, label: str) -> None:
@@ -201,11 +247,15 @@ def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndar
 def audio_info(path: str | os.PathLike, name: str | None = None) -> tuple[float, int]:
     """(duration in seconds, sample rate) of a file, read from its header when the format has one;
     `name` is what errors call it (default: the path)."""
+    problem = file_problem(path, "audio file")
+    if problem:
+        raise AudioError(f"{name or path}: {problem}")
     try:
         with mpeg_notes_dropped():
             info = sf.info(str(path))
     except Exception as e:  # soundfile raises several types for bad files
         raise UnreadableAudio(f"{name or path}: not a readable audio file ({_short(e)})") from None
+    check_header_rate(info.samplerate, name or str(path))
     if info.frames >= UNKNOWN_LENGTH:
         load_audio(path, name=name)  # raises the error that says why
     if info.frames <= 0 and info.duration <= 0:
@@ -219,8 +269,8 @@ def _decode(file, label: str) -> tuple[np.ndarray, int]:
     """Mono samples and rate, read a block at a time: memory is the mono result's, whatever the channels."""
     try:
         with open_audio(file, label) as f:
-            with quiet_reads(f) as notes:
-                blocks = [b.mean(axis=1) for b in f.blocks(DECODE_BLOCK, dtype="float32", always_2d=True)]
+            notes: list[bytes] = []
+            blocks = [b.mean(axis=1) for b in read_blocks(f, DECODE_BLOCK, label, notes)]
             warn_if_damaged(notes, label)
             warn_if_cut_short(f, label)
             return (np.concatenate(blocks) if blocks else np.zeros(0, np.float32)), f.samplerate
@@ -247,7 +297,15 @@ def array_samples(array: np.ndarray, label: str) -> np.ndarray:
         middle = (float(np.iinfo(array.dtype).max) + 1) / 2
         array = (array.astype(np.float64) - middle) / middle
     elif np.issubdtype(array.dtype, np.integer):
-        array = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
+        full_scale = float(np.iinfo(array.dtype).max)
+        peak = float(np.abs(array.astype(np.float64)).max())
+        if array.dtype.itemsize > 2 and 0 < peak <= PCM16_FULL_SCALE + 1:
+            # 16-bit values in a wider array (np.array of a list of ints is int64): at the wide type's scale
+            # they would be silence (-96 dB), and the transcript empty
+            warn(f"{label}: {array.dtype} samples no larger than 16-bit ones (peak {peak:.0f}); read as 16-bit "
+                 f"PCM (pass int16, or floats in [-1, 1], to say so)", AudioWarning)
+            full_scale = PCM16_FULL_SCALE
+        array = array.astype(np.float32) / full_scale
     elif not np.issubdtype(array.dtype, np.floating):
         raise AudioError(f"{label}: expected numeric samples, got an array of {array.dtype}")
     return array.astype(np.float32)

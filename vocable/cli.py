@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -92,11 +93,15 @@ def add_transcribe(commands) -> None:
 
 
 def cmd_transcribe(args) -> int:
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size: expected 1 or more, got {args.batch_size}")
     if args.output_dir:
         check_output_names(args.files, args.format, args.output_dir)
-    elif args.format in ("srt", "vtt") and len(args.files) > 1:  # one subtitle file per input: stdout holds one
+    elif args.format in ("srt", "vtt", "tsv") and len(args.files) > 1:  # no file column: one file per input
         raise ConfigError(f"--format {args.format} with {len(args.files)} files: give --output-dir to write one "
-                          f"subtitle file for each (on standard output they would run together)")
+                          f"file for each (on standard output they would run together)")
+    if args.alternatives and args.format != "json":
+        warnings.warn(f"--alternatives: shown with --format json only, not {args.format}", VocableWarning)
     options = decoding_options(args)
     # before the model loads: a terminal or a second "-" is refused now
     with spooled_stdin(args.files) as stdin:
@@ -229,6 +234,11 @@ def check_output_names(files: list[str], fmt: str, output_dir: str) -> None:
             raise ConfigError(f"--output-dir: {writers[name]} and {path} would both write {name}; "
                               f"transcribe them in separate runs or rename one")
         writers[name] = path
+    try:  # made now: a folder that cannot be made or written in would lose every result after the work
+        os.makedirs(output_dir, exist_ok=True)
+        tempfile.TemporaryFile(dir=output_dir).close()
+    except OSError as e:
+        raise ConfigError(f"--output-dir {output_dir}: cannot write in it ({(e.strerror or str(e)).lower()})") from None
 
 
 def print_result(args, path: str, result) -> None:
@@ -291,8 +301,13 @@ def decoding_options(args):
              "blank_penalty": args.blank_penalty, "min_phrase_confidence": args.min_phrase_confidence,
              "shifts": getattr(args, "shifts", None), "alternatives": getattr(args, "alternatives", None),
              "prompt": args.prompt}
-    return DecodingOptions(**{k: v for k, v in given.items() if v is not None}, hotwords=args.hotwords or (),
-                           phrases=phrases, vad={"on": True, "off": False}.get(getattr(args, "vad", None)))
+    with options_named_as_flags({**{name: "--" + name.replace("_", "-") for name in given}, "hotwords": "--hotwords",
+                                 "phrases": "--phrases"}):
+        options = DecodingOptions(**{k: v for k, v in given.items() if v is not None}, hotwords=args.hotwords or (),
+                                  phrases=phrases, vad={"on": True, "off": False}.get(getattr(args, "vad", None)))
+    if args.min_phrase_confidence is not None and phrases is None:
+        warnings.warn("--min-phrase-confidence: has no effect without --phrases", VocableWarning)
+    return options
 
 
 def add_train(commands) -> None:
@@ -460,8 +475,10 @@ def check_writable_folder(path: str | None, option: str, creating: str | None = 
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
         raise ConfigError(f"{option} {shown}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {shown}: cannot write in {existing} (permission denied)")
+    try:  # writing, not os.access: root passes os.access where a read-only mount still refuses
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as e:
+        raise ConfigError(f"{option} {shown}: cannot write in {existing} ({(e.strerror or str(e)).lower()})") from None
 
 
 def check_unique_ids(dataset: str, utterances: list) -> None:
@@ -590,6 +607,8 @@ def cmd_serve(args) -> int:
     import os
 
     from .server import ServerOptions, serve
+    if args.api_key is not None and not args.api_key.strip():  # --api-key "$UNSET": not a server open to all
+        raise ConfigError("--api-key: empty; give the key clients must send, or leave --api-key out")
     api_key = args.api_key or os.environ.get("VOCABLE_API_KEY") or None
     if args.host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         print(f"vocable: warning: serving on {args.host} without --api-key: anyone who can reach it may use it",
@@ -622,6 +641,9 @@ def cmd_export(args) -> int:
     from .export import CHECK_UTTERANCES, ExportOptions, check_dataset, export_model
     if not args.output.lower().endswith(".onnx"):
         raise ConfigError(f"-o {args.output}: the exported file must end in .onnx")
+    if args.per_tensor and not args.int8:
+        warnings.warn("--per-tensor: has no effect without --int8", VocableWarning)
+    check_writable_file(args.output, "-o")
     if args.tolerance is not None and not 0 < args.tolerance <= 1:  # also refuses nan, which passes any check
         raise ConfigError(f"--tolerance: expected a posterior difference above 0 and at most 1, got {args.tolerance}")
     from .transcribe import MAX_THREADS
@@ -672,6 +694,8 @@ def cmd_lm_build(args) -> int:
         prune = tuple(int(x) for x in args.prune.split(",") if x.strip())
     except ValueError:
         raise ConfigError(f"--prune: expected comma-separated counts, got {args.prune!r}") from None
+    with options_named_as_flags({"order": "--order", "prune": "--prune", "min_word_count": "--min-count"}):
+        options = BuildOptions(order=args.order, prune=prune, min_word_count=args.min_count)  # before reading text
     for path in args.texts + args.exclude:
         if not os.path.isfile(path):
             raise ConfigError(f"{path}: no such text file")
@@ -682,11 +706,24 @@ def cmd_lm_build(args) -> int:
     excluded = {normalize(line.split("\t", 1)[-1]) for path in args.exclude
                 for line in open(path, encoding="utf-8", errors="replace")}
     sentences = read_sentences(args.texts, normalize, excluded - {""})
-    lm = build_lm(sentences, BuildOptions(order=args.order, prune=prune, min_word_count=args.min_count))
+    lm = build_lm(sentences, options)
     write_lm(lm, args.output)
     sizes = ", ".join(f"{len(o.keys)} {n}-grams" for n, o in enumerate(lm.orders, start=1))
     print(f"{args.output}: {len(sentences)} sentences, {sum(map(len, sentences))} words; {sizes}", file=sys.stderr)
     return 0
+
+
+@contextlib.contextmanager
+def options_named_as_flags(flags: dict[str, str]):
+    """Errors of an options dataclass made from command-line flags name the flag, not the Python field:
+    "order: expected ..." becomes "--order: expected ..."."""
+    try:
+        yield
+    except VocableError as e:
+        field, sep, rest = re.sub(r"^decoding option ", "", str(e)).partition(":")
+        if not sep or field not in flags:
+            raise
+        raise type(e)(f"{flags[field]}:{rest}") from None
 
 
 def looks_like_text(path: str, sample_bytes: int = 1 << 16) -> bool:
@@ -713,6 +750,11 @@ def add_align(commands) -> None:
 def cmd_align(args) -> int:
     from .formats import format_result
     from .transcribe import load
+    if os.path.isdir(args.text):
+        raise ConfigError(f"TEXT {args.text}: a folder; give the transcript, or a file holding it")
+    if not os.path.isfile(args.text) and " " not in args.text.strip() and re.search(r"[/\\]|\.txt$", args.text):
+        # one "word" shaped like a path: a mistyped file name, which would be aligned as the words "notes txt"
+        raise ConfigError(f"TEXT {args.text}: no such file")
     if os.path.isfile(args.text) and not looks_like_text(args.text):
         raise ConfigError(f"{args.text}: not UTF-8 text (give the transcript as a text file or a quoted string)")
     text = open(args.text, encoding="utf-8").read() if os.path.isfile(args.text) else args.text

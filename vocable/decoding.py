@@ -202,6 +202,9 @@ class DecodingOptions:
                                   f"got {self.phrases!r:.60}")
             if not any(p.strip() for p in self.phrases):
                 raise ConfigError("decoding option phrases: no phrase given (every output would be rejected)")
+            if not any(ch.isalnum() for p in self.phrases for ch in p):  # "!!!" normalises to nothing
+                raise ConfigError("decoding option phrases: no phrase has a word in it (every output would be "
+                                  "rejected)")
         if isinstance(self.hotwords, dict):  # {text: boost}
             self.hotwords = list(self.hotwords.items())
         elif not isinstance(self.hotwords, (str, list, tuple)) and isinstance(self.hotwords, Iterable):
@@ -267,6 +270,8 @@ def parse_hotwords(spec: str) -> list[tuple[str, float]]:
             if item.strip():
                 raise ConfigError(f"hotwords: empty hotword in {item.strip()!r}")
             continue
+        if ":" in text:  # "fox:3:4" would boost the words "fox three"
+            raise ConfigError(f"hotwords: {item.strip()!r}: expected WORD or WORD:BOOST (one colon)")
         try:
             value = float(boost) if boost.strip() else DEFAULT_HOTWORD_BOOST
         except ValueError:
@@ -377,17 +382,20 @@ class BeamSearchDecoder:
                     raise ConfigError(f"{kind} {text!r}: characters the model cannot spell: "
                                       f"{''.join(sorted(unknown))!r}")
         hot = [(" ".join(tokenizer.normalize(text).split()), boost) for text, boost in hotwords]
-        self.hot_boost: dict[str, float] = {}  # every prefix of every hotword → per-character bonus
+        self.hot_boost: dict[str, float] = {}  # every prefix of every hotword → per-character bonus (or penalty)
         self.hot_completions: dict[str, set[str]] = {}  # ... → the hotwords it begins
         for text, boost in hot:
             for i in range(1, len(text) + 1):
-                self.hot_boost[text[:i]] = max(self.hot_boost.get(text[:i], 0.0), boost)
-                self.hot_completions.setdefault(text[:i], set()).add(text)
+                prefix = text[:i]
+                self.hot_boost[prefix] = max(self.hot_boost[prefix], boost) if prefix in self.hot_boost else boost
+                self.hot_completions.setdefault(prefix, set()).add(text)
         self.hotwords = {text for text, _ in hot}
+        # A boosted word earns its bonus once per segment; a penalised one (boost < 0) pays at every occurrence.
+        self.penalised = {text for text, boost in hot if boost < 0}
         longest = max((len(self.body[v]) for v in range(len(self.body))), default=1)
         # most a token can raise a prefix's score: a word's insertion bonus and hotword characters
         self._gain = max(0.0, options.word_bonus if lm is not None else 0.0) + \
-            longest * max(self.hot_boost.values(), default=0.0)
+            longest * max(0.0, max(self.hot_boost.values(), default=0.0))
         self.hot_words = {w for text, _ in hot for w in text.split()}  # words exempt from UNK_PENALTY
         self.phrases = None
         if options.phrases is not None:
@@ -473,16 +481,22 @@ class BeamSearchDecoder:
 
     def _still_to_earn(self, prefix: str, done: str) -> bool:
         """Whether `prefix` begins a hotword that `done` does not hold yet."""
-        return prefix in self.hot_boost and any(not occurrences(done, h) for h in self.hot_completions[prefix])
+        return prefix in self.hot_boost and any(h in self.penalised or not occurrences(done, h)
+                                                for h in self.hot_completions[prefix])
 
     def _hot_word_end(self, hot, bonus, score, done):
         """A word ended inside a hotword match (`done`: the words so far, that one included): keep the
         bonus if the hotword is complete and this is its first occurrence."""
         if hot in self.hotwords:
-            return None, 0.0, score + (bonus if occurrences(done, hot) == 1 else 0.0)
+            return None, 0.0, score + (bonus if self._pays(done, hot) else 0.0)
         if hot + " " in self.hot_boost:  # a multi-word hotword continues
             return hot, bonus, score
         return None, 0.0, score
+
+    def _pays(self, words: str, hotword: str) -> bool:
+        """Whether `hotword`, just completed as the last of `words`, is paid: its first occurrence, or any of
+        a penalised one."""
+        return hotword in self.penalised or occurrences(words, hotword) == 1
 
     def _phrase_allows(self, done: str, partial: str, closed: bool) -> bool:
         text = f"{done} {partial}" if done else partial
@@ -502,7 +516,7 @@ class BeamSearchDecoder:
             words = f"{words} {node.partial}" if words else node.partial
         if self.phrases is not None and words not in self.phrase_text:
             return None
-        if hot is not None and hot in self.hotwords and occurrences(words, hot) == 1:
+        if hot is not None and hot in self.hotwords and self._pays(words, hot):
             score += bonus
         if self.lm is not None:
             score += self.options.lm_weight * self.lm.score(state, self.lm.word_id("</s>"))[0] * math.log(10)

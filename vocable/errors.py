@@ -25,6 +25,23 @@ class ModelError(VocableError):
     """A model file that is missing, corrupt or of an unknown version."""
 
 
+def file_problem(path, kind: str = "file") -> str:
+    """Why `path` cannot be read as a `kind` ("audio file", "model file"): "no such ...", "a directory, not a
+    ...", "permission denied"; "" when it can be opened."""
+    import os
+    if not os.fspath(path):  # Path("") would be "." and read as the current folder
+        return f"an empty name, not a{'n' * (kind[0] in 'aeiou')} {kind}"
+    if os.path.isdir(path):
+        return f"a directory, not a{'n' * (kind[0] in 'aeiou')} {kind}"
+    if not os.path.isfile(path):
+        return f"no such {kind}"
+    try:
+        with open(path, "rb"):
+            return ""
+    except OSError as e:  # a decoder's own message for this is "System error." or a bare exception name
+        return (e.strerror or str(e)).lower()
+
+
 class VocableWarning(UserWarning):
     """Something vocable can go on with but the user should know; the CLI prints it as one line."""
 

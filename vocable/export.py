@@ -97,8 +97,10 @@ def export_model(model: str | os.PathLike, out: str | os.PathLike, options: Expo
     Raises ExportError, writing nothing, when the export does not reproduce the torch model.
     """
     options = options or ExportOptions()
-    loaded = load_model_file(model)
     out = Path(out)
+    if out.is_dir():  # found now, not after the minute an export and its check take
+        raise ExportError(f"{out}: a folder; give the .onnx file to write")
+    loaded = load_model_file(model)
     out.parent.mkdir(parents=True, exist_ok=True)
     audio = check_audio(options.audio)
     with tempfile.TemporaryDirectory(prefix="vocable-export-") as tmp:
@@ -115,8 +117,11 @@ def export_model(model: str | os.PathLike, out: str | os.PathLike, options: Expo
             raise ExportError(f"{out}: not written: the exported model does not match {loaded.path} on "
                               f"{comparison.utterances} utterances: {'; '.join(problems)}")
         staged = out.with_name(out.name + ".tmp")
-        shutil.copyfile(graph, staged)
-        os.replace(staged, out)  # atomic: never a half-written model at `out`
+        try:
+            shutil.copyfile(graph, staged)
+            os.replace(staged, out)  # atomic: never a half-written model at `out`
+        finally:
+            staged.unlink(missing_ok=True)  # a failed write leaves no half-written .tmp behind
     return comparison
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, file_problem
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 NO_PROB = -99.0  # log10 probability ARPA gives <s> (it is never predicted)
@@ -185,13 +185,21 @@ class BuildOptions:
     prune: tuple[int, ...] = ()  # per order from 1: drop n-grams seen at most this many times (0 keeps all)
     min_word_count: int = 1  # words seen fewer times become <unk>
 
+    def __post_init__(self):
+        if not (isinstance(self.order, int) and 1 <= self.order <= MAX_ORDER):
+            raise DataError(f"order: expected 1 to {MAX_ORDER}, got {self.order!r}")
+        if any(not isinstance(c, int) or c < 0 for c in self.prune):
+            raise DataError(f"prune: expected counts of 0 or more, got {list(self.prune)}")
+        if len(self.prune) > self.order:
+            raise DataError(f"prune: {len(self.prune)} counts for an order-{self.order} LM (one per order)")
+        if not (isinstance(self.min_word_count, int) and self.min_word_count >= 1):
+            raise DataError(f"min_word_count: expected 1 or more, got {self.min_word_count!r}")
+
 
 def build_lm(sentences: Iterable[list[str]], options: BuildOptions | None = None) -> NGramLM:
     """Estimate an interpolated modified Kneser-Ney model from word lists (already normalised)."""
     options = options or BuildOptions()
     order = options.order
-    if not 1 <= order <= MAX_ORDER:
-        raise DataError(f"LM order must be 1..{MAX_ORDER}, got {order}")
     prune = _prune_thresholds(options.prune, order)
     vocab, seq, starts = _encode(sentences, options.min_word_count)
     if len(starts) == 0:
@@ -213,7 +221,7 @@ def _prune_thresholds(prune: tuple[int, ...], order: int) -> list[int]:
     values = list(prune) + [prune[-1] if prune else 0] * order
     values = [0] + values[1:order]  # unigrams are never pruned (they define the vocabulary)
     if any(b < a for a, b in zip(values, values[1:])):
-        raise DataError(f"pruning thresholds must not decrease with order, got {list(prune)}")
+        raise DataError(f"prune: counts must not decrease with order, got {list(prune)}")
     return values
 
 
@@ -463,8 +471,9 @@ _NGRAM_HEADER = re.compile(r"ngram\s+(\d+)\s*=\s*(\d+)")
 def read_arpa(path: str | os.PathLike) -> NGramLM:
     """Load an ARPA file (plain or gzip) written by any tool."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such language model file")
+    problem = file_problem(path, "language model file")
+    if problem:
+        raise DataError(f"{path}: {problem}")
     try:
         if _is_gzip(path):
             with gzip.open(path, "rb") as f:
@@ -591,8 +600,9 @@ def write_binary(lm: NGramLM, path: str | os.PathLike) -> None:
 @_names_the_file
 def read_binary(path: str | os.PathLike) -> NGramLM:
     """Load a file written by write_binary, checking that its arrays fit together."""
-    if not Path(path).is_file():
-        raise DataError(f"{path}: no such language model file")
+    problem = file_problem(path, "language model file")
+    if problem:
+        raise DataError(f"{path}: {problem}")
     try:
         with np.load(path) as data:
             arrays = {key: data[key] for key in data.files}
@@ -717,5 +727,7 @@ def resolve_lm(name_or_path: str | os.PathLike | None) -> NGramLM | None:
     path = find_lm(name_or_path)
     if path is not None:
         return load_lm(path)
+    if Path(name_or_path).exists():  # a folder
+        raise DataError(f"{name_or_path}: {file_problem(name_or_path, 'language model file')}")
     available = ", ".join(bundled_lms()) or "none"
     raise DataError(f"{name_or_path}: no such language model file or bundled LM (bundled: {available})")

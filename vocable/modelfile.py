@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .checks import FieldError, is_int, model_file_errors, read_common_fields, settings_from_table, show
-from .errors import ModelError
+from .errors import ModelError, file_problem
 from .features import FeatureConfig
 from .models import ModelConfig, build_model
 from .tokenizer import Tokenizer
@@ -67,8 +67,11 @@ def resolve_model_path(name_or_path: str | os.PathLike | None) -> Path:
     if bundled.is_file():
         return bundled
     path = Path(name)
-    if path.is_file():
+    problem = file_problem(path, "model file")
+    if not problem:
         return path
+    if path.exists():  # a folder, a file it may not read
+        raise ModelError(f"{name}: {problem}")
     available = ", ".join(bundled_models()) or "none"
     raise ModelError(f"{name}: no such model file or bundled model (bundled: {available})")
 

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .checks import FieldError, model_file_errors, read_common_fields
-from .errors import ModelError
+from .errors import ModelError, file_problem
 from .features_np import FeatureConfig, compute_features, pad_batch
 from .tokenizer import Tokenizer
 
@@ -163,8 +163,9 @@ def _decode_metadata(path, raw: dict) -> dict:
 
 def load_onnx_file(path: str | os.PathLike, threads: int = 0) -> OnnxModelFile:
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such ONNX model file")
+    problem = file_problem(path, "ONNX model file")
+    if problem:
+        raise ModelError(f"{path}: {problem}")
     features = FeatureConfig()  # replaced below once the metadata is read
     engine = OnnxEngine(path, features, threads)
     metadata = _decode_metadata(path, engine.metadata)

@@ -30,6 +30,7 @@ RNN state and the utterance's log-probabilities (incremental), or the utterance'
 from __future__ import annotations
 
 import collections
+import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 
@@ -75,8 +76,9 @@ class StreamOptions:
             raise ConfigError(f"stream engine: expected auto, incremental or window, got {self.engine!r}")
         for name, (low, high, unit) in STREAM_RANGES.items():
             value = getattr(self, name)
-            if not low <= value <= high:  # also refuses NaN
-                raise ConfigError(f"stream {name}: expected {low:g}..{high:g} {unit}, got {value}")
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or not low <= value <= high:  # also refuses NaN, and "0.5"
+                raise ConfigError(f"stream {name}: expected {low:g}..{high:g} {unit}, got {value!r}")
         if self.vad_aggressiveness not in (0, 1, 2, 3):
             raise ConfigError(f"stream vad_aggressiveness: expected 0, 1, 2 or 3, got {self.vad_aggressiveness!r}")
         if not 0.0 < self.onset <= self.onset_window:
@@ -122,6 +124,12 @@ class Streamer:
 
     def __init__(self, recognizer, sample_rate: int = SAMPLE_RATE, input_format: str = "s16le",
                  options: StreamOptions | None = None, decoding=None):
+        if isinstance(recognizer, (str, os.PathLike)):  # a model name or path, as vocable.load takes
+            from .transcribe import load
+            recognizer = load(recognizer)
+        if not hasattr(recognizer, "decode_audio"):
+            raise ConfigError(f"stream recognizer: expected what vocable.load returns (or a model name), got "
+                              f"{type(recognizer).__name__}")
         if options is not None and not isinstance(options, StreamOptions):
             raise ConfigError(f"stream options: expected StreamOptions (vocable.stream), got {type(options).__name__}")
         if decoding is not None and not isinstance(decoding, DecodingOptions):
@@ -200,7 +208,11 @@ class Streamer:
             samples = np.frombuffer(data[:usable], dtype=dtype)
             audio = samples / np.float32(INT16_SCALE) if dtype.kind == "i" else samples.astype(np.float32)
         elif isinstance(chunk, (np.ndarray, list, tuple)):
-            audio = array_samples(np.asarray(chunk), "stream chunk")
+            try:
+                array = np.asarray(chunk)
+            except (TypeError, ValueError):  # a ragged list
+                raise AudioError(f"stream chunk: expected a list of samples, got {chunk!r:.60}") from None
+            audio = array_samples(array, "stream chunk")
         else:
             raise AudioError(f"stream chunk: expected bytes or an array of samples, got {type(chunk).__name__}")
         if not np.all(np.isfinite(audio)):

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from .audio import (MAX_STREAM_DURATION, SAMPLE_RATE, AudioInput, float_file_peak, load_audio, open_audio,
-                    over_scale_gain, quiet_reads, warn_if_cut_short, warn_if_damaged)
-from .errors import AudioError, ConfigError
+                    over_scale_gain, read_blocks, warn_if_cut_short, warn_if_damaged)
+from .errors import AudioError, ConfigError, file_problem
 
 SILERO_MODEL = Path(__file__).parent / "assets" / "silero_vad.onnx"
 SILERO_FRAME = 512  # samples (32 ms) per Silero decision
@@ -161,20 +161,20 @@ def stream_audio(source: AudioInput, block_seconds: float = READ_BLOCK_SECONDS,
         return
     import soxr
     path = Path(source)
-    label = name or str(path)
-    if not path.is_file():
-        raise AudioError(f"{label}: no such file")
+    label = name or str(source) or repr(source)
+    problem = file_problem(source, "audio file")
+    if problem:
+        raise AudioError(f"{label}: {problem}")
     with open_audio(str(path), label, MAX_STREAM_DURATION) as f:
         rate = f.samplerate
         resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32") if rate != SAMPLE_RATE else None
         gain = over_scale_gain(float_file_peak(f), label)  # known before the first block goes out
         total, damage = 0, []
+        blocks = read_blocks(f, int(block_seconds * rate), label, damage)
         while True:
             try:
-                with quiet_reads(f) as notes:
-                    data = f.read(int(block_seconds * rate), dtype="float32", always_2d=True)
-                damage += notes
-            except Exception as e:
+                data = next(blocks, np.zeros((0, f.channels), np.float32))
+            except Exception as e:  # before any audio; damage later ends the blocks with a warning
                 raise AudioError(f"{label}: audio data is corrupt ({str(e).strip()[:200]})") from None
             last = len(data) == 0
             mono = data.mean(axis=1) * gain if len(data) else np.zeros(0, np.float32)

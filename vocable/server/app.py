@@ -54,6 +54,7 @@ RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 GRANULARITIES = ("word", "segment")
 MAX_WS_MESSAGE = 1 * MB  # largest WebSocket message accepted (~32 s of 16 kHz int16)
 WS_FRAME_LIMIT = 4 * MAX_WS_MESSAGE  # larger frames are cut off by uvicorn (close 1009), smaller get a JSON error
+MAX_BACKLOG = 64 * MB  # audio a stream has received and not yet decoded (~35 min of 16 kHz int16); past it, TCP waits
 ENDS_WITH_AUDIO = ("idle_timeout", "audio_too_long")  # stream errors after which the utterance under way is final
 LANGUAGES = {"en": "english", "english": "english"}  # what an English model (English normaliser) accepts
 LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}|[A-Za-z]{4,20}")  # "es", "pt-BR" or "spanish"
@@ -169,7 +170,8 @@ def _shadows_bundled(name: str, path: Path, bundled: dict) -> bool:
 def create_app(options: ServerOptions | None = None) -> FastAPI:
     options = options or ServerOptions()
     options.validate()
-    app = FastAPI(title="vocable", version=__version__, docs_url="/docs", redoc_url=None)
+    # No /docs: FastAPI's page loads Swagger UI from a CDN, blank on an offline machine; /openapi.json stays
+    app = FastAPI(title="vocable", version=__version__, docs_url=None, redoc_url=None)
     app.state.options = options
     app.state.models = ModelCache(options.model, options.max_models, options.threads)
     app.state.limiter = anyio.CapacityLimiter(max(1, options.workers))
@@ -181,7 +183,8 @@ def create_app(options: ServerOptions | None = None) -> FastAPI:
     async def page():
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
-    @app.api_route("/health", methods=["GET", "HEAD"])
+    @app.head("/health", include_in_schema=False)  # one route for both made /openapi.json warn of a duplicate id
+    @app.get("/health")
     async def health():
         return {"status": "ok", "version": __version__, "model": app.state.models.default,
                 "streams": app.state.streams, "max_streams": options.max_streams,
@@ -339,7 +342,11 @@ def with_prompt(decoding: DecodingOptions | None, prompt: str | None) -> Decodin
     base = decoding or DecodingOptions()
     if not prompt or base.phrases is not None:
         return decoding
-    return replace(base, prompt=checked_prompt(f"{base.prompt}\n{prompt}" if base.prompt else prompt))
+    room = MAX_PROMPT_CHARS - (len(base.prompt) + 1 if base.prompt else 0)
+    if len(prompt) > room:  # the client sent `prompt` only: say what the limit is for it
+        raise ApiError(400, f"prompt: at most {room} characters on this server (its own prompt takes "
+                       f"{MAX_PROMPT_CHARS - room} of {MAX_PROMPT_CHARS}), got {len(prompt)}", "invalid_value", "prompt")
+    return replace(base, prompt=f"{base.prompt}\n{prompt}" if base.prompt else prompt)
 
 
 def _transcribe(recognizer, data: bytes, filename: str, max_seconds: float, decoding: DecodingOptions | None,
@@ -354,7 +361,11 @@ def _transcribe(recognizer, data: bytes, filename: str, max_seconds: float, deco
         raise ApiError(400, f"file: {e}", "invalid_file_format", "file") from None
     if len(samples) / SAMPLE_RATE > max_seconds:
         raise _too_long(filename, len(samples) / SAMPLE_RATE, max_seconds)
-    return recognizer.transcribe(samples, options=with_prompt(decoding, prompt))
+    options = with_prompt(decoding, prompt)
+    try:
+        return recognizer.transcribe(samples, options=options)
+    except VocableError as e:  # the user's input, whatever a check above missed: a 400, never a 500
+        raise ApiError(400, f"file: {filename}: {e}", "invalid_request_error", "file") from None
 
 
 def _declared_duration(data: bytes) -> float | None:
@@ -477,12 +488,43 @@ async def _run_stream(app: FastAPI, websocket: WebSocket) -> None:
         await bounded(websocket.send_json(event))
 
     await websocket.accept()
+    inbox, messages = anyio.create_memory_object_stream(float("inf"))
+    backlog = [0]  # bytes of audio in `messages`
+
+    async def receive_all() -> None:
+        """Take each message as it arrives: uvicorn reads no further frames (the client's keepalive pings
+        among them) until the app takes one, and a client sending faster than the decoder was dropped for
+        a missed pong. Past MAX_BACKLOG the client waits on TCP instead."""
+        try:
+            while True:
+                while backlog[0] > MAX_BACKLOG:
+                    await anyio.sleep(0.05)
+                message = await websocket.receive()
+                backlog[0] += len(message.get("bytes") or b"")
+                await inbox.send(message)
+                if message["type"] == "websocket.disconnect":
+                    return
+        except (WebSocketDisconnect, RuntimeError):  # closed under it
+            await inbox.send({"type": "websocket.disconnect"})
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(receive_all)
+        try:
+            await _serve_stream(app, websocket, messages, backlog, bounded, send)
+        finally:
+            tasks.cancel_scope.cancel()
+
+
+async def _serve_stream(app: FastAPI, websocket: WebSocket, messages, backlog: list, bounded, send) -> None:
+    """_run_stream's protocol over the messages its receiver takes in."""
+    options: ServerOptions = app.state.options
     config = dict(websocket.query_params)
     streamer = None
     try:
         while True:
             with anyio.move_on_after(options.stream_idle_seconds) as idle:
-                message = await websocket.receive()
+                message = await messages.receive()
+                backlog[0] -= len(message.get("bytes") or b"")
             if idle.cancelled_caught:
                 raise ApiError(408, f"no message for {options.stream_idle_seconds:g} s; closing the stream",
                                "idle_timeout")
@@ -498,7 +540,9 @@ async def _run_stream(app: FastAPI, websocket: WebSocket) -> None:
                     await send(_ready(app, streamer, config))
                     continue
                 if request.get("type") == "end":
-                    if streamer is not None:
+                    if streamer is None:
+                        _stream_settings(config)  # a bad ?sample_rate= is an error even with no audio sent
+                    else:
                         for event in await _in_thread(app, streamer.flush):
                             await send(event.to_dict())
                     await send({"type": "done", "audio_seconds": round(streamer.time if streamer else 0.0, 3)})
@@ -545,6 +589,19 @@ def _parse_control(text: str) -> dict:
 
 
 async def _open_stream(app: FastAPI, config: dict) -> Streamer:
+    rate, fmt, prompt = _stream_settings(config)
+    name = app.state.models.resolve(config.get("model"))
+    recognizer = await anyio.to_thread.run_sync(app.state.models.get, name, limiter=app.state.limiter)
+    try:
+        options = app.state.options.stream
+        return Streamer(recognizer, rate, fmt, replace(options) if options is not None else None,
+                        with_prompt(_decoding(app, name), prompt))
+    except VocableError as e:
+        raise ApiError(400, str(e)) from None
+
+
+def _stream_settings(config: dict) -> tuple[int, str, str | None]:
+    """(sample rate, format, prompt) of a stream's query and start message, each checked."""
     rate = config.get("sample_rate", SAMPLE_RATE)  # an int from JSON, a string from the query
     if isinstance(rate, float) and rate.is_integer():
         rate = int(rate)
@@ -556,15 +613,7 @@ async def _open_stream(app: FastAPI, config: dict) -> Streamer:
         raise ApiError(415, f"format: expected one of {', '.join(STREAM_FORMATS)}, got {fmt!r}", "unsupported_format")
     if not isinstance(config.get("model", ""), str):
         raise ApiError(400, f"model: expected a model name, got {config['model']!r}")
-    prompt = checked_prompt(config.get("prompt"))
-    name = app.state.models.resolve(config.get("model"))
-    recognizer = await anyio.to_thread.run_sync(app.state.models.get, name, limiter=app.state.limiter)
-    try:
-        options = app.state.options.stream
-        return Streamer(recognizer, int(rate), fmt, replace(options) if options is not None else None,
-                        with_prompt(_decoding(app, name), prompt))
-    except VocableError as e:
-        raise ApiError(400, str(e)) from None
+    return int(rate), fmt, checked_prompt(config.get("prompt"))
 
 
 def _ready(app: FastAPI, streamer: Streamer, config: dict) -> dict:
