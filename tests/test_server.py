@@ -240,6 +240,7 @@ def test_websocket_streams_partials_and_finals(base_url, digits):
     with websockets_sync.connect(stream_url(base_url)) as ws:
         events = stream_file(ws, audio)
     assert events[0]["type"] == "ready" and events[0]["sample_rate"] == SAMPLE_RATE
+    assert events[-1]["audio_seconds"] == round(len(audio) / SAMPLE_RATE, 3)  # what was sent, not whole VAD frames
     finals = [e for e in events if e["type"] == "final"]
     assert [e["text"] for e in finals] == words
     assert any(e["type"] == "partial" for e in events)

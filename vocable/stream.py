@@ -152,6 +152,7 @@ class Streamer:
         self._pending = np.zeros(0, np.float32)  # < VAD_FRAME samples not yet classified
         self._pre_roll = collections.deque(maxlen=max(1, round(self.options.pre_roll * SAMPLE_RATE / VAD_FRAME)))
         self.samples = 0  # 16 kHz samples classified so far: the stream clock
+        self.received = 0  # 16 kHz samples given to accept() (the clock pads the last to a whole VAD frame)
         self._recent = collections.deque(maxlen=max(1, round(self.options.onset_window * SAMPLE_RATE / VAD_FRAME)))
         self._utterance: _Utterance | None = None
 
@@ -165,6 +166,7 @@ class Streamer:
         audio = self._to_float(chunk)
         if self._resampler is not None and audio.size:
             audio = self._resampler.resample_chunk(audio)
+        self.received += len(audio)
         return self._process(audio)
 
     def flush(self) -> list[StreamEvent]:
@@ -173,6 +175,7 @@ class Streamer:
         if self._resampler is not None:
             tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
             self._resampler = _make_resampler(self.sample_rate)
+            self.received += len(tail)
         events = self._process(np.concatenate([tail, np.zeros((-len(self._pending) - len(tail)) % VAD_FRAME,
                                                                np.float32)]))
         if self._utterance is not None:

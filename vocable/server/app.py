@@ -545,7 +545,7 @@ async def _serve_stream(app: FastAPI, websocket: WebSocket, messages, backlog: l
                     else:
                         for event in await _in_thread(app, streamer.flush):
                             await send(event.to_dict())
-                    await send({"type": "done", "audio_seconds": round(streamer.time if streamer else 0.0, 3)})
+                    await send({"type": "done", "audio_seconds": round(streamer.received / SAMPLE_RATE if streamer else 0.0, 3)})
                     await bounded(websocket.close())
                     return
                 raise ApiError(400, f"unknown message type {request.get('type')!r}; expected start or end")
