@@ -13,7 +13,6 @@ import re
 import sys
 import tempfile
 import threading
-from pathlib import Path
 from collections.abc import Iterator
 from typing import Union
 

@@ -559,10 +559,14 @@ class MetricsLog:
             return
         path = out / "metrics.csv"
         kept = self.rows_until(path, resumed) if resumed else []
-        self.file = open(path, "w", newline="")
+        staged = path.with_suffix(".tmp")
+        with open(staged, "w", newline="") as f:  # replaced at once: a kill now cannot lose the kept rows
+            writer = csv.DictWriter(f, fieldnames=self.FIELDS)
+            writer.writeheader()
+            writer.writerows(kept)
+        os.replace(staged, path)
+        self.file = open(path, "a", newline="")
         self.writer = csv.DictWriter(self.file, fieldnames=self.FIELDS)
-        self.writer.writeheader()
-        self.writer.writerows(kept)
         if kind == "tensorboard":
             try:
                 from torch.utils.tensorboard import SummaryWriter
