@@ -120,6 +120,22 @@ def test_cli_transcribes_many_files_in_batches_without_torch(exported):
     assert [r["text"] for r in rows_one] == [r["text"] for r in rows_three]
 
 
+def test_what_needs_torch_says_so_in_one_line_without_it():
+    """The [runtime] install has no torch: a .vocable model, training or export is one line naming what to
+    install, exit 2 (was a ModuleNotFoundError traceback); in Python a ModelError."""
+    cli = "import sys; from vocable.cli import main; sys.exit(main(sys.argv[1:]))"
+    clip = str(FIXTURE_AUDIO[0])
+    for args in (["transcribe", clip], ["transcribe", "--model", "fsdd-digits", clip],
+                 ["export", "fsdd-digits", "-o", "/tmp/vocable-never.onnx"], ["align", clip, "one"]):
+        done = run_without_torch(cli, *args)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, (args, done.stderr)
+        assert done.stderr.strip().splitlines()[-1].endswith("pip install 'vocable[torch]' (an exported .onnx model "
+                                                             "transcribes without it: --model MODEL.onnx)"), done.stderr
+    done = run_without_torch("import vocable\ntry:\n    vocable.load('fsdd-digits')\nexcept vocable.ModelError as e:\n"
+                             "    print(e)\n")
+    assert done.stdout.startswith("fsdd-digits: a .vocable model needs PyTorch"), done.stderr
+
+
 def test_padded_batch_equals_one_at_a_time(exported):
     recognizer = load_onnx(exported)
     clips = fixture_audio(6)

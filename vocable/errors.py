@@ -62,6 +62,8 @@ def warn(message: str, category: type[Warning] = VocableWarning) -> None:
     warnings.warn(message, category, stacklevel=level)
 
 
+TORCH_MISSING = ("this needs PyTorch, which is not installed: pip install 'vocable[torch]' (an exported "
+                 ".onnx model transcribes without it: --model MODEL.onnx)")
 EXIT_USAGE = 2  # bad input, as argparse exits for a bad option
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a program killed by it
@@ -77,6 +79,10 @@ def run_reporting_errors(program: str, main, *args) -> int:
         return result if isinstance(result, int) else 0
     except VocableError as e:
         message = str(e)
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] != "torch":
+            raise
+        message = TORCH_MISSING
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

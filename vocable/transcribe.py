@@ -16,7 +16,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, AudioInput, load_audio
 from .decoding import NEG, Alternative, Decoder, DecodingOptions, Hypothesis, PhraseMatch, Word
-from .errors import AudioError, ConfigError, DataError
+from .errors import TORCH_MISSING, AudioError, ConfigError, DataError, ModelError
 from .features_np import HOP_LENGTH, SUBSAMPLING, pad_batch
 
 FRAME_SECONDS = HOP_LENGTH * SUBSAMPLING / SAMPLE_RATE  # 0.04 s per model output frame
@@ -273,7 +273,10 @@ def load(name_or_path: str | os.PathLike | None = "default", device: str = "cpu"
             raise ConfigError(f"device: an .onnx model runs on the CPU (onnxruntime), got {device!r}")
         from .runtime import load_onnx
         return load_onnx(name_or_path, threads=threads)
-    import torch
+    try:
+        import torch
+    except ModuleNotFoundError:  # the [runtime] install: onnxruntime only
+        raise ModelError(f"{name_or_path}: a .vocable model {TORCH_MISSING.removeprefix('this ')}") from None
 
     from .modelfile import load_model_file
     check_device(device)
