@@ -138,6 +138,15 @@ def test_error_analysis_counts_substitutions_deletions_insertions():
     assert [w["id"] for w in e["worst"]] == ["1", "2", "3"]  # by utterance WER, then errors; correct ones left out
 
 
+def test_a_gap_between_two_single_utterance_groups_has_no_interval():
+    """Every bootstrap replicate of two one-utterance groups gives the same gap: no interval, not [g, g]."""
+    rows = [{"id": str(i), "speaker": f"s{i}", "age": age, "ref": "a b c d", "hyp": "a b c d",
+             "word_errors": errors, "words": 4, "char_errors": errors, "chars": 7} for i, (age, errors) in
+            enumerate([(8, 0), (15, 2), (30, 1), (70, 3)])]
+    gap = analyse(rows, ["age"], FAST)["groups"]["age"]["gap"]
+    assert gap["wer_gap"] == 0.75 and gap["wer_gap_ci"] == [None, None]
+
+
 def test_analyse_rejects_an_unknown_field_naming_the_ones_there():
     rows = simulate(np.random.default_rng(6), {"f": 0.2}, speakers=3)
     with pytest.raises(DataError, match="--by accent: no utterance has this field.*gender"):
@@ -321,3 +330,31 @@ def test_compare_refuses_a_manifest_and_repeated_ids(tmp_path, capsys):
         load_rows(twice)
     assert main(["evaluate", "--compare", str(manifest), str(twice)]) == 2  # was a KeyError traceback
     assert "lacks" in capsys.readouterr().err
+    for key, value in (("word_errors", "x"), ("ref", None), ("words", -2)):  # were tracebacks, deep in the statistics
+        edited = tmp_path / f"{key}.jsonl"
+        edited.write_text("".join(json.dumps({**r, key: value} if i == 1 else r) + "\n" for i, r in enumerate(rows)))
+        assert main(["evaluate", "--compare", str(edited), str(edited)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"vocable: error: {edited}: row 2 ({rows[1]['id']}): {key}: expected") and err.count("\n") == 1
+
+
+def test_evaluate_checks_its_by_fields_before_decoding_and_keeps_error_metadata_apart(tmp_path, capsys):
+    """--by with a field no utterance has was refused only after the whole decoding; a manifest field named
+    "error" made a readable utterance count as unreadable."""
+    from tests.conftest import FSDD_FIXTURES
+    from vocable.data import read_dataset, write_manifest
+    utterances = read_dataset(FSDD_FIXTURES)[:3]
+    utterances[0].meta["error"] = "none"
+    manifest = tmp_path / "m.jsonl"
+    write_manifest(manifest, utterances)
+    import vocable.evaluate as evaluate_module
+    decoded = []
+    real = evaluate_module.run_evaluation
+    evaluate_module.run_evaluation = lambda *a, **k: decoded.append(1) or real(*a, **k)
+    try:
+        assert main(["evaluate", str(manifest), "--model", "fsdd-digits", "--by", "accent"]) == 2
+        assert "--by accent: no utterance has this field" in capsys.readouterr().err and not decoded
+    finally:
+        evaluate_module.run_evaluation = real
+    assert main(["evaluate", str(manifest), "--model", "fsdd-digits", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["utterances"] == 3

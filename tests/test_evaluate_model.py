@@ -147,11 +147,17 @@ def test_report_names_its_data_and_replaces_an_earlier_one(evaluated, manifest, 
     again = shutil.copytree(folder, tmp_path / "again")
     (again / "clips" / "0099-other-data.wav").write_bytes(b"RIFF")  # an earlier report's clip and plot
     (again / "by-gender.png").write_bytes(b"png")
+    with open(again / report.REPORT_FILES, "a") as listing:  # ... which it listed as its own
+        listing.write("clips/0099-other-data.wav\nby-gender.png\n../outside.txt\n")
+    (tmp_path / "outside.txt").write_text("not the report's")
+    (again / "by-month.png").write_bytes(b"the user's own")  # not listed: kept
+    (again / "clips" / "2024-holiday.flac").write_bytes(b"the user's own")
     fewer = {**result, "conditions": result["conditions"][:1],
              "groups": {"conditions": result["groups"]["speaker"]}}  # a manifest field named like the sweep
     page = report.write_report(fewer, again, max_clips=3).read_text()
-    assert sorted(p.name for p in again.glob("*.png")) == []  # the fakes above drew nothing; old plots gone
-    assert len(list((again / "clips").iterdir())) == 3
+    assert sorted(p.name for p in again.glob("*.png")) == ["by-month.png"]  # the fakes drew nothing; old plots gone
+    assert len(list((again / "clips").iterdir())) == 3 + 1 and (again / "clips" / "2024-holiday.flac").exists()
+    assert (tmp_path / "outside.txt").exists()  # a listing cannot reach outside the report folder
     assert sources == [f"{manifest.name}, model fsdd-digits.vocable"]  # by conditions (one length group: no plot)
     assert "<img src='by-conditions.png'" in page and "wer-vs-snr.png" not in page
     assert f"vocable evaluation: {manifest.name} / fsdd-digits.vocable" in page

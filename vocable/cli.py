@@ -375,8 +375,8 @@ def add_evaluate(commands) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import (StatsOptions, SweepOptions, compare_results, format_comparison, format_summary,
-                           load_rows, run_evaluation, write_rows)
+    from .evaluate import (StatsOptions, SweepOptions, check_group_fields, compare_results, format_comparison,
+                           format_summary, load_rows, run_evaluation, write_rows)
     try:
         edges = tuple(int(x) for x in args.age_bands.split(","))
     except ValueError:
@@ -412,6 +412,7 @@ def cmd_evaluate(args) -> int:
     check_references(args.dataset, utterances, recognizer.tokenizer.normalizer)
     check_unique_ids(args.dataset, utterances)
     by = [f.strip() for item in args.by for f in item.split(",") if f.strip()]
+    check_group_fields(by, [u.meta for u in utterances])  # before hours of decoding
     sweep = SweepOptions(snrs=args.noise, reverb=args.reverb, color=args.noise_color, seed=args.seed)
     options = decoding_options(args)
     scored = []

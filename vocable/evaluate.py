@@ -172,7 +172,8 @@ def evaluate_dataset(recognizer, utterances: list[Utterance], show_progress: boo
         audio_seconds += len(audio) / SAMPLE_RATE
         w, n = word_errors(u.text, hyp, normalizer)
         c, m = char_errors(u.text, hyp, normalizer)
-        rows.append({**u.meta, "id": u.id, "speaker": u.speaker, "audio": u.audio, "ref": u.text, "hyp": hyp,
+        meta = {k: v for k, v in u.meta.items() if k != "error"}  # "error" marks an unreadable row (above)
+        rows.append({**meta, "id": u.id, "speaker": u.speaker, "audio": u.audio, "ref": u.text, "hyp": hyp,
                      "word_errors": w, "words": n, "char_errors": c, "chars": m,
                      "duration": round(len(audio) / SAMPLE_RATE, 3)})
         if on_row is not None:
@@ -419,6 +420,8 @@ def group_report(rows: list[dict], field_name: str, options: StatsOptions | None
         pair_clusters = min(group_clusters[best], group_clusters[worst]) if stratified else n_clusters
         (gap_low,), (gap_high,) = _interval(wer_samples[:, worst] - wer_samples[:, best], options.confidence,
                                             pair_clusters)
+        if single[best] and single[worst]:  # two fixed numbers: every replicate gives the same gap
+            gap_low = gap_high = np.nan
         if unit == "speaker" and trait:  # shuffle speaker traits among speakers
             unit_errors, unit_words = E.sum(1), N.sum(1)
             unit_labels, unit_strata = cluster_group, np.zeros(n_clusters, dtype=np.int64)
@@ -507,6 +510,17 @@ def error_analysis(rows: list[dict], top: int = TOP_ERRORS, worst: int = WORST_U
     }
 
 
+def check_group_fields(by: list[str], records: list[dict]) -> None:
+    """--by fields must occur in some record (a manifest row's metadata, or a scored row): the CLI checks the
+    manifest before decoding, so a typo costs no run."""
+    missing = [f for f in by if f not in (LENGTH_FIELD, "speaker") and all(f not in r for r in records)]
+    if missing:
+        known = sorted({k for r in records for k in r} - {"id", "audio", "ref", "hyp", "word_errors", "words",
+                                                          "char_errors", "chars", "duration", "speaker"})
+        raise DataError(f"--by {missing[0]}: no utterance has this field (fields here: speaker"
+                        f"{''.join(', ' + k for k in known)})")
+
+
 def analyse(rows: list[dict], by: list[str] = (), options: StatsOptions | None = None,
             normalizer: str = "english") -> dict:
     """Everything computed from per-utterance rows alone: overall interval, groups, length, errors."""
@@ -517,11 +531,7 @@ def analyse(rows: list[dict], by: list[str] = (), options: StatsOptions | None =
         raise DataError(f"no utterance could be scored ({first})")
     if not sum(r["words"] for r in scored):
         raise DataError("no scored utterance has reference words: the word error rate is undefined")
-    missing = [f for f in by if f not in (LENGTH_FIELD, "speaker") and all(f not in r for r in scored)]
-    if missing:
-        known = sorted({k for r in scored for k in r} - {"id", "audio", "ref", "hyp", "word_errors", "words",
-                                                          "char_errors", "chars", "duration"})
-        raise DataError(f"--by {missing[0]}: no utterance has this field (fields here: {', '.join(known)})")
+    check_group_fields(by, scored)
     return {"overall": overall_interval(scored, options),
             "groups": {f: group_report(scored, f, options) for f in by if f != LENGTH_FIELD},  # length: always below
             "length": group_report(scored, LENGTH_FIELD, options),
@@ -569,10 +579,26 @@ def load_rows(path: str | Path) -> list[dict]:
         if "error" not in row and missing:
             raise DataError(f"{path}: row {number} ({row['id']}) lacks {', '.join(map(repr, missing))}: not vocable "
                             f"evaluate's results (a manifest? evaluate it first, with --output)")
+        if "error" not in row:
+            wrong = next((key for key in SCORED_FIELDS if not valid_field(key, row[key])), None)
+            if wrong:
+                raise DataError(f"{path}: row {number} ({row['id']}): {wrong}: expected "
+                                f"{'text' if key_is_text(wrong) else 'a count of 0 or more'}, got {row[wrong]!r:.40}")
     repeated = repeated_ids(row["id"] for row in rows)
     if repeated:
         raise DataError(f"{path}: {repeated}: results are paired by id")
     return rows
+
+
+def key_is_text(key: str) -> bool:
+    return key in ("ref", "hyp")
+
+
+def valid_field(key: str, value) -> bool:
+    """A scored row's field as evaluate writes it: texts, and error and word counts (whole numbers >= 0)."""
+    if key_is_text(key):
+        return isinstance(value, str)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 and float(value).is_integer()
 
 
 def repeated_ids(ids) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from .evaluate import LENGTH_FIELD, MIN_GROUP_WORDS, word_alignment
 
 SWEEP_PLOT = "wer-vs-snr.png"
+REPORT_FILES = "report-files.txt"  # inside the report folder: what a report wrote besides index.html
 CLIPS_FOLDER = "clips"  # inside the report folder: copies of the audio in the listening table
 MAX_CLIPS = 50  # utterances in the listening table (their audio is copied into the report folder)
 MAX_PLOT_GROUPS = 60  # bars in one group plot; beyond it the best and worst halves are shown
@@ -59,13 +60,20 @@ def write_report(result: dict, out_dir: str | Path, max_clips: int = MAX_CLIPS) 
     clips = copy_clips(listened, out / CLIPS_FOLDER)
     page = out / "index.html"
     page.write_text(render_html(result, plots, listened, clips, sweep_plot), encoding="utf-8")
+    written = [Path(p).name for p in [*plots.values(), sweep_plot] if p] + list(clips.values())  # relative to `out`
+    (out / REPORT_FILES).write_text("".join(f"{name}\n" for name in written), encoding="utf-8")
     return page
 
 
 def remove_earlier_report(out: Path) -> None:
-    """Delete the plots and clips an earlier report wrote here: stale ones would show (or ship) other data."""
-    for path in [*out.glob("by-*.png"), out / SWEEP_PLOT, *(out / CLIPS_FOLDER).glob("[0-9][0-9][0-9][0-9]-*")]:
-        if path.is_file():
+    """Delete the plots and clips an earlier report listed in REPORT_FILES: stale ones would show (or ship)
+    other data. Nothing else: a folder's other files (a user's own by-month.png) are not the report's."""
+    listing = out / REPORT_FILES
+    if not listing.is_file():
+        return
+    for line in listing.read_text(encoding="utf-8", errors="replace").splitlines():
+        path = (out / line).resolve()
+        if line and path.is_relative_to(out.resolve()) and path.is_file():  # never outside the report folder
             path.unlink()
 
 
