@@ -209,6 +209,8 @@ def main() -> None:
     parser.add_argument("--pyctcdecode-python", type=Path, default=PYCTC_PYTHON)
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "decoding.json")
     args = parser.parse_args()
+    if args.simulate and (args.model or args.manifest != DEV_MANIFEST):
+        parser.error("--simulate spells the dev prompts with a simulated model: --model and --manifest are not used")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     from vocable.decoding import (

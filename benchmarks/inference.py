@@ -119,11 +119,13 @@ def main() -> None:
     p.add_argument("--model", default="default")
     p.add_argument("--random-from", metavar="CONFIG.toml", help="random weights with this config's architecture")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=10, help="timed runs per measurement, at least 1")
     p.add_argument("--runtime-venv", metavar="DIR", help="a venv with `pip install vocable[runtime]`")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "inference"))
     p.add_argument("--worker", nargs=3, metavar=("KIND", "MODEL", "THREADS"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.repeats < 1:
+        p.error(f"--repeats: expected 1 or more, got {args.repeats}")
     if args.worker:
         kind, model, threads = args.worker
         print(json.dumps(worker(kind, model, int(threads), args.repeats)))

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vocable.errors import AudioError, ModelError
+
 SAMPLE_RATE = 16000  # Hz; Moonshine's encoder takes raw 16 kHz audio
 MAX_TOKENS_PER_SECOND = 6  # Moonshine's own cap on the decoded length
 START, END = 1, 2  # <s>, </s>
@@ -38,7 +40,7 @@ def read_tokenizer(path: Path) -> list[bytes]:
     while i < len(data):
         length = data[i]
         if length >= 128:
-            raise ValueError(f"{path}: token {len(tokens)} has a length this reader does not know ({length})")
+            raise ModelError(f"{path}: token {len(tokens)} has a length this reader does not know ({length})")
         tokens.append(data[i + 1: i + 1 + length])
         i += 1 + length
     return tokens
@@ -61,9 +63,12 @@ class MoonshineOrt:
 
     def transcribe_wav(self, path: str) -> str:
         import soundfile as sf
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
-        if rate != SAMPLE_RATE:
-            raise ValueError(f"{path}: {rate} Hz; Moonshine takes {SAMPLE_RATE} Hz")
+        try:
+            audio, rate = sf.read(path, dtype="float32", always_2d=True)
+        except Exception as e:  # soundfile raises several types for files it cannot decode
+            raise AudioError(f"{path}: not a readable audio file ({e})") from None
+        if rate != SAMPLE_RATE:  # as moonshine-cpp, which it stands in for
+            raise AudioError(f"{path}: {rate} Hz; Moonshine takes {SAMPLE_RATE} Hz")
         return self.transcribe(audio.mean(axis=1))
 
     def transcribe(self, audio: np.ndarray) -> str:
@@ -105,4 +110,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from vocable.errors import run_script
+    run_script(main)

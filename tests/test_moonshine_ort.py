@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from vocable.errors import AudioError, ModelError
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import moonshine_ort  # noqa: E402
 
@@ -22,7 +24,7 @@ def test_tokenizer_is_read_in_id_order_and_a_long_token_is_refused(tmp_path):
     path.write_bytes(b"\x05<unk>\x03<s>\x04</s>\x00" + b"\x04\xe2\x96\x81a")
     assert moonshine_ort.read_tokenizer(path) == [b"<unk>", b"<s>", b"</s>", b"", "\u2581a".encode()]
     path.write_bytes(b"\x03<s>\x80" + b"x" * 128)
-    with pytest.raises(ValueError, match="tokenizer.bin: token 1"):
+    with pytest.raises(ModelError, match="tokenizer.bin: token 1"):
         moonshine_ort.read_tokenizer(path)
 
 
@@ -34,7 +36,7 @@ def test_moonshine_reads_its_own_test_clip(tmp_path):
     assert "try again" in text and "fail better" in text  # "Ever tried. Ever failed. No matter. ..."
     wav8k = tmp_path / "8k.wav"
     sf.write(wav8k, np.zeros(8000), 8000)
-    with pytest.raises(ValueError, match="8k.wav: 8000 Hz"):
+    with pytest.raises(AudioError, match="8k.wav: 8000 Hz"):
         model.transcribe_wav(str(wav8k))
 
 

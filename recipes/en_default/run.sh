@@ -33,6 +33,10 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 hours=${1:-5}
+if ! [[ "$hours" =~ ^[0-9]+([.][0-9]+)?$ ]]; then  # --help, or a typo: before any stage writes
+  echo "usage: [NPROC=2] [MODEL=exp/conformer/model.vocable] recipes/en_default/run.sh [SYNTH_HOURS]" >&2
+  exit 2
+fi
 model=${MODEL:-exp/conformer/model.vocable}
 stages=exp/stages
 mkdir -p "$stages"

@@ -19,6 +19,7 @@ import vocable
 from vocable import DecodingOptions
 from vocable.audio import SAMPLE_RATE, load_audio
 from vocable.data import read_manifest
+from vocable.errors import run_script
 from vocable.evaluate import word_errors
 
 ONE_GRID = DecodingOptions(shifts=1)  # each shifted copy decoded once, not on the model's own grids
@@ -51,4 +52,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from tqdm import tqdm
@@ -99,7 +98,9 @@ def main() -> None:
     from vocable.tokenizer import normalize_english
     from vocable.transcribe import FRAME_SECONDS
 
-    args.output.parent.mkdir(parents=True, exist_ok=True)  # before the work, so none of it is lost
+    from vocable.cli import check_writable_file
+    check_writable_file(str(args.output), "-o")  # before the work, so none of it is lost
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     # Every grid point's options, and the LM, made (so checked) before the acoustic pass.
     points = [(beam, w, b, pen) for beam in args.beams for w in args.weights for b in args.bonuses
               for pen in args.blank_penalties]
@@ -153,4 +154,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from vocable.errors import run_script
+    run_script(main)

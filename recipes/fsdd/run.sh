@@ -8,6 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 arch=${1:-conformer}
 holdout=${2:-}
+if [ "$arch" = -h ] || [ "$arch" = --help ] || [ ! -f "$arch.toml" ]; then  # before prepare.py writes data/
+  [ "$arch" = -h ] || [ "$arch" = --help ] || echo "run.sh: error: no config $arch.toml" >&2
+  echo "usage: recipes/fsdd/run.sh [$(ls ./*.toml | xargs -n1 basename | sed 's/\.toml$//' | paste -sd '|')] [HOLDOUT_SPEAKER]" >&2
+  exit 2
+fi
 data=data${holdout:+-without-$holdout}
 out=exp/$arch${holdout:+-without-$holdout}
 [ -f "$data/train.jsonl" ] || python prepare.py --out "$data" ${holdout:+--holdout "$holdout"}
