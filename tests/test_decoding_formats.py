@@ -9,6 +9,7 @@ from vocable.decoding import Word
 from vocable.formats import (
     MAX_CUE_CHARS,
     MAX_CUE_SECONDS,
+    MAX_LINE_CHARS,
     format_result,
     timestamp,
     write_result,
@@ -74,6 +75,10 @@ def test_subtitles_parse_back_to_the_words(fmt, parse):
     assert cues[0][0] == pytest.approx(words[0].start, abs=1e-3)
     assert cues[-1][1] == pytest.approx(words[-1].end, abs=1e-3)
     assert cues[-1][2] == "pause" and cues[-2][2] == "after"  # a 1.7 s pause splits the cue
+    blocks = format_result(result, fmt).strip("\n").split("\n\n")[1 if fmt == "vtt" else 0:]
+    lines = [b.split("\n")[2 if fmt == "srt" else 1:] for b in blocks]
+    assert all(len(text) <= MAX_LINE_CHARS for cue in lines for text in cue)  # long cues are two lines
+    assert max(len(cue) for cue in lines) == 2
 
 
 def test_timestamp():

@@ -281,7 +281,7 @@ def add_decoding_arguments(p, files: bool = True) -> None:
                    "the work (default: the model's, en-default 2; 1 = once; live: finals only)")
     if files:
         g.add_argument("--vad", choices=["auto", "on", "off"], default="auto",
-                       help="split at pauses with a voice-activity detector (auto: audio over 30 s)")
+                       help="split at pauses with a voice-activity detector (auto: audio over 8 s)")
 
 
 def decoding_options(args):

@@ -13,11 +13,11 @@ Every method of their `Model` and `Stream` is here under its name, with their ar
 - addHotWord's boost is per word, as theirs; vocable's hotwords boost per character, so it is spread
   over the word's letters (at most ±20 per letter); "Austen" and "austen" are one hot-word.
 - tokens are characters with their start times, as theirs (20 ms timesteps), taken from vocable's word
-  times; confidence is the decoder's log score (over 30 s: the sum of the words' log confidences).
+  times; confidence is the decoder's log score (over 8 s: the sum of the words' log confidences).
 - a stream is decoded whole at each intermediateDecode that follows new audio (finishStream after it
   costs nothing more), with the settings the model had when the stream was created (for live captions
   use vocable.stream).
-- num_results > 1 gives the beam search's other final hypotheses (audio up to 30 s, with an LM, hotwords
+- num_results > 1 gives the beam search's other final hypotheses (audio up to 8 s, with an LM, hotwords
   or a beam); otherwise one transcript.
 """
 

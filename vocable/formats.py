@@ -1,7 +1,7 @@
 """Writing results: plain text, JSON (segments and words), SRT and WebVTT subtitles, TSV word times.
 
 Subtitle cues are built from word times: a cue ends before it exceeds MAX_CUE_CHARS or
-MAX_CUE_SECONDS, and at a pause longer than CUE_GAP_SECONDS.
+MAX_CUE_SECONDS, and at a pause longer than CUE_GAP_SECONDS; one over MAX_LINE_CHARS is two lines.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 from .errors import ConfigError
 
 FORMATS = ("txt", "json", "srt", "vtt", "tsv")
-MAX_CUE_CHARS = 84  # two subtitle lines of ~42 characters
+MAX_LINE_CHARS = 42  # a subtitle line, as broadcasters' guidelines have it
+MAX_CUE_CHARS = 2 * MAX_LINE_CHARS  # a cue is at most two lines
 MAX_CUE_SECONDS = 6.0
 CUE_GAP_SECONDS = 1.0
 
@@ -48,6 +49,15 @@ def cues(result) -> list[tuple[float, float, str]]:
     return out
 
 
+def subtitle_lines(text: str) -> str:
+    """A cue's text over MAX_LINE_CHARS as two lines, broken at the space nearest its middle."""
+    if len(text) <= MAX_LINE_CHARS or " " not in text:
+        return text
+    spaces = [i for i, ch in enumerate(text) if ch == " "]
+    cut = min(spaces, key=lambda i: abs(len(text) - 1 - 2 * i))  # the two lines as even as the words allow
+    return text[:cut] + "\n" + text[cut + 1:]
+
+
 def format_result(result, fmt: str, source: str | None = None) -> str:
     """The text of `result` in format `fmt` (one of FORMATS, in any case)."""
     fmt = fmt.lower() if isinstance(fmt, str) else fmt
@@ -56,10 +66,10 @@ def format_result(result, fmt: str, source: str | None = None) -> str:
     if fmt == "json":
         return json.dumps(({"file": source} if source else {}) | result.to_dict(), ensure_ascii=False) + "\n"
     if fmt == "srt":
-        return "".join(f"{i}\n{timestamp(a)} --> {timestamp(b)}\n{text}\n\n"
+        return "".join(f"{i}\n{timestamp(a)} --> {timestamp(b)}\n{subtitle_lines(text)}\n\n"
                        for i, (a, b, text) in enumerate(cues(result), start=1))
     if fmt == "vtt":
-        return "WEBVTT\n\n" + "".join(f"{timestamp(a, '.')} --> {timestamp(b, '.')}\n{text}\n\n"
+        return "WEBVTT\n\n" + "".join(f"{timestamp(a, '.')} --> {timestamp(b, '.')}\n{subtitle_lines(text)}\n\n"
                                       for a, b, text in cues(result))
     if fmt == "tsv":  # one row per word, times in milliseconds
         rows = [f"{round(w.start * 1000)}\t{round(w.end * 1000)}\t{w.word}\t{w.confidence:.3f}"

@@ -21,7 +21,10 @@ from .features_np import HOP_LENGTH, SUBSAMPLING, pad_batch
 
 FRAME_SECONDS = HOP_LENGTH * SUBSAMPLING / SAMPLE_RATE  # 0.04 s per model output frame
 ONNX_SUFFIX = ".onnx"  # models exported by vocable/export.py, run by vocable/runtime.py
-LONG_AUDIO_SECONDS = 30.0  # longer input is split at pauses by the VAD (DecodingOptions.vad None)
+# Longer input is split at pauses by the VAD (DecodingOptions.vad None). en-default reads several sentences in
+# one pass far worse than split (so762-dev joined with pauses, benchmarks/joined_utterances.py: 70-80 % WER
+# against 41-50 % over 8 s), and one sentence better whole (so762-dev's, all under 7.5 s: 38.9 against 41.6 %).
+LONG_AUDIO_SECONDS = 8.0
 ONE_PASS_SECONDS = 300.0  # the most decoded in one pass with the VAD off: attention memory grows with its square
 MAX_THREADS = 256  # CPU threads one may ask for (torch crashes on absurd counts)
 MAX_DECODERS = 16  # DecodingOptions whose Decoder a Recognizer keeps (each holds its search's caches)
