@@ -91,6 +91,16 @@ def test_a_flac_cut_short_keeps_the_audio_before_the_cut(tmp_path):
     with pytest.warns(AudioWarning, match="cut.flac: the audio is damaged after"):
         blocks = np.concatenate(list(stream_audio(cut)))
     assert 8 * 16000 < len(whole) <= 10 * 16000 and len(blocks) == len(whole)
+    # Damaged in the middle, where libsndfile cannot even seek back: the blocks before the damage are kept.
+    sf.write(good, (0.3 * rng.standard_normal(16000 * 40)).astype(np.float32), 16000)
+    damaged = bytearray(good.read_bytes())
+    damaged[len(damaged) // 2: len(damaged) // 2 + 20000] = rng.integers(0, 256, 20000, dtype=np.uint8).tobytes()
+    middle = tmp_path / "middle.flac"
+    middle.write_bytes(bytes(damaged))
+    with pytest.warns(AudioWarning, match="middle.flac: the audio is damaged after"):
+        assert 8 * 16000 <= len(load_audio(middle)) <= 20 * 16000
+    with pytest.warns(AudioWarning, match="middle.flac: the audio is damaged after"):
+        assert 8 * 16000 <= sum(map(len, stream_audio(middle))) <= 20 * 16000
 
 
 def test_nan_samples_rejected():

@@ -334,6 +334,36 @@ def test_bad_options_and_text_inputs_are_one_line(workdir, capsys, args, fragmen
         assert fragment in lines[0], err
 
 
+def test_results_come_in_the_order_the_files_were_given(workdir, capsys):
+    """A file long enough for the VAD path was printed at once, before the short files batched ahead of it."""
+    import numpy as np
+    import soundfile as sf
+    from vocable.audio import load_audio
+    from vocable.transcribe import LONG_AUDIO_SECONDS
+    clip = load_audio(workdir / "a.flac")
+    long = np.concatenate([np.zeros(16000, np.float32), clip] * int(LONG_AUDIO_SECONDS + 2))
+    sf.write(workdir / "long.wav", long, 16000)
+    (workdir / "b.flac").write_bytes((FSDD_FIXTURES / "2_theo_0.flac").read_bytes())
+    code, out, _ = run_main(capsys, "transcribe", "--model", "fsdd-digits", "--batch-size", "3",
+                            "a.flac", "long.wav", "b.flac")
+    assert code == 0 and [line.split("\t")[0] for line in out.splitlines()] == ["a.flac", "long.wav", "b.flac"]
+
+
+def test_batch_inputs_are_named_and_progress_reaches_the_end(workdir):
+    import numpy as np
+    import vocable as v
+    from vocable.errors import AudioError, ConfigError
+    recognizer = v.load("fsdd-digits")
+    with pytest.raises(AudioError, match=r"^input 1 \(ndarray\): audio is empty"):  # was "audio: ...": which?
+        recognizer.transcribe_batch(["a.flac", np.zeros(0, np.float32), "a.flac"])
+    assert [r.text for r in recognizer.transcribe_batch(p for p in ["a.flac"])] == ["one"]  # a generator
+    seen = []
+    result = recognizer.transcribe("a.flac", progress=seen.append)  # short: one pass, one call at the end
+    assert seen == [result.duration]
+    with pytest.raises(ConfigError, match="progress: expected a function"):
+        recognizer.transcribe("a.flac", progress=5)
+
+
 def test_options_that_do_nothing_here_are_said(workdir, capsys):
     from vocable.errors import AudioWarning
     code, out, err = run_main(capsys, "transcribe", "--model", "fsdd-digits", "--alternatives", "2",

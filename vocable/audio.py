@@ -31,7 +31,7 @@ MAX_STREAM_DURATION = 48 * 3600.0
 PCM16_FULL_SCALE = 32767.0  # largest 16-bit sample
 OVER_SCALE = 4.0  # peak beyond which samples are on another scale than [-1, 1] (integer values in a float file)
 SALVAGE_FRAMES = 4096  # frames per read when reading up to a damaged part of a file
-DECODE_BLOCK = 1 << 20  # frames read at a time (~1 min at 16 kHz)
+DECODE_BLOCK = 1 << 17  # frames read at a time (~8 s at 16 kHz): a damaged file keeps what comes before the block
 # libsndfile's note on a WAV whose data chunk is shorter than its header declares (a recording cut off)
 CUT_SHORT = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.MULTILINE)
 UNKNOWN_LENGTH = 1 << 62  # frames: libsndfile's count (SF_COUNT_MAX) when a header leaves the length out
@@ -215,9 +215,12 @@ def read_blocks(f: sf.SoundFile, frames: int, label: str, notes: list[bytes]) ->
             notes += dropped
         except Exception as e:
             if step > SALVAGE_FRAMES:
-                f.seek(position)
-                step = SALVAGE_FRAMES
-                continue
+                try:
+                    f.seek(position)
+                    step = SALVAGE_FRAMES
+                    continue
+                except Exception:  # a decoder that lost its place for good: keep what came before
+                    pass
             if position == 0:
                 raise
             warn(f"{label}: the audio is damaged after {position / f.samplerate:.1f} s ({_short(e)}); "

@@ -117,34 +117,53 @@ def transcribe_files(args, options, stdin: str | None) -> int:
     from .transcribe import LONG_AUDIO_SECONDS, check_one_pass, load
     recognizer = load(args.model, threads=args.threads)  # a .onnx model runs on onnxruntime, without torch
     split = replace(options, vad=True)  # for files this loop found long: transcribe need not read the header again
-    failed, size = 0, max(1, args.batch_size)
+    failed, size, batch = 0, max(1, args.batch_size), []
     progress = files_progress(args)
-    for first in range(0, len(args.files), size):
-        batch = []
-        for path in args.files[first: first + size]:
-            source, label = (stdin, "standard input") if path == STDIN else (path, path)
-            try:
-                # the header is read only where it decides: the VAD path (auto) and its progress bar
-                seconds = audio_info(source, label)[0] if options.vad is not False and os.path.isfile(source) else 0.0
-                if options.vad or (options.vad is None and seconds > LONG_AUDIO_SECONDS):  # streamed via VAD
-                    with audio_progress(label, seconds) as done:
-                        print_result(args, path, recognizer.transcribe(source, options=split, name=label,
-                                                                       progress=done))
-                else:
-                    audio = load_audio(source, name=label)
-                    check_one_pass(audio, label)
-                    batch.append((path, audio))
-            except VocableError as e:  # keep going: one bad file must not lose the others' results
-                progress.write(file_error(e), file=sys.stderr)  # below the bar
-                failed += 1
-        results = recognizer.transcribe_batch([a for _, a in batch], batch_size=size, options=options) if batch else []
-        for (path, _), result in zip(batch, results):
+
+    def report(error: VocableError) -> None:  # keep going: one bad file must not lose the others' results
+        nonlocal failed
+        progress.write(file_error(error), file=sys.stderr)  # below the bar
+        failed += 1
+
+    def flush() -> None:
+        """Decode the short files waiting, as one batch, and print them (in the order they were given). A
+        failure of the decoding itself (an unreadable LM) is not one file's: it stops the command."""
+        pending = list(batch)
+        batch.clear()
+        results = recognizer.transcribe_batch([a for _, a in pending], batch_size=size, options=options) if pending else []
+        for (path, _), result in zip(pending, results):
             try:
                 print_result(args, path, result)
             except VocableError as e:
-                progress.write(file_error(e), file=sys.stderr)  # below the bar
-                failed += 1
-        progress.update(len(args.files[first: first + size]))
+                report(e)
+            progress.update(1)
+
+    for path in args.files:
+        source, label = (stdin, "standard input") if path == STDIN else (path, path)
+        try:
+            # the header is read only where it decides: the VAD path (auto) and its progress bar
+            seconds = audio_info(source, label)[0] if options.vad is not False and os.path.isfile(source) else 0.0
+            streamed = options.vad or (options.vad is None and seconds > LONG_AUDIO_SECONDS)  # split by the VAD
+            if not streamed:
+                audio = load_audio(source, name=label)
+                check_one_pass(audio, label)
+        except VocableError as e:
+            report(e)
+            progress.update(1)
+            continue
+        if not streamed:
+            batch.append((path, audio))
+            if len(batch) == size:
+                flush()
+            continue
+        flush()  # the short files before it are printed first
+        try:
+            with audio_progress(label, seconds) as done:
+                print_result(args, path, recognizer.transcribe(source, options=split, name=label, progress=done))
+        except VocableError as e:
+            report(e)
+        progress.update(1)
+    flush()
     progress.close()
     return EXIT_USAGE if failed else 0
 

@@ -153,6 +153,8 @@ class Recognizer:
         `progress` (if given) is called with the seconds of audio transcribed so far after each
         BATCH_SECONDS of speech and once at the end (with the whole duration).
         """
+        if progress is not None and not callable(progress):
+            raise ConfigError(f"progress: expected a function of the seconds done, got {type(progress).__name__}")
         vad = checked(options).vad if options is not None else None
         if vad is not False and isinstance(audio, (str, os.PathLike)) and os.path.isfile(audio) and sample_rate is None:
             from .audio import audio_info
@@ -163,7 +165,10 @@ class Recognizer:
         if vad or (vad is None and len(samples) > LONG_AUDIO_SECONDS * SAMPLE_RATE):
             return self._transcribe_stream(iter([samples]), options, progress)
         check_one_pass(samples, name or _label(audio))
-        return self._result(samples, *self.decode_audio(self.decoder(options), [samples])[0])
+        result = self._result(samples, *self.decode_audio(self.decoder(options), [samples])[0])
+        if progress is not None:  # once, at the end, as the split path's last call
+            progress(result.duration)
+        return result
 
     def transcribe_batch(self, audios: list[AudioInput], batch_size: int = 8,
                          options: DecodingOptions | None = None, sample_rate: int | None = None) -> list[Result]:
@@ -175,10 +180,17 @@ class Recognizer:
         if isinstance(audios, (str, os.PathLike, bytes, bytearray, np.ndarray)):
             raise ConfigError(f"transcribe_batch: expected a list of inputs, got one {type(audios).__name__}: "
                               f"use transcribe")
+        try:
+            audios = list(audios)  # a generator too
+        except TypeError:
+            raise ConfigError(f"transcribe_batch: expected a list of inputs, got {type(audios).__name__}") from None
         vad = checked(options).vad if options is not None else None
         decoder, results = self.decoder(options), []
         for i in range(0, len(audios), batch_size):
-            samples = [load_audio(a, source_rate=sample_rate) for a in audios[i: i + batch_size]]
+            # an input that is not a path is named by its place in the list: "audio" alone would not say which
+            samples = [load_audio(a, source_rate=sample_rate, name=None if isinstance(a, (str, os.PathLike))
+                                  else f"input {i + k} ({type(a).__name__})")
+                       for k, a in enumerate(audios[i: i + batch_size])]
             split = [vad or (vad is None and len(s) > LONG_AUDIO_SECONDS * SAMPLE_RATE) for s in samples]
             for audio, s, v in zip(audios[i: i + batch_size], samples, split):
                 if not v:
