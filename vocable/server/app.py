@@ -507,12 +507,13 @@ async def _run_stream(app: FastAPI, websocket: WebSocket) -> None:
         except (WebSocketDisconnect, RuntimeError):  # closed under it
             await inbox.send({"type": "websocket.disconnect"})
 
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(receive_all)
-        try:
-            await _serve_stream(app, websocket, messages, backlog, bounded, send)
-        finally:
-            tasks.cancel_scope.cancel()
+    with inbox, messages:  # closed at the end (anyio warns of memory streams left open)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(receive_all)
+            try:
+                await _serve_stream(app, websocket, messages, backlog, bounded, send)
+            finally:
+                tasks.cancel_scope.cancel()
 
 
 async def _serve_stream(app: FastAPI, websocket: WebSocket, messages, backlog: list, bounded, send) -> None:
