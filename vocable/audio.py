@@ -72,10 +72,7 @@ def load_audio(source: AudioInput, sample_rate: int = SAMPLE_RATE, source_rate: 
     elif isinstance(source, (bytes, bytearray)):
         audio, rate = _decode(io.BytesIO(bytes(source)), name or "<bytes>")
     else:
-        problem = file_problem(source, "audio file")
-        if problem:
-            raise AudioError(f"{name or str(source) or repr(source)}: {problem}")
-        audio, rate = _decode(str(source), name or str(source))
+        audio, rate = _decode(os.fspath(source), name or str(source) or repr(source))
     label = name or (str(source) if not isinstance(source, (bytes, bytearray, np.ndarray)) else "audio")
     if audio.size == 0:
         raise AudioError(f"{label}: audio is empty (0 samples)")
@@ -168,7 +165,7 @@ def open_audio(file, label: str, max_seconds: float = MAX_DURATION) -> sf.SoundF
         with mpeg_notes_dropped():  # libsndfile tries its MP3 reader on anything it does not recognise
             f = sf.SoundFile(file)
     except Exception as e:  # soundfile raises several types for bad files
-        raise UnreadableAudio(f"{label}: not a readable audio file ({_short(e)})") from None
+        raise _unreadable(file, label, e) from None
     try:
         check_header_rate(f.samplerate, label)
     except AudioError:
@@ -249,14 +246,11 @@ def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndar
 def audio_info(path: str | os.PathLike, name: str | None = None) -> tuple[float, int]:
     """(duration in seconds, sample rate) of a file, read from its header when the format has one;
     `name` is what errors call it (default: the path)."""
-    problem = file_problem(path, "audio file")
-    if problem:
-        raise AudioError(f"{name or path}: {problem}")
     try:
         with mpeg_notes_dropped():
-            info = sf.info(str(path))
+            info = sf.info(os.fspath(path))
     except Exception as e:  # soundfile raises several types for bad files
-        raise UnreadableAudio(f"{name or path}: not a readable audio file ({_short(e)})") from None
+        raise _unreadable(path, name or str(path) or repr(path), e) from None
     check_header_rate(info.samplerate, name or str(path))
     if info.frames >= UNKNOWN_LENGTH:
         load_audio(path, name=name)  # raises the error that says why
@@ -282,6 +276,15 @@ def _decode(file, label: str) -> tuple[np.ndarray, int]:
         raise UnreadableAudio(f"{label}: not a readable audio file ({_short(e)})") from None
 
 
+def _unreadable(file, label: str, error: Exception) -> AudioError:
+    """The error for a file libsndfile could not open: why, where the path says (no such file, a folder,
+    permission denied: libsndfile's own words for those are "System error."), else not audio it decodes."""
+    problem = file_problem(file, "audio file") if isinstance(file, (str, os.PathLike)) else ""
+    if problem:
+        return AudioError(f"{label}: {problem}")
+    return UnreadableAudio(f"{label}: not a readable audio file ({_short(error)})")
+
+
 def _too_long(label: str, seconds: float, limit: float = MAX_DURATION) -> AudioError:
     return AudioError(f"{label}: audio is {seconds / 3600:.1f} h long; the limit is {limit / 3600:.0f} h")
 
@@ -300,8 +303,8 @@ def array_samples(array: np.ndarray, label: str) -> np.ndarray:
         array = (array.astype(np.float64) - middle) / middle
     elif np.issubdtype(array.dtype, np.integer):
         full_scale = float(np.iinfo(array.dtype).max)
-        peak = float(np.abs(array.astype(np.float64)).max())
-        if array.dtype.itemsize > 2 and 0 < peak <= PCM16_FULL_SCALE + 1:
+        peak = float(np.abs(array.astype(np.float64)).max()) if array.dtype.itemsize > 2 else 0.0
+        if 0 < peak <= PCM16_FULL_SCALE + 1:
             # 16-bit values in a wider array (np.array of a list of ints is int64): at the wide type's scale
             # they would be silence (-96 dB), and the transcript empty
             warn(f"{label}: {array.dtype} samples no larger than 16-bit ones (peak {peak:.0f}); read as 16-bit "

@@ -117,7 +117,7 @@ def transcribe_files(args, options, stdin: str | None) -> int:
     from .transcribe import LONG_AUDIO_SECONDS, check_one_pass, load
     recognizer = load(args.model, threads=args.threads)  # a .onnx model runs on onnxruntime, without torch
     split = replace(options, vad=True)  # for files this loop found long: transcribe need not read the header again
-    failed, size, batch = 0, max(1, args.batch_size), []
+    failed, size, batch = 0, args.batch_size, []  # cmd_transcribe refused a size below 1
     progress = files_progress(args)
 
     def report(error: VocableError) -> None:  # keep going: one bad file must not lose the others' results
@@ -255,9 +255,11 @@ def check_output_names(files: list[str], fmt: str, output_dir: str) -> None:
         writers[name] = path
     try:  # made now: a folder that cannot be made or written in would lose every result after the work
         os.makedirs(output_dir, exist_ok=True)
-        tempfile.TemporaryFile(dir=output_dir).close()
     except OSError as e:
         raise ConfigError(f"--output-dir {output_dir}: cannot write in it ({(e.strerror or str(e)).lower()})") from None
+    problem = write_problem(output_dir)
+    if problem:
+        raise ConfigError(f"--output-dir {output_dir}: cannot write in it ({problem})")
 
 
 def print_result(args, path: str, result) -> None:
@@ -495,10 +497,19 @@ def check_writable_folder(path: str | None, option: str, creating: str | None = 
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
         raise ConfigError(f"{option} {shown}: {existing} is a file, not a folder")
-    try:  # writing, not os.access: root passes os.access where a read-only mount still refuses
-        tempfile.TemporaryFile(dir=existing).close()
+    problem = write_problem(existing)
+    if problem:
+        raise ConfigError(f"{option} {shown}: cannot write in {existing} ({problem})")
+
+
+def write_problem(folder: str) -> str:
+    """Why a file cannot be written in `folder` ("" when one can): found by writing one, not by os.access,
+    which root passes where a read-only mount still refuses."""
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
     except OSError as e:
-        raise ConfigError(f"{option} {shown}: cannot write in {existing} ({(e.strerror or str(e)).lower()})") from None
+        return (e.strerror or str(e)).lower()
+    return ""
 
 
 def check_unique_ids(dataset: str, utterances: list) -> None:
@@ -772,12 +783,13 @@ def cmd_align(args) -> int:
     from .transcribe import load
     if os.path.isdir(args.text):
         raise ConfigError(f"TEXT {args.text}: a folder; give the transcript, or a file holding it")
-    if not os.path.isfile(args.text) and " " not in args.text.strip() and re.search(r"[/\\]|\.txt$", args.text):
+    is_file = os.path.isfile(args.text)
+    if not is_file and " " not in args.text.strip() and re.search(r"[/\\]|\.txt$", args.text):
         # one "word" shaped like a path: a mistyped file name, which would be aligned as the words "notes txt"
         raise ConfigError(f"TEXT {args.text}: no such file")
-    if os.path.isfile(args.text) and not looks_like_text(args.text):
+    if is_file and not looks_like_text(args.text):
         raise ConfigError(f"{args.text}: not UTF-8 text (give the transcript as a text file or a quoted string)")
-    text = open(args.text, encoding="utf-8").read() if os.path.isfile(args.text) else args.text
+    text = open(args.text, encoding="utf-8").read() if is_file else args.text
     result = load(args.model).align(args.audio, text)
     print(format_result(result, args.format, args.audio), end="")
     return 0

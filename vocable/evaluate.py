@@ -517,8 +517,8 @@ def check_group_fields(by: list[str], records: list[dict]) -> None:
     if missing:
         known = sorted({k for r in records for k in r} - {"id", "audio", "ref", "hyp", "word_errors", "words",
                                                           "char_errors", "chars", "duration", "speaker"})
-        raise DataError(f"--by {missing[0]}: no utterance has this field (fields here: speaker"
-                        f"{''.join(', ' + k for k in known)})")
+        raise DataError(f"--by {missing[0]}: no utterance has this field (fields here: "
+                        f"{', '.join(['speaker', *known])})")
 
 
 def analyse(rows: list[dict], by: list[str] = (), options: StatsOptions | None = None,
@@ -579,26 +579,23 @@ def load_rows(path: str | Path) -> list[dict]:
         if "error" not in row and missing:
             raise DataError(f"{path}: row {number} ({row['id']}) lacks {', '.join(map(repr, missing))}: not vocable "
                             f"evaluate's results (a manifest? evaluate it first, with --output)")
-        if "error" not in row:
-            wrong = next((key for key in SCORED_FIELDS if not valid_field(key, row[key])), None)
-            if wrong:
-                raise DataError(f"{path}: row {number} ({row['id']}): {wrong}: expected "
-                                f"{'text' if key_is_text(wrong) else 'a count of 0 or more'}, got {row[wrong]!r:.40}")
+        wrong = next((key for key in SCORED_FIELDS if "error" not in row and field_expected(key, row[key])), None)
+        if wrong:
+            raise DataError(f"{path}: row {number} ({row['id']}): {wrong}: expected "
+                            f"{field_expected(wrong, row[wrong])}, got {row[wrong]!r:.40}")
     repeated = repeated_ids(row["id"] for row in rows)
     if repeated:
         raise DataError(f"{path}: {repeated}: results are paired by id")
     return rows
 
 
-def key_is_text(key: str) -> bool:
-    return key in ("ref", "hyp")
-
-
-def valid_field(key: str, value) -> bool:
-    """A scored row's field as evaluate writes it: texts, and error and word counts (whole numbers >= 0)."""
-    if key_is_text(key):
-        return isinstance(value, str)
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 and float(value).is_integer()
+def field_expected(key: str, value) -> str:
+    """"" for a scored row's field as evaluate writes it (texts; error and word counts, whole numbers >= 0),
+    else what it should have been."""
+    if key in ("ref", "hyp"):
+        return "" if isinstance(value, str) else "text"
+    count = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 and float(value).is_integer()
+    return "" if count else "a count of 0 or more"
 
 
 def repeated_ids(ids) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 
 from .audio import (MAX_STREAM_DURATION, SAMPLE_RATE, AudioInput, float_file_peak, load_audio, open_audio,
                     over_scale_gain, read_blocks, warn_if_cut_short, warn_if_damaged)
-from .errors import AudioError, ConfigError, file_problem
+from .errors import AudioError, ConfigError
 
 SILERO_MODEL = Path(__file__).parent / "assets" / "silero_vad.onnx"
 SILERO_FRAME = 512  # samples (32 ms) per Silero decision
@@ -160,12 +160,8 @@ def stream_audio(source: AudioInput, block_seconds: float = READ_BLOCK_SECONDS,
             yield audio[i: i + step]
         return
     import soxr
-    path = Path(source)
     label = name or str(source) or repr(source)
-    problem = file_problem(source, "audio file")
-    if problem:
-        raise AudioError(f"{label}: {problem}")
-    with open_audio(str(path), label, MAX_STREAM_DURATION) as f:
+    with open_audio(os.fspath(source), label, MAX_STREAM_DURATION) as f:
         rate = f.samplerate
         resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32") if rate != SAMPLE_RATE else None
         gain = over_scale_gain(float_file_peak(f), label)  # known before the first block goes out
