@@ -652,3 +652,30 @@ def test_transcribe_gives_each_segments_alternatives_in_json(digits, tmp_path, c
     assert [a["text"] for a in printed["segments"][0]["alternatives"]] == [a.text for a in segment.alternatives]
     assert main(["transcribe", "--model", "fsdd-digits", "--alternatives", "-1", str(path)]) == 2
     assert "alternatives: expected 0 to 100" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options", [dict(beam_size=8), dict(beam_size=16, hotwords="cat:3,the:-1"),
+                                     dict(beam_size=4, word_bonus=1.0, blank_penalty=1.0)])
+def test_extensions_that_cannot_enter_the_beam_are_never_built_and_change_nothing(lm, monkeypatch, options):
+    """The search builds a new prefix only while its score bound beats the beam being filled (_Floor);
+    without that (the floor left at the best stays) it builds more nodes and finds the same hypotheses."""
+    import vocable.decoding as decoding
+    rng = np.random.default_rng(7)
+    inputs = []
+    for text in ("the cat sat on the mat", "my dog likes the fish", "we use the light daily"):
+        noisy = spelled(text, frames_per_char=2) + rng.normal(0, 3.0, (len(text) * 2 + 2, TOK.vocab_size))
+        inputs.append(noisy - np.logaddexp.reduce(noisy, axis=1, keepdims=True))
+
+    def run():
+        built = []
+        search = BeamSearchDecoder(TOK, lm, DecodingOptions(lm_weight=0.7, **options))
+        extend = search._extend
+        search._extend = lambda node, token: built.append(token) or extend(node, token)
+        finals = [[(round(total, 9), text) for total, _, _, text in search.search(lp)] for lp in inputs]
+        return finals, len(built)
+
+    pruned, pruned_built = run()
+    monkeypatch.setattr(decoding._Floor, "add", lambda self, score: None)
+    unpruned, unpruned_built = run()
+    assert pruned == unpruned and all(pruned)
+    assert pruned_built < 0.95 * unpruned_built  # 0.76-0.9 here; 0.44 on so762-dev
