@@ -265,7 +265,7 @@ def export_models(model: str, workdir: Path, check: list[str], engines: list[str
     engines still run): ({kind: path}, {kind: reason})."""
     from vocable.errors import VocableError
     from vocable.export import ExportOptions, export_model
-    from vocable.modelfile import resolve_model_path
+    from vocable.bundled import resolve_model_path
     paths, failures = {"vocable-torch": resolve_model_path(model)}, {}
     for kind, int8 in (("vocable-onnx-fp32", False), ("vocable-onnx-int8", True)):
         paths[kind] = workdir / f"model-{'int8' if int8 else 'fp32'}.onnx"

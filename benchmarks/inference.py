@@ -63,7 +63,7 @@ def worker(kind: str, model: str, threads: int, repeats: int) -> dict:
 
 def export_both(model: str, workdir: Path) -> dict[str, str]:
     from vocable.export import ExportOptions, export_model
-    from vocable.modelfile import resolve_model_path
+    from vocable.bundled import resolve_model_path
     source = resolve_model_path(model)
     check = [speech(s) for s in (1.5, 3.0, 6.0)]
     paths = {"torch": str(source)}
@@ -132,7 +132,8 @@ def main() -> None:
         return
     from tqdm import tqdm
 
-    from vocable.modelfile import load_model_file, resolve_model_path
+    from vocable.bundled import resolve_model_path
+    from vocable.modelfile import load_model_file
     from vocable.models import count_parameters
     if args.runtime_venv and not os.access(Path(args.runtime_venv) / "bin" / "python", os.X_OK):
         sys.exit(f"--runtime-venv {args.runtime_venv}: no bin/python there (make one with python -m venv)")

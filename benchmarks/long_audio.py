@@ -159,7 +159,7 @@ def main() -> None:
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     if not args.vad_only:
-        from vocable.modelfile import resolve_model_path
+        from vocable.bundled import resolve_model_path
         resolve_model_path(args.model)  # a wrong name is one line before the VAD work, not a traceback after
     lines = ["# Long audio benchmark\n", f"Machine: {describe_machine(machine_info())}; one thread.  ",
              f"Speech (VAD table): {clips_source(True)}, placed in faint noise (see write_file).\n"]

@@ -157,7 +157,7 @@ def main():
     if not args.manifest and not FSDD_TEST.is_dir():
         sys.exit(f"{FSDD_TEST} is not available: this benchmark needs FSDD's test takes (or --manifest)")
     decoding = DecodingOptions(shifts=args.shifts)
-    from vocable.modelfile import bundled_models
+    from vocable.bundled import bundled_models
     models = args.model or [m for m in ("fsdd-digits", "fsdd-digits-streaming") if m in bundled_models()]
     streams = build_streams(args.limit, args.manifest)
     print(f"machine: {machine()}, torch threads {args.threads}")

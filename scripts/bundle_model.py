@@ -46,7 +46,8 @@ def main() -> None:
     from vocable.errors import VocableError
     from vocable.stream import StreamOptions
     stream_fields = [f.name for f in fields(StreamOptions)]
-    from vocable.modelfile import BUNDLED_DIR, SUFFIX, load_model_file, save_model
+    from vocable.bundled import ASSETS_DIR, MODEL_SUFFIX
+    from vocable.modelfile import load_model_file, save_model
     try:
         loaded = load_model_file(args.model)
     except VocableError as e:
@@ -71,7 +72,7 @@ def main() -> None:
         resolve_lm(meta.get("lm"))
     except (FieldError, VocableError) as e:
         sys.exit(f"bundle_model: {e}")
-    out = (args.assets or BUNDLED_DIR) / (args.name + SUFFIX)
+    out = (args.assets or ASSETS_DIR) / (args.name + MODEL_SUFFIX)
     save_model(out, loaded.model, loaded.model_config, loaded.features, loaded.tokenizer, meta, half=True)
     size_mb = out.stat().st_size / 1e6
     if size_mb > MAX_MB:

@@ -191,7 +191,7 @@ def test_bundle_script_stores_default_decoding_in_the_model(tmp_path):
     """scripts/bundle_model.py: fp16 copy whose meta carries the LM and its tuned weight, bonus, blank
     penalty and beam, the phrase threshold and stream settings."""
     import vocable
-    from vocable.modelfile import resolve_model_path
+    from vocable.bundled import resolve_model_path
     script = Path(__file__).resolve().parent.parent / "scripts" / "bundle_model.py"
     result = subprocess.run([sys.executable, str(script), str(resolve_model_path("fsdd-digits")),
                              "--name", "digits-lm", "--lm", "en-3gram", "--lm-weight", "0.7", "--word-bonus", "2.5",

@@ -23,7 +23,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.fixture(scope="module")
 def model_path() -> str:
-    from vocable.modelfile import resolve_model_path
+    from vocable.bundled import resolve_model_path
     return str(resolve_model_path("fsdd-digits"))  # bundled with the package: missing is a failure, not a skip
 
 

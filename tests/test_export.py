@@ -13,7 +13,8 @@ from vocable import export
 from vocable.audio import load_audio
 from vocable.cli import main
 from vocable.features import FeatureConfig, compute_features
-from vocable.modelfile import LoadedModel, load_model_file, resolve_model_path, save_model
+from vocable.bundled import resolve_model_path
+from vocable.modelfile import LoadedModel, load_model_file, save_model
 from vocable.models import ModelConfig, build_model
 from vocable.runtime import load_onnx, read_onnx_metadata
 from vocable.tokenizer import train_tokenizer

@@ -226,8 +226,9 @@ def test_binary_round_trip_equals_arpa(tmp_path):
 
 
 def test_bundled_lm_is_binary_and_loads_fast():
-    from vocable.lm import BUNDLED_DIR, resolve_lm
-    assert (BUNDLED_DIR / "en-3gram.lm.npz").is_file()
+    from vocable.bundled import ASSETS_DIR
+    from vocable.lm import resolve_lm
+    assert (ASSETS_DIR / "en-3gram.lm.npz").is_file()
     lm = resolve_lm("en-3gram")
     assert len(lm) > 100_000 and lm.word_id("the") != lm.unk
 
@@ -241,8 +242,8 @@ def write_and_path(tmp_path):
 # ---------------------------------------------------------------- bad LM files: one DataError naming the file
 
 def bundled_binary():
-    from vocable.lm import BUNDLED_DIR
-    return BUNDLED_DIR / "en-3gram.lm.npz"
+    from vocable.bundled import ASSETS_DIR
+    return ASSETS_DIR / "en-3gram.lm.npz"
 
 
 def small_binary(tmp_path, change=None, name="small.lm.npz"):

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from vocable.errors import ModelError
-from vocable.modelfile import BUNDLED_DIR, load_model_file
+from vocable.bundled import ASSETS_DIR
+from vocable.modelfile import load_model_file
 
 from .conftest import FSDD_FIXTURES
 
-SOURCE = BUNDLED_DIR / "fsdd-digits.vocable"  # small: quick to load and re-save
+SOURCE = ASSETS_DIR / "fsdd-digits.vocable"  # small: quick to load and re-save
 
 
 @pytest.fixture(scope="module")

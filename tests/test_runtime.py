@@ -224,3 +224,16 @@ def test_exported_metadata_is_checked_like_a_model_files_fields(tmp_path, export
         load_onnx(edited)
     message = str(caught.value)
     assert message.startswith(f"{edited}:") and fragment in message and "\n" not in message
+
+
+def test_models_are_listed_without_torch_with_what_they_need(capsys):
+    """`vocable models` imported torch to list file names: the runtime install got the one-line error."""
+    cli = "import sys; from vocable.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = run_without_torch(cli, "models")
+    assert done.returncode == 0, done.stderr
+    assert "en-default  (default)" in done.stdout.splitlines() and "fsdd-digits" in done.stdout.splitlines()
+    assert "needs PyTorch" in done.stderr and "vocable[torch]" in done.stderr
+    from vocable.cli import main
+    assert main(["models"]) == 0
+    out = capsys.readouterr()
+    assert out.out == done.stdout and out.err == ""

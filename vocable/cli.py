@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -15,7 +16,7 @@ import threading
 import warnings
 
 from . import __version__
-from .errors import (EXIT_USAGE, AudioWarning, ConfigError, DataError, UnreadableAudio, VocableError,
+from .errors import (EXIT_USAGE, NEEDS_TORCH, AudioWarning, ConfigError, DataError, UnreadableAudio, VocableError,
                      VocableWarning, run_reporting_errors)
 
 MAX_LISTED_ERRORS = 10  # per-file errors printed before "... and N more"
@@ -537,9 +538,11 @@ def add_models(commands) -> None:
 
 
 def cmd_models(args) -> int:
-    from .modelfile import DEFAULT_MODEL, bundled_models
+    from .bundled import DEFAULT_MODEL, bundled_models
     for name in bundled_models():
         print(name + ("  (default)" if name == DEFAULT_MODEL else ""))
+    if importlib.util.find_spec("torch") is None:  # the runtime install lists them too, and says what they need
+        print(f"vocable models: note: these are .vocable models; each {NEEDS_TORCH}", file=sys.stderr)
     return 0
 
 

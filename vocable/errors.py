@@ -62,8 +62,9 @@ def warn(message: str, category: type[Warning] = VocableWarning) -> None:
     warnings.warn(message, category, stacklevel=level)
 
 
-TORCH_MISSING = ("this needs PyTorch, which is not installed: pip install 'vocable[torch]' (an exported "
-                 ".onnx model transcribes without it: --model MODEL.onnx)")
+NEEDS_TORCH = ("needs PyTorch, which is not installed: pip install 'vocable[torch]' (an exported .onnx model "
+               "transcribes without it: --model MODEL.onnx)")
+TORCH_MISSING = "this " + NEEDS_TORCH
 EXIT_USAGE = 2  # bad input, as argparse exits for a bad option
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a program killed by it

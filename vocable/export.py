@@ -357,7 +357,7 @@ def check_dataset(model: str | os.PathLike, exported: str | os.PathLike, dataset
     """WER and speed of the original and the exported model on `dataset` (same utterances, `threads`)."""
     from .data.manifest import read_dataset
     from .evaluate import evaluate_dataset
-    from .modelfile import resolve_model_path
+    from .bundled import resolve_model_path
     from .transcribe import load
     utterances = read_dataset(dataset)
     utterances = utterances[:limit] if limit else utterances

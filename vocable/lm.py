@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .bundled import ASSETS_DIR
 from .errors import DataError, file_problem
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
@@ -703,18 +704,17 @@ def _contains_run(words: list[str], runs: dict[tuple[str, ...], list[tuple[str, 
     return False
 
 
-BUNDLED_DIR = Path(__file__).parent / "assets"
 LM_SUFFIXES = (BINARY_SUFFIX, ".arpa.gz", ".arpa")  # a bundled name resolves in this order
 
 
 def bundled_lms() -> list[str]:
-    return sorted({p.name[: -len(s)] for s in LM_SUFFIXES for p in BUNDLED_DIR.glob("*" + s)})
+    return sorted({p.name[: -len(s)] for s in LM_SUFFIXES for p in ASSETS_DIR.glob("*" + s)})
 
 
 def find_lm(name_or_path: str | os.PathLike) -> Path | None:
     """The file a bundled LM name ("en-3gram") or an LM path stands for, or None when there is none."""
     for suffix in LM_SUFFIXES:
-        bundled = BUNDLED_DIR / (str(name_or_path) + suffix)
+        bundled = ASSETS_DIR / (str(name_or_path) + suffix)
         if bundled.is_file():
             return bundled
     return Path(name_or_path) if Path(name_or_path).is_file() else None

@@ -20,17 +20,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .bundled import resolve_model_path
 from .checks import FieldError, is_int, model_file_errors, read_common_fields, settings_from_table, show
-from .errors import ModelError, file_problem
+from .errors import ModelError
 from .features import FeatureConfig
 from .models import ModelConfig, build_model
 from .tokenizer import Tokenizer
 
 FORMAT = "vocable-model"
 FORMAT_VERSION = 1
-SUFFIX = ".vocable"
-BUNDLED_DIR = Path(__file__).parent / "assets"
-DEFAULT_MODEL = "en-default"  # what "default" (and no --model) means; see docs/models.md
 
 
 @dataclass
@@ -56,28 +54,6 @@ def save_model(path: str | os.PathLike, model: nn.Module, model_config: ModelCon
     tmp = path.with_name(path.name + ".tmp")
     torch.save(blob, tmp)
     os.replace(tmp, path)  # atomic: a kill mid-write never leaves a half-written model
-
-
-def resolve_model_path(name_or_path: str | os.PathLike | None) -> Path:
-    """A bundled model name ("default", "fsdd-digits") or a path → the model file's path."""
-    name = str(name_or_path or "default")
-    if name == "default":
-        name = DEFAULT_MODEL
-    bundled = BUNDLED_DIR / (name + SUFFIX)
-    if bundled.is_file():
-        return bundled
-    path = Path(name)
-    problem = file_problem(path, "model file")
-    if not problem:
-        return path
-    if path.exists():  # a folder, a file it may not read
-        raise ModelError(f"{name}: {problem}")
-    available = ", ".join(bundled_models()) or "none"
-    raise ModelError(f"{name}: no such model file or bundled model (bundled: {available})")
-
-
-def bundled_models() -> list[str]:
-    return sorted(p.name[: -len(SUFFIX)] for p in BUNDLED_DIR.glob("*" + SUFFIX))
 
 
 def read_model_blob(path: Path) -> dict:

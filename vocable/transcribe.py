@@ -16,7 +16,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, AudioInput, load_audio
 from .decoding import NEG, Alternative, Decoder, DecodingOptions, Hypothesis, PhraseMatch, Word
-from .errors import TORCH_MISSING, AudioError, ConfigError, DataError, ModelError
+from .errors import NEEDS_TORCH, AudioError, ConfigError, DataError, ModelError
 from .features_np import HOP_LENGTH, SUBSAMPLING, pad_batch
 
 FRAME_SECONDS = HOP_LENGTH * SUBSAMPLING / SAMPLE_RATE  # 0.04 s per model output frame
@@ -291,7 +291,7 @@ def load(name_or_path: str | os.PathLike | None = "default", device: str = "cpu"
     try:
         import torch
     except ModuleNotFoundError:  # the [runtime] install: onnxruntime only
-        raise ModelError(f"{name_or_path}: a .vocable model {TORCH_MISSING.removeprefix('this ')}") from None
+        raise ModelError(f"{name_or_path}: a .vocable model {NEEDS_TORCH}") from None
 
     from .modelfile import load_model_file
     check_device(device)

@@ -110,7 +110,7 @@ class ModelCache:
             if not self.default_path.is_file():
                 raise ModelError(f"{default}: no such ONNX model file")
         else:
-            from ..modelfile import bundled_models, resolve_model_path  # imports torch
+            from ..bundled import bundled_models, resolve_model_path
             self.default_path = resolve_model_path(default)  # fails now, not on the first request
             self.allowed = {name: name for name in bundled_models()}
         self.default = _served_name(self.default_path, self.allowed)
@@ -163,7 +163,7 @@ def _served_name(path: Path, bundled: dict) -> str:
 def _shadows_bundled(name: str, path: Path, bundled: dict) -> bool:
     if name not in bundled:
         return False
-    from ..modelfile import resolve_model_path
+    from ..bundled import resolve_model_path
     return resolve_model_path(name).resolve() != path.resolve()
 
 
