@@ -329,11 +329,12 @@ def _is_prefix(sorted_words: list[str], prefix: str) -> bool:
 class _Node:
     """One prefix (token sequence) of the search. Its text score depends only on the prefix."""
     __slots__ = ("parent", "token", "children", "lm_state", "done", "partial", "score", "hot", "hot_bonus",
-                 "pending", "allowed")
+                 "pending", "allowed", "closing")
 
     def __init__(self, parent, token, lm_state, done, partial, score, hot, hot_bonus, pending):
         self.parent, self.token, self.children = parent, token, {}  # children: token → _Node or False
         self.allowed = None  # with a phrase grammar: the tokens that may follow
+        self.closing = None  # (score, LM state) of completing `partial` as a word, once asked for
         self.lm_state = lm_state  # LM state after the completed words
         self.done = done  # completed words, space-joined
         self.partial = partial  # the word being spelt
@@ -463,7 +464,7 @@ class BeamSearchDecoder:
         if new_word and partial:  # the previous word is complete
             if self.phrases is not None and not self._phrase_allows(done, partial, closed=True):
                 return None
-            word_score, lm_state = self._word_score(lm_state, partial)
+            word_score, lm_state = self._closing(node)
             score += word_score
             done = f"{done} {partial}" if done else partial
             partial = ""
@@ -488,7 +489,14 @@ class BeamSearchDecoder:
             return min(0.0, self._partial_penalty(node.partial + self.body[token]) - node.pending)
         if self.hot_boost or self.phrases is not None:  # a hotword's bonus may come with the word end
             return 0.0
-        return min(0.0, self._word_score(node.lm_state, node.partial)[0] - node.pending - self._gain)
+        return min(0.0, self._closing(node)[0] - node.pending - self._gain)
+
+    def _closing(self, node: _Node) -> tuple[float, tuple]:
+        """_word_score of completing `node`'s partial word, kept on the node: every word-starting token after
+        it asks for the same."""
+        if node.closing is None:
+            node.closing = self._word_score(node.lm_state, node.partial)
+        return node.closing
 
     def _child(self, node: _Node, token: int) -> _Node | None:
         child = node.children.get(token)
@@ -496,9 +504,9 @@ class BeamSearchDecoder:
             child = node.children[token] = self._extend(node, token) or False
         return child or None
 
-    def _allowed(self, node: _Node) -> list[int]:
+    def _allowed(self, node: _Node) -> set[int]:
         if node.allowed is None:
-            node.allowed = [c for c in range(1, len(self.body)) if self._child(node, c) is not None]
+            node.allowed = {c for c in range(1, len(self.body)) if self._child(node, c) is not None}
         return node.allowed
 
     def _hot_char(self, hot, bonus, score, ch, word_start, done):
@@ -546,7 +554,7 @@ class BeamSearchDecoder:
         if node.partial:
             if self.phrases is not None and not self._phrase_allows(node.done, node.partial, closed=True):
                 return None
-            word_score, state = self._word_score(state, node.partial)
+            word_score, state = self._closing(node)
             score += word_score
             words = f"{words} {node.partial}" if words else node.partial
         if self.phrases is not None and words not in self.phrase_text:
@@ -577,7 +585,7 @@ class BeamSearchDecoder:
                 pb, pnb = np.logaddexp(pb, pnb) + lp[BLANK], repeat
                 continue
             tokens = np.flatnonzero(candidates[t]).tolist()
-            nodes, pb, pnb = self._step(nodes, pb, pnb, lp.tolist(), tokens if self.phrases is None else set(tokens))
+            nodes, pb, pnb = self._step(nodes, pb, pnb, lp.tolist(), tokens)
             last = np.array([n.token for n in nodes])
         finals = []
         for node, b, nb in zip(nodes, pb.tolist(), pnb.tolist()):
@@ -594,10 +602,13 @@ class BeamSearchDecoder:
         characters) and its unknown-word penalty (a word spelt on only pays more); the threshold is tested
         before that penalty, as it has always been for paths into a kept prefix."""
         growth = []
+        tokens = sorted(tokens, key=lp.__getitem__, reverse=True)  # likeliest first: the rest fail once one does
         for node, b, nb in zip(nodes, pb.tolist(), pnb.tolist()):
             total = _lae(b, nb)
             base = node.score + node.hot_bonus + self._gain
-            for c in (tokens if self.phrases is None else [c for c in self._allowed(node) if c in tokens]):
+            for c in (tokens if self.phrases is None else [c for c in tokens if c in self._allowed(node)]):
+                if total + lp[c] + base < threshold:
+                    break
                 acoustic = (b if c == node.token else total) + lp[c]
                 if acoustic + base >= threshold:
                     growth.append((acoustic + base + node.pending, acoustic, node, c))
