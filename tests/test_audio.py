@@ -1,5 +1,6 @@
 import io
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -101,6 +102,56 @@ def test_a_flac_cut_short_keeps_the_audio_before_the_cut(tmp_path):
         assert 8 * 16000 <= len(load_audio(middle)) <= 20 * 16000
     with pytest.warns(AudioWarning, match="middle.flac: the audio is damaged after"):
         assert 8 * 16000 <= sum(map(len, stream_audio(middle))) <= 20 * 16000
+
+
+def test_a_short_flac_damaged_in_its_first_block_keeps_the_audio_before_the_damage(tmp_path):
+    """Damage within the first 8 s read left libsndfile's FLAC decoder unable to seek back ("lost sync"), and
+    the whole file was refused: a fresh decoder now reads up to the damage (paths, bytes, blocks alike)."""
+    from vocable.vad import stream_audio
+    rng = np.random.default_rng(2)
+    good = tmp_path / "good.flac"
+    sf.write(good, (0.3 * rng.standard_normal(16000 * 5)).astype(np.float32), 16000)
+    damaged = bytearray(good.read_bytes())
+    damaged[len(damaged) // 2: len(damaged) // 2 + 5000] = rng.integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    path = tmp_path / "short.flac"
+    path.write_bytes(bytes(damaged))
+    with pytest.warns(AudioWarning, match="short.flac: the audio is damaged after"):
+        kept = load_audio(path)
+    assert 1 * 16000 <= len(kept) <= 2.5 * 16000
+    np.testing.assert_allclose(kept, sf.read(good, dtype="float32")[0][: len(kept)], atol=1e-6)
+    with pytest.warns(AudioWarning, match="up.flac: the audio is damaged after"):
+        assert len(load_audio(bytes(damaged), name="up.flac")) == len(kept)
+    with pytest.warns(AudioWarning, match="short.flac: the audio is damaged after"):
+        assert sum(map(len, stream_audio(path))) == len(kept)
+
+
+@pytest.mark.parametrize("subtype", ["VORBIS", "OPUS"])
+def test_an_ogg_file_cut_short_is_transcribed_with_a_warning(tmp_path, subtype):
+    """libsndfile reads an Ogg file up to its cut and says nothing: the last page must be whole and mark the
+    stream's end. Cut inside a page or at a page boundary, by path, by bytes and block by block."""
+    from vocable.audio import ogg_ends_cleanly
+    from vocable.vad import stream_audio
+    rng = np.random.default_rng(1)
+    good = tmp_path / "good.ogg"
+    sf.write(good, (0.3 * rng.standard_normal(16000 * 6)).astype(np.float32), 16000, format="OGG", subtype=subtype)
+    data = good.read_bytes()
+    boundary = data.rfind(b"OggS", 0, len(data) - 1)  # where the last page starts
+    assert ogg_ends_cleanly(good) is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AudioWarning)
+        assert len(load_audio(good)) > 5.9 * 16000
+    for name, cut in (("inside.ogg", data[: len(data) * 2 // 3]), ("boundary.ogg", data[:boundary])):
+        path = tmp_path / name
+        path.write_bytes(cut)
+        assert ogg_ends_cleanly(path) is False
+        with pytest.warns(AudioWarning, match=f"{name}: the Ogg stream stops without its end page"):
+            kept = load_audio(path)
+        assert 0 < len(kept) < 5.9 * 16000
+        with pytest.warns(AudioWarning, match=f"up-{name}: the Ogg stream stops"):
+            assert len(load_audio(cut, name=f"up-{name}")) == len(kept)
+        with pytest.warns(AudioWarning, match=f"{name}: the Ogg stream stops"):
+            assert sum(map(len, stream_audio(path))) == pytest.approx(len(kept), abs=16)
+    assert ogg_ends_cleanly(tmp_path / "missing.ogg") is None
 
 
 def test_nan_samples_rejected():

@@ -34,6 +34,9 @@ SALVAGE_FRAMES = 4096  # frames per read when reading up to a damaged part of a 
 DECODE_BLOCK = 1 << 17  # frames read at a time (~8 s at 16 kHz): a damaged file keeps what comes before the block
 # libsndfile's note on a WAV whose data chunk is shorter than its header declares (a recording cut off)
 CUT_SHORT = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.MULTILINE)
+OGG_HEADER = 27  # bytes of an Ogg page header, its segment count the last of them (RFC 3533)
+OGG_PAGE_MAX = OGG_HEADER + 255 + 255 * 255  # bytes: header, segment table and body of the largest page
+OGG_END_OF_STREAM = 0x04  # header-type flag of a stream's last page
 UNKNOWN_LENGTH = 1 << 62  # frames: libsndfile's count (SF_COUNT_MAX) when a header leaves the length out
 STREAMED_WAV_SIZE = 0x7FFFF000  # bytes: a data chunk declared this large or larger is a placeholder written
 # by a program that could not go back to fill it in (ffmpeg to a pipe writes 0xFFFFFFFF, arecord 0x7FFFFFFF)
@@ -202,39 +205,102 @@ def float_file_peak(f: sf.SoundFile) -> float:
 def read_blocks(f: sf.SoundFile, frames: int, label: str, notes: list[bytes]) -> Iterator[np.ndarray]:
     """(n, channels) float32 blocks of `frames` frames, to the file's end; an MP3's damage notes go to `notes`.
     Where the decoder fails partway (a FLAC cut short fails the whole read that spans the damage), the
-    audio up to the damage is read again in small pieces and the rest left out, with a warning. A failure
-    before any audio is raised."""
-    position, step = 0, frames
-    while True:
-        try:
-            with quiet_reads(f) as dropped:
-                data = f.read(step, dtype="float32", always_2d=True)
-            notes += dropped
-        except Exception as e:
-            if step > SALVAGE_FRAMES:
-                try:
-                    f.seek(position)
+    audio up to the damage is read again in small pieces (by the same decoder, or a fresh one where that
+    one lost its place) and the rest left out, with a warning. A failure before any audio is raised."""
+    position, step, reader = 0, frames, f
+    try:
+        while True:
+            try:
+                with quiet_reads(reader) as dropped:
+                    data = reader.read(step, dtype="float32", always_2d=True)
+                notes += dropped
+            except Exception as e:
+                if step > SALVAGE_FRAMES:
                     step = SALVAGE_FRAMES
-                    continue
-                except Exception:  # a decoder that lost its place for good: keep what came before
-                    pass
-            if position == 0:
-                raise
-            warn(f"{label}: the audio is damaged after {position / f.samplerate:.1f} s ({_short(e)}); "
-                 f"transcribing what could be decoded", AudioWarning)
-            return
-        if len(data) == 0:
-            return
-        position += len(data)
-        yield data
+                    reader = _reader_at(reader, f, position)
+                    if reader is not None:
+                        continue
+                if position == 0:
+                    raise
+                warn(f"{label}: the audio is damaged after {position / f.samplerate:.1f} s ({_short(e)}); "
+                     f"transcribing what could be decoded", AudioWarning)
+                return
+            if len(data) == 0:
+                return
+            position += len(data)
+            yield data
+    finally:
+        if reader is not None and reader is not f:
+            reader.close()
+
+
+def _reader_at(reader: sf.SoundFile, f: sf.SoundFile, position: int) -> sf.SoundFile | None:
+    """`reader` moved back to frame `position`, or where its decoder cannot seek (a FLAC's "lost sync"), the
+    file `f` reads opened afresh there; None when neither works."""
+    try:
+        reader.seek(position)
+        return reader
+    except Exception:
+        pass
+    if reader is not f:
+        reader.close()
+    try:
+        if not isinstance(f.name, (str, os.PathLike)):
+            f.name.seek(0)  # a file object: a second decoder reads it from the start
+        fresh = sf.SoundFile(f.name)
+        fresh.seek(position)
+        return fresh
+    except Exception:
+        return None
 
 
 def warn_if_cut_short(f: sf.SoundFile, label: str) -> None:
-    """After reading: a WAV whose data chunk is shorter than its header says is transcribed, and the user told."""
+    """After reading: a WAV whose data chunk is shorter than its header says, or an Ogg file without its
+    last page, is transcribed, and the user told."""
     cut = CUT_SHORT.search(f.extra_info)
     if cut and int(cut.group(2)) < int(cut.group(1)) < STREAMED_WAV_SIZE:
         warn(f"{label}: the file is cut short ({cut.group(2)} of the {cut.group(1)} bytes of audio "
                       f"its header declares); transcribing what is there", AudioWarning)
+    if f.format == "OGG" and ogg_ends_cleanly(f.name) is False:  # libsndfile reads up to the cut, unsaid
+        warn(f"{label}: the Ogg stream stops without its end page (the file is cut short?); transcribing what "
+             f"is there", AudioWarning)
+
+
+def ogg_ends_cleanly(file) -> bool | None:
+    """Whether an Ogg file (a path or a seekable file object) ends with a whole page that marks the end
+    of its stream; None when that cannot be told (unreadable, or bytes after the last page)."""
+    tail = _file_tail(file, 2 * OGG_PAGE_MAX)
+    start = len(tail or b"")
+    while tail and (start := tail.rfind(b"OggS", 0, start)) >= 0:  # the last page's capture pattern
+        header_end = start + OGG_HEADER
+        if len(tail) < header_end or tail[start + 4] != 0:  # a cut header, or a false match (version is 0)
+            continue
+        segments = tail[header_end - 1]
+        if len(tail) < header_end + segments:
+            return False  # the segment table is cut
+        end = header_end + segments + sum(tail[header_end: header_end + segments])
+        if end > len(tail):
+            return False  # the page body is cut
+        if end == len(tail):
+            return bool(tail[start + 5] & OGG_END_OF_STREAM)
+    return None
+
+
+def _file_tail(file, size: int) -> bytes | None:
+    """The last `size` bytes of a path or a seekable file object (left where it was), or None."""
+    try:
+        if isinstance(file, (str, os.PathLike)):
+            with open(file, "rb") as stream:
+                stream.seek(max(0, stream.seek(0, os.SEEK_END) - size))
+                return stream.read()
+        position = file.tell()
+        try:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - size))
+            return file.read()
+        finally:
+            file.seek(position)
+    except (OSError, AttributeError, ValueError):
+        return None
 
 
 def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
