@@ -605,7 +605,8 @@ class BeamSearchDecoder:
         tokens = sorted(tokens, key=lp.__getitem__, reverse=True)  # likeliest first: the rest fail once one does
         for node, b, nb in zip(nodes, pb.tolist(), pnb.tolist()):
             total = _lae(b, nb)
-            base = node.score + node.hot_bonus + self._gain
+            # a penalised hotword's unpaid penalty is dropped when its match fails: the bound holds none
+            base = node.score + max(node.hot_bonus, 0.0) + self._gain
             for c in (tokens if self.phrases is None else [c for c in tokens if c in self._allowed(node)]):
                 if total + lp[c] + base < threshold:
                     break
