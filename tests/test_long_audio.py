@@ -146,6 +146,25 @@ def test_noise_only_long_file_gives_no_words(tmp_path):
     assert result.text == "" and result.segments == [] and result.duration == pytest.approx(45.0)
 
 
+def test_energy_backend_hears_a_word_at_the_very_start():
+    """The floor started at the first frame's level: a recording opening with a word made that word the
+    floor, and it was lost. It starts from the quietest frames of the first block now."""
+    rng = np.random.default_rng(3)
+    parts, speech_at, t = [], [], 0.0
+    for name in ("4_nicolas_0", "8_nicolas_0"):
+        speech = load_audio(FSDD_FIXTURES / f"{name}.flac")
+        speech = speech[np.argmax(np.abs(speech) > 0.05):]  # the word from its first loud sample
+        parts += [speech, coloured_noise(2 * RATE, rng, 0.001, 0)]
+        speech_at.append((t, t + len(speech) / RATE))
+        t += len(speech) / RATE + 2.0
+    audio = np.concatenate(parts) + coloured_noise(sum(map(len, parts)), rng, 0.001, 0)
+    segments = [(s / RATE, (s + len(a)) / RATE)
+                for s, a in speech_segments(iter([audio]), VadOptions(backend="energy"))]
+    assert len(segments) == 2
+    for (a, b), (s, e) in zip(segments, speech_at):
+        assert a <= s + 0.05 and e - 0.1 <= b
+
+
 def test_energy_backend_follows_the_noise_floor():
     """The dependency-free backend finds words in steady noise louder than a fixed threshold would allow."""
     NOISE = 0.006  # RMS, -44 dBFS: every frame would pass a fixed -45 dBFS threshold

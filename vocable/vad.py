@@ -96,17 +96,30 @@ class EnergyVad:
 
     ABSOLUTE_DB = -50.0  # dBFS: quieter frames are never speech
     RISE = 0.03  # share of the gap the floor rises per 30 ms frame (time constant ~1 s)
+    START_QUANTILE = 10  # percent: the floor starts at this quantile of the first frames' levels
 
     def __init__(self, threshold_db: float = 12.0):
-        self.threshold_db, self.floor = threshold_db, None  # the floor starts at the first frame's level
+        self.threshold_db, self.floor = threshold_db, None
 
     def __call__(self, frame: np.ndarray) -> bool:
-        level = 10.0 * math.log10(float(np.mean(frame.astype(np.float64) ** 2)) + 1e-12)
+        level = frame_level(frame)
         if self.floor is None:
             self.floor = level
         speech = level > max(self.floor + self.threshold_db, self.ABSOLUTE_DB)
         self.floor = level if level < self.floor else self.floor + self.RISE * (level - self.floor)
         return speech
+
+    def start(self, frames: np.ndarray) -> None:
+        """Set the floor from the first (n, samples) frames seen, before judging them: from their quietest
+        tenth, not the first frame, which in a recording that opens with a word is that word (its
+        level became the floor, and the opening words were lost)."""
+        if self.floor is None and len(frames):
+            self.floor = float(np.percentile([frame_level(f) for f in frames], self.START_QUANTILE))
+
+
+def frame_level(frame: np.ndarray) -> float:
+    """A frame's mean power in dBFS."""
+    return 10.0 * math.log10(float(np.mean(frame.astype(np.float64) ** 2)) + 1e-12)
 
 
 class FrameVad:
@@ -127,6 +140,7 @@ class FrameVad:
         self.rest = audio[n * WEBRTC_FRAME:]
         frames = audio[: n * WEBRTC_FRAME].reshape(n, WEBRTC_FRAME)
         if self.vad is None:
+            self.energy.start(frames)
             return np.array([self.energy(f) for f in frames], np.float32)
         pcm = (np.clip(frames, -1, 1) * 32767).astype("<i2")
         return np.array([self.vad.is_speech(f.tobytes(), SAMPLE_RATE) for f in pcm], np.float32)
