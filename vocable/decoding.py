@@ -349,10 +349,10 @@ class _Floor:
     the best. Scores only rise while a frame is summed up (paths merge), so it never overstates."""
 
     def __init__(self, size: int, scores: list[float]):
-        self.size, self.heap = size, heapq.nlargest(size, scores)
+        self.size, self.heap = size, heapq.nlargest(size, scores)  # the best `size` scores
         self.best = self.heap[0]
         self.heap.reverse()  # ascending: a valid min-heap
-        self.value = max(self.best - BEAM_PRUNE, self.heap[0] if len(self.heap) == size else NEG)
+        self._settle()
 
     def add(self, score: float) -> None:
         if len(self.heap) < self.size:
@@ -362,6 +362,9 @@ class _Floor:
         else:
             return
         self.best = max(self.best, score)
+        self._settle()
+
+    def _settle(self) -> None:
         self.value = max(self.best - BEAM_PRUNE, self.heap[0] if len(self.heap) == self.size else NEG)
 
 
