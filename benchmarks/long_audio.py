@@ -117,7 +117,7 @@ def coloured(n: int, rng, tilt: float) -> np.ndarray:
 
 
 def vad_table() -> list[str]:
-    from vocable.vad import SILERO_FRAME, make_vad
+    from vocable.vad import READ_BLOCK_SECONDS, SILERO_FRAME, make_vad
     rng = np.random.default_rng(0)
     clips = speech_clips(True)[:40]
     kinds = [("white", 0, 0.003), ("pink", 1, 0.01), ("brown", 2, 0.03), ("silence", 0, 0.0)]
@@ -137,7 +137,8 @@ def vad_table() -> list[str]:
     for backend in ("silero", "webrtc", "energy"):
         vad = make_vad(backend)
         t = time.perf_counter()
-        probs = vad(audio)
+        block = int(READ_BLOCK_SECONDS * RATE)  # as speech_segments feeds it a file
+        probs = np.concatenate([vad(audio[i: i + block]) for i in range(0, len(audio), block)])
         seconds = time.perf_counter() - t
         # per-frame decisions on the 32 ms grid
         centres = (np.arange(len(labels)) * SILERO_FRAME + SILERO_FRAME // 2) // vad.frame_samples
