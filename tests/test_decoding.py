@@ -449,6 +449,22 @@ def test_phrase_grammar_scores_every_phrase_of_a_small_grammar():
     assert split.phrase.phrase == split.text == "go forward ten meters" and split.phrase.accepted
 
 
+def test_a_large_grammar_searches_each_phrase_as_the_tokenizer_spells_it(monkeypatch):
+    """Over EXACT_PHRASES the search picks the candidates: its beam filled with word-piece spellings of
+    "go forwar" and no phrase was ever found, at any threshold. It follows each phrase's own tokens now."""
+    import vocable.decoding as decoding
+    from tests.conftest import ENGLISH_FIXTURES
+    monkeypatch.setattr(decoding, "EXACT_PHRASES", 2)
+    recognizer = vocable.load("default")
+    phrases = ["go forward ten meters", "go back", "turn left"] + [f"turn {a} {b}" for a in ("up", "down", "on")
+                                                                   for b in ("one", "two", "ten", "twenty")]
+    result = recognizer.transcribe(ENGLISH_FIXTURES / "goforward.flac", options=DecodingOptions(phrases=phrases))
+    assert result.phrase.phrase == result.text == "go forward ten meters" and result.phrase.accepted
+    search = BeamSearchDecoder(recognizer.tokenizer, None, DecodingOptions(phrases=phrases))
+    root = search._root()
+    assert search._allowed(root) == {recognizer.tokenizer.encode(p)[0] for p in phrases}
+
+
 def test_default_english_model_has_its_own_phrase_threshold():
     """At the digits' 0.4 the English model rejected this native "go forward ten meters" (confidence 0.245:
     it hears "go forver tan meeters"); its calibrated threshold (benchmarks/phrase_grammar.py) accepts it

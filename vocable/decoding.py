@@ -430,6 +430,14 @@ class BeamSearchDecoder:
             self.phrase_text = {" ".join(tokenizer.normalize(p).split()): p for p in options.phrases}
             self.phrase_text.pop("", None)
             self.phrases = sorted(self.phrase_text)
+            # The tokens that may follow each token prefix of a phrase as the tokenizer spells it: any
+            # spelling would do for the text, but word pieces spell a phrase many ways, and those filled
+            # the beam (en-default, 141 phrases: 16 spellings of "go forwar", no phrase finished).
+            self.phrase_next: dict[tuple, set[int]] = {}
+            for text in self.phrases:
+                ids = tuple(tokenizer.encode(text))
+                for i in range(len(ids)):
+                    self.phrase_next.setdefault(ids[:i], set()).add(ids[i])
 
     # -- text state of a prefix
 
@@ -508,8 +516,13 @@ class BeamSearchDecoder:
         return child or None
 
     def _allowed(self, node: _Node) -> set[int]:
+        """With a phrase grammar: the tokens that may follow `node`'s."""
         if node.allowed is None:
-            node.allowed = {c for c in range(1, len(self.body)) if self._child(node, c) is not None}
+            path, prefix = [], node
+            while prefix.parent is not None:
+                path.append(prefix.token)
+                prefix = prefix.parent
+            node.allowed = self.phrase_next.get(tuple(reversed(path)), set())
         return node.allowed
 
     def _hot_char(self, hot, bonus, score, ch, word_start, done):
