@@ -237,3 +237,24 @@ def test_models_are_listed_without_torch_with_what_they_need(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr()
     assert out.out == done.stdout and out.err == ""
+
+
+def test_an_onnx_model_without_onnxruntime_is_one_line_naming_the_extra(exported):
+    """The [torch] install has no onnxruntime: an exported model was a ModuleNotFoundError traceback."""
+    block = ("import sys\n"
+             "class NoOnnxruntime:\n"
+             "    def find_spec(self, name, path=None, target=None):\n"
+             "        if name.split('.')[0] == 'onnxruntime':\n"
+             "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+             "sys.meta_path.insert(0, NoOnnxruntime())\n")
+    cli = block + "from vocable.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", cli, "transcribe", "--model", str(exported), str(FIXTURE_AUDIO[0])],
+                          capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [f"vocable: error: {exported}: an .onnx model needs onnxruntime, "
+                                                f"which is not installed: pip install 'vocable[runtime]'"]
+    api = block + "import vocable\ntry:\n    vocable.load(sys.argv[1])\nexcept vocable.VocableError as e:\n    print(e)\n"
+    done = subprocess.run([sys.executable, "-c", api, str(exported)], capture_output=True, text=True, env=env,
+                          timeout=120, cwd=ROOT)
+    assert "needs onnxruntime" in done.stdout, done.stderr

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .checks import FieldError, model_file_errors, read_common_fields
-from .errors import ModelError, file_problem
+from .errors import NEEDS_ONNXRUNTIME, ModelError, file_problem
 from .features_np import FeatureConfig, compute_features, pad_batch
 from .tokenizer import Tokenizer
 
@@ -51,7 +51,7 @@ class OnnxEngine:
     """
 
     def __init__(self, path: str | os.PathLike, features: FeatureConfig, threads: int = 0):
-        import onnxruntime
+        onnxruntime = import_onnxruntime(path)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = max(0, threads)
         options.inter_op_num_threads = 1
@@ -134,9 +134,18 @@ def limit_blas_threads(threads: int) -> None:
     threadpool_limits(limits=threads, user_api="blas")
 
 
+def import_onnxruntime(path: str | os.PathLike):
+    """The onnxruntime module, or one ModelError naming the model `path` and what to install."""
+    try:
+        import onnxruntime
+    except ModuleNotFoundError:  # the [torch] install: an exported model needs the runtime extra
+        raise ModelError(f"{path}: an .onnx model {NEEDS_ONNXRUNTIME}") from None
+    return onnxruntime
+
+
 def read_onnx_metadata(path: str | os.PathLike) -> dict:
     """The vocable metadata of an exported file as plain values (JSON fields decoded)."""
-    import onnxruntime
+    onnxruntime = import_onnxruntime(path)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     try:
