@@ -192,6 +192,28 @@ def test_cli_lm_build(tmp_path, capsys):
     assert "no such text file" in capsys.readouterr().err
 
 
+def test_cli_lm_build_refuses_what_would_crash_or_lose_text(tmp_path, capsys):
+    """An order longer than every sentence was an IndexError traceback; -o "" a ValueError after the work;
+    -o naming the corpus overwrote it; an empty --prune field moved the later counts down an order."""
+    words = tmp_path / "words.txt"
+    words.write_text("yes\nno\nstop\n")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sat\nthe dog sat\n")
+    cases = [(["lm", "build", str(words), "-o", str(tmp_path / "w.arpa"), "--order", "4"],
+              "--order: 4-grams need sentences of 2 words or more, and the longest has 1; use order 3 or lower"),
+             (["lm", "build", str(corpus), "-o", ""], "-o: an empty name"),
+             (["lm", "build", str(corpus), "-o", str(corpus)], "that is one of the texts the LM is built from"),
+             (["lm", "build", str(corpus), "-o", str(corpus / "x.arpa")], "cannot write there (no such folder)"),
+             (["lm", "build", str(tmp_path), "-o", str(tmp_path / "x.arpa")], "a folder; give the text files in it"),
+             (["lm", "build", str(corpus), "-o", str(tmp_path / "x.arpa"), "--prune", "0,,2"], "--prune: expected")]
+    for args, message in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert corpus.read_text() == "the cat sat\nthe dog sat\n"
+    assert main(["lm", "build", str(words), "-o", str(tmp_path / "w.arpa"), "--order", "3"]) == 0
+
+
 def test_bundled_english_lm():
     lm = resolve_lm("en-3gram")
     assert lm.order == 3 and len(lm) < 1_000_000

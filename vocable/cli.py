@@ -713,7 +713,7 @@ def add_lm(commands) -> None:
     b.add_argument("--exclude", nargs="*", default=[], metavar="FILE",
                    help="drop text lines containing any sentence of these files (evaluation text)")
     b.add_argument("--prune", default="", metavar="C1,C2,..", help="per order: drop n-grams seen at most "
-                   "this many times, e.g. 0,1,1 (unigrams are kept)")
+                   "this many times, e.g. 0,1,1 (unigrams are kept; a shorter list repeats its last count)")
     b.add_argument("--min-count", type=int, default=1, help="rarer words become <unk>")
     b.add_argument("--normalizer", default="english", choices=["english", "basic", "none"])
     b.set_defaults(func=cmd_lm_build)
@@ -724,27 +724,45 @@ def cmd_lm_build(args) -> int:
     from .lm import BuildOptions, build_lm, read_sentences, write_lm
     from .tokenizer import NORMALIZERS
     normalize = NORMALIZERS[args.normalizer]
-    try:
-        prune = tuple(int(x) for x in args.prune.split(",") if x.strip())
+    try:  # an empty field would move the counts after it down an order
+        prune = tuple(int(x) for x in args.prune.split(",")) if args.prune.strip() else ()
     except ValueError:
         raise ConfigError(f"--prune: expected comma-separated counts, got {args.prune!r}") from None
-    with options_named_as_flags({"order": "--order", "prune": "--prune", "min_word_count": "--min-count"}):
+    flags = {"order": "--order", "prune": "--prune", "min_word_count": "--min-count"}
+    with options_named_as_flags(flags):
         options = BuildOptions(order=args.order, prune=prune, min_word_count=args.min_count)  # before reading text
     for path in args.texts + args.exclude:
+        if os.path.isdir(path):
+            raise ConfigError(f"{path}: a folder; give the text files in it")
         if not os.path.isfile(path):
             raise ConfigError(f"{path}: no such text file")
         if not looks_like_text(path):
             raise ConfigError(f"{path}: not UTF-8 text (an LM built from it would be garbage)")
-    if os.path.isdir(args.output):
-        raise ConfigError(f"-o {args.output}: a folder; give the LM file to write")
+    check_lm_output(args.output, args.texts + args.exclude)
     excluded = {normalize(line.split("\t", 1)[-1]) for path in args.exclude
                 for line in open(path, encoding="utf-8", errors="replace")}
     sentences = read_sentences(args.texts, normalize, excluded - {""})
-    lm = build_lm(sentences, options)
+    with options_named_as_flags(flags):
+        lm = build_lm(sentences, options)
     write_lm(lm, args.output)
     sizes = ", ".join(f"{len(o.keys)} {n}-grams" for n, o in enumerate(lm.orders, start=1))
     print(f"{args.output}: {len(sentences)} sentences, {sum(map(len, sentences))} words; {sizes}", file=sys.stderr)
     return 0
+
+
+def check_lm_output(output: str, inputs: list[str]) -> None:
+    """`lm build -o`: refused before any work when it is no file name, a folder, one of the texts read
+    (it was overwritten with the LM), or where no file can be written."""
+    if not output.strip():
+        raise ConfigError("-o: an empty name; give the LM file to write")
+    if os.path.isdir(output):
+        raise ConfigError(f"-o {output}: a folder; give the LM file to write")
+    if os.path.exists(output) and any(os.path.samefile(output, path) for path in inputs):
+        raise ConfigError(f"-o {output}: that is one of the texts the LM is built from")
+    folder = os.path.dirname(output) or "."
+    problem = "no such folder" if not os.path.isdir(folder) else write_problem(folder)
+    if problem:
+        raise ConfigError(f"-o {output}: cannot write there ({problem})")
 
 
 @contextlib.contextmanager

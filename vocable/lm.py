@@ -206,6 +206,10 @@ def build_lm(sentences: Iterable[list[str]], options: BuildOptions | None = None
     if len(starts) == 0:
         raise DataError("no text to build a language model from")
     ends = np.append(starts[1:], len(seq))  # sentence i spans seq[starts[i]:ends[i]] including <s> </s>
+    longest = int((ends - starts).max())  # tokens of the longest sentence, with <s> and </s>
+    if order > longest:
+        raise DataError(f"order: {order}-grams need sentences of {order - 2} words or more, and the longest "
+                        f"has {longest - 2}; use order {longest} or lower")
     counts = [_count(seq, starts, ends, n) for n in range(1, order + 1)]  # (rows, raw counts) per order
     adjusted = _adjusted_counts(counts)
     discounts = [_discounts(a) for a in adjusted]
