@@ -371,8 +371,10 @@ def test_options_that_do_nothing_here_are_said(workdir, capsys):
     assert code == 0 and out.strip() == "one"
     assert "--alternatives: shown with --format json only, not txt" in err
     assert "--min-phrase-confidence: has no effect without --phrases" in err
-    code, _, err = run_main(capsys, "export", "fsdd-digits", "-o", "folder.onnx", "--per-tensor")
+    code, _, err = run_main(capsys, "export", "fsdd-digits", "-o", "folder.onnx", "--per-tensor", "--limit", "3",
+                            "--threads", "2")
     assert code == 2 and "--per-tensor: has no effect without --int8" in err
+    assert "--limit: has no effect without --check" in err and "--threads: has no effect without --check" in err
     import vocable as v
     with pytest.warns(AudioWarning, match="sample_rate=8000 is for arrays of samples"):
         assert v.load("fsdd-digits").transcribe("a.flac", sample_rate=8000).text == "one"
@@ -611,3 +613,34 @@ def test_transcribing_files_to_a_folder_shows_progress_on_a_terminal(tmp_path, m
     monkeypatch.setattr(sys, "stderr", terminal)
     assert main(["transcribe", "--model", "fsdd-digits", *map(str, files[::2])]) == 0
     assert "transcribing" not in terminal.getvalue()
+
+
+def test_empty_option_values_are_refused_and_options_without_effect_said(capsys):
+    """An unset shell variable (`--phrases "$P"`, `--lm "$LM"`) silently turned the grammar or the LM off;
+    LM weights without an LM, and the LM and hotwords with a grammar, changed nothing without a word."""
+    from vocable.cli import main
+    clip, digit = ENGLISH_FIXTURES / "goforward.flac", FSDD_FIXTURES / "5_jackson_0.flac"
+    for args, message in ((["--phrases", ""], "--phrases: an empty name"), (["--lm", " "], "--lm: an empty name"),
+                          (["--hotwords", "!!!"], "--hotwords: '!!!' has no word in it")):
+        assert main(["transcribe", str(clip), *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert main(["transcribe", "--model", "fsdd-digits", "--lm-weight", "9", str(digit)]) == 0
+    out = capsys.readouterr()
+    assert out.out.strip() == "five"
+    assert "lm_weight (--lm-weight): no effect without an LM" in out.err
+    assert main(["transcribe", "--model", "fsdd-digits", "--lm", "none", "--word-bonus", "2", "--blank-penalty",
+                 "1", str(digit)]) == 0
+    assert "word_bonus (--word-bonus), blank_penalty (--blank-penalty): no effect without an LM" in \
+        capsys.readouterr().err
+    phrases = Path(os.environ.get("TMPDIR", "/tmp")) / f"vocable-phrases-{os.getpid()}.txt"
+    phrases.write_text("five\nsix\n")
+    try:
+        assert main(["transcribe", "--model", "fsdd-digits", "--phrases", str(phrases), "--hotwords", "six:3",
+                     str(digit)]) == 0
+    finally:
+        phrases.unlink()
+    out = capsys.readouterr()
+    assert out.out.strip() == "five" and "hotwords (--hotwords): no effect with phrases" in out.err
+    assert main(["transcribe", "--model", "fsdd-digits", str(digit)]) == 0
+    assert capsys.readouterr().err == ""

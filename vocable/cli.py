@@ -308,6 +308,10 @@ def add_decoding_arguments(p, files: bool = True) -> None:
 
 def decoding_options(args):
     from .decoding import DecodingOptions
+    for flag, value, what in (("--phrases", args.phrases, "a phrases file"),
+                              ("--lm", args.lm, "an LM file, a bundled LM name or 'none'")):
+        if value is not None and not value.strip():  # an unset shell variable: it used to turn the option off
+            raise ConfigError(f"{flag}: an empty name; give {what}")
     phrases = None
     if args.phrases:
         try:
@@ -677,6 +681,9 @@ def cmd_export(args) -> int:
         raise ConfigError(f"-o {args.output}: the exported file must end in .onnx")
     if args.per_tensor and not args.int8:
         warnings.warn("--per-tensor: has no effect without --int8", VocableWarning)
+    for flag, value, default in (("--limit", args.limit, 0), ("--threads", args.threads, 1)):
+        if value != default and not args.check:
+            warnings.warn(f"{flag}: has no effect without --check", VocableWarning)
     check_writable_file(args.output, "-o")
     if args.tolerance is not None and not 0 < args.tolerance <= 1:  # also refuses nan, which passes any check
         raise ConfigError(f"--tolerance: expected a posterior difference above 0 and at most 1, got {args.tolerance}")

@@ -100,7 +100,7 @@ class Model:
         return 0
 
     def disableExternalScorer(self) -> int:
-        self._set(lm="none")
+        self._set(lm="none", lm_weight=None, word_bonus=None, blank_penalty=None)  # the weights were the scorer's
         return 0
 
     def setScorerAlphaBeta(self, alpha: float, beta: float) -> int:

@@ -228,6 +228,8 @@ class DecodingOptions:
             if not all(isinstance(p, (tuple, list)) and len(p) == 2 and isinstance(p[0], str) for p in pairs):
                 raise ConfigError(f"hotwords: expected texts or (text, boost) pairs, got {self.hotwords!r:.60}")
         for text, boost in pairs:
+            if not any(ch.isalnum() for ch in text):  # "!!!" normalises to nothing: it would boost nothing
+                raise ConfigError(f"hotwords: {text!r} has no word in it")
             low, high = HOTWORD_BOOST_RANGE
             if not (is_number(boost) and low <= boost <= high):
                 raise ConfigError(f"hotwords: boost of {text!r}: expected a number from {low:g} to {high:g} "
@@ -727,6 +729,21 @@ def match_phrases(log_probs: np.ndarray, tokenizer: Tokenizer, options: Decoding
     return PhraseMatch(decoder.phrase_text[text], ll, confidence, confidence >= threshold, free.text)
 
 
+def warn_of_unused_options(given: DecodingOptions, has_lm: bool) -> None:
+    """Say which options the caller set will change nothing: LM weights without an LM (`--lm none`, or a
+    model without one), and with a phrase grammar, which decodes without the LM and hotwords."""
+    unused = [name for name in ("lm_weight", "word_bonus", "blank_penalty") if getattr(given, name) is not None]
+    if given.phrases is not None:
+        unused += ["lm"] * (given.lm is not None and given.lm.lower() != "none") + ["hotwords"] * bool(given.hotword_list())
+        reason = "with phrases (a grammar is decoded without the LM and hotwords)"
+    else:
+        unused = unused if not has_lm else []
+        reason = "without an LM"
+    if unused:
+        named = ", ".join(name + " (--" + name.replace("_", "-") + ")" for name in unused)
+        warn(f"decoding options {named}: no effect {reason}", VocableWarning)
+
+
 def warn_if_lm_lacks_letters(lm, tokenizer: Tokenizer) -> None:
     """An LM built with the English normaliser (`vocable lm build`'s default) for a model that spells ñ or é
     has no word with them, so the search, scoring its words, quietly writes "nino" for "niño"."""
@@ -750,8 +767,10 @@ class Decoder:
         from .lm import resolve_lm
         self.tokenizer = tokenizer
         default_lm = (model_meta or {}).get("lm")
-        self.options = options = with_model_defaults(options or DecodingOptions(), model_meta)
+        given = options or DecodingOptions()
+        self.options = options = with_model_defaults(given, model_meta)
         self.lm = resolve_lm(options.lm if options.lm is not None else default_lm)
+        warn_of_unused_options(given, self.lm is not None)
         if self.lm is not None:
             warn_if_lm_lacks_letters(self.lm, tokenizer)
         if options.prompt:  # its words the LM lacks join the hotwords
