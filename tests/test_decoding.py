@@ -4,6 +4,7 @@ Synthetic log-probabilities stand in for an English acoustic model (a peaky CTC 
 known text, with planted confusions); the bundled FSDD digits model gives real ones.
 """
 
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -23,8 +24,8 @@ from vocable.decoding import (
     penalise_blank,
     with_model_defaults,
 )
-from vocable.errors import ConfigError, DataError, ModelError
-from vocable.lm import BuildOptions, build_lm
+from vocable.errors import ConfigError, DataError, ModelError, VocableWarning
+from vocable.lm import BuildOptions, build_lm, write_lm
 from vocable.tokenizer import CharTokenizer
 
 from .conftest import FSDD_FIXTURES
@@ -697,3 +698,17 @@ def test_extensions_that_cannot_enter_the_beam_are_never_built_and_change_nothin
     unpruned, unpruned_built = run()
     assert pruned == unpruned and all(pruned)
     assert pruned_built < 0.6 * unpruned_built  # 0.25-0.41 here
+
+
+def test_an_lm_the_model_cannot_spell_is_warned_about(tmp_path):
+    """An LM in capitals (as many published ARPA files are) made every word unknown to the model and the
+    output garbage, without a word said."""
+    capitals = tmp_path / "caps.arpa"
+    write_lm(build_lm([s.upper().split() for s in TEXT], BuildOptions(order=2)), capitals)
+    with pytest.warns(VocableWarning, match=r"the model can spell only 0% of the LM's words \(it has no 'A"):
+        Decoder(TOK, DecodingOptions(lm=str(capitals)))
+    lower = tmp_path / "lower.arpa"
+    write_lm(build_lm([s.split() for s in TEXT], BuildOptions(order=2)), lower)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VocableWarning)
+        Decoder(TOK, DecodingOptions(lm=str(lower)))

@@ -744,10 +744,23 @@ def warn_of_unused_options(given: DecodingOptions, has_lm: bool) -> None:
         warn(f"decoding options {named}: no effect {reason}", VocableWarning)
 
 
+MIN_SPELLABLE_LM_WORDS = 0.5  # share of an LM's words the model must be able to spell, else it is said
+
+
 def warn_if_lm_lacks_letters(lm, tokenizer: Tokenizer) -> None:
     """An LM built with the English normaliser (`vocable lm build`'s default) for a model that spells ñ or é
-    has no word with them, so the search, scoring its words, quietly writes "nino" for "niño"."""
+    has no word with them, so the search, scoring its words, quietly writes "nino" for "niño". An LM in
+    capitals (many published ARPA files) or another script the model cannot spell at all: every word is
+    unknown to it, and the output garbage ("goftanms")."""
     spelt = {c for v in range(1, tokenizer.vocab_size) for c in tokenizer.token_text(v) if c.isalpha()}
+    words = lm.sorted_words[:: max(1, len(lm.sorted_words) // 2000)]  # a sample is enough for a share
+    spellable = sum(1 for w in words if all(c in spelt for c in w if c.isalpha())) / max(len(words), 1)
+    if words and spellable < MIN_SPELLABLE_LM_WORDS:
+        odd = "".join(sorted(lm.letters - spelt))[:20]
+        warn(f"the model can spell only {spellable:.0%} of the LM's words (it has no {odd!r}): an LM in capitals "
+             f"or another alphabet makes every word unknown; build it with `vocable lm build --normalizer "
+             f"{tokenizer.normalizer}` (the model's normaliser)", VocableWarning)
+        return
     accented = {c for c in spelt if not c.isascii()}
     if accented and not accented & lm.letters:
         warn(f"the LM has no word with {' '.join(sorted(accented))}, letters the model spells, so "
