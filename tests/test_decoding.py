@@ -275,6 +275,7 @@ def test_cli_align_prints_word_times(digits, capsys):
     assert header.startswith("start\tend") and word == "six" and 0 <= int(start) < int(end) <= 600
 
 
+@pytest.mark.filterwarnings("ignore:the model can spell only")  # a test LM of other words than digits
 def test_model_default_lm_is_used_unless_turned_off(digits, tmp_path, lm):
     from vocable.lm import write_arpa
     write_arpa(lm, tmp_path / "model-lm.arpa")
