@@ -621,6 +621,7 @@ def test_empty_option_values_are_refused_and_options_without_effect_said(capsys)
     from vocable.cli import main
     clip, digit = ENGLISH_FIXTURES / "goforward.flac", FSDD_FIXTURES / "5_jackson_0.flac"
     for args, message in ((["--phrases", ""], "--phrases: an empty name"), (["--lm", " "], "--lm: an empty name"),
+                          (["--model", ""], "the model name is empty; give a bundled model (en-default"),
                           (["--hotwords", "!!!"], "--hotwords: '!!!' has no word in it")):
         assert main(["transcribe", str(clip), *args]) == 2
         err = capsys.readouterr().err.strip().splitlines()

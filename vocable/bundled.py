@@ -21,7 +21,9 @@ def bundled_models() -> list[str]:
 
 def resolve_model_path(name_or_path: str | os.PathLike | None) -> Path:
     """A bundled model name ("default", "fsdd-digits") or a path → the model file's path."""
-    name = str(name_or_path or "default")
+    name = "default" if name_or_path is None else str(name_or_path)
+    if not name.strip():  # an unset shell variable: it loaded the default model, unsaid
+        raise ModelError(f"the model name is empty; give a bundled model ({', '.join(bundled_models())}) or a model file")
     if name == "default":
         name = DEFAULT_MODEL
     bundled = ASSETS_DIR / (name + MODEL_SUFFIX)
