@@ -152,6 +152,10 @@ def test_export_refuses_a_graph_that_does_not_match(tmp_path, monkeypatch, capsy
             loaded.model.head.bias[1] -= 3.0
 
     monkeypatch.setattr(export, "export_graph", broken_exporter)
+    out = tmp_path / "new" / "folder" / "bad.onnx"
+    with pytest.raises(export.ExportError, match=r"not written.*posteriors differ by up to \d\.\d\de[-+]\d\d"):
+        export.export_model(path, out, export.ExportOptions(audio=FIXTURE_AUDIO[:3]))
+    assert not (tmp_path / "new").exists()  # no folders made for a refused model
     out = tmp_path / "bad.onnx"
     with pytest.raises(export.ExportError, match="not written.*posteriors differ"):
         export.export_model(path, out, export.ExportOptions(audio=FIXTURE_AUDIO[:3]))

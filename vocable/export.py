@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from .audio import load_audio
-from .errors import ModelError, VocableError
+from .errors import ModelError, VocableError, VocableWarning, warn
 from .features_np import MIN_INPUT_FRAMES
 from .modelfile import LoadedModel, load_model_file
 from .models.common import subsampled_lengths
@@ -83,7 +83,7 @@ class Comparison:
         problems = []
         worst = max(self.max_prob_diff, self.batch_max_prob_diff)
         if worst > options.max_diff:
-            problems.append(f"posteriors differ by up to {worst:.4f} (tolerance {options.max_diff})")
+            problems.append(f"posteriors differ by up to {worst:.2e} (tolerance {options.max_diff:g})")
         if options.int8 and self.frame_agreement < INT8_MIN_FRAME_AGREEMENT:
             problems.append(f"best token agrees on {self.frame_agreement:.1%} of frames "
                             f"(need {INT8_MIN_FRAME_AGREEMENT:.0%})")
@@ -101,7 +101,6 @@ def export_model(model: str | os.PathLike, out: str | os.PathLike, options: Expo
     if out.is_dir():  # found now, not after the minute an export and its check take
         raise ExportError(f"{out}: a folder; give the .onnx file to write")
     loaded = load_model_file(model)
-    out.parent.mkdir(parents=True, exist_ok=True)
     audio = check_audio(options.audio)
     with tempfile.TemporaryDirectory(prefix="vocable-export-") as tmp:
         graph = Path(tmp) / "model.onnx"
@@ -116,6 +115,7 @@ def export_model(model: str | os.PathLike, out: str | os.PathLike, options: Expo
         if problems:
             raise ExportError(f"{out}: not written: the exported model does not match {loaded.path} on "
                               f"{comparison.utterances} utterances: {'; '.join(problems)}")
+        out.parent.mkdir(parents=True, exist_ok=True)  # only for a model that is written
         staged = out.with_name(out.name + ".tmp")
         try:
             shutil.copyfile(graph, staged)
@@ -286,6 +286,9 @@ def write_metadata(path: Path, loaded: LoadedModel, options: ExportOptions) -> N
 def check_audio(sources: list) -> list[np.ndarray]:
     """The real speech to compare on: the given sources, or espeak-ng sentences when none are given."""
     if sources:
+        if len(sources) > CHECK_UTTERANCES:
+            warn(f"export compares torch and ONNX on the first {CHECK_UTTERANCES} of the {len(sources)} audio "
+                 f"files given", VocableWarning)
         return [load_audio(s) for s in sources[:CHECK_UTTERANCES]]
     if shutil.which("espeak-ng") is None:
         raise ExportError("export checks the ONNX model against torch on real speech: give some with "
