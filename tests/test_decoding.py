@@ -713,3 +713,15 @@ def test_an_lm_the_model_cannot_spell_is_warned_about(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", VocableWarning)
         Decoder(TOK, DecodingOptions(lm=str(lower)))
+
+
+def test_a_beam_of_one_with_an_lm_is_warned_about(lm, tmp_path):
+    """`--beam-size 1` (compat's setBeamWidth(1)) with an LM ran every word together without a word said."""
+    from vocable.lm import write_arpa
+    write_arpa(lm, tmp_path / "lm.arpa")
+    with pytest.warns(VocableWarning, match=r"beam_size \(--beam-size\) 1 with an LM keeps one prefix"):
+        Decoder(TOK, DecodingOptions(lm=str(tmp_path / "lm.arpa"), beam_size=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VocableWarning)
+        Decoder(TOK, DecodingOptions(lm=str(tmp_path / "lm.arpa"), beam_size=2))
+        Decoder(TOK, DecodingOptions(beam_size=1))

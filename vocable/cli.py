@@ -89,7 +89,8 @@ def add_transcribe(commands) -> None:
                    help="run the model on N files at a time (zero-padded batch; default: %(default)s)")
     add_decoding_arguments(p)
     p.add_argument("--alternatives", type=int, metavar="N", help="with --format json: up to N other transcripts "
-                   "of each segment from the beam search, best first, with their scores")
+                   "of each segment from the beam search, best first, with their scores (on several frame grids "
+                   "they compete with each grid's best, so the first transcript can differ from the one without)")
     p.set_defaults(func=cmd_transcribe)
 
 

@@ -784,6 +784,9 @@ class Decoder:
         self.options = options = with_model_defaults(given, model_meta)
         self.lm = resolve_lm(options.lm if options.lm is not None else default_lm)
         warn_of_unused_options(given, self.lm is not None)
+        if self.lm is not None and options.beam_size == 1:
+            warn("beam_size (--beam-size) 1 with an LM keeps one prefix, and its words run together ("
+                 "\"goftanms\"); use 8 or more, or lm none for plain greedy decoding", VocableWarning)
         if self.lm is not None:
             warn_if_lm_lacks_letters(self.lm, tokenizer)
         if options.prompt:  # its words the LM lacks join the hotwords
