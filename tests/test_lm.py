@@ -199,13 +199,17 @@ def test_cli_lm_build_refuses_what_would_crash_or_lose_text(tmp_path, capsys):
     words.write_text("yes\nno\nstop\n")
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the cat sat\nthe dog sat\n")
+    cyrillic = tmp_path / "cyrillic.txt"
+    cyrillic.write_text("привет мир\n")
     cases = [(["lm", "build", str(words), "-o", str(tmp_path / "w.arpa"), "--order", "4"],
               "--order: 4-grams need sentences of 2 words or more, and the longest has 1; use order 3 or lower"),
              (["lm", "build", str(corpus), "-o", ""], "-o: an empty name"),
              (["lm", "build", str(corpus), "-o", str(corpus)], "that is one of the texts the LM is built from"),
              (["lm", "build", str(corpus), "-o", str(corpus / "x.arpa")], "cannot write there (no such folder)"),
              (["lm", "build", str(tmp_path), "-o", str(tmp_path / "x.arpa")], "a folder; give the text files in it"),
-             (["lm", "build", str(corpus), "-o", str(tmp_path / "x.arpa"), "--prune", "0,,2"], "--prune: expected")]
+             (["lm", "build", str(corpus), "-o", str(tmp_path / "x.arpa"), "--prune", "0,,2"], "--prune: expected"),
+             (["lm", "build", str(cyrillic), "-o", str(tmp_path / "x.arpa")],
+              "cyrillic.txt: no words left after the english normaliser")]
     for args, message in cases:
         assert main(args) == 2, args
         err = capsys.readouterr().err

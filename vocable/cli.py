@@ -750,6 +750,9 @@ def cmd_lm_build(args) -> int:
     excluded = {normalize(line.split("\t", 1)[-1]) for path in args.exclude
                 for line in open(path, encoding="utf-8", errors="replace")}
     sentences = read_sentences(args.texts, normalize, excluded - {""})
+    if not any(sentences):
+        raise DataError(f"{', '.join(args.texts)}: no words left after the {args.normalizer} normaliser (empty, "
+                        f"or all excluded, or in letters it drops: try --normalizer basic)")
     with options_named_as_flags(flags):
         lm = build_lm(sentences, options)
     write_lm(lm, args.output)
