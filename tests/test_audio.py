@@ -78,6 +78,18 @@ def test_missing_and_empty_and_truncated(tmp_path):
         load_audio(truncated)
 
 
+def flac_damaged_midway(tmp_path, name: str, seconds: int, damaged_bytes: int, rng):
+    """(the whole FLAC, a copy with `damaged_bytes` random bytes from its middle) of `seconds` of noise
+    (which FLAC cannot shrink, so the damage hits audio frames)."""
+    good = tmp_path / f"{name}-whole.flac"
+    sf.write(good, (0.3 * rng.standard_normal(16000 * seconds)).astype(np.float32), 16000)
+    data = bytearray(good.read_bytes())
+    data[len(data) // 2: len(data) // 2 + damaged_bytes] = rng.integers(0, 256, damaged_bytes, dtype=np.uint8).tobytes()
+    damaged = tmp_path / f"{name}.flac"
+    damaged.write_bytes(bytes(data))
+    return good, damaged
+
+
 def test_a_flac_cut_short_keeps_the_audio_before_the_cut(tmp_path):
     """libsndfile fails the whole read that spans a FLAC's damage: the audio before it is kept (whole-file
     and block-by-block reading alike), with a warning, as for a WAV cut short."""
@@ -93,11 +105,7 @@ def test_a_flac_cut_short_keeps_the_audio_before_the_cut(tmp_path):
         blocks = np.concatenate(list(stream_audio(cut)))
     assert 8 * 16000 < len(whole) <= 10 * 16000 and len(blocks) == len(whole)
     # Damaged in the middle, where libsndfile cannot even seek back: the blocks before the damage are kept.
-    sf.write(good, (0.3 * rng.standard_normal(16000 * 40)).astype(np.float32), 16000)
-    damaged = bytearray(good.read_bytes())
-    damaged[len(damaged) // 2: len(damaged) // 2 + 20000] = rng.integers(0, 256, 20000, dtype=np.uint8).tobytes()
-    middle = tmp_path / "middle.flac"
-    middle.write_bytes(bytes(damaged))
+    _, middle = flac_damaged_midway(tmp_path, "middle", 40, 20000, rng)
     with pytest.warns(AudioWarning, match="middle.flac: the audio is damaged after"):
         assert 8 * 16000 <= len(load_audio(middle)) <= 20 * 16000
     with pytest.warns(AudioWarning, match="middle.flac: the audio is damaged after"):
@@ -108,13 +116,8 @@ def test_a_short_flac_damaged_in_its_first_block_keeps_the_audio_before_the_dama
     """Damage within the first 8 s read left libsndfile's FLAC decoder unable to seek back ("lost sync"), and
     the whole file was refused: a fresh decoder now reads up to the damage (paths, bytes, blocks alike)."""
     from vocable.vad import stream_audio
-    rng = np.random.default_rng(2)
-    good = tmp_path / "good.flac"
-    sf.write(good, (0.3 * rng.standard_normal(16000 * 5)).astype(np.float32), 16000)
-    damaged = bytearray(good.read_bytes())
-    damaged[len(damaged) // 2: len(damaged) // 2 + 5000] = rng.integers(0, 256, 5000, dtype=np.uint8).tobytes()
-    path = tmp_path / "short.flac"
-    path.write_bytes(bytes(damaged))
+    good, path = flac_damaged_midway(tmp_path, "short", 5, 5000, np.random.default_rng(2))
+    damaged = path.read_bytes()
     with pytest.warns(AudioWarning, match="short.flac: the audio is damaged after"):
         kept = load_audio(path)
     assert 1 * 16000 <= len(kept) <= 2.5 * 16000
