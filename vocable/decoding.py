@@ -734,7 +734,10 @@ def warn_of_unused_options(given: DecodingOptions, has_lm: bool) -> None:
     model without one), and with a phrase grammar, which decodes without the LM and hotwords."""
     unused = [name for name in ("lm_weight", "word_bonus", "blank_penalty") if getattr(given, name) is not None]
     if given.phrases is not None:
-        unused += ["lm"] * (given.lm is not None and given.lm.lower() != "none") + ["hotwords"] * bool(given.hotword_list())
+        if given.lm is not None and given.lm.lower() != "none":
+            unused.append("lm")
+        if given.hotword_list():
+            unused.append("hotwords")
         reason = "with phrases (a grammar is decoded without the LM and hotwords)"
     else:
         unused = unused if not has_lm else []
