@@ -187,6 +187,7 @@ def test_python_api():
         v.load("model.onnx", device="cuda")  # refused before the file is looked for
 
 
+@pytest.mark.filterwarnings("ignore:the model can spell only")  # the digits model with the English LM
 def test_bundle_script_stores_default_decoding_in_the_model(tmp_path):
     """scripts/bundle_model.py: fp16 copy whose meta carries the LM and its tuned weight, bonus, blank
     penalty and beam, the phrase threshold and stream settings."""
