@@ -8,7 +8,7 @@ import importlib.util
 import json
 import os
 import re
-import shutil
+import select
 import signal
 import sys
 import tempfile
@@ -23,6 +23,7 @@ MAX_LISTED_ERRORS = 10  # per-file errors printed before "... and N more"
 MIN_SPEED = 0.01  # listen --speed: slower than 1/100 of real time is a hang, not a test
 STDIN = "-"  # FILE that means standard input (formats.output_path names its result "stdin.<format>")
 STDIN_BLOCK = 1 << 20  # bytes copied from standard input at a time
+SIGNAL_POLL_SECONDS = 0.2  # longest wait for standard input before pending signals are handled
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,13 +216,32 @@ def spooled_stdin(files: list[str]):
         path = os.path.join(folder, "stdin")
         try:
             with open(path, "wb") as spool:
-                shutil.copyfileobj(sys.stdin.buffer, spool, STDIN_BLOCK)
+                copy_stdin(sys.stdin.buffer, spool)
         except OSError as e:  # a full disk: say where, rather than lose the audio silently
             raise ConfigError(f"FILE '-': could not keep standard input in {folder} ({e.strerror or e}); "
                               f"set TMPDIR to a folder with room") from None
         if os.path.getsize(path) == 0:
             raise ConfigError("FILE '-': nothing was piped into standard input")
         yield path
+
+
+def copy_stdin(source, spool) -> None:
+    """`source` (standard input, binary) into `spool`, STDIN_BLOCK at a time. Where it has a file descriptor,
+    the wait for data is a select() with a timeout: the kernel may hand a SIGTERM to another thread (numpy's
+    BLAS threads), and a plain read() then stayed blocked, the handler unrun, until more data came (a test
+    hung 1 time in 4 on a busy machine)."""
+    try:
+        fd = source.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both of the last two
+        fd = None
+    while True:
+        if fd is not None:
+            while not select.select([fd], [], [], SIGNAL_POLL_SECONDS)[0]:
+                pass  # Python runs a pending signal's handler here, whichever thread the kernel chose
+        block = os.read(fd, STDIN_BLOCK) if fd is not None else source.read(STDIN_BLOCK)
+        if not block:
+            return
+        spool.write(block)
 
 
 @contextlib.contextmanager
