@@ -465,6 +465,14 @@ def test_a_large_grammar_searches_each_phrase_as_the_tokenizer_spells_it(monkeyp
     search = BeamSearchDecoder(recognizer.tokenizer, None, DecodingOptions(phrases=phrases))
     root = search._root()
     assert search._allowed(root) == {recognizer.tokenizer.encode(p)[0] for p in phrases}
+    # where the model spells a phrase in other pieces the search finishes none: every phrase is scored then
+    # (so762-dev, all 320 prompts as a grammar: 111 → 152 of 160 utterances get their own phrase)
+    monkeypatch.setattr(BeamSearchDecoder, "search", lambda self, log_probs: [])
+    fallback = recognizer.transcribe(ENGLISH_FIXTURES / "goforward.flac", options=DecodingOptions(phrases=phrases))
+    assert fallback.phrase.phrase == "go forward ten meters"
+    monkeypatch.setattr(decoding, "FALLBACK_PHRASES", 5)
+    assert recognizer.transcribe(ENGLISH_FIXTURES / "goforward.flac",
+                                 options=DecodingOptions(phrases=phrases)).phrase.phrase is None
 
 
 def test_default_english_model_has_its_own_phrase_threshold():

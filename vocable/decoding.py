@@ -108,6 +108,7 @@ MAX_CACHED_PENALTIES = 100_000  # partial words whose unknown-word penalty a sea
 DEFAULT_BEAM = 8  # beams kept per frame with an LM or hotwords; a model's meta may name its own (docs/decoding.md)
 GRAMMAR_BEAM = 16  # with a phrase grammar (cheap: few tokens fit)
 EXACT_PHRASES = 128  # grammars up to this many phrases score every phrase exactly (CTC forward, ~1 ms each)
+FALLBACK_PHRASES = 2048  # larger grammars do so too (~2 s) when the search finished no phrase
 DEFAULT_HOTWORD_BOOST = 2.0  # log-score (nats) added per matched character of a hotword
 MAX_PROMPT_HOTWORDS = 50  # words a prompt may add as hotwords (prompt_hotwords)
 MAX_PROMPT_CHARS = 4000  # a prompt's length (OpenAI's prompt holds ~224 tokens, about 1,000 characters)
@@ -713,8 +714,10 @@ def match_phrases(log_probs: np.ndarray, tokenizer: Tokenizer, options: Decoding
     free_ll = ctc_log_likelihood(log_probs, free.tokens)
     if len(decoder.phrases) <= EXACT_PHRASES:  # the search's beam can fill with other spellings of one phrase
         candidates = decoder.phrases
-    else:  # the search's best few, rescored exactly
+    else:  # the search's best few, rescored exactly; every phrase when it finished none
         candidates = [text for _, _, _, text in decoder.search(log_probs)[:8]]
+        if not candidates and len(decoder.phrases) <= FALLBACK_PHRASES:
+            candidates = decoder.phrases
     best = None
     for text in candidates:
         tokens = tokenizer.encode(text)
