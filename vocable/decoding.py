@@ -335,7 +335,7 @@ class _Node:
                  "pending", "allowed", "closing")
 
     def __init__(self, parent, token, lm_state, done, partial, score, hot, hot_bonus, pending):
-        self.parent, self.token, self.children = parent, token, {}  # children: token → _Node or False
+        self.parent, self.token, self.children = parent, token, {}  # children: token → _Node
         self.allowed = None  # with a phrase grammar: the tokens that may follow
         self.closing = None  # (score, LM state) of completing `partial` as a word, once asked for
         self.lm_state = lm_state  # LM state after the completed words
@@ -470,14 +470,12 @@ class BeamSearchDecoder:
             penalty = self._penalties[partial] = 0.0 if known else unknown_penalty(partial)
         return penalty
 
-    def _extend(self, node: _Node, token: int) -> _Node | None:
-        """The child prefix `node` + `token`, or None when a phrase grammar forbids it."""
+    def _extend(self, node: _Node, token: int) -> _Node:
+        """The child prefix `node` + `token` (with a phrase grammar, a token _allowed gave)."""
         body, new_word = self.body[token], self.starts_word[token]
         lm_state, done, partial, score = node.lm_state, node.done, node.partial, node.score
         hot, hot_bonus = node.hot, node.hot_bonus
         if new_word and partial:  # the previous word is complete
-            if self.phrases is not None and not self._phrase_allows(done, partial, closed=True):
-                return None
             word_score, lm_state = self._closing(node)
             score += word_score
             done = f"{done} {partial}" if done else partial
@@ -488,8 +486,6 @@ class BeamSearchDecoder:
             for i, ch in enumerate(body):
                 hot, hot_bonus, score = self._hot_char(hot, hot_bonus, score, ch, not partial and i == 0, done)
         partial += body
-        if self.phrases is not None and body and not self._phrase_allows(done, partial, closed=False):
-            return None
         return _Node(node, token, lm_state, done, partial, score, hot, hot_bonus, self._partial_penalty(partial))
 
     def _known_cost(self, node: _Node, token: int) -> float:
@@ -512,14 +508,15 @@ class BeamSearchDecoder:
             node.closing = self._word_score(node.lm_state, node.partial)
         return node.closing
 
-    def _child(self, node: _Node, token: int) -> _Node | None:
+    def _child(self, node: _Node, token: int) -> _Node:
         child = node.children.get(token)
         if child is None:
-            child = node.children[token] = self._extend(node, token) or False
-        return child or None
+            child = node.children[token] = self._extend(node, token)
+        return child
 
     def _allowed(self, node: _Node) -> set[int]:
-        """With a phrase grammar: the tokens that may follow `node`'s."""
+        """With a phrase grammar: the tokens that may follow `node`'s (its path is a phrase's start as the
+        tokenizer spells it; the search builds only such paths, and _final keeps the whole phrases)."""
         if node.allowed is None:
             path, prefix = [], node
             while prefix.parent is not None:
@@ -560,19 +557,11 @@ class BeamSearchDecoder:
         a penalised one."""
         return hotword in self.penalised or occurrences(words, hotword) == 1
 
-    def _phrase_allows(self, done: str, partial: str, closed: bool) -> bool:
-        text = f"{done} {partial}" if done else partial
-        if closed:
-            return text in self.phrase_text or _is_prefix(self.phrases, text + " ")
-        return _is_prefix(self.phrases, text)
-
     def _final(self, node: _Node) -> tuple[float, str] | None:
         """Score for ending the utterance after `node` (completes the last word), and its text."""
         score, state, hot, bonus = node.score, node.lm_state, node.hot, node.hot_bonus
         words = node.done
         if node.partial:
-            if self.phrases is not None and not self._phrase_allows(node.done, node.partial, closed=True):
-                return None
             word_score, state = self._closing(node)
             score += word_score
             words = f"{words} {node.partial}" if words else node.partial
@@ -659,8 +648,6 @@ class BeamSearchDecoder:
                 if bound < floor.value or child is None and bound + self._known_cost(node, c) < floor.value:
                     continue
             child = self._child(node, c)
-            if child is None:
-                continue
             entry = acc.get(child)
             if entry is None:
                 acc[child] = [NEG, acoustic]
@@ -853,8 +840,10 @@ class Decoder:
         for total, acoustic, _, text in (first[1:] if wanted else []):
             if text:
                 text_score.setdefault(text, total - acoustic)
-        if len(text_score) == 1:  # every grid agrees: the unshifted grid's own decoding, as without shifts
-            return (first if self.search is None else self.search.decode(grids[0], frame_seconds, offset, first)), []
+        def unshifted() -> Hypothesis:  # the unshifted grid's own decoding, as without shifts
+            return first if self.search is None else self.search.decode(grids[0], frame_seconds, offset, first)
+        if len(text_score) == 1:  # every grid agrees
+            return unshifted(), []
         scored = [penalise_blank(g, penalty) if penalty else g for g in grids]
         fits = {text: score + sum(ctc_log_likelihood(g, self.tokenizer.encode(text)) for g in scored) / len(scored)
                 for text, score in text_score.items()}
@@ -864,7 +853,7 @@ class Decoder:
         if winner != own:
             return aligned_hypothesis(grids[0], self.tokenizer.encode(winner), self.tokenizer, frame_seconds,
                                       offset, fits[winner], winner), others
-        hyp = first if self.search is None else self.search.decode(grids[0], frame_seconds, offset, first)
+        hyp = unshifted()
         if wanted:
             hyp.score = fits[winner]  # on the scale of the alternatives' scores
         return hyp, others
