@@ -64,7 +64,6 @@ def warn(message: str, category: type[Warning] = VocableWarning) -> None:
 
 NEEDS_TORCH = ("needs PyTorch, which is not installed: pip install 'vocable[torch]' (an exported .onnx model "
                "transcribes without it: --model MODEL.onnx)")
-TORCH_MISSING = "this " + NEEDS_TORCH
 NEEDS_ONNXRUNTIME = "needs onnxruntime, which is not installed: pip install 'vocable[runtime]'"
 EXIT_USAGE = 2  # bad input, as argparse exits for a bad option
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
@@ -82,10 +81,10 @@ def run_reporting_errors(program: str, main, *args) -> int:
     except VocableError as e:
         message = str(e)
     except ModuleNotFoundError as e:
-        package = (e.name or "").split(".")[0]
-        if package not in ("torch", "onnxruntime"):
+        needs = {"torch": NEEDS_TORCH, "onnxruntime": NEEDS_ONNXRUNTIME}.get((e.name or "").split(".")[0])
+        if needs is None:
             raise
-        message = TORCH_MISSING if package == "torch" else "this " + NEEDS_ONNXRUNTIME
+        message = "this " + needs
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
