@@ -187,3 +187,28 @@ def test_a_stream_keeps_the_settings_it_was_created_with(model):
         assert model.stt(audio) == "eight" and stream.finishStream() == "six"
     finally:
         model.clearHotWords()
+
+
+def test_a_long_stream_is_decoded_piece_by_piece_with_bounded_work(english, monkeypatch):
+    clips = [int16(name, ENGLISH_FIXTURES) for name in ("austen-0880", "goforward", "austen-0930")] * 2
+    pause = np.zeros(16000, np.int16)  # 1 s between sentences, where the VAD cuts
+    audio = np.concatenate([part for clip in clips for part in (clip, pause)])
+    whole = english.stt(audio)  # > 8 s: split at pauses and decoded segment by segment, as transcribe does
+    decoded = []  # seconds of audio in each decode
+    real = english.recognizer.decode_audio
+    monkeypatch.setattr(english.recognizer, "decode_audio",
+                        lambda decoder, audios, *a: decoded.extend(len(x) / 16000 for x in audios) or real(decoder, audios, *a))
+    stream, texts, fed = english.createStream(), [], []
+    for start in range(0, len(audio), 1600):  # 100 ms pieces, a request every 500 ms
+        stream.feedAudioContent(audio[start:start + 1600])
+        if start % 8000 == 0:
+            texts.append(stream.intermediateDecode())
+            fed.append(min(start + 1600, len(audio)) / 16000)
+    held = len(stream._segmenter.buffer) + sum(len(c) for c in stream._chunks)
+    assert len(audio) / 16000 > 20 and len(whole.split()) > 20
+    assert stream.finishStream() == whole
+    assert texts[-1] == whole
+    long_requests = decoded[-len(texts) // 2:]  # once the stream is long, a request decodes one segment at most
+    assert max(long_requests) < max(len(clip) for clip in clips) / 16000 + 1
+    assert sum(decoded) < sum(fed) / 3  # what decoding the whole stream at each request would cost
+    assert held < 8 * 16000  # samples: the open segment's, not the stream's

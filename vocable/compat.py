@@ -14,9 +14,10 @@ Every method of their `Model` and `Stream` is here under its name, with their ar
   over the word's letters (at most ±20 per letter); "Austen" and "austen" are one hot-word.
 - tokens are characters with their start times, as theirs (20 ms timesteps), taken from vocable's word
   times; confidence is the decoder's log score (over 8 s: the sum of the words' log confidences).
-- a stream is decoded whole at each intermediateDecode that follows new audio (finishStream after it
-  costs nothing more), with the settings the model had when the stream was created (for live captions
-  use vocable.stream).
+- a stream is decoded at each intermediateDecode that follows new audio (finishStream after it costs
+  nothing more), with the settings the model had when the stream was created: whole up to 8 s, then cut
+  at pauses as it is fed, each closed piece decoded once, so long streams cost the same per request
+  (for live captions with partial and final results use vocable.stream).
 - num_results > 1 gives the beam search's other final hypotheses (audio up to 8 s, with an LM, hotwords
   or a beam); otherwise one transcript.
 """
@@ -32,10 +33,11 @@ import numpy as np
 
 from .audio import SAMPLE_RATE
 from .checks import MAX_ALTERNATIVES, is_number
-from .decoding import DEFAULT_BEAM, HOTWORD_BOOST_RANGE, DecodingOptions, aligned_hypothesis
+from .decoding import DEFAULT_BEAM, HOTWORD_BOOST_RANGE, DecodingOptions, Word, aligned_hypothesis
 from .errors import ConfigError, ModelError
 from .stream import FORMATS, INT16_SCALE
 from .transcribe import FRAME_SECONDS, LONG_AUDIO_SECONDS, load
+from .vad import SpeechSegmenter
 
 TIMESTEP = 0.02  # seconds per DeepSpeech / Coqui STT output step: their TokenMetadata.timestep counts these
 FOREIGN_MODELS = (".pb", ".pbmm", ".tflite")  # DeepSpeech / Coqui STT acoustic models
@@ -159,8 +161,7 @@ class Model:
 
     def _metadata(self, samples: np.ndarray, num_results: int, options: DecodingOptions) -> Metadata:
         """Their Metadata: the best transcript, then up to num_results - 1 other final hypotheses of the beam."""
-        if isinstance(num_results, bool) or not isinstance(num_results, numbers.Integral) or num_results < 1:
-            raise ConfigError(f"num_results: expected a whole number >= 1, got {num_results!r}")
+        _metadata_check(num_results)
         if not len(samples):
             return Metadata([CandidateTranscript([], 0.0)])  # as theirs: always one, here empty
         if len(samples) > LONG_AUDIO_SECONDS * SAMPLE_RATE:  # split at pauses by transcribe: one transcript
@@ -178,25 +179,46 @@ class Model:
 
 
 class Stream:
-    """DeepSpeech's streaming state: audio fed in pieces, decoded on request (the whole stream so far).
-    Decoded with the model's settings (scorer, hot-words, beam) as they were when the stream was created."""
+    """DeepSpeech's streaming state: audio fed in pieces, decoded on request with the model's settings (scorer,
+    hot-words, beam) as they were when the stream was created.
+
+    Up to LONG_AUDIO_SECONDS a stream is decoded whole, as stt decodes it. Past that, as transcribe decodes
+    long audio: a voice-activity detector cuts it at pauses as it is fed, each closed segment is decoded once
+    (its audio then dropped), and a request decodes only the segment still open, so a stream of any length
+    costs the same per request and holds at most one segment (VadOptions.max_segment) of audio."""
 
     def __init__(self, model: Model):
-        self._model, self._options, self._chunks, self._finished = model, model.options, [], False
-        self._decoded: tuple[int, str] | None = None  # (samples, text) of the last decode
+        self._model, self._options, self._finished = model, model.options, False
+        self._chunks: list[np.ndarray] = []  # the stream's audio while it is short enough to decode whole
+        self._fed = 0  # samples fed
+        self._segmenter: SpeechSegmenter | None = None  # made once the stream is long
+        self._words: list[Word] = []  # of the decoded segments, on the stream's clock
+        self._texts: list[str] = []
+        self._decoded: tuple[int, list[Word], str] | None = None  # (samples fed, words, text) of the last decode
 
     def feedAudioContent(self, audio_buffer) -> None:
         self._check_open()
-        self._chunks.append(_samples(audio_buffer))
+        samples = _samples(audio_buffer)
+        self._fed += len(samples)
+        if self._segmenter is None:
+            self._chunks.append(samples)
+            if self._fed <= LONG_AUDIO_SECONDS * SAMPLE_RATE:
+                return
+            self._segmenter = SpeechSegmenter()  # long: decoded segment by segment from here on
+            pieces, self._chunks = self._chunks, []
+        else:
+            pieces = [samples]
+        self._add_segments([segment for piece in pieces for segment in self._segmenter.push(piece)])
 
     def intermediateDecode(self) -> str:
-        audio = self._audio()
-        if self._decoded is None or self._decoded[0] != len(audio):  # else nothing was fed since: the same text
-            self._decoded = len(audio), self._model._stt(audio, self._options)
-        return self._decoded[1]
+        return self._decode()[2]
 
     def intermediateDecodeWithMetadata(self, num_results: int = 1) -> Metadata:
-        return self._model._metadata(self._audio(), num_results, self._options)
+        if not self._long():
+            return self._model._metadata(self._audio(), num_results, self._options)
+        _metadata_check(num_results)
+        _, words, _ = self._decode()
+        return Metadata([_transcript(words, sum(math.log(max(w.confidence, 1e-6)) for w in words))])
 
     def finishStream(self) -> str:
         text = self.intermediateDecode()
@@ -209,16 +231,52 @@ class Stream:
         return metadata
 
     def freeStream(self) -> None:
-        self._chunks, self._finished = [], True
+        self._chunks, self._segmenter, self._finished = [], None, True
 
     def _check_open(self) -> None:
         if self._finished:
             raise ConfigError("this stream is finished (finishStream or freeStream was called); create another")
 
+    def _long(self) -> bool:
+        return self._segmenter is not None
+
     def _audio(self) -> np.ndarray:
         self._check_open()
         self._chunks = [np.concatenate(self._chunks or [np.zeros(0, np.float32)])]  # one array from here on
         return self._chunks[0]
+
+    def _decode(self) -> tuple[int, list[Word], str]:
+        """(samples fed, words, text) of the stream so far; decoded again only after new audio."""
+        self._check_open()
+        if self._decoded is None or self._decoded[0] != self._fed:
+            if not self._long():
+                self._decoded = self._fed, [], self._model._stt(self._audio(), self._options)
+            else:
+                segment = self._segmenter.open_segment()  # cut as transcribe cuts the last one
+                open_words, open_text = self._decode_segments([segment] if segment is not None else [])
+                self._decoded = self._fed, self._words + open_words, " ".join(filter(None, [*self._texts, open_text]))
+        return self._decoded
+
+    def _add_segments(self, segments: list[tuple[int, np.ndarray]]) -> None:
+        """Decode closed segments once, keeping their words and text (not their audio)."""
+        words, text = self._decode_segments(segments)
+        self._words += words
+        self._texts += [text] if text else []
+
+    def _decode_segments(self, segments: list[tuple[int, np.ndarray]]) -> tuple[list[Word], str]:
+        """Words and text of (start sample, audio) segments, decoded as transcribe decodes long audio."""
+        recognizer, words, texts = self._model.recognizer, [], []
+        decoder = recognizer.decoder(self._options)
+        for start, audio in segments:  # one at a time: a segment is at most VadOptions.max_segment seconds
+            hyp, _ = recognizer.decode_audio(decoder, [audio], [start / SAMPLE_RATE])[0]
+            words += hyp.words
+            texts += [hyp.text] if hyp.text else []
+        return words, " ".join(texts)
+
+
+def _metadata_check(num_results) -> None:
+    if isinstance(num_results, bool) or not isinstance(num_results, numbers.Integral) or num_results < 1:
+        raise ConfigError(f"num_results: expected a whole number >= 1, got {num_results!r}")
 
 
 def _samples(audio_buffer) -> np.ndarray:

@@ -213,51 +213,76 @@ class _Open:
 def speech_segments(blocks: Iterable[np.ndarray], options: VadOptions | None = None
                     ) -> Iterator[tuple[int, np.ndarray]]:
     """Cut a stream of 16 kHz blocks into speech segments: yields (start sample, audio)."""
-    options = options or VadOptions()
-    options.validate()
-    vad = make_vad(options.backend)
-    frame = vad.frame_samples
-    pad = int(options.pad * SAMPLE_RATE)
-    min_silence = int(options.min_silence * SAMPLE_RATE)
-    min_speech_frames = max(1, int(options.min_speech * SAMPLE_RATE / frame))
-    max_len = int(options.max_segment * SAMPLE_RATE)
-    off = options.threshold - options.hangover
-    buffer, buffer_start = np.zeros(0, np.float32), 0  # audio from sample buffer_start on
-    position = 0  # samples classified so far
-    segment: _Open | None = None
-    last_end = 0  # sample where the previous segment ended
-
-    def cut(start: int, end: int) -> np.ndarray:
-        return buffer[max(start - buffer_start, 0): end - buffer_start].copy()
-
+    segmenter = SpeechSegmenter(options)
     for block in blocks:
-        buffer = np.concatenate([buffer, block])
-        for p in vad(block).tolist():
-            frame_start, position = position, position + frame
+        yield from segmenter.push(block)
+    yield from segmenter.finish()
+
+
+class SpeechSegmenter:
+    """speech_segments as pushed audio: push(block) returns the segments that block closed, finish() the
+    one still open. Holds only the open segment's audio (or `pad` samples when none is open)."""
+
+    def __init__(self, options: VadOptions | None = None):
+        options = options or VadOptions()
+        options.validate()
+        self.options, self.vad = options, make_vad(options.backend)
+        self.pad = int(options.pad * SAMPLE_RATE)
+        self.min_silence = int(options.min_silence * SAMPLE_RATE)
+        self.min_speech_frames = max(1, int(options.min_speech * SAMPLE_RATE / self.vad.frame_samples))
+        self.max_len = int(options.max_segment * SAMPLE_RATE)
+        self.buffer, self.buffer_start = np.zeros(0, np.float32), 0  # audio from sample buffer_start on
+        self.position = 0  # samples classified so far
+        self.segment: _Open | None = None
+        self.last_end = 0  # sample where the previous segment ended
+
+    def open_segment(self) -> tuple[int, np.ndarray] | None:
+        """The segment still open, cut as finish() would cut it now (None: none is open, or it holds too
+        little speech so far)."""
+        segment = self.segment
+        if segment is None or segment.speech_frames < self.min_speech_frames:
+            return None
+        end = min(segment.last_speech + self.pad, self.buffer_start + len(self.buffer))
+        return segment.start, self._cut(segment.start, end)
+
+    def push(self, block: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        options, closed = self.options, []
+        self.buffer = np.concatenate([self.buffer, block])
+        off = options.threshold - options.hangover
+        for p in self.vad(block).tolist():
+            frame_start, self.position = self.position, self.position + self.vad.frame_samples
+            segment = self.segment
             if segment is None:
-                if p >= options.threshold:
-                    segment = _Open(max(frame_start - pad, buffer_start, last_end), position, 1, [])
-                else:
+                if p < options.threshold:
                     continue
+                segment = self.segment = _Open(max(frame_start - self.pad, self.buffer_start, self.last_end),
+                                               self.position, 1, [])
             elif p >= off:
-                segment.last_speech = position
+                segment.last_speech = self.position
                 segment.speech_frames += 1
-            segment.probs.append((position, p))
-            if position - segment.last_speech >= min_silence:  # the pause ends the segment
-                if segment.speech_frames >= min_speech_frames:
-                    last_end = min(segment.last_speech + pad, position)
-                    yield segment.start, cut(segment.start, last_end)
-                segment = None
-            elif position - segment.start >= max_len:  # too long: cut at the quietest frame of its 2nd half
-                half = segment.start + max_len // 2
+            segment.probs.append((self.position, p))
+            if self.position - segment.last_speech >= self.min_silence:  # the pause ends the segment
+                if segment.speech_frames >= self.min_speech_frames:
+                    self.last_end = min(segment.last_speech + self.pad, self.position)
+                    closed.append((segment.start, self._cut(segment.start, self.last_end)))
+                self.segment = None
+            elif self.position - segment.start >= self.max_len:  # too long: cut at the quietest frame of its 2nd half
+                half = segment.start + self.max_len // 2
                 end, _ = min((x for x in segment.probs if x[0] >= half), key=lambda x: x[1])
-                yield segment.start, cut(segment.start, end)
-                last_end = end
+                closed.append((segment.start, self._cut(segment.start, end)))
+                self.last_end = end
                 segment.probs = [x for x in segment.probs if x[0] > end]
                 segment.start, segment.last_speech = end, max(segment.last_speech, end)
-        keep_from = segment.start if segment is not None else position - pad
-        if keep_from > buffer_start:  # drop audio no segment can need any more
-            buffer = buffer[keep_from - buffer_start:]
-            buffer_start = keep_from
-    if segment is not None and segment.speech_frames >= min_speech_frames:
-        yield segment.start, cut(segment.start, min(segment.last_speech + pad, buffer_start + len(buffer)))
+        keep_from = self.segment.start if self.segment is not None else self.position - self.pad
+        if keep_from > self.buffer_start:  # drop audio no segment can need any more
+            self.buffer = self.buffer[keep_from - self.buffer_start:]
+            self.buffer_start = keep_from
+        return closed
+
+    def finish(self) -> list[tuple[int, np.ndarray]]:
+        """The segment open at the end of the audio, if it holds enough speech."""
+        segment, self.segment = self.open_segment(), None
+        return [segment] if segment is not None else []
+
+    def _cut(self, start: int, end: int) -> np.ndarray:
+        return self.buffer[max(start - self.buffer_start, 0): end - self.buffer_start].copy()
