@@ -3,7 +3,7 @@ chunk size, WER of the finals.
 
     python benchmarks/streaming.py [--model fsdd-digits] [--model fsdd-digits-streaming] [--chunks 80,160,320]
     python benchmarks/streaming.py --model en-default --manifest recipes/en_default/data/so762-dev.jsonl \
-        --limit 100 --chunks 160 [--shifts 1]
+        --limit 100 --chunks 160 [--shifts 1] [--vad silero --vad webrtc] [--snr 10]
 
 Data: by default FSDD's test takes (takes 0-4 of every digit and speaker, ../shared/data/fsdd/test; --limit
 of them drawn with a fixed seed across digits and speakers), joined GROUP at a time into streams with GAP
@@ -17,6 +17,8 @@ spent processing that chunk (as a live stream would see it). Latencies are measu
 start (first partial) and end (final). The final cannot come before `endpoint_silence` of
 non-speech has passed: that wait is part of the figure and is printed with it. WER: each utterance's
 finals joined against its transcript; "offline" rows transcribe each clip alone (no VAD), as a file.
+--snr adds white noise to the whole stream (gaps too) at that many dB below the speech's mean power, as a
+fan or a busy room would; --vad compares voice-activity detectors (each a row).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from vocable.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from vocable.data.manifest import read_dataset, read_kaldi_dir  # noqa: E402
 from vocable.decoding import DecodingOptions  # noqa: E402
 from vocable.evaluate import word_errors  # noqa: E402
-from vocable.stream import Streamer, StreamOptions, default_options  # noqa: E402
+from vocable.stream import VAD_KINDS, Streamer, StreamOptions, default_options  # noqa: E402
 from vocable.tokenizer import normalize_english  # noqa: E402
 from vocable.transcribe import load  # noqa: E402
 
@@ -60,7 +62,7 @@ def chunk_sizes(text: str) -> list[int]:
     return sizes
 
 
-def build_streams(limit: int, manifest: str | None = None):
+def build_streams(limit: int, manifest: str | None = None, snr: float | None = None):
     """[(audio, [(text, start s, end s), ...])] from `limit` of FSDD's test takes (GROUP per stream) or of
     the manifest's utterances (one per stream), drawn (seeded) across the set: the first `limit` by id
     of FSDD were the digits zero to four only."""
@@ -77,7 +79,12 @@ def build_streams(limit: int, manifest: str | None = None):
             truth.append((normalize_english(u.text), t, t + len(clip) / SAMPLE_RATE))
             parts += [clip, silence]
             t += len(clip) / SAMPLE_RATE + GAP
-        streams.append((np.concatenate(parts), truth))
+        audio = np.concatenate(parts)
+        if snr is not None:
+            speech = np.concatenate(parts[1::2])
+            noise = np.random.default_rng(i).standard_normal(len(audio)).astype(np.float32)
+            audio = audio + noise * np.sqrt(np.mean(speech ** 2) / 10 ** (snr / 10))
+        streams.append((audio, truth))
     return streams
 
 
@@ -149,6 +156,9 @@ def main():
                                                    "(default: the model's)")
     parser.add_argument("--endpoint", type=float, default=StreamOptions().endpoint_silence)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--vad", action="append", choices=VAD_KINDS,
+                        help="voice-activity detector (repeatable, a row each; default: the model's stream setting)")
+    parser.add_argument("--snr", type=float, help="white noise this many dB below the speech (default: none)")
     args = parser.parse_args()
     if args.limit < (1 if args.manifest else GROUP):
         parser.error(f"--limit: at least {GROUP} FSDD clips (one stream)")
@@ -159,7 +169,7 @@ def main():
     decoding = DecodingOptions(shifts=args.shifts)
     from vocable.bundled import bundled_models
     models = args.model or [m for m in ("fsdd-digits", "fsdd-digits-streaming") if m in bundled_models()]
-    streams = build_streams(args.limit, args.manifest)
+    streams = build_streams(args.limit, args.manifest, args.snr)
     print(f"machine: {machine()}, torch threads {args.threads}")
     if args.manifest:
         print(f"data: {args.manifest} ({len(streams)} utterances, one per stream, {GAP / 2:g} s of silence "
@@ -167,22 +177,25 @@ def main():
     else:
         print(f"data: FSDD test takes 0-4 ({sum(len(t) for _, t in streams)} digits in {len(streams)} streams of "
               f"{GROUP}, {GAP:g} s gaps)", end="")
-    print(f"; endpoint silence {args.endpoint:g} s; frame grids: {args.shifts or 'the model’s'}")
-    header = (f"{'model':<30} {'engine':<11} {'chunk':>5} {'RTF':>7} {'first partial ms':>17} "
+    print(f"; {'clean' if args.snr is None else f'white noise at {args.snr:g} dB SNR'}; endpoint silence "
+          f"{args.endpoint:g} s; frame grids: {args.shifts or 'the model’s'}")
+    header = (f"{'model':<30} {'engine, VAD':<18} {'chunk':>5} {'RTF':>7} {'first partial ms':>17} "
               f"{'end->final ms':>14} {'WER':>9} {'state KB':>8}")
-    sub = f"{'':<30} {'':<11} {'ms':>5} {'':>7} {'p50 / p90':>17} {'p50 / p90':>14}"
+    sub = f"{'':<30} {'':<18} {'ms':>5} {'':>7} {'p50 / p90':>17} {'p50 / p90':>14}"
     print("\n" + header + "\n" + sub + "\n" + "-" * len(header))
     for name in models:
         recognizer = load(name)
-        options = default_options(recognizer, endpoint_silence=args.endpoint)  # with the model's own settings
-        engine = Streamer(recognizer, options=options).engine_kind
-        print(f"{Path(recognizer.loaded.path).name:<30} {'offline':<11} {'-':>5} {'':>7} {'':>17} {'':>14} "
+        print(f"{Path(recognizer.loaded.path).name:<30} {'offline':<18} {'-':>5} {'':>7} {'':>17} {'':>14} "
               f"{offline_wer(recognizer, streams, decoding):9.1%}   (each clip alone, no VAD)", flush=True)
-        for chunk_ms in args.chunks:
-            r = run(recognizer, streams, chunk_ms, options, decoding)
-            print(f"{Path(recognizer.loaded.path).name:<30} {engine:<11} {chunk_ms:>5} {r['rtf']:7.4f} "
-                  f"{percentiles(r['first_partial']):>17} {percentiles(r['final']):>14} "
-                  f"{r['wer']:9.1%} {r['peak_state_kb']:8.0f}", flush=True)
+        for vad in args.vad or [None]:
+            options = default_options(recognizer, endpoint_silence=args.endpoint,  # with the model's own settings
+                                      **({"vad": vad} if vad else {}))
+            engine = Streamer(recognizer, options=options).engine_kind
+            for chunk_ms in args.chunks:
+                r = run(recognizer, streams, chunk_ms, options, decoding)
+                print(f"{Path(recognizer.loaded.path).name:<30} {engine + ', ' + options.vad:<18} {chunk_ms:>5} "
+                      f"{r['rtf']:7.4f} {percentiles(r['first_partial']):>17} {percentiles(r['final']):>14} "
+                      f"{r['wer']:9.1%} {r['peak_state_kb']:8.0f}", flush=True)
     print(f"\nend->final includes the {args.endpoint:g} s of silence the endpointer waits for; "
           f"first partial is measured from the clip's first sample.")
 

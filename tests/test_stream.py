@@ -14,7 +14,7 @@ import torch
 
 from tests.conftest import FSDD_FIXTURES
 from vocable.audio import SAMPLE_RATE, load_audio
-from vocable.errors import ModelError
+from vocable.errors import ConfigError, ModelError
 from vocable.features import FeatureConfig
 from vocable.modelfile import LoadedModel
 from vocable.models import ModelConfig, build_model
@@ -446,3 +446,32 @@ def test_slow_partials_wait_so_the_stream_keeps_up(digits_model, monkeypatch):
     partials = len(calls) - 1  # the last decode is the final
     assert [e.type for e in events][-1] == "final"
     assert 3 <= partials <= 7, calls  # 6 s of audio / (2 x 0.5 s); 18 at one per 0.32 s
+
+
+def test_silero_ends_each_utterance_at_its_pause_in_loud_steady_noise(digits_model):
+    """White noise as loud as the speech, as a loud fan: Silero (vad="silero") ignores it and still ends each
+    digit at its pause (benchmarks/streaming.py --snr 0: webrtcvad's finals came 3.2 s after the speech)."""
+    audio, digits, spans = digit_stream(digits_model, count=5)
+    speech = np.concatenate([audio[round(a * SAMPLE_RATE): round(b * SAMPLE_RATE)] for a, b in spans])
+    noise = np.random.default_rng(0).standard_normal(len(audio)).astype(np.float32)
+    noisy = audio + noise * np.sqrt(np.mean(speech ** 2))  # 0 dB SNR
+
+    def finals_at(vad: str) -> list[float]:
+        """Stream seconds at which each final event was emitted."""
+        streamer, times = Streamer(digits_model, options=StreamOptions(vad=vad)), []
+        for i in range(0, len(noisy), 1600):
+            times += [(i + 1600) / SAMPLE_RATE for e in streamer.accept(noisy[i: i + 1600]) if e.type == "final"]
+        return times + [len(noisy) / SAMPLE_RATE for e in streamer.flush() if e.type == "final"]
+
+    silero = finals_at("silero")
+    assert len(silero) == len(digits)
+    assert all(0 < t - end < 1.5 for t, (_, end) in zip(silero, spans))  # endpoint silence 0.6 s, and the VAD's lag
+
+
+def test_silero_stream_vad_needs_onnxruntime(digits_model, monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
+                        if name == "onnxruntime" else real_import(name, *a, **k))
+    with pytest.raises(ConfigError, match="vad 'silero' needs onnxruntime"):
+        Streamer(digits_model, options=StreamOptions(vad="silero"))

@@ -587,7 +587,7 @@ def add_listen(commands) -> None:
     p.add_argument("--json", action="store_true", help="one JSON event per line, with timestamps")
     p.add_argument("--chunk-ms", type=int, default=100, help="audio per chunk (default: %(default)s ms)")
     p.add_argument("--device", default=None, help="input device number or name (see python -m sounddevice)")
-    p.add_argument("--vad", choices=["auto", "webrtc", "energy", "none"],
+    p.add_argument("--vad", choices=["auto", "silero", "webrtc", "energy", "none"],
                    help="voice-activity detector (default: the model's stream setting, else auto)")
     p.add_argument("--endpoint", type=float, help="seconds of silence that end an utterance (default: the "
                    "model's stream setting, else 0.6)")
