@@ -196,8 +196,11 @@ def test_a_long_stream_is_decoded_piece_by_piece_with_bounded_work(english, monk
     whole = english.stt(audio)  # > 8 s: split at pauses and decoded segment by segment, as transcribe does
     decoded = []  # seconds of audio in each decode
     real = english.recognizer.decode_audio
-    monkeypatch.setattr(english.recognizer, "decode_audio",
-                        lambda decoder, audios, *a: decoded.extend(len(x) / 16000 for x in audios) or real(decoder, audios, *a))
+
+    def counted(decoder, audios, *args):
+        decoded.extend(len(x) / 16000 for x in audios)
+        return real(decoder, audios, *args)
+    monkeypatch.setattr(english.recognizer, "decode_audio", counted)
     stream, texts, fed = english.createStream(), [], []
     for start in range(0, len(audio), 1600):  # 100 ms pieces, a request every 500 ms
         stream.feedAudioContent(audio[start:start + 1600])

@@ -58,7 +58,7 @@ STREAM_RANGES = {"endpoint_silence": (0.03, 10.0, "s"), "max_utterance": (1.0, 1
 
 @dataclass
 class StreamOptions:
-    vad: str = "auto"  # "auto" (webrtc if installed, else energy) | "silero" (best in steady noise) | "webrtc" | "energy" | "none"
+    vad: str = "auto"  # "auto" (webrtc if installed, else energy), "silero" (best in noise), "webrtc", "energy", "none"
     vad_aggressiveness: int = 2  # webrtcvad 0..3: higher = fewer non-speech frames called speech
     energy_threshold_db: float = 12.0  # energy VAD: speech is this far above the tracked noise floor
     onset: float = 0.15  # seconds of speech within `onset_window` that start an utterance
@@ -475,8 +475,8 @@ class SileroFrames:
 
     lead = 0.3  # seconds: its onsets come 40-190 ms after webrtcvad's; 0.3 read best (benchmarks/streaming.py)
 
-    def __init__(self, options: VadOptions = VadOptions()):
-        self.silero, self.options, self.speech = SileroVad(), options, False
+    def __init__(self, options: VadOptions | None = None):
+        self.silero, self.options, self.speech = SileroVad(), options or VadOptions(), False
 
     def __call__(self, frame: np.ndarray) -> bool:
         for p in self.silero(frame).tolist():
