@@ -12,7 +12,6 @@ Same weights, another runtime: its WER is Moonshine's, its speed is this runtime
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -18,7 +18,7 @@ from vocable.errors import ConfigError, ModelError
 from vocable.features import FeatureConfig
 from vocable.modelfile import LoadedModel
 from vocable.models import ModelConfig, build_model
-from vocable.stream import IncrementalDecoder, Streamer, StreamOptions
+from vocable.stream import IncrementalDecoder, SileroFrames, Streamer, StreamOptions
 from vocable.tokenizer import CharTokenizer
 from vocable.transcribe import Recognizer, load
 
@@ -60,15 +60,17 @@ def random_streaming_recognizer(rnn_type: str = "gru") -> Recognizer:
 def digit_stream(recognizer: Recognizer, count: int = 3, gap: float = GAP, margin: float = 0.1):
     """(audio, digits, [(start, end)]) of `count` fixture clips joined by `gap` seconds of silence (plus half
     a gap before the first). The clips are ones `recognizer` gets right offline, alone and with the
-    `margin` seconds of silence around them that a streamed utterance has (FSDD-trained models are
-    sensitive to it)."""
+    `margin` seconds of silence around them that a streamed utterance has, and with Silero's lead more
+    before them (FSDD-trained models are sensitive to it)."""
     chosen, margin = [], np.zeros(int(margin * SAMPLE_RATE), np.float32)
+    lead = np.zeros(int(SileroFrames.lead * SAMPLE_RATE), np.float32)  # Silero's late onsets are made up for
     for take in ("theo", "jackson", "nicolas"):
         for digit in (3, 7, 1, 9, 5, 2, 8, 6, 4, 0):
             clip = load_audio(FSDD_FIXTURES / f"{digit}_{take}_0.flac")
-            padded = np.concatenate([margin, clip, margin])
+            padded = [np.concatenate([margin, clip, margin]), np.concatenate([lead, margin, clip, margin])]
+            as_int16 = [np.round(a * 32767) / 32767 for a in padded]  # as the streams fed as 16-bit PCM hold it
             if digit not in [d for d, _ in chosen] and all(
-                    recognizer.transcribe(a).text == DIGITS[digit] for a in (clip, padded)):
+                    recognizer.transcribe(a).text == DIGITS[digit] for a in (clip, *padded, *as_int16)):
                 chosen.append((digit, clip))
             if len(chosen) == count:
                 break
@@ -292,8 +294,10 @@ def test_bad_stream_parameters_are_clear_errors(digits_model):
 
 def test_stream_arrays_are_read_as_files_arrays_are(digits_model):
     """The same array layouts as load_audio: 8-bit samples centred on 128, (channels, samples) and
-    (samples, channels) mixed to mono, lists of floats."""
+    (samples, channels) mixed to mono, lists of floats. (With the energy detector: Silero hears only one of
+    these quiet digits through 8-bit quantisation noise, docs/server.md.)"""
     audio, digits, _ = digit_stream(digits_model)
+    options = StreamOptions(vad="energy")
     as_uint8 = np.clip(np.round(audio * 127 + 128), 0, 255).astype(np.uint8)
     channels_first = np.stack([audio, audio])
     chunks = {"uint8": [as_uint8[i: i + 1600] for i in range(0, len(audio), 1600)],
@@ -301,10 +305,11 @@ def test_stream_arrays_are_read_as_files_arrays_are(digits_model):
               "(samples, channels)": [channels_first.T[i: i + 1600] for i in range(0, len(audio), 1600)],
               "list": [audio[i: i + 1600].tolist() for i in range(0, len(audio), 1600)]}
     # 8-bit quantisation noise changes a digit here: the same words as the file reader's reading of it
-    from_8_bit = [e.text for e in run_stream(Streamer(digits_model), load_audio(as_uint8), 1600) if e.type == "final"]
+    from_8_bit = [e.text for e in run_stream(Streamer(digits_model, options=options), load_audio(as_uint8), 1600)
+                  if e.type == "final"]
     assert sum(a == b for a, b in zip(from_8_bit, digits)) >= 2  # (uncentred, the stream heard "zero seven one")
     for layout, pieces in chunks.items():
-        streamer = Streamer(digits_model)
+        streamer = Streamer(digits_model, options=options)
         events = [e for piece in pieces for e in streamer.accept(piece)] + streamer.flush()
         assert [e.text for e in events if e.type == "final"] == (from_8_bit if layout == "uint8" else digits), layout
 

@@ -58,7 +58,8 @@ STREAM_RANGES = {"endpoint_silence": (0.03, 10.0, "s"), "max_utterance": (1.0, 1
 
 @dataclass
 class StreamOptions:
-    vad: str = "auto"  # "auto" (webrtc if installed, else energy), "silero" (best in noise), "webrtc", "energy", "none"
+    vad: str = "auto"  # "auto" (silero with onnxruntime, else webrtc if installed, else energy), "silero",
+    #                    "webrtc", "energy", "none"
     vad_aggressiveness: int = 2  # webrtcvad 0..3: higher = fewer non-speech frames called speech
     energy_threshold_db: float = 12.0  # energy VAD: speech is this far above the tracked noise floor
     onset: float = 0.15  # seconds of speech within `onset_window` that start an utterance
@@ -447,11 +448,12 @@ class WindowDecoder:
 def make_vad(options: StreamOptions):
     """A callable: 30 ms float frame at 16 kHz → True when it holds speech."""
     kind = options.vad
-    if kind == "silero":
+    if kind in ("auto", "silero"):
         try:
             return SileroFrames()
         except ImportError:
-            raise ConfigError("vad 'silero' needs onnxruntime (pip install 'vocable[runtime]')") from None
+            if kind == "silero":
+                raise ConfigError("vad 'silero' needs onnxruntime (pip install 'vocable[runtime]')") from None
     if kind in ("auto", "webrtc"):
         try:
             webrtc = FrameVad("webrtc", options.vad_aggressiveness)

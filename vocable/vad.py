@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,10 +59,7 @@ class SileroVad:
     frame_samples = SILERO_FRAME
 
     def __init__(self, model_path: str | os.PathLike = SILERO_MODEL):
-        import onnxruntime as ort
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = opts.inter_op_num_threads = 1  # a small LSTM: threads only add overhead
-        self.session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+        self.session = _silero_session(str(model_path))
         self.h = np.zeros((1, 1, 128), np.float32)
         self.c = np.zeros((1, 1, 128), np.float32)
         self.context = np.zeros(SILERO_CONTEXT, np.float32)
@@ -85,6 +83,21 @@ class SileroVad:
                                                         "c": self.c})
             probs.append(p)
         return np.concatenate(probs).astype(np.float32)
+
+
+_SESSIONS: dict[str, object] = {}  # model path → onnxruntime session, shared: run() is thread-safe, state is ours
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _silero_session(model_path: str):
+    """One session per model file for every detector (a server's live streams each have one: 1.5 MB apiece)."""
+    import onnxruntime as ort
+    with _SESSIONS_LOCK:
+        if model_path not in _SESSIONS:
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = opts.inter_op_num_threads = 1  # a small LSTM: threads only add overhead
+            _SESSIONS[model_path] = ort.InferenceSession(model_path, opts, providers=["CPUExecutionProvider"])
+        return _SESSIONS[model_path]
 
 
 class EnergyVad:
