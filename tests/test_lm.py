@@ -205,7 +205,8 @@ def test_cli_lm_build_refuses_what_would_crash_or_lose_text(tmp_path, capsys):
               "--order: 4-grams need sentences of 2 words or more, and the longest has 1; use order 3 or lower"),
              (["lm", "build", str(corpus), "-o", ""], "-o: an empty name"),
              (["lm", "build", str(corpus), "-o", str(corpus)], "that is one of the texts the LM is built from"),
-             (["lm", "build", str(corpus), "-o", str(corpus / "x.arpa")], "cannot write there (no such folder)"),
+             (["lm", "build", str(corpus), "-o", str(corpus / "x.arpa")], f"{corpus} is a file, not a folder"),
+             (["lm", "build", str(corpus), "-o", str(tmp_path)], "a folder; give the file to write"),
              (["lm", "build", str(tmp_path), "-o", str(tmp_path / "x.arpa")], "a folder; give the text files in it"),
              (["lm", "build", str(corpus), "-o", str(tmp_path / "x.arpa"), "--prune", "0,,2"], "--prune: expected"),
              (["lm", "build", str(cyrillic), "-o", str(tmp_path / "x.arpa")],
@@ -216,6 +217,7 @@ def test_cli_lm_build_refuses_what_would_crash_or_lose_text(tmp_path, capsys):
         assert message in err and len(err.strip().splitlines()) == 1, err
     assert corpus.read_text() == "the cat sat\nthe dog sat\n"
     assert main(["lm", "build", str(words), "-o", str(tmp_path / "w.arpa"), "--order", "3"]) == 0
+    assert main(["lm", "build", str(words), "-o", str(tmp_path / "new" / "w.arpa")]) == 0  # its folder is made
 
 
 def test_bundled_english_lm():

@@ -775,6 +775,7 @@ def cmd_lm_build(args) -> int:
                         f"or all excluded, or in letters it drops: try --normalizer basic)")
     with options_named_as_flags(flags):
         lm = build_lm(sentences, options)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)  # as check_writable_file allows
     write_lm(lm, args.output)
     sizes = ", ".join(f"{len(o.keys)} {n}-grams" for n, o in enumerate(lm.orders, start=1))
     print(f"{args.output}: {len(sentences)} sentences, {sum(map(len, sentences))} words; {sizes}", file=sys.stderr)
@@ -782,18 +783,13 @@ def cmd_lm_build(args) -> int:
 
 
 def check_lm_output(output: str, inputs: list[str]) -> None:
-    """`lm build -o`: refused before any work when it is no file name, a folder, one of the texts read
-    (it was overwritten with the LM), or where no file can be written."""
+    """`lm build -o`: refused before any work when it is no file name, one of the texts read (it was
+    overwritten with the LM), or where no file can be written (check_writable_file)."""
     if not output.strip():
         raise ConfigError("-o: an empty name; give the LM file to write")
-    if os.path.isdir(output):
-        raise ConfigError(f"-o {output}: a folder; give the LM file to write")
-    if os.path.exists(output) and any(os.path.samefile(output, path) for path in inputs):
+    if os.path.isfile(output) and any(os.path.exists(path) and os.path.samefile(output, path) for path in inputs):
         raise ConfigError(f"-o {output}: that is one of the texts the LM is built from")
-    folder = os.path.dirname(output) or "."
-    problem = "no such folder" if not os.path.isdir(folder) else write_problem(folder)
-    if problem:
-        raise ConfigError(f"-o {output}: cannot write there ({problem})")
+    check_writable_file(output, "-o")
 
 
 @contextlib.contextmanager
