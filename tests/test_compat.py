@@ -189,6 +189,15 @@ def test_a_stream_keeps_the_settings_it_was_created_with(model):
         model.clearHotWords()
 
 
+def test_a_stream_refuses_float_samples_on_another_scale(model):
+    """int16 values in a float array: stt scales the whole clip down; a stream past 8 s (cut and decoded as it
+    is fed) could not, and read them as a roar, so a stream refuses them from the first piece."""
+    stream = model.createStream()
+    stream.feedAudioContent(np.full(1600, 0.5, np.float32))
+    with pytest.raises(ConfigError, match="float samples reach 1.2e\\+04, far beyond full scale"):
+        stream.feedAudioContent(np.full(1600, 12000.0, np.float32))
+
+
 def test_a_long_stream_is_decoded_piece_by_piece_with_bounded_work(english, monkeypatch):
     clips = [int16(name, ENGLISH_FIXTURES) for name in ("austen-0880", "goforward", "austen-0930")] * 2
     pause = np.zeros(16000, np.int16)  # 1 s between sentences, where the VAD cuts

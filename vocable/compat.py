@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
+from .audio import OVER_SCALE, SAMPLE_RATE
 from .checks import MAX_ALTERNATIVES, is_number
 from .decoding import DEFAULT_BEAM, HOTWORD_BOOST_RANGE, DecodingOptions, Word, aligned_hypothesis
 from .errors import ConfigError, ModelError
@@ -199,6 +199,10 @@ class Stream:
     def feedAudioContent(self, audio_buffer) -> None:
         self._check_open()
         samples = _samples(audio_buffer)
+        peak = float(np.abs(samples).max()) if len(samples) else 0.0
+        if peak > OVER_SCALE:  # stt scales such audio down as a whole; a stream cannot know its peak ahead
+            raise ConfigError(f"audio buffer: float samples reach {peak:.3g}, far beyond full scale (1.0): give "
+                              f"int16 samples, or floats scaled to [-1, 1]")
         self._fed += len(samples)
         if self._segmenter is None:
             self._chunks.append(samples)
