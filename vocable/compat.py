@@ -42,6 +42,8 @@ from .vad import SpeechSegmenter
 TIMESTEP = 0.02  # seconds per DeepSpeech / Coqui STT output step: their TokenMetadata.timestep counts these
 FOREIGN_MODELS = (".pb", ".pbmm", ".tflite")  # DeepSpeech / Coqui STT acoustic models
 FOREIGN_SCORER = ".scorer"  # their LM package (KenLM binary + vocabulary trie)
+PUSH_SAMPLES = 1600  # a long stream's audio goes to the segmenter 100 ms or more at a time: each push copies the
+#                      open segment, so pushing every 1-sample piece of a long utterance cost more than real time
 
 
 @dataclass
@@ -189,7 +191,7 @@ class Stream:
 
     def __init__(self, model: Model):
         self._model, self._options, self._finished = model, model.options, False
-        self._chunks: list[np.ndarray] = []  # the stream's audio while it is short enough to decode whole
+        self._chunks: list[np.ndarray] = []  # audio not yet pushed: all of it while short enough to decode whole
         self._fed = 0  # samples fed
         self._segmenter: SpeechSegmenter | None = None  # made once the stream is long
         self._words: list[Word] = []  # of the decoded segments, on the stream's clock
@@ -204,15 +206,18 @@ class Stream:
             raise ConfigError(f"audio buffer: float samples reach {peak:.3g}, far beyond full scale (1.0): give "
                               f"int16 samples, or floats scaled to [-1, 1]")
         self._fed += len(samples)
+        self._chunks.append(samples)
         if self._segmenter is None:
-            self._chunks.append(samples)
             if self._fed <= LONG_AUDIO_SECONDS * SAMPLE_RATE:
                 return
             self._segmenter = SpeechSegmenter()  # long: decoded segment by segment from here on
-            pieces, self._chunks = self._chunks, []
-        else:
-            pieces = [samples]
-        self._add_segments([segment for piece in pieces for segment in self._segmenter.push(piece)])
+        if sum(len(c) for c in self._chunks) >= PUSH_SAMPLES:
+            self._push()
+
+    def _push(self) -> None:
+        """Hand the audio fed since the last push to the segmenter; decode the segments it closes."""
+        audio, self._chunks = np.concatenate(self._chunks or [np.zeros(0, np.float32)]), []
+        self._add_segments(self._segmenter.push(audio))
 
     def intermediateDecode(self) -> str:
         return self._decode()[2]
@@ -256,6 +261,7 @@ class Stream:
             if not self._long():
                 self._decoded = self._fed, [], self._model._stt(self._audio(), self._options)
             else:
+                self._push()
                 segment = self._segmenter.open_segment()  # cut as transcribe cuts the last one
                 open_words, open_text = self._decode_segments([segment] if segment is not None else [])
                 self._decoded = self._fed, self._words + open_words, " ".join(filter(None, [*self._texts, open_text]))
