@@ -42,7 +42,7 @@ from .checks import is_whole_number
 from .decoding import DecodingOptions, Hypothesis, Word
 from .errors import AudioError, ConfigError
 from .features_np import HOP_LENGTH, MIN_INPUT_FRAMES, SUBSAMPLING, WIN_LENGTH
-from .vad import WEBRTC_FRAME, EnergyVad, FrameVad, SileroVad, VadOptions
+from .vad import WEBRTC_FRAME, EnergyVad, FrameVad, SileroVad, VadOptions, first_detector
 
 VAD_FRAME = WEBRTC_FRAME  # samples = 30 ms, a frame length webrtcvad accepts at 16 kHz
 VAD_KINDS = ("auto", "silero", "webrtc", "energy", "none")
@@ -447,26 +447,15 @@ class WindowDecoder:
 
 def make_vad(options: StreamOptions):
     """A callable: 30 ms float frame at 16 kHz → True when it holds speech."""
-    kind = options.vad
-    if kind in ("auto", "silero"):
-        try:
-            return SileroFrames()
-        except ImportError:
-            if kind == "silero":
-                raise ConfigError("vad 'silero' needs onnxruntime (pip install 'vocable[runtime]')") from None
-    if kind in ("auto", "webrtc"):
-        try:
-            webrtc = FrameVad("webrtc", options.vad_aggressiveness)
-        except ImportError:
-            if kind == "webrtc":
-                raise ConfigError("vad 'webrtc' needs the webrtcvad-wheels package "
-                                  "(pip install 'vocable[vad]')") from None
-            kind = "energy"
-        else:
-            return lambda frame: bool(webrtc(frame)[0])  # one VAD_FRAME in, one decision out
-    if kind == "energy":
-        return EnergyVad(options.energy_threshold_db)
-    return lambda frame: True  # "none": everything is speech; only max_utterance and flush() cut
+    if options.vad == "none":
+        return lambda frame: True  # everything is speech; only max_utterance and flush() cut
+
+    def webrtc():
+        frames = FrameVad("webrtc", options.vad_aggressiveness)
+        return lambda frame: bool(frames(frame)[0])  # one VAD_FRAME in, one decision out
+
+    return first_detector(options.vad, {"silero": SileroFrames, "webrtc": webrtc,
+                                        "energy": lambda: EnergyVad(options.energy_threshold_db)})
 
 
 class SileroFrames:

@@ -159,21 +159,27 @@ class FrameVad:
         return np.array([self.vad.is_speech(f.tobytes(), SAMPLE_RATE) for f in pcm], np.float32)
 
 
+DETECTOR_PACKAGES = {"silero": "onnxruntime (pip install 'vocable[runtime]')",
+                     "webrtc": "webrtcvad-wheels (pip install 'vocable[vad]')"}
+
+
+def first_detector(kind: str, makers: dict):
+    """makers[kind]() ("auto": the first of makers, in order, whose package is installed); a detector named
+    whose package is missing is one ConfigError."""
+    for name, make in makers.items():
+        if kind in ("auto", name):
+            try:
+                return make()
+            except ImportError:
+                if kind == name:
+                    raise ConfigError(f"vad {name!r} needs {DETECTOR_PACKAGES[name]}") from None
+    raise ConfigError(f"vad: expected auto or one of {', '.join(makers)}, got {kind!r}")
+
+
 def make_vad(backend: str = "auto"):
-    if backend in ("auto", "silero"):
-        try:
-            return SileroVad()
-        except ImportError:
-            if backend == "silero":
-                raise ConfigError("vad backend 'silero' needs onnxruntime (pip install 'vocable[runtime]')") from None
-            backend = "webrtc"
-    if backend == "webrtc":
-        try:
-            return FrameVad("webrtc")
-        except ImportError:
-            if backend == "webrtc":
-                raise ConfigError("vad backend 'webrtc' needs webrtcvad-wheels (pip install 'vocable[vad]')") from None
-    return FrameVad("energy")
+    """The long-audio segmenter's detector: Silero, else webrtcvad, else the energy detector (auto)."""
+    return first_detector(backend, {"silero": SileroVad, "webrtc": lambda: FrameVad("webrtc"),
+                                    "energy": lambda: FrameVad("energy")})
 
 
 def stream_audio(source: AudioInput, block_seconds: float = READ_BLOCK_SECONDS,
