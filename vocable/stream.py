@@ -471,7 +471,7 @@ class SileroFrames:
 
     def __call__(self, frame: np.ndarray) -> bool:
         for p in self.silero(frame).tolist():
-            self.speech = p >= self.options.threshold - (self.options.hangover if self.speech else 0.0)
+            self.speech = self.options.is_speech(p, self.speech)
         return self.speech
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from .audio import (MAX_STREAM_DURATION, SAMPLE_RATE, AudioInput, float_file_peak, load_audio, open_audio,
                     over_scale_gain, read_blocks, warn_if_cut_short, warn_if_damaged)
-from .errors import AudioError, ConfigError
+from .errors import NEEDS_ONNXRUNTIME, AudioError, ConfigError
 
 SILERO_MODEL = Path(__file__).parent / "assets" / "silero_vad.onnx"
 SILERO_FRAME = 512  # samples (32 ms) per Silero decision
@@ -51,6 +51,11 @@ class VadOptions:
             raise ConfigError(f"vad backend: expected auto, silero, webrtc or energy, got {self.backend!r}")
         if not 2.0 <= self.max_segment <= 120.0:
             raise ConfigError(f"vad max_segment: expected 2..120 seconds, got {self.max_segment}")
+
+    def is_speech(self, p: float, speaking: bool) -> bool:
+        """Whether a frame of speech probability `p` is speech: `threshold` starts speech, which then goes on
+        while p stays above threshold - hangover."""
+        return p >= self.threshold - (self.hangover if speaking else 0.0)
 
 
 class SileroVad:
@@ -159,8 +164,8 @@ class FrameVad:
         return np.array([self.vad.is_speech(f.tobytes(), SAMPLE_RATE) for f in pcm], np.float32)
 
 
-DETECTOR_PACKAGES = {"silero": "onnxruntime (pip install 'vocable[runtime]')",
-                     "webrtc": "webrtcvad-wheels (pip install 'vocable[vad]')"}
+DETECTOR_NEEDS = {"silero": NEEDS_ONNXRUNTIME,
+                  "webrtc": "needs webrtcvad-wheels, which is not installed: pip install 'vocable[vad]'"}
 
 
 def first_detector(kind: str, makers: dict):
@@ -172,7 +177,7 @@ def first_detector(kind: str, makers: dict):
                 return make()
             except ImportError:
                 if kind == name:
-                    raise ConfigError(f"vad {name!r} needs {DETECTOR_PACKAGES[name]}") from None
+                    raise ConfigError(f"vad {name!r} {DETECTOR_NEEDS[name]}") from None
     raise ConfigError(f"vad: expected auto or one of {', '.join(makers)}, got {kind!r}")
 
 
@@ -267,16 +272,15 @@ class SpeechSegmenter:
     def push(self, block: np.ndarray) -> list[tuple[int, np.ndarray]]:
         options, closed = self.options, []
         self.buffer = np.concatenate([self.buffer, block])
-        off = options.threshold - options.hangover
         for p in self.vad(block).tolist():
             frame_start, self.position = self.position, self.position + self.vad.frame_samples
             segment = self.segment
             if segment is None:
-                if p < options.threshold:
+                if not options.is_speech(p, speaking=False):
                     continue
                 segment = self.segment = _Open(max(frame_start - self.pad, self.buffer_start, self.last_end),
                                                self.position, 1, [])
-            elif p >= off:
+            elif options.is_speech(p, speaking=True):
                 segment.last_speech = self.position
                 segment.speech_frames += 1
             segment.probs.append((self.position, p))
