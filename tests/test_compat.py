@@ -216,7 +216,7 @@ def test_a_long_stream_is_decoded_piece_by_piece_with_bounded_work(english, monk
         if start % 8000 == 0:
             texts.append(stream.intermediateDecode())
             fed.append(min(start + 1600, len(audio)) / 16000)
-    held = len(stream._segmenter.buffer) + sum(len(c) for c in stream._chunks)
+    held = stream._segmenter.buffered + sum(len(c) for c in stream._chunks)
     assert len(audio) / 16000 > 20 and len(whole.split()) > 20
     assert stream.finishStream() == whole
     assert texts[-1] == whole

@@ -10,7 +10,7 @@ import soundfile as sf
 
 from vocable.audio import load_audio
 from vocable.errors import AudioError, ModelError
-from vocable.vad import VadOptions, speech_segments, stream_audio
+from vocable.vad import SpeechSegmenter, VadOptions, speech_segments, stream_audio
 
 from .conftest import FSDD_FIXTURES
 
@@ -68,6 +68,30 @@ def test_long_speech_is_cut_below_max_segment():
     assert all(len(a) <= 4.0 * RATE for _, a in segments)
     starts = [s for s, _ in segments]
     assert starts == sorted(starts) and all(s + len(a) <= n for (s, a), n in zip(segments, starts[1:]))
+
+
+def test_pushed_blocks_of_any_size_give_the_same_segments():
+    """The segmenter keeps pushed blocks apart and joins them only to cut: the cut audio must not depend
+    on how the stream was split, and the open segment must be readable at any push."""
+    rng = np.random.default_rng(3)
+    words = [load_audio(FSDD_FIXTURES / f"{name}.flac") for name in ("3_theo_0", "7_nicolas_0", "9_theo_0")]
+    audio = np.concatenate([x for w in words for x in (coloured_noise(RATE, rng, 1e-3, 0), w)]
+                           + [coloured_noise(RATE, rng, 1e-3, 0)])
+    whole = [(s, a) for s, a in speech_segments(iter([audio]))]
+    assert len(whole) == 3
+    for size in (160, 1000, 4801):
+        segmenter, pieces, opened = SpeechSegmenter(), [], 0
+        for at in range(0, len(audio), size):
+            pieces += segmenter.push(audio[at: at + size])
+            open_now = segmenter.open_segment()
+            if open_now is not None:
+                opened += 1
+                start, samples = open_now
+                assert np.array_equal(samples, audio[start: start + len(samples)])
+        pieces += segmenter.finish()
+        assert [s for s, _ in pieces] == [s for s, _ in whole] and opened > 0
+        assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(pieces, whole))
+        assert segmenter.buffered < 1.0 * RATE  # only the audio a segment could still need is held
 
 
 def test_segmenting_a_long_file_needs_no_more_memory_than_a_short_one(tmp_path):

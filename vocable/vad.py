@@ -255,7 +255,10 @@ class SpeechSegmenter:
         self.min_silence = int(options.min_silence * SAMPLE_RATE)
         self.min_speech_frames = max(1, int(options.min_speech * SAMPLE_RATE / self.vad.frame_samples))
         self.max_len = int(options.max_segment * SAMPLE_RATE)
-        self.buffer, self.buffer_start = np.zeros(0, np.float32), 0  # audio from sample buffer_start on
+        # The audio from sample buffer_start on, as the pushed blocks: joined only when a segment is cut,
+        # so a push costs its own length, not the open segment's.
+        self.blocks: list[np.ndarray] = []
+        self.buffer_start, self.buffered = 0, 0
         self.position = 0  # samples classified so far
         self.segment: _Open | None = None
         self.last_end = 0  # sample where the previous segment ended
@@ -266,12 +269,13 @@ class SpeechSegmenter:
         segment = self.segment
         if segment is None or segment.speech_frames < self.min_speech_frames:
             return None
-        end = min(segment.last_speech + self.pad, self.buffer_start + len(self.buffer))
+        end = min(segment.last_speech + self.pad, self.buffer_start + self.buffered)
         return segment.start, self._cut(segment.start, end)
 
     def push(self, block: np.ndarray) -> list[tuple[int, np.ndarray]]:
         options, closed = self.options, []
-        self.buffer = np.concatenate([self.buffer, block])
+        self.blocks.append(np.array(block, np.float32))  # a copy: the caller may reuse its array
+        self.buffered += len(block)
         for p in self.vad(block).tolist():
             frame_start, self.position = self.position, self.position + self.vad.frame_samples
             segment = self.segment
@@ -297,9 +301,7 @@ class SpeechSegmenter:
                 segment.probs = [x for x in segment.probs if x[0] > end]
                 segment.start, segment.last_speech = end, max(segment.last_speech, end)
         keep_from = self.segment.start if self.segment is not None else self.position - self.pad
-        if keep_from > self.buffer_start:  # drop audio no segment can need any more
-            self.buffer = self.buffer[keep_from - self.buffer_start:]
-            self.buffer_start = keep_from
+        self._drop_before(keep_from)
         return closed
 
     def finish(self) -> list[tuple[int, np.ndarray]]:
@@ -308,4 +310,17 @@ class SpeechSegmenter:
         return [segment] if segment is not None else []
 
     def _cut(self, start: int, end: int) -> np.ndarray:
-        return self.buffer[max(start - self.buffer_start, 0): end - self.buffer_start].copy()
+        joined = np.concatenate(self.blocks) if len(self.blocks) > 1 else (self.blocks or [np.zeros(0, np.float32)])[0]
+        self.blocks = [joined]  # joined once: later cuts of the same audio reuse it
+        return joined[max(start - self.buffer_start, 0): end - self.buffer_start].copy()
+
+    def _drop_before(self, sample: int) -> None:
+        """Forget the audio before `sample`: no segment can need it any more."""
+        while self.blocks and self.buffer_start + len(self.blocks[0]) <= sample:
+            gone = self.blocks.pop(0)
+            self.buffer_start += len(gone)
+            self.buffered -= len(gone)
+        if self.blocks and sample > self.buffer_start:
+            self.blocks[0] = self.blocks[0][sample - self.buffer_start:]
+            self.buffered -= sample - self.buffer_start
+            self.buffer_start = sample
