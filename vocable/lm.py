@@ -680,7 +680,7 @@ def read_sentences(paths: Iterable[str | os.PathLike], normalize, exclude: Itera
 
     Lines containing an excluded sentence of ≥ MIN_EXCLUDED_RUN words as a run of whole words are
     dropped, and lines equal to a shorter one, so no evaluation sentence leaks into the LM.
-    A line "ID<TAB>TEXT" (a Kaldi `text` file) contributes its TEXT.
+    A line "ID<TAB>TEXT" (a Kaldi `text` file; ID one token with a digit in it) contributes its TEXT.
     """
     exact: set[tuple[str, ...]] = set()
     runs: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
@@ -694,10 +694,19 @@ def read_sentences(paths: Iterable[str | os.PathLike], normalize, exclude: Itera
     for path in paths:
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
-                words = normalize(line.split("\t", 1)[-1]).split()
+                words = normalize(_line_text(line)).split()
                 if words and tuple(words) not in exact and not _contains_run(words, runs):
                     sentences.append(words)
     return sentences
+
+
+def _line_text(line: str) -> str:
+    """A corpus line's text: TEXT of "ID<TAB>TEXT" when ID looks like an utterance id (one token with a digit
+    in it, as Kaldi's are); any other tab is a space, so "Hello there<TAB>said she" loses no words."""
+    head, tab, rest = line.partition("\t")
+    if tab and head and not any(c.isspace() for c in head) and any(c.isdigit() for c in head):
+        return rest
+    return line.replace("\t", " ")
 
 
 def _contains_run(words: list[str], runs: dict[tuple[str, ...], list[tuple[str, ...]]]) -> bool:
