@@ -206,6 +206,16 @@ def test_array_inputs_of_every_kind():
     loaded = load_audio(unsigned)
     assert abs(float(loaded.mean())) < 0.01 and np.abs(loaded - tone).max() < 0.01
     assert np.array_equal(load_audio(list(tone)), tone)
+    # integer channels are scaled before they are mixed: a mixed int16 pair is no float file's samples
+    quiet = np.round(tone * 500).astype(np.int16)  # -36 dB: not to be normalised up to full scale
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for layout in (np.stack([quiet, quiet], 1), np.stack([quiet, quiet]), np.stack([unsigned, unsigned], 1)):
+            mono = layout[:, 0] if layout.shape[0] > layout.shape[1] else layout[0]
+            assert np.array_equal(load_audio(layout), load_audio(mono)), layout.dtype
+    with pytest.warns(AudioWarning, match="read as 16-bit"):
+        wide = load_audio(np.stack([quiet, quiet], 1).astype(np.int64))
+    assert np.allclose(wide, load_audio(quiet))
     with pytest.raises(AudioError, match="audio is empty"):
         load_audio(np.zeros((0, 2), np.float32))
     for junk in (None, 5, np.array(["a", "b"])):

@@ -304,7 +304,9 @@ def test_stream_arrays_are_read_as_files_arrays_are(digits_model):
     chunks = {"uint8": [as_uint8[i: i + 1600] for i in range(0, len(audio), 1600)],
               "(channels, samples)": [channels_first[:, i: i + 1600] for i in range(0, len(audio), 1600)],
               "(samples, channels)": [channels_first.T[i: i + 1600] for i in range(0, len(audio), 1600)],
-              "list": [audio[i: i + 1600].tolist() for i in range(0, len(audio), 1600)]}
+              "list": [audio[i: i + 1600].tolist() for i in range(0, len(audio), 1600)],
+              "int16 (samples, channels)": [np.round(channels_first.T[i: i + 1600] * 32767).astype(np.int16)
+                                            for i in range(0, len(audio), 1600)]}
     # 8-bit quantisation noise changes a digit here: the same words as the file reader's reading of it
     from_8_bit = [e.text for e in run_stream(Streamer(digits_model, options=options), load_audio(as_uint8), 1600)
                   if e.type == "final"]

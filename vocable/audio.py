@@ -360,10 +360,17 @@ def array_samples(array: np.ndarray, label: str) -> np.ndarray:
     → mono float32 in [-1, 1]. Raises AudioError for other shapes and non-numeric arrays."""
     if array.size == 0:
         return np.zeros(0, np.float32)  # load_audio says it is empty
-    if array.ndim == 2:  # (samples, channels) as soundfile returns, or (channels, samples): fewer channels
-        array = array.mean(axis=1) if array.shape[1] <= array.shape[0] else array.mean(axis=0)
-    if array.ndim != 1:
+    if array.ndim not in (1, 2):
         raise AudioError(f"{label}: expected a 1-D or 2-D audio array, got shape {array.shape}")
+    samples = _unit_scale(array, label)  # before the channels are mixed: their mean is no longer an integer
+    if samples.ndim == 2:  # (samples, channels) as soundfile returns, or (channels, samples): fewer channels
+        samples = samples.mean(axis=1) if samples.shape[1] <= samples.shape[0] else samples.mean(axis=0)
+    return samples.astype(np.float32)
+
+
+def _unit_scale(array: np.ndarray, label: str) -> np.ndarray:
+    """Samples as floats at full scale 1.0, same shape: integers divided by their type's full scale
+    (unsigned ones centred first), floats as they are."""
     if np.issubdtype(array.dtype, np.unsignedinteger):  # silence is mid-scale (128 for 8-bit WAV's samples)
         middle = (float(np.iinfo(array.dtype).max) + 1) / 2
         array = (array.astype(np.float64) - middle) / middle
@@ -379,7 +386,7 @@ def array_samples(array: np.ndarray, label: str) -> np.ndarray:
         array = array.astype(np.float32) / full_scale
     elif not np.issubdtype(array.dtype, np.floating):
         raise AudioError(f"{label}: expected numeric samples, got an array of {array.dtype}")
-    return array.astype(np.float32)
+    return array
 
 
 def _short(error: Exception) -> str:
