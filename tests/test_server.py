@@ -192,6 +192,11 @@ def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(client, base
     for temperature in ("nan", "-5", "hot"):
         reply = httpx.post(url, files={"file": ("a.flac", data)}, data={"temperature": temperature}, headers=auth)
         assert reply.status_code == 400 and reply.json()["error"]["param"] == "temperature", temperature
+    for stream, code in (("maybe", "invalid_value"), ("true", "unsupported_value")):
+        reply = httpx.post(url, files={"file": ("a.flac", data)}, data={"stream": stream}, headers=auth)
+        assert reply.status_code == 400 and reply.json()["error"]["code"] == code, stream
+    reply = httpx.post(url, files=[("file", ("a.flac", data)), ("file", ("b.flac", data))], headers=auth)
+    assert reply.status_code == 400 and "one file per request, got 2" in reply.json()["error"]["message"]
     reply = httpx.post(url, files={"file": ("piped.flac", flac_of_unknown_length())}, headers=auth)
     assert reply.status_code == 400 and reply.json()["error"]["code"] == "invalid_file_format"
     assert "piped.flac: the header does not say how long" in reply.json()["error"]["message"]
@@ -329,6 +334,14 @@ def test_websocket_limits_and_errors(base_url, digits):
             events.append(json.loads(ws.recv(timeout=10)))
     finals = [e["text"] for e in events if e["type"] == "final"]
     assert finals == words[:1] and events[-1]["reason"] == "idle_timeout"
+    for mistake, reason in (("not json", "invalid_request"), (json.dumps({"type": "start"}), "start_again")):
+        with websockets_sync.connect(stream_url(base_url)) as ws:  # a client's mistake mid-utterance: the same
+            ws.send((audio[:int((spans[0][1] + 0.1) * SAMPLE_RATE)] * 32767).astype("<i2").tobytes())
+            ws.send(mistake)
+            events = [json.loads(ws.recv(timeout=10))]
+            while events[-1]["type"] != "error":
+                events.append(json.loads(ws.recv(timeout=10)))
+        assert [e["text"] for e in events if e["type"] == "final"] == words[:1] and events[-1]["reason"] == reason
     with websockets_sync.connect(stream_url(base_url)) as ws:
         ws.send(b"\x00" * (MAX_WS_MESSAGE + 2))  # over the limit, under uvicorn's frame limit: a JSON error
         event = json.loads(ws.recv(timeout=10))

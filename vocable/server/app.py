@@ -55,7 +55,6 @@ GRANULARITIES = ("word", "segment")
 MAX_WS_MESSAGE = 1 * MB  # largest WebSocket message accepted (~32 s of 16 kHz int16)
 WS_FRAME_LIMIT = 4 * MAX_WS_MESSAGE  # larger frames are cut off by uvicorn (close 1009), smaller get a JSON error
 MAX_BACKLOG = 64 * MB  # audio a stream has received and not yet decoded (~35 min of 16 kHz int16); past it, TCP waits
-ENDS_WITH_AUDIO = ("idle_timeout", "audio_too_long")  # stream errors after which the utterance under way is final
 LANGUAGES = {"en": "english", "english": "english"}  # what an English model (English normaliser) accepts
 LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}|[A-Za-z]{4,20}")  # "es", "pt-BR" or "spanish"
 
@@ -204,6 +203,9 @@ def create_app(options: ServerOptions | None = None) -> FastAPI:
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
                 raise ApiError(400, "file: a multipart file field named 'file' is required", "missing_file", "file")
+            if len(form.getlist("file")) > 1:  # transcribing one and dropping the rest would lose them unsaid
+                raise ApiError(400, f"file: one file per request, got {len(form.getlist('file'))}", "invalid_value",
+                               "file")
             data = await upload.read()
             query = _TranscriptionRequest.from_form(form)
         finally:
@@ -265,7 +267,11 @@ class _TranscriptionRequest:
             raise ApiError(400, "timestamp_granularities[]: needs response_format=verbose_json",
                            "invalid_value", "timestamp_granularities")
         language = str(form.get("language") or "").strip().lower() or None  # checked against the model
-        if str(form.get("stream") or "false").lower() == "true":
+        stream = str(form.get("stream") or "false").lower()
+        if stream not in ("false", "true"):
+            raise ApiError(400, f"stream: expected true or false, got {form.get('stream')!r}", "invalid_value",
+                           "stream")
+        if stream == "true":
             raise ApiError(400, "stream: streaming uploads are not supported; use the WebSocket "
                                 "/v1/audio/stream for live results", "unsupported_value", "stream")
         temperature = form.get("temperature")  # accepted for compatibility (greedy/beam decoding has none)
@@ -563,8 +569,8 @@ async def _serve_stream(app: FastAPI, websocket: WebSocket, messages, backlog: l
                                "audio_too_long")
     except ApiError as e:
         try:
-            if streamer is not None and e.code in ENDS_WITH_AUDIO:  # the audio so far was fine: its last final
-                for event in await _in_thread(app, streamer.flush):
+            if streamer is not None:  # the audio before the error was fine: the utterance under way is final
+                for event in await _final_events(app, streamer):
                     await send(event.to_dict())
             await send(_error_event(e))
             await bounded(websocket.close(code=1008))
@@ -572,6 +578,14 @@ async def _serve_stream(app: FastAPI, websocket: WebSocket, messages, backlog: l
             return
     except (WebSocketDisconnect, TimeoutError):  # gone, or not reading what it is sent
         return
+
+
+async def _final_events(app: FastAPI, streamer: Streamer) -> list:
+    """The streamer's last final(s), or none when flushing fails too (the error is sent either way)."""
+    try:
+        return await _in_thread(app, streamer.flush)
+    except ApiError:
+        return []
 
 
 def _error_event(error: ApiError) -> dict:
