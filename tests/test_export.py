@@ -162,7 +162,8 @@ def test_export_refuses_a_graph_that_does_not_match(tmp_path, monkeypatch, capsy
     assert not out.exists() and not list(tmp_path.glob("bad.onnx*"))
     code = main(["export", str(path), "-o", str(out), "--audio", *map(str, FIXTURE_AUDIO[:3])])
     assert code == 2 and not out.exists()
-    assert "vocable: error:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "vocable: error:" in err and "3 utterances of your audio" in err and "--check DATASET" in err
 
 
 def test_cli_export_with_check_prints_wer_and_speed_of_both(tmp_path, capsys):

@@ -100,6 +100,34 @@ def test_resume_after_kill_continues_from_last_checkpoint(tmp_path):
     assert steps == list(range(1, 61))
 
 
+def test_ctrl_c_says_how_to_continue(tmp_path):
+    config_path = write_config(tmp_path, epochs=1000, max_steps=10_000, every=5)
+    proc = subprocess.Popen([sys.executable, "-m", "vocable.cli", "train", str(config_path), "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while not (tmp_path / "out" / "last.ckpt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-2:] == [
+        f"vocable: the last checkpoint is in {tmp_path / 'out'}: the same command with --resume continues from it",
+        "vocable: interrupted"]
+
+
+def test_resume_refuses_a_changed_tokenizer(tmp_path):
+    """The weights' shapes need not change with [tokenizer] (a char vocabulary and a BPE can be the same
+    size): a resumed run checks the settings the run's tokenizer was made from."""
+    config_path = write_config(tmp_path, epochs=1, max_steps=3, every=1)
+    train(load_config(config_path), show_progress=False)
+    changed = load_config(config_path, {"tokenizer.kind": "bpe", "tokenizer.vocab_size": 20})
+    with pytest.raises(ConfigError, match=r"--resume: \[tokenizer\] kind 'char' → 'bpe'; vocab_size None → 20"):
+        train(changed, resume=True, show_progress=False)
+    char_size = load_config(config_path, {"tokenizer.vocab_size": 20})  # not a char tokenizer's setting
+    train(char_size, resume=True, show_progress=False)
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo DDP test runs on Linux")
 def test_a_new_run_starts_its_log_afresh_and_says_what_it_dropped(tmp_path, capsys):
     """A run killed before its first checkpoint leaves metrics.csv behind: the next run does not append to it.
@@ -127,7 +155,14 @@ def test_a_new_run_starts_its_log_afresh_and_says_what_it_dropped(tmp_path, caps
     config_path.write_text(config_path.read_text().replace("dev = []", f'dev = ["{dev}"]')
                            .replace('"out"', '"out2"').replace("allow_overlap = false", "allow_overlap = true"))
     train(load_config(config_path), show_progress=False)
-    assert "dev: 1; skipped: {'unreadable': 1}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "dev: 1; skipped: {'unreadable': 1}" in printed
+    assert f"warning: dev utterances left out: unreadable: {tmp_path / 'gone.wav'} (no such file)" in printed
+    # all training audio gone: refused, each file named
+    manifest.write_text('{"audio": "gone.wav", "text": "one", "speaker": "x"}\n')
+    config_path.write_text(config_path.read_text().replace('"out2"', '"out3"'))
+    with pytest.raises(DataError, match=r"no usable training utterances \(left out: unreadable: .*gone.wav \(no such file\)\)"):
+        train(load_config(config_path), show_progress=False)
 
 
 def test_ddp_two_processes_under_torchrun(tmp_path):

@@ -375,7 +375,13 @@ def cmd_train(args) -> int:
     from .train import train
     overrides = parse_overrides(args.set) | ({"data.allow_overlap": True} if args.allow_overlap else {})
     config = load_config(args.config, overrides)
-    train(config, resume=args.resume, show_progress=not args.no_progress)
+    try:
+        train(config, resume=args.resume, show_progress=not args.no_progress)
+    except KeyboardInterrupt:
+        if os.path.exists(os.path.join(config.run.out_dir, "last.ckpt")):  # said before run_script's "interrupted"
+            print(f"vocable: the last checkpoint is in {config.run.out_dir}: the same command with --resume "
+                  f"continues from it", file=sys.stderr)
+        raise
     return 0
 
 

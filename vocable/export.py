@@ -113,8 +113,11 @@ def export_model(model: str | os.PathLike, out: str | os.PathLike, options: Expo
         comparison = compare(loaded, load_onnx(graph, threads=1), audio)
         problems = comparison.failures(options)
         if problems:
+            on = "your audio" if options.audio else "espeak-ng English sentences"
             raise ExportError(f"{out}: not written: the exported model does not match {loaded.path} on "
-                              f"{comparison.utterances} utterances: {'; '.join(problems)}")
+                              f"{comparison.utterances} utterances of {on}: {'; '.join(problems)}; "
+                              f"same text on {comparison.same_text:.0%} of them (compare on speech of the "
+                              f"model's own domain with --check DATASET; --tolerance sets the posterior limit)")
         out.parent.mkdir(parents=True, exist_ok=True)  # only for a model that is written
         staged = out.with_name(out.name + ".tmp")
         try:

@@ -27,7 +27,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from .config import AugmentConfig, TokenizerConfig, TrainConfig
-from .data.loader import SpeechDataset, bucket_batches, collate, feature_stats, fill_durations, usable
+from .data.loader import (SpeechDataset, bucket_batches, collate, feature_stats, fill_durations, skipped_counts,
+                          skipped_examples, usable)
 from .data.importers import spoken_symbols
 from .data.leaks import check_no_leak
 from .data.manifest import Utterance, read_dataset
@@ -93,10 +94,14 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     train_utts, skipped = usable(train_utts, tokenizer, config.data.max_duration)
     dev_utts, dev_skipped = usable(dev_utts, tokenizer, config.data.max_duration)
     if not train_utts:
-        raise DataError(f"no usable training utterances (skipped: {skipped})")
+        raise DataError("no usable training utterances ("
+                        + (f"left out: {skipped_examples(skipped)})" if skipped else "the manifests list none)"))
     hours = sum(u.duration for u in train_utts) / 3600
-    log(f"train: {len(train_utts)} utterances, {hours:.2f} h; skipped: {skipped or 'none'}; "
-        f"dev: {len(dev_utts)}; skipped: {dev_skipped or 'none'}")
+    log(f"train: {len(train_utts)} utterances, {hours:.2f} h; skipped: {skipped_counts(skipped)}; "
+        f"dev: {len(dev_utts)}; skipped: {skipped_counts(dev_skipped)}")
+    for name, left_out in (("train", skipped), ("dev", dev_skipped)):
+        if left_out:
+            log(f"warning: {name} utterances left out: {skipped_examples(left_out)}")
 
     augment = build_augmenter(config, train_utts)
     dataset = SpeechDataset(train_utts, tokenizer, config.features, augment, config.run.seed)
@@ -445,8 +450,11 @@ def read_all(paths: list[str]) -> list[Utterance]:
 
 def fixed_tokenizer(out: Path, train_utts: list[Utterance], config: TrainConfig, start, resume: bool,
                     is_main: bool) -> Tokenizer:
-    """Train the tokenizer once (rank 0) and store it, so resumed and DDP runs share the same one."""
+    """Train the tokenizer once (rank 0) and store it with the [tokenizer] settings it was made from, so
+    resumed and DDP runs share the same one, and a resumed run whose settings changed is refused (the
+    weights' shapes need not change with them: a char vocabulary and a 20-piece BPE can be the same size)."""
     path = out / "tokenizer.json"
+    settings = tokenizer_settings(config.tokenizer)
     if not (resume and path.exists()):
         if is_main:
             if start is not None and not config.run.new_head:  # continuing a model: keep its output units
@@ -454,10 +462,24 @@ def fixed_tokenizer(out: Path, train_utts: list[Utterance], config: TrainConfig,
             else:
                 tokenizer = train_tokenizer([u.text for u in train_utts], config.tokenizer.kind,
                                             config.tokenizer.vocab_size, config.tokenizer.normalizer)
-            path.write_text(json.dumps(tokenizer.to_dict()))
+            path.write_text(json.dumps({**tokenizer.to_dict(), "settings": settings}))
         if dist.is_initialized():
             dist.barrier()
-    return tokenizer_from_dict(json.loads(path.read_text()))
+    stored = json.loads(path.read_text())
+    before = stored.pop("settings", settings)  # a run from before settings were stored: not checked
+    changed = [f"{key} {before.get(key)!r} → {value!r}" for key, value in settings.items() if before.get(key) != value]
+    if changed:
+        raise ConfigError(f"--resume: [tokenizer] {'; '.join(changed)}: {out} was trained with the former; "
+                          f"train into another out_dir to start afresh")
+    return tokenizer_from_dict(stored)
+
+
+def tokenizer_settings(config: TokenizerConfig) -> dict:
+    """The [tokenizer] keys that decide the tokenizer (vocab_size only for BPE)."""
+    settings = asdict(config)
+    if config.kind != "bpe":
+        settings.pop("vocab_size")
+    return settings
 
 
 def warn_if_not_english(utterances: list[Utterance], log) -> None:

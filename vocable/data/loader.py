@@ -39,21 +39,40 @@ def fill_durations(utterances: list[Utterance], show_progress: bool = True) -> l
     return bad
 
 
-def usable(utterances: list[Utterance], tokenizer: Tokenizer, max_duration: float) -> tuple[list[Utterance], dict]:
-    """Keep utterances a CTC model can learn from; count the others by reason."""
-    kept, skipped = [], {"unreadable": 0, "too long": 0, "empty text": 0, "too short for its text": 0}
+def usable(utterances: list[Utterance], tokenizer: Tokenizer, max_duration: float
+           ) -> tuple[list[Utterance], dict[str, list[Utterance]]]:
+    """Keep utterances a CTC model can learn from; the others by reason (only reasons that occur)."""
+    kept, skipped = [], {"unreadable": [], "too long": [], "empty text": [], "too short for its text": []}
     for u in utterances:
         if u.duration <= 0:
-            skipped["unreadable"] += 1
+            skipped["unreadable"].append(u)
         elif u.duration > max_duration:
-            skipped["too long"] += 1
+            skipped["too long"].append(u)
         elif not tokenizer.encode(u.text):
-            skipped["empty text"] += 1
+            skipped["empty text"].append(u)
         elif ctc_frames(u.duration) < len(tokenizer.encode(u.text)):
-            skipped["too short for its text"] += 1
+            skipped["too short for its text"].append(u)
         else:
             kept.append(u)
     return kept, {k: v for k, v in skipped.items() if v}
+
+
+SKIPPED_EXAMPLES = 3  # utterances named per reason when some are left out
+
+
+def skipped_counts(skipped: dict[str, list[Utterance]]) -> dict[str, int] | str:
+    return {reason: len(utts) for reason, utts in skipped.items()} or "none"
+
+
+def skipped_examples(skipped: dict[str, list[Utterance]]) -> str:
+    """The utterances left out, a few per reason, named so they can be found: "unreadable: a.wav (gone)"."""
+    def name(u: Utterance, reason: str) -> str:
+        if reason != "unreadable":
+            return f"{u.id} ({u.duration:.2f} s)" if reason.startswith("too") else u.id
+        return f"{u.audio} ({'no such file' if not os.path.exists(u.audio) else 'not readable audio'})"
+    return "; ".join(f"{reason}: " + ", ".join(name(u, reason) for u in utts[:SKIPPED_EXAMPLES])
+                     + (f" and {len(utts) - SKIPPED_EXAMPLES} more" if len(utts) > SKIPPED_EXAMPLES else "")
+                     for reason, utts in skipped.items())
 
 
 def ctc_frames(duration: float) -> int:
