@@ -59,8 +59,12 @@ def test_real_fixture():
 def test_bad_input_names_the_file(tmp_path, content):
     path = tmp_path / "bad.wav"
     path.write_bytes(content)
-    with pytest.raises(AudioError, match="bad.wav"):
+    with pytest.raises(AudioError, match="bad.wav") as info:
         load_audio(path)
+    if not content:  # said as the server says it, not as libsndfile's "Format not recognised."
+        assert str(info.value) == f"{path}: the file is empty (0 bytes)"
+        with pytest.raises(AudioError, match=r"^up.wav: the file is empty \(0 bytes\)$"):
+            load_audio(content, name="up.wav")
 
 
 def test_missing_and_empty_and_truncated(tmp_path):

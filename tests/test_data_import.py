@@ -156,6 +156,8 @@ def test_folder_of_audio_and_txt(tmp_path, speech, capsys):
     err = capsys.readouterr().err
     assert err.startswith("vocable: error:") and "characters outside the alphabet" in err and len(err.splitlines()) == 1
     assert "alice-a: ß" in err and "--normalizer basic" in err
+    assert main(["data", "import", "folder", str(folder / "alice" / "a.txt"), "-o", str(tmp_path / "g.jsonl")]) == 2
+    assert capsys.readouterr().err.strip().endswith("a.txt: a file, not a folder of recordings")
 
 
 def test_import_says_when_the_english_normaliser_folds_or_drops_another_languages_letters(tmp_path, speech, capsys):

@@ -177,6 +177,9 @@ def test_cli_export_with_check_prints_wer_and_speed_of_both(tmp_path, capsys):
     assert set(rows) >= {"m.vocable", "m.onnx"}
     assert all(r[0].endswith("%") and float(r[1]) > 0 for r in rows.values())  # WER and a measured RTF
     assert main(["export", str(path), "-o", str(tmp_path / "m.bin")]) == 2  # must be .onnx
+    capsys.readouterr()
+    assert main(["export", str(out), "-o", str(tmp_path / "again.onnx")]) == 2  # an export is no model file
+    assert "an ONNX export, which transcribes but is not a vocable model file" in capsys.readouterr().err
     if shutil.which("espeak-ng"):  # checked on espeak-ng's speech: its pipe's WAV header read as "cut short"
         capsys.readouterr()
         assert main(["export", str(path), "-o", str(tmp_path / "plain.onnx")]) == 0

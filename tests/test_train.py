@@ -126,6 +126,8 @@ def test_resume_refuses_a_changed_tokenizer(tmp_path):
         train(changed, resume=True, show_progress=False)
     char_size = load_config(config_path, {"tokenizer.vocab_size": 20})  # not a char tokenizer's setting
     train(char_size, resume=True, show_progress=False)
+    with pytest.raises(ConfigError, match=r"^\[run\] out_dir: /proc/vocable-out: no such file or directory$"):
+        train(load_config(config_path, {"run.out_dir": "/proc/vocable-out"}), show_progress=False)  # even as root
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo DDP test runs on Linux")

@@ -348,7 +348,17 @@ def _unreadable(file, label: str, error: Exception) -> AudioError:
     problem = file_problem(file, "audio file") if isinstance(file, (str, os.PathLike)) else ""
     if problem:
         return AudioError(f"{label}: {problem}")
+    if _byte_size(file) == 0:  # libsndfile's "Format not recognised." says less
+        return AudioError(f"{label}: the file is empty (0 bytes)")
     return UnreadableAudio(f"{label}: not a readable audio file ({_short(error)})")
+
+
+def _byte_size(file) -> int | None:
+    """The size of a path or an in-memory file (None when it cannot be told)."""
+    try:
+        return os.path.getsize(file) if isinstance(file, (str, os.PathLike)) else len(file.getbuffer())
+    except (OSError, AttributeError):
+        return None
 
 
 def _too_long(label: str, seconds: float, limit: float = MAX_DURATION) -> AudioError:

@@ -60,6 +60,9 @@ def read_model_blob(path: Path) -> dict:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
+        if path.suffix.lower() == ".onnx":
+            raise ModelError(f"{path}: an ONNX export, which transcribes but is not a vocable model file: "
+                             f"give the .vocable it was exported from") from None
         raise ModelError(f"{path}: not a readable vocable model file ({type(e).__name__})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ModelError(f"{path}: not a vocable model file")

@@ -53,7 +53,10 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         torch.set_num_threads(config.run.threads)
     torch.manual_seed(config.run.seed)
     out = Path(config.run.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"[run] out_dir: {out}: {(e.strerror or str(e)).lower()}") from None
     log = (lambda *a: print(*a, flush=True)) if is_main else (lambda *a: None)
     # This machine's precision; config.optim.precision stays as asked, so the saved config (and a
     # resume on a machine with native bf16) keeps bf16.
@@ -408,7 +411,7 @@ def decoding_meta(start, log) -> dict:
     kept = {key: start.meta[key] for key in DECODING_META if start is not None and key in start.meta}
     if kept:
         log(f"decoding settings kept from [run] init_from: {', '.join(sorted(kept))} (tuned for the start model; "
-            f"re-tune with recipes/en_default/tune_lm.py for the best figures)")
+            f"re-tune with recipes/en_default/tune_lm.py of vocable's source for the best figures)")
     return kept
 
 

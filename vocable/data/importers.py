@@ -185,7 +185,7 @@ def read_folder(folder: str | os.PathLike, report: ImportReport) -> list[Utteran
     sub-folder's name is the speaker (alice/day1/x.wav: "alice"; the nested ones are sessions)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"{folder}: no such folder")
+        raise DataError(f"{folder}: {'a file, not a folder of recordings' if folder.exists() else 'no such folder'}")
     utterances, paired = [], set()
     for audio in sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES):
         transcript = audio.with_suffix(".txt")
