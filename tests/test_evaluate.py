@@ -265,6 +265,10 @@ def test_compare_with_three_speakers_claims_nothing():
     c = compare_results(a, b, StatsOptions(resamples=500))
     assert c["wer_diff"] < 0 and c["p_value"] == pytest.approx(0.25) and not c["significant"]
     assert not c["verdict"].startswith("B is better")
+    one = [r for r in a if r["speaker"] == "all-0"], [r for r in b if r["speaker"] == "all-0"]
+    c = compare_results(*one, StatsOptions(resamples=500))  # one speaker: utterances are the unit, and it says so
+    assert c["unit"] == "utterance" and c["verdict"].endswith("(on one speaker's utterances: it may not hold for "
+                                                              "other speakers)")
 
 
 def test_scoring_uses_the_models_normaliser_not_always_english(tmp_path):

@@ -1,6 +1,7 @@
 """Training end to end on real speech: learn, save, reload, transcribe; resume after a kill; DDP."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -116,7 +117,7 @@ def test_ctrl_c_says_how_to_continue(tmp_path):
         "vocable: interrupted"]
 
 
-def test_resume_refuses_a_changed_tokenizer(tmp_path):
+def test_resume_refuses_a_changed_tokenizer(tmp_path, capsys):
     """The weights' shapes need not change with [tokenizer] (a char vocabulary and a BPE can be the same
     size): a resumed run checks the settings the run's tokenizer was made from."""
     config_path = write_config(tmp_path, epochs=1, max_steps=3, every=1)
@@ -128,6 +129,11 @@ def test_resume_refuses_a_changed_tokenizer(tmp_path):
     train(char_size, resume=True, show_progress=False)
     with pytest.raises(ConfigError, match=r"^\[run\] out_dir: /proc/vocable-out: no such file or directory$"):
         train(load_config(config_path, {"run.out_dir": "/proc/vocable-out"}), show_progress=False)  # even as root
+    capsys.readouterr()
+    train(load_config(config_path, {"tokenizer.kind": "bpe", "tokenizer.vocab_size": 5000, "run.out_dir": str(tmp_path / "bpe"),
+                                    "optim.max_steps": 1}), show_progress=False)
+    assert re.search(r"warning: \[tokenizer\] vocab_size = 5000: this text gives only \d+ word pieces",
+                     capsys.readouterr().out)
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo DDP test runs on Linux")

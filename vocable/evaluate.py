@@ -656,7 +656,8 @@ def compare_results(rows_a: list[dict], rows_b: list[dict], options: StatsOption
             "wer_diff": _round(diff), "wer_diff_ci": _round([low, high]), "p_value": round(float(p), 4),
             "significant": bool((low > 0 or high < 0) and p < options.alpha),
             "b_better_utterances": int(np.sum(per_utt < 0)), "b_worse_utterances": int(np.sum(per_utt > 0)),
-            "verdict": verdict}
+            "verdict": verdict + (" (on one speaker's utterances: it may not hold for other speakers)"
+                                  if unit == "utterance" else "")}
 
 
 # ---------------------------------------------------------------- noise and reverberation sweeps

@@ -465,6 +465,9 @@ def fixed_tokenizer(out: Path, train_utts: list[Utterance], config: TrainConfig,
             else:
                 tokenizer = train_tokenizer([u.text for u in train_utts], config.tokenizer.kind,
                                             config.tokenizer.vocab_size, config.tokenizer.normalizer)
+                if config.tokenizer.kind == "bpe" and tokenizer.vocab_size - 1 < config.tokenizer.vocab_size:
+                    print(f"warning: [tokenizer] vocab_size = {config.tokenizer.vocab_size}: this text gives only "
+                          f"{tokenizer.vocab_size - 1} word pieces; training with those", flush=True)
             path.write_text(json.dumps({**tokenizer.to_dict(), "settings": settings}))
         if dist.is_initialized():
             dist.barrier()
