@@ -197,6 +197,17 @@ def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(client, base
         assert reply.status_code == 400 and reply.json()["error"]["code"] == code, stream
     reply = httpx.post(url, files=[("file", ("a.flac", data)), ("file", ("b.flac", data))], headers=auth)
     assert reply.status_code == 400 and "one file per request, got 2" in reply.json()["error"]["message"]
+    from vocable.audio import load_audio
+    cut = wav_bytes(load_audio(io.BytesIO(data).read()))  # 16 kHz WAV of the digit, then its end cut off
+    cut = cut[: len(cut) * 2 // 3]
+    for response_format in ("json", "verbose_json", "text"):  # a warning reaches the client, not only the log
+        reply = httpx.post(url, files={"file": ("cut.wav", cut)}, data={"response_format": response_format},
+                           headers=auth)
+        assert reply.status_code == 200 and "cut.wav: the file is cut short" in reply.headers["vocable-warning"], response_format
+        if response_format != "text":
+            assert reply.json()["warnings"] == [reply.headers["vocable-warning"]]
+    reply = httpx.post(url, files={"file": ("a.flac", data)}, headers=auth)
+    assert "vocable-warning" not in reply.headers and "warnings" not in reply.json()
     reply = httpx.post(url, files={"file": ("piped.flac", flac_of_unknown_length())}, headers=auth)
     assert reply.status_code == 400 and reply.json()["error"]["code"] == "invalid_file_format"
     assert "piped.flac: the header does not say how long" in reply.json()["error"]["message"]

@@ -1,5 +1,8 @@
 """Errors that vocable reports to users as one line (the CLI prints them and exits with code 2)."""
 
+import contextlib
+import contextvars
+
 
 class VocableError(Exception):
     """Base class: a problem with the user's input, not a bug in vocable."""
@@ -50,12 +53,31 @@ class AudioWarning(VocableWarning):
     """Audio that can be read but not all of it (a file cut short): transcribed, and the user told."""
 
 
+_COLLECTED: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("vocable_warnings", default=None)
+
+
+@contextlib.contextmanager
+def collected_warnings():
+    """The messages vocable warns with inside this block, in this thread or task only (warned as well):
+    how a server thread hands them to its client. warnings.catch_warnings would do it process-wide,
+    mixing the warnings of requests served at the same time."""
+    notes: list[str] = []
+    token = _COLLECTED.set(notes)
+    try:
+        yield notes
+    finally:
+        _COLLECTED.reset(token)
+
+
 def warn(message: str, category: type[Warning] = VocableWarning) -> None:
     """warnings.warn pointing at the first caller outside vocable (the user's line), however deep the
     call came from, so a warnings filter or a traceback of it shows the user's code."""
     import os
     import sys
     import warnings
+    notes = _COLLECTED.get()
+    if notes is not None:
+        notes.append(message)
     package, level, frame = os.path.dirname(os.path.abspath(__file__)), 2, sys._getframe(1)
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
         frame, level = frame.f_back, level + 1

@@ -42,7 +42,7 @@ from starlette.websockets import WebSocketDisconnect
 from .. import __version__
 from ..audio import SAMPLE_RATE, UNKNOWN_LENGTH, load_audio
 from ..decoding import MAX_PROMPT_CHARS, DecodingOptions
-from ..errors import ConfigError, ModelError, VocableError
+from ..errors import ConfigError, ModelError, VocableError, collected_warnings
 from ..formats import format_result
 from ..stream import FORMATS as STREAM_FORMATS
 from ..stream import Streamer, StreamOptions
@@ -215,10 +215,10 @@ def create_app(options: ServerOptions | None = None) -> FastAPI:
         name = app.state.models.resolve(query.model)
         recognizer = await anyio.to_thread.run_sync(app.state.models.get, name, limiter=app.state.limiter)
         language = _language(recognizer, query.language)
-        result = await anyio.to_thread.run_sync(_transcribe, recognizer, data, upload.filename or "upload",
-                                                options.max_audio_seconds, _decoding(app, name), query.prompt,
-                                                limiter=app.state.limiter)
-        return _format(result, query, language)
+        result, notes = await anyio.to_thread.run_sync(_transcribe, recognizer, data, upload.filename or "upload",
+                                                       options.max_audio_seconds, _decoding(app, name), query.prompt,
+                                                       limiter=app.state.limiter)
+        return _with_warnings(_format(result, query, language, notes), notes)
 
     @app.get("/v1/audio/stream", include_in_schema=False)
     async def stream_over_http():
@@ -357,7 +357,22 @@ def with_prompt(decoding: DecodingOptions | None, prompt: str | None) -> Decodin
 
 def _transcribe(recognizer, data: bytes, filename: str, max_seconds: float, decoding: DecodingOptions | None,
                 prompt: str | None = None):
-    """Decode the uploaded bytes (never touching disk) and transcribe them. Runs in a worker thread."""
+    """Decode the uploaded bytes (never touching disk) and transcribe them; the Result and the warnings
+    given on the way (a file cut short, samples beyond full scale). Runs in a worker thread."""
+    with collected_warnings() as notes:
+        return _transcribed(recognizer, data, filename, max_seconds, decoding, prompt), notes
+
+
+def _with_warnings(response: Response, notes: list[str]) -> Response:
+    """The warnings a client should see, for every format, in the Vocable-Warning header (latin-1, as
+    headers must be); JSON bodies carry them too (_format)."""
+    if notes:
+        response.headers["Vocable-Warning"] = "; ".join(notes).encode("latin-1", "replace").decode("latin-1")
+    return response
+
+
+def _transcribed(recognizer, data: bytes, filename: str, max_seconds: float, decoding: DecodingOptions | None,
+                 prompt: str | None):
     duration = _declared_duration(data)
     if duration is not None and duration > max_seconds:
         raise _too_long(filename, duration, max_seconds)
@@ -433,7 +448,10 @@ def _language(recognizer, requested: str | None) -> str:
     return requested or str(meta.get("language") or "unknown")
 
 
-def _format(result, query: _TranscriptionRequest, language: str) -> Response:
+def _format(result, query: _TranscriptionRequest, language: str, notes: list[str]) -> Response:
+    """The response in the requested format; JSON ones with a "warnings" list when there were any (a key
+    OpenAI's clients ignore)."""
+    warned = {"warnings": notes} if notes else {}
     if query.response_format == "text":
         return PlainTextResponse(result.text + "\n")
     if query.response_format == "srt":
@@ -441,7 +459,7 @@ def _format(result, query: _TranscriptionRequest, language: str) -> Response:
     if query.response_format == "vtt":
         return PlainTextResponse(format_result(result, "vtt"), media_type="text/vtt")
     if query.response_format == "json":
-        return JSONResponse({"text": result.text})
+        return JSONResponse({"text": result.text, **warned})
     granularities = query.granularities or ["segment"]
     body = {"task": "transcribe", "language": language, "duration": round(result.duration, 3),
             "text": result.text}
@@ -450,7 +468,7 @@ def _format(result, query: _TranscriptionRequest, language: str) -> Response:
     if "word" in granularities:
         body["words"] = [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)}
                          for w in result.words]
-    return JSONResponse(body)
+    return JSONResponse(body | warned)
 
 
 def _verbose_segment(index: int, segment) -> dict:
