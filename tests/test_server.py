@@ -329,6 +329,7 @@ def test_websocket_limits_and_errors(base_url, digits):
         assert event["type"] == "error" and event["message"].startswith("sample_rate: expected a whole number")
     for start, field in [({"sample_rate": float("inf")}, "sample_rate"), ({"sample_rate": True}, "sample_rate"),
                          ({"sample_rate": 8000.5}, "sample_rate"), ({"sample_rate": "\u00b2"}, "sample_rate"),
+                         ({"sample_rate": 0}, "sample_rate: expected a whole number of Hz from"),
                          ({"model": ["x"]}, "model")]:
         with websockets_sync.connect(stream_url(base_url)) as ws:
             ws.send(json.dumps({"type": "start", **start}))  # json writes inf as Infinity, as JavaScript can't

@@ -40,7 +40,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.websockets import WebSocketDisconnect
 
 from .. import __version__
-from ..audio import SAMPLE_RATE, UNKNOWN_LENGTH, load_audio
+from ..audio import MAX_RATE, MIN_RATE, SAMPLE_RATE, UNKNOWN_LENGTH, load_audio
 from ..decoding import MAX_PROMPT_CHARS, DecodingOptions
 from ..errors import ConfigError, ModelError, VocableError, collected_warnings
 from ..formats import format_result
@@ -638,9 +638,9 @@ def _stream_settings(config: dict) -> tuple[int, str, str | None]:
     rate = config.get("sample_rate", SAMPLE_RATE)  # an int from JSON, a string from the query
     if isinstance(rate, float) and rate.is_integer():
         rate = int(rate)
-    if isinstance(rate, bool) or not (str(rate).isascii() and str(rate).isdigit()):  # not true (1 Hz), 8000.5,
-        # Infinity, "fast" or "²" (a digit to str.isdigit, not to int)
-        raise ApiError(400, f"sample_rate: expected a whole number of Hz, got {rate!r}")
+    if (isinstance(rate, bool) or not (str(rate).isascii() and str(rate).isdigit())  # not true (1 Hz), 8000.5,
+            or not MIN_RATE <= int(rate) <= MAX_RATE):  # Infinity, "fast" or "²" (a digit to isdigit, not to int)
+        raise ApiError(400, f"sample_rate: expected a whole number of Hz from {MIN_RATE} to {MAX_RATE}, got {rate!r}")
     fmt = str(config.get("format", "s16le"))
     if fmt not in STREAM_FORMATS:
         raise ApiError(415, f"format: expected one of {', '.join(STREAM_FORMATS)}, got {fmt!r}", "unsupported_format")
