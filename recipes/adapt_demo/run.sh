@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The measurement in docs/adapting.md: en-default on 42 sentences of a made-up domain ("open the
 # kellermann valve on the zorbex unit"), before and after each of the four levers.
-#   recipes/adapt_demo/run.sh       (needs espeak-ng and flite; ~10 minutes on 2 CPU cores)
+#   recipes/adapt_demo/run.sh       (needs espeak-ng and flite; 6-10 minutes on 2 CPU cores)
 # Eight synthetic voices read the sentences: four to train on, one as dev, three held out to score.
 # The held-out voices also read sentences no voice trained on (new-domain.txt, new-general.txt).
 # Stages skip themselves when their output exists.
