@@ -109,15 +109,17 @@ def test_ctrl_c_says_how_to_continue(tmp_path):
     deadline = time.time() + 120
     while not (tmp_path / "out" / "last.ckpt").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
+    time.sleep(1.0)  # well inside the training loop
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err[-3000:]
     assert err.strip().splitlines()[-2:] == [
         f"vocable: the last checkpoint is in {tmp_path / 'out'}: the same command with --resume continues from it",
         "vocable: interrupted"]
 
 
-def test_resume_refuses_a_changed_tokenizer(tmp_path, capsys):
+def test_resume_refuses_a_changed_tokenizer(tmp_path):
     """The weights' shapes need not change with [tokenizer] (a char vocabulary and a BPE can be the same
     size): a resumed run checks the settings the run's tokenizer was made from."""
     config_path = write_config(tmp_path, epochs=1, max_steps=3, every=1)
@@ -127,11 +129,14 @@ def test_resume_refuses_a_changed_tokenizer(tmp_path, capsys):
         train(changed, resume=True, show_progress=False)
     char_size = load_config(config_path, {"tokenizer.vocab_size": 20})  # not a char tokenizer's setting
     train(char_size, resume=True, show_progress=False)
+
+
+def test_an_out_dir_that_cannot_be_made_and_a_bpe_size_the_text_cannot_fill_are_said(tmp_path, capsys):
+    config_path = write_config(tmp_path, epochs=1, max_steps=1)
     with pytest.raises(ConfigError, match=r"^\[run\] out_dir: /proc/vocable-out: no such file or directory$"):
         train(load_config(config_path, {"run.out_dir": "/proc/vocable-out"}), show_progress=False)  # even as root
-    capsys.readouterr()
-    train(load_config(config_path, {"tokenizer.kind": "bpe", "tokenizer.vocab_size": 5000, "run.out_dir": str(tmp_path / "bpe"),
-                                    "optim.max_steps": 1}), show_progress=False)
+    bpe = {"tokenizer.kind": "bpe", "tokenizer.vocab_size": 5000}
+    train(load_config(config_path, bpe), show_progress=False)
     assert re.search(r"warning: \[tokenizer\] vocab_size = 5000: this text gives only \d+ word pieces",
                      capsys.readouterr().out)
 
