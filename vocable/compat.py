@@ -42,8 +42,8 @@ from .vad import SpeechSegmenter
 TIMESTEP = 0.02  # seconds per DeepSpeech / Coqui STT output step: their TokenMetadata.timestep counts these
 FOREIGN_MODELS = (".pb", ".pbmm", ".tflite")  # DeepSpeech / Coqui STT acoustic models
 FOREIGN_SCORER = ".scorer"  # their LM package (KenLM binary + vocabulary trie)
-PUSH_SAMPLES = 1600  # a long stream's audio goes to the segmenter 100 ms or more at a time: each push copies the
-#                      open segment, so pushing every 1-sample piece of a long utterance cost more than real time
+PUSH_SAMPLES = 1600  # a long stream's audio goes to the segmenter 100 ms or more at a time: each push runs the
+#                      detector and holds a block, so pushing every 1-sample piece cost more than real time
 
 
 @dataclass
@@ -211,7 +211,7 @@ class Stream:
             if self._fed <= LONG_AUDIO_SECONDS * SAMPLE_RATE:
                 return
             self._segmenter = SpeechSegmenter()  # long: decoded segment by segment from here on
-        if sum(len(c) for c in self._chunks) >= PUSH_SAMPLES:
+        if self._fed - self._segmenter.pushed >= PUSH_SAMPLES:
             self._push()
 
     def _push(self) -> None:

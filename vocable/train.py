@@ -86,7 +86,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 
     # Data: read, fix the tokenizer (its text alone decides it), refuse leaks, drop what CTC cannot learn.
     train_utts, dev_utts = read_all(config.data.train), read_all(config.data.dev)
-    tokenizer = fixed_tokenizer(out, train_utts, config, start, resume, is_main)
+    tokenizer = fixed_tokenizer(out, train_utts, config, start, resume, is_main, log)
     if tokenizer.normalizer == "english":
         warn_if_not_english(train_utts, log)
     if tokenizer.normalizer != "none":
@@ -452,7 +452,7 @@ def read_all(paths: list[str]) -> list[Utterance]:
 
 
 def fixed_tokenizer(out: Path, train_utts: list[Utterance], config: TrainConfig, start, resume: bool,
-                    is_main: bool) -> Tokenizer:
+                    is_main: bool, log) -> Tokenizer:
     """Train the tokenizer once (rank 0) and store it with the [tokenizer] settings it was made from, so
     resumed and DDP runs share the same one, and a resumed run whose settings changed is refused (the
     weights' shapes need not change with them: a char vocabulary and a 20-piece BPE can be the same size)."""
@@ -466,8 +466,8 @@ def fixed_tokenizer(out: Path, train_utts: list[Utterance], config: TrainConfig,
                 tokenizer = train_tokenizer([u.text for u in train_utts], config.tokenizer.kind,
                                             config.tokenizer.vocab_size, config.tokenizer.normalizer)
                 if config.tokenizer.kind == "bpe" and tokenizer.vocab_size - 1 < config.tokenizer.vocab_size:
-                    print(f"warning: [tokenizer] vocab_size = {config.tokenizer.vocab_size}: this text gives only "
-                          f"{tokenizer.vocab_size - 1} word pieces; training with those", flush=True)
+                    log(f"warning: [tokenizer] vocab_size = {config.tokenizer.vocab_size}: this text gives only "
+                        f"{tokenizer.vocab_size - 1} word pieces; training with those")
             path.write_text(json.dumps({**tokenizer.to_dict(), "settings": settings}))
         if dist.is_initialized():
             dist.barrier()

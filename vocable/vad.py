@@ -269,8 +269,13 @@ class SpeechSegmenter:
         segment = self.segment
         if segment is None or segment.speech_frames < self.min_speech_frames:
             return None
-        end = min(segment.last_speech + self.pad, self.buffer_start + self.buffered)
+        end = min(segment.last_speech + self.pad, self.pushed)
         return segment.start, self._cut(segment.start, end)
+
+    @property
+    def pushed(self) -> int:
+        """Samples pushed so far (the end of the audio held)."""
+        return self.buffer_start + self.buffered
 
     def push(self, block: np.ndarray) -> list[tuple[int, np.ndarray]]:
         options, closed = self.options, []

@@ -68,17 +68,6 @@ class RescoringDecoder(nn.Module):
         return self.out(self.norm(x))
 
 
-def encode(model, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The Conformer's frames before its output layer: (B, T, F) features → (B, T/4, d), lengths (B,)."""
-    from vocable.models.common import attention_mask, padding_mask
-    x, out_lengths = model.subsample(model.norm(feats), lengths)
-    mask = attention_mask(out_lengths, x.shape[1], model.attention_chunk, model.left_chunks)
-    pad = padding_mask(out_lengths, x.shape[1])
-    for block in model.blocks:
-        x = block(x, mask, pad)
-    return x, out_lengths
-
-
 def teacher_forced(token_lists: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Token lists → decoder input (<s> + tokens), target (tokens + </s>), padding mask; all (B, L + 1)."""
     width = max(len(t) for t in token_lists) + 1
@@ -135,7 +124,7 @@ def cmd_cache(args) -> None:
                     s = config.spec_augment
                     feats = spec_augment(feats, lengths, s.freq_masks, s.freq_width, s.time_masks,
                                          s.time_width_frac, generator)
-                x, out_lengths = encode(model, feats, lengths)
+                x, out_lengths, _ = model.encode(feats, lengths)
                 for row, i in enumerate(indices):
                     frames[i] = x[row, : int(out_lengths[row])].to(torch.float16).clone()
         out["views"][view] = frames
@@ -269,7 +258,7 @@ def cmd_rescore(args) -> None:
         audio = load_audio(utt.audio)
         grids = recognizer.log_probs_on_grids([audio], shifts)[0]
         feats = compute_features(torch.from_numpy(audio), recognizer.features)
-        frames = encode(model, feats, torch.tensor([feats.shape[1]]))[0][0]
+        frames = model.encode(feats, torch.tensor([feats.shape[1]]))[0][0]
         finals = [search_decoder.search.search(lp)[: max(KS)] for lp in grids]
         scored = [penalise_blank(g, penalty) for g in grids]
         text_score, ctc_fit = {}, {}

@@ -82,6 +82,12 @@ class Conformer(nn.Module):
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor, intermediate: bool = False):
         """feats (B, T, F), lengths (B,) → logits (B, T/4, vocab), out_lengths (B,), and with `intermediate`
         also the self-conditioning prediction's logits (B, T/4, vocab) (None without self-conditioning)."""
+        x, out_lengths, inter_logits = self.encode(feats, lengths)
+        return (self.head(x), out_lengths, inter_logits) if intermediate else (self.head(x), out_lengths)
+
+    def encode(self, feats: torch.Tensor, lengths: torch.Tensor):
+        """The frames before the output layer: feats (B, T, F), lengths (B,) → (B, T/4, d_model), out_lengths
+        (B,), and the self-conditioning prediction's logits (B, T/4, vocab) or None."""
         x, out_lengths = self.subsample(self.norm(feats), lengths)
         mask = attention_mask(out_lengths, x.shape[1], self.attention_chunk, self.left_chunks)
         pad = padding_mask(out_lengths, x.shape[1])
@@ -91,7 +97,7 @@ class Conformer(nn.Module):
             if number == self.self_condition:
                 inter_logits = self.head(x)  # the output layer is shared, as in the paper
                 x = x + self.condition(inter_logits.softmax(dim=-1))
-        return (self.head(x), out_lengths, inter_logits) if intermediate else (self.head(x), out_lengths)
+        return x, out_lengths, inter_logits
 
 
 def deepened(model: Conformer) -> Conformer:
