@@ -150,9 +150,8 @@ class Streamer:
         self.engine_kind = self._pick_engine()
         self._resampler = _make_resampler(self.sample_rate)
         self._leftover = b""  # an incomplete sample from the last bytes chunk
-        self._vad = make_vad(self.options)
+        self._vad, self._lead = make_frame_detector(self.options)  # _lead: seconds its decisions lag the speech
         self._pending = np.zeros(0, np.float32)  # < VAD_FRAME samples not yet classified
-        self._lead = getattr(self._vad, "lead", 0.0)  # seconds its decisions lag the speech they are about
         self._pre_roll = collections.deque(maxlen=max(1, round((self.options.pre_roll + self._lead) * SAMPLE_RATE
                                                                / VAD_FRAME)))
         self.samples = 0  # 16 kHz samples classified so far: the stream clock
@@ -445,17 +444,19 @@ class WindowDecoder:
 # -- voice activity --------------------------------------------------------------------------
 
 
-def make_vad(options: StreamOptions):
-    """A callable: 30 ms float frame at 16 kHz → True when it holds speech."""
+def make_frame_detector(options: StreamOptions):
+    """(detector, lead): detector is a callable, 30 ms float frame at 16 kHz → True when it holds speech;
+    lead is how many seconds its decisions come after the speech they are about."""
     if options.vad == "none":
-        return lambda frame: True  # everything is speech; only max_utterance and flush() cut
+        return (lambda frame: True), 0.0  # everything is speech; only max_utterance and flush() cut
 
     def webrtc():
         frames = FrameVad("webrtc", options.vad_aggressiveness)
         return lambda frame: bool(frames(frame)[0])  # one VAD_FRAME in, one decision out
 
-    return first_detector(options.vad, {"silero": SileroFrames, "webrtc": webrtc,
-                                        "energy": lambda: EnergyVad(options.energy_threshold_db)})
+    detector = first_detector(options.vad, {"silero": SileroFrames, "webrtc": webrtc,
+                                            "energy": lambda: EnergyVad(options.energy_threshold_db)})
+    return detector, (SileroFrames.lead if isinstance(detector, SileroFrames) else 0.0)
 
 
 class SileroFrames:
