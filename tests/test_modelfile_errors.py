@@ -90,7 +90,7 @@ def poison(value, count=1):
     (setter("meta", "stream", [0.0]), "meta.stream: expected a table"),
     (setter("meta", "stream", {"onset": 0.5, "onset_window": 0.3}), "stream onset: expected more than 0 and at most"),
     (setter("meta", "stream", {"vad_aggressiveness": 7}), "stream vad_aggressiveness: expected 0, 1, 2 or 3"),
-    (setter("meta", "stream", {"speech_margin": 0.5, "pre_roll": 0.4}), "stream speech_margin: expected 0..pre_roll"),
+    (setter("meta", "stream", {"speech_margin": 6.0}), "stream speech_margin: expected 0..5 s"),
     (setter("meta", "stream", {"partial_every": float("nan")}), "stream partial_every"),
     (setter("meta", "stream", {"energy_threshold_db": float("-inf")}), "stream energy_threshold_db"),
 ])

@@ -188,7 +188,7 @@ def test_streaming_model_streams_on_the_runtime_without_torch(tmp_path):
             "decoder = IncrementalDecoder(r)\n"
             "for i in range(0, len(audio), 1600):  # 100 ms chunks\n"
             "    decoder.push(audio[i: i + 1600]); decoder.log_probs()\n"
-            "streamed, offline = decoder.log_probs(final=True), r.log_probs(audio)\n"
+            "streamed, offline = decoder.log_probs(), r.log_probs(audio)\n"
             "print(len(streamed), len(offline), float(np.abs(streamed - offline[: len(streamed)]).max()))\n")
     done = run_without_torch(code, str(out), str(FIXTURE_AUDIO[0]))
     assert done.returncode == 0, done.stderr

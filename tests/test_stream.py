@@ -107,7 +107,7 @@ def test_incremental_decoder_equals_offline_forward(rnn_type):
             decoder.log_probs()
             # Only a partial frame of samples and the convolution's context of features are held back.
             assert len(decoder.samples) < 400 + step and len(decoder.feats) < 7 + step // 160
-        streamed = decoder.log_probs(final=True)
+        streamed = decoder.log_probs()
         assert streamed.shape == offline.shape
         np.testing.assert_allclose(streamed, offline, atol=1e-4)
 
@@ -130,8 +130,8 @@ def test_exported_onnx_model_streams_without_torch_modules(tmp_path):
     for i in range(0, len(audio), 2560):
         decoder.push(audio[i: i + 2560])
         decoder.log_probs()
-    np.testing.assert_allclose(decoder.log_probs(final=True), recognizer.log_probs(audio), atol=1e-4)
-    np.testing.assert_allclose(decoder.log_probs(final=True), source.log_probs(audio), atol=1e-3)
+    np.testing.assert_allclose(decoder.log_probs(), recognizer.log_probs(audio), atol=1e-4)
+    np.testing.assert_allclose(decoder.log_probs(), source.log_probs(audio), atol=1e-3)
 
 
 def test_window_engine_finds_each_digit_with_partials(digits_model):
@@ -231,6 +231,21 @@ def test_silence_and_quiet_noise_produce_nothing(digits_model):
             assert run_stream(streamer, hiss, 1600) == [], (vad, dbfs)
 
 
+@pytest.mark.parametrize("margin", [0.0, 0.1, 0.5])
+def test_an_utterance_starts_speech_margin_before_its_first_speech_whatever_the_margin(digits_model, margin):
+    """The audio kept before an onset reaches speech_margin before the first speech frame of the onset window
+    (a pre-roll shorter than onset_window + speech_margin once cut the start of the speech: 110 ms at 0)."""
+    rng = np.random.default_rng(1)
+    hush = (rng.standard_normal(SAMPLE_RATE) * 1e-4).astype(np.float32)  # 1 s near-silence, then 1 s of noise
+    audio = np.concatenate([hush, (rng.standard_normal(SAMPLE_RATE) * 0.1).astype(np.float32), hush, hush])
+    streamer = Streamer(digits_model, options=StreamOptions(vad="energy", speech_margin=margin))
+    for i in range(0, int(1.5 * SAMPLE_RATE), 1600):
+        streamer.accept(audio[i: i + 1600])
+    assert streamer._utterance is not None, "no utterance started"
+    # (Events carry word times, not the utterance's: its start is where its audio begins.)
+    assert abs(streamer._utterance.start - (1.0 - margin)) <= 0.035, streamer._utterance.start  # a VAD frame
+
+
 def test_state_stays_bounded_on_endless_speech(digits_model):
     """Speech with no pause (VAD off) is cut every max_utterance seconds; memory does not grow with time."""
     clip = np.concatenate([load_audio(FSDD_FIXTURES / f"{d}_jackson_0.flac") for d in range(10)])
@@ -243,7 +258,8 @@ def test_state_stays_bounded_on_endless_speech(digits_model):
         peak = max(peak, streamer.state_bytes())
     finals = [e for e in events if e.type == "final"]
     assert len(finals) >= 4  # 16 s cut at 3 s
-    bound = (options.max_utterance + options.pre_roll) * SAMPLE_RATE * 4 * 1.5  # the window's audio, float32
+    held_before = options.onset_window + options.speech_margin  # the audio kept before an onset
+    bound = (options.max_utterance + held_before) * SAMPLE_RATE * 4 * 1.5  # the window's audio, float32
     assert peak < bound
     assert all(e.end - e.start <= options.max_utterance + 0.1 for e in finals)
 

@@ -23,8 +23,9 @@ A partial decodes the whole utterance so far, so it is due only after `partial_e
 audio and after twice what the last one took: partials use at most half of real time, whatever the
 chunk size and utterance length.
 
-Per-stream state is bounded: under one VAD frame and one feature window of samples, the pre-roll, the
-RNN state and the utterance's log-probabilities (incremental), or the utterance's audio (window).
+Per-stream state is bounded: under one VAD frame and one feature window of samples, the audio kept before an
+onset, and the utterance's audio (both engines: the final's word edges come from the signal) with, for the
+incremental engine, the RNN state and the utterance's log-probabilities. An utterance is at most max_utterance.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ INT16_SCALE = 32768.0  # int16 → float in [-1, 1)
 # StreamOptions' numbers: (lowest, highest, unit)
 STREAM_RANGES = {"endpoint_silence": (0.03, 10.0, "s"), "max_utterance": (1.0, 120.0, "s"),
                  "energy_threshold_db": (0.0, 60.0, "dB"), "onset_window": (0.03, 2.0, "s"),
-                 "pre_roll": (0.0, 5.0, "s"), "speech_margin": (0.0, 5.0, "s"), "partial_every": (0.01, 60.0, "s")}
+                 "speech_margin": (0.0, 5.0, "s"), "partial_every": (0.01, 60.0, "s")}
 
 
 @dataclass
@@ -64,7 +65,6 @@ class StreamOptions:
     energy_threshold_db: float = 12.0  # energy VAD: speech is this far above the tracked noise floor
     onset: float = 0.15  # seconds of speech within `onset_window` that start an utterance
     onset_window: float = 0.3  # seconds
-    pre_roll: float = 0.4  # seconds of audio kept before an onset (> onset_window + speech_margin)
     speech_margin: float = 0.1  # seconds kept before the first and after the last speech frame of an utterance
     endpoint_silence: float = 0.6  # seconds of non-speech that end an utterance
     max_utterance: float = 20.0  # seconds: an utterance this long is finalised (bounds memory and work)
@@ -86,9 +86,6 @@ class StreamOptions:
         if not 0.0 < self.onset <= self.onset_window:
             raise ConfigError(f"stream onset: expected more than 0 and at most onset_window "
                               f"({self.onset_window} s), got {self.onset}")
-        if not self.speech_margin <= self.pre_roll:
-            raise ConfigError(f"stream speech_margin: expected 0..pre_roll ({self.pre_roll} s), "
-                              f"got {self.speech_margin}")
 
 
 def default_options(recognizer, **overrides) -> StreamOptions:
@@ -152,11 +149,14 @@ class Streamer:
         self._leftover = b""  # an incomplete sample from the last bytes chunk
         self._vad, self._lead = make_frame_detector(self.options)  # _lead: seconds its decisions lag the speech
         self._pending = np.zeros(0, np.float32)  # < VAD_FRAME samples not yet classified
-        self._pre_roll = collections.deque(maxlen=max(1, round((self.options.pre_roll + self._lead) * SAMPLE_RATE
-                                                               / VAD_FRAME)))
+        # Before an onset, keep what it can reach back to: the onset window's frames, and speech_margin (plus
+        # the detector's lead) before the first speech frame in it.
+        self._margin_frames = round((self.options.speech_margin + self._lead) * SAMPLE_RATE / VAD_FRAME)
+        window_frames = max(1, round(self.options.onset_window * SAMPLE_RATE / VAD_FRAME))
+        self._pre_roll = collections.deque(maxlen=window_frames + self._margin_frames)
         self.samples = 0  # 16 kHz samples classified so far: the stream clock
         self.received = 0  # 16 kHz samples given to accept() (the clock pads the last to a whole VAD frame)
-        self._recent = collections.deque(maxlen=max(1, round(self.options.onset_window * SAMPLE_RATE / VAD_FRAME)))
+        self._recent = collections.deque(maxlen=window_frames)
         self._utterance: _Utterance | None = None
 
     @property
@@ -239,7 +239,6 @@ class Streamer:
         onset_frames = max(1, round(options.onset * SAMPLE_RATE / VAD_FRAME))
         endpoint_frames = max(1, round(options.endpoint_silence * SAMPLE_RATE / VAD_FRAME))
         max_frames = int(options.max_utterance * SAMPLE_RATE / VAD_FRAME)
-        margin_frames = round((options.speech_margin + self._lead) * SAMPLE_RATE / VAD_FRAME)
         for i in range(0, whole, VAD_FRAME):
             frame = data[i: i + VAD_FRAME]
             speech = self._vad(frame)
@@ -251,7 +250,7 @@ class Streamer:
                     # Start speech_margin before the first speech frame: models trained on clips cut to the
                     # word read a long lead-in of silence badly.
                     first_speech = len(self._pre_roll) - len(self._recent) + list(self._recent).index(True)
-                    kept = list(self._pre_roll)[max(0, first_speech - margin_frames):]
+                    kept = list(self._pre_roll)[max(0, first_speech - self._margin_frames):]
                     start = self.samples - VAD_FRAME * len(kept)
                     self._utterance = _Utterance(self, start / SAMPLE_RATE)
                     self._utterance.push(np.concatenate(kept), speech=True)
@@ -321,7 +320,7 @@ class _Utterance:
             return self.recognizer.decode_audio(self.recognizer.decoder(self.decoding), [audio], [self.start])[0][0]
         # one frame grid, however many the decoding asks for: partials are many, and the incremental engine's
         # model state has seen the audio once
-        hyp = self.recognizer.decode(self.engine.log_probs(final), offset=self.start, options=self.decoding)
+        hyp = self.recognizer.decode(self.engine.log_probs(), offset=self.start, options=self.decoding)
         if final:  # word edges from the signal, as offline (CTC spikes put a word's end at its start)
             hyp.words = refine_word_times(hyp.words, self.engine.audio(), self.start)
         else:
@@ -367,7 +366,7 @@ class IncrementalDecoder:
             self.heard = [np.concatenate(self.heard)]
         return self.heard[0] if self.heard else np.zeros(0, np.float32)
 
-    def log_probs(self, final: bool = False) -> np.ndarray:
+    def log_probs(self) -> np.ndarray:
         """(frames, vocab) log-probs of everything pushed so far (up to the last whole output frame)."""
         self._advance()
         if not self.outputs:
@@ -433,8 +432,8 @@ class WindowDecoder:
             self.chunks = [np.concatenate(self.chunks)]
         return self.chunks[0]
 
-    def log_probs(self, final: bool = False) -> np.ndarray:
-        """Log-probs of the audio so far (`final`: as IncrementalDecoder's, for the same call)."""
+    def log_probs(self) -> np.ndarray:
+        """Log-probs of the audio so far, whole."""
         return self.recognizer.log_probs(self.audio())
 
     def nbytes(self) -> int:
