@@ -63,6 +63,18 @@ def test_batches_stay_within_shards_and_ranks_split_shards(shards):
     assert shard_groups(read_dataset(FSDD_FIXTURES)) is None
 
 
+@pytest.mark.parametrize("world_size", [1, 2])
+@pytest.mark.parametrize("sharded", [False, True])
+def test_sortagrad_orders_every_ranks_batches_shortest_first(world_size, sharded):
+    rng = np.random.default_rng(3)
+    durations = list(rng.uniform(0.5, 6.0, 200))
+    groups = [i // 25 for i in range(200)] if sharded else None  # 8 feature shards
+    for rank in range(world_size):
+        batches = bucket_batches(durations, 12.0, 1, 0, rank, world_size, groups, shortest_first=True)
+        longest = [max(durations[i] for i in b) for b in batches]
+        assert len(batches) > 5 and longest == sorted(longest), (rank, sharded)
+
+
 def test_training_reads_shards(shards, tmp_path):
     config_path = tmp_path / "tiny.toml"
     config_path.write_text(TINY.format(train=shards[0], dev="", overlap="false", epochs=1, max_steps=3, every=50,

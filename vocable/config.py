@@ -22,7 +22,7 @@ from .models import ModelConfig
 class DataConfig:
     train: list[str] = field(default_factory=list)  # manifests, Kaldi folders or shard folders
     dev: list[str] = field(default_factory=list)
-    max_batch_seconds: float = 200.0  # audio seconds per batch (before padding)
+    max_batch_seconds: float = 200.0  # audio seconds per batch, padded (longest × count)
     max_duration: float = 30.0  # seconds: longer training utterances are skipped (and counted)
     num_workers: int = 0  # DataLoader worker processes
     allow_overlap: bool = False  # allow dev speakers/audio that also occur in train

@@ -142,6 +142,13 @@ def bucket_batches(durations: list[float], max_seconds: float, seed: int, epoch:
     2016): CTC leaves its all-blank plateau sooner when the first steps see short utterances.
     """
     rng = random.Random(seed * 1000 + epoch)
+
+    def ordered(batches: list[list[int]]) -> list[list[int]]:
+        if shortest_first:
+            return sorted(batches, key=lambda b: max(durations[i] for i in b))
+        rng.shuffle(batches)
+        return batches
+
     members: dict = {}
     for i, group in enumerate(groups if groups is not None else [0] * len(durations)):
         members.setdefault(group, []).append(i)
@@ -151,13 +158,8 @@ def bucket_batches(durations: list[float], max_seconds: float, seed: int, epoch:
     if world_size > 1 and len(per_group) >= world_size:
         mine = [b for k, group in enumerate(per_group) if k % world_size == rank for b in group]
         fewest = min(sum(len(g) for g in per_group[r::world_size]) for r in range(world_size))
-        rng.shuffle(mine)
-        return mine[:fewest]
-    batches = [b for group in per_group for b in group]
-    if shortest_first:
-        batches.sort(key=lambda b: max(durations[i] for i in b))
-    else:
-        rng.shuffle(batches)
+        return ordered(mine)[:fewest]
+    batches = ordered([b for group in per_group for b in group])
     per_rank = len(batches) // world_size if world_size > 1 else len(batches)
     return batches[rank * per_rank:(rank + 1) * per_rank] if world_size > 1 else batches
 
