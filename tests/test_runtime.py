@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import vocable
 from vocable import features, features_np
 from vocable.audio import load_audio
 from vocable.cli import main
@@ -142,6 +143,9 @@ def test_padded_batch_equals_one_at_a_time(exported):
     for alone, batched in zip([recognizer.log_probs(a) for a in clips], recognizer.log_probs_batch(clips)):
         assert alone.shape == batched.shape
         np.testing.assert_allclose(alone, batched, atol=1e-4)
+    torch_model = vocable.load("fsdd-digits")
+    for engine in (recognizer, torch_model):  # an empty batch is an empty answer, not a numpy error
+        assert engine.log_probs_batch([]) == [] and engine.decode_audio(engine.decoder(), []) == []
 
 
 def test_threads_reach_onnxruntime_and_numpys_blas(exported):

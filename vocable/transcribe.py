@@ -104,7 +104,7 @@ class Recognizer:
 
     def log_probs_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
         """Many (samples,) arrays → their (frames, vocab) log-probabilities, run as one padded batch."""
-        return self.engine.log_probs_batch(audios)
+        return self.engine.log_probs_batch(audios) if len(audios) else []
 
     def log_probs_on_grids(self, audios: list[np.ndarray], shifts: int) -> list[list[np.ndarray]]:
         """Each array's log-probs on `shifts` frame grids: unshifted first, then moved by 1/shifts of a
