@@ -192,6 +192,23 @@ def test_compare_gives_a_margin_for_a_real_improvement_and_none_for_a_tie():
         compare_results(a, [{**r, "ref": "nine"} for r in b])
 
 
+def test_intervals_are_labelled_with_the_level_they_were_computed_at(tmp_path):
+    from vocable.evaluate import format_comparison, format_summary
+    from vocable.report import render_html
+    rows = simulate(np.random.default_rng(2), {"f": 0.2, "m": 0.3}, speakers=4, utterances=3)
+    for confidence, label in [(0.5, "50%"), (0.95, "95%")]:
+        result = {**analyse(rows, ["gender"], StatsOptions(confidence=confidence, resamples=200, permutations=0)),
+                  "utterances": len(rows), "failed": 0, "audio_hours": 0.1, "rtf": 0.01,
+                  "conditions": [], "dataset_sha256": "0" * 64, "vocable_version": "0", "rows": rows,
+                  "options": {"resamples": 200, "alpha": 0.05}}
+        assert f"({label} CI" in format_summary(result)
+        page = render_html(result, {}, [], {})
+        assert f"{label} interval" in page and ("95%" in page) == (label == "95%")
+        c = compare_results(rows, [dict(r) for r in rows], StatsOptions(confidence=confidence, resamples=200,
+                                                                        permutations=0))
+        assert f"({label} CI" in format_comparison(c)
+
+
 def test_compare_on_the_command_line(tmp_path, capsys):
     a, b = paired_systems(np.random.default_rng(8), 0.15)
     (tmp_path / "a.json").write_text(json.dumps({"rows": a}))  # the shape `evaluate --json` prints

@@ -142,8 +142,8 @@ def test_report_names_its_data_and_replaces_an_earlier_one(evaluated, manifest, 
     result, folder, _ = evaluated
     assert result["dataset"] == str(manifest)
     sources = []
-    monkeypatch.setattr(report, "plot_groups", lambda r, path, source: sources.append(source) or path.name)
-    monkeypatch.setattr(report, "plot_conditions", lambda c, path, source: sources.append(source) or path.name)
+    monkeypatch.setattr(report, "plot_groups", lambda r, path, source, level: sources.append(source) or path.name)
+    monkeypatch.setattr(report, "plot_conditions", lambda c, path, source, level: sources.append(source) or path.name)
     again = shutil.copytree(folder, tmp_path / "again")
     (again / "clips" / "0099-other-data.wav").write_bytes(b"RIFF")  # an earlier report's clip and plot
     (again / "by-gender.png").write_bytes(b"png")

@@ -532,7 +532,7 @@ def analyse(rows: list[dict], by: list[str] = (), options: StatsOptions | None =
     if not sum(r["words"] for r in scored):
         raise DataError("no scored utterance has reference words: the word error rate is undefined")
     check_group_fields(by, scored)
-    return {"overall": overall_interval(scored, options),
+    return {"overall": overall_interval(scored, options), "confidence": options.confidence,
             "groups": {f: group_report(scored, f, options) for f in by if f != LENGTH_FIELD},  # length: always below
             "length": group_report(scored, LENGTH_FIELD, options),
             "errors": error_analysis(scored, normalizer=normalizer)}
@@ -654,7 +654,7 @@ def compare_results(rows_a: list[dict], rows_b: list[dict], options: StatsOption
             "only_in_a": len(a) - len(common), "only_in_b": len(b) - len(common),
             "wer_a": _round(ea.sum() / total), "wer_b": _round(eb.sum() / total),
             "wer_diff": _round(diff), "wer_diff_ci": _round([low, high]), "p_value": round(float(p), 4),
-            "significant": bool((low > 0 or high < 0) and p < options.alpha),
+            "significant": bool((low > 0 or high < 0) and p < options.alpha), "confidence": options.confidence,
             "b_better_utterances": int(np.sum(per_utt < 0)), "b_worse_utterances": int(np.sum(per_utt > 0)),
             "verdict": verdict + (" (on one speaker's utterances: it may not hold for other speakers)"
                                   if unit == "utterance" else "")}
@@ -750,13 +750,18 @@ def run_evaluation(recognizer, utterances: list[Utterance], by: list[str] = (), 
     return result
 
 
+def interval_level(result: dict) -> str:
+    """The level of a run_evaluation or compare_results result's intervals as text: "95%" for 0.95."""
+    return f"{result.get('confidence', StatsOptions.confidence):.0%}"
+
+
 def format_summary(result: dict) -> str:
     """The human-readable version of run_evaluation's result."""
-    o = result["overall"]
+    o, level = result["overall"], interval_level(result)
     lines = [*([f"dataset     {result['dataset']}"] if result.get("dataset") else []),
              f"model       {result.get('model', '-')}",
-             f"WER         {o['wer']:.2%}  (95% CI {_pct(o['wer_ci'])}, resampling {o['unit']}s)",
-             f"CER         {o['cer']:.2%}  (95% CI {_pct(o['cer_ci'])})",
+             f"WER         {o['wer']:.2%}  ({level} CI {_pct(o['wer_ci'])}, resampling {o['unit']}s)",
+             f"CER         {o['cer']:.2%}  ({level} CI {_pct(o['cer_ci'])})",
              *([f"note        {o['note']}"] if o.get("note") else []),
              f"utterances  {result['utterances']} ({result['failed']} unreadable), {result['audio_hours']:.3f} h, "
              f"RTF {result['rtf']:.4f}"]
@@ -777,7 +782,7 @@ def format_summary(result: dict) -> str:
         if report.get("note"):
             lines.append(f"  note: {report['note']}")
     if len(result["conditions"]) > 1:
-        lines.append("\ncondition        WER      95% CI")
+        lines.append(f"\ncondition        WER      {level} CI")
         for c in result["conditions"]:
             lines.append(f"  {c['name']:<14} {_pct1(c['wer']):>7}  [{_pct(c['wer_ci'])}]")
     e = result["errors"]
@@ -798,7 +803,7 @@ def format_comparison(c: dict) -> str:
     return (f"{c['utterances']} shared utterances, {c['speakers']} speakers "
             f"({c['only_in_a']} only in {c['a']}, {c['only_in_b']} only in {c['b']})\n"
             f"WER {c['a']} {_pct1(c['wer_a'])}   WER {c['b']} {_pct1(c['wer_b'])}\n"
-            f"WER({c['b']}) - WER({c['a']}) = {c['wer_diff']:+.2%}  (95% CI {_pct(c['wer_diff_ci'])}, "
+            f"WER({c['b']}) - WER({c['a']}) = {c['wer_diff']:+.2%}  ({interval_level(c)} CI {_pct(c['wer_diff_ci'])}, "
             f"resampling {c['unit']}s; p = {c['p_value']:.3g})\n"
             f"{c['b']} better on {c['b_better_utterances']} utterances, worse on {c['b_worse_utterances']}\n"
             f"{c['verdict']}")

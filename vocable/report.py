@@ -12,7 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
-from .evaluate import LENGTH_FIELD, MIN_GROUP_WORDS, word_alignment
+from .evaluate import LENGTH_FIELD, MIN_GROUP_WORDS, interval_level, word_alignment
 
 SWEEP_PLOT = "wer-vs-snr.png"
 REPORT_FILES = "report-files.txt"  # inside the report folder: what a report wrote besides index.html
@@ -52,10 +52,10 @@ def write_report(result: dict, out_dir: str | Path, max_clips: int = MAX_CLIPS) 
     plots = {}
     for name, report in [*result["groups"].items(), (LENGTH_FIELD, result["length"])]:
         if len(report["groups"]) > 1:  # one bar says no more than the table
-            plots[name] = plot_groups(report, out / f"by-{_slug(name)}.png", source)
+            plots[name] = plot_groups(report, out / f"by-{_slug(name)}.png", source, interval_level(result))
     sweep_plot = None
     if len(result.get("conditions", [])) > 1:
-        sweep_plot = plot_conditions(result["conditions"], out / SWEEP_PLOT, source)
+        sweep_plot = plot_conditions(result["conditions"], out / SWEEP_PLOT, source, interval_level(result))
     listened = listening_rows(result["rows"], max_clips)
     clips = copy_clips(listened, out / CLIPS_FOLDER)
     page = out / "index.html"
@@ -128,8 +128,8 @@ def _errorbars(groups: list[dict]) -> list[list[float]]:
     return [low, high]
 
 
-def plot_groups(report: dict, path: Path, source: str = "") -> str:
-    """Horizontal bars: WER per group with its 95 % interval; `source` (data and model) under the title."""
+def plot_groups(report: dict, path: Path, source: str = "", level: str = "95%") -> str:
+    """Horizontal bars: WER per group with its `level` interval; `source` (data and model) under the title."""
     groups = [g for g in report["groups"] if g["wer"] is not None]
     if report["field"] not in ORDERED_FIELDS:
         groups.sort(key=lambda g: g["wer"])
@@ -146,7 +146,7 @@ def plot_groups(report: dict, path: Path, source: str = "") -> str:
         ax.annotate(f"{g['wer']:.1%}", (end, yi), xytext=(5, 0), textcoords="offset points", va="center",
                     fontsize=8)
     ax.margins(x=0.12)
-    ax.set_xlabel("WER (%), lines: 95 % interval")
+    ax.set_xlabel(f"WER (%), lines: {level} interval")
     ax.set_xlim(left=0)
     title = f"WER by {report['field']}"
     gap = report.get("gap")
@@ -160,8 +160,8 @@ def plot_groups(report: dict, path: Path, source: str = "") -> str:
     return path.name
 
 
-def plot_conditions(conditions: list[dict], path: Path, source: str = "") -> str:
-    """WER against SNR (clean at the right) with 95 % intervals; reverberation as a separate band;
+def plot_conditions(conditions: list[dict], path: Path, source: str = "", level: str = "95%") -> str:
+    """WER against SNR (clean at the right) with `level` intervals; reverberation as a separate band;
     `source` (data and model) under the title."""
     noisy = sorted((c for c in conditions if c.get("snr_db") is not None), key=lambda c: c["snr_db"])
     clean = next((c for c in conditions if c["name"] == "clean"), None)
@@ -186,7 +186,7 @@ def plot_conditions(conditions: list[dict], path: Path, source: str = "") -> str
     ax.set_ylabel("WER (%)")
     top = max([c["wer_ci"][1] or c["wer"] for c in conditions if c["wer"] is not None] + [0.01])
     ax.set_ylim(0, top * 100 * 1.15)  # room for the value labels above the points
-    title = "WER under noise and reverberation (bars and band: 95 % interval)"
+    title = f"WER under noise and reverberation (bars and band: {level} interval)"
     ax.set_title(f"{title}\n{source}" if source else title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=8)
@@ -242,13 +242,13 @@ def highlight(ref: str, hyp: str, normalizer: str = "english") -> str:
 def render_html(result: dict, plots: dict[str, str], listened: list[dict], clips: dict[str, str],
                 sweep_plot: str | None = None) -> str:
     e = html.escape
-    o = result["overall"]
+    o, level = result["overall"], interval_level(result)
     dataset, model = str(result.get("dataset", "-")), str(result.get("model", "-"))
     title = f"vocable evaluation: {Path(dataset).name} / {Path(model).name}"
     out = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title>",
            f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head><body>",
            f"<h1>{e(title)}</h1>",
-           f"<p class='big'>WER <b>{_pct(o['wer'])}</b> (95 % interval {_ci(o['wer_ci'])}) &middot; "
+           f"<p class='big'>WER <b>{_pct(o['wer'])}</b> ({level} interval {_ci(o['wer_ci'])}) &middot; "
            f"CER <b>{_pct(o['cer'])}</b> ({_ci(o['cer_ci'])}) &middot; {result['utterances']} utterances, "
            f"{result['audio_hours'] * 60:.1f} min of audio</p>",
            f"<p class='note'>Note: {e(o['note'])}.</p>" if o.get("note") else "",
@@ -262,28 +262,28 @@ def render_html(result: dict, plots: dict[str, str], listened: list[dict], clips
            f"best-worst spread gives p &lt; {result['options']['alpha']}.</p>"]
     for name, report in result["groups"].items():
         out.append(f"<h2>WER by {e(name)}</h2>")
-        out += _group_section(report, plots.get(name))
+        out += _group_section(report, plots.get(name), level)
     if sweep_plot:
         out.append("<h2>Noise and reverberation</h2>")
         out.append(f"<img src='{sweep_plot}' alt='WER against signal-to-noise ratio'>")
-        out.append("<table><tr><th>condition</th><th>WER</th><th>95 % interval</th><th>CER</th></tr>")
+        out.append(f"<table><tr><th>condition</th><th>WER</th><th>{level} interval</th><th>CER</th></tr>")
         for c in result["conditions"]:
             out.append(_tr(e(c["name"]), _pct(c["wer"]), _ci(c["wer_ci"]), _pct(c["cer"])))
         out.append("</table><p class='meta'>The same noise (or room) per utterance at every level, so the curve "
                    "compares like with like.</p>")
     out.append("<h2>WER by utterance length</h2>")
-    out += _group_section(result["length"], plots.get(LENGTH_FIELD))
+    out += _group_section(result["length"], plots.get(LENGTH_FIELD), level)
     out += _error_section(result["errors"])
     out += _listening_section(result, listened, clips)
     out.append("</body></html>")
     return "\n".join(out)
 
 
-def _group_section(report: dict, plot: str | None) -> list[str]:
+def _group_section(report: dict, plot: str | None, level: str) -> list[str]:
     e = html.escape
-    out = [f"<img src='{plot}' alt='WER by {e(report['field'])} with 95 % intervals'>"] if plot else []
+    out = [f"<img src='{plot}' alt='WER by {e(report['field'])} with {level} intervals'>"] if plot else []
     out.append("<table><tr><th>group</th><th>speakers</th><th>utterances</th><th>words</th><th>WER</th>"
-               "<th>95 % interval</th><th>CER</th><th>95 % interval</th></tr>")
+               f"<th>{level} interval</th><th>CER</th><th>{level} interval</th></tr>")
     for g in report["groups"]:
         name = e(g["name"]) + (" <small>(few words)</small>" if g.get("small") else "")
         out.append(_tr(name, g["speakers"] or "-", g["utterances"], g["words"], _pct(g["wer"]), _ci(g["wer_ci"]),
@@ -296,7 +296,7 @@ def _group_section(report: dict, plot: str | None) -> list[str]:
         out.append(f"<p>Gap between worst (<b>{e(gap['worst'])}</b>) and best (<b>{e(gap['best'])}</b>): "
                    f"<b>{_pct(gap['wer_gap'])}</b> {badge}<br>p = {gap['p_value']:.3g} ({e(gap['test'])}, "
                    f"which allows for the pair being the extremes of {len(report['groups'])} groups); "
-                   f"95 % interval of this pair's gap {_ci(gap['wer_gap_ci'])} (not so corrected).</p>")
+                   f"{level} interval of this pair's gap {_ci(gap['wer_gap_ci'])} (not so corrected).</p>")
         if gap.get("left_out"):
             out.append(f"<p class='meta'>Too few words to compare (fewer than {MIN_GROUP_WORDS}; listed, not picked "
                        "as best or worst): "
