@@ -535,6 +535,38 @@ def test_server_threads_reach_every_engine(model, exported):
         torch.set_num_threads(before)
 
 
+def test_a_model_being_loaded_holds_up_neither_loaded_models_nor_a_second_load(monkeypatch):
+    """A request for a loaded model is answered while another model loads; two requests for a model that
+    is loading load it once."""
+    import threading
+    import time
+
+    from vocable import transcribe
+    from vocable.server.app import ModelCache
+    loads, slow_started = [], threading.Event()
+
+    def fake_load(path, threads=0):
+        loads.append(path)
+        if "fsdd-digits" in str(path):
+            slow_started.set()
+            time.sleep(1.0)
+        return f"recognizer of {path}"
+
+    monkeypatch.setattr(transcribe, "load", fake_load)
+    cache = ModelCache("default", size=3)
+    cache.get(cache.default)  # loaded: en-default
+    slow = [threading.Thread(target=cache.get, args=("fsdd-digits",)) for _ in range(2)]
+    for t in slow:
+        t.start()
+    assert slow_started.wait(5)
+    started = time.monotonic()
+    assert cache.get(cache.default).startswith("recognizer of")
+    assert time.monotonic() - started < 0.5  # did not wait for fsdd-digits' second-long load
+    for t in slow:
+        t.join()
+    assert sum("fsdd-digits" in str(p) for p in loads) == 1 and len(loads) == 2
+
+
 def test_a_served_model_is_named_as_trained_unless_that_is_another_models_name(model, tmp_path):
     """Every trained model is model.vocable: served under its meta name ("my-digits"), not "model"; a copy
     whose meta names a bundled model keeps its file's name, so "fsdd-digits" still means the bundled one.

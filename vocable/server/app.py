@@ -116,7 +116,8 @@ class ModelCache:
         self.allowed[self.default] = str(self.default_path)
         self.size, self.threads = max(1, size), threads
         self._models: OrderedDict[str, object] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _models and _loading, held only briefly
+        self._loading: dict[str, threading.Lock] = {}  # one per name: a model is loaded once, however many ask
 
     def names(self) -> list[str]:
         return [self.default] + sorted(n for n in self.allowed if n != self.default)
@@ -125,17 +126,27 @@ class ModelCache:
         return requested if requested in self.allowed else self.default
 
     def get(self, name: str):
-        """The Recognizer for `name` (loading it on first use; blocking)."""
+        """The Recognizer for `name` (loading it on first use; blocking). A request for a loaded model
+        never waits for another model's load."""
         from ..transcribe import load
         with self._lock:
             if name in self._models:
-                self._models.move_to_end(name)
-                return self._models[name]
+                return self._used(name)
+            loading = self._loading.setdefault(name, threading.Lock())
+        with loading:
+            with self._lock:
+                if name in self._models:  # loaded by the request this one waited for
+                    return self._used(name)
             recognizer = load(self.allowed[name], threads=self.threads)
-            self._models[name] = recognizer
-            while len(self._models) > self.size:
-                self._models.popitem(last=False)
-            return recognizer
+            with self._lock:
+                self._models[name] = recognizer
+                while len(self._models) > self.size:
+                    self._models.popitem(last=False)
+                return recognizer
+
+    def _used(self, name: str):
+        self._models.move_to_end(name)  # the least recently used model is the first to go
+        return self._models[name]
 
 
 def _served_name(path: Path, bundled: dict) -> str:
