@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .audio import SAMPLE_RATE
 from .tokenizer import BLANK
 
 NEG = -1e30  # "log 0" that stays finite in sums
@@ -104,7 +105,7 @@ def frame_levels(audio: np.ndarray) -> np.ndarray:
     return 10 * np.log10(power + 1e-12)
 
 
-def refine_word_times(words: list, audio: np.ndarray, offset: float = 0.0, sample_rate: int = 16000) -> list:
+def refine_word_times(words: list, audio: np.ndarray, offset: float = 0.0) -> list:
     """Move each word's start/end from its CTC spikes to where the signal around them rises and falls.
 
     CTC emits a token as a one-frame spike somewhere inside its sound, so spike times can be off by
@@ -115,11 +116,11 @@ def refine_word_times(words: list, audio: np.ndarray, offset: float = 0.0, sampl
     from dataclasses import replace
     if not words:
         return words
-    audio_end = offset + len(audio) / sample_rate
+    audio_end = offset + len(audio) / SAMPLE_RATE
     if len(audio) < ENERGY_WINDOW:
         return in_order_within(words, offset, audio_end)
     level = frame_levels(audio)
-    hop = ENERGY_HOP / sample_rate
+    hop = ENERGY_HOP / SAMPLE_RATE
     floor = float(np.percentile(level, 10))
     to_frame = lambda t: int(np.clip(round((t - offset) / hop), 0, len(level) - 1))
     refined = []
@@ -140,7 +141,7 @@ def refine_word_times(words: list, audio: np.ndarray, offset: float = 0.0, sampl
         end = i
         while end + 1 < len(loud) and loud[end + 1]:
             end += 1
-        centre = ENERGY_WINDOW / sample_rate / 2  # a level frame describes its window's centre
+        centre = ENERGY_WINDOW / SAMPLE_RATE / 2  # a level frame describes its window's centre
         refined.append(replace(w, start=round(offset + (lo + start) * hop + centre - hop / 2, 3),
                                end=round(offset + (lo + end) * hop + centre + hop / 2, 3)))
     return in_order_within(refined, offset, audio_end)

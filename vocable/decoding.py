@@ -104,6 +104,7 @@ def token_words(tokens: list[int], frames: list[int], log_probs: np.ndarray, tok
 
 # ---------------------------------------------------------------- beam search with LM, hotwords, phrases
 
+LN10 = math.log(10.0)  # ARPA log-probabilities are base 10; scores are natural logs
 MAX_CACHED_PENALTIES = 100_000  # partial words whose unknown-word penalty a search keeps (~10 MB)
 DEFAULT_BEAM = 8  # beams kept per frame with an LM or hotwords; a model's meta may name its own (docs/decoding.md)
 GRAMMAR_BEAM = 16  # with a phrase grammar (cheap: few tokens fit)
@@ -454,7 +455,7 @@ class BeamSearchDecoder:
             return 0.0, lm_state
         wid = self.lm.word_id(word)
         logp, state = self.lm.score(lm_state, wid)
-        score = self.options.lm_weight * logp * math.log(10) + self.options.word_bonus
+        score = self.options.lm_weight * logp * LN10 + self.options.word_bonus
         if wid == self.lm.unk and word not in self.hot_words:
             score += unknown_penalty(word)
         return score, state
@@ -570,7 +571,7 @@ class BeamSearchDecoder:
         if hot is not None and hot in self.hotwords and self._pays(words, hot):
             score += bonus
         if self.lm is not None:
-            score += self.options.lm_weight * self.lm.score(state, self.lm.word_id("</s>"))[0] * math.log(10)
+            score += self.options.lm_weight * self.lm.score(state, self.lm.word_id("</s>"))[0] * LN10
         return score, words
 
     # -- the search

@@ -71,11 +71,6 @@ def num_frames(num_samples: int) -> int:
     return max(1, 1 + (num_samples - WIN_LENGTH) // HOP_LENGTH)
 
 
-def subsampled_lengths(lengths: np.ndarray) -> np.ndarray:
-    """Model output frames for `lengths` feature frames (two stride-2, kernel-3 convolutions)."""
-    return np.maximum(((np.asarray(lengths) - 1) // 2 - 1) // 2, 1)
-
-
 def compute_features(waveforms: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """(B, samples) or (samples,) float waveforms → (B, frames, config.dim) float32 features."""
     waveforms = np.asarray(waveforms, dtype=np.float32)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import math
 import os
 import re
 import threading
@@ -35,7 +34,6 @@ from .errors import DataError, file_problem
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 NO_PROB = -99.0  # log10 probability ARPA gives <s> (it is never predicted)
-LN10 = math.log(10.0)
 MAX_ORDER = 9
 
 _FNV_OFFSET = 0xCBF29CE484222325

@@ -44,8 +44,8 @@ def read_dataset(path: str | os.PathLike) -> list[Utterance]:
     """A JSONL manifest, a Kaldi-style folder or a feature-shard folder → utterances."""
     path = Path(path)
     try:
-        if path.is_dir() and (path / "index.json").is_file():  # feature shards (vocable data prepare)
-            from .shards import read_shards
+        from .shards import is_shard_dir, read_shards
+        if path.is_dir() and is_shard_dir(path):  # feature shards (vocable data prepare)
             return read_shards(path)
         if path.is_dir():
             return read_kaldi_dir(path)

@@ -85,9 +85,9 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("inv_freq", 1.0 / base ** (torch.arange(0, head_dim, 2).float() / head_dim),
                              persistent=False)
 
-    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, H, T, D) → x rotated by position."""
-        t = torch.arange(x.shape[2], device=x.device, dtype=torch.float32) + offset
+        t = torch.arange(x.shape[2], device=x.device, dtype=torch.float32)
         angles = t[:, None] * self.inv_freq[None, :]  # (T, D/2)
         cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
         x1, x2 = x[..., 0::2], x[..., 1::2]
