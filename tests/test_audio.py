@@ -46,6 +46,13 @@ def test_bytes_and_arrays(tmp_path):
             assert np.abs(load_audio(ints.astype(wide))).max() == pytest.approx(0.5, abs=0.01)
     full = (tone(0.5, 16000) * (2**31 - 1)).astype(np.int32)  # 32-bit PCM (soundfile's dtype="int32")
     assert np.abs(load_audio(full)).max() == pytest.approx(0.5, abs=0.01)
+    # the same int16 samples as an array, a WAV file and a stream's s16le bytes are the same floats
+    from vocable.stream import Streamer, StreamOptions
+    streamer = Streamer("fsdd-digits", input_format="s16le", options=StreamOptions(vad="energy"))
+    wav = io.BytesIO()
+    sf.write(wav, ints, 16000, format="WAV", subtype="PCM_16")
+    assert np.array_equal(load_audio(ints), load_audio(wav.getvalue()))
+    assert np.array_equal(load_audio(ints), streamer._to_float(ints.tobytes()))
 
 
 def test_real_fixture():

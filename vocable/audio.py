@@ -28,7 +28,7 @@ MAX_DURATION = 6 * 3600.0  # seconds: longer audio decoded whole is refused rath
 # seconds: a file read block by block (long audio, through the VAD) holds one block in memory whatever its
 # length; a header declaring more than two days is more likely broken than true
 MAX_STREAM_DURATION = 48 * 3600.0
-PCM16_FULL_SCALE = 32767.0  # largest 16-bit sample
+PCM16_FULL_SCALE = 32768.0  # int16 → float in [-1, 1), as libsndfile reads 16-bit files
 OVER_SCALE = 4.0  # peak beyond which samples are on another scale than [-1, 1] (integer values in a float file)
 SALVAGE_FRAMES = 4096  # frames per read when reading up to a damaged part of a file
 DECODE_BLOCK = 1 << 17  # frames read at a time (~8 s at 16 kHz): a damaged file keeps what comes before the block
@@ -385,9 +385,9 @@ def _unit_scale(array: np.ndarray, label: str) -> np.ndarray:
         middle = (float(np.iinfo(array.dtype).max) + 1) / 2
         array = (array.astype(np.float64) - middle) / middle
     elif np.issubdtype(array.dtype, np.integer):
-        full_scale = float(np.iinfo(array.dtype).max)
+        full_scale = -float(np.iinfo(array.dtype).min)  # as libsndfile scales a file's samples
         peak = float(np.abs(array.astype(np.float64)).max()) if array.dtype.itemsize > 2 else 0.0
-        if 0 < peak <= PCM16_FULL_SCALE + 1:
+        if 0 < peak <= PCM16_FULL_SCALE:
             # 16-bit values in a wider array (np.array of a list of ints is int64): at the wide type's scale
             # they would be silence (-96 dB), and the transcript empty
             warn(f"{label}: {array.dtype} samples no larger than 16-bit ones (peak {peak:.0f}); read as 16-bit "

@@ -31,11 +31,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .audio import OVER_SCALE, SAMPLE_RATE
+from .audio import OVER_SCALE, PCM16_FULL_SCALE, SAMPLE_RATE
 from .checks import MAX_ALTERNATIVES, is_number
 from .decoding import DEFAULT_BEAM, HOTWORD_BOOST_RANGE, DecodingOptions, Word, aligned_hypothesis
 from .errors import ConfigError, ModelError
-from .stream import FORMATS, INT16_SCALE
+from .stream import FORMATS
 from .transcribe import FRAME_SECONDS, LONG_AUDIO_SECONDS, load
 from .vad import SpeechSegmenter
 
@@ -299,7 +299,7 @@ def _samples(audio_buffer) -> np.ndarray:
         raise ConfigError(f"audio buffer: expected a 1-D array of 16 kHz int16 samples, got "
                           f"{getattr(audio_buffer, 'shape', type(audio_buffer).__name__)}")
     if audio_buffer.dtype == np.int16:
-        return audio_buffer.astype(np.float32) / INT16_SCALE
+        return audio_buffer.astype(np.float32) / PCM16_FULL_SCALE
     if not np.issubdtype(audio_buffer.dtype, np.floating) or not np.isfinite(audio_buffer).all():
         raise ConfigError(f"audio buffer: expected int16 (or finite float) samples, got {audio_buffer.dtype}")
     return audio_buffer.astype(np.float32)

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 from .align import refine_word_times
-from .audio import MAX_RATE, MIN_RATE, OVER_SCALE, SAMPLE_RATE, array_samples
+from .audio import MAX_RATE, MIN_RATE, OVER_SCALE, PCM16_FULL_SCALE, SAMPLE_RATE, array_samples
 from .checks import is_whole_number
 from .decoding import DecodingOptions, Hypothesis, Word
 from .errors import AudioError, ConfigError
@@ -48,7 +48,6 @@ from .vad import WEBRTC_FRAME, EnergyVad, FrameVad, SileroVad, VadOptions, first
 VAD_FRAME = WEBRTC_FRAME  # samples = 30 ms, a frame length webrtcvad accepts at 16 kHz
 VAD_KINDS = ("auto", "silero", "webrtc", "energy", "none")
 FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}  # raw PCM formats accepted as bytes
-INT16_SCALE = 32768.0  # int16 → float in [-1, 1)
 
 
 # StreamOptions' numbers: (lowest, highest, unit)
@@ -212,7 +211,7 @@ class Streamer:
             usable = len(data) - len(data) % dtype.itemsize
             self._leftover = data[usable:]
             samples = np.frombuffer(data[:usable], dtype=dtype)
-            audio = samples / np.float32(INT16_SCALE) if dtype.kind == "i" else samples.astype(np.float32)
+            audio = samples / np.float32(PCM16_FULL_SCALE) if dtype.kind == "i" else samples.astype(np.float32)
         elif isinstance(chunk, (np.ndarray, list, tuple)):
             try:
                 array = np.asarray(chunk)
