@@ -27,11 +27,10 @@ from tqdm import tqdm
 
 from .audio import SAMPLE_RATE, load_audio
 from .data.manifest import Utterance
+from .data.split import AGE_EDGES, AGE_NAMES
 from .errors import ConfigError, DataError, VocableError
 from .tokenizer import NORMALIZERS, normalize_basic
 
-AGE_EDGES = (13, 18, 60)  # years: child < 13, teen 13-17, adult 18-59, 60+
-AGE_NAMES = ("child", "teen", "adult", "60+")  # names of the default bands
 LENGTH_EDGES = (1.0, 2.0, 4.0, 8.0, 16.0)  # seconds: utterance length buckets for "WER by length"
 UNKNOWN = "unknown"  # group of utterances that lack the field
 LENGTH_FIELD = "length"  # pseudo-field: the utterance's duration bucket

@@ -35,7 +35,7 @@ from torch import nn
 
 from .audio import load_audio
 from .errors import ModelError, VocableError, VocableWarning, warn
-from .features_np import MIN_INPUT_FRAMES
+from .features_np import MIN_INPUT_FRAMES, pad_batch
 from .modelfile import LoadedModel, load_model_file
 from .models.common import subsampled_lengths
 from .runtime import ONNX_FORMAT, ONNX_FORMAT_VERSION, load_onnx
@@ -331,10 +331,7 @@ def compare(loaded: LoadedModel, exported: Recognizer, audio: list[np.ndarray]) 
 
 def _run_both(model: nn.Module, engine, feats: list[np.ndarray]) -> tuple[list, list]:
     """(T, F) feature arrays → per-utterance log-probs from torch and from the ONNX engine."""
-    lengths = np.array([max(len(f), MIN_INPUT_FRAMES) for f in feats], dtype=np.int64)
-    batch = np.zeros((len(feats), int(lengths.max()), feats[0].shape[1]), np.float32)
-    for i, f in enumerate(feats):
-        batch[i, : len(f)] = f
+    batch, lengths = pad_batch(feats)
     with torch.inference_mode():
         logits, ref_lengths = model(torch.from_numpy(batch), torch.from_numpy(lengths))
         ref = torch.log_softmax(logits, dim=-1).numpy()

@@ -51,15 +51,7 @@ class OnnxEngine:
     """
 
     def __init__(self, path: str | os.PathLike, features: FeatureConfig, threads: int = 0):
-        onnxruntime = import_onnxruntime(path)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = max(0, threads)
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only: no warnings about unused initializers
-        try:
-            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types for bad files
-            raise ModelError(f"{path}: not a loadable ONNX model ({str(e).splitlines()[0][:200]})") from None
+        self.session = open_session(path, threads)
         if threads > 0:
             limit_blas_threads(threads)
         self.features = features
@@ -143,16 +135,23 @@ def import_onnxruntime(path: str | os.PathLike):
     return onnxruntime
 
 
-def read_onnx_metadata(path: str | os.PathLike) -> dict:
-    """The vocable metadata of an exported file as plain values (JSON fields decoded)."""
+def open_session(path: str | os.PathLike, threads: int = 0):
+    """An onnxruntime CPU session over the file at `path` (`threads` > 0: that many intra-op threads), or one
+    ModelError naming the file."""
     onnxruntime = import_onnxruntime(path)
     options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
+    options.intra_op_num_threads = max(0, threads)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: no warnings about unused initializers
     try:
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as e:
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types for bad files
         raise ModelError(f"{path}: not a loadable ONNX model ({str(e).splitlines()[0][:200]})") from None
-    return _decode_metadata(path, session.get_modelmeta().custom_metadata_map)
+
+
+def read_onnx_metadata(path: str | os.PathLike) -> dict:
+    """The vocable metadata of an exported file as plain values (JSON fields decoded)."""
+    return _decode_metadata(path, open_session(path).get_modelmeta().custom_metadata_map)
 
 
 def _decode_metadata(path, raw: dict) -> dict:

@@ -19,7 +19,7 @@ import soxr
 from ..audio import SAMPLE_RATE, load_audio
 from ..errors import AudioError, DataError
 
-Augmenter = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+Augmenter = Callable[[np.ndarray, np.random.Generator], np.ndarray]  # (waveform, rng) → waveform
 
 POWER_FLOOR = 1e-12  # mean square below which a signal counts as silent
 TELEPHONE_RATE = 8000  # Hz: narrowband telephony

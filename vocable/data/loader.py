@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Callable
 
 import numpy as np
 import torch
@@ -15,12 +14,11 @@ from ..errors import AudioError, AudioWarning, ConfigError, DataError, VocableEr
 from ..features import FeatureConfig, compute_features, num_frames
 from ..models.common import subsampled_lengths
 from ..tokenizer import Tokenizer
+from .augment import Augmenter
 from .manifest import Utterance
 from .shards import SHARD_KEY, check_feature_config, load_features
 
 MAX_UNREADABLE_IN_A_ROW = 20  # utterances tried in place of an unreadable one before training stops
-# (waveform, rng) → waveform; see vocable/data/augment.py
-Augmenter = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
 def fill_durations(utterances: list[Utterance], show_progress: bool = True) -> list[str]:

@@ -17,10 +17,11 @@ from ..errors import DataError
 from ..tokenizer import normalize_basic
 from .manifest import Utterance, plural
 
-AGE_BANDS = ((13, "child"), (18, "teen"), (60, "adult"))  # (upper bound in years, band); older: "senior"
+AGE_EDGES = (13, 18, 60)  # years: child < 13, teen 13-17, adult 18-59, 60+ (evaluate's default bands too)
+AGE_NAMES = ("child", "teen", "adult", "60+")
 # Common Voice gives age as a decade word.
 AGE_WORDS = {"teens": "teen", "twenties": "adult", "thirties": "adult", "fourties": "adult", "forties": "adult",
-             "fifties": "adult", "sixties": "senior", "seventies": "senior", "eighties": "senior", "nineties": "senior"}
+             "fifties": "adult", "sixties": "60+", "seventies": "60+", "eighties": "60+", "nineties": "60+"}
 GENDER_WORDS = {"m": "m", "male": "m", "male_masculine": "m", "f": "f", "female": "f", "female_feminine": "f"}
 
 
@@ -40,7 +41,7 @@ def age_band(age) -> str:
         years = float(age)
     except (TypeError, ValueError):
         return AGE_WORDS.get(str(age).lower(), str(age).lower())
-    return next((band for limit, band in AGE_BANDS if years < limit), "senior")
+    return AGE_NAMES[sum(years >= edge for edge in AGE_EDGES)]
 
 
 def speaker_group(utterances: list[Utterance]) -> tuple[str, str]:
