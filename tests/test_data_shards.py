@@ -94,6 +94,18 @@ def test_mismatched_features_and_augmentation_are_refused(shards):
         SpeechDataset(utts, tokenizer, FeatureConfig(), build_augmenter(AugmentConfig(noise_prob=0.5)))
 
 
+def test_prepare_with_a_config_takes_its_start_models_features(tmp_path, capsys):
+    """`data prepare --config` computes the features training will use: with [run] init_from and no
+    [features], the start model's (here 40 mels, not the default 80)."""
+    from .test_export import random_model
+    start = random_model(tmp_path, "mels40", FeatureConfig(n_mels=40), arch="cnn-rnn", d_model=32, n_layers=1)
+    config = tmp_path / "train.toml"
+    config.write_text(f'[data]\ntrain = ["{FSDD_FIXTURES}"]\n[run]\ninit_from = "{start}"\n')
+    assert main(["data", "prepare", str(FSDD_FIXTURES), "-o", str(tmp_path / "sh"), "--config", str(config),
+                 "--no-progress"]) == 0
+    assert json.loads((tmp_path / "sh" / "index.json").read_text())["features"]["n_mels"] == 40
+
+
 def test_prepare_cli_resumes_and_reports_unreadable(tmp_path, capsys):
     folder = tmp_path / "data"
     shutil.copytree(FSDD_FIXTURES, folder)

@@ -117,7 +117,7 @@ def transcribe_files(args, options, stdin: str | None) -> int:
     from dataclasses import replace
 
     from .audio import audio_info, load_audio
-    from .transcribe import LONG_AUDIO_SECONDS, check_one_pass, load
+    from .transcribe import check_one_pass, load, split_at_pauses
     recognizer = load(args.model, threads=args.threads)  # a .onnx model runs on onnxruntime, without torch
     split = replace(options, vad=True)  # for files this loop found long: transcribe need not read the header again
     failed, size, batch = 0, args.batch_size, []  # cmd_transcribe refused a size below 1
@@ -146,7 +146,7 @@ def transcribe_files(args, options, stdin: str | None) -> int:
         try:
             # the header is read only where it decides: the VAD path (auto) and its progress bar
             seconds = audio_info(source, label)[0] if options.vad is not False and os.path.isfile(source) else 0.0
-            streamed = options.vad or (options.vad is None and seconds > LONG_AUDIO_SECONDS)  # split by the VAD
+            streamed = split_at_pauses(options.vad, seconds)
             if not streamed:
                 audio = load_audio(source, name=label)
                 check_one_pass(audio, label)

@@ -401,9 +401,9 @@ class BeamSearchDecoder:
         self.lm = lm
         self.options = options = with_model_defaults(options or DecodingOptions())
         self.beam_size = options.beam_size or (DEFAULT_BEAM if options.phrases is None else GRAMMAR_BEAM)
-        texts = [tokenizer.token_text(v) if v != BLANK else "" for v in range(tokenizer.vocab_size)]
-        self.starts_word = [bool(t) and t[0].isspace() for t in texts]  # a space or "▁x" piece
-        self.body = [t.strip() for t in texts]
+        pieces = [tokenizer.token_text(v) if v != BLANK else "" for v in range(tokenizer.vocab_size)]
+        self.starts_word = [bool(t) and t[0].isspace() for t in pieces]  # a space or "▁x" piece
+        self.body = [t.strip() for t in pieces]
         self.lm_words = lm.sorted_words if lm is not None else []
         self._penalties: dict[str, float] = {}  # partial word → unknown_penalty() or 0 (cached across calls)
         hotwords = options.hotword_list()
@@ -803,7 +803,8 @@ class Decoder:
             hyp, match = self._match_phrase(log_probs, frame_seconds, offset)
         else:
             if shifted:
-                hyp, hyp.alternatives = self._best_over_grids([log_probs, *shifted], frame_seconds, offset)
+                hyp, alternatives = self._best_over_grids([log_probs, *shifted], frame_seconds, offset)
+                hyp.alternatives = alternatives
             else:
                 hyp, finals = self._decode(log_probs, frame_seconds, offset)
                 hyp.alternatives = other_transcripts(finals, hyp.text, self.options.alternatives)

@@ -158,11 +158,11 @@ class Recognizer:
         vad = checked(options).vad if options is not None else None
         if vad is not False and isinstance(audio, (str, os.PathLike)) and os.path.isfile(audio) and sample_rate is None:
             from .audio import audio_info
-            if vad or audio_info(audio, name)[0] > LONG_AUDIO_SECONDS:
+            if split_at_pauses(vad, audio_info(audio, name)[0]):
                 from .vad import stream_audio
                 return self._transcribe_stream(stream_audio(audio, name=name), options, progress)
         samples = load_audio(audio, source_rate=sample_rate, name=name)
-        if vad or (vad is None and len(samples) > LONG_AUDIO_SECONDS * SAMPLE_RATE):
+        if split_at_pauses(vad, len(samples) / SAMPLE_RATE):
             return self._transcribe_stream(iter([samples]), options, progress)
         check_one_pass(samples, name or _label(audio))
         result = self._result(samples, *self.decode_audio(self.decoder(options), [samples])[0])
@@ -191,7 +191,7 @@ class Recognizer:
             samples = [load_audio(a, source_rate=sample_rate, name=None if isinstance(a, (str, os.PathLike))
                                   else f"input {i + k} ({type(a).__name__})")
                        for k, a in enumerate(audios[i: i + batch_size])]
-            split = [vad or (vad is None and len(s) > LONG_AUDIO_SECONDS * SAMPLE_RATE) for s in samples]
+            split = [split_at_pauses(vad, len(s) / SAMPLE_RATE) for s in samples]
             for audio, s, v in zip(audios[i: i + batch_size], samples, split):
                 if not v:
                     check_one_pass(s, _label(audio))
@@ -261,6 +261,12 @@ def checked(options: DecodingOptions | None) -> DecodingOptions | None:
         raise ConfigError(f"options: expected vocable.DecodingOptions, got {type(options).__name__} "
                           f"(write DecodingOptions(beam_size=8, ...))")
     return options
+
+
+def split_at_pauses(vad: bool | None, seconds: float) -> bool:
+    """Whether audio `seconds` long is decoded in segments cut at pauses by the VAD (DecodingOptions.vad):
+    always with True, never with False, and with None (auto) when it is over LONG_AUDIO_SECONDS."""
+    return bool(vad) or (vad is None and seconds > LONG_AUDIO_SECONDS)
 
 
 def check_one_pass(samples: np.ndarray, label: str, advice: str = "let the VAD split it") -> None:

@@ -211,17 +211,9 @@ def cmd_prepare(args) -> int:
     from ..features_np import FeatureConfig
     from .manifest import read_dataset
     from .shards import prepare_shards
-    if args.config:
-        import tomllib
-
-        from ..checks import from_dict
-        from ..errors import ConfigError
-        try:
-            with open(args.config, "rb") as f:
-                raw = tomllib.load(f)
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise ConfigError(f"{args.config}: cannot read config ({e})") from None
-        features = from_dict(FeatureConfig, raw.get("features", {}), args.config, "features.")
+    if args.config:  # the features training will use: the config's, or its init_from model's
+        from ..config import load_config
+        features = load_config(args.config).features
     else:
         features = FeatureConfig(kind=args.kind, n_mels=args.n_mels, n_mfcc=args.n_mfcc, pitch=args.pitch)
     index = prepare_shards(read_dataset(args.manifest), args.out, features, args.shard_size, args.jobs, args.seed,
