@@ -58,15 +58,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     except OSError as e:
         raise ConfigError(f"[run] out_dir: {out}: {(e.strerror or str(e)).lower()}") from None
     log = (lambda *a: print(*a, flush=True)) if is_main else (lambda *a: None)
-    # This machine's precision; config.optim.precision stays as asked, so the saved config (and a
-    # resume on a machine with native bf16) keeps bf16.
-    precision = config.optim.precision
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        # Measured on a 2-core AVX2 EPYC, one thread: a training step of the 3 M conformer on 40 s of audio
-        # took 4.6 s in bf16 autocast and 0.66 s in fp32 (two processes: 9 against 74 audio-s/s).
-        log("[optim] precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 is ~7x "
-            "slower than fp32; training in fp32")
-        precision = "fp32"
+    precision = machine_precision(config, device, log)
 
     # An earlier run's files are continued (--resume) or left alone: a new run would average its epochs in.
     earlier = earlier_run(out)
@@ -84,28 +76,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     if resuming:
         start = None  # the checkpoint has the weights
 
-    # Data: read, fix the tokenizer (its text alone decides it), refuse leaks, drop what CTC cannot learn.
-    train_utts, dev_utts = read_all(config.data.train), read_all(config.data.dev)
-    tokenizer = fixed_tokenizer(out, train_utts, config, start, resume, is_main, log)
-    if tokenizer.normalizer == "english":
-        warn_if_not_english(train_utts, log)
-    if tokenizer.normalizer != "none":
-        warn_if_symbols_dropped(train_utts, tokenizer.normalizer, log)
-    check_no_leak(train_utts, dev_utts, config.data.allow_overlap, config.data.hash_audio, show_progress and is_main)
-    for utts in (train_utts, dev_utts):
-        fill_durations(utts, show_progress and is_main)
-    train_utts, skipped = usable(train_utts, tokenizer, config.data.max_duration)
-    dev_utts, dev_skipped = usable(dev_utts, tokenizer, config.data.max_duration)
-    if not train_utts:
-        raise DataError("no usable training utterances ("
-                        + (f"left out: {skipped_examples(skipped)})" if skipped else "the manifests list none)"))
-    hours = sum(u.duration for u in train_utts) / 3600
-    log(f"train: {len(train_utts)} utterances, {hours:.2f} h; skipped: {skipped_counts(skipped)}; "
-        f"dev: {len(dev_utts)}; skipped: {skipped_counts(dev_skipped)}")
-    for name, left_out in (("train", skipped), ("dev", dev_skipped)):
-        if left_out:
-            log(f"warning: {name} utterances left out: {skipped_examples(left_out)}")
-
+    train_utts, dev_utts, tokenizer = training_data(config, out, start, resume, is_main, log,
+                                                    show_progress and is_main)
     augment = build_augmenter(config, train_utts)
     dataset = SpeechDataset(train_utts, tokenizer, config.features, augment, config.run.seed)
     model = build_model(config.model, config.features.dim, tokenizer.vocab_size).to(device)
@@ -206,6 +178,45 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         dist.barrier()
         dist.destroy_process_group()
     return final
+
+
+def machine_precision(config: TrainConfig, device: torch.device, log) -> str:
+    """The precision to train in on this machine. config.optim.precision stays as asked, so the saved config
+    (and a resume on a machine with native bf16) keeps bf16."""
+    if config.optim.precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        # Measured on a 2-core AVX2 EPYC, one thread: a training step of the 3 M conformer on 40 s of audio
+        # took 4.6 s in bf16 autocast and 0.66 s in fp32 (two processes: 9 against 74 audio-s/s).
+        log("[optim] precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 is ~7x "
+            "slower than fp32; training in fp32")
+        return "fp32"
+    return config.optim.precision
+
+
+def training_data(config: TrainConfig, out: Path, start, resume: bool, is_main: bool, log,
+                  show_progress: bool) -> tuple[list[Utterance], list[Utterance], Tokenizer]:
+    """(train, dev, tokenizer): the manifests read, the tokenizer fixed (its text alone decides it), leaks
+    refused, and what CTC cannot learn left out, with the reasons logged."""
+    train_utts, dev_utts = read_all(config.data.train), read_all(config.data.dev)
+    tokenizer = fixed_tokenizer(out, train_utts, config, start, resume, is_main, log)
+    if tokenizer.normalizer == "english":
+        warn_if_not_english(train_utts, log)
+    if tokenizer.normalizer != "none":
+        warn_if_symbols_dropped(train_utts, tokenizer.normalizer, log)
+    check_no_leak(train_utts, dev_utts, config.data.allow_overlap, config.data.hash_audio, show_progress)
+    for utts in (train_utts, dev_utts):
+        fill_durations(utts, show_progress)
+    train_utts, skipped = usable(train_utts, tokenizer, config.data.max_duration)
+    dev_utts, dev_skipped = usable(dev_utts, tokenizer, config.data.max_duration)
+    if not train_utts:
+        raise DataError("no usable training utterances ("
+                        + (f"left out: {skipped_examples(skipped)})" if skipped else "the manifests list none)"))
+    hours = sum(u.duration for u in train_utts) / 3600
+    log(f"train: {len(train_utts)} utterances, {hours:.2f} h; skipped: {skipped_counts(skipped)}; "
+        f"dev: {len(dev_utts)}; skipped: {skipped_counts(dev_skipped)}")
+    for name, left_out in (("train", skipped), ("dev", dev_skipped)):
+        if left_out:
+            log(f"warning: {name} utterances left out: {skipped_examples(left_out)}")
+    return train_utts, dev_utts, tokenizer
 
 
 def planned_steps(config: TrainConfig, steps_per_epoch: int, log) -> int:
