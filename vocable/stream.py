@@ -13,11 +13,12 @@ a little audio from before them) and ends after `endpoint_silence` seconds of no
 end one `final` event carries the result, and all per-utterance state is dropped.
 
 Two engines decode an utterance:
-- incremental, for models with bounded right context (`ModelConfig.streaming`, e.g. a unidirectional
-  cnn-rnn): features are computed as samples arrive, the subsampling convolution keeps its last few
-  input frames, and the RNN state is carried from chunk to chunk, so each chunk costs the same however
-  long the utterance. The output equals the offline forward pass on the same audio.
-- window, for offline models (bidirectional cnn-rnn, full-attention transformer/conformer): the
+- incremental, for models run chunk by chunk with a carried state (`forward_chunk`: the unidirectional
+  cnn-rnn, in torch or ONNX): features are computed as samples arrive, the subsampling convolution keeps
+  its last few input frames, and the RNN state is carried from chunk to chunk, so each chunk costs the
+  same however long the utterance. The output equals the offline forward pass on the same audio.
+- window, for every other model (bidirectional cnn-rnn, transformer/conformer, chunked ones included: their
+  right context is bounded, ModelConfig.streaming, but they have no chunk step yet): the
   utterance's audio (at most `max_utterance` seconds) is re-decoded every `partial_every` seconds.
 A partial decodes the whole utterance so far, so it is due only after `partial_every` seconds of new
 audio and after twice what the last one took: partials use at most half of real time, whatever the
@@ -193,9 +194,9 @@ class Streamer:
     # -- internals ---------------------------------------------------------------------------
 
     def _pick_engine(self) -> str:
-        streaming = getattr(getattr(self.recognizer, "loaded", None), "model_config", None)
-        can_stream = bool(streaming is not None and streaming.streaming and hasattr(self.recognizer.model,
-                                                                                    "forward_chunk"))
+        model_config = getattr(getattr(self.recognizer, "loaded", None), "model_config", None)
+        can_stream = bool(model_config is not None and model_config.streaming
+                          and hasattr(self.recognizer.model, "forward_chunk"))  # see "Two engines" above
         if self.options.engine == "incremental" and not can_stream:
             raise ConfigError(f"model {self.recognizer.name}: not a streaming model (needs a unidirectional "
                               f"cnn-rnn); use the window engine")
