@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from tests.test_server import API_KEY, free_port, running_server
-from tests.test_stream import DIGITS_MODEL, digit_stream, load_or_skip
+from tests.test_stream import DIGITS_MODEL, digit_stream
 from vocable.audio import SAMPLE_RATE
 
 CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"),
@@ -26,6 +26,7 @@ websockets_sync = pytest.importorskip("websockets.sync.client")
 pytest.importorskip("uvicorn")
 
 from vocable.server import ServerOptions  # noqa: E402
+from vocable.transcribe import load  # noqa: E402
 
 PAGE_TIMEOUT = 40.0  # seconds for the words to appear (the fake microphone plays in real time)
 
@@ -64,7 +65,7 @@ class DevTools:
 
 @pytest.fixture(scope="module")
 def model():
-    return load_or_skip(DIGITS_MODEL)
+    return load(DIGITS_MODEL)
 
 
 @pytest.fixture(scope="module")

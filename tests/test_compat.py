@@ -224,3 +224,19 @@ def test_a_long_stream_is_decoded_piece_by_piece_with_bounded_work(english, monk
     assert max(long_requests) < max(len(clip) for clip in clips) / 16000 + 1
     assert sum(decoded) < sum(fed) / 3  # what decoding the whole stream at each request would cost
     assert held < 8 * 16000  # samples: the open segment's, not the stream's
+
+
+def test_a_long_streams_tokens_are_timed_on_the_streams_clock(model):
+    """Past 8 s a stream is decoded segment by segment; each segment's token times count from the start of
+    the stream, as sttWithMetadata's do for the same audio."""
+    pause = np.zeros(16000, np.int16)
+    audio = np.concatenate([part for d in range(10) for part in (int16(f"{d}_theo_0"), pause)])  # ~15 s
+    stream = model.createStream()
+    for start in range(0, len(audio), 1600):
+        stream.feedAudioContent(audio[start:start + 1600])
+    streamed = stream.finishStreamWithMetadata().transcripts[0]
+    whole = model.sttWithMetadata(audio).transcripts[0]
+    assert "".join(t.text for t in streamed.tokens) == "".join(t.text for t in whole.tokens)
+    assert streamed.tokens[-1].start_time > 12.0
+    for a, b in zip(streamed.tokens, whole.tokens):
+        assert abs(a.start_time - b.start_time) <= 0.1, (a, b)

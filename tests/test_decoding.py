@@ -4,6 +4,7 @@ Synthetic log-probabilities stand in for an English acoustic model (a peaky CTC 
 known text, with planted confusions); the bundled FSDD digits model gives real ones.
 """
 
+import math
 import warnings
 from dataclasses import replace
 
@@ -24,13 +25,14 @@ from vocable.decoding import (
     penalise_blank,
     with_model_defaults,
 )
-from vocable.errors import ConfigError, DataError, ModelError, VocableWarning
+from vocable.errors import ConfigError, DataError, VocableWarning
 from vocable.lm import BuildOptions, build_lm, write_lm
 from vocable.tokenizer import CharTokenizer
 
 from .conftest import FSDD_FIXTURES
 
 TOK = CharTokenizer(list(" 'abcdefghijklmnopqrstuvwxyz"))
+BLANK_ID = 0  # CTC blank, token 0 of every vocable tokenizer
 FRAME = 0.04
 TEXT = """the cat sat on the mat
 the cat ate the fish
@@ -69,11 +71,7 @@ def lm():
 
 @pytest.fixture(scope="module")
 def digits():
-    import vocable
-    try:
-        return vocable.load("fsdd-digits")
-    except ModelError:
-        pytest.skip("the bundled fsdd-digits model is not available")
+    return vocable.load("fsdd-digits")
 
 
 def beam(log_probs, lm=None, **options):
@@ -225,6 +223,32 @@ def test_forced_alignment_puts_words_at_their_spikes():
         force_align(log_probs[:5], "on the mat", TOK, FRAME)
     with pytest.raises(DataError, match="cannot spell"):
         force_align(log_probs, "on the mät", CharTokenizer(list(" abc"), normalizer="none"), FRAME)
+
+
+def test_a_words_end_is_the_end_of_its_last_tokens_span_and_its_confidence_the_peak():
+    log_probs = spelled("on the mat", frames_per_char=4)  # one-frame spikes: character k's span is [1 + 4k, 2 + 4k)
+    hyp = force_align(log_probs, "on the mat", TOK, FRAME)
+    assert [round(w.end / FRAME) for w in hyp.words] == [2 + 4 * 1, 2 + 4 * 5, 2 + 4 * 9]
+    a = TOK.encode("a")[0]  # "a" at 0.98, then held at 0.6 (blank 0.4) for a frame: its span is both frames
+    probs = np.full((4, TOK.vocab_size), 1e-6)
+    probs[[0, 3], BLANK_ID] = 1.0
+    probs[1, a], probs[1, BLANK_ID] = 0.98, 0.02
+    probs[2, a], probs[2, BLANK_ID] = 0.6, 0.4
+    word = force_align(np.log(probs / probs.sum(1, keepdims=True)), "a", TOK, FRAME).words[0]
+    assert round(word.start / FRAME) == 1 and round(word.end / FRAME) == 3
+    assert word.confidence == pytest.approx(0.98, abs=0.01)  # its best frame, not its weakest
+
+
+def test_a_transcripts_score_is_its_fit_plus_weighted_lm_and_bonus_per_word(lm):
+    """total - acoustic = lm_weight * ln(10) * log10 P_LM(words + </s>) + word_bonus * words."""
+    text = "the cat sat on the mat"
+    for bonus in (0.0, 2.0):
+        decoder = BeamSearchDecoder(TOK, lm, DecodingOptions(beam_size=8, lm_weight=0.5, word_bonus=bonus,
+                                                             blank_penalty=0.0))
+        total, acoustic, _, found = decoder.search(spelled(text))[0]
+        assert found == text
+        expected = 0.5 * math.log(10) * lm.sentence_logprob(text.split()) + bonus * len(text.split())
+        assert total - acoustic == pytest.approx(expected, abs=1e-6)
 
 
 # ---------------------------------------------------------------- with the real FSDD digits model

@@ -98,13 +98,7 @@ def test_json_and_tsv_carry_words_and_times(tmp_path):
 
 
 def test_cli_writes_subtitles_for_real_speech(tmp_path):
-    import vocable
     from vocable.cli import main
-    from vocable.errors import ModelError
-    try:
-        vocable.load("fsdd-digits")
-    except ModelError:
-        pytest.skip("the bundled fsdd-digits model is not available")
     audio = FSDD_FIXTURES / "5_theo_0.flac"
     assert main(["transcribe", str(audio), "--model", "fsdd-digits", "--format", "vtt",
                  "--output-dir", str(tmp_path)]) == 0

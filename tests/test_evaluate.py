@@ -47,6 +47,18 @@ def test_interval_covers_the_true_wer_about_95_percent_of_the_time():
     assert covered_if_utterances_were_independent / trials < 0.8
 
 
+def test_intervals_stay_honest_with_five_speakers():
+    """With few speakers a plain percentile interval is too narrow (about 80 % coverage at 5): the interval
+    is widened as the Student t quantile says, so it still covers the truth about 95 % of the time."""
+    rng = np.random.default_rng(5)
+    trials, covered = 150, 0
+    for trial in range(trials):
+        rows = simulate(rng, {"f": 0.3}, speakers=5)
+        low, high = group_report(rows, "gender", FAST)["groups"][0]["wer_ci"]
+        covered += low <= 0.3 <= high
+    assert covered / trials >= 0.88
+
+
 def test_point_estimates_are_pooled_word_error_rates():
     rows = simulate(np.random.default_rng(1), {"a": 0.2, "b": 0.4}, speakers=5, spread=0.0)
     report = group_report(rows, "gender", FAST)

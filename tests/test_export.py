@@ -50,10 +50,7 @@ def random_model(tmp_path: Path, name: str, features: FeatureConfig = FEATURES, 
 
 @pytest.fixture(scope="module")
 def bundled() -> Path:
-    try:
-        return resolve_model_path("fsdd-digits")
-    except Exception:
-        pytest.skip("the bundled fsdd-digits model is not in vocable/assets yet")
+    return resolve_model_path("fsdd-digits")
 
 
 @pytest.mark.parametrize("int8", [False, True])
@@ -184,3 +181,12 @@ def test_cli_export_with_check_prints_wer_and_speed_of_both(tmp_path, capsys):
         capsys.readouterr()
         assert main(["export", str(path), "-o", str(tmp_path / "plain.onnx")]) == 0
         assert "warning" not in capsys.readouterr().err
+
+
+def test_an_export_fails_on_a_posterior_gap_anywhere_and_int8_on_frames_that_disagree():
+    fp32, int8 = export.ExportOptions(), export.ExportOptions(int8=True)
+    assert export.Comparison(3, 1e-6, 1.0, 1.0, 1e-6).failures(fp32) == []
+    batch_only = export.Comparison(3, 1e-6, 1.0, 1.0, 0.5).failures(fp32)  # the padded batch differs
+    assert len(batch_only) == 1 and "posteriors differ by up to 5.00e-01" in batch_only[0]
+    disagreeing = export.Comparison(3, 0.01, 0.5, 1.0, 0.01)  # within int8's tolerance, not fp32's
+    assert disagreeing.failures(int8) == ["best token agrees on 50.0% of frames (need 95%)"]

@@ -66,6 +66,9 @@ def test_spec_augment_masks_and_is_seeded():
     # Time masks stay inside each utterance's own length and within time_width_frac of it;
     # frequency masks are at most freq_width bins each (two of them).
     assert (a[1, 60:][:, (a[1] != 0).any(dim=0)] == 1).all()
+    for seed in range(50):  # no time mask ever lands in the padding (it would be a mask lost)
+        c = spec_augment(feats, lengths, freq_masks=0, time_width_frac=0.1, generator=torch.Generator().manual_seed(seed))
+        assert (c[1, 60:] == 1).all(), seed
     assert int((a[1] == 0).all(dim=1).sum()) <= 2 * 6
     assert int((a[0] == 0).all(dim=0).sum()) <= 2 * 10
 

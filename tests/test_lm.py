@@ -417,3 +417,18 @@ def test_an_lm_asked_for_by_many_threads_at_once_is_read_once(tmp_path, monkeypa
     for t in threads:
         t.join()
     assert len(reads) == 1 and len(loaded) == 4 and all(lm is loaded[0] for lm in loaded)
+
+
+def test_pruning_drops_exactly_the_ngrams_seen_at_most_that_often():
+    sentences = corpus()
+    bigrams = Counter(pair for s in sentences for pair in zip(["<s>"] + s, s + ["</s>"]))
+    pruned = build_lm(sentences, BuildOptions(order=2, prune=(0, 1)))
+    assert len(pruned.orders[1].keys) == sum(1 for c in bigrams.values() if c >= 2)
+    pruned = build_lm(sentences, BuildOptions(order=2, prune=(0, 3)))
+    assert len(pruned.orders[1].keys) == sum(1 for c in bigrams.values() if c >= 4)
+
+
+def test_min_word_count_keeps_words_seen_that_often_and_no_rarer():
+    lm = build_lm([["a", "b"], ["a", "c"]], BuildOptions(order=2, min_word_count=2))
+    assert lm.word_id("a") != lm.unk and lm.word_id("b") == lm.unk and lm.word_id("c") == lm.unk
+    assert "a" in lm.sorted_words and "b" not in lm.sorted_words

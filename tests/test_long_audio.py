@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from vocable.audio import load_audio
-from vocable.errors import AudioError, ModelError
+from vocable.errors import AudioError
 from vocable.vad import SpeechSegmenter, VadOptions, speech_segments, stream_audio
 
 from .conftest import FSDD_FIXTURES
@@ -110,10 +110,7 @@ def test_segmenting_a_long_file_needs_no_more_memory_than_a_short_one(tmp_path):
 
 def test_long_file_transcribed_on_the_file_clock(tmp_path, monkeypatch):
     import vocable
-    try:
-        recognizer = vocable.load("fsdd-digits")
-    except ModelError:
-        pytest.skip("the bundled fsdd-digits model is not available")
+    recognizer = vocable.load("fsdd-digits")
     path = tmp_path / "long.flac"
     placed = write_long_file(path, 2.5)
     result = recognizer.transcribe(path)  # > 30 s: streamed and split by the VAD
@@ -129,6 +126,21 @@ def test_long_file_transcribed_on_the_file_clock(tmp_path, monkeypatch):
     assert recognizer.transcribe(path, progress=done.append).text == result.text
     assert len(done) >= 4 and done == sorted(done) and done[-1] == pytest.approx(150.0, abs=0.01)
     assert all(any(abs(d - end) < 1.0 for _, end, _ in placed) for d in done[:-1])  # each batch ends at a digit
+
+
+def test_batches_split_their_long_inputs_at_pauses_as_transcribe_does():
+    import vocable
+    recognizer = vocable.load("fsdd-digits")
+    pause = np.zeros(RATE, np.float32)  # 1 s between digits
+    digits = [load_audio(FSDD_FIXTURES / f"{d}_theo_0.flac") for d in (3, 1, 4, 1, 5, 9, 2, 6)]
+    long = np.concatenate([part for d in digits for part in (d, pause)])  # > 8 s: split by the VAD
+    short = digits[0]
+    alone = recognizer.transcribe(long)
+    assert len(alone.segments) > 1
+    batched = recognizer.transcribe_batch([long, short])
+    assert [s.text for s in batched[0].segments] == [s.text for s in alone.segments]
+    assert [round(s.start, 2) for s in batched[0].segments] == [round(s.start, 2) for s in alone.segments]
+    assert len(batched[1].segments) == 1 and batched[1].text == recognizer.transcribe(short).text
 
 
 def test_cli_shows_a_long_files_progress_on_a_terminal(tmp_path, monkeypatch, capsys):
@@ -157,10 +169,7 @@ def test_stream_audio_errors(tmp_path):
 
 def test_noise_only_long_file_gives_no_words(tmp_path):
     import vocable
-    try:
-        recognizer = vocable.load("fsdd-digits")
-    except ModelError:
-        pytest.skip("the bundled fsdd-digits model is not available")
+    recognizer = vocable.load("fsdd-digits")
     rng = np.random.default_rng(1)
     path = tmp_path / "noise.flac"
     noise = np.concatenate([coloured_noise(20 * RATE, rng, 0.02, 0), coloured_noise(20 * RATE, rng, 0.05, 1),

@@ -228,6 +228,20 @@ def test_exported_metadata_is_checked_like_a_model_files_fields(tmp_path, export
     assert message.startswith(f"{edited}:") and fragment in message and "\n" not in message
 
 
+def test_a_file_from_a_newer_vocable_is_refused_and_the_current_format_loads(tmp_path, exported):
+    import onnx
+
+    from vocable.runtime import ONNX_FORMAT_VERSION
+    graph = onnx.load(str(exported))
+    entry = next(p for p in graph.metadata_props if p.key == "format_version")
+    assert entry.value == str(ONNX_FORMAT_VERSION)
+    entry.value = str(ONNX_FORMAT_VERSION + 1)
+    newer = tmp_path / "newer.onnx"
+    onnx.save(graph, str(newer))
+    with pytest.raises(ModelError, match="exported with a newer vocable"):
+        load_onnx(newer)
+
+
 def test_models_are_listed_without_torch_with_what_they_need(capsys):
     """`vocable models` imported torch to list file names: the runtime install got the one-line error."""
     cli = "import sys; from vocable.cli import main; sys.exit(main(sys.argv[1:]))"

@@ -19,8 +19,8 @@ import pytest
 import soundfile as sf
 
 from tests.test_audio import flac_of_unknown_length
-from tests.test_stream import DIGITS_MODEL, digit_stream, load_or_skip
-from vocable import Streamer
+from tests.test_stream import DIGITS_MODEL, digit_stream
+from vocable import Streamer, load
 from vocable.audio import SAMPLE_RATE
 
 openai = pytest.importorskip("openai")
@@ -60,7 +60,7 @@ def running_server(options: ServerOptions, port: int | None = None):
 
 @pytest.fixture(scope="module")
 def model():
-    return load_or_skip(DIGITS_MODEL)
+    return load(DIGITS_MODEL)
 
 
 @pytest.fixture(scope="module")

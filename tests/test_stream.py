@@ -12,9 +12,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from tests.conftest import FSDD_FIXTURES
+from tests.conftest import FIXTURES, FSDD_FIXTURES
 from vocable.audio import SAMPLE_RATE, load_audio
-from vocable.errors import ConfigError, ModelError
+from vocable.errors import ConfigError
 from vocable.features import FeatureConfig
 from vocable.modelfile import LoadedModel
 from vocable.models import ModelConfig, build_model
@@ -24,28 +24,23 @@ from vocable.transcribe import Recognizer, load
 
 DIGITS = "zero one two three four five six seven eight nine".split()
 GAP = 1.0  # seconds of silence between digits: longer than the default endpoint (0.6 s)
-# The bundled models; VOCABLE_TEST_*_MODEL may point at another model file.
+# The bundled digits model and the streaming one of tests/fixtures/models; VOCABLE_TEST_*_MODEL may point at
+# another model file.
 DIGITS_MODEL = os.environ.get("VOCABLE_TEST_DIGITS_MODEL", "fsdd-digits")
-STREAMING_MODEL = os.environ.get("VOCABLE_TEST_STREAMING_MODEL", "fsdd-digits-streaming")
+STREAMING_MODEL = os.environ.get("VOCABLE_TEST_STREAMING_MODEL",
+                                 str(FIXTURES / "models" / "fsdd-digits-streaming.vocable"))
 
 torch.set_num_threads(1)
 
 
-def load_or_skip(name: str) -> Recognizer:
-    try:
-        return load(name)
-    except ModelError as e:
-        pytest.skip(f"model not available: {e}")
-
-
 @pytest.fixture(scope="session")
 def digits_model() -> Recognizer:
-    return load_or_skip(DIGITS_MODEL)
+    return load(DIGITS_MODEL)
 
 
 @pytest.fixture(scope="session")
 def streaming_model() -> Recognizer:
-    return load_or_skip(STREAMING_MODEL)
+    return load(STREAMING_MODEL)
 
 
 def random_streaming_recognizer(rnn_type: str = "gru") -> Recognizer:
@@ -148,6 +143,16 @@ def test_window_engine_finds_each_digit_with_partials(digits_model):
     first_partial = next(e for e in events if e.type == "partial")
     assert events.index(first_partial) < events.index(finals[0])
     assert first_partial.end < spans[0][1] + 0.6
+
+
+def test_a_partial_is_sent_only_when_its_text_changes(digits_model):
+    audio, digits, _ = digit_stream(digits_model)
+    streamer = Streamer(digits_model, options=StreamOptions(vad="energy", partial_every=0.05))
+    events = run_stream(streamer, audio, 800)
+    assert [e.text for e in events if e.type == "final"] == digits
+    assert sum(e.type == "partial" for e in events) >= len(digits)
+    for before, after in zip(events, events[1:]):  # within an utterance, each partial says something new
+        assert not (before.type == after.type == "partial" and before.text == after.text), (before, after)
 
 
 def test_window_finals_decode_on_the_shifted_grids_partials_once(digits_model, monkeypatch):

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,23 @@ def test_resume_after_kill_continues_from_last_checkpoint(tmp_path):
              if line.split(",")[2]]
     # The killed run's steps after its last checkpoint were taken again, and logged once.
     assert steps == list(range(1, 61))
+    # and the epoch it cut short went on from its checkpoint's batch, not from its first: complete epochs
+    # all have the same number of steps
+    epochs = Counter(int(line.split(",")[1]) for line in (tmp_path / "out" / "metrics.csv").read_text().splitlines()[1:]
+                     if line.split(",")[2])
+    assert len({epochs[e] for e in sorted(epochs)[:-1]}) == 1, epochs
+
+
+def test_the_model_is_the_mean_of_the_last_epochs_weights(tmp_path):
+    config = load_config(write_config(tmp_path, epochs=3), {"run.average_last": 2, "run.half_model": False})
+    model = load_model_file(train(config, show_progress=False)).model.state_dict()
+    last_two = [torch.load(tmp_path / "out" / f"epoch-{e}.pt", weights_only=True) for e in (2, 3)]
+    moved = 0
+    for name, value in model.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (last_two[0][name] + last_two[1][name]) / 2)
+            moved += not torch.equal(last_two[0][name], last_two[1][name])
+    assert moved > 0  # the two epochs differ, so the mean is neither of them
 
 
 def test_ctrl_c_says_how_to_continue(tmp_path, monkeypatch, capsys):

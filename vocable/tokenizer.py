@@ -88,8 +88,9 @@ def _number_words(token: str) -> str:
     n = int(token)
     if len(token) > 1 and token.startswith("0"):
         return " ".join(_ONES[int(d)] for d in token)
-    if 1900 <= n <= 2099 and n % 100 != 0 and len(token) == 4 and n // 100 != 20:
-        return _int_words(n // 100) + " " + _int_words(n % 100)  # years: nineteen eighty four
+    if 1900 <= n <= 2099 and n % 100 != 0 and len(token) == 4 and n // 100 != 20:  # years: nineteen eighty
+        rest = n % 100  # four, nineteen oh five
+        return _int_words(n // 100) + " " + (f"oh {_ONES[rest]}" if rest < 10 else _int_words(rest))
     return _int_words(n) if n < 10**12 else " ".join(_ONES[int(d)] for d in token)
 
 
