@@ -196,7 +196,8 @@ def add_prepare(commands) -> None:
     p.add_argument("manifest", metavar="MANIFEST", help="JSONL manifest or Kaldi-style folder")
     p.add_argument("-o", "--out", required=True, metavar="SHARDS/")
     p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, metavar="N", help="utterances per shard")
-    p.add_argument("--config", metavar="TRAIN.toml", help="take [features] from this training config")
+    p.add_argument("--config", metavar="TRAIN.toml",
+                   help="the features this training config will use: its [features], or its init_from model's")
     p.add_argument("--kind", default="logmel", choices=["logmel", "mfcc"])
     p.add_argument("--n-mels", type=int, default=80)
     p.add_argument("--n-mfcc", type=int, default=13)
