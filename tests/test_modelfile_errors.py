@@ -166,3 +166,19 @@ def test_a_model_whose_lm_is_gone_loads_and_decodes_with_another(blob, tmp_path)
     assert recognizer.transcribe(audio, options=DecodingOptions(lm="none")).text == "one"
     with pytest.raises(VocableError, match="no-such-lm"):
         recognizer.transcribe(audio)
+
+
+def test_a_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path):
+    from vocable.files import written_atomically
+    from vocable.modelfile import save_model
+    target = tmp_path / "model.vocable"
+    target.write_bytes(b"the earlier model")
+    with pytest.raises(RuntimeError):
+        with written_atomically(target) as tmp:
+            tmp.write_bytes(b"half of a new mo")
+            raise RuntimeError("disk full")
+    assert target.read_bytes() == b"the earlier model" and sorted(tmp_path.iterdir()) == [target]
+    loaded = load_model_file(ASSETS_DIR / "fsdd-digits.vocable")
+    with pytest.raises(Exception):  # a meta that cannot be stored: the save fails part-way
+        save_model(target, loaded.model, loaded.model_config, loaded.features, loaded.tokenizer, {"f": lambda: 0})
+    assert target.read_bytes() == b"the earlier model" and sorted(tmp_path.iterdir()) == [target]

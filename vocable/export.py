@@ -36,6 +36,7 @@ from torch import nn
 from .audio import load_audio
 from .errors import ModelError, VocableError, VocableWarning, warn
 from .features_np import MIN_INPUT_FRAMES, pad_batch
+from .files import written_atomically
 from .modelfile import LoadedModel, load_model_file
 from .models.common import subsampled_lengths
 from .runtime import ONNX_FORMAT, ONNX_FORMAT_VERSION, load_onnx
@@ -119,12 +120,8 @@ def export_model(model: str | os.PathLike, out: str | os.PathLike, options: Expo
                               f"same text on {comparison.same_text:.0%} of them (compare on speech of the "
                               f"model's own domain with --check DATASET; --tolerance sets the posterior limit)")
         out.parent.mkdir(parents=True, exist_ok=True)  # only for a model that is written
-        staged = out.with_name(out.name + ".tmp")
-        try:
+        with written_atomically(out) as staged:
             shutil.copyfile(graph, staged)
-            os.replace(staged, out)  # atomic: never a half-written model at `out`
-        finally:
-            staged.unlink(missing_ok=True)  # a failed write leaves no half-written .tmp behind
     return comparison
 
 

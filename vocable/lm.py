@@ -31,6 +31,7 @@ import numpy as np
 
 from .bundled import ASSETS_DIR
 from .errors import DataError, file_problem
+from .files import written_atomically
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 NO_PROB = -99.0  # log10 probability ARPA gives <s> (it is never predicted)
@@ -447,9 +448,8 @@ def write_arpa(lm: NGramLM, path: str | os.PathLike) -> None:
         raise DataError("this language model was loaded without its n-gram list; it cannot be re-written")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(tmp, "wt", encoding="utf-8") as f:
+    with written_atomically(path) as tmp, opener(tmp, "wt", encoding="utf-8") as f:
         f.write("\\data\\\n")
         for n, rows in enumerate(lm.ngrams, start=1):
             f.write(f"ngram {n}={len(rows)}\n")
@@ -464,7 +464,6 @@ def write_arpa(lm: NGramLM, path: str | os.PathLike) -> None:
             f.writelines(f"{p:.6f}\t{w}\t{b:.6f}\n" if has_bow and b != 0 else f"{p:.6f}\t{w}\n"
                          for p, w, b in zip(logp.tolist(), words, bow.tolist()))
         f.write("\n\\end\\\n")
-    os.replace(tmp, path)
 
 
 _NGRAM_HEADER = re.compile(r"ngram\s+(\d+)\s*=\s*(\d+)")
@@ -594,10 +593,8 @@ def write_binary(lm: NGramLM, path: str | os.PathLike) -> None:
     for n, (rows, order) in enumerate(zip(lm.ngrams, lm.orders), start=1):
         idx = order.find_many(ngram_keys(rows))  # the sorted order's entries, in the n-gram list's order
         arrays.update({f"ids{n}": rows.astype(np.int32), f"logp{n}": order.logp[idx], f"bow{n}": order.bow[idx]})
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    with written_atomically(path) as tmp, open(tmp, "wb") as f:  # a file object: numpy adds no ".npz"
+        np.savez_compressed(f, **arrays)
 
 
 @_names_the_file

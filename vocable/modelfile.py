@@ -24,6 +24,7 @@ from .bundled import resolve_model_path
 from .checks import FieldError, is_int, model_file_errors, read_common_fields, settings_from_table, show
 from .errors import ModelError
 from .features import FeatureConfig
+from .files import written_atomically
 from .models import ModelConfig, build_model
 from .tokenizer import Tokenizer
 
@@ -51,9 +52,8 @@ def save_model(path: str | os.PathLike, model: nn.Module, model_config: ModelCon
             "meta": {"vocable_version": __version__, **(meta or {})}}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)  # atomic: a kill mid-write never leaves a half-written model
+    with written_atomically(path) as tmp:
+        torch.save(blob, tmp)
 
 
 def read_model_blob(path: Path) -> dict:

@@ -37,6 +37,7 @@ from .decoding import greedy_decode
 from .errors import ConfigError, DataError, ModelError
 from .evaluate import cer, wer
 from .features import freq_warp, spec_augment, warp_factors
+from .files import written_atomically
 from .modelfile import load_model_file, save_model
 from .models import build_model, count_parameters
 from .tokenizer import Tokenizer, english_losses, tokenizer_from_dict, train_tokenizer
@@ -427,10 +428,9 @@ def decoding_meta(start, log) -> dict:
 
 
 def save_checkpoint(path: Path, model, optimizer, state: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
-                "rng": torch.get_rng_state()}, tmp)
-    os.replace(tmp, path)  # atomic, so a kill during the write keeps the previous checkpoint
+    with written_atomically(path) as tmp:  # a kill during the write keeps the previous checkpoint
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
+                    "rng": torch.get_rng_state()}, tmp)
 
 
 def earlier_run(out: Path) -> str:
@@ -598,12 +598,10 @@ class MetricsLog:
             return
         path = out / "metrics.csv"
         kept = self.rows_until(path, resumed) if resumed else []
-        staged = path.with_suffix(".tmp")
-        with open(staged, "w", newline="") as f:  # replaced at once: a kill now cannot lose the kept rows
-            writer = csv.DictWriter(f, fieldnames=self.FIELDS)
+        with written_atomically(path) as staged, open(staged, "w", newline="") as f:  # a kill cannot lose
+            writer = csv.DictWriter(f, fieldnames=self.FIELDS)  # the kept rows
             writer.writeheader()
             writer.writerows(kept)
-        os.replace(staged, path)
         self.file = open(path, "a", newline="")
         self.writer = csv.DictWriter(self.file, fieldnames=self.FIELDS)
         if kind == "tensorboard":

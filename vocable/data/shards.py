@@ -26,6 +26,7 @@ from .. import __version__
 from ..audio import SAMPLE_RATE, load_audio
 from ..errors import ConfigError, DataError, VocableError
 from ..features_np import FeatureConfig
+from ..files import written_atomically
 from .manifest import CORE_KEYS, Utterance
 
 INDEX = "index.json"
@@ -184,13 +185,11 @@ def write_shard(utterances: list[Utterance], stem: str, features: FeatureConfig)
         offset += len(feats)
     dim = features.dim
     matrix = np.concatenate(blocks) if blocks else np.zeros((0, dim), dtype=DTYPE)
-    tmp = Path(stem + ".tmp.npy")
-    np.save(tmp, matrix)
-    os.replace(tmp, npy_path)
+    with written_atomically(npy_path) as tmp, open(tmp, "wb") as f:  # a file object: np.save adds no ".npy"
+        np.save(f, matrix)
     skipped_path.write_text(json.dumps({"features": asdict(features), "skipped": skipped}), encoding="utf-8")
-    tmp_rows = Path(stem + ".jsonl.tmp")
-    tmp_rows.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp_rows, rows_path)
+    with written_atomically(rows_path) as tmp:
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return _summary(stem, rows), [f"{s['id']}: {s['error']}" for s in skipped]
 
 

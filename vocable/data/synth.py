@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from ..audio import SAMPLE_RATE, load_audio
 from ..errors import DataError, VocableError
+from ..files import written_atomically
 from ..tokenizer import normalize_basic, normalize_english
 from .accent import accent_phonemes, accent_spelling
 
@@ -348,12 +349,11 @@ def finish(item: Item, wav: str, out_dir: str, fmt: str, said: str) -> dict:
     audio = audio * (10 ** (item.peak_db / 20) / peak)
     path = Path(out_dir) / item.audio
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".part" + path.suffix)
-    if fmt == "opus":
-        sf.write(tmp, audio, SAMPLE_RATE, format="OGG", subtype="OPUS")
-    else:
-        sf.write(tmp, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-    os.replace(tmp, path)  # a killed run never leaves a half-written file under the final name
+    with written_atomically(path) as tmp:  # a killed run never leaves a half-written file under the final name
+        if fmt == "opus":
+            sf.write(tmp, audio, SAMPLE_RATE, format="OGG", subtype="OPUS")
+        else:
+            sf.write(tmp, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     return {"id": item.id, "audio": item.audio, "text": item.text, "duration": round(len(audio) / SAMPLE_RATE, 3),
             "speaker": item.speaker, "voice": item.voice.id, "engine": item.voice.engine,
             "licence": item.voice.licence, "spoken": item.spoken, "speed": item.speed, "pitch": item.pitch,
