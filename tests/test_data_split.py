@@ -124,3 +124,18 @@ def test_split_warns_when_utterances_have_no_speaker():
     assert lines[-1].startswith("warning: 4 utterances have no speaker")
     named = [Utterance(u.id, u.audio, u.text, u.duration, u.speaker or "s0") for u in utts]
     assert not any("warning" in line for line in describe_split(split_by_speaker(named, dev_speakers=2)))
+
+
+def test_split_and_evaluate_never_write_over_what_they_read(tmp_path, capsys):
+    folder = tmp_path / "fsdd"
+    shutil.copytree(FSDD_FIXTURES, folder)
+    text = (folder / "text").read_text()
+    assert main(["data", "split", str(folder), "--dev-speakers", "1", "-o", str(tmp_path)]) == 0
+    manifest = tmp_path / "train.jsonl"
+    rows = manifest.read_text()
+    assert main(["data", "split", str(manifest), "--dev-speakers", "1", "-o", str(tmp_path)]) == 2
+    assert "that is the manifest" in capsys.readouterr().err and manifest.read_text() == rows
+    for dataset, output in ((manifest, manifest), (folder, folder / "text")):
+        assert main(["evaluate", str(dataset), "--model", "fsdd-digits", "--output", str(output)]) == 2
+        assert "that is part of the dataset" in capsys.readouterr().err
+    assert manifest.read_text() == rows and (folder / "text").read_text() == text

@@ -455,6 +455,7 @@ def cmd_evaluate(args) -> int:
     if not args.dataset:
         raise ConfigError("evaluate: give a DATASET (or --compare A.json B.json)")
     check_writable_file(args.output, "--output")
+    check_not_an_input(args.output, dataset_files(args.dataset), "--output", f"part of the dataset {args.dataset}")
     check_writable_folder(args.report, "--report")
     from .data.manifest import read_dataset
     from .transcribe import load
@@ -793,9 +794,22 @@ def check_lm_output(output: str, inputs: list[str]) -> None:
     overwritten with the LM), or where no file can be written (check_writable_file)."""
     if not output.strip():
         raise ConfigError("-o: an empty name; give the LM file to write")
-    if os.path.isfile(output) and any(os.path.exists(path) and os.path.samefile(output, path) for path in inputs):
-        raise ConfigError(f"-o {output}: that is one of the texts the LM is built from")
+    check_not_an_input(output, inputs, "-o", "one of the texts the LM is built from")
     check_writable_file(output, "-o")
+
+
+def check_not_an_input(output: str | None, inputs: list[str], option: str, what: str) -> None:
+    """Refuse, before any work, an output file that is one of the command's inputs: writing it would destroy
+    what the command reads."""
+    if output and os.path.isfile(output) and any(os.path.exists(p) and os.path.samefile(output, p) for p in inputs):
+        raise ConfigError(f"{option} {output}: that is {what}; writing there would destroy it")
+
+
+def dataset_files(dataset: str) -> list[str]:
+    """The files a dataset is read from: a manifest, or the tables in a Kaldi-style folder."""
+    if os.path.isdir(dataset):
+        return [os.path.join(dataset, name) for name in os.listdir(dataset)]
+    return [dataset]
 
 
 @contextlib.contextmanager

@@ -150,11 +150,14 @@ def add_split(commands) -> None:
 def cmd_split(args) -> int:
     from pathlib import Path
 
+    from ..cli import check_not_an_input, dataset_files
     from .manifest import read_dataset, write_manifest
     from .split import describe_split, split_by_speaker
+    out = Path(args.out)
+    for name in ("train.jsonl", "dev.jsonl"):
+        check_not_an_input(str(out / name), dataset_files(args.manifest), "-o", f"the manifest {args.manifest}")
     split = split_by_speaker(read_dataset(args.manifest), args.dev_speakers, args.dev_fraction, args.seed,
                              args.by_sentence)
-    out = Path(args.out)
     write_manifest(out / "train.jsonl", split.train)
     write_manifest(out / "dev.jsonl", split.dev)
     print("\n".join([f"wrote {out / 'train.jsonl'} and {out / 'dev.jsonl'}"] + describe_split(split)))
