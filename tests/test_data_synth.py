@@ -2,13 +2,14 @@
 
 import json
 
+import numpy as np
 import pytest
 import soundfile as sf
 
 import vocable
 from vocable.cli import main
-from vocable.data.synth import list_voices, piper_voice, select_voices, speakable, synthesize_corpus
-from vocable.errors import DataError
+from vocable.data.synth import list_voices, piper_voice, select_voices, speakable, synthesize_corpus, trim_silence
+from vocable.errors import DataError, VocableWarning
 from vocable.evaluate import cer
 
 SENTENCES = """The oceans are teeming with life.
@@ -90,7 +91,8 @@ def test_synth_manifest_audio_and_resume(tmp_path):
     (out / rows[0]["audio"]).unlink()
     with open(out / "manifest.jsonl", "a") as f:
         f.write('{"id": "cut sho')
-    third = synthesize_corpus([str(text)], hours, str(out), voices, jobs=1, seed=3, show_progress=False)
+    with pytest.warns(VocableWarning, match="1 rows whose audio is missing"):
+        third = synthesize_corpus([str(text)], hours, str(out), voices, jobs=1, seed=3, show_progress=False)
     final = read_rows(out / "manifest.jsonl")
     assert third.new == 1 and {r["id"] for r in final} == set(mtimes)
     assert all((out / r["audio"]).stat().st_mtime_ns == mtimes[r["id"]] for r in final if r["id"] != rows[0]["id"])
@@ -98,9 +100,16 @@ def test_synth_manifest_audio_and_resume(tmp_path):
     # More hours continue the same sequence.
     more = synthesize_corpus([str(text)], hours * 2, str(out), voices, jobs=2, seed=3, show_progress=False)
     assert more.new > 0 and more.hours >= hours * 2
-    # Other voices are not mixed into it.
+    # Other voices are not mixed into it, and the refusal changes nothing, even with audio missing.
+    (out / final[1]["audio"]).unlink()
+    kept = (out / "manifest.jsonl").read_text()
     with pytest.raises(DataError, match=r"holds speech of voices not chosen now \(.*flite:slt"):
         synthesize_corpus([str(text)], hours * 3, str(out), installed(["espeak-ng:en-us"]), show_progress=False)
+    assert (out / "manifest.jsonl").read_text() == kept
+    for hours in (float("nan"), float("inf"), 0.0):
+        with pytest.raises(DataError, match="--hours must be a positive number"):
+            synthesize_corpus([str(text)], hours, str(out), voices, show_progress=False)
+    assert np.array_equal(trim_silence(np.zeros(16000, np.float32)), np.zeros(16000))  # silence: for finish to refuse
 
 
 def test_synth_cli_opus_and_errors(tmp_path, capsys):

@@ -33,7 +33,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from ..audio import SAMPLE_RATE, load_audio
-from ..errors import DataError, VocableError
+from ..errors import DataError, VocableError, VocableWarning, warn
 from ..files import written_atomically
 from ..tokenizer import normalize_basic, normalize_english
 from .accent import accent_phonemes, accent_spelling
@@ -375,6 +375,8 @@ def trim_silence(audio: np.ndarray, frame: int = SAMPLE_RATE // 100) -> np.ndarr
         return audio
     energy = np.square(audio[: frames * frame].reshape(frames, frame)).mean(axis=1)
     loud = np.flatnonzero(energy > energy.max() * 10 ** (-SILENCE_DB / 10))
+    if loud.size == 0:  # all silence: kept as it is, for the caller to refuse
+        return audio
     margin = int(SILENCE_MARGIN_S * SAMPLE_RATE)
     start = max(0, loud[0] * frame - margin)
     end = min(len(audio), (loud[-1] + 1) * frame + margin)
@@ -410,8 +412,8 @@ def synthesize_corpus(text_files: list[str], hours: float, out_dir: str, voices:
                       jobs: int = 1, seed: int = 0, fmt: str = "flac", show_progress: bool = True,
                       accent: float = 0.0, language: str = "en") -> SynthResult:
     """Render until OUT/manifest.jsonl holds `hours` of audio; resumes what a previous run left."""
-    if hours <= 0:
-        raise DataError(f"--hours must be positive, got {hours}")
+    if not 0 < hours < math.inf:  # also refuses nan
+        raise DataError(f"--hours must be a positive number, got {hours}")
     if not 0.0 <= accent <= 1.0:
         raise DataError(f"--accent must be between 0 and 1, got {accent}")
     if accent and language != "en":
@@ -429,12 +431,19 @@ def synthesize_corpus(text_files: list[str], hours: float, out_dir: str, voices:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / "manifest.jsonl"
-    done = read_done(manifest, out)
-    others = sorted({row.get("voice") for row in done.values()} - {voice.id for voice in voices} - {None})
+    done, rows, unreadable = read_done(manifest, out)
+    others = sorted({row.get("voice") for row in rows} - {voice.id for voice in voices} - {None})
     if others:  # continuing would mix them into a corpus said to be of the voices chosen now
         raise DataError(f"{out_dir}: holds speech of voices not chosen now ({', '.join(others[:4])}"
                         f"{', ...' if len(others) > 4 else ''}): give the same --voices to continue it, "
                         f"or synthesise into another folder")
+    missing = [r for r in rows if done.get(r["id"]) is not r]
+    if missing:
+        warn(f"{manifest}: {len(missing)} rows whose audio is missing (such as {missing[0].get('audio')}) are "
+             f"rendered again", VocableWarning)
+    if unreadable or missing:  # rows appended from here must follow whole lines of rows that stand
+        with written_atomically(manifest) as tmp:
+            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done.values()), encoding="utf-8")
     seconds = sum(r["duration"] for r in done.values())
     target = hours * 3600
     order = np.random.default_rng([seed, 0]).permutation(len(sentences))
@@ -487,23 +496,25 @@ def chunks(items: list[Item]) -> list[list[Item]]:
     return [group[i:i + CHUNK_ITEMS] for group in by_voice.values() for i in range(0, len(group), CHUNK_ITEMS)]
 
 
-def read_done(manifest: Path, out: Path) -> dict[str, dict]:
-    """Rows of a previous run whose audio exists; the manifest is rewritten without broken lines."""
+def read_done(manifest: Path, out: Path) -> tuple[dict[str, dict], list[dict], int]:
+    """What a previous run left, read without changing anything: (id → row of the rows whose audio exists,
+    every row, the number of lines that are no row, such as one cut short by a killed run)."""
     if not manifest.exists():
-        return {}
-    done = {}
+        return {}, [], 0
+    done, rows, unreadable = {}, [], 0
     with open(manifest, encoding="utf-8") as f:
         for line in f:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
-                continue  # a line cut short by a killed run
-            if isinstance(row, dict) and "id" in row and (out / row.get("audio", "")).is_file():
+                row = None
+            if not (isinstance(row, dict) and isinstance(row.get("id"), str)):
+                unreadable += 1
+                continue
+            rows.append(row)
+            if (out / str(row.get("audio", ""))).is_file():
                 done[row["id"]] = row
-    tmp = manifest.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done.values()), encoding="utf-8")
-    os.replace(tmp, manifest)
-    return done
+    return done, rows, unreadable
 
 
 def describe_voices(voices: list[Voice]) -> list[dict]:
