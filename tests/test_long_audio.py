@@ -70,6 +70,38 @@ def test_long_speech_is_cut_below_max_segment():
     assert starts == sorted(starts) and all(s + len(a) <= n for (s, a), n in zip(segments, starts[1:]))
 
 
+class ScriptedVad:
+    """A detector whose speech probabilities are given, frame by frame (30 ms frames)."""
+    frame_samples = 480
+
+    def __init__(self, probs):
+        self.probs, self.at = list(probs), 0
+
+    def __call__(self, block):
+        n = len(block) // self.frame_samples
+        self.at += n
+        return np.array(self.probs[self.at - n: self.at], np.float32)
+
+
+def test_what_is_left_after_cutting_a_long_segment_needs_speech_of_its_own():
+    """Speech from 1.0 to 25.5 s, silence to 30 s: cut below max_segment (25 s), the part after the cut
+    holds no speech and is no segment (it inherited the whole segment's speech count)."""
+    frame = ScriptedVad.frame_samples
+    times = np.arange(0, 30, frame / RATE)
+    probs = [1.0 if 1.0 <= t < 25.5 else 0.0 for t in times]
+    segmenter = SpeechSegmenter(VadOptions(backend="energy"))
+    segmenter.vad = ScriptedVad(probs)
+    audio, segments = np.zeros(len(probs) * frame, np.float32), []
+    for i in range(0, len(audio), frame * 10):
+        segments += segmenter.push(audio[i: i + frame * 10])
+    segments += segmenter.finish()
+    for start, samples in segments:
+        inside = [p for k, p in enumerate(probs) if start <= k * frame and (k + 1) * frame <= start + len(samples)]
+        assert sum(inside) > 0, f"a segment without speech at {start / RATE:.2f} s"
+    covered = sum(len(samples) for _, samples in segments) / RATE
+    assert segments and covered >= 24.5  # and the speech is all in segments
+
+
 def test_pushed_blocks_of_any_size_give_the_same_segments():
     """The segmenter keeps pushed blocks apart and joins them only to cut: the cut audio must not depend
     on how the stream was split, and the open segment must be readable at any push."""

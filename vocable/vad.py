@@ -305,6 +305,8 @@ class SpeechSegmenter:
                 self.last_end = end
                 segment.probs = [x for x in segment.probs if x[0] > end]
                 segment.start, segment.last_speech = end, max(segment.last_speech, end)
+                # what is left must hold enough speech of its own to be a segment
+                segment.speech_frames = sum(options.is_speech(q, speaking=True) for _, q in segment.probs)
         keep_from = self.segment.start if self.segment is not None else self.position - self.pad
         self._drop_before(keep_from)
         return closed
