@@ -131,3 +131,9 @@ def test_prepare_cli_resumes_and_reports_unreadable(tmp_path, capsys):
     assert "2 shards kept" in capsys.readouterr().out
     rows = [json.loads(line) for shard in out.glob("shard-*.jsonl") for line in shard.open()]
     assert next(r["text"] for r in rows if r["id"] == "1_theo_0") == "ONE ONE"
+    utt2spk = folder / "utt2spk"  # so is a changed speaker (the leak checks go by speakers)
+    utt2spk.write_text(utt2spk.read_text().replace("2_theo_0\ttheo", "2_theo_0\tsomeone"))
+    assert main(args[:-3] + ["--kind", "mfcc", "--no-progress"]) == 0
+    assert "2 shards kept" in capsys.readouterr().out
+    rows = [json.loads(line) for shard in out.glob("shard-*.jsonl") for line in shard.open()]
+    assert next(r["speaker"] for r in rows if r["id"] == "2_theo_0") == "someone"

@@ -179,9 +179,8 @@ def write_shard(utterances: list[Utterance], stem: str, features: FeatureConfig)
             continue
         feats = compute_features(torch.from_numpy(audio), features)[0].numpy().astype(DTYPE)
         blocks.append(feats)
-        meta = {k: v for k, v in u.meta.items() if not k.startswith("_")}
-        rows.append({"id": u.id, "audio": u.audio, "text": u.text, "duration": round(len(audio) / SAMPLE_RATE, 3),
-                     "speaker": u.speaker, **meta, "offset": offset, "frames": len(feats)})
+        rows.append({**_described(u), "duration": round(len(audio) / SAMPLE_RATE, 3), "offset": offset,
+                     "frames": len(feats)})
         offset += len(feats)
     dim = features.dim
     matrix = np.concatenate(blocks) if blocks else np.zeros((0, dim), dtype=DTYPE)
@@ -193,22 +192,35 @@ def write_shard(utterances: list[Utterance], stem: str, features: FeatureConfig)
     return _summary(stem, rows), [f"{s['id']}: {s['error']}" for s in skipped]
 
 
+MEASURED = ("duration", "offset", "frames")  # the row fields a shard's making measures, not the manifest's
+
+
+def _described(u: Utterance) -> dict:
+    """What a shard row says of an utterance, as the manifest gave it (its "_" keys locate features)."""
+    return {"id": u.id, "audio": u.audio, "text": u.text, "speaker": u.speaker,
+            **{k: v for k, v in u.meta.items() if not k.startswith("_")}}
+
+
+def _identity(described: dict) -> str:
+    return json.dumps({k: v for k, v in described.items() if k not in MEASURED}, sort_keys=True, ensure_ascii=False)
+
+
 def _earlier_shard(rows_path: Path, npy_path: Path, skipped_path: Path, utterances: list[Utterance],
                    features: FeatureConfig) -> tuple[list, list] | None:
-    """(rows, skipped) of a shard an earlier run completed, when it holds exactly these utterances (id,
-    audio and text: a corrected transcript is redone) computed with these features; else None."""
+    """(rows, skipped) of a shard an earlier run completed, when it holds exactly these utterances (every
+    field: a corrected transcript or speaker is redone) computed with these features; else None."""
     if not (rows_path.is_file() and npy_path.is_file() and skipped_path.is_file()):
         return None
     try:
         marker = json.loads(skipped_path.read_text(encoding="utf-8"))
-        rows = [json.loads(line) for line in open(rows_path, encoding="utf-8")]
+        rows = [json.loads(line) for line in rows_path.read_text(encoding="utf-8").splitlines()]
     except (OSError, ValueError):
         return None
     if not isinstance(marker, dict) or marker.get("features") != asdict(features):
         return None  # other features (or a shard from before the marker held them)
     skipped_ids = {s["id"] for s in marker["skipped"]}
-    wanted = {(u.id, u.audio, u.text) for u in utterances if u.id not in skipped_ids}
-    if {(r["id"], r["audio"], r["text"]) for r in rows} != wanted or not skipped_ids <= {u.id for u in utterances}:
+    wanted = {_identity(_described(u)) for u in utterances if u.id not in skipped_ids}
+    if {_identity(r) for r in rows} != wanted or not skipped_ids <= {u.id for u in utterances}:
         return None
     return rows, marker["skipped"]
 
