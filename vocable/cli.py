@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import warnings
+from pathlib import Path
 
 from . import __version__
 from .errors import (EXIT_USAGE, NEEDS_TORCH, AudioWarning, ConfigError, DataError, UnreadableAudio, VocableError,
@@ -336,7 +337,7 @@ def decoding_options(args):
     phrases = None
     if args.phrases:
         try:
-            lines = open(args.phrases, encoding="utf-8").read().splitlines()
+            lines = Path(args.phrases).read_text(encoding="utf-8").splitlines()
         except OSError as e:
             raise ConfigError(f"--phrases {args.phrases}: cannot read ({e.strerror})") from None
         except UnicodeDecodeError:
@@ -670,8 +671,6 @@ def add_serve(commands) -> None:
 
 
 def cmd_serve(args) -> int:
-    import os
-
     from .server import ServerOptions, serve
     if args.api_key is not None and not args.api_key.strip():  # --api-key "$UNSET": not a server open to all
         raise ConfigError("--api-key: empty; give the key clients must send, or leave --api-key out")
@@ -775,7 +774,7 @@ def cmd_lm_build(args) -> int:
             raise ConfigError(f"{path}: not UTF-8 text (an LM built from it would be garbage)")
     check_lm_output(args.output, args.texts + args.exclude)
     excluded = {normalize(line.split("\t", 1)[-1]) for path in args.exclude
-                for line in open(path, encoding="utf-8", errors="replace")}
+                for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines()}
     sentences = read_sentences(args.texts, normalize, excluded - {""})
     if not any(sentences):
         raise DataError(f"{', '.join(args.texts)}: no words left after the {args.normalizer} normaliser (empty, "
@@ -857,7 +856,7 @@ def cmd_align(args) -> int:
         raise ConfigError(f"TEXT {args.text}: no such file")
     if is_file and not looks_like_text(args.text):
         raise ConfigError(f"{args.text}: not UTF-8 text (give the transcript as a text file or a quoted string)")
-    text = open(args.text, encoding="utf-8").read() if is_file else args.text
+    text = Path(args.text).read_text(encoding="utf-8") if is_file else args.text
     result = load(args.model).align(args.audio, text)
     print(format_result(result, args.format, args.audio), end="")
     return 0

@@ -17,6 +17,7 @@ Uploads are parsed in memory and never written to disk. Errors are JSON in OpenA
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import io
 import json
@@ -674,19 +675,26 @@ async def _in_thread(app: FastAPI, fn, *args):
 
 def serve(options: ServerOptions, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
     """Run the server until interrupted (blocking)."""
-    import uvicorn
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port: expected 0 to 65535, got {port}")
     sock = listening_socket(host, port)  # first: a busy port is one line at once, not uvicorn's log after the load
-    app = create_app(options)
-    # load now: a broken model, LM or decoding option fails at start, not per request
-    app.state.models.get(app.state.models.default).decoder(options.decoding if options else None)
+    with contextlib.closing(sock):  # also when the model fails to load: serve() may be one call of a program
+        app = create_app(options)
+        # load now: a broken model, LM or decoding option fails at start, not per request
+        app.state.models.get(app.state.models.default).decoder(options.decoding if options else None)
+        serve_on(sock, app, host, log_level)
+
+
+def serve_on(sock: socket.socket, app, host: str, log_level: str) -> None:
+    """uvicorn serving `app` on the bound socket `sock` until interrupted."""
+    import uvicorn
     # No ping timeout: a client sending faster than real time waits on TCP (backpressure), and its pong
     # queues behind its audio; the stream's idle timeout (stream_idle_seconds) still drops dead clients.
+    port = sock.getsockname()[1]
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, ws_max_size=WS_FRAME_LIMIT,
                             ws_ping_timeout=None)
     where = host if ":" not in host else f"[{host}]"
-    print(f"vocable: serving on http://{where}:{sock.getsockname()[1]} (the page at /, Ctrl+C to stop)",
+    print(f"vocable: serving on http://{where}:{port} (the page at /, Ctrl+C to stop)",
           file=sys.stderr, flush=True)  # uvicorn says where only when it binds the socket itself
     uvicorn.Server(config).run(sockets=[sock])
 
