@@ -41,6 +41,8 @@ UNKNOWN_LENGTH = 1 << 62  # frames: libsndfile's count (SF_COUNT_MAX) when a hea
 STREAMED_WAV_SIZE = 0x7FFFF000  # bytes: a data chunk declared this large or larger is a placeholder written
 # by a program that could not go back to fill it in (ffmpeg to a pipe writes 0xFFFFFFFF, arecord 0x7FFFFFFF)
 
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus")  # files taken as audio when a folder is searched
+
 AudioInput = Union[str, os.PathLike, bytes, bytearray, np.ndarray]
 
 

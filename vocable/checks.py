@@ -87,7 +87,7 @@ def show(value) -> str:
 def settings_from_table(cls, data, section: str, path: Path):
     """A model file's model_config or features table as dataclass `cls`, checked as a TOML config's are
     (config.from_dict: types; fields a newer vocable wrote are ignored), floats finite, then cls.validate's
-    ranges. Errors are ConfigErrors that name the file and field."""
+    ranges. Errors are FieldErrors (a table or value) or ConfigErrors (from_dict, validate) that name the field."""
     if not isinstance(data, dict):
         raise FieldError(section, f"expected a table of settings, got {show(data)}")
     known = {f.name for f in fields(cls)}

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 import soxr
 
-from ..audio import SAMPLE_RATE, load_audio
+from ..audio import AUDIO_SUFFIXES, SAMPLE_RATE, load_audio
 from ..errors import AudioError, DataError
 
 Augmenter = Callable[[np.ndarray, np.random.Generator], np.ndarray]  # (waveform, rng) → waveform
@@ -34,7 +34,6 @@ RIR_BANK_SIZE = 128  # distinct simulated rooms an augmenter draws from (each si
 BABBLE_SPEAKERS = (3, 7)  # number of other utterances summed into babble
 BABBLE_POOL_SIZE = 64  # utterances kept decoded for babble
 NOISE_CACHE_FILES = 32  # decoded noise files kept in memory
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3"}
 
 
 def power(audio: np.ndarray) -> float:

@@ -59,6 +59,8 @@ class DeviceBatches:
         check_supported(augment)
         self.features, self.augment, self.device, self.seed = features, augment, device, seed
         self.speeds = (1.0,) + tuple(s for s in augment.speeds if s != 1.0) if augment.speed_prob else (1.0,)
+        # a perturbed utterance draws from [augment] speeds as listed (1.0 too, if there), as the CPU loader does
+        self.speed_draws = torch.tensor([self.speeds.index(s) for s in augment.speeds if s in self.speeds])
         jobs = jobs or min(16, os.cpu_count() or 1)
         work = [(u.audio, self.speeds) for u in utterances]
         with ProcessPoolExecutor(jobs) as pool:
@@ -91,7 +93,8 @@ class DeviceBatches:
         speed = torch.zeros(count, dtype=torch.long)
         if augment and len(self.speeds) > 1:
             perturbed = torch.rand(count, generator=generator) < a.speed_prob
-            speed[perturbed] = torch.randint(1, len(self.speeds), (int(perturbed.sum()),), generator=generator)
+            drawn = torch.randint(0, len(self.speed_draws), (int(perturbed.sum()),), generator=generator)
+            speed[perturbed] = self.speed_draws[drawn]
         lengths = self.lengths[torch.tensor(indices), speed]
         waves, valid = self.waves(torch.tensor(indices), speed, lengths)
         if augment:

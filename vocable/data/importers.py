@@ -22,12 +22,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..audio import audio_info
+from ..audio import AUDIO_SUFFIXES, audio_info
 from ..errors import DataError, VocableError, VocableWarning
 from ..tokenizer import NORMALIZERS, folded_letters, unspellable_letters
 from .manifest import Utterance, plural, read_kaldi_dir
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus")
 ENGLISH_ALPHABET = set("abcdefghijklmnopqrstuvwxyz'")  # what normalize_english leaves
 SPOKEN_PUNCTUATION = set("%#@&*")  # read aloud ("percent"), unlike . , ! ?
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

@@ -106,7 +106,8 @@ def file_hashes(paths: list[str], show_progress: bool = False) -> list[str]:
 def check_no_leak(train: list[Utterance], dev: list[Utterance], allow_overlap: bool = False,
                   hash_audio: bool = False, show_progress: bool = False) -> LeakReport | None:
     """Refuse dev data that shares speakers or audio with training data (sentences may repeat:
-    digit and command corpora reuse their few sentences by design). Returns the report."""
+    digit and command corpora reuse their few sentences by design). Returns the report, or None when
+    nothing was checked (overlap allowed, or no dev data)."""
     if allow_overlap or not dev:
         return None
     report = find_leaks(train, dev, hash_audio, show_progress)

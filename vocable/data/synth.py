@@ -1,8 +1,8 @@
 """Synthetic speech: render sentences with every installed offline text-to-speech voice.
 
-`vocable data synth --text FILE --hours H -o OUT` writes OUT/audio/*.flac (16 kHz) and
-OUT/manifest.jsonl, one row per utterance with speaker = voice + variant and the voice's engine
-and licence. Each utterance draws its own speaking rate, pitch and level. The transcript is the
+`vocable data synth --text FILE --hours H -o OUT` writes OUT/audio/NNNN/ID.flac (16 kHz; .ogg with
+--format opus) and OUT/manifest.jsonl, one row per utterance with speaker = voice + variant and the
+voice's engine and licence. Each utterance draws its own speaking rate, pitch and level. The transcript is the
 normalised sentence, and the engine is given that same normalised text (numbers spelt out,
 abbreviations expanded, punctuation that shapes prosody kept), so what is said matches the text.
 

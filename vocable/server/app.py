@@ -510,8 +510,9 @@ async def _refuse(websocket: WebSocket, error: ApiError) -> None:
 async def _run_stream(app: FastAPI, websocket: WebSocket) -> None:
     """Protocol: optional first text message {"type": "start", "sample_rate", "format", "model"} (the
     query string may carry the same keys); then binary audio messages; then {"type": "end"}, answered by
-    the last final event(s) and {"type": "done"}. Events: {"type": "partial"|"final", "text", "start",
-    "end", "words"}; errors: {"type": "error", "code", "message"}, then the socket closes."""
+    the last final event(s) and {"type": "done"}. The server first says {"type": "ready", "model",
+    "sample_rate", "format", "engine"}. Events: {"type": "partial"|"final", "text", "start", "end", "words"};
+    errors: {"type": "error", "code", "reason", "message"}, then the socket closes."""
     options: ServerOptions = app.state.options
 
     async def bounded(sending) -> None:

@@ -127,7 +127,7 @@ async function startRecording() {
     node.onaudioprocess = (e) => {
       const input = e.inputBuffer.getChannelData(0);
       const pcm = new Int16Array(input.length);
-      for (let i = 0; i < input.length; i++) pcm[i] = Math.max(-1, Math.min(1, input[i])) * 32767;
+      for (let i = 0; i < input.length; i++) { const s = Math.max(-1, Math.min(1, input[i])); pcm[i] = s < 0 ? s * 32768 : s * 32767; }  // as the worklet
       send(pcm.buffer);
     };
     source.connect(node).connect(ctx.destination);
