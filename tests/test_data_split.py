@@ -28,8 +28,9 @@ def corpus(tmp_path, speakers=20, per_speaker=3):
 
 
 def test_age_bands():
-    assert [age_band(a) for a in (6, 12.5, 13, 17, 18, 59, 60, "twenties", "sixties", "", None)] == [
-        "child", "child", "teen", "teen", "adult", "adult", "60+", "adult", "60+", "", ""]
+    assert [age_band(a) for a in (6, 12.5, 13, 17, 18, 59, 60, "twenties", "sixties", "", None, "nan",
+                                  float("nan"))] == [
+        "child", "child", "teen", "teen", "adult", "adult", "60+", "adult", "60+", "", "", "", ""]
 
 
 def test_split_by_speaker_balanced_and_seeded(tmp_path):

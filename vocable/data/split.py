@@ -41,6 +41,8 @@ def age_band(age) -> str:
         years = float(age)
     except (TypeError, ValueError):
         return AGE_WORDS.get(str(age).lower(), str(age).lower())
+    if math.isnan(years):  # "nan" in a CSV: unknown, not a child (NaN compares below every edge)
+        return ""
     return AGE_NAMES[sum(years >= edge for edge in AGE_EDGES)]
 
 
