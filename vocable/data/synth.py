@@ -431,19 +431,7 @@ def synthesize_corpus(text_files: list[str], hours: float, out_dir: str, voices:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / "manifest.jsonl"
-    done, rows, unreadable = read_done(manifest, out)
-    others = sorted({row.get("voice") for row in rows} - {voice.id for voice in voices} - {None})
-    if others:  # continuing would mix them into a corpus said to be of the voices chosen now
-        raise DataError(f"{out_dir}: holds speech of voices not chosen now ({', '.join(others[:4])}"
-                        f"{', ...' if len(others) > 4 else ''}): give the same --voices to continue it, "
-                        f"or synthesise into another folder")
-    missing = [r for r in rows if done.get(r["id"]) is not r]
-    if missing:
-        warn(f"{manifest}: {len(missing)} rows whose audio is missing (such as {missing[0].get('audio')}) are "
-             f"rendered again", VocableWarning)
-    if unreadable or missing:  # rows appended from here must follow whole lines of rows that stand
-        with written_atomically(manifest) as tmp:
-            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done.values()), encoding="utf-8")
+    done = continued_corpus(manifest, out, voices)
     seconds = sum(r["duration"] for r in done.values())
     target = hours * 3600
     order = np.random.default_rng([seed, 0]).permutation(len(sentences))
@@ -494,6 +482,25 @@ def chunks(items: list[Item]) -> list[list[Item]]:
     for item in items:
         by_voice.setdefault(item.voice.id, []).append(item)
     return [group[i:i + CHUNK_ITEMS] for group in by_voice.values() for i in range(0, len(group), CHUNK_ITEMS)]
+
+
+def continued_corpus(manifest: Path, out: Path, voices: list[Voice]) -> dict[str, dict]:
+    """The rows a previous run left in `manifest` whose audio exists (id → row), once it is clear the run
+    may continue: the same voices, and rows whose audio is missing said before they are rendered again."""
+    done, rows, unreadable = read_done(manifest, out)
+    others = sorted({row.get("voice") for row in rows} - {voice.id for voice in voices} - {None})
+    if others:  # continuing would mix them into a corpus said to be of the voices chosen now
+        raise DataError(f"{out}: holds speech of voices not chosen now ({', '.join(others[:4])}"
+                        f"{', ...' if len(others) > 4 else ''}): give the same --voices to continue it, "
+                        f"or synthesise into another folder")
+    missing = [r for r in rows if done.get(r["id"]) is not r]
+    if missing:
+        warn(f"{manifest}: {len(missing)} rows whose audio is missing (such as {missing[0].get('audio')}) are "
+             f"rendered again", VocableWarning)
+    if unreadable or missing:  # rows appended from here must follow whole lines of rows that stand
+        with written_atomically(manifest) as tmp:
+            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done.values()), encoding="utf-8")
+    return done
 
 
 def read_done(manifest: Path, out: Path) -> tuple[dict[str, dict], list[dict], int]:
