@@ -4,6 +4,7 @@ Synthetic log-probabilities stand in for an English acoustic model (a peaky CTC 
 known text, with planted confusions); the bundled FSDD digits model gives real ones.
 """
 
+import json
 import math
 import warnings
 from dataclasses import replace
@@ -297,6 +298,11 @@ def test_cli_align_prints_word_times(digits, capsys):
     header, row = capsys.readouterr().out.strip().splitlines()
     start, end, word, confidence = row.split("\t")
     assert header.startswith("start\tend") and word == "six" and 0 <= int(start) < int(end) <= 600
+    assert main(["align", str(FSDD_FIXTURES / "6_theo_0.flac"), "six", "--model", "fsdd-digits", "--format", "srt"]) == 0
+    srt = capsys.readouterr().out
+    assert srt.startswith("1\n00:00:") and srt.splitlines()[2] == "six"
+    assert main(["align", str(FSDD_FIXTURES / "6_theo_0.flac"), "six", "--model", "fsdd-digits", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["segments"][0]["words"][0]["word"] == "six"
 
 
 @pytest.mark.filterwarnings("ignore:the model can spell only")  # a test LM of other words than digits

@@ -104,3 +104,19 @@ def test_cli_writes_subtitles_for_real_speech(tmp_path):
                  "--output-dir", str(tmp_path)]) == 0
     cues = parse_vtt((tmp_path / "5_theo_0.vtt").read_text())
     assert len(cues) == 1 and cues[0][2] == "five" and 0 <= cues[0][0] < cues[0][1] < 0.6
+
+
+def test_cues_end_at_six_seconds_and_segments_without_words_are_one_cue():
+    words = [Word("a", i * 0.9, i * 0.9 + 0.3, 0.9) for i in range(20)]  # short words, 0.6 s apart: 18 s
+    result = Result("a " * 20, [Segment(0.0, words[-1].end, " ".join("a" * 20), words)], 18.0)
+    cues = parse_srt(format_result(result, "srt"))
+    assert len(cues) >= 3 and all(end - start <= MAX_CUE_SECONDS for start, end, _ in cues)
+    bare = Result("hello there", [Segment(1.0, 2.5, "hello there", [])], 3.0)
+    assert format_result(bare, "srt") == "1\n00:00:01,000 --> 00:00:02,500\nhello there\n\n"
+
+
+def test_a_long_cue_breaks_into_two_lines_as_even_as_its_words_allow():
+    from vocable.formats import subtitle_lines
+    text = "one two three four five six seven eight nine ten eleven twelve"  # 62 characters
+    assert subtitle_lines(text) == "one two three four five six seven\neight nine ten eleven twelve"
+    assert subtitle_lines("short enough") == "short enough"

@@ -102,6 +102,37 @@ def test_what_is_left_after_cutting_a_long_segment_needs_speech_of_its_own():
     assert segments and covered >= 24.5  # and the speech is all in segments
 
 
+def scripted_segments(probs, **options) -> list[tuple[int, np.ndarray]]:
+    """The segments a SpeechSegmenter cuts from silence whose speech probabilities are `probs`."""
+    segmenter = SpeechSegmenter(VadOptions(backend="energy", **options))
+    segmenter.vad = ScriptedVad(probs)
+    audio, segments = np.zeros(len(probs) * ScriptedVad.frame_samples, np.float32), []
+    for i in range(0, len(audio), ScriptedVad.frame_samples * 10):
+        segments += segmenter.push(audio[i: i + ScriptedVad.frame_samples * 10])
+    return segments + segmenter.finish()
+
+
+def test_speech_goes_on_below_the_threshold_by_the_hangover_and_a_click_is_no_segment():
+    options = VadOptions()
+    assert options.is_speech(0.4, speaking=True) and not options.is_speech(0.4, speaking=False)
+    assert not options.is_speech(0.3, speaking=True)
+    second = RATE // ScriptedVad.frame_samples  # frames
+    assert scripted_segments([0.0] * second + [0.9] + [0.0] * 2 * second) == []  # one 30 ms frame: a click
+    assert len(scripted_segments([0.0] * second + [0.9] * 10 + [0.0] * 2 * second)) == 1  # 0.3 s of speech
+    # 0.4 after speech is still speech: one segment, not two cut at the dip
+    held = scripted_segments([0.0] * second + [0.9] * 10 + [0.4] * 20 + [0.9] * 10 + [0.0] * 2 * second)
+    assert len(held) == 1
+
+
+def test_an_over_long_segment_is_cut_at_its_least_speech_like_frame():
+    frame = ScriptedVad.frame_samples
+    probs = [0.9] * 200  # 6 s of speech; max_segment 4 s: cut in its second half (2-4 s) at the 0.51 frame
+    quiet = 100  # frame at 3.0 s
+    probs[quiet] = 0.51
+    segments = scripted_segments(probs + [0.0] * 40, max_segment=4.0)
+    assert segments[0][0] + len(segments[0][1]) == (quiet + 1) * frame
+
+
 def test_pushed_blocks_of_any_size_give_the_same_segments():
     """The segmenter keeps pushed blocks apart and joins them only to cut: the cut audio must not depend
     on how the stream was split, and the open segment must be readable at any push."""

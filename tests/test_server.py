@@ -26,7 +26,7 @@ from vocable.audio import SAMPLE_RATE
 openai = pytest.importorskip("openai")
 uvicorn = pytest.importorskip("uvicorn")
 websockets_sync = pytest.importorskip("websockets.sync.client")
-from websockets.exceptions import InvalidStatus  # noqa: E402
+from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
 
 from vocable.server import ServerOptions, create_app  # noqa: E402
 from vocable.server.app import MAX_WS_MESSAGE, WS_FRAME_LIMIT  # noqa: E402
@@ -629,3 +629,56 @@ def test_launched_server_reports_why_it_did_not_start():
     with pytest.raises(RuntimeError, match="no-such-model"):
         with launched_server(["--model", "no-such-model"], timeout=60):
             pass
+
+
+def test_a_keyed_server_refuses_every_request_without_its_key(base_url, model):
+    """No key at all is refused like a wrong one: the model list, uploads, and streams."""
+    reply = httpx.get(base_url + "/v1/models")
+    assert reply.status_code == 401 and reply.json()["error"]["code"] == "invalid_api_key"
+    assert httpx.get(base_url + "/v1/models", headers={"Authorization": f"Bearer {API_KEY}"}).status_code == 200
+    reply = httpx.post(base_url + "/v1/audio/transcriptions", files={"file": ("a.flac", one_digit(model)[0])})
+    assert reply.status_code == 401 and reply.json()["error"]["code"] == "invalid_api_key"
+    with pytest.raises(InvalidStatus) as info:
+        websockets_sync.connect(base_url.replace("http", "ws") + "/v1/audio/stream")
+    assert info.value.response.status_code == 401
+
+
+def test_timestamp_granularities_default_to_segments_and_need_verbose_json(base_url, model):
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    url = base_url + "/v1/audio/transcriptions"
+    data, expected = one_digit(model)
+    verbose = httpx.post(url, files={"file": ("a.flac", data)}, data={"response_format": "verbose_json"},
+                         headers=auth).json()
+    assert "words" not in verbose and " ".join(s["text"] for s in verbose["segments"]) == expected == verbose["text"]
+    reply = httpx.post(url, files={"file": ("a.flac", data)},
+                       data={"response_format": "json", "timestamp_granularities[]": "word"}, headers=auth)
+    assert reply.status_code == 400 and reply.json()["error"]["param"] == "timestamp_granularities"
+
+
+def test_a_stream_past_the_servers_length_limit_ends_with_an_error(model, digits):
+    _, audio, _, _ = digits
+    with running_server(ServerOptions(model=model.loaded.path, max_stream_seconds=1)) as url:
+        events = []
+        with websockets_sync.connect(url.replace("http", "ws") + "/v1/audio/stream") as ws:
+            pcm = (np.clip(audio[: 3 * SAMPLE_RATE], -1, 1) * 32767).astype("<i2").tobytes()
+            with contextlib.suppress(ConnectionClosed):  # the server closes the stream (1008) after its error
+                for i in range(0, len(pcm), 3200):
+                    ws.send(pcm[i: i + 3200])
+            with contextlib.suppress(ConnectionClosed):  # what it sent before closing is still read
+                while True:
+                    events.append(json.loads(ws.recv(timeout=30)))
+    errors = [e for e in events if e["type"] == "error"]
+    assert errors and errors[-1]["code"] == 400 and errors[-1]["reason"] == "audio_too_long"
+
+
+def test_serve_takes_its_key_from_the_environment(monkeypatch):
+    import vocable.server
+    from vocable.cli import main
+    served = []
+    monkeypatch.setattr(vocable.server, "serve", lambda options, host, port: served.append(options))
+    monkeypatch.setenv("VOCABLE_API_KEY", "k")
+    assert main(["serve", "--model", "fsdd-digits"]) == 0
+    assert served[-1].api_key == "k"
+    assert main(["serve", "--model", "fsdd-digits", "--api-key", "given"]) == 0 and served[-1].api_key == "given"
+    monkeypatch.delenv("VOCABLE_API_KEY")
+    assert main(["serve", "--model", "fsdd-digits"]) == 0 and served[-1].api_key is None
