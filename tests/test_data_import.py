@@ -71,6 +71,11 @@ def test_commonvoice_tsv_with_mp3(tmp_path, speech):
     assert utts[1].meta == {"age": "twenties", "gender": "female", "locale": "en", "accent": "Scottish English"}
     for u, audio in zip(utts, speech):
         assert u.duration == pytest.approx(len(audio) / SAMPLE_RATE, abs=0.1)  # mp3 adds codec padding
+    older = tmp_path / "cv" / "old.tsv"  # releases before 2021 call the column "accent"
+    older.write_text("client_id\tpath\tsentence\taccent\nc7\tcommon_voice_en_1.mp3\tdoctor smith has two dogs\t"
+                     "scotland\n")
+    assert [u.meta.get("accent") for u in import_corpus("commonvoice", str(older), show_progress=False).utterances] \
+        == ["scotland"]
     report = import_corpus("commonvoice", str(tsv.parent), show_progress=False)  # the folder works too
     assert dict(report.skipped) == {"missing file": 1, "empty text": 1, "characters outside the alphabet": 1,
                                     "unreadable audio": 1}
@@ -97,6 +102,8 @@ def test_librispeech_layout(tmp_path, speech):
         ("19-198-0000", "19", "f"), ("19-198-0001", "19", "f"), ("26-495-0000", "26", "m")]
     assert report.utterances[2].text == "a quiet evening by the sea"
     assert dict(report.skipped) == {"missing file": 1}
+    subset = import_corpus("librispeech", str(root / "train-clean-100"), show_progress=False)  # SPEAKERS.TXT above
+    assert [u.meta.get("gender") for u in subset.utterances] == ["f", "f", "m"]
     chapter = root / "train-clean-100" / "19" / "198"
     sf.write(chapter / "19-198-0009.flac", speech[0], SAMPLE_RATE)  # not in the transcript
     latin1 = root / "train-clean-100" / "40" / "222"
@@ -237,6 +244,12 @@ def test_deepspeech_csv(tmp_path, speech, capsys, monkeypatch):
     summary = capsys.readouterr().out
     assert f"1 missing file (e.g. {tmp / 'ds' / 'clips' / 'gone.wav'})" in summary
     assert "1 row without a wav_filename (e.g. train.csv:6)" in summary
+
+    # Coqui STT's importers name the speaker client_id
+    (tmp / "ds" / "cv.csv").write_text("wav_filename,transcript,client_id\nclips/b.wav,open the door,abc123\n")
+    assert main(["data", "import", "deepspeech", str(tmp / "ds" / "cv.csv"), "-o", str(out), "--no-progress"]) == 0
+    assert [u.speaker for u in read_manifest(out)] == ["abc123"]
+    capsys.readouterr()
 
     # Hand-made: no wav_filesize, saved with a byte-order mark.
     (tmp / "ds" / "dev.csv").write_text("wav_filename,transcript\nclips/b.wav,open the door\n", encoding="utf-8-sig")

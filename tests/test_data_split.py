@@ -11,6 +11,7 @@ from vocable.data.leaks import check_no_leak, find_leaks
 from vocable.data.manifest import Utterance, read_manifest, write_manifest
 from vocable.data.split import age_band, split_by_speaker
 from vocable.errors import DataError
+from vocable.tokenizer import normalize_basic
 
 
 def corpus(tmp_path, speakers=20, per_speaker=3):
@@ -140,3 +141,41 @@ def test_split_and_evaluate_never_write_over_what_they_read(tmp_path, capsys):
         assert main(["evaluate", str(dataset), "--model", "fsdd-digits", "--output", str(output)]) == 2
         assert "that is part of the dataset" in capsys.readouterr().err
     assert manifest.read_text() == rows and (folder / "text").read_text() == text
+
+
+def test_by_sentence_compares_normalised_text_and_the_cli_passes_it_on(tmp_path, capsys):
+    utts = corpus(tmp_path, speakers=4, per_speaker=2)
+    for u in utts:  # every speaker says it, in another spelling
+        if u.id.endswith("_0"):
+            u.text = {"spk00": "Hello there.", "spk01": "hello there", "spk02": "HELLO, there!"}.get(u.speaker,
+                                                                                                   "hello  there")
+    split = split_by_speaker(utts, dev_speakers=1, seed=0, by_sentence=True)
+    assert split.dropped_for_sentences == 3 and all(normalize_basic(u.text) != "hello there" for u in split.train)
+    write_manifest(tmp_path / "all.jsonl", utts)
+    assert main(["data", "split", str(tmp_path / "all.jsonl"), "--dev-speakers", "1", "--by-sentence",
+                 "-o", str(tmp_path / "out")]) == 0
+    assert "dropped 3 training utterance" in capsys.readouterr().out
+    assert all(normalize_basic(u.text) != "hello there" for u in read_manifest(tmp_path / "out" / "train.jsonl"))
+
+
+def test_dev_speakers_are_shared_out_by_the_largest_remainder_and_gender_words_are_one_group(tmp_path):
+    import random
+    from vocable.data.split import allocate
+    shares = allocate(3, {"f": 10, "m": 10, "x": 1}, random.Random(0))  # exact shares 1.43, 1.43, 0.14
+    assert shares["x"] == 0 and sorted(shares.values()) == [0, 1, 2]
+    assert allocate(3, {"a": 6, "b": 3, "c": 1}, random.Random(0)) == {"a": 2, "b": 1, "c": 0}  # 1.8, 0.9, 0.3
+    utts = corpus(tmp_path, speakers=8, per_speaker=1)
+    for u, word in zip(utts, ["male", "female", "m", "F", "Male", "female_feminine", "M", "f"]):
+        u.meta["gender"] = word
+    assert {gender for gender, _ in split_by_speaker(utts, dev_speakers=2, seed=0).groups} == {"m", "f"}
+
+
+def test_blank_sentences_are_no_shared_sentence_and_unreadable_training_audio_is_said(tmp_path, capsys):
+    utts = corpus(tmp_path, speakers=4, per_speaker=1)
+    utts[0].text, utts[3].text = "", "..."
+    assert find_leaks(utts[:2], utts[2:], hash_audio=False).sentences == []
+    gone = Utterance("gone", str(tmp_path / "gone.flac"), "a sentence", 1.0, "spk-gone")
+    write_manifest(tmp_path / "train.jsonl", utts[:2] + [gone])
+    write_manifest(tmp_path / "test.jsonl", utts[2:])
+    assert main(["data", "check", str(tmp_path / "train.jsonl"), str(tmp_path / "test.jsonl")]) == 1
+    assert "audio unchecked" in capsys.readouterr().out

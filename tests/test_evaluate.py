@@ -391,3 +391,24 @@ def test_evaluate_checks_its_by_fields_before_decoding_and_keeps_error_metadata_
         evaluate_module.run_evaluation = real
     assert main(["evaluate", str(manifest), "--model", "fsdd-digits", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["utterances"] == 3
+
+
+def test_the_report_page_puts_the_worst_first_and_counts_and_marks_errors_as_analysed():
+    from vocable.report import highlight, listening_rows, render_html
+
+    def row(uid, speaker, ref, hyp, errors):
+        return {"id": uid, "speaker": speaker, "ref": ref, "hyp": hyp, "word_errors": errors, "words": len(ref.split()),
+                "char_errors": errors, "chars": len(ref), "duration": 1.0}
+    rows = [row("good", "s1", "the cat sat", "the cat sat", 0), row("dropped", "s2", "the cat sat on", "the sat", 2),
+            row("extra", "s3", "a dog", "a big dog", 1)]
+    assert [r["id"] for r in listening_rows(rows, 2)] == ["dropped", "extra"]  # by utterance WER, worst first
+    assert highlight("the cat sat", "the sat") == 'the <del title="missed">cat</del> sat'
+    assert highlight("a dog", "a big dog") == 'a <ins title="inserted">big</ins> dog'
+    result = {**analyse(rows, [], StatsOptions(resamples=100, permutations=0)), "utterances": 3, "failed": 0,
+              "audio_hours": 0.001, "rtf": 0.01, "conditions": [], "dataset_sha256": "0" * 64,
+              "vocable_version": "0", "rows": rows, "options": {"resamples": 100, "alpha": 0.05}}
+    counts = result["errors"]["counts"]
+    assert (counts["deletions"], counts["insertions"]) == (2, 1)
+    page = render_html(result, {}, listening_rows(rows, 3), {})
+    assert "2 deleted, 1 inserted" in page
+    assert page.index("<td>dropped<br>") < page.index("<td>extra<br>") < page.index("<td>good<br>")
