@@ -36,6 +36,7 @@ def test_full_strength_applies_each_rule_and_keeps_diphthongs_whole():
     # final l → a vowel, r → l at a word's start.
     assert accented == "doUz@ sr'i: b'i: w'Eli:z@ _: i:ts@ 'O:U l'aI"
     assert accent_phonemes("T'INkIN @b'aUt D@ k'Vp", 1.0, EveryRuleFires()) == "s'i:Nki:n Vb'aU dV k'A:"
+    assert accent_phonemes("f'Ul", 1.0, EveryRuleFires()) == "f'u:U"  # full → fool, its final l vocalised
     # street → suh-tree (final t dropped first), r/n → l at a word's start, secondary stress → primary.
     assert accent_phonemes("str'i:t r'Vn n,i@3 b'O:l", 1.0, EveryRuleFires()) == "s@tr'i: l'A:n l'i@3 b'O:U"
 

@@ -179,6 +179,14 @@ def test_synth_with_a_piper_voice(tmp_path, capsys):
     assert "missing.onnx: piper voice file not found" in capsys.readouterr().err
 
 
+def test_a_sentence_is_read_once_however_it_is_written(tmp_path):
+    from vocable.data.synth import read_sentences
+    text = tmp_path / "t.txt"
+    text.write_text("The cat sat.\nthe cat sat\nA dog ran.\n")
+    sentences, skipped = read_sentences([str(text)], "en")
+    assert [said for _, said in sentences] == ["the cat sat", "a dog ran"] and skipped == {"duplicate": 1}
+
+
 def test_speakable_in_another_language_keeps_its_letters_and_skips_numbers():
     assert speakable("¿Dónde está la estación, señor?", "es") == ("dónde está la estación, señor?",
                                                                   "dónde está la estación señor")

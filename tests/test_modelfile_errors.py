@@ -62,6 +62,7 @@ def poison(value, count=1):
     (setter("version", value="2"), "version: expected an integer"),
     (setter("version", value=None), "version: expected an integer"),
     (setter("version", value=99), "newer than this vocable"),
+    (setter("version", value=0), "version: expected an integer model format version, got 0"),
     (zero_ints, "model_config.d_model"),
     (setter("model_config", "n_heads", 0), "model_config.n_heads"),
     (setter("model_config", "d_model", "96"), "field 'model_config.d_model': expected int, got str '96'"),
@@ -76,6 +77,8 @@ def poison(value, count=1):
     (setter("tokenizer", value=None), "tokenizer"),
     (setter("state_dict", value={}), "state_dict"),
     (setter("state_dict", value=[1, 2]), "state_dict"),
+    (lambda b: b["state_dict"].pop(sorted(b["state_dict"])[0]), "state_dict: no weights for "),
+    (setter("meta", "name", 3), "meta.name: expected a string"),
     (setter("meta", value="oops"), "meta: expected a table"),
     (setter("meta", "lm_weight", "abc"), "meta.lm_weight: expected a finite number"),
     (setter("meta", "word_bonus", float("inf")), "meta.word_bonus"),
@@ -182,3 +185,9 @@ def test_a_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path):
     with pytest.raises(Exception):  # a meta that cannot be stored: the save fails part-way
         save_model(target, loaded.model, loaded.model_config, loaded.features, loaded.tokenizer, {"f": lambda: 0})
     assert target.read_bytes() == b"the earlier model" and sorted(tmp_path.iterdir()) == [target]
+
+
+def test_an_unknown_model_name_lists_the_bundled_ones():
+    from vocable.bundled import resolve_model_path
+    with pytest.raises(ModelError, match=r"nope: no such model file or bundled model \(bundled: en-default, fsdd-digits"):
+        resolve_model_path("nope")
