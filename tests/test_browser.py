@@ -4,6 +4,7 @@ digits must appear on the page; a file uploaded through the page is transcribed 
 Driven over the Chrome DevTools Protocol (a WebSocket). Skipped when Chromium is not installed.
 """
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -164,6 +165,13 @@ def test_upload_through_the_page_and_get_srt(browser, model, tmp_path):
     assert not browser.eval("document.getElementById('download-srt').disabled")
     srt = browser.eval("transcribeFile('srt')")  # what the Download SRT button saves
     assert srt.splitlines()[0] == "1" and " --> " in srt.splitlines()[1] and expected in srt
+    # the buttons save under the file's name with the format's ending
+    browser.eval("window.saved = []; window.realClick = HTMLAnchorElement.prototype.click; "
+                 "HTMLAnchorElement.prototype.click = function () { saved.push(this.download); }")
+    browser.eval("document.getElementById('download-vtt').click(); document.getElementById('download-srt').click()")
+    assert browser.wait_for("saved", lambda v: v is not None and len(v) == 2, timeout=20) in (
+        ["nine.vtt", "nine.srt"], ["nine.srt", "nine.vtt"])
+    browser.eval("HTMLAnchorElement.prototype.click = realClick")
 
 
 def test_the_pages_words_to_expect_go_with_an_upload(browser, tmp_path):
@@ -184,6 +192,22 @@ def test_the_pages_words_to_expect_go_with_an_upload(browser, tmp_path):
     browser.eval(f"document.getElementById('model').value = {json.dumps(chosen)}; "
                  f"document.getElementById('prompt').value = ''")
     assert "zorbex" not in texts[0] and texts[1] == "open the kellermann valve on the zorbex unit"
+
+
+def test_a_full_server_is_said_to_be_busy(browser, base_url):
+    """Every stream slot taken: the page says the server is busy, not that it could not connect."""
+    browser.call("Page.navigate", url=f"{base_url}/?api_key={API_KEY}")  # a fresh page, not recording
+    browser.wait_for("document.readyState === 'complete' && document.body.dataset.state", lambda v: v == "idle",
+                     timeout=20)
+    url = base_url.replace("http", "ws") + f"/v1/audio/stream?api_key={API_KEY}"
+    with contextlib.ExitStack() as held:
+        for _ in range(ServerOptions().max_streams):
+            held.enter_context(websockets_sync.connect(url))
+        browser.eval("document.getElementById('record').click()")
+        status = browser.wait_for("document.getElementById('status').textContent",
+                                  lambda v: v is not None and "busy" in v, timeout=20)
+        assert "the server is busy (4 streams open)" in status
+    browser.wait_for("document.body.dataset.state", lambda v: v in ("idle", "error"), timeout=10)
 
 
 def test_a_recording_survives_a_server_restart(browser, model, spoken):
@@ -209,3 +233,4 @@ def test_a_recording_survives_a_server_restart(browser, model, spoken):
         assert {text for _, text in after[len(before):]} & set(digits)
         browser.eval("document.getElementById('record').click()")
         browser.wait_for("document.body.dataset.state", lambda v: v == "idle", timeout=10)
+
