@@ -145,6 +145,20 @@ def test_multiword_hotword_and_no_effect_elsewhere(lm):
     assert beam(other, lm, beam_size=8, hotwords="vocable:5,new york").text == "the cat sat on the mat"
 
 
+def test_a_hotword_that_begins_a_longer_one_leaves_the_longer_its_bonus():
+    """"new york" and "new york city": saying the longer earns the whole of its bonus (the shorter one
+    ended the match, so " city" earned nothing and "ill" made "ill disposed" lose to "ill spouse")."""
+    def text_score(text, hotwords):
+        decoder = BeamSearchDecoder(TOK, None, DecodingOptions(beam_size=8, hotwords=hotwords))
+        total, acoustic, _, found = decoder.search(spelled(text))[0]
+        assert found == text
+        return total - acoustic
+    alone = text_score("new york city", "new york city:3")
+    assert alone == pytest.approx(3 * len("newyorkcity"))
+    assert text_score("new york city", "new york:3,new york city:3") == pytest.approx(alone)
+    assert text_score("new york", "new york:3,new york city:3") == pytest.approx(3 * len("newyork"))
+
+
 def test_parse_hotwords():
     assert parse_hotwords("vocable:5, Kubernetes ,new york:3") == [("vocable", 5.0), ("Kubernetes", 2.0),
                                                                    ("new york", 3.0)]

@@ -546,9 +546,15 @@ class BeamSearchDecoder:
 
     def _hot_word_end(self, hot, bonus, score, done):
         """A word ended inside a hotword match (`done`: the words so far, that one included): keep the
-        bonus if the hotword is complete and this is its first occurrence."""
+        bonus if the hotword is complete and this is its first occurrence. A complete hotword that also
+        begins a longer one ("new york", "new york city") is paid, and the longer match goes on to earn
+        the rest of its bonus."""
         if hot in self.hotwords:
-            return None, 0.0, score + (bonus if self._pays(done, hot) else 0.0)
+            pays = self._pays(done, hot)
+            score += bonus if pays else 0.0
+            if hot + " " in self.hot_boost:
+                return hot, 0.0 if pays else bonus, score
+            return None, 0.0, score
         if hot + " " in self.hot_boost:  # a multi-word hotword continues
             return hot, bonus, score
         return None, 0.0, score
