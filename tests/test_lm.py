@@ -136,6 +136,16 @@ def test_handwritten_arpa_scores_by_the_backoff_rule(tmp_path):
     assert lm.sentence_logprob(["zebra"]) == pytest.approx(-0.5 - 2.0 - 1.2)  # bow(<s>) + p(<unk>) + p(</s>)
 
 
+def test_an_arpa_without_unk_scores_unknown_words_as_its_rarest_word(tmp_path):
+    """SRILM without -unk writes no <unk>: a word the LM lacks scores as its rarest word (-1.2, </s> here),
+    not -99, which kept every such word (hotwords and prompt words too) out of transcripts."""
+    path = tmp_path / "nounk.arpa"
+    path.write_text(HAND_ARPA.replace("ngram 1=5", "ngram 1=4").replace("-2.0\t<unk>\n", ""))
+    lm = read_arpa(path)
+    assert lm.word_id("zebra") == lm.unk
+    assert lm.sentence_logprob(["zebra"], eos=False) == pytest.approx(-0.5 - 1.2)  # bow(<s>) + the floor
+
+
 def test_arpa_round_trip_plain_and_gzip(tmp_path):
     lm = build_lm(corpus(), BuildOptions(order=3, prune=(0, 0, 1)))
     sentences = [s.split() for s in ["the cat saw the fish today", "my friend ate bread at home", "zebra saw it"]]

@@ -93,7 +93,7 @@ class NGramLM:
     def __init__(self, vocab: list[str], orders: list[_Order], ngrams: list[np.ndarray] | None = None):
         self.vocab = vocab
         self.index = {w: i for i, w in enumerate(vocab)}
-        if UNK not in self.index:  # ARPA files without <unk>: unknown words get NO_PROB
+        if UNK not in self.index:  # ARPA files without <unk>: one is added, scored below
             self.index[UNK] = len(self.vocab)
             self.vocab = vocab + [UNK]
         self.unk = self.index[UNK]
@@ -104,6 +104,10 @@ class NGramLM:
         self._unigram_known = idx >= 0  # an <unk> added above is not in the model
         self._unigram_logp = np.where(idx >= 0, orders[0].logp[idx], NO_PROB).astype(np.float32)
         self._unigram_bow = np.where(idx >= 0, orders[0].bow[idx], 0.0).astype(np.float32)
+        if not self._unigram_known[self.unk]:  # no <unk> in the file: an unknown word scores as its rarest
+            # word, not NO_PROB, which would keep every word the LM lacks out of a transcript (hotwords too)
+            seen = self._unigram_logp[self._unigram_known & (self._unigram_logp > NO_PROB)]
+            self._unigram_logp[self.unk] = seen.min() if seen.size else NO_PROB
         self._cache: dict[tuple, tuple[float, tuple]] = {}
 
     def __len__(self) -> int:
