@@ -281,6 +281,12 @@ def test_beam_search_equals_greedy_on_real_model_output(digits):
             assert hyp.text == greedy.text
 
 
+def test_a_phrase_too_long_for_the_audio_is_rejected_even_at_confidence_zero(digits):
+    options = DecodingOptions(phrases=["one two three four five six seven eight nine"], min_phrase_confidence=0)
+    result = digits.transcribe(FSDD_FIXTURES / "3_theo_0.flac", options=options)  # 0.4 s: too short for 9 words
+    assert result.text == "" and result.phrase is not None and not result.phrase.accepted
+
+
 def test_phrase_grammar_on_real_digits(digits):
     options = DecodingOptions(phrases=["one", "two", "three"])
     assert digits.transcribe(clip("2_nicolas_0"), options=options).text == "two"

@@ -718,7 +718,7 @@ def match_phrases(log_probs: np.ndarray, tokenizer: Tokenizer, options: Decoding
         ll = ctc_log_likelihood(log_probs, tokens)
         if best is None or ll > best[0]:
             best = (ll, text, len(tokens))
-    if best is None:
+    if best is None or best[0] <= NEG / 2:  # none, or none that fits the audio (too long for its frames)
         return PhraseMatch(None, NEG, 0.0, False, free.text)
     ll, text, n = best
     confidence = math.exp(min(0.0, ll - free_ll) / max(n, 1))
