@@ -240,3 +240,14 @@ def test_a_long_streams_tokens_are_timed_on_the_streams_clock(model):
     assert streamed.tokens[-1].start_time > 12.0
     for a, b in zip(streamed.tokens, whole.tokens):
         assert abs(a.start_time - b.start_time) <= 0.1, (a, b)
+
+
+def test_alternatives_on_several_grids_are_only_texts_that_fit_the_audio(english):
+    """en-default decodes on two grids; the shifted one can have a frame more, and its best text be too long
+    for the unshifted grid: such a text was offered as an alternative (scored -5e29), and compat raised
+    ValueError aligning it. 0.12 s of speech, loud."""
+    clip = np.clip(load_audio(ENGLISH_FIXTURES / "austen-0880.flac")[24959:24959 + 1926] * 2.84, -1, 1)
+    metadata = english.sttWithMetadata((clip * 32767).astype(np.int16), 5)
+    assert metadata.transcripts and all(c.confidence > -1e6 for c in metadata.transcripts)
+    result = english.recognizer.transcribe(clip, options=vocable.DecodingOptions(alternatives=4))
+    assert all(a.score > -1e6 for s in result.segments for a in s.alternatives)

@@ -853,8 +853,13 @@ class Decoder:
         if len(text_score) == 1:  # every grid agrees
             return unshifted(), []
         scored = [penalise_blank(g, penalty) if penalty else g for g in grids]
-        fits = {text: score + sum(ctc_log_likelihood(g, self.tokenizer.encode(text)) for g in scored) / len(scored)
-                for text, score in text_score.items()}
+        fits = {}
+        for text, score in text_score.items():
+            fit = [ctc_log_likelihood(g, self.tokenizer.encode(text)) for g in scored]
+            if min(fit) > NEG / 2:  # a shifted grid may have a frame more: its best text can be too long for another
+                fits[text] = score + sum(fit) / len(fit)
+        if not fits:
+            return unshifted(), []
         winner = max(fits, key=fits.get)
         others = [Alternative(text, fit) for text, fit in sorted(fits.items(), key=lambda item: -item[1])
                   if text and text != winner][:wanted]
