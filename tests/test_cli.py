@@ -302,6 +302,7 @@ def run_main(capsys, *args) -> tuple[int, str, str]:
     (["export", "fsdd-digits", "-o", "x.onnx", "--check", FSDD_FIXTURES, "--limit", "-3"], ["--limit", "-3"]),
     (["export", "fsdd-digits", "-o", "x.onnx", "--check", FSDD_FIXTURES, "--threads", "-1"], ["--threads", "-1"]),
     (["data", "prepare", FSDD_FIXTURES, "-o", "sh", "--kind", "mfcc", "--n-mfcc", "0"], ["n_mfcc", "got 0"]),
+    (["data", "prepare", FSDD_FIXTURES, "-o", "sh", "--kind", "mfcc", "--n-mfcc", "6"], ["n_mfcc", "at least 7"]),
     (["serve", "--port", "70000"], ["--port", "70000"]),
     (["listen", "--input", "a.flac", "--chunk-ms", "0"], ["--chunk-ms", "got 0"]),
     (["listen", "--input", "a.flac", "--speed", "nan"], ["--speed", "nan"]),

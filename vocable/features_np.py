@@ -51,6 +51,9 @@ class FeatureConfig:
             raise ConfigError(f"{where}.n_mels: expected 8..256, got {self.n_mels}")
         if self.kind == "mfcc" and not 1 <= self.n_mfcc <= self.n_mels:
             raise ConfigError(f"{where}.n_mfcc: expected 1..n_mels ({self.n_mels}), got {self.n_mfcc}")
+        if self.dim < MIN_INPUT_FRAMES:  # the subsampling's two 3-wide, stride-2 convolutions run along it too
+            raise ConfigError(f"{where}.n_mfcc: {self.dim} numbers per frame, the models need at least "
+                              f"{MIN_INPUT_FRAMES} (n_mfcc >= {MIN_INPUT_FRAMES - 2 * self.pitch})")
 
 
 def pad_batch(feats: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

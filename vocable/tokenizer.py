@@ -30,13 +30,14 @@ def normalize_english(text: str) -> str:
     number ("No. 5", not "I said no."), "St." is "saint" before a capitalised name and "street" otherwise,
     ordinals are spoken as ordinals ("21st" → "twenty first") and a sign before a number as "minus".
     """
-    text = _fold_accents(unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'"))
+    text = _fold_accents(unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'").replace("ʼ", "'"))
     text = re.sub(r"\b[Nn][Oo]\.\s*(?=\d)", " number ", text)
     text = re.sub(r"\b(?:St|ST|st)\.(\s+[A-Z])?", lambda m: (" saint" if m.group(1) else " street ")
                   + (m.group(1) or ""), text)
     text = text.lower()
     text = re.sub(r"\b(" + "|".join(_ABBREVIATIONS) + r")\.", lambda m: _ABBREVIATIONS[m.group(1)] + " ", text)
     text = re.sub(r"\b(\d+)(?:st|nd|rd|th)\b", lambda m: " " + _ordinal_words(_number_words(m.group(1))) + " ", text)
+    text = re.sub(r"(?<![\d,.])\b(\d+)'?s\b", lambda m: " " + _plural_words(_number_words(m.group(1))) + " ", text)  # the 1990s
     text = re.sub(r"(?<![\w.])[-−](?=\d)", " minus ", text)
     text = re.sub(r"\d+(?:,\d{3})*(?:\.\d+)?", lambda m: " " + _number_words(m.group(0)) + " ", text)
     text = re.sub(r"[^a-z' ]+", " ", text)
@@ -55,6 +56,13 @@ def unspellable_letters(text: str) -> set[str]:
     dropping a word from a transcript, a hotword or a forced alignment."""
     return {c for c in _fold_accents(unicodedata.normalize("NFKC", text))
             if unicodedata.category(c).startswith("L") and not ("a" <= c.lower() <= "z")}
+
+
+def _plural_words(cardinal: str) -> str:
+    """"nineteen ninety" → "nineteen nineties" (the 1990s), "eighty" → "eighties", "six" → "sixes"."""
+    *head, last = cardinal.split()
+    last = last[:-1] + "ies" if last.endswith("y") else last + ("es" if last.endswith("x") else "s")
+    return " ".join([*head, last])
 
 
 def _ordinal_words(cardinal: str) -> str:
