@@ -268,6 +268,9 @@ def test_dataset_hash_follows_content_and_file_sizes_not_paths(tmp_path):
 
 def test_old_api_still_works():
     assert wer(["a b c d"], ["a x c"]) == 0.5
+    from vocable.evaluate import cer
+    # no reference words: no rate (it was 2.0, "perfect" 0.0 with nothing heard)
+    assert np.isnan(wer([""], ["hello world"])) and np.isnan(wer([], [])) and np.isnan(cer(["..."], ["ab"]))
 
 
 def test_a_flawless_group_still_gets_an_honest_upper_bound():

@@ -112,13 +112,18 @@ def unscorable_references(utterances: list[Utterance], normalizer: str = "englis
 
 
 def wer(refs: list[str], hyps: list[str], normalizer: str = "english") -> float:
-    errors = [word_errors(r, h, normalizer) for r, h in zip(refs, hyps)]
-    return sum(e for e, _ in errors) / max(1, sum(n for _, n in errors))
+    """Word errors over reference words, pooled; NaN when the references have no words (no rate exists)."""
+    return _pooled_rate([word_errors(r, h, normalizer) for r, h in zip(refs, hyps)])
 
 
 def cer(refs: list[str], hyps: list[str], normalizer: str = "english") -> float:
-    errors = [char_errors(r, h, normalizer) for r, h in zip(refs, hyps)]
-    return sum(e for e, _ in errors) / max(1, sum(n for _, n in errors))
+    """Character errors over reference characters, pooled; NaN when the references have none."""
+    return _pooled_rate([char_errors(r, h, normalizer) for r, h in zip(refs, hyps)])
+
+
+def _pooled_rate(errors: list[tuple[int, int]]) -> float:
+    total = sum(n for _, n in errors)
+    return sum(e for e, _ in errors) / total if total else math.nan
 
 
 def scoring_normalizer(recognizer) -> str:
