@@ -500,6 +500,25 @@ def test_self_conditioned_training_adds_the_intermediate_ctc_loss(tmp_path):
     assert isinstance(vocable.load(path).transcribe(read_dataset(FSDD_FIXTURES)[0].audio).text, str)
 
 
+def test_a_scaled_loss_updates_the_weights_as_the_plain_one(tmp_path):
+    """fp16 training scales the loss (torch.amp.GradScaler) so small gradients survive; the gradients are
+    unscaled before clipping and the step, so the update is the unscaled one (a scaler on the CPU here)."""
+    config = load_config(write_config(tmp_path, epochs=1, max_steps=1))
+    feats, feat_lengths = torch.randn(2, 100, config.features.dim), torch.tensor([100, 80])
+    targets, target_lengths = torch.tensor([1, 2, 3, 4, 5, 6, 7]), torch.tensor([4, 3])
+    updated = []
+    for scaler in (None, torch.amp.GradScaler("cpu", init_scale=2.0 ** 12)):
+        torch.manual_seed(0)
+        model = build_model(config.model, config.features.dim, 12)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        train_step(model, optimizer, config, torch.device("cpu"), "fp32", 0, 0, feats, feat_lengths, targets,
+                   target_lengths, scaler)
+        updated.append(model.state_dict())
+    assert scaler._scale is not None  # the loss went through the scaler
+    for name, value in updated[0].items():
+        torch.testing.assert_close(updated[1][name], value, rtol=1e-4, atol=1e-6)
+
+
 def test_consistency_loss_is_the_symmetric_kl_of_the_two_views_each_learning_from_the_other():
     logits = torch.randn(4, 6, 5, requires_grad=True)  # views of 2 utterances: rows 0-1 and 2-3
     out_lengths, target_lengths = torch.tensor([6, 4, 6, 4]), torch.tensor([2, 1, 2, 1])

@@ -89,6 +89,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     log(f"model: {config.model.arch}, {count_parameters(model) / 1e6:.2f} M parameters, vocab {tokenizer.vocab_size}")
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    # fp16 gradients underflow to zero unless the loss is scaled up first (bf16 has fp32's range: no need)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     durations, shards = [u.duration for u in train_utts], shard_groups(train_utts)  # shards: None for raw audio
     steps_per_epoch = len(bucket_batches(durations, config.data.max_batch_seconds, config.run.seed, 0, rank, world_size,
                                          shards))
@@ -142,7 +144,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             lr = set_learning_rate(optimizer, config, state["step"], total_steps,
                                    state["elapsed"] / budget if budget else 0.0)
             loss = train_step(ddp_model, optimizer, config, device, precision, state["step"], epoch,
-                              feats, feat_lengths, targets, target_lengths)
+                              feats, feat_lengths, targets, target_lengths, scaler)
             took, fetched = time.perf_counter() - fetched, time.perf_counter()  # loading + step
             state["elapsed"] = fetched - clock_start
             speed = seconds * world_size / took
@@ -232,7 +234,8 @@ def planned_steps(config: TrainConfig, steps_per_epoch: int, log) -> int:
 
 
 def train_step(model, optimizer, config: TrainConfig, device, precision: str, step: int, epoch: int,
-               feats, feat_lengths, targets, target_lengths) -> float:
+               feats, feat_lengths, targets, target_lengths, scaler=None) -> float:
+    """One optimiser step on a batch; returns its loss. `scaler`: a torch.amp.GradScaler (fp16)."""
     feats, feat_lengths = feats.to(device), feat_lengths.to(device)
     augmenting = config.spec_augment.enabled and epoch >= config.spec_augment.after_epochs
     views = 2 if augmenting and config.optim.consistency_weight else 1  # clean epochs: one view, no KL
@@ -254,9 +257,16 @@ def train_step(model, optimizer, config: TrainConfig, device, precision: str, st
     if views > 1:
         loss = loss + config.optim.consistency_weight * consistency_loss(logits, out_lengths, target_lengths)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-    optimizer.step()
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # clipping sees the true gradients
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+        scaler.step(optimizer)  # skipped when the scaled gradients overflowed
+        scaler.update()
+    else:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+        optimizer.step()
     return float(loss.detach())
 
 
