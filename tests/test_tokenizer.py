@@ -11,7 +11,7 @@ from vocable.tokenizer import BLANK, BPETokenizer, CharTokenizer, normalize_basi
     ("the 21st century", "the twenty first century"),
     ("in 2005 and 1905", "in two thousand five and nineteen oh five"),  # years: 20xx is not "twenty oh five"
     ("room 07, flight 0", "room zero seven flight zero"),  # a leading zero: digits, not a number
-    ("the 1990s and the 80's", "the nineteen nineties and the eighties"),  # decades
+    ("the 1990s and the 80's, the 1800s", "the nineteen nineties and the eighties the eighteen hundreds"),
     ("donʼt", "don't"),  # the modifier-letter apostrophe of some keyboards
     ("the 3rd, 2nd, 12th, 40th and 100th time", "the third second twelfth fortieth and one hundredth time"),
     ("I said no. No. 5 is mine.", "i said no number five is mine"),

@@ -37,7 +37,7 @@ def normalize_english(text: str) -> str:
     text = text.lower()
     text = re.sub(r"\b(" + "|".join(_ABBREVIATIONS) + r")\.", lambda m: _ABBREVIATIONS[m.group(1)] + " ", text)
     text = re.sub(r"\b(\d+)(?:st|nd|rd|th)\b", lambda m: " " + _ordinal_words(_number_words(m.group(1))) + " ", text)
-    text = re.sub(r"(?<![\d,.])\b(\d+)'?s\b", lambda m: " " + _plural_words(_number_words(m.group(1))) + " ", text)  # the 1990s
+    text = re.sub(r"(?<![\d,.])\b(\d+)'?s\b", lambda m: " " + _plural_words(_decade_words(m.group(1))) + " ", text)
     text = re.sub(r"(?<![\w.])[-−](?=\d)", " minus ", text)
     text = re.sub(r"\d+(?:,\d{3})*(?:\.\d+)?", lambda m: " " + _number_words(m.group(0)) + " ", text)
     text = re.sub(r"[^a-z' ]+", " ", text)
@@ -56,6 +56,14 @@ def unspellable_letters(text: str) -> set[str]:
     dropping a word from a transcript, a hotword or a forced alignment."""
     return {c for c in _fold_accents(unicodedata.normalize("NFKC", text))
             if unicodedata.category(c).startswith("L") and not ("a" <= c.lower() <= "z")}
+
+
+def _decade_words(digits: str) -> str:
+    """The number of "the 1990s", "the 1800s", "the 80s" before its plural: centuries as "eighteen hundred"."""
+    n = int(digits)
+    if len(digits) == 4 and 1100 <= n <= 1900 and n % 100 == 0:
+        return _int_words(n // 100) + " hundred"
+    return _number_words(digits)
 
 
 def _plural_words(cardinal: str) -> str:
