@@ -324,3 +324,11 @@ def test_only_libmpg123s_lines_are_dropped_from_stderr(capfd):
                                      b"[src/libmpg123/layer3.c:INT123_do_layer3():1774] error: part2_3_length too large"]
     os.write(2, b"Note: after the block\n")  # stderr is back
     assert capfd.readouterr().err == "Note: after the block\n"
+
+
+def test_a_stereo_file_is_both_channels_mixed(tmp_path):
+    t = np.arange(16000) / 16000
+    left, right = 0.3 * np.sin(2 * np.pi * 440 * t), 0.3 * np.sin(2 * np.pi * 1000 * t)
+    sf.write(tmp_path / "stereo.wav", np.stack([left, right], 1), 16000)
+    spectrum = np.abs(np.fft.rfft(load_audio(tmp_path / "stereo.wav")))  # 1 Hz per bin
+    assert spectrum[1000] > 0.3 * spectrum[440] and spectrum[440] > 0.3 * spectrum[1000]

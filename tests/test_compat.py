@@ -251,3 +251,16 @@ def test_alternatives_on_several_grids_are_only_texts_that_fit_the_audio(english
     assert metadata.transcripts and all(c.confidence > -1e6 for c in metadata.transcripts)
     result = english.recognizer.transcribe(clip, options=vocable.DecodingOptions(alternatives=4))
     assert all(a.score > -1e6 for s in result.segments for a in s.alternatives)
+
+
+def test_scorer_weights_go_with_the_scorer_and_hot_word_boosts_are_per_letter():
+    model = Model("fsdd-digits")
+    model.setScorerAlphaBeta(0.9, 1.5)
+    assert (model.options.lm_weight, model.options.word_bonus) == (0.9, 1.5)
+    model.disableExternalScorer()
+    assert model.options.lm_weight is None and model.options.word_bonus is None  # the scorer's, gone with it
+    model.addHotWord("six seven", 16)  # their boost is per word; ours per letter, spaces not counted
+    assert model.options.hotword_list() == [("six seven", 2.0)]
+    model.clearHotWords()
+    model.addHotWord("five", 8)
+    assert model.options.hotword_list() == [("five", 2.0)]

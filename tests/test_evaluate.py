@@ -415,3 +415,13 @@ def test_the_report_page_puts_the_worst_first_and_counts_and_marks_errors_as_ana
     page = render_html(result, {}, listening_rows(rows, 3), {})
     assert "2 deleted, 1 inserted" in page
     assert page.index("<td>dropped<br>") < page.index("<td>extra<br>") < page.index("<td>good<br>")
+
+
+def test_each_noise_condition_adds_noise_at_its_own_snr():
+    from vocable.evaluate import SweepOptions, sweep_conditions
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.float32)
+    utterance = Utterance("u", "", "", 1.0)
+    for name, description, perturb in sweep_conditions(SweepOptions(snrs=[20.0, 0.0])):
+        noise = perturb(tone, utterance) - tone
+        measured = 10 * np.log10(np.mean(tone ** 2) / np.mean(noise ** 2))
+        assert abs(measured - description["snr_db"]) < 0.5, (name, measured)

@@ -277,3 +277,12 @@ def test_energy_backend_follows_the_noise_floor():
     assert len(segments) == 3
     for (a, b), (s, e) in zip(segments, speech_at):
         assert a <= s + 0.1 and e - 0.1 <= b and b - a < (e - s) + 1.0
+
+
+def test_batches_keep_the_one_pass_length_limit(monkeypatch):
+    import vocable
+    from vocable.decoding import DecodingOptions
+    monkeypatch.setattr("vocable.transcribe.ONE_PASS_SECONDS", 0.5)
+    recognizer = vocable.load("fsdd-digits")
+    with pytest.raises(AudioError, match="too long to decode in one pass"):
+        recognizer.transcribe_batch([np.zeros(int(1.5 * RATE), np.float32)], options=DecodingOptions(vad=False))
