@@ -487,13 +487,12 @@ def chunks(items: list[Item]) -> list[list[Item]]:
 def continued_corpus(manifest: Path, out: Path, voices: list[Voice]) -> dict[str, dict]:
     """The rows a previous run left in `manifest` whose audio exists (id → row), once it is clear the run
     may continue: the same voices, and rows whose audio is missing said before they are rendered again."""
-    done, rows, unreadable = read_done(manifest, out)
-    others = sorted({row.get("voice") for row in rows} - {voice.id for voice in voices} - {None})
+    done, missing, unreadable = read_done(manifest, out)
+    others = sorted({row.get("voice") for row in [*done.values(), *missing]} - {voice.id for voice in voices} - {None})
     if others:  # continuing would mix them into a corpus said to be of the voices chosen now
         raise DataError(f"{out}: holds speech of voices not chosen now ({', '.join(others[:4])}"
                         f"{', ...' if len(others) > 4 else ''}): give the same --voices to continue it, "
                         f"or synthesise into another folder")
-    missing = [r for r in rows if done.get(r["id"]) is not r]
     if missing:
         warn(f"{manifest}: {len(missing)} rows whose audio is missing (such as {missing[0].get('audio')}) are "
              f"rendered again", VocableWarning)
@@ -505,10 +504,10 @@ def continued_corpus(manifest: Path, out: Path, voices: list[Voice]) -> dict[str
 
 def read_done(manifest: Path, out: Path) -> tuple[dict[str, dict], list[dict], int]:
     """What a previous run left, read without changing anything: (id → row of the rows whose audio exists,
-    every row, the number of lines that are no row, such as one cut short by a killed run)."""
+    the rows whose audio is missing, the number of lines that are no row, such as one cut short by a kill)."""
     if not manifest.exists():
         return {}, [], 0
-    done, rows, unreadable = {}, [], 0
+    done, missing, unreadable = {}, [], 0
     with open(manifest, encoding="utf-8") as f:
         for line in f:
             try:
@@ -518,10 +517,11 @@ def read_done(manifest: Path, out: Path) -> tuple[dict[str, dict], list[dict], i
             if not (isinstance(row, dict) and isinstance(row.get("id"), str)):
                 unreadable += 1
                 continue
-            rows.append(row)
             if (out / str(row.get("audio", ""))).is_file():
                 done[row["id"]] = row
-    return done, rows, unreadable
+            else:
+                missing.append(row)
+    return done, missing, unreadable
 
 
 def describe_voices(voices: list[Voice]) -> list[dict]:
