@@ -5,7 +5,7 @@ from vocable.tokenizer import BLANK, BPETokenizer, CharTokenizer, normalize_basi
 
 @pytest.mark.parametrize("raw,expected", [
     ("Dr. Smith's 2 cats—aren't they?", "doctor smith's two cats aren't they"),
-    ("It’s 1984, and 3.5 apples cost $12,000!", "it's nineteen eighty four and three point five apples cost twelve thousand"),
+    ("It’s 1984, and 3.5 apples cost $12,000!", "it's nineteen eighty four and three point five apples cost twelve thousand dollars"),
     ("'Quoted' words", "quoted words"),
     ("HELLO   WORLD", "hello world"),
     ("the 21st century", "the twenty first century"),
@@ -17,6 +17,13 @@ from vocable.tokenizer import BLANK, BPETokenizer, CharTokenizer, normalize_basi
     ("I said no. No. 5 is mine.", "i said no number five is mine"),
     ("St. John lives on the first st. on the left", "saint john lives on the first street on the left"),
     ("-5 degrees, 5-6 days, 3.5", "minus five degrees five six days three point five"),
+    ("½ cup, 3/4 of them, 1 1/2 hours, 7½ minutes, 2/3, 5/8 inch", "one half cup three quarters of them "
+     "one and a half hours seven and a half minutes two thirds five eighths inch"),
+    ("open 24/7 since 9/11, score 0/5", "open twenty four seven since nine eleven score zero five"),
+    ("50% off, 5 % more", "fifty percent off five percent more"),
+    ("$1, $2.50, $0.99, $1.01, £0.50, €3.5, $0.00", "one dollar two dollars fifty cents ninety nine cents "
+     "one dollar one cent fifty pence three point five euros zero dollars"),
+    ("$5 million and $1.5 Billion", "five million dollars and one point five billion dollars"),
 ])
 def test_normalize_english(raw, expected):
     assert normalize_english(raw) == expected

@@ -30,7 +30,12 @@ def normalize_english(text: str) -> str:
     number ("No. 5", not "I said no."), "St." is "saint" before a capitalised name and "street" otherwise,
     ordinals are spoken as ordinals ("21st" → "twenty first") and a sign before a number as "minus".
     """
+    text = re.sub(r"\d?[¼½¾⅐-⅞]", _vulgar_fraction_spaced, text)  # before NFKC makes "1½" into "11⁄2"
     text = _fold_accents(unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'").replace("ʼ", "'"))
+    text = re.sub(r"(?<![\d/⁄])(?:(\d+) )?(\d{1,2})[/⁄](\d{1,2})(?![\d/⁄])", _fraction_words, text)
+    text = re.sub(r"([$£€])\s?(\d+(?:,\d{3})*(?:\.\d+)?)( (?i:thousand|million|billion|trillion)\b)?",
+                  _money_words, text)
+    text = re.sub(r"(\d)\s?%", r"\1 percent ", text)
     text = re.sub(r"\b[Nn][Oo]\.\s*(?=\d)", " number ", text)
     text = re.sub(r"\b(?:St|ST|st)\.(\s+[A-Z])?", lambda m: (" saint" if m.group(1) else " street ")
                   + (m.group(1) or ""), text)
@@ -56,6 +61,46 @@ def unspellable_letters(text: str) -> set[str]:
     dropping a word from a transcript, a hotword or a forced alignment."""
     return {c for c in _fold_accents(unicodedata.normalize("NFKC", text))
             if unicodedata.category(c).startswith("L") and not ("a" <= c.lower() <= "z")}
+
+
+_FRACTION_DENOMINATORS = {2: ("half", "halves"), 4: ("quarter", "quarters")}
+_SPOKEN_DENOMINATORS = {*range(2, 11), 12, 16}  # "9/11" is a date, "5/8" an inch
+_CURRENCIES = {"$": ("dollar", "cent"), "£": ("pound", "penny"), "€": ("euro", "cent")}
+
+
+def _vulgar_fraction_spaced(match: re.Match) -> str:
+    """"1½" → "1 1/2", "¾" → " 3/4": NFKC alone would glue the whole number to the numerator."""
+    whole, fraction = match.group(0)[:-1], match.group(0)[-1]
+    return f"{whole} " + unicodedata.normalize("NFKC", fraction).replace("⁄", "/")
+
+
+def _fraction_words(match: re.Match) -> str:
+    """"3/4" → "three quarters", "1 1/2" → "one and a half", "5/8" → "five eighths"; a numerator not
+    below its denominator ("24/7"), an unusual denominator ("9/11") or a zero is not a fraction and is read digit group by group."""
+    whole, numerator, denominator = match.group(1), int(match.group(2)), int(match.group(3))
+    if not 0 < numerator < denominator or denominator not in _SPOKEN_DENOMINATORS:
+        return " ".join(part for part in (whole, match.group(2), match.group(3)) if part)
+    singular, plural = _FRACTION_DENOMINATORS.get(denominator) or (
+        _ordinal_words(_int_words(denominator)),) * 2
+    if plural == singular:
+        plural = singular + "s"
+    fraction = f"{'a' if whole else 'one'} {singular}" if numerator == 1 else f"{_int_words(numerator)} {plural}"
+    return f" {_number_words(whole)} and {fraction} " if whole else f" {fraction} "
+
+
+def _money_words(match: re.Match) -> str:
+    """"$5" → "five dollars", "$1.50" → "one dollar fifty cents", "$0.99" → "ninety nine cents",
+    "$5 million" → "five million dollars", "£2" → "two pounds"."""
+    unit, hundredth = _CURRENCIES[match.group(1)]
+    amount, scale = match.group(2).replace(",", ""), (match.group(3) or "").lower()
+    whole, _, cents = amount.partition(".")
+    if scale or (cents and len(cents) != 2):  # "$1.5 million", "€3.5": the number, then its unit
+        return f" {_number_words(amount)}{scale} {unit}s "
+    words = "" if whole == "0" and cents and int(cents) else f"{_number_words(whole)} {unit}{'' if whole == '1' else 's'}"
+    if cents and int(cents):
+        plural = "pence" if hundredth == "penny" else hundredth + "s"
+        words += f" {_int_words(int(cents))} {hundredth if int(cents) == 1 else plural}"
+    return f" {words} "
 
 
 def _decade_words(digits: str) -> str:
