@@ -19,6 +19,7 @@ from pathlib import Path
 from . import __version__
 from .errors import (EXIT_USAGE, NEEDS_TORCH, AudioWarning, ConfigError, DataError, UnreadableAudio, VocableError,
                      VocableWarning, run_reporting_errors)
+from .files import check_not_an_input, dataset_files
 
 MAX_LISTED_ERRORS = 10  # per-file errors printed before "... and N more"
 MIN_SPEED = 0.01  # listen --speed: slower than 1/100 of real time is a hang, not a test
@@ -795,20 +796,6 @@ def check_lm_output(output: str, inputs: list[str]) -> None:
         raise ConfigError("-o: an empty name; give the LM file to write")
     check_not_an_input(output, inputs, "-o", "one of the texts the LM is built from")
     check_writable_file(output, "-o")
-
-
-def check_not_an_input(output: str | None, inputs: list[str], option: str, what: str) -> None:
-    """Refuse, before any work, an output file that is one of the command's inputs: writing it would destroy
-    what the command reads."""
-    if output and os.path.isfile(output) and any(os.path.exists(p) and os.path.samefile(output, p) for p in inputs):
-        raise ConfigError(f"{option} {output}: that is {what}; writing there would destroy it")
-
-
-def dataset_files(dataset: str) -> list[str]:
-    """The files a dataset is read from: a manifest, or the tables in a Kaldi-style folder."""
-    if os.path.isdir(dataset):
-        return [os.path.join(dataset, name) for name in os.listdir(dataset)]
-    return [dataset]
 
 
 @contextlib.contextmanager

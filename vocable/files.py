@@ -1,10 +1,13 @@
-"""Writing a file so that a kill, a full disk or an error mid-write never leaves half of it under its name."""
+"""Writing a file so that a kill, a full disk or an error mid-write never leaves half of it under its name,
+and never over the file being read."""
 
 from __future__ import annotations
 
 import os
 from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import ConfigError
 
 
 @contextmanager
@@ -23,3 +26,17 @@ def written_atomically(path: str | os.PathLike):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_not_an_input(output: str | None, inputs: list[str], option: str, what: str) -> None:
+    """Refuse, before any work, an output file that is one of the command's inputs: writing it would destroy
+    what the command reads."""
+    if output and os.path.isfile(output) and any(os.path.exists(p) and os.path.samefile(output, p) for p in inputs):
+        raise ConfigError(f"{option} {output}: that is {what}; writing there would destroy it")
+
+
+def dataset_files(dataset: str) -> list[str]:
+    """The files a dataset is read from: a manifest, or the tables in a Kaldi-style folder."""
+    if os.path.isdir(dataset):
+        return [os.path.join(dataset, name) for name in os.listdir(dataset)]
+    return [dataset]

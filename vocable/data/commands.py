@@ -8,6 +8,7 @@ import re
 import sys
 
 from ..errors import DataError
+from ..files import check_not_an_input, dataset_files
 
 EXIT_LEAK = 1  # `vocable data check` found overlap (2 stays "bad input", as everywhere in the CLI)
 
@@ -150,7 +151,6 @@ def add_split(commands) -> None:
 def cmd_split(args) -> int:
     from pathlib import Path
 
-    from ..cli import check_not_an_input, dataset_files
     from .manifest import read_dataset, write_manifest
     from .split import describe_split, split_by_speaker
     out = Path(args.out)
