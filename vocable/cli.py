@@ -756,7 +756,7 @@ def add_lm(commands) -> None:
 
 
 def cmd_lm_build(args) -> int:
-    from .lm import BuildOptions, build_lm, read_sentences, write_lm
+    from .lm import BuildOptions, build_lm, excluded_texts, read_sentences, write_lm
     from .tokenizer import NORMALIZERS
     normalize = NORMALIZERS[args.normalizer]
     try:  # an empty field would move the counts after it down an order
@@ -774,8 +774,9 @@ def cmd_lm_build(args) -> int:
         if not looks_like_text(path):
             raise ConfigError(f"{path}: not UTF-8 text (an LM built from it would be garbage)")
     check_lm_output(args.output, args.texts + args.exclude)
-    excluded = {normalize(line.split("\t", 1)[-1]) for path in args.exclude
-                for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines()}
+    excluded = {normalize(text) for path in args.exclude
+                for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+                for text in excluded_texts(line)}
     sentences = read_sentences(args.texts, normalize, excluded - {""})
     if not any(sentences):
         raise DataError(f"{', '.join(args.texts)}: no words left after the {args.normalizer} normaliser (empty, "

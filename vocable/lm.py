@@ -708,6 +708,17 @@ def _line_text(line: str) -> str:
     return line.replace("\t", " ")
 
 
+def excluded_texts(line: str) -> set[str]:
+    """What an evaluation line may say, to keep out of an LM: its text as a corpus line is read, and, if its
+    first word looks like an utterance id, the rest (a Kaldi `text` file separates the id by a space).
+    Reading one too many costs the LM a sentence; one too few leaks an evaluation sentence into it."""
+    texts = {_line_text(line)}
+    head, _, rest = line.strip().partition(" ")
+    if rest and any(c.isdigit() for c in head) and not head.isdigit() and "\t" not in head:  # "1905 was ..."
+        texts.add(rest)
+    return texts
+
+
 def _contains_run(words: list[str], runs: dict[tuple[str, ...], list[tuple[str, ...]]]) -> bool:
     for i in range(len(words) - MIN_EXCLUDED_RUN + 1):
         for candidate in runs.get(tuple(words[i: i + MIN_EXCLUDED_RUN]), ()):
