@@ -23,7 +23,7 @@ from .test_lm import corpus
 
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
-from .test_export import FIXTURE_AUDIO, random_model  # noqa: E402  (after the skips: it needs onnx)
+from .test_export import FIXTURE_AUDIO, export_one_weight_off, random_model  # noqa: E402  (after the skips: it needs onnx)
 
 STREAMING = FIXTURES / "models" / "fsdd-digits-streaming.vocable"  # a small trained cnn-rnn: exports in ~1 s
 AUDIO = [str(p) for p in FIXTURE_AUDIO[:3]]
@@ -62,17 +62,7 @@ def test_export_tolerance_can_accept_what_the_default_refuses(tmp_path, monkeypa
     """An fp32 export that is off by more than the default 1e-3 (one bias moved, as in test_export) is
     written with a --tolerance above its gap, and refused with one below it."""
     path = random_model(tmp_path, "m", arch="cnn-rnn", d_model=64, n_layers=1)
-    real_export_graph = export.export_graph
-
-    def off_exporter(loaded, graph):
-        import torch
-        with torch.no_grad():
-            loaded.model.head.bias[1] += 3.0
-        real_export_graph(loaded, graph)
-        with torch.no_grad():
-            loaded.model.head.bias[1] -= 3.0
-
-    monkeypatch.setattr(export, "export_graph", off_exporter)
+    export_one_weight_off(monkeypatch)
     out = tmp_path / "m.onnx"
     assert main(["export", str(path), "-o", str(out), "--audio", *AUDIO]) == 2
     err = capsys.readouterr().err

@@ -137,18 +137,23 @@ def test_attention_models_export_with_dynamic_length(tmp_path):
         assert len(lengths) >= 3  # several lengths through one graph: nothing was frozen at trace time
 
 
-def test_export_refuses_a_graph_that_does_not_match(tmp_path, monkeypatch, capsys):
-    path = random_model(tmp_path, "m", arch="cnn-rnn", d_model=64, n_layers=1)
+def export_one_weight_off(monkeypatch, offset: float = 3.0) -> None:
+    """Make export write a graph with one output bias moved by `offset`, as an exporter bug would."""
     real_export_graph = export.export_graph
 
-    def broken_exporter(loaded: LoadedModel, graph: Path) -> None:  # an exporter bug: one weight is off
+    def broken_exporter(loaded: LoadedModel, graph: Path) -> None:
         with torch.no_grad():
-            loaded.model.head.bias[1] += 3.0
+            loaded.model.head.bias[1] += offset
         real_export_graph(loaded, graph)
         with torch.no_grad():
-            loaded.model.head.bias[1] -= 3.0
+            loaded.model.head.bias[1] -= offset
 
     monkeypatch.setattr(export, "export_graph", broken_exporter)
+
+
+def test_export_refuses_a_graph_that_does_not_match(tmp_path, monkeypatch, capsys):
+    path = random_model(tmp_path, "m", arch="cnn-rnn", d_model=64, n_layers=1)
+    export_one_weight_off(monkeypatch)
     out = tmp_path / "new" / "folder" / "bad.onnx"
     with pytest.raises(export.ExportError, match=r"not written.*posteriors differ by up to \d\.\d\de[-+]\d\d"):
         export.export_model(path, out, export.ExportOptions(audio=FIXTURE_AUDIO[:3]))
