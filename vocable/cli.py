@@ -343,7 +343,7 @@ def decoding_options(args):
             raise ConfigError(f"--phrases {args.phrases}: cannot read ({e.strerror})") from None
         except UnicodeDecodeError:
             raise ConfigError(f"--phrases {args.phrases}: not UTF-8 text") from None
-        phrases = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        phrases = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
         if not phrases:
             raise ConfigError(f"--phrases {args.phrases}: no phrases in the file")
     given = {"beam_size": args.beam_size, "lm": args.lm, "lm_weight": args.lm_weight, "word_bonus": args.word_bonus,
