@@ -182,9 +182,9 @@ def test_excluded_sentences_never_reach_the_lm(tmp_path):
     text = tmp_path / "text.txt"
     text.write_text("We went home early.\nHe was not an ill disposed young man, they said.\nFront left\n"
                     "The front left wheel\nid1\tA Kaldi line here\nHello there\tsaid she\nspk2-utt_07\tAnd one more\n")
-    sentences = read_sentences([text], lambda t: " ".join(t.lower().replace(",", "").replace(".", "").split()),
-                               {"he was not an ill disposed young man", "front left"})
-    assert sentences == [["we", "went", "home", "early"], ["the", "front", "left", "wheel"],
+    sentences, excluded = read_sentences([text], lambda t: " ".join(t.lower().replace(",", "").replace(".", "").split()),
+                                         {"he was not an ill disposed young man", "front left"})
+    assert excluded == 2 and sentences == [["we", "went", "home", "early"], ["the", "front", "left", "wheel"],
                          ["a", "kaldi", "line", "here"], ["hello", "there", "said", "she"], ["and", "one", "more"]]
 
 

@@ -756,6 +756,7 @@ def add_lm(commands) -> None:
 
 
 def cmd_lm_build(args) -> int:
+    from .data.manifest import plural
     from .lm import BuildOptions, build_lm, excluded_texts, read_sentences, write_lm
     from .tokenizer import NORMALIZERS
     normalize = NORMALIZERS[args.normalizer]
@@ -777,7 +778,7 @@ def cmd_lm_build(args) -> int:
     excluded = {normalize(text) for path in args.exclude
                 for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
                 for text in excluded_texts(line)}
-    sentences = read_sentences(args.texts, normalize, excluded - {""})
+    sentences, n_excluded = read_sentences(args.texts, normalize, excluded - {""})
     if not any(sentences):
         raise DataError(f"{', '.join(args.texts)}: no words left after the {args.normalizer} normaliser (empty, "
                         f"or all excluded, or in letters it drops: try --normalizer basic)")
@@ -786,7 +787,9 @@ def cmd_lm_build(args) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)  # as check_writable_file allows
     write_lm(lm, args.output)
     sizes = ", ".join(f"{len(o.keys)} {n}-grams" for n, o in enumerate(lm.orders, start=1))
-    print(f"{args.output}: {len(sentences)} sentences, {sum(map(len, sentences))} words; {sizes}", file=sys.stderr)
+    dropped = f" ({plural(n_excluded, 'line')} excluded)" if args.exclude else ""
+    print(f"{args.output}: {len(sentences)} sentences{dropped}, {sum(map(len, sentences))} words; {sizes}",
+          file=sys.stderr)
     return 0
 
 

@@ -674,8 +674,8 @@ MIN_EXCLUDED_RUN = 3  # words: shorter excluded sentences ("car", "front left") 
 
 
 def read_sentences(paths: Iterable[str | os.PathLike], normalize, exclude: Iterable[str] = ()
-                   ) -> list[list[str]]:
-    """One sentence per line from text files, normalised.
+                   ) -> tuple[list[list[str]], int]:
+    """One sentence per line from text files, normalised, and the number of lines excluded.
 
     Lines containing an excluded sentence of ≥ MIN_EXCLUDED_RUN words as a run of whole words are
     dropped, and lines equal to a shorter one, so no evaluation sentence leaks into the LM.
@@ -689,14 +689,16 @@ def read_sentences(paths: Iterable[str | os.PathLike], normalize, exclude: Itera
             runs.setdefault(words[:MIN_EXCLUDED_RUN], []).append(words)
         elif words:
             exact.add(words)
-    sentences = []
+    sentences, excluded = [], 0
     for path in paths:
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 words = normalize(_line_text(line)).split()
-                if words and tuple(words) not in exact and not _contains_run(words, runs):
+                if words and (tuple(words) in exact or _contains_run(words, runs)):
+                    excluded += 1
+                elif words:
                     sentences.append(words)
-    return sentences
+    return sentences, excluded
 
 
 def _line_text(line: str) -> str:
@@ -709,12 +711,16 @@ def _line_text(line: str) -> str:
 
 
 def excluded_texts(line: str) -> set[str]:
-    """What an evaluation line may say, to keep out of an LM: its text as a corpus line is read, and, if its
-    first word looks like an utterance id, the rest (a Kaldi `text` file separates the id by a space).
-    Reading one too many costs the LM a sentence; one too few leaks an evaluation sentence into it."""
-    texts = {_line_text(line)}
-    head, _, rest = line.strip().partition(" ")
-    if rest and any(c.isdigit() for c in head) and not head.isdigit() and "\t" not in head:  # "1905 was ..."
+    """What an evaluation line may say, to keep out of an LM: the whole line, and the line without its
+    first word when that may be an utterance id: one word before a tab ("goforward<TAB>GO FORWARD"), or before a
+    space with a digit, "_" or "-" in it (Kaldi's "spk1-utt1 GO FORWARD"). Reading one text too many
+    costs the LM the lines containing it; one too few leaks an evaluation sentence into the LM."""
+    line = line.strip()
+    texts = {line.replace("\t", " ")}
+    head, tab, rest = line.partition("\t")
+    if not tab:
+        head, _, rest = line.partition(" ")
+    if rest.strip() and " " not in head and (tab or any(c.isdigit() or c in "_-" for c in head)):
         texts.add(rest)
     return texts
 
