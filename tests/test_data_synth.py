@@ -133,6 +133,16 @@ def test_synth_cli_opus_and_errors(tmp_path, capsys):
     assert main(["data", "synth", "--text", str(tmp_path / "missing.txt"), "--hours", "1", "-o", str(out)]) == 2
     assert main(["data", "synth", "--text", str(text), "--hours", "1", "-o", str(out), "--voices", "nope"]) == 2
     assert "no installed voice matches" in capsys.readouterr().err
+    audio, empty, symbols = tmp_path / "speech.wav", tmp_path / "empty.txt", tmp_path / "symbols.txt"
+    sf.write(audio, np.zeros(1600, np.int16), 16000)
+    empty.write_text("")
+    symbols.write_text("50% off\n#hashtag\n50% off\n")
+    for given, said in ((audio, f"{audio}: not UTF-8 text"), (empty, f"{empty}: no speakable sentences (no lines)"),
+                        (symbols, f"{symbols}: no speakable sentences (skipped: 3 other characters)")):
+        assert main(["data", "synth", "--text", str(given), "--hours", "1", "-o", str(tmp_path / "bad"),
+                     "--voices", "espeak-ng:en-us"]) == 2
+        assert said in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_voices_command_lists_licences(capsys):

@@ -19,7 +19,7 @@ from pathlib import Path
 from . import __version__
 from .errors import (EXIT_USAGE, NEEDS_TORCH, AudioWarning, ConfigError, DataError, UnreadableAudio, VocableError,
                      VocableWarning, run_reporting_errors)
-from .files import check_not_an_input, dataset_files
+from .files import check_not_an_input, dataset_files, looks_like_text
 
 MAX_LISTED_ERRORS = 10  # per-file errors printed before "... and N more"
 MIN_SPEED = 0.01  # listen --speed: slower than 1/100 of real time is a hang, not a test
@@ -813,18 +813,6 @@ def options_named_as_flags(flags: dict[str, str]):
         if not sep or field not in flags:
             raise
         raise type(e)(f"{flags[field]}:{rest}") from None
-
-
-def looks_like_text(path: str, sample_bytes: int = 1 << 16) -> bool:
-    """Whether the file's start is UTF-8 without NUL bytes (audio, archives and UTF-16 are not)."""
-    with open(path, "rb") as f:
-        head = f.read(sample_bytes)
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as e:
-        if e.start < len(head) - 3:  # not just a character cut at the sample's end
-            return False
-    return b"\0" not in head
 
 
 def add_align(commands) -> None:

@@ -40,3 +40,15 @@ def dataset_files(dataset: str) -> list[str]:
     if os.path.isdir(dataset):
         return [os.path.join(dataset, name) for name in os.listdir(dataset)]
     return [dataset]
+
+
+def looks_like_text(path: str, sample_bytes: int = 1 << 16) -> bool:
+    """Whether the file's start is UTF-8 without NUL bytes (audio, archives and UTF-16 are not)."""
+    with open(path, "rb") as f:
+        head = f.read(sample_bytes)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 3:  # not just a character cut at the sample's end
+            return False
+    return b"\0" not in head

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from ..audio import SAMPLE_RATE, load_audio
 from ..errors import DataError, VocableError, VocableWarning, warn
-from ..files import written_atomically
+from ..files import looks_like_text, written_atomically
 from ..tokenizer import normalize_basic, normalize_english
 from .accent import accent_phonemes, accent_spelling
 
@@ -216,6 +216,8 @@ def read_sentences(paths: list[str], language: str = "en") -> tuple[list[tuple[s
     for path in paths:
         if not Path(path).is_file():
             raise DataError(f"{path}: no such text file")
+        if not looks_like_text(path):
+            raise DataError(f"{path}: not UTF-8 text (one sentence per line)")
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 result = speakable(line, language)
@@ -427,7 +429,9 @@ def synthesize_corpus(text_files: list[str], hours: float, out_dir: str, voices:
                         + "; run scripts/install-voices.sh")
     sentences, skipped = read_sentences(text_files, language)
     if not sentences:
-        raise DataError(f"no speakable sentences in {text_files} (skipped: {dict(skipped)})")
+        reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.most_common())
+        raise DataError(f"{', '.join(map(str, text_files))}: no speakable sentences"
+                        + (f" (skipped: {reasons})" if reasons else " (no lines)"))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / "manifest.jsonl"
