@@ -6,7 +6,7 @@ import pytest
 import vocable
 from vocable.audio import load_audio
 from vocable.compat import TIMESTEP, Model, version
-from vocable.errors import ConfigError, ModelError, VocableError
+from vocable.errors import ConfigError, ModelError, VocableError, VocableWarning
 from vocable.lm import BuildOptions, build_lm, write_arpa
 
 from .conftest import ENGLISH_FIXTURES, FSDD_FIXTURES
@@ -255,7 +255,8 @@ def test_alternatives_on_several_grids_are_only_texts_that_fit_the_audio(english
 
 def test_scorer_weights_go_with_the_scorer_and_hot_word_boosts_are_per_letter():
     model = Model("fsdd-digits")
-    model.setScorerAlphaBeta(0.9, 1.5)
+    with pytest.warns(VocableWarning, match="no effect without an LM"):  # fsdd-digits has no scorer
+        model.setScorerAlphaBeta(0.9, 1.5)
     assert (model.options.lm_weight, model.options.word_bonus) == (0.9, 1.5)
     model.disableExternalScorer()
     assert model.options.lm_weight is None and model.options.word_bonus is None  # the scorer's, gone with it
