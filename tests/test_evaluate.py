@@ -10,7 +10,8 @@ from vocable.cli import main
 from vocable.data.manifest import Utterance
 from vocable.errors import DataError
 from vocable.evaluate import (StatsOptions, age_band, align, analyse, compare_results, dataset_hash, edit_distance,
-                              error_analysis, group_report, length_bucket, load_rows, wer, word_errors)
+                              error_analysis, format_comparison, group_report, length_bucket, load_rows, wer,
+                              word_errors)
 
 
 def simulate(rng, rates: dict, speakers: int = 20, utterances: int = 10, words: int = 8, spread: float = 0.1,
@@ -301,6 +302,10 @@ def test_compare_with_three_speakers_claims_nothing():
     c = compare_results(*one, StatsOptions(resamples=500))  # one speaker: utterances are the unit, and it says so
     assert c["unit"] == "utterance" and c["verdict"].endswith("(on one speaker's utterances: it may not hold for "
                                                               "other speakers)")
+    unlabelled = [[{k: v for k, v in r.items() if k != "speaker"} for r in rows] for rows in (a, b)]
+    c = compare_results(*unlabelled, StatsOptions(resamples=500))  # no labels: no speakers claimed
+    assert (c["unit"], c["speakers"]) == ("utterance", 0) and "no speaker labels" in c["verdict"]
+    assert format_comparison(c).startswith(f"{len(a)} shared utterances, no speakers")
 
 
 def test_scoring_uses_the_models_normaliser_not_always_english(tmp_path):

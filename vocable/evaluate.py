@@ -629,8 +629,9 @@ def compare_results(rows_a: list[dict], rows_b: list[dict], options: StatsOption
     for i in common:
         if normalize_basic(a[i]["ref"]) != normalize_basic(b[i]["ref"]):
             raise DataError(f"utterance {i}: the two results have different reference texts")
+    labelled = any(a[i].get("speaker") for i in common)
     speakers, speaker_names = _codes([a[i].get("speaker") or f"utt:{i}" for i in common])
-    unit = "speaker" if len(speaker_names) >= 2 else "utterance"
+    unit = "speaker" if labelled and len(speaker_names) >= 2 else "utterance"
     clusters = speakers if unit == "speaker" else np.arange(len(common))
     n_clusters = int(clusters.max()) + 1
     ea = np.bincount(clusters, [a[i]["word_errors"] for i in common], n_clusters)
@@ -654,14 +655,20 @@ def compare_results(rows_a: list[dict], rows_b: list[dict], options: StatsOption
     else:
         verdict = (f"no significant difference: WER({names[1]}) - WER({names[0]}) = {diff:+.2%} "
                    f"({ci} {low:+.2%} to {high:+.2%})")
-    return {"a": names[0], "b": names[1], "utterances": len(common), "speakers": len(speaker_names), "unit": unit,
+    if not labelled:
+        caveat = f" (note: {NO_SPEAKERS_NOTE})"
+    elif unit == "utterance":
+        caveat = " (on one speaker's utterances: it may not hold for other speakers)"
+    else:
+        caveat = ""
+    return {"a": names[0], "b": names[1], "utterances": len(common), "unit": unit,
+            "speakers": len(speaker_names) if labelled else 0,
             "only_in_a": len(a) - len(common), "only_in_b": len(b) - len(common),
             "wer_a": _round(ea.sum() / total), "wer_b": _round(eb.sum() / total),
             "wer_diff": _round(diff), "wer_diff_ci": _round([low, high]), "p_value": round(float(p), 4),
             "significant": bool((low > 0 or high < 0) and p < options.alpha), "confidence": options.confidence,
             "b_better_utterances": int(np.sum(per_utt < 0)), "b_worse_utterances": int(np.sum(per_utt > 0)),
-            "verdict": verdict + (" (on one speaker's utterances: it may not hold for other speakers)"
-                                  if unit == "utterance" else "")}
+            "verdict": verdict + caveat}
 
 
 # ---------------------------------------------------------------- noise and reverberation sweeps
@@ -804,7 +811,7 @@ def format_summary(result: dict) -> str:
 
 
 def format_comparison(c: dict) -> str:
-    return (f"{c['utterances']} shared utterances, {c['speakers']} speakers "
+    return (f"{c['utterances']} shared utterances, {c['speakers'] or 'no'} speakers "
             f"({c['only_in_a']} only in {c['a']}, {c['only_in_b']} only in {c['b']})\n"
             f"WER {c['a']} {_pct1(c['wer_a'])}   WER {c['b']} {_pct1(c['wer_b'])}\n"
             f"WER({c['b']}) - WER({c['a']}) = {c['wer_diff']:+.2%}  ({interval_level(c)} CI {_pct(c['wer_diff_ci'])}, "
