@@ -191,3 +191,17 @@ def test_an_unknown_model_name_lists_the_bundled_ones():
     from vocable.bundled import resolve_model_path
     with pytest.raises(ModelError, match=r"nope: no such model file or bundled model \(bundled: en-default, fsdd-digits"):
         resolve_model_path("nope")
+
+
+def test_a_file_that_is_no_model_is_named_for_what_it_is(tmp_path):
+    """Not "(KeyError)" or "(EOFError)": what the user gave instead of a model."""
+    cut = tmp_path / "cut.vocable"
+    cut.write_bytes(SOURCE.read_bytes()[:5000])
+    notes, empty, noise = tmp_path / "notes.txt", tmp_path / "empty.vocable", tmp_path / "noise.bin"
+    notes.write_text("a model I should train\n")
+    empty.write_bytes(b"")
+    noise.write_bytes(bytes(range(256)) * 4)
+    for path, what in ((cut, "a damaged or cut-short archive"), (notes, "a text file"), (empty, "an empty file"),
+                       (noise, "another kind of file")):
+        with pytest.raises(ModelError, match=f"{path.name}: {what}.*, not a readable vocable model file"):
+            load_model_file(path)

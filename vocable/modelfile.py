@@ -24,7 +24,7 @@ from .bundled import resolve_model_path
 from .checks import FieldError, is_int, model_file_errors, read_common_fields, settings_from_table, show
 from .errors import ModelError
 from .features import FeatureConfig
-from .files import written_atomically
+from .files import looks_like_text, written_atomically
 from .models import ModelConfig, build_model
 from .tokenizer import Tokenizer
 
@@ -63,7 +63,7 @@ def read_model_blob(path: Path) -> dict:
         if path.suffix.lower() == ".onnx":
             raise ModelError(f"{path}: an ONNX export, which transcribes but is not a vocable model file: "
                              f"give the .vocable it was exported from") from None
-        raise ModelError(f"{path}: not a readable vocable model file ({type(e).__name__})") from None
+        raise ModelError(f"{path}: {_what_instead(path)}, not a readable vocable model file") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ModelError(f"{path}: not a vocable model file")
     version = blob.get("version")
@@ -73,6 +73,20 @@ def read_model_blob(path: Path) -> dict:
         raise ModelError(f"{path}: model format version {version} is newer than this vocable "
                          f"supports ({FORMAT_VERSION}); upgrade vocable")
     return blob
+
+
+def _what_instead(path: Path) -> str:
+    """What a file that torch cannot load as a model is, for the error: the user gave the wrong file, or it
+    was damaged."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return "an empty file"
+    if head.startswith(b"PK"):  # a zip, as torch.save writes: cut short, damaged, or another program's
+        return "a damaged or cut-short archive, or another program's torch file"
+    if looks_like_text(str(path)):
+        return "a text file"
+    return "another kind of file"
 
 
 def _state_dict(data) -> dict:
