@@ -371,6 +371,8 @@ def test_listen_decodes_with_the_options_given(digits_model, tmp_path, capsys):
     assert [line.split("] ", 1)[1] for line in capsys.readouterr().out.splitlines()] == digits
     assert main(["listen", "--model", digits_model.loaded.path, "--input", str(path), "--shifts", "9"]) == 2
     assert "shifts: expected 1 to 8" in capsys.readouterr().err
+    assert main(["listen", "--model", "/nonexistent/model.vocable", "--input", str(path), "--endpoint", "-1"]) == 2
+    assert "--endpoint: expected 0.03..10 s, got -1" in capsys.readouterr().err  # named as the flag, before loading
 
 
 def test_listen_at_real_time_speed_takes_real_time(digits_model, tmp_path, capsys):

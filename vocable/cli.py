@@ -608,19 +608,21 @@ def add_listen(commands) -> None:
 def cmd_listen(args) -> int:
     import time
 
-    from .stream import Microphone, Streamer, default_options, file_chunks
+    from .stream import Microphone, StreamOptions, Streamer, default_options, file_chunks
     from .transcribe import load
     if not 10 <= args.chunk_ms <= 10_000:  # 0 played one-sample chunks
         raise ConfigError(f"--chunk-ms: expected 10 to 10000 ms of audio per chunk, got {args.chunk_ms}")
     if not (args.speed == 0 or MIN_SPEED <= args.speed <= 1000):  # also refuses nan
         raise ConfigError(f"--speed: expected 0 (no waiting) or {MIN_SPEED} to 1000 times real time, got {args.speed}")
     decoding = decoding_options(args)  # a malformed option or grammar fails before the model loads
+    given = {k: v for k, v in {"vad": args.vad, "endpoint_silence": args.endpoint}.items() if v is not None}
+    with options_named_as_flags({"vad": "--vad", "endpoint_silence": "--endpoint"}):
+        StreamOptions(**given).validate()  # else the model's own (meta "stream"), as served
     device = int(args.device) if args.device and args.device.isdigit() else args.device
     mic = None if args.input else Microphone(args.chunk_ms / 1000, device)  # no microphone: said before loading
     recognizer = load(args.model, threads=max(1, args.threads))
     recognizer.decoder(decoding)  # and a missing LM before any audio
-    given = {"vad": args.vad, "endpoint_silence": args.endpoint}  # else the model's own (meta "stream"), as served
-    options = default_options(recognizer, **{k: v for k, v in given.items() if v is not None})
+    options = default_options(recognizer, **given)
     live = sys.stdout.isatty() and not args.json
     started = time.monotonic()
 
@@ -809,7 +811,7 @@ def options_named_as_flags(flags: dict[str, str]):
     try:
         yield
     except VocableError as e:
-        field, sep, rest = re.sub(r"^decoding option ", "", str(e)).partition(":")
+        field, sep, rest = re.sub(r"^(decoding option|stream) ", "", str(e)).partition(":")
         if not sep or field not in flags:
             raise
         raise type(e)(f"{flags[field]}:{rest}") from None
