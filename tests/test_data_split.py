@@ -179,3 +179,12 @@ def test_blank_sentences_are_no_shared_sentence_and_unreadable_training_audio_is
     write_manifest(tmp_path / "test.jsonl", utts[2:])
     assert main(["data", "check", str(tmp_path / "train.jsonl"), str(tmp_path / "test.jsonl")]) == 1
     assert "audio unchecked" in capsys.readouterr().out
+
+
+def test_an_empty_dataset_is_named_by_split_and_prepare(tmp_path, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["data", "split", str(empty), "--dev-speakers", "2", "-o", str(tmp_path / "split")]) == 2
+    assert f"{empty}: no utterances to split" in capsys.readouterr().err
+    assert main(["data", "prepare", str(empty), "-o", str(tmp_path / "shards"), "--no-progress"]) == 2
+    assert f"{empty}: no utterances to prepare" in capsys.readouterr().err

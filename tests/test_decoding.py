@@ -325,6 +325,21 @@ def test_cli_align_prints_word_times(digits, capsys):
     assert json.loads(capsys.readouterr().out)["segments"][0]["words"][0]["word"] == "six"
 
 
+def test_cli_align_names_the_text_that_cannot_be_aligned(tmp_path, capsys):
+    from vocable.cli import main
+    audio = str(FSDD_FIXTURES / "6_theo_0.flac")
+    empty, punctuation = tmp_path / "empty.txt", tmp_path / "dots.txt"
+    empty.write_text("\n")
+    punctuation.write_text("...!\n")
+    assert main(["align", audio, str(empty), "--model", "fsdd-digits"]) == 2
+    assert f"TEXT {empty}: empty; give the words spoken in {audio}" in capsys.readouterr().err
+    assert main(["align", audio, str(punctuation), "--model", "fsdd-digits"]) == 2
+    assert f"TEXT {punctuation}: transcript is empty after normalisation" in capsys.readouterr().err
+    assert main(["align", audio, "six " * 40, "--model", "fsdd-digits"]) == 2  # a quoted transcript
+    err = capsys.readouterr().err
+    assert "TEXT: transcript (" in err and "too long for the audio" in err
+
+
 @pytest.mark.filterwarnings("ignore:the model can spell only")  # a test LM of other words than digits
 def test_model_default_lm_is_used_unless_turned_off(digits, tmp_path, lm):
     from vocable.lm import write_arpa

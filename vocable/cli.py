@@ -838,7 +838,15 @@ def cmd_align(args) -> int:
     if is_file and not looks_like_text(args.text):
         raise ConfigError(f"{args.text}: not UTF-8 text (give the transcript as a text file or a quoted string)")
     text = Path(args.text).read_text(encoding="utf-8") if is_file else args.text
-    result = load(args.model).align(args.audio, text)
+    named = f"TEXT {args.text}" if is_file else "TEXT"
+    if not text.strip():
+        raise ConfigError(f"{named}: empty; give the words spoken in {args.audio}")
+    try:
+        result = load(args.model).align(args.audio, text)
+    except DataError as e:
+        if str(e).startswith("transcript"):  # the text's problem (force_align): say which text
+            raise DataError(f"{named}: {e}") from None
+        raise
     print(format_result(result, args.format, args.audio), end="")
     return 0
 

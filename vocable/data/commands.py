@@ -156,8 +156,10 @@ def cmd_split(args) -> int:
     out = Path(args.out)
     for name in ("train.jsonl", "dev.jsonl"):
         check_not_an_input(str(out / name), dataset_files(args.manifest), "-o", f"the manifest {args.manifest}")
-    split = split_by_speaker(read_dataset(args.manifest), args.dev_speakers, args.dev_fraction, args.seed,
-                             args.by_sentence)
+    utterances = read_dataset(args.manifest)
+    if not utterances:
+        raise DataError(f"{args.manifest}: no utterances to split")
+    split = split_by_speaker(utterances, args.dev_speakers, args.dev_fraction, args.seed, args.by_sentence)
     write_manifest(out / "train.jsonl", split.train)
     write_manifest(out / "dev.jsonl", split.dev)
     print("\n".join([f"wrote {out / 'train.jsonl'} and {out / 'dev.jsonl'}"] + describe_split(split)))

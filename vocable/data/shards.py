@@ -118,7 +118,7 @@ def prepare_shards(utterances: list[Utterance], out_dir: str | os.PathLike, feat
     if shard_size < 1:
         raise DataError(f"--shard-size must be at least 1, got {shard_size}")
     if not utterances:
-        raise DataError("no utterances to prepare")
+        raise DataError(f"{source or 'the dataset'}: no utterances to prepare")
     features.validate("features")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
