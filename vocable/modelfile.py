@@ -59,7 +59,7 @@ def save_model(path: str | os.PathLike, model: nn.Module, model_config: ModelCon
 def read_model_blob(path: Path) -> dict:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
+    except Exception:
         if path.suffix.lower() == ".onnx":
             raise ModelError(f"{path}: an ONNX export, which transcribes but is not a vocable model file: "
                              f"give the .vocable it was exported from") from None
