@@ -169,6 +169,9 @@ def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(client, base
     oversize = wav_bytes(np.zeros(int(MAX_UPLOAD_MB * 1024 * 1024) // 2 + 100_000, np.float32))  # 16-bit
     status, error = error_of(lambda: create(model="whisper-1", file=("big.wav", oversize)))
     assert status == 413 and "limit" in error["message"]
+    just_over = wav_bytes(np.zeros(int(MAX_UPLOAD_MB * 1024 * 1024) // 2 + 1000, np.float32))  # the form fits
+    status, error = error_of(lambda: create(model="whisper-1", file=("just-over.wav", just_over)))
+    assert status == 413 and f"limit of {MAX_UPLOAD_MB:g} MB" in error["message"]
     too_long = wav_bytes(np.zeros(int((MAX_AUDIO_SECONDS + 5) * 8000), np.float32), rate=8000, fmt="FLAC")
     status, error = error_of(lambda: create(model="whisper-1", file=("long.flac", too_long)))
     assert status == 400 and error["code"] == "audio_too_long"

@@ -423,7 +423,7 @@ def add_evaluate(commands) -> None:
                    help="paired comparison of two saved results (--json output or --output rows)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N utterances")
+    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N utterances (0: all)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = the engine's default: all cores)")
     add_decoding_arguments(p)
     p.set_defaults(func=cmd_evaluate)
@@ -695,7 +695,7 @@ def add_export(commands) -> None:
     p.add_argument("--int8", action="store_true", help="quantise MatMul/Gemm weights to int8 (dynamic)")
     p.add_argument("--per-tensor", action="store_true", help="int8 with one scale per tensor (default: per channel)")
     p.add_argument("--check", metavar="DATASET", help="also print WER and speed of both models on this dataset")
-    p.add_argument("--limit", type=int, default=0, help="--check: only the first N utterances")
+    p.add_argument("--limit", type=int, default=0, help="--check: only the first N utterances (0: all)")
     p.add_argument("--audio", nargs="+", default=[], metavar="FILE",
                    help="speech to compare torch and ONNX on (default: --check's first utterances, "
                         "else espeak-ng sentences)")

@@ -210,7 +210,7 @@ def create_app(options: ServerOptions | None = None) -> FastAPI:
     @app.post("/v1/audio/transcriptions")
     async def transcriptions(request: Request):
         _check_key(options, request.headers.get("authorization"), None)
-        form = await _read_form(request, int(options.max_upload_mb * MB))
+        form = await _read_form(request, options.max_upload_mb)
         try:
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
@@ -219,6 +219,8 @@ def create_app(options: ServerOptions | None = None) -> FastAPI:
                 raise ApiError(400, f"file: one file per request, got {len(form.getlist('file'))}", "invalid_value",
                                "file")
             data = await upload.read()
+            if len(data) > options.max_upload_mb * MB:  # the body's limit allows for the form around the file
+                raise _too_large(options.max_upload_mb)
             query = _TranscriptionRequest.from_form(form)
         finally:
             await form.close()
@@ -321,23 +323,27 @@ class _InMemoryParser(MultiPartParser):
     spool_max_size = 1 << 62  # never roll an upload over to a temporary file: audio stays in memory
 
 
-async def _read_form(request: Request, max_file_bytes: int):
-    """Read the request body (refusing more than the limit as it arrives) and parse it in memory."""
+def _too_large(max_upload_mb: float) -> ApiError:
+    return ApiError(413, f"file: the upload is larger than the server's limit of {max_upload_mb:g} MB",
+                    "file_too_large", "file")
+
+
+async def _read_form(request: Request, max_upload_mb: float):
+    """Read the request body (refusing, as it arrives, more than the file limit and the form around it)
+    and parse it in memory."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):  # media types are case-insensitive
         raise ApiError(415, f"Content-Type: expected multipart/form-data, got {content_type or 'none'!r}",
                        "unsupported_media_type")
-    limit = max_file_bytes + FORM_OVERHEAD
-    too_large = ApiError(413, f"file: the upload is larger than the server's limit of "
-                              f"{max_file_bytes / MB:g} MB", "file_too_large", "file")
+    limit = max_upload_mb * MB + FORM_OVERHEAD
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise _too_large(max_upload_mb)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise too_large
+            raise _too_large(max_upload_mb)
 
     async def stream():
         yield bytes(body)
