@@ -36,7 +36,9 @@ def test_clean_text():
     assert clean_text("Dr. Smith has 2 dogs.", "english") == ("doctor smith has two dogs", "")
     assert clean_text("Café", "english") == ("cafe", "")  # accents fold, as English spells loanwords
     assert clean_text("Straße", "english") == ("", "characters outside the alphabet")
-    assert clean_text("50% more", "english") == ("", "characters outside the alphabet")
+    assert clean_text("50% more for $1.50", "english") == ("fifty percent more for one dollar fifty cents", "")
+    assert clean_text("Tom & Jerry, room #5", "english") == ("", "characters outside the alphabet")
+    assert clean_text("50% more", "basic") == ("", "digits or symbols")
     assert clean_text(" ... ", "english") == ("", "empty text")
     assert clean_text("Grüße, Welt!", "basic") == ("grüße welt", "")
 
@@ -120,9 +122,9 @@ def test_kaldi_folder(tmp_path, speech):
     (folder / "wav").mkdir(parents=True)
     for i, audio in enumerate(speech[:3]):
         sf.write(folder / "wav" / f"u{i}.wav", audio, SAMPLE_RATE)
-    (folder / "text").write_text("u0 THE CAT SAT ON THE MAT\nu1 DR. SMITH HAS 2 DOGS\nu2 50% OFF\nu9 NO AUDIO\n")
+    (folder / "text").write_text("\ufeffu0 THE CAT SAT ON THE MAT\nu1 DR. SMITH HAS 2 DOGS\nu2 TOM & JERRY\nu9 NO AUDIO\n")
     (folder / "wav.scp").write_text("u0 wav/u0.wav\nu1 wav/u1.wav\nu2 wav/u2.wav\nu3 wav/u3.wav\n")
-    (folder / "utt2spk").write_text("u0 s1\nu1 s2\nu2 s2\n")
+    (folder / "utt2spk").write_text("u0 s1\nu1 s2\nu2 s2\n", encoding="utf-8-sig")  # a BOM: not part of an id
     (folder / "spk2gender").write_text("s1 f\ns2 m\n")
     (folder / "spk2age").write_text("s1 9\ns2 41\n")
     out = tmp_path / "k.jsonl"
@@ -285,7 +287,7 @@ def test_deepspeech_refuses_a_folder_and_a_csv_without_its_header(tmp_path, caps
     unclosed.write_text('wav_filename,transcript\nclips/u0.wav,"open the door\nclips/u1.wav,close the window\n')
     assert main(["data", "import", "deepspeech", str(unclosed), "-o", str(tmp_path / "x.jsonl")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"vocable: error: {unclosed}:") and "is a quote left open?" in err
+    assert err.startswith(f"vocable: error: {unclosed}:2:") and "is a quote left open on line 2?" in err
     assert not (tmp_path / "x.jsonl").exists()
 
 

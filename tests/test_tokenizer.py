@@ -34,6 +34,14 @@ def test_normalize_basic_treats_apostrophes_alike_and_drops_quote_marks():
     assert normalize_basic("geht’s? ‘Ja’") == "geht's ja"
 
 
+def test_invisible_formatting_is_no_word_break_but_joiners_spell_and_a_zero_width_space_separates():
+    assert normalize_basic("می\u200cخواهم") == "می\u200cخواهم"  # Persian: one word, its non-joiner kept
+    assert normalize_basic("ক্\u200dষ") == "ক্\u200dষ"
+    for normalize in (normalize_basic, normalize_english):
+        assert normalize("\ufeffsoft\xadhyphen\u200e here\u200bthere") == "softhyphen here there"
+    assert normalize_english("zw\u200cnj") == "zwnj"  # English has no joiners to keep
+
+
 def test_normalize_basic_keeps_any_script():
     assert normalize_basic("Привет, мир! 你好。") == "привет мир 你好"
 

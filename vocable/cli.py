@@ -19,7 +19,8 @@ from pathlib import Path
 from . import __version__
 from .errors import (EXIT_USAGE, NEEDS_TORCH, AudioWarning, ConfigError, DataError, UnreadableAudio, VocableError,
                      VocableWarning, run_reporting_errors)
-from .files import check_not_an_input, dataset_files, looks_like_text
+from .files import (check_not_an_input, check_writable_file, check_writable_folder, dataset_files, looks_like_text,
+                    write_problem)
 
 MAX_LISTED_ERRORS = 10  # per-file errors printed before "... and N more"
 MIN_SPEED = 0.01  # listen --speed: slower than 1/100 of real time is a hang, not a test
@@ -509,42 +510,6 @@ def keep_interrupted_rows(output: str | None, rows: list[dict], total: int) -> N
     else:
         print(f"vocable: {len(rows)} of {total} utterances were scored (give --output to keep an interrupted "
               f"run's rows)", file=sys.stderr)
-
-
-def check_writable_file(path: str | None, option: str) -> None:
-    """Refuse, before any work, a file destination that cannot be written: a folder, or a folder we cannot write in."""
-    if not path:
-        return
-    if os.path.isdir(path):
-        raise ConfigError(f"{option} {path}: a folder; give the file to write")
-    check_writable_folder(os.path.dirname(os.path.abspath(path)), option, creating=path)
-
-
-def check_writable_folder(path: str | None, option: str, creating: str | None = None) -> None:
-    """Refuse, before any work, a folder destination that is a file or lies where nothing can be written."""
-    if not path:
-        return
-    shown = creating or path
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ConfigError(f"{option} {shown}: {path} is a file, not a folder")
-    existing = os.path.abspath(path)
-    while not os.path.exists(existing):  # the nearest folder that exists must take the new ones
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise ConfigError(f"{option} {shown}: {existing} is a file, not a folder")
-    problem = write_problem(existing)
-    if problem:
-        raise ConfigError(f"{option} {shown}: cannot write in {existing} ({problem})")
-
-
-def write_problem(folder: str) -> str:
-    """Why a file cannot be written in `folder` ("" when one can): found by writing one, not by os.access,
-    which root passes where a read-only mount still refuses."""
-    try:
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as e:
-        return (e.strerror or str(e)).lower()
-    return ""
 
 
 def check_unique_ids(dataset: str, utterances: list) -> None:

@@ -1,9 +1,10 @@
-"""Writing a file so that a kill, a full disk or an error mid-write never leaves half of it under its name,
-and never over the file being read."""
+"""Output files: written so that a kill, a full disk or an error mid-write never leaves half of one under its
+name, and checked before any work: that they can be written, and are not one of the inputs being read."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -52,3 +53,39 @@ def looks_like_text(path: str, sample_bytes: int = 1 << 16) -> bool:
         if e.start < len(head) - 3:  # not just a character cut at the sample's end
             return False
     return b"\0" not in head
+
+
+def check_writable_file(path: str | None, option: str) -> None:
+    """Refuse, before any work, a file destination that cannot be written: a folder, or a folder we cannot write in."""
+    if not path:
+        return
+    if os.path.isdir(path):
+        raise ConfigError(f"{option} {path}: a folder; give the file to write")
+    check_writable_folder(os.path.dirname(os.path.abspath(path)), option, creating=path)
+
+
+def check_writable_folder(path: str | None, option: str, creating: str | None = None) -> None:
+    """Refuse, before any work, a folder destination that is a file or lies where nothing can be written."""
+    if not path:
+        return
+    shown = creating or path
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"{option} {shown}: {path} is a file, not a folder")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):  # the nearest folder that exists must take the new ones
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"{option} {shown}: {existing} is a file, not a folder")
+    problem = write_problem(existing)
+    if problem:
+        raise ConfigError(f"{option} {shown}: cannot write in {existing} ({problem})")
+
+
+def write_problem(folder: str) -> str:
+    """Why a file cannot be written in `folder` ("" when one can): found by writing one, not by os.access,
+    which root passes where a read-only mount still refuses."""
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        return (e.strerror or str(e)).lower()
+    return ""

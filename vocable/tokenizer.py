@@ -31,7 +31,8 @@ def normalize_english(text: str) -> str:
     ordinals are spoken as ordinals ("21st" → "twenty first") and a sign before a number as "minus".
     """
     text = re.sub(r"\d?[¼½¾⅐-⅞]", _vulgar_fraction_spaced, text)  # before NFKC makes "1½" into "11⁄2"
-    text = _fold_accents(unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'").replace("ʼ", "'"))
+    text = _fold_accents(unicodedata.normalize("NFKC", _drop_format_characters(text, keep=""))
+                         .replace("’", "'").replace("‘", "'").replace("ʼ", "'"))
     text = re.sub(r"(?<![\d/⁄])(?:(\d+) )?(\d{1,2})[/⁄](\d{1,2})(?![\d/⁄])", _fraction_words, text)
     text = re.sub(r"([$£€])\s?(\d+(?:,\d{3})*(?:\.\d+)?)( (?i:thousand|million|billion|trillion)\b)?",
                   _money_words, text)
@@ -63,6 +64,7 @@ def unspellable_letters(text: str) -> set[str]:
             if unicodedata.category(c).startswith("L") and not ("a" <= c.lower() <= "z")}
 
 
+SPELLED_SYMBOLS = re.compile(r"[$£€]\s?(?=\d)|(?<=\d)\s?%")  # what normalize_english says as words ("$5", "5%")
 _FRACTION_DENOMINATORS = {2: ("half", "halves"), 4: ("quarter", "quarters")}
 _SPOKEN_DENOMINATORS = {*range(2, 11), 12, 16}  # "9/11" is a date, "5/8" an inch
 _CURRENCIES = {"$": ("dollar", "cent"), "£": ("pound", "penny"), "€": ("euro", "cent")}
@@ -130,11 +132,24 @@ def _ordinal_words(cardinal: str) -> str:
     return " ".join([*head, last])
 
 
+JOINERS = "\u200c\u200d"  # zero-width non-joiner and joiner: spelling inside a word (Persian "می‌خواهم")
+
+
+def _drop_format_characters(text: str, keep: str = JOINERS) -> str:
+    """Invisible formatting (soft hyphens, byte-order marks, direction marks) is no word break:
+    "soft\xadhyphen" is one word. A zero-width space is a space (Thai and Khmer mark words with it); the
+    joiners `keep` are spelling, so they stay."""
+    return "".join(" " if c == "\u200b" else c for c in text
+                   if c in keep or c == "\u200b" or unicodedata.category(c) != "Cf")
+
+
 def normalize_basic(text: str) -> str:
     """Any script: NFKC, lower case, punctuation and symbols become spaces, except apostrophes within a
-    word, written either way ("l’homme" and "l'homme" → "l'homme"; "'hola'" → "hola")."""
-    text = unicodedata.normalize("NFKC", text).lower().replace("’", "'").replace("‘", "'").replace("ʼ", "'")
-    kept = "".join(c if not unicodedata.category(c)[0] in "PSC" or c == "'" else " " for c in text)
+    word, written either way ("l’homme" and "l'homme" → "l'homme"; "'hola'" → "hola"). Invisible
+    formatting is dropped, except the zero-width (non-)joiners that spell Persian or Indic words."""
+    text = unicodedata.normalize("NFKC", _drop_format_characters(text)).lower()
+    text = text.replace("’", "'").replace("‘", "'").replace("ʼ", "'")
+    kept = "".join(c if not unicodedata.category(c)[0] in "PSC" or c in "'" + JOINERS else " " for c in text)
     return " ".join(re.sub(r"(?<!\w)'|'(?!\w)", " ", kept).split())
 
 

@@ -8,7 +8,7 @@ import re
 import sys
 
 from ..errors import DataError
-from ..files import check_not_an_input, dataset_files
+from ..files import check_not_an_input, check_writable_file, dataset_files
 
 EXIT_LEAK = 1  # `vocable data check` found overlap (2 stays "bad input", as everywhere in the CLI)
 
@@ -119,6 +119,8 @@ def cmd_import(args) -> int:
     from .manifest import write_manifest
     if os.path.isdir(args.out):  # before the import's work, not after it
         raise DataError(f"-o {args.out}: a folder; give the manifest file to write (OUT.jsonl)")
+    check_writable_file(args.out, "-o")
+    check_not_an_input(args.out, dataset_files(args.source), "-o", f"part of the corpus {args.source}")
     report = import_corpus(args.kind, args.source, args.normalizer, args.jobs, not args.no_progress)
     hint = " (for a language other than English use --normalizer basic)" \
         if report.skipped.get("characters outside the alphabet") or report.folded else ""

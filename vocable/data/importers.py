@@ -23,8 +23,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..audio import AUDIO_SUFFIXES, audio_info
-from ..errors import DataError, VocableError, VocableWarning
-from ..tokenizer import NORMALIZERS, folded_letters, unspellable_letters
+from ..errors import DataError, VocableError, VocableWarning, warn
+from ..tokenizer import NORMALIZERS, SPELLED_SYMBOLS, folded_letters, unspellable_letters
 from .manifest import Utterance, plural, read_kaldi_dir
 
 ENGLISH_ALPHABET = set("abcdefghijklmnopqrstuvwxyz'")  # what normalize_english leaves
@@ -77,7 +77,7 @@ def read_commonvoice(tsv: str | os.PathLike, report: ImportReport) -> list[Utter
         raise DataError(f"{tsv}: no such Common Voice TSV file")
     clips = tsv.parent / "clips"
     utterances = []
-    for line, row in table_rows(tsv, {"path", "sentence"}, "Common Voice TSV", delimiter="\t",
+    for line, row in table_rows(tsv, {"path", "sentence"}, "Common Voice TSV", report, delimiter="\t",
                                 quoting=csv.QUOTE_NONE):
         if not row.get("path"):
             report.skip("row without a clip path", f"{tsv.name}:{line}")
@@ -86,7 +86,10 @@ def read_commonvoice(tsv: str | os.PathLike, report: ImportReport) -> list[Utter
         accent = row.get("accents") or row.get("accent")
         if accent:
             meta["accent"] = accent
-        utterances.append(Utterance(Path(row["path"]).stem, str((clips / row["path"]).resolve()),
+        clip = clips / row["path"]
+        if not clip.suffix and not clip.exists():  # releases before about v5 list clips without ".mp3"
+            clip = clip.with_name(clip.name + ".mp3")
+        utterances.append(Utterance(Path(row["path"]).stem, str(clip.resolve()),
                                     row.get("sentence") or "", 0.0, row.get("client_id") or "", meta))
     return utterances
 
@@ -103,7 +106,7 @@ def read_deepspeech(csv_path: str | os.PathLike, report: ImportReport) -> list[U
     if not csv_path.is_file():
         raise DataError(f"{csv_path}: no such DeepSpeech CSV file")
     utterances = []
-    for line, row in table_rows(csv_path, {"wav_filename", "transcript"}, "DeepSpeech CSV"):
+    for line, row in table_rows(csv_path, {"wav_filename", "transcript"}, "DeepSpeech CSV", report):
         if not row.get("wav_filename"):
             report.skip("row without a wav_filename", f"{csv_path.name}:{line}")
             continue
@@ -115,21 +118,29 @@ def read_deepspeech(csv_path: str | os.PathLike, report: ImportReport) -> list[U
     return utterances
 
 
-def table_rows(path: Path, required: set[str], what: str, **dialect) -> Iterator[tuple[int, dict]]:
-    """(line number, row) of a CSV/TSV with a header; a file without the `required` columns is refused."""
+def table_rows(path: Path, required: set[str], what: str, report: ImportReport,
+               **dialect) -> Iterator[tuple[int, dict]]:
+    """(line number, row) of a CSV/TSV with a header; a file without the `required` columns is refused.
+    A row with more cells than the header (an unquoted comma or a tab in a transcript) is skipped and
+    counted: which cell holds the rest of its text is anyone's guess."""
     with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: a file saved by a spreadsheet starts with a BOM
         reader = csv.DictReader(f, strict=True, **dialect)  # strict: an unclosed quote is an error, not a long field
+        row_start = 2  # the line the next row starts on
         try:
             missing = required - set(reader.fieldnames or [])
             if missing:
                 raise DataError(f"{path}: not a {what} (no column {', '.join(sorted(missing))})")
             for row in reader:
-                yield reader.line_num, row  # the line the row ends on: a quoted transcript may span lines
+                if row.get(None):  # DictReader's place for cells beyond the header
+                    report.skip("row with more cells than the header", f"{path.name}:{row_start}")
+                else:
+                    yield reader.line_num, row  # the line the row ends on: a quoted transcript may span lines
+                row_start = reader.line_num + 1
         except UnicodeDecodeError:
             raise DataError(f"{path}: not UTF-8 text; save it as UTF-8") from None
         except csv.Error as e:  # e.g. a quote never closed, which would swallow the rest of the file into one field
-            hint = "; is a quote left open?" if "end of data" in str(e) else ""
-            raise DataError(f"{path}:{reader.line_num}: not readable as {what} ({e}{hint})") from None
+            hint = f"; is a quote left open on line {row_start}?" if "end of data" in str(e) else ""
+            raise DataError(f"{path}:{row_start}: not readable as {what} ({e}{hint})") from None
 
 
 def read_librispeech(folder: str | os.PathLike, report: ImportReport) -> list[Utterance]:
@@ -145,7 +156,7 @@ def read_librispeech(folder: str | os.PathLike, report: ImportReport) -> list[Ut
     utterances = []
     for trans in transcripts:
         try:
-            lines = trans.read_text(encoding="utf-8").splitlines()
+            lines = trans.read_text(encoding="utf-8-sig").splitlines()
         except UnicodeDecodeError:  # replacing the bytes would train on different sentences
             report.skip("transcript file not UTF-8", str(trans.relative_to(folder)))
             continue
@@ -209,13 +220,17 @@ def read_folder(folder: str | os.PathLike, report: ImportReport) -> list[Utteran
 def read_fsdd(folder: str | os.PathLike, report: ImportReport) -> list[Utterance]:
     """Free Spoken Digit Dataset: DIGIT_SPEAKER_TAKE.wav (or .flac) → text "seven", speaker, split.
 
-    Speaker metadata comes from FSDD's speakers.py (read as data, never run) when found nearby.
+    Speaker metadata comes from FSDD's metadata.py (or a copy named speakers.py; read as data, never run)
+    in the folder or the two above it; without one, the import goes on without gender and accent, and says so.
     """
     folder = Path(folder)
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     if not files:
         raise DataError(f"{folder}: no FSDD audio files (DIGIT_SPEAKER_TAKE.wav)")
     speakers = fsdd_speakers(folder)
+    if not speakers:
+        warn(f"{folder}: no FSDD metadata.py found in it or the two folders above it: "
+             f"the utterances have no gender or accent", VocableWarning)
     utterances = []
     for path in files:
         match = FSDD_NAME.fullmatch(path.stem)
@@ -230,8 +245,7 @@ def read_fsdd(folder: str | os.PathLike, report: ImportReport) -> list[Utterance
 
 
 def fsdd_speakers(folder: Path) -> dict:
-    for candidate in (folder, *folder.resolve().parents[:2]):
-        path = candidate / "speakers.py"
+    for path in (c / name for c in (folder, *folder.resolve().parents[:2]) for name in ("metadata.py", "speakers.py")):
         if path.is_file():
             try:
                 tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -258,7 +272,7 @@ def read_kaldi(folder: str | os.PathLike, report: ImportReport) -> list[Utteranc
 
 
 def first_column(path: Path) -> set[str]:
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         return {line.split(maxsplit=1)[0] for line in f if line.strip()}
 
 
@@ -270,9 +284,11 @@ READERS = {"commonvoice": read_commonvoice, "librispeech": read_librispeech, "ka
 # Checking: text and audio of every row
 
 
-def spoken_symbols(text: str) -> set[str]:
-    """Symbols said as words ("%": "percent", "$", "+", "&"), which the normalisers drop: a transcript
-    with one misses words the audio has."""
+def spoken_symbols(text: str, normalizer: str = "basic") -> set[str]:
+    """Symbols said as words ("%": "percent", "$", "+", "&") that the normaliser drops: a transcript with
+    one misses words the audio has. The English normaliser spells money and percentages ("$1.50", "5%")."""
+    if normalizer == "english":
+        text = SPELLED_SYMBOLS.sub(" ", text)
     return {ch for ch in unicodedata.normalize("NFKC", text)
             if unicodedata.category(ch).startswith("S") or ch in SPOKEN_PUNCTUATION}
 
@@ -280,12 +296,12 @@ def spoken_symbols(text: str) -> set[str]:
 def clean_text(text: str, normalizer: str) -> tuple[str, str]:
     """(normalised text, "" or the reason it is unusable).
 
-    With the English normaliser, letters outside a-z and symbols (%, &, $, ...) are errors:
-    they are spoken ("percent"), but normalising would silently drop them from the transcript. The
+    With the English normaliser, letters outside a-z and symbols it does not spell ("&", "+", "#") are
+    errors: they are spoken ("and"), but normalising would silently drop them from the transcript. The
     basic normaliser (any language) cannot spell numbers either, so digits are errors too.
     """
     if normalizer == "english":
-        if unspellable_letters(text) or spoken_symbols(text):
+        if unspellable_letters(text) or spoken_symbols(text, normalizer):
             return "", "characters outside the alphabet"
     elif normalizer == "basic" and (any(ch.isdigit() for ch in text) or spoken_symbols(text)):
         return "", "digits or symbols"  # said as words ("tres", "por ciento") it cannot spell; write them out
@@ -307,7 +323,7 @@ def check_utterances(utterances: list[Utterance], report: ImportReport, normaliz
         text, problem = clean_text(u.text, normalizer)
         if problem == "characters outside the alphabet":
             # what refused it: not letters that fold ("é" → "e"), which are kept
-            odd = unspellable_letters(u.text) | spoken_symbols(u.text)
+            odd = unspellable_letters(u.text) | spoken_symbols(u.text, normalizer)
             report.skip(problem, f"{u.id}: {''.join(sorted(odd))}")
         elif problem:
             report.skip(problem, u.id)
@@ -322,8 +338,8 @@ def check_utterances(utterances: list[Utterance], report: ImportReport, normaliz
     def measure(u: Utterance) -> str:
         try:
             u.duration = audio_info(u.audio)[0]
-        except VocableError:
-            return "unreadable audio"
+        except VocableError as e:
+            return "empty audio" if " is empty (0 " in str(e) else "unreadable audio"  # 0 samples, 0 bytes
         return "" if u.duration > 0 else "empty audio"
 
     kept = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,7 +109,7 @@ def _read_table(path: Path, required: bool = False) -> dict[str, str]:
         return {}
     table, first_line = {}, {}
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: a hand-made table saved with a byte-order mark
             for number, line in enumerate(f, 1):
                 parts = line.rstrip("\n").split(maxsplit=1)
                 if not parts:
@@ -140,17 +141,38 @@ def read_kaldi_dir(folder: str | os.PathLike) -> list[Utterance]:
     for utt, rel in wavs.items():
         if utt not in texts:
             continue
-        if rel.rstrip().endswith("|"):
-            raise DataError(f"{folder / 'wav.scp'}: {utt}: piped commands are not supported; give a file path")
+        audio = kaldi_audio_path(rel, folder)
+        if audio is None:
+            raise DataError(f"{folder / 'wav.scp'}: {utt}: piped commands other than decoding one file "
+                            f"('flac -c -d -s F |', 'sph2pipe -f wav F |') are not supported; give a file path")
         speaker = utt2spk.get(utt, "")
         meta = {}
         for key, table in (("gender", genders), ("age", ages)):
             value = table.get(speaker, table.get(speaker.lstrip("0"), None)) if speaker else None
             if value is not None:
                 meta[key] = int(value) if key == "age" and value.isdigit() else value
-        audio = rel if os.path.isabs(rel) else str((folder / rel).resolve())
         utterances.append(Utterance(utt, audio, texts[utt], 0.0, speaker, meta))
     return utterances
+
+
+_DECODING_PIPE = re.compile(r"(?:flac\s+-c\s+-d\s+-s|sph2pipe\s+-f\s+wav(?:\s+-p)?)\s+(\S+)\s*\|")
+
+
+def kaldi_audio_path(entry: str, folder: Path) -> str | None:
+    """The audio file of a wav.scp entry: a path, or a command that only decodes one file (LibriSpeech's
+    "flac -c -d -s F |", "sph2pipe -f wav F |"), which vocable reads itself; None for any other command
+    (it may change the audio: speed, channels, effects). A relative path is found as Kaldi finds it, from
+    the current folder (a recipe's s5/), else from the data folder."""
+    entry = entry.strip()
+    if entry.endswith("|"):
+        match = _DECODING_PIPE.fullmatch(entry)
+        if not match:
+            return None
+        entry = match.group(1)
+    if os.path.isabs(entry):
+        return entry
+    from_here = Path(entry).resolve()
+    return str(from_here if from_here.exists() and not (folder / entry).exists() else (folder / entry).resolve())
 
 
 def plural(count: int, noun: str) -> str:
