@@ -72,6 +72,13 @@ def test_point_estimates_are_pooled_word_error_rates():
     assert report["unit"] == "speaker"
 
 
+def test_one_gender_spelt_by_two_corpora_is_one_group():
+    rows = simulate(np.random.default_rng(1), {"F": 0.2, "male_masculine": 0.4}, speakers=3, spread=0.0)
+    rows += [{**r, "id": r["id"] + "-cv", "speaker": r["speaker"] + "-cv",
+              "gender": {"F": "female_feminine", "male_masculine": "m"}[r["gender"]]} for r in rows]
+    assert [(g["name"], g["speakers"]) for g in group_report(rows, "gender", FAST)["groups"]] == [("f", 6), ("m", 6)]
+
+
 def test_gap_flag_fires_on_a_planted_gap_and_rarely_on_equal_groups():
     options = StatsOptions(resamples=200, permutations=500)
     rng = np.random.default_rng(2)

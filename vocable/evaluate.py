@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from .audio import SAMPLE_RATE, load_audio
 from .data.manifest import Utterance
-from .data.split import AGE_EDGES, AGE_NAMES
+from .data.split import AGE_EDGES, AGE_NAMES, gender_group
 from .errors import ConfigError, DataError, VocableError
 from .tokenizer import NORMALIZERS, normalize_basic
 
@@ -235,6 +235,8 @@ def group_label(row: dict, field_name: str, age_edges: tuple = AGE_EDGES) -> str
         return UNKNOWN
     if field_name == "age":
         return age_band(value, age_edges)
+    if field_name == "gender":  # "F" and "female_feminine" from two corpora are one group
+        return gender_group(value)
     return str(value)
 
 

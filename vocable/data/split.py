@@ -46,10 +46,16 @@ def age_band(age) -> str:
     return AGE_NAMES[sum(years >= edge for edge in AGE_EDGES)]
 
 
+def gender_group(gender) -> str:
+    """One spelling per gender whatever the corpus wrote: LibriSpeech "F", Common Voice "female_feminine",
+    FSDD "female" → "f"; other values lower-cased as they are."""
+    value = str(gender).lower()
+    return GENDER_WORDS.get(value, value)
+
+
 def speaker_group(utterances: list[Utterance]) -> tuple[str, str]:
     """(gender, age band) of a speaker: the most common value over their utterances."""
-    genders = Counter(GENDER_WORDS.get(str(u.meta.get("gender", "")).lower(), str(u.meta.get("gender", "")).lower())
-                      for u in utterances)
+    genders = Counter(gender_group(u.meta.get("gender", "")) for u in utterances)
     bands = Counter(age_band(u.meta.get("age")) for u in utterances)
     return genders.most_common(1)[0][0], bands.most_common(1)[0][0]
 
