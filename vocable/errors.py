@@ -69,12 +69,33 @@ def collected_warnings():
         _COLLECTED.reset(token)
 
 
+_HELD: contextvars.ContextVar[list[tuple[str, type[Warning]]] | None] = contextvars.ContextVar(
+    "vocable_held_warnings", default=None)
+
+
+@contextlib.contextmanager
+def held_warnings():
+    """The warnings vocable raises inside this block, held back as (message, category) instead of warned:
+    what a cached object (a Decoder) says when it is built, for warn() to say again to every caller that
+    uses it, not only to the first."""
+    held: list[tuple[str, type[Warning]]] = []
+    token = _HELD.set(held)
+    try:
+        yield held
+    finally:
+        _HELD.reset(token)
+
+
 def warn(message: str, category: type[Warning] = VocableWarning) -> None:
     """warnings.warn pointing at the first caller outside vocable (the user's line), however deep the
     call came from, so a warnings filter or a traceback of it shows the user's code."""
     import os
     import sys
     import warnings
+    held = _HELD.get()
+    if held is not None:
+        held.append((message, category))
+        return
     notes = _COLLECTED.get()
     if notes is not None:
         notes.append(message)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, AudioInput, load_audio
 from .decoding import NEG, Alternative, Decoder, DecodingOptions, Hypothesis, PhraseMatch, Word
-from .errors import NEEDS_TORCH, AudioError, ConfigError, DataError, ModelError
+from .errors import NEEDS_TORCH, AudioError, ConfigError, DataError, ModelError, held_warnings, warn
 from .features_np import HOP_LENGTH, SUBSAMPLING, pad_batch
 
 FRAME_SECONDS = HOP_LENGTH * SUBSAMPLING / SAMPLE_RATE  # 0.04 s per model output frame
@@ -125,18 +125,24 @@ class Recognizer:
                 for audio, offset, (log_probs, *shifted) in zip(audios, offsets or [0.0] * len(audios), grids)]
 
     def decoder(self, options: DecodingOptions | None = None) -> Decoder:
-        """The Decoder for `options` (default: greedy, or beam search with the model's LM if it names one)."""
+        """The Decoder for `options` (default: greedy, or beam search with the model's LM if it names one).
+        Decoders are kept, so what one warned of when built is warned again to each caller (a server's
+        second request with the same options gets the warning the first got)."""
         key = repr(checked(options))
         with self._decoders_lock:
             decoder = self._decoders.get(key)
             if decoder is not None:
                 self._decoders.move_to_end(key)
-                return decoder
-        decoder = Decoder(self.tokenizer, options, self.loaded.meta)  # outside the lock: may load an LM
-        with self._decoders_lock:
-            self._decoders[key] = decoder
-            while len(self._decoders) > MAX_DECODERS:  # an app with per-request hotwords makes new options each time
-                self._decoders.popitem(last=False)
+        if decoder is None:
+            with held_warnings() as held:
+                decoder = Decoder(self.tokenizer, options, self.loaded.meta)  # outside the lock: may load an LM
+            decoder.build_warnings = tuple(held)
+            with self._decoders_lock:
+                self._decoders[key] = decoder
+                while len(self._decoders) > MAX_DECODERS:  # an app with per-request hotwords makes new options
+                    self._decoders.popitem(last=False)
+        for message, category in decoder.build_warnings:
+            warn(message, category)
         return decoder
 
     def decode(self, log_probs: np.ndarray, offset: float = 0.0, options: DecodingOptions | None = None) -> Hypothesis:
