@@ -162,7 +162,7 @@ def in_order_within(words: list, start: float, end: float) -> list:
 
 
 def _bridge(mask: np.ndarray, max_gap: int) -> np.ndarray:
-    """Fill runs of False shorter than max_gap that lie between True values."""
+    """Fill runs of at most max_gap False values that lie between True values."""
     mask = mask.copy()
     idx = np.flatnonzero(mask)
     if len(idx) > 1:

@@ -1,7 +1,8 @@
 """Writing results: plain text, JSON (segments and words), SRT and WebVTT subtitles, TSV word times.
 
-Subtitle cues are built from word times: a cue ends before it exceeds MAX_CUE_CHARS or
-MAX_CUE_SECONDS, and at a pause longer than CUE_GAP_SECONDS; one over MAX_LINE_CHARS is two lines.
+Subtitle cues are built from word times: a cue ends before it would need more than two lines of
+MAX_LINE_CHARS or last over MAX_CUE_SECONDS, and at a pause longer than CUE_GAP_SECONDS; one over
+MAX_LINE_CHARS is two lines.
 """
 
 from __future__ import annotations
@@ -40,13 +41,19 @@ def cues(result) -> list[tuple[float, float, str]]:
         for word in segment.words:
             if current:
                 text = " ".join(w.word for w in current + [word])
-                if (len(text) > MAX_CUE_CHARS or word.end - current[0].start > MAX_CUE_SECONDS
+                if (not fits_a_cue(text) or word.end - current[0].start > MAX_CUE_SECONDS
                         or word.start - current[-1].end > CUE_GAP_SECONDS):
                     out.append((current[0].start, current[-1].end, " ".join(w.word for w in current)))
                     current = []
             current.append(word)
         out.append((current[0].start, current[-1].end, " ".join(w.word for w in current)))
     return out
+
+
+def fits_a_cue(text: str) -> bool:
+    """Whether `text` makes a cue of at most two lines of MAX_LINE_CHARS (84 characters may not: the words
+    decide where a line can break)."""
+    return len(text) <= MAX_CUE_CHARS and all(len(line) <= MAX_LINE_CHARS for line in subtitle_lines(text).split("\n"))
 
 
 def subtitle_lines(text: str) -> str:
@@ -56,6 +63,12 @@ def subtitle_lines(text: str) -> str:
     spaces = [i for i, ch in enumerate(text) if ch == " "]
     cut = min(spaces, key=lambda i: abs(len(text) - 1 - 2 * i))  # the two lines as even as the words allow
     return text[:cut] + "\n" + text[cut + 1:]
+
+
+def _vtt_escaped(text: str) -> str:
+    """WebVTT cue text reads "<b>" as a tag and "&" as an entity: a model that keeps them ("none" normaliser)
+    or a Result built by hand must show them as written."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def format_result(result, fmt: str, source: str | None = None) -> str:
@@ -69,8 +82,8 @@ def format_result(result, fmt: str, source: str | None = None) -> str:
         return "".join(f"{i}\n{timestamp(a)} --> {timestamp(b)}\n{subtitle_lines(text)}\n\n"
                        for i, (a, b, text) in enumerate(cues(result), start=1))
     if fmt == "vtt":
-        return "WEBVTT\n\n" + "".join(f"{timestamp(a, '.')} --> {timestamp(b, '.')}\n{subtitle_lines(text)}\n\n"
-                                      for a, b, text in cues(result))
+        return "WEBVTT\n\n" + "".join(f"{timestamp(a, '.')} --> {timestamp(b, '.')}\n"
+                                      f"{_vtt_escaped(subtitle_lines(text))}\n\n" for a, b, text in cues(result))
     if fmt == "tsv":  # one row per word, times in milliseconds
         rows = [f"{round(w.start * 1000)}\t{round(w.end * 1000)}\t{w.word}\t{w.confidence:.3f}"
                 for w in result.words]
