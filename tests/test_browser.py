@@ -194,6 +194,26 @@ def test_the_pages_words_to_expect_go_with_an_upload(browser, tmp_path):
     assert "zorbex" not in texts[0] and texts[1] == "open the kellermann valve on the zorbex unit"
 
 
+def test_the_page_shows_an_uploads_warnings(browser, model, tmp_path):
+    """The server's own model has no LM, so words to expect boost nothing: the page says so."""
+    from tests.test_server import one_digit
+    path = tmp_path / "digit.flac"
+    path.write_bytes(one_digit(model)[0])
+    root = browser.call("DOM.getDocument")["root"]["nodeId"]
+    node = browser.call("DOM.querySelector", nodeId=root, selector="#file")["nodeId"]
+    browser.call("DOM.setFileInputFiles", nodeId=node, files=[str(path)])
+    chosen = browser.eval("document.getElementById('model').value")
+    browser.eval("document.getElementById('model').value = 'default'; "
+                 "document.getElementById('prompt').value = 'zorbex'; "
+                 "document.getElementById('upload-status').textContent = ''; "
+                 "document.getElementById('transcribe').click()")
+    status = browser.wait_for("document.getElementById('upload-status').textContent",
+                              lambda text: text and text != "transcribing…", timeout=30)
+    browser.eval(f"document.getElementById('model').value = {json.dumps(chosen)}; "
+                 f"document.getElementById('prompt').value = ''")
+    assert "s of audio — note: prompt: this decoding has no LM" in status
+
+
 def test_a_full_server_is_said_to_be_busy(browser, base_url):
     """Every stream slot taken: a refused recording is explained as a busy server, not a lost connection.
     (What the page shows when its stream is refused; asked directly, as a click would first need the

@@ -319,3 +319,18 @@ def test_end_mid_utterance_gets_its_final_before_done(base_url, digits):
     kinds = [e["type"] for e in events if e["type"] != "partial"]
     assert kinds == ["ready", "final", "done"] and code == 1000
     assert [e["text"] for e in events if e["type"] == "final"] == words[:1]
+
+
+def test_a_stream_is_told_each_warning_once(base_url, digits):
+    """A prompt for a model without an LM boosts nothing: the stream says so in one warning event, after
+    ready, though the kept decoder warns again at every final."""
+    _, audio, words, _ = digits
+    with websockets_sync.connect(stream_url(base_url)) as ws:
+        ws.send(json.dumps({"type": "start", "prompt": "zorbex quintal"}))
+        ws.send((audio * 32767).astype("<i2").tobytes())
+        ws.send(json.dumps({"type": "end"}))
+        events, code = events_until_close(ws)
+    kinds = [e["type"] for e in events if e["type"] != "partial"]
+    assert kinds[:2] == ["ready", "warning"] and kinds.count("warning") == 1 and code == 1000
+    assert events[1]["message"].startswith("prompt: this decoding has no LM")
+    assert [e["text"] for e in events if e["type"] == "final"] == words

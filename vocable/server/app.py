@@ -518,7 +518,8 @@ async def _run_stream(app: FastAPI, websocket: WebSocket) -> None:
     query string may carry the same keys); then binary audio messages; then {"type": "end"}, answered by
     the last final event(s) and {"type": "done"}. The server first says {"type": "ready", "model",
     "sample_rate", "format", "engine"}. Events: {"type": "partial"|"final", "text", "start", "end", "words"};
-    errors: {"type": "error", "code", "reason", "message"}, then the socket closes."""
+    {"type": "warning", "message"} once per warning the stream gives (a prompt without an LM, audio
+    beyond full scale); errors: {"type": "error", "code", "reason", "message"}, then the socket closes."""
     options: ServerOptions = app.state.options
 
     async def bounded(sending) -> None:
@@ -563,7 +564,16 @@ async def _serve_stream(app: FastAPI, websocket: WebSocket, messages, backlog: l
     """_run_stream's protocol over the messages its receiver takes in."""
     options: ServerOptions = app.state.options
     config = dict(websocket.query_params)
-    streamer = None
+    streamer, warned = None, set()
+
+    async def send_all(events, notes) -> None:
+        for note in notes:  # each once a stream: a kept decoder repeats its warnings at every final
+            if note not in warned:
+                warned.add(note)
+                await send({"type": "warning", "message": note})
+        for event in events:
+            await send(event.to_dict())
+
     try:
         while True:
             with anyio.move_on_after(options.stream_idle_seconds) as idle:
@@ -580,15 +590,15 @@ async def _serve_stream(app: FastAPI, websocket: WebSocket, messages, backlog: l
                     if streamer is not None:
                         raise ApiError(400, "start: send it once, before any audio", "start_again")
                     config.update({k: v for k, v in request.items() if k != "type"})
-                    streamer = await _open_stream(app, config)
+                    streamer, notes = await _open_stream(app, config)
                     await send(_ready(app, streamer, config))
+                    await send_all([], notes)
                     continue
                 if request.get("type") == "end":
                     if streamer is None:
                         _stream_settings(config)  # a bad ?sample_rate= is an error even with no audio sent
                     else:
-                        for event in await _in_thread(app, streamer.flush):
-                            await send(event.to_dict())
+                        await send_all(*await _in_thread(app, streamer.flush))
                     await send({"type": "done", "audio_seconds": round(streamer.received / SAMPLE_RATE if streamer else 0.0, 3)})
                     await bounded(websocket.close())
                     return
@@ -597,18 +607,17 @@ async def _serve_stream(app: FastAPI, websocket: WebSocket, messages, backlog: l
                 raise ApiError(413, f"audio messages must be at most {MAX_WS_MESSAGE // MB} MB; send smaller chunks",
                                "message_too_large")
             if streamer is None:
-                streamer = await _open_stream(app, config)
+                streamer, notes = await _open_stream(app, config)
                 await send(_ready(app, streamer, config))
-            for event in await _in_thread(app, streamer.accept, message.get("bytes") or b""):
-                await send(event.to_dict())
+                await send_all([], notes)
+            await send_all(*await _in_thread(app, streamer.accept, message.get("bytes") or b""))
             if streamer.time > options.max_stream_seconds:
                 raise ApiError(400, f"stream longer than the server's limit of {options.max_stream_seconds:g} s",
                                "audio_too_long")
     except ApiError as e:
         try:
             if streamer is not None:  # the audio before the error was fine: the utterance under way is final
-                for event in await _final_events(app, streamer):
-                    await send(event.to_dict())
+                await send_all(*await _final_events(app, streamer))
             await send(_error_event(e))
             await bounded(websocket.close(code=1008))
         except (WebSocketDisconnect, TimeoutError):
@@ -617,12 +626,13 @@ async def _serve_stream(app: FastAPI, websocket: WebSocket, messages, backlog: l
         return
 
 
-async def _final_events(app: FastAPI, streamer: Streamer) -> list:
-    """The streamer's last final(s), or none when flushing fails too (the error is sent either way)."""
+async def _final_events(app: FastAPI, streamer: Streamer) -> tuple[list, list[str]]:
+    """The streamer's last final(s) and warnings, or none when flushing fails too (the error is sent
+    either way)."""
     try:
         return await _in_thread(app, streamer.flush)
     except ApiError:
-        return []
+        return [], []
 
 
 def _error_event(error: ApiError) -> dict:
@@ -640,14 +650,16 @@ def _parse_control(text: str) -> dict:
     return request
 
 
-async def _open_stream(app: FastAPI, config: dict) -> Streamer:
+async def _open_stream(app: FastAPI, config: dict) -> tuple[Streamer, list[str]]:
+    """The stream's Streamer, and the warnings making it gave (its decoder's)."""
     rate, fmt, prompt = _stream_settings(config)
     name = app.state.models.resolve(config.get("model"))
     recognizer = await anyio.to_thread.run_sync(app.state.models.get, name, limiter=app.state.limiter)
     try:
         options = app.state.options.stream
-        return Streamer(recognizer, rate, fmt, replace(options) if options is not None else None,
-                        with_prompt(_decoding(app, name), prompt))
+        with collected_warnings() as notes:
+            return Streamer(recognizer, rate, fmt, replace(options) if options is not None else None,
+                            with_prompt(_decoding(app, name), prompt)), notes
     except VocableError as e:
         raise ApiError(400, str(e)) from None
 
@@ -673,9 +685,13 @@ def _ready(app: FastAPI, streamer: Streamer, config: dict) -> dict:
             "sample_rate": streamer.sample_rate, "format": streamer.input_format, "engine": streamer.engine_kind}
 
 
-async def _in_thread(app: FastAPI, fn, *args):
+async def _in_thread(app: FastAPI, fn, *args) -> tuple[list, list[str]]:
+    """fn(*args)'s events, run in a worker thread, and the warnings it gave."""
+    def collecting():
+        with collected_warnings() as notes:
+            return fn(*args), notes
     try:
-        return await anyio.to_thread.run_sync(fn, *args, limiter=app.state.limiter)
+        return await anyio.to_thread.run_sync(collecting, limiter=app.state.limiter)
     except VocableError as e:
         raise ApiError(400, str(e)) from None
 

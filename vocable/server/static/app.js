@@ -52,6 +52,8 @@ function showEvent(event, offset) {
     setStatus(event.message, true);
   } else if (event.type === "ready") {
     setStatus("listening (" + event.model + ", " + event.engine + ")");
+  } else if (event.type === "warning") {  // e.g. words to expect that a model without an LM cannot boost
+    setStatus($("status").textContent + " — note: " + event.message);
   }
 }
 
@@ -236,7 +238,8 @@ async function onUpload(e) {
   try {
     const result = await transcribeFile("verbose_json");
     $("upload-text").textContent = result.text || "(no speech found)";
-    $("upload-status").textContent = result.duration.toFixed(1) + " s of audio";
+    $("upload-status").textContent = result.duration.toFixed(1) + " s of audio"
+      + (result.warnings ? " — note: " + result.warnings.join("; ") : "");
     $("download-srt").disabled = $("download-vtt").disabled = false;
   } catch (err) {
     $("upload-status").textContent = err.message;
