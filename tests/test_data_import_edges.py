@@ -2,6 +2,7 @@
 metadata file, unquoted commas, Kaldi's decoding pipes and current-folder paths, old Common Voice clip
 names, byte-order marks, empty audio."""
 
+import json
 import shutil
 
 import numpy as np
@@ -113,3 +114,33 @@ def test_audio_without_samples_is_empty_audio_not_unreadable(tmp_path):
     (folder / "ok.txt").write_text("zero")
     report = import_corpus("folder", str(folder), show_progress=False)
     assert [u.id for u in report.utterances] == ["ok"] and dict(report.skipped) == {"empty audio": 1}
+
+
+def test_kaldi_segments_are_cut_from_their_recordings_into_clips_beside_the_manifest(tmp_path, capsys):
+    """TED-LIUM / AMI layout: wav.scp lists recordings, `segments` the utterances within them."""
+    rate = 16000
+    first, second = np.sin(np.arange(rate) / 3) * 0.5, np.sin(np.arange(rate) / 7) * 0.25
+    recording = np.concatenate([first, np.zeros(rate // 2), second]).astype(np.float32)  # 2.5 s
+    data = tmp_path / "data" / "dev"
+    data.mkdir(parents=True)
+    sf.write(tmp_path / "talk.flac", recording, rate)
+    (data / "wav.scp").write_text(f"talk {tmp_path / 'talk.flac'}\n")
+    (data / "segments").write_text("talk-a talk 0.00 1.00\ntalk-b talk 1.50 -1\ntalk-c talk 2.00 9.00\n")
+    (data / "text").write_text("talk-a ZERO\ntalk-b ZERO ZERO\ntalk-c ZERO\ntalk-d ZERO\n")
+    (data / "utt2spk").write_text("talk-a spk1\ntalk-b spk1\ntalk-c spk1\n")
+    out = tmp_path / "dev.jsonl"
+    assert main(["data", "import", "kaldi", str(data), "-o", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["id"], r["text"], r["speaker"], r["duration"]) for r in rows] == [
+        ("talk-a", "zero", "spk1", 1.0), ("talk-b", "zero zero", "spk1", 1.0)]
+    assert "segment" not in rows[0]
+    for row, expected in zip(rows, (first, second)):
+        clip, clip_rate = sf.read(out.parent / row["audio"], dtype="float32")
+        assert clip_rate == rate and np.abs(clip - expected).max() < 1e-4  # 16-bit FLAC
+    assert (tmp_path / "dev-clips" / "talk-a.flac").is_file()
+    assert "1 segment outside its recording (e.g. talk-c (2-9 s of 2.50 s))" in printed
+    assert "1 text without audio in segments (e.g. talk-d)" in printed
+    with pytest.raises(DataError, match=r"segments: talk-x: expected 'UTTERANCE RECORDING START END'"):
+        (data / "segments").write_text("talk-x talk 0.5\n")
+        import_corpus("kaldi", str(data), show_progress=False, clips_dir=tmp_path / "clips")

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import sys
+from pathlib import Path
 
 from ..errors import DataError
 from ..files import check_not_an_input, check_writable_file, dataset_files
@@ -121,7 +122,8 @@ def cmd_import(args) -> int:
         raise DataError(f"-o {args.out}: a folder; give the manifest file to write (OUT.jsonl)")
     check_writable_file(args.out, "-o")
     check_not_an_input(args.out, dataset_files(args.source), "-o", f"part of the corpus {args.source}")
-    report = import_corpus(args.kind, args.source, args.normalizer, args.jobs, not args.no_progress)
+    clips = Path(args.out).with_name(Path(args.out).stem + "-clips")  # where a Kaldi folder's segments are cut to
+    report = import_corpus(args.kind, args.source, args.normalizer, args.jobs, not args.no_progress, clips)
     hint = " (for a language other than English use --normalizer basic)" \
         if report.skipped.get("characters outside the alphabet") or report.folded else ""
     if not report.utterances:
@@ -151,8 +153,6 @@ def add_split(commands) -> None:
 
 
 def cmd_split(args) -> int:
-    from pathlib import Path
-
     from .manifest import read_dataset, write_manifest
     from .split import describe_split, split_by_speaker
     out = Path(args.out)

@@ -20,10 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import soundfile as sf
 from tqdm import tqdm
 
-from ..audio import AUDIO_SUFFIXES, audio_info
+from ..audio import AUDIO_SUFFIXES, SAMPLE_RATE, audio_info, load_audio
 from ..errors import DataError, VocableError, VocableWarning, warn
+from ..files import written_atomically
 from ..tokenizer import NORMALIZERS, SPELLED_SYMBOLS, folded_letters, unspellable_letters
 from .manifest import Utterance, plural, read_kaldi_dir
 
@@ -257,18 +259,57 @@ def fsdd_speakers(folder: Path) -> dict:
     return {}
 
 
-def read_kaldi(folder: str | os.PathLike, report: ImportReport) -> list[Utterance]:
-    """Kaldi data folder: text, wav.scp, utt2spk, spk2gender, spk2age (see manifest.read_kaldi_dir)."""
+def read_kaldi(folder: str | os.PathLike, report: ImportReport, clips_dir: str | os.PathLike | None = None,
+               show_progress: bool = True) -> list[Utterance]:
+    """Kaldi data folder: text, wav.scp, utt2spk, spk2gender, spk2age (see manifest.read_kaldi_dir). With a
+    `segments` file, each utterance is cut from its recording into clips_dir/UTT.flac (16 kHz)."""
     folder = Path(folder)
     with warnings.catch_warnings():  # its warning about unpaired ids: the report below counts them per reason
         warnings.simplefilter("ignore", VocableWarning)
-        utterances = read_kaldi_dir(folder)
-    texts, wavs = first_column(folder / "text"), first_column(folder / "wav.scp")
-    for utt in sorted(texts - wavs):
-        report.skip("text without audio in wav.scp", utt)
-    for utt in sorted(wavs - texts):
+        utterances = read_kaldi_dir(folder, segments=clips_dir is not None)
+    has_segments = (folder / "segments").is_file()
+    listed = first_column(folder / "segments") if has_segments else first_column(folder / "wav.scp")
+    texts = first_column(folder / "text")
+    for utt in sorted(texts - listed):
+        report.skip("text without audio in " + ("segments" if has_segments else "wav.scp"), utt)
+    for utt in sorted(listed - texts):
         report.skip("audio without text", utt)
+    if has_segments:
+        utterances = cut_segments(utterances, Path(clips_dir), report, show_progress)
     return utterances
+
+
+def cut_segments(utterances: list[Utterance], clips_dir: Path, report: ImportReport,
+                 show_progress: bool = True) -> list[Utterance]:
+    """Each utterance's meta["segment"] of its recording written to clips_dir/ID.flac (16 kHz mono, 16-bit);
+    the utterances, now with those files. Each recording is read once."""
+    by_recording: dict[str, list[Utterance]] = {}
+    for u in utterances:
+        by_recording.setdefault(u.audio, []).append(u)
+    clips_dir.mkdir(parents=True, exist_ok=True)
+    cut = []
+    for recording, parts in tqdm(by_recording.items(), unit="recording", desc="cutting segments",
+                                 disable=not show_progress):
+        if not os.path.isfile(recording):
+            report.skip("missing file", recording)
+            continue
+        try:
+            audio = load_audio(recording)
+        except VocableError:
+            report.skip("unreadable audio", recording)
+            continue
+        for u in parts:
+            start, end = u.meta.pop("segment")
+            first, last = round(start * SAMPLE_RATE), len(audio) if end == -1 else round(end * SAMPLE_RATE)
+            if last > len(audio) + SAMPLE_RATE // 100 or first >= min(last, len(audio)):  # 10 ms of rounding
+                report.skip("segment outside its recording", f"{u.id} ({start:g}-{end:g} s of "
+                                                               f"{len(audio) / SAMPLE_RATE:.2f} s)")
+                continue
+            u.audio = str((clips_dir / (re.sub(r"[^\w.-]", "_", u.id) + ".flac")).resolve())
+            with written_atomically(u.audio) as tmp:
+                sf.write(tmp, audio[first:last], SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+            cut.append(u)
+    return cut
 
 
 def first_column(path: Path) -> set[str]:
@@ -379,13 +420,17 @@ def unique_ids(utterances: list[Utterance], report: ImportReport) -> list[Uttera
 
 
 def import_corpus(kind: str, source: str, normalizer: str = "english", jobs: int = 4,
-                  show_progress: bool = True) -> ImportReport:
-    """Read corpus `source` of format `kind` and check every row."""
+                  show_progress: bool = True, clips_dir: str | os.PathLike | None = None) -> ImportReport:
+    """Read corpus `source` of format `kind` and check every row. `clips_dir`: where a Kaldi folder's
+    segments are cut to (a folder with `segments` is refused without one)."""
     if kind not in READERS:
         raise DataError(f"unknown corpus format {kind!r}; expected one of {sorted(READERS)}")
     if not Path(source).exists():
         raise DataError(f"{source}: no such file or folder")
     report = ImportReport([])
-    rows = READERS[kind](source, report)
+    if kind == "kaldi":
+        rows = read_kaldi(source, report, clips_dir, show_progress)
+    else:
+        rows = READERS[kind](source, report)
     report.utterances = check_utterances(rows, report, normalizer, jobs, show_progress)
     return report

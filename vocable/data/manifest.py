@@ -123,36 +123,57 @@ def _read_table(path: Path, required: bool = False) -> dict[str, str]:
     return table
 
 
-def read_kaldi_dir(folder: str | os.PathLike) -> list[Utterance]:
+def read_kaldi_dir(folder: str | os.PathLike, segments: bool = False) -> list[Utterance]:
+    """A Kaldi data folder's utterances. With a `segments` file (several utterances cut from one
+    recording: TED-LIUM, AMI) wav.scp lists recordings; with `segments` True each utterance's audio is
+    then its recording, and meta["segment"] its [start, end] in seconds, for `vocable data import kaldi`
+    to cut; else such a folder is refused."""
     folder = Path(folder)
-    if (folder / "segments").is_file():  # wav.scp then lists recordings, not utterances
-        raise DataError(f"{folder / 'segments'}: Kaldi segments (several utterances cut from one recording) are "
-                        f"not supported; cut the recordings into one file per utterance first")
+    has_segments = (folder / "segments").is_file()
+    if has_segments and not segments:
+        raise DataError(f"{folder / 'segments'}: Kaldi segments (several utterances cut from one recording): "
+                        f"import the folder with `vocable data import kaldi {folder} -o OUT.jsonl`, which cuts them")
     texts = _read_table(folder / "text", required=True)
     wavs = _read_table(folder / "wav.scp", required=True)
+    cuts = _segments(folder / "segments") if has_segments else {utt: (utt, None) for utt in wavs}
     utt2spk = _read_table(folder / "utt2spk")
     genders, ages = _read_table(folder / "spk2gender"), _read_table(folder / "spk2age")
-    for table, other, what in ((texts, wavs, "transcript(s) have no audio in wav.scp"),
-                               (wavs, texts, "recording(s) have no transcript in text")):
+    for table, other, what in ((texts, cuts, "transcript(s) have no audio in wav.scp"),
+                               (cuts, texts, "recording(s) have no transcript in text")):
         lone = [utt for utt in table if utt not in other]
         if lone:
             warn(f"{folder}: {len(lone)} {what}, left out (first: {lone[0]})", VocableWarning)
     utterances = []
-    for utt, rel in wavs.items():
-        if utt not in texts:
+    for utt, (recording, span) in cuts.items():
+        if utt not in texts or recording not in wavs:
             continue
-        audio = kaldi_audio_path(rel, folder)
+        audio = kaldi_audio_path(wavs[recording], folder)
         if audio is None:
-            raise DataError(f"{folder / 'wav.scp'}: {utt}: piped commands other than decoding one file "
+            raise DataError(f"{folder / 'wav.scp'}: {recording}: piped commands other than decoding one file "
                             f"('flac -c -d -s F |', 'sph2pipe -f wav F |') are not supported; give a file path")
         speaker = utt2spk.get(utt, "")
-        meta = {}
+        meta = {} if span is None else {"segment": span}
         for key, table in (("gender", genders), ("age", ages)):
             value = table.get(speaker, table.get(speaker.lstrip("0"), None)) if speaker else None
             if value is not None:
                 meta[key] = int(value) if key == "age" and value.isdigit() else value
         utterances.append(Utterance(utt, audio, texts[utt], 0.0, speaker, meta))
     return utterances
+
+
+def _segments(path: Path) -> dict[str, tuple[str, list[float]]]:
+    """Kaldi `segments`: utterance → (recording, [start, end] in seconds); end -1 is the recording's end."""
+    cuts = {}
+    for number, (utt, rest) in enumerate(_read_table(path).items(), 1):
+        fields = rest.split()
+        try:
+            recording, start, end = fields[0], float(fields[1]), float(fields[2])
+        except (IndexError, ValueError):
+            raise DataError(f"{path}: {utt}: expected 'UTTERANCE RECORDING START END', got {utt} {rest!r}") from None
+        if not (0 <= start < float("inf") and (end == -1 or start < end < float("inf"))):
+            raise DataError(f"{path}: {utt}: a segment from {start:g} s to {end:g} s")
+        cuts[utt] = (recording, [start, end])
+    return cuts
 
 
 _DECODING_PIPE = re.compile(r"(?:flac\s+-c\s+-d\s+-s|sph2pipe\s+-f\s+wav(?:\s+-p)?)\s+(\S+)\s*\|")
