@@ -78,7 +78,8 @@ def _vulgar_fraction_spaced(match: re.Match) -> str:
 
 def _fraction_words(match: re.Match) -> str:
     """"3/4" → "three quarters", "1 1/2" → "one and a half", "5/8" → "five eighths"; a numerator not
-    below its denominator ("24/7"), an unusual denominator ("9/11") or a zero is not a fraction and is read digit group by group."""
+    below its denominator ("24/7"), an unusual denominator ("9/11") or a zero is not a fraction and is
+    read digit group by group."""
     whole, numerator, denominator = match.group(1), int(match.group(2)), int(match.group(3))
     if not 0 < numerator < denominator or denominator not in _SPOKEN_DENOMINATORS:
         return " ".join(part for part in (whole, match.group(2), match.group(3)) if part)
@@ -98,10 +99,11 @@ def _money_words(match: re.Match) -> str:
     whole, _, cents = amount.partition(".")
     if scale or (cents and len(cents) != 2):  # "$1.5 million", "€3.5": the number, then its unit
         return f" {_number_words(amount)}{scale} {unit}s "
-    words = "" if whole == "0" and cents and int(cents) else f"{_number_words(whole)} {unit}{'' if whole == '1' else 's'}"
+    plural = "" if whole == "1" else "s"
+    words = "" if whole == "0" and cents and int(cents) else f"{_number_words(whole)} {unit}{plural}"
     if cents and int(cents):
-        plural = "pence" if hundredth == "penny" else hundredth + "s"
-        words += f" {_int_words(int(cents))} {hundredth if int(cents) == 1 else plural}"
+        hundredths = "pence" if hundredth == "penny" else hundredth + "s"
+        words += f" {_int_words(int(cents))} {hundredth if int(cents) == 1 else hundredths}"
     return f" {words} "
 
 
