@@ -283,7 +283,10 @@ def _adjusted_counts(counts: list[tuple[np.ndarray, np.ndarray]]) -> list[np.nda
     top = len(counts)
     for n, (rows, raw) in enumerate(counts, start=1):
         if n == top:
-            adjusted.append(raw.copy())
+            a = raw.copy()
+            if n == 1:  # a unigram model: <s> is never predicted, so it takes no share (as lower orders give it 0)
+                a[rows[:, 0] == 1] = 0
+            adjusted.append(a)
             continue
         higher = counts[n][0]  # rows of order n+1
         suffix_keys = ngram_keys(higher[:, 1:])
