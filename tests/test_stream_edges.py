@@ -311,6 +311,15 @@ def test_a_segment_is_never_longer_than_max_segment():
     assert all(len(a) <= 4 * SAMPLE_RATE for _, a in segments)
 
 
+def test_a_segment_of_30_ms_frames_is_never_longer_than_max_segment():
+    """With 30 ms frames (energy, webrtc) the frame that crosses max_segment ends past it: the cut must not
+    be there, even where it is the least speech-like frame (was 64,320 samples of 64,000)."""
+    probs = [0.9] * 200 + [0.0] * 40
+    probs[133] = 0.6  # the frame ending at 4.02 s, past the 4 s limit
+    lengths = [len(a) for _, a in scripted_segments(probs, max_segment=4.0)]
+    assert max(lengths) <= 4 * SAMPLE_RATE and lengths[0] >= 2 * SAMPLE_RATE  # in its second half
+
+
 def test_energy_and_webrtc_segments_do_not_depend_on_the_block_size():
     """The frame detectors keep a block's samples past its last whole 30 ms frame for the next block: files
     are read in 10 s blocks (not a whole number of frames), and dropping the rest put every later segment

@@ -299,8 +299,9 @@ class SpeechSegmenter:
                     closed.append((segment.start, self._cut(segment.start, self.last_end)))
                 self.segment = None
             elif self.position - segment.start >= self.max_len:  # too long: cut at the quietest frame of its 2nd half
-                half = segment.start + self.max_len // 2
-                end, _ = min((x for x in segment.probs if x[0] >= half), key=lambda x: x[1])
+                half, limit = segment.start + self.max_len // 2, segment.start + self.max_len
+                # within the limit: the frame that crossed it may end up to a frame past it (30 ms frames)
+                end, _ = min((x for x in segment.probs if half <= x[0] <= limit), key=lambda x: x[1])
                 closed.append((segment.start, self._cut(segment.start, end)))
                 self.last_end = end
                 segment.probs = [x for x in segment.probs if x[0] > end]
