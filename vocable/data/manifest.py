@@ -164,7 +164,7 @@ def read_kaldi_dir(folder: str | os.PathLike, segments: bool = False) -> list[Ut
 def _segments(path: Path) -> dict[str, tuple[str, list[float]]]:
     """Kaldi `segments`: utterance → (recording, [start, end] in seconds); end -1 is the recording's end."""
     cuts = {}
-    for number, (utt, rest) in enumerate(_read_table(path).items(), 1):
+    for utt, rest in _read_table(path).items():
         fields = rest.split()
         try:
             recording, start, end = fields[0], float(fields[1]), float(fields[2])
@@ -193,7 +193,7 @@ def kaldi_audio_path(entry: str, folder: Path) -> str | None:
     if os.path.isabs(entry):
         return entry
     from_here = Path(entry).resolve()
-    return str(from_here if from_here.exists() and not (folder / entry).exists() else (folder / entry).resolve())
+    return str(from_here if from_here.exists() else (folder / entry).resolve())
 
 
 def plural(count: int, noun: str) -> str:
