@@ -54,14 +54,20 @@ def corpus(n=600, seed=0):
     return [f"{pick(subjects)} {pick(verbs)} {pick(objects)} {pick(tails)}".split() for _ in range(n)]
 
 
-def reference_kneser_ney(sentences, order):
-    """Interpolated modified Kneser-Ney written out plainly (Chen & Goodman 1998), for comparison."""
+def raw_ngram_counts(sentences, order) -> list[Counter]:
+    """Counts of every n-gram (n = 1..order) of the sentences between <s> and </s>, order by order."""
     counts = [Counter() for _ in range(order)]
     for s in sentences:
         w = ["<s>"] + s + ["</s>"]
         for n in range(1, order + 1):
             for i in range(len(w) - n + 1):
                 counts[n - 1][tuple(w[i: i + n])] += 1
+    return counts
+
+
+def reference_kneser_ney(sentences, order):
+    """Interpolated modified Kneser-Ney written out plainly (Chen & Goodman 1998), for comparison."""
+    counts = raw_ngram_counts(sentences, order)
     adjusted = [None] * order
     adjusted[-1] = dict(counts[-1])
     for n in range(order - 1, 0, -1):

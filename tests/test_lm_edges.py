@@ -14,7 +14,7 @@ from vocable.errors import ConfigError
 from vocable.lm import NO_PROB, BuildOptions, build_lm, read_arpa, read_binary, write_arpa, write_lm
 from vocable.tokenizer import BLANK, BPETokenizer, CharTokenizer, tokenizer_from_dict
 
-from .test_lm import HAND_ARPA, corpus
+from .test_lm import HAND_ARPA, corpus, raw_ngram_counts
 
 
 # ---------------------------------------------------------------- modified Kneser-Ney, written out plainly
@@ -38,12 +38,7 @@ class PlainKneserNey:
     contexts never seen (their whole mass goes to the shorter context)."""
 
     def __init__(self, sentences, order):
-        counts = [Counter() for _ in range(order)]
-        for s in sentences:
-            w = ["<s>"] + s + ["</s>"]
-            for n in range(1, order + 1):
-                for i in range(len(w) - n + 1):
-                    counts[n - 1][tuple(w[i: i + n])] += 1
+        counts = raw_ngram_counts(sentences, order)
         self.adjusted = [None] * order
         self.adjusted[-1] = dict(counts[-1])
         for n in range(order - 1, 0, -1):
