@@ -332,3 +332,31 @@ def test_a_stereo_file_is_both_channels_mixed(tmp_path):
     sf.write(tmp_path / "stereo.wav", np.stack([left, right], 1), 16000)
     spectrum = np.abs(np.fft.rfft(load_audio(tmp_path / "stereo.wav")))  # 1 Hz per bin
     assert spectrum[1000] > 0.3 * spectrum[440] and spectrum[440] > 0.3 * spectrum[1000]
+
+
+def test_an_mp3_without_its_length_header_is_said_to_be_read_short(tmp_path):
+    """A variable-bitrate MP3 whose Xing frame is gone: libsndfile reads as far as its first frame's bitrate
+    suggests (4 s of 25 s here) and stops, unsaid. Its frames, counted, tell."""
+    from vocable.audio import mpeg_seconds
+    if "MP3" not in sf.available_formats():
+        pytest.skip("this libsndfile has no MP3")
+    rate, rng = 16000, np.random.default_rng(0)
+    audio = np.concatenate([np.sin(np.arange(5 * rate) / 5) * 0.3, rng.standard_normal(5 * rate) * 0.3,
+                            np.zeros(15 * rate)]).astype(np.float32)
+    whole = tmp_path / "vbr.mp3"
+    try:
+        with sf.SoundFile(whole, "w", rate, 1, format="MP3", bitrate_mode="VARIABLE") as f:
+            f.write(audio)
+    except TypeError:
+        pytest.skip("this soundfile cannot write variable-bitrate MP3")
+    data = whole.read_bytes()
+    assert data[13:17] == b"Xing"  # the first frame (MPEG-2 Layer III, 8 kbit/s: 288 bytes) holds the length
+    (tmp_path / "no-xing.mp3").write_bytes(data[288:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(load_audio(whole)) == 25 * rate  # with its header: all of it, nothing said
+    with pytest.warns(AudioWarning, match=r"no-xing.mp3: the MP3 holds 25.1 s of audio but its decoder read only "
+                                          r"4.0 s \(a variable-bitrate file without its length header\)"):
+        load_audio(tmp_path / "no-xing.mp3")
+    assert mpeg_seconds(whole) == pytest.approx(25.0, abs=0.2) and mpeg_seconds(tmp_path / "no-xing.mp3") > 25
+    assert mpeg_seconds(FSDD_FIXTURES / "0_theo_0.flac") is None

@@ -104,6 +104,8 @@ def over_scale_gain(peak: float, label: str) -> float:
 # libmpg123's chatter about a damaged MP3: "Note: Trying to resync...", "[src/libmpg123/layer3.c:...] error: ..."
 MPEG_NOTE = re.compile(rb"^(Note: |Warning: |\[[^\]]*libmpg123[^\]]*\] )")
 MPEG_FORMATS = ("MP3", "MPEG")  # soundfile's name for MP3 files (it has been both)
+MP3_SHORT_READ_SECONDS = 1.0  # an MP3's counted frames past what its decoder read: said (a frame is 24-72 ms)
+MAX_MP3_WALK_BYTES = 256 << 20  # larger MP3s (over 4 h at 128 kbit/s) are not walked
 _notes_lock = threading.Lock()
 _notes_state = {"users": 0, "saved": -1, "capture": None}  # the C stderr while some thread drops notes
 
@@ -266,6 +268,62 @@ def warn_if_cut_short(f: sf.SoundFile, label: str) -> None:
     if f.format == "OGG" and ogg_ends_cleanly(f.name) is False:  # libsndfile reads up to the cut, unsaid
         warn(f"{label}: the Ogg stream stops without its end page (the file is cut short?); transcribing what "
              f"is there", AudioWarning)
+    if f.format in MPEG_FORMATS:
+        _warn_if_mp3_read_short(f, label)
+
+
+def _warn_if_mp3_read_short(f: sf.SoundFile, label: str) -> None:
+    """A VBR MP3 without its length header (Xing/Info frame) is read only as far as libsndfile estimates
+    from its first frame (25 s read as 4 s), unsaid: its frames, counted, tell."""
+    try:
+        read = f.tell() / f.samplerate
+    except Exception:
+        return
+    seconds = mpeg_seconds(f.name)
+    if seconds is not None and seconds > read + MP3_SHORT_READ_SECONDS:
+        warn(f"{label}: the MP3 holds {seconds:.1f} s of audio but its decoder read only {read:.1f} s (a "
+             f"variable-bitrate file without its length header); convert it (e.g. with ffmpeg, to FLAC) to "
+             f"transcribe all of it", AudioWarning)
+
+
+_MPEG_BITRATES = {  # kbit/s by bitrate index: MPEG-1 Layer III, and MPEG-2/2.5 Layer III
+    1: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    2: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)}
+_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}  # by version bits
+
+
+def mpeg_seconds(file) -> float | None:
+    """The duration of an MP3 (a path or a seekable file object) from its Layer III frame headers, walked
+    from the first to the last whole frame; None when it cannot be told (not Layer III, free format)."""
+    data = _file_tail(file, MAX_MP3_WALK_BYTES)
+    if not data or (len(data) == MAX_MP3_WALK_BYTES and _file_size(file) != len(data)):
+        return None
+    at = 10 + int.from_bytes(bytes(b & 0x7F for b in data[6:10]), "big") if data[:3] == b"ID3" else 0
+    samples = rate = 0
+    while at + 4 <= len(data):
+        header = int.from_bytes(data[at: at + 4], "big")
+        version, layer = (header >> 19) & 3, (header >> 17) & 3
+        index, rate_index = (header >> 12) & 15, (header >> 10) & 3
+        if header >> 21 != 0x7FF or version == 1 or layer != 1 or index in (0, 15) or rate_index == 3:
+            break  # no frame here: the end, a tag (ID3v1, APE) or damage
+        rate = _MPEG_RATES[version][rate_index]
+        per_frame = 1152 if version == 3 else 576
+        at += per_frame // 8 * _MPEG_BITRATES[1 if version == 3 else 2][index] * 1000 // rate + ((header >> 9) & 1)
+        samples += per_frame
+    return samples / rate if rate else None
+
+
+def _file_size(file) -> int | None:
+    try:
+        if isinstance(file, (str, os.PathLike)):
+            return os.path.getsize(file)
+        position = file.tell()
+        try:
+            return file.seek(0, os.SEEK_END)
+        finally:
+            file.seek(position)
+    except (OSError, AttributeError, ValueError):
+        return None
 
 
 def ogg_ends_cleanly(file) -> bool | None:
