@@ -235,7 +235,9 @@ def planned_steps(config: TrainConfig, steps_per_epoch: int, log) -> int:
 
 def train_step(model, optimizer, config: TrainConfig, device, precision: str, step: int, epoch: int,
                feats, feat_lengths, targets, target_lengths, scaler=None) -> float:
-    """One optimiser step on a batch; returns its loss. `scaler`: a torch.amp.GradScaler (fp16)."""
+    """One optimiser step on a batch; returns its loss. `scaler`: a torch.amp.GradScaler, enabled for fp16
+    (a disabled one, the default, passes the loss and the step through unchanged)."""
+    scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
     feats, feat_lengths = feats.to(device), feat_lengths.to(device)
     augmenting = config.spec_augment.enabled and epoch >= config.spec_augment.after_epochs
     views = 2 if augmenting and config.optim.consistency_weight else 1  # clean epochs: one view, no KL
@@ -257,16 +259,11 @@ def train_step(model, optimizer, config: TrainConfig, device, precision: str, st
     if views > 1:
         loss = loss + config.optim.consistency_weight * consistency_loss(logits, out_lengths, target_lengths)
     optimizer.zero_grad(set_to_none=True)
-    if scaler is not None and scaler.is_enabled():
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)  # clipping sees the true gradients
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-        scaler.step(optimizer)  # skipped when the scaled gradients overflowed
-        scaler.update()
-    else:
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-        optimizer.step()
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)  # clipping sees the true gradients
+    torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+    scaler.step(optimizer)  # skipped when the scaled gradients overflowed
+    scaler.update()
     return float(loss.detach())
 
 
