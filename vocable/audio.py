@@ -295,8 +295,8 @@ _MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12
 def mpeg_seconds(file) -> float | None:
     """The duration of an MP3 (a path or a seekable file object) from its Layer III frame headers, walked
     from the first to the last whole frame; None when it cannot be told (not Layer III, free format)."""
-    data = _file_tail(file, MAX_MP3_WALK_BYTES)
-    if not data or (len(data) == MAX_MP3_WALK_BYTES and _file_size(file) != len(data)):
+    data = _file_tail(file, MAX_MP3_WALK_BYTES + 1)  # the whole file, or a byte more than is walked
+    if not data or len(data) > MAX_MP3_WALK_BYTES:
         return None
     at = 10 + int.from_bytes(bytes(b & 0x7F for b in data[6:10]), "big") if data[:3] == b"ID3" else 0
     samples = rate = 0
@@ -311,19 +311,6 @@ def mpeg_seconds(file) -> float | None:
         at += per_frame // 8 * _MPEG_BITRATES[1 if version == 3 else 2][index] * 1000 // rate + ((header >> 9) & 1)
         samples += per_frame
     return samples / rate if rate else None
-
-
-def _file_size(file) -> int | None:
-    try:
-        if isinstance(file, (str, os.PathLike)):
-            return os.path.getsize(file)
-        position = file.tell()
-        try:
-            return file.seek(0, os.SEEK_END)
-        finally:
-            file.seek(position)
-    except (OSError, AttributeError, ValueError):
-        return None
 
 
 def ogg_ends_cleanly(file) -> bool | None:
