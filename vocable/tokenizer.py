@@ -34,9 +34,9 @@ def normalize_english(text: str) -> str:
     text = _fold_accents(unicodedata.normalize("NFKC", _drop_format_characters(text, keep=""))
                          .replace("’", "'").replace("‘", "'").replace("ʼ", "'"))
     text = re.sub(r"(?<![\d/⁄])(?:(\d+) )?(\d{1,2})[/⁄](\d{1,2})(?![\d/⁄])", _fraction_words, text)
-    text = re.sub(r"([$£€])\s?(\d+(?:,\d{3})*(?:\.\d+)?)( (?i:thousand|million|billion|trillion)\b)?",
+    text = re.sub(_CURRENCY + r"\s?(\d+(?:,\d{3})*(?:\.\d+)?)( (?i:thousand|million|billion|trillion)\b)?",
                   _money_words, text)
-    text = re.sub(r"(\d)\s?%", r"\1 percent ", text)
+    text = re.sub(_PERCENT, " percent ", text)
     text = re.sub(r"\b[Nn][Oo]\.\s*(?=\d)", " number ", text)
     text = re.sub(r"\b(?:St|ST|st)\.(\s+[A-Z])?", lambda m: (" saint" if m.group(1) else " street ")
                   + (m.group(1) or ""), text)
@@ -64,7 +64,9 @@ def unspellable_letters(text: str) -> set[str]:
             if unicodedata.category(c).startswith("L") and not ("a" <= c.lower() <= "z")}
 
 
-SPELLED_SYMBOLS = re.compile(r"[$£€]\s?(?=\d)|(?<=\d)\s?%")  # what normalize_english says as words ("$5", "5%")
+_CURRENCY = r"([$£€])"  # before an amount: _CURRENCIES
+_PERCENT = r"(?<=\d)\s?%"
+SPELLED_SYMBOLS = re.compile(_CURRENCY + r"\s?(?=\d)|" + _PERCENT)  # what normalize_english says as words
 _FRACTION_DENOMINATORS = {2: ("half", "halves"), 4: ("quarter", "quarters")}
 _SPOKEN_DENOMINATORS = {*range(2, 11), 12, 16}  # "9/11" is a date, "5/8" an inch
 _CURRENCIES = {"$": ("dollar", "cent"), "£": ("pound", "penny"), "€": ("euro", "cent")}
