@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Union
 
 import numpy as np
@@ -178,6 +179,8 @@ def open_audio(file, label: str, max_seconds: float = MAX_DURATION) -> sf.SoundF
     except AudioError:
         f.close()
         raise
+    if f.format in MPEG_FORMATS:
+        f = _mp3_read_whole(f, file, label)
     if f.frames >= UNKNOWN_LENGTH:  # libsndfile cannot read such a stream (its reads seek)
         f.close()
         raise AudioError(f"{label}: the header does not say how long the audio is (a FLAC written to a "
@@ -216,7 +219,7 @@ def read_blocks(f: sf.SoundFile, frames: int, label: str, notes: list[bytes]) ->
         while True:
             try:
                 with quiet_reads(reader) as dropped:
-                    data = reader.read(step, dtype="float32", always_2d=True)
+                    data = read_frames(reader, step)
                 notes += dropped
             except Exception as e:
                 if step > SALVAGE_FRAMES:
@@ -236,6 +239,21 @@ def read_blocks(f: sf.SoundFile, frames: int, label: str, notes: list[bytes]) ->
     finally:
         if reader is not None and reader is not f:
             reader.close()
+
+
+def read_frames(f: sf.SoundFile, frames: int) -> np.ndarray:
+    """Up to `frames` (n, channels) float32 frames from where `f` is. An MP3 is read by libsndfile's own
+    call: soundfile's read seeks to where it has read to after each read, and that seek makes libmpg123
+    lose its bit reservoir, so MPEG-2 files (16, 22.05, 24 kHz) came out garbled from the second block on
+    (errors of 0.3 on a 0.3 sine)."""
+    if f.format not in MPEG_FORMATS or not hasattr(sf, "_snd") or not hasattr(f, "_file"):
+        return f.read(frames, dtype="float32", always_2d=True)
+    out = np.empty((frames, f.channels), np.float32)
+    read = sf._snd.sf_readf_float(f._file, sf._ffi.cast("float *", out.ctypes.data), frames)
+    error = sf._snd.sf_error(f._file)
+    if error:
+        raise RuntimeError(sf._ffi.string(sf._snd.sf_error_number(error)).decode(errors="replace"))
+    return out[:read]
 
 
 def _reader_at(reader: sf.SoundFile, f: sf.SoundFile, position: int) -> sf.SoundFile | None:
@@ -268,22 +286,29 @@ def warn_if_cut_short(f: sf.SoundFile, label: str) -> None:
     if f.format == "OGG" and ogg_ends_cleanly(f.name) is False:  # libsndfile reads up to the cut, unsaid
         warn(f"{label}: the Ogg stream stops without its end page (the file is cut short?); transcribing what "
              f"is there", AudioWarning)
-    if f.format in MPEG_FORMATS:
-        _warn_if_mp3_read_short(f, label)
 
 
-def _warn_if_mp3_read_short(f: sf.SoundFile, label: str) -> None:
-    """A VBR MP3 without its length header (Xing/Info frame) is read only as far as libsndfile estimates
-    from its first frame (25 s read as 4 s), unsaid: its frames, counted, tell."""
+def _mp3_read_whole(f: sf.SoundFile, file, label: str) -> sf.SoundFile:
+    """`f`, or where it is a variable-bitrate MP3 without its length header (Xing/Info frame), which
+    libsndfile would read only as far as it estimates from the first frame (25 s read as 4 s, unsaid),
+    the same frames opened from memory behind a written length header, so all of them are read."""
+    data = _file_tail(file, MAX_MP3_WALK_BYTES + 1)  # the whole file, or a byte more than is walked
+    walk = mpeg_walk(data) if data and len(data) <= MAX_MP3_WALK_BYTES else None
+    if walk is None or walk.has_length_header or walk.seconds <= f.frames / f.samplerate + MP3_SHORT_READ_SECONDS:
+        return f
     try:
-        read = f.tell() / f.samplerate
+        whole = sf.SoundFile(io.BytesIO(data[:walk.start] + walk.length_header() + data[walk.start:]))
     except Exception:
-        return
-    seconds = mpeg_seconds(f.name)
-    if seconds is not None and seconds > read + MP3_SHORT_READ_SECONDS:
-        warn(f"{label}: the MP3 holds {seconds:.1f} s of audio but its decoder read only {read:.1f} s (a "
-             f"variable-bitrate file without its length header); convert it (e.g. with ffmpeg, to FLAC) to "
-             f"transcribe all of it", AudioWarning)
+        whole = None
+    if whole is None or whole.frames / whole.samplerate + MP3_SHORT_READ_SECONDS < walk.seconds:
+        if whole is not None:  # a decoder that ignores the header
+            whole.close()
+        warn(f"{label}: the MP3 holds {walk.seconds:.1f} s of audio but its decoder reads only "
+             f"{f.frames / f.samplerate:.1f} s (a variable-bitrate file without its length header); convert it "
+             f"(e.g. with ffmpeg, to FLAC) to transcribe all of it", AudioWarning)
+        return f
+    f.close()
+    return whole
 
 
 _MPEG_BITRATES = {  # kbit/s by bitrate index: MPEG-1 Layer III, and MPEG-2/2.5 Layer III
@@ -292,25 +317,72 @@ _MPEG_BITRATES = {  # kbit/s by bitrate index: MPEG-1 Layer III, and MPEG-2/2.5 
 _MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}  # by version bits
 
 
-def mpeg_seconds(file) -> float | None:
-    """The duration of an MP3 (a path or a seekable file object) from its Layer III frame headers, walked
-    from the first to the last whole frame; None when it cannot be told (not Layer III, free format)."""
-    data = _file_tail(file, MAX_MP3_WALK_BYTES + 1)  # the whole file, or a byte more than is walked
-    if not data or len(data) > MAX_MP3_WALK_BYTES:
-        return None
-    at = 10 + int.from_bytes(bytes(b & 0x7F for b in data[6:10]), "big") if data[:3] == b"ID3" else 0
-    samples = rate = 0
+@dataclass
+class MpegWalk:
+    """An MP3's Layer III frames, counted from their headers (mpeg_walk)."""
+    start: int  # byte offset of the first frame (after an ID3v2 tag)
+    first_header: int  # the first frame's 4-byte header
+    frames: int  # audio frames: a length header's frame, where there is one, is not counted
+    samples_per_frame: int
+    rate: int  # Hz
+    has_length_header: bool  # the first frame is a Xing, Info or VBRI frame
+
+    @property
+    def seconds(self) -> float:
+        return self.frames * self.samples_per_frame / self.rate
+
+    def length_header(self) -> bytes:
+        """A Xing frame for these frames, to go in front of them: the first frame's header at the lowest
+        bitrate with room for the tag, silent side information, "Xing", flags (1: a frame count), the count."""
+        side_info = _side_info_bytes(self.first_header)
+        bitrates = _MPEG_BITRATES[1 if (self.first_header >> 19) & 3 == 3 else 2]
+        index = next(i for i in range(1, 15) if _frame_bytes(self.samples_per_frame, bitrates[i], self.rate)
+                     >= 4 + side_info + 12)
+        header = (self.first_header & ~(0xF << 12) & ~(1 << 9)) | (index << 12) | (1 << 16)  # no padding, no CRC
+        tag = header.to_bytes(4, "big") + bytes(side_info) + b"Xing" + (1).to_bytes(4, "big") \
+            + self.frames.to_bytes(4, "big")
+        return tag.ljust(_frame_bytes(self.samples_per_frame, bitrates[index], self.rate), b"\0")
+
+
+def _side_info_bytes(header: int) -> int:
+    """The side information's size in a Layer III frame: by MPEG version (1, or 2 and 2.5) and mono or not."""
+    mono = (header >> 6) & 3 == 3
+    return (17 if mono else 32) if (header >> 19) & 3 == 3 else (9 if mono else 17)
+
+
+def _frame_bytes(samples: int, kbits: int, rate: int) -> int:
+    """A Layer III frame's size without its padding byte."""
+    return samples // 8 * kbits * 1000 // rate
+
+
+def mpeg_walk(data: bytes) -> MpegWalk | None:
+    """The Layer III frames of an MP3's bytes, walked from the first to the last whole frame; None when
+    they cannot be told (not Layer III, free format, no frame where the file's audio should start)."""
+    start = 10 + int.from_bytes(bytes(b & 0x7F for b in data[6:10]), "big") if data[:3] == b"ID3" else 0
+    at, walk = start, None
     while at + 4 <= len(data):
         header = int.from_bytes(data[at: at + 4], "big")
         version, layer = (header >> 19) & 3, (header >> 17) & 3
         index, rate_index = (header >> 12) & 15, (header >> 10) & 3
         if header >> 21 != 0x7FF or version == 1 or layer != 1 or index in (0, 15) or rate_index == 3:
             break  # no frame here: the end, a tag (ID3v1, APE) or damage
-        rate = _MPEG_RATES[version][rate_index]
-        per_frame = 1152 if version == 3 else 576
-        at += per_frame // 8 * _MPEG_BITRATES[1 if version == 3 else 2][index] * 1000 // rate + ((header >> 9) & 1)
-        samples += per_frame
-    return samples / rate if rate else None
+        if walk is None:
+            side_info = 4 + _side_info_bytes(header)
+            tagged = data[at + side_info: at + side_info + 4] in (b"Xing", b"Info") or data[at + 36: at + 40] == b"VBRI"
+            walk = MpegWalk(start, header, -1 if tagged else 0, 1152 if version == 3 else 576,
+                            _MPEG_RATES[version][rate_index], tagged)
+        at += _frame_bytes(walk.samples_per_frame, _MPEG_BITRATES[1 if version == 3 else 2][index],
+                           _MPEG_RATES[version][rate_index]) + ((header >> 9) & 1)
+        walk.frames += 1
+    return walk
+
+
+def mpeg_seconds(file) -> float | None:
+    """The duration of an MP3 (a path or a seekable file object) from its Layer III frame headers; None
+    when it cannot be told (not Layer III, free format, larger than is walked)."""
+    data = _file_tail(file, MAX_MP3_WALK_BYTES + 1)  # the whole file, or a byte more than is walked
+    walk = mpeg_walk(data) if data and len(data) <= MAX_MP3_WALK_BYTES else None
+    return walk.seconds if walk else None
 
 
 def ogg_ends_cleanly(file) -> bool | None:
@@ -365,6 +437,10 @@ def audio_info(path: str | os.PathLike, name: str | None = None) -> tuple[float,
     except Exception as e:  # soundfile raises several types for bad files
         raise _unreadable(path, name or str(path) or repr(path), e) from None
     check_header_rate(info.samplerate, name or str(path))
+    if info.format in MPEG_FORMATS:  # a VBR file without its length header: its header's estimate is short
+        counted = mpeg_seconds(path) or 0.0
+        if counted > info.duration + MP3_SHORT_READ_SECONDS:
+            return counted, int(info.samplerate)
     if info.frames >= UNKNOWN_LENGTH:
         load_audio(path, name=name)  # raises the error that says why
     if info.frames <= 0 and info.duration <= 0:
