@@ -43,7 +43,7 @@ def pitch(waveforms: torch.Tensor) -> torch.Tensor:
     of PITCH_MIN_HZ..PITCH_MAX_HZ gives F0 and its height the voicing.
     """
     window = torch.hann_window(WIN_LENGTH, device=waveforms.device)
-    frames = _frames(waveforms)
+    frames = _frames(waveforms.float())  # float32, as log_mel's: float64 input would make the features float64
     frames = (frames - frames.mean(dim=-1, keepdim=True)) * window
     signal_ac, window_ac = _autocorrelation(frames), _autocorrelation(window)
     # Dividing by the window's own (normalised) autocorrelation undoes its taper (Boersma 1993),
