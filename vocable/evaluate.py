@@ -184,8 +184,8 @@ def evaluate_dataset(recognizer, utterances: list[Utterance], show_progress: boo
             on_row(rows[-1])
     scored = [r for r in rows if "error" not in r]
     return EvalSummary(
-        wer=sum(r["word_errors"] for r in scored) / max(1, sum(r["words"] for r in scored)),
-        cer=sum(r["char_errors"] for r in scored) / max(1, sum(r["chars"] for r in scored)),
+        wer=_pooled_rate([(r["word_errors"], r["words"]) for r in scored]),
+        cer=_pooled_rate([(r["char_errors"], r["chars"]) for r in scored]),
         utterances=len(scored), failed=failed, audio_hours=audio_seconds / 3600,
         rtf=busy_seconds / max(audio_seconds, 1e-9), rows=rows)
 
@@ -572,7 +572,10 @@ def load_rows(path: str | Path) -> list[dict]:
         raise DataError(f"{path}: not UTF-8 text, so not vocable evaluate's JSON") from None
     try:
         data = json.loads(text)
-        rows = data.get("rows") if isinstance(data, dict) else data
+        if isinstance(data, dict):  # --json output, or an --output file of one row (one JSON object)
+            rows = [data] if "rows" not in data and "id" in data else data.get("rows")
+        else:
+            rows = data
     except json.JSONDecodeError:
         try:
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
