@@ -334,27 +334,33 @@ def test_a_stereo_file_is_both_channels_mixed(tmp_path):
     assert spectrum[1000] > 0.3 * spectrum[440] and spectrum[440] > 0.3 * spectrum[1000]
 
 
+def vbr_mp3_and_copy_without_xing(tmp_path, audio: np.ndarray):
+    """(vbr.mp3, no-xing.mp3): 16 kHz variable-bitrate MP3 of `audio`, and a copy without its first frame,
+    the Xing frame that holds the length (MPEG-2 Layer III, 8 kbit/s: 288 bytes). Skips where it cannot."""
+    if "MP3" not in sf.available_formats():
+        pytest.skip("this libsndfile has no MP3")
+    whole, no_xing = tmp_path / "vbr.mp3", tmp_path / "no-xing.mp3"
+    try:
+        with sf.SoundFile(whole, "w", 16000, 1, format="MP3", bitrate_mode="VARIABLE") as f:
+            f.write(audio.astype(np.float32))
+    except TypeError:
+        pytest.skip("this soundfile cannot write variable-bitrate MP3")
+    data = whole.read_bytes()
+    assert data[13:17] == b"Xing"
+    no_xing.write_bytes(data[288:])
+    return whole, no_xing
+
+
 def test_an_mp3_without_its_length_header_is_read_whole(tmp_path):
     """A variable-bitrate MP3 whose Xing frame is gone: libsndfile alone reads as far as its first frame's
     bitrate suggests (4 s of 25 s here) and stops, unsaid. Its frames are counted and a length header
     written in front of them, so all of it is read, by whole files, by blocks and for its duration."""
     from vocable.audio import audio_info, mpeg_seconds
     from vocable.vad import stream_audio
-    if "MP3" not in sf.available_formats():
-        pytest.skip("this libsndfile has no MP3")
     rate, rng = 16000, np.random.default_rng(0)
-    audio = np.concatenate([np.sin(np.arange(5 * rate) / 5) * 0.3, rng.standard_normal(5 * rate) * 0.3,
-                            np.zeros(15 * rate)]).astype(np.float32)
-    whole = tmp_path / "vbr.mp3"
-    try:
-        with sf.SoundFile(whole, "w", rate, 1, format="MP3", bitrate_mode="VARIABLE") as f:
-            f.write(audio)
-    except TypeError:
-        pytest.skip("this soundfile cannot write variable-bitrate MP3")
+    whole, no_xing = vbr_mp3_and_copy_without_xing(tmp_path, np.concatenate(
+        [np.sin(np.arange(5 * rate) / 5) * 0.3, rng.standard_normal(5 * rate) * 0.3, np.zeros(15 * rate)]))
     data = whole.read_bytes()
-    assert data[13:17] == b"Xing"  # the first frame (MPEG-2 Layer III, 8 kbit/s: 288 bytes) holds the length
-    no_xing = tmp_path / "no-xing.mp3"
-    no_xing.write_bytes(data[288:])
     tagged = tmp_path / "tagged.mp3"  # behind an ID3v2 tag (10-byte header, 20 bytes of frames)
     tagged.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x14" + bytes(20) + data[288:])
     assert sf.info(no_xing).duration == pytest.approx(4.0, abs=0.1)  # what libsndfile alone would read
@@ -377,18 +383,8 @@ def test_an_mp3_whose_length_header_does_not_help_is_said_to_be_read_short(tmp_p
     """Where the written length header does not make the decoder read further (a libsndfile that ignores
     it), what is read is transcribed and the user told how much the file holds."""
     from vocable import audio
-    if "MP3" not in sf.available_formats():
-        pytest.skip("this libsndfile has no MP3")
     rate = 16000
-    audio_in = (np.random.default_rng(0).standard_normal(25 * rate) * 0.3).astype(np.float32)
-    whole = tmp_path / "vbr.mp3"
-    try:
-        with sf.SoundFile(whole, "w", rate, 1, format="MP3", bitrate_mode="VARIABLE") as f:
-            f.write(audio_in)
-    except TypeError:
-        pytest.skip("this soundfile cannot write variable-bitrate MP3")
-    no_xing = tmp_path / "no-xing.mp3"
-    no_xing.write_bytes(whole.read_bytes()[288:])
+    _, no_xing = vbr_mp3_and_copy_without_xing(tmp_path, np.random.default_rng(0).standard_normal(25 * rate) * 0.3)
     monkeypatch.setattr(audio.MpegWalk, "length_header", lambda self: b"")
     with pytest.warns(AudioWarning, match=r"no-xing.mp3: the MP3 holds 25.1 s of audio but its decoder reads only "
                                           r"\d+.\d s \(a variable-bitrate file without its length header\)"):

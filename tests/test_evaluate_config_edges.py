@@ -5,13 +5,14 @@ ignored, a wrong count or interval). Fast: no training, no decoding beyond the b
 import json
 
 import pytest
-import torch
 
 from vocable.bundled import ASSETS_DIR
 from vocable.config import load_config
 from vocable.errors import ConfigError, DataError, ModelError
 from vocable.evaluate import StatsOptions, compare_results, group_report, load_rows, overall_interval
 from vocable.modelfile import load_model_file
+
+from .test_modelfile_errors import altered, blob  # noqa: F401 (blob is a fixture)
 
 TRAIN = '[data]\ntrain = ["x.jsonl"]\n'
 DIGITS = ASSETS_DIR / "fsdd-digits.vocable"
@@ -68,20 +69,6 @@ def test_keys_a_config_gives_win_over_the_start_models(tmp_path):
 # ---------------------------------------------------------------- modelfile.py / checks.py
 
 
-@pytest.fixture(scope="module")
-def blob():
-    return torch.load(DIGITS, map_location="cpu", weights_only=True)
-
-
-def saved(blob, tmp_path, change, name="m.vocable"):
-    """A copy of the digits model's contents changed by `change(copy)`, saved to tmp_path/name."""
-    copy = {**blob, "model_config": dict(blob["model_config"]), "features": dict(blob["features"]),
-            "tokenizer": dict(blob["tokenizer"]), "meta": dict(blob["meta"]), "state_dict": dict(blob["state_dict"])}
-    change(copy)
-    torch.save(copy, tmp_path / name)
-    return tmp_path / name
-
-
 @pytest.mark.parametrize("change, fragment", [
     (lambda b: b["meta"].update(lm_weight=50.0), "meta.lm_weight: expected a number from 0 to 10, got 50.0"),
     (lambda b: b["meta"].update(word_bonus=-25), "meta.word_bonus: expected a number from -20 to 20, got -25"),
@@ -97,7 +84,7 @@ def test_a_damaged_model_file_is_refused_naming_the_field(blob, tmp_path, change
     """Decoding weights far out of range, a beam that would exhaust memory, a fractional or boolean count,
     a missing table or a foreign format: one ModelError naming the file and the field, not a model that
     decodes garbage or a vague "corrupt" message."""
-    path = saved(blob, tmp_path, change)
+    path = altered(blob, tmp_path, change)
     with pytest.raises(ModelError) as caught:
         load_model_file(path)
     assert str(caught.value).startswith(f"{path}: ") and fragment in str(caught.value)
@@ -106,7 +93,7 @@ def test_a_damaged_model_file_is_refused_naming_the_field(blob, tmp_path, change
 def test_settings_a_newer_vocable_wrote_are_ignored_and_the_model_is_ready_to_decode(blob, tmp_path):
     """An unknown key in model_config or features (written by a newer vocable) does not make the file
     unreadable; the loaded network is in inference mode (no dropout), so its output is deterministic."""
-    path = saved(blob, tmp_path, lambda b: (b["model_config"].update(future_knob=3), b["features"].update(future=1)))
+    path = altered(blob, tmp_path, lambda b: (b["model_config"].update(future_knob=3), b["features"].update(future=1)))
     loaded = load_model_file(path)
     assert not loaded.model.training and not any(m.training for m in loaded.model.modules())
 
