@@ -144,3 +144,24 @@ def test_kaldi_segments_are_cut_from_their_recordings_into_clips_beside_the_mani
     with pytest.raises(DataError, match=r"segments: talk-x: expected 'UTTERANCE RECORDING START END'"):
         (data / "segments").write_text("talk-x talk 0.5\n")
         import_corpus("kaldi", str(data), show_progress=False, clips_dir=tmp_path / "clips")
+
+
+@pytest.mark.parametrize("line, says", [
+    ('{"audio": "a.wav", "text": "x", "n": ' + "[" * 100_000 + "]" * 100_000 + "}", "not valid JSON (nested too deeply)"),
+    ('{"audio": "a.wav", "text": "x", "n": ' + "9" * 5000 + "}", "not valid JSON (Exceeds the limit (4300 digits)"),
+    ('{"audio": "a.wav", "text": "x", "duration": ' + "9" * 400 + "}", "field 'duration' is not a number"),
+    ('{"audio": "a.wav", "text": "x", "duration": NaN}', "field 'duration': expected seconds (0 or more), got nan"),
+    ('{"audio": "a.wav", "text": "x", "duration": -1.5}', "field 'duration': expected seconds (0 or more), got -1.5"),
+    ('{"audio": "a\\u0000b.wav", "text": "x"}', "field 'audio' holds a NUL character"),
+    ('{"audio": "a.wav", "text": "two \\ud800"}', "half of a UTF-16 character"),
+])
+def test_a_manifest_line_python_cannot_take_is_named(tmp_path, line, says):
+    """Lines json.loads raises other errors for (RecursionError; ValueError past 4,300 digits), a duration
+    too large for a float, NaN or negative, a NUL in a path, and a lone surrogate (which crashed evaluate
+    after decoding everything, and left data split's output half written): one error naming the line."""
+    from vocable.data.manifest import read_dataset
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"audio": "ok.wav", "text": "fine"}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(DataError) as error:
+        read_dataset(path)
+    assert str(error.value).startswith(f"{path}:2: ") and says in str(error.value)

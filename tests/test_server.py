@@ -195,6 +195,11 @@ def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(client, base
     for temperature in ("nan", "-5", "hot"):
         reply = httpx.post(url, files={"file": ("a.flac", data)}, data={"temperature": temperature}, headers=auth)
         assert reply.status_code == 400 and reply.json()["error"]["param"] == "temperature", temperature
+    for field in ("temperature", "prompt", "model"):  # a file where text belongs: a 400 naming it (was a 500)
+        reply = httpx.post(url, files={"file": ("a.flac", data), field: ("b.flac", data)}, headers=auth)
+        assert reply.status_code == 400 and reply.json()["error"] == {
+            "message": f"{field}: expected text, got a file", "type": "invalid_request_error", "param": field,
+            "code": "invalid_value"}, field
     for stream, code in (("maybe", "invalid_value"), ("true", "unsupported_value")):
         reply = httpx.post(url, files={"file": ("a.flac", data)}, data={"stream": stream}, headers=auth)
         assert reply.status_code == 400 and reply.json()["error"]["code"] == code, stream
@@ -322,10 +327,11 @@ def test_websocket_limits_and_errors(base_url, digits):
         event = json.loads(ws.recv())
         assert event["type"] == "error" and event["code"] == 415 and "format" in event["message"]
         assert event["reason"] == "unsupported_format"
-    with websockets_sync.connect(stream_url(base_url)) as ws:
-        ws.send("not json")
-        event = json.loads(ws.recv())
-        assert event["type"] == "error" and "JSON" in event["message"] and event["reason"] == "invalid_request"
+    for text in ("not json", "[" * 100_000, '{"n": ' + "9" * 5000 + "}"):  # deeper or longer than Python reads
+        with websockets_sync.connect(stream_url(base_url)) as ws:
+            ws.send(text)
+            event = json.loads(ws.recv())
+            assert event["type"] == "error" and "JSON" in event["message"] and event["reason"] == "invalid_request"
     with websockets_sync.connect(stream_url(base_url, sample_rate="abc")) as ws:  # no audio: still checked
         ws.send(json.dumps({"type": "end"}))
         event = json.loads(ws.recv())

@@ -29,6 +29,7 @@ from .audio import SAMPLE_RATE, load_audio
 from .data.manifest import Utterance
 from .data.split import AGE_EDGES, AGE_NAMES, gender_group
 from .errors import ConfigError, DataError, VocableError
+from .files import parse_json
 from .tokenizer import NORMALIZERS, normalize_basic
 
 LENGTH_EDGES = (1.0, 2.0, 4.0, 8.0, 16.0)  # seconds: utterance length buckets for "WER by length"
@@ -571,16 +572,16 @@ def load_rows(path: str | Path) -> list[dict]:
     except UnicodeDecodeError:
         raise DataError(f"{path}: not UTF-8 text, so not vocable evaluate's JSON") from None
     try:
-        data = json.loads(text)
+        data = parse_json(text)
         if isinstance(data, dict):  # --json output, or an --output file of one row (one JSON object)
             rows = [data] if "rows" not in data and "id" in data else data.get("rows")
         else:
             rows = data
-    except json.JSONDecodeError:
+    except ValueError:
         try:
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: neither JSON nor JSON Lines ({e.msg})") from None
+            rows = [parse_json(line) for line in text.splitlines() if line.strip()]
+        except ValueError as e:
+            raise DataError(f"{path}: neither JSON nor JSON Lines ({e})") from None
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) and "id" in r for r in rows):
         raise DataError(f"{path}: no per-utterance rows (expected `vocable evaluate --json` output or --output rows)")
     for number, row in enumerate(rows, 1):

@@ -3,12 +3,26 @@ name, and checked before any work: that they can be written, and are not one of 
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import ConfigError
+
+
+def parse_json(text: str):
+    """json.loads, with each way it fails raised as one ValueError saying why in a few words: bad JSON, a
+    number longer than Python reads (4,300 digits), nesting deeper than its recursion limit."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(e.msg) from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except ValueError as e:  # "Exceeds the limit (4300 digits) for integer string conversion..."
+        raise ValueError(str(e).split(";")[0][:100]) from None
 
 
 @contextmanager

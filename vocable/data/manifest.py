@@ -10,12 +10,14 @@ A manifest is JSON Lines, one utterance per line:
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError, VocableWarning, warn
+from ..files import parse_json
 
 CORE_KEYS = ("id", "audio", "text", "duration", "speaker")
 
@@ -67,23 +69,40 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+                row = parse_json(line)
+            except ValueError as e:
+                raise DataError(f"{path}:{number}: not valid JSON ({e})") from None
             if not isinstance(row, dict):
                 raise DataError(f"{path}:{number}: expected a JSON object")
             for key in ("audio", "text"):
                 if not isinstance(row.get(key), str):
                     raise DataError(f"{path}:{number}: missing or non-string field '{key}'")
+            if "\0" in row["audio"]:
+                raise DataError(f"{path}:{number}: field 'audio' holds a NUL character, which no file name can")
+            if not _writable(row):
+                raise DataError(f"{path}:{number}: a \\ud800-\\udfff escape without its pair (half of a UTF-16 "
+                                f"character), which cannot be written out again")
             try:
                 duration = float(row.get("duration") or 0.0)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise DataError(f"{path}:{number}: field 'duration' is not a number") from None
+            if not 0.0 <= duration < math.inf:
+                raise DataError(f"{path}:{number}: field 'duration': expected seconds (0 or more), got {duration}")
             audio = os.path.abspath(path.parent / row["audio"])  # absolute: the same file whatever the cwd
             utterances.append(Utterance(_text_field(row, "id") or f"{path.stem}-{number}", audio, row["text"],
                                         duration, _text_field(row, "speaker"),
                                         {k: v for k, v in row.items() if k not in CORE_KEYS}))
     return utterances
+
+
+def _writable(row: dict) -> bool:
+    """Whether `row` can be written as UTF-8: a JSON escape of half a UTF-16 pair ("\\ud800") gives a lone
+    surrogate, which cannot, so a manifest with one failed only when written out again, after the work."""
+    try:
+        json.dumps(row, ensure_ascii=False).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _text_field(row: dict, key: str) -> str:

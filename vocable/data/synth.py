@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from ..audio import SAMPLE_RATE, load_audio
 from ..errors import DataError, VocableError, VocableWarning, warn
-from ..files import looks_like_text, written_atomically
+from ..files import looks_like_text, parse_json, written_atomically
 from ..tokenizer import normalize_basic, normalize_english
 from .accent import accent_phonemes, accent_spelling
 
@@ -515,8 +515,8 @@ def read_done(manifest: Path, out: Path) -> tuple[dict[str, dict], list[dict], i
     with open(manifest, encoding="utf-8") as f:
         for line in f:
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
+                row = parse_json(line)
+            except ValueError:
                 row = None
             if not (isinstance(row, dict) and isinstance(row.get("id"), str)):
                 unreadable += 1

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 import io
-import json
 import re
 import socket
 import sys
@@ -44,6 +43,7 @@ from .. import __version__
 from ..audio import MAX_RATE, MIN_RATE, SAMPLE_RATE, UNKNOWN_LENGTH, load_audio
 from ..decoding import MAX_PROMPT_CHARS, DecodingOptions
 from ..errors import ConfigError, ModelError, VocableError, collected_warnings
+from ..files import parse_json
 from ..formats import format_result
 from ..stream import FORMATS as STREAM_FORMATS
 from ..stream import Streamer, StreamOptions
@@ -267,6 +267,9 @@ class _TranscriptionRequest:
 
     @classmethod
     def from_form(cls, form) -> "_TranscriptionRequest":
+        for key, value in form.multi_items():  # a file where text belongs crashed float() and str() alike
+            if key != "file" and not isinstance(value, str):
+                raise ApiError(400, f"{key}: expected text, got a file", "invalid_value", key)
         response_format = str(form.get("response_format") or "json")
         if response_format not in RESPONSE_FORMATS:
             raise ApiError(400, f"response_format: expected one of {', '.join(RESPONSE_FORMATS)}, "
@@ -312,7 +315,7 @@ def checked_prompt(prompt) -> str | None:
 def _is_number_between(text, low: float, high: float) -> bool:
     try:
         return low <= float(text) <= high  # False for nan
-    except ValueError:
+    except (TypeError, ValueError):
         return False
 
 
@@ -642,8 +645,8 @@ def _error_event(error: ApiError) -> dict:
 
 def _parse_control(text: str) -> dict:
     try:
-        request = json.loads(text)
-    except json.JSONDecodeError:
+        request = parse_json(text)
+    except ValueError:
         raise ApiError(400, "text messages must be JSON objects such as {\"type\": \"end\"}") from None
     if not isinstance(request, dict):
         raise ApiError(400, "text messages must be JSON objects such as {\"type\": \"end\"}")
