@@ -106,6 +106,8 @@ def over_scale_gain(peak: float, label: str) -> float:
 MPEG_NOTE = re.compile(rb"^(Note: |Warning: |\[[^\]]*libmpg123[^\]]*\] )")
 MPEG_FORMATS = ("MP3", "MPEG")  # soundfile's name for MP3 files (it has been both)
 MP3_SHORT_READ_SECONDS = 1.0  # an MP3's counted frames past what its decoder read: said (a frame is 24-72 ms)
+MP3_TAIL_BYTES = 2048  # bytes after an MP3's last whole frame when it is cut: part of a frame, an ID3v1 tag
+READ_SHORT_SECONDS = 0.1  # fewer seconds read than a file holds, past this, is said
 MAX_MP3_WALK_BYTES = 256 << 20  # larger MP3s (over 4 h at 128 kbit/s) are not walked
 _notes_lock = threading.Lock()
 _notes_state = {"users": 0, "saved": -1, "capture": None}  # the C stderr while some thread drops notes
@@ -276,7 +278,7 @@ def _reader_at(reader: sf.SoundFile, f: sf.SoundFile, position: int) -> sf.Sound
         return None
 
 
-def warn_if_cut_short(f: sf.SoundFile, label: str) -> None:
+def warn_if_cut_short(f: sf.SoundFile, label: str, frames_read: int) -> None:
     """After reading: a WAV whose data chunk is shorter than its header says, or an Ogg file without its
     last page, is transcribed, and the user told."""
     cut = CUT_SHORT.search(f.extra_info)
@@ -286,14 +288,30 @@ def warn_if_cut_short(f: sf.SoundFile, label: str) -> None:
     if f.format == "OGG" and ogg_ends_cleanly(f.name) is False:  # libsndfile reads up to the cut, unsaid
         warn(f"{label}: the Ogg stream stops without its end page (the file is cut short?); transcribing what "
              f"is there", AudioWarning)
+    elif f.format == "OGG":  # a damaged page inside: libsndfile stops there, unsaid
+        _warn_if_read_short(f, label, frames_read)
+
+
+def _warn_if_read_short(f: sf.SoundFile, label: str, read: int) -> None:
+    """After reading: fewer frames read than the file holds (an Ogg file's last page says how many)."""
+    if read < f.frames - READ_SHORT_SECONDS * f.samplerate:
+        warn(f"{label}: the audio stops after {read / f.samplerate:.1f} s of the {f.frames / f.samplerate:.1f} s "
+             f"the file holds (damaged?); transcribing what could be decoded", AudioWarning)
 
 
 def _mp3_read_whole(f: sf.SoundFile, file, label: str) -> sf.SoundFile:
     """`f`, or where it is a variable-bitrate MP3 without its length header (Xing/Info frame), which
     libsndfile would read only as far as it estimates from the first frame (25 s read as 4 s, unsaid),
-    the same frames opened from memory behind a written length header, so all of them are read."""
+    the same frames opened from memory behind a written length header, so all of them are read. An MP3
+    whose frames end before its length header's count (a download cut short) is said to be."""
     data = _file_tail(file, MAX_MP3_WALK_BYTES + 1)  # the whole file, or a byte more than is walked
     walk = mpeg_walk(data) if data and len(data) <= MAX_MP3_WALK_BYTES else None
+    missing = (walk.declared_frames - walk.frames) * walk.samples_per_frame / walk.rate if walk else 0.0
+    if missing > MP3_SHORT_READ_SECONDS and len(data) - walk.end < MP3_TAIL_BYTES:  # damage inside is said
+        # from libmpg123's notes as it is read
+        warn(f"{label}: the MP3 is cut short (its frames hold {walk.seconds:.1f} s of the "
+             f"{walk.declared_frames * walk.samples_per_frame / walk.rate:.1f} s its header declares); transcribing "
+             f"what is there", AudioWarning)
     if walk is None or walk.has_length_header or walk.seconds <= f.frames / f.samplerate + MP3_SHORT_READ_SECONDS:
         return f
     try:
@@ -326,6 +344,8 @@ class MpegWalk:
     samples_per_frame: int
     rate: int  # Hz
     has_length_header: bool  # the first frame is a Xing, Info or VBRI frame
+    declared_frames: int = 0  # the frame count a Xing or Info frame gives, 0 where none does
+    end: int = 0  # byte offset where the walk stopped: the end of the file, a tag or damage
 
     @property
     def seconds(self) -> float:
@@ -370,11 +390,20 @@ def mpeg_walk(data: bytes) -> MpegWalk | None:
             side_info = 4 + _side_info_bytes(header)
             tagged = data[at + side_info: at + side_info + 4] in (b"Xing", b"Info") or data[at + 36: at + 40] == b"VBRI"
             walk = MpegWalk(start, header, -1 if tagged else 0, 1152 if version == 3 else 576,
-                            _MPEG_RATES[version][rate_index], tagged)
+                            _MPEG_RATES[version][rate_index], tagged, _xing_frames(data, at + side_info))
         at += _frame_bytes(walk.samples_per_frame, _MPEG_BITRATES[1 if version == 3 else 2][index],
                            _MPEG_RATES[version][rate_index]) + ((header >> 9) & 1)
         walk.frames += 1
+    if walk is not None:
+        walk.end = at
     return walk
+
+
+def _xing_frames(data: bytes, at: int) -> int:
+    """The frame count of a Xing or Info tag at `at` (its flags' bit 1 says one follows), else 0."""
+    if data[at: at + 4] not in (b"Xing", b"Info") or len(data) < at + 12 or not data[at + 7] & 1:
+        return 0
+    return int.from_bytes(data[at + 8: at + 12], "big")
 
 
 def mpeg_seconds(file) -> float | None:
@@ -457,7 +486,7 @@ def _decode(file, label: str) -> tuple[np.ndarray, int]:
             notes: list[bytes] = []
             blocks = [b.mean(axis=1) for b in read_blocks(f, DECODE_BLOCK, label, notes)]
             warn_if_damaged(notes, label)
-            warn_if_cut_short(f, label)
+            warn_if_cut_short(f, label, sum(map(len, blocks)))
             return (np.concatenate(blocks) if blocks else np.zeros(0, np.float32)), f.samplerate
     except AudioError:
         raise

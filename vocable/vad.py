@@ -203,7 +203,7 @@ def stream_audio(source: AudioInput, block_seconds: float = READ_BLOCK_SECONDS,
         rate = f.samplerate
         resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32") if rate != SAMPLE_RATE else None
         gain = over_scale_gain(float_file_peak(f), label)  # known before the first block goes out
-        total, damage = 0, []
+        total, frames_read, damage = 0, 0, []
         blocks = read_blocks(f, int(block_seconds * rate), label, damage)
         while True:
             try:
@@ -215,13 +215,13 @@ def stream_audio(source: AudioInput, block_seconds: float = READ_BLOCK_SECONDS,
             if not np.all(np.isfinite(mono)):
                 raise AudioError(f"{label}: audio contains NaN or infinite samples")
             out = resampler.resample_chunk(mono, last=last) if resampler is not None else mono
-            total += len(out)
+            total, frames_read = total + len(out), frames_read + len(data)
             if len(out):
                 yield out.astype(np.float32)
             if last:
                 break
         warn_if_damaged(damage, label)
-        warn_if_cut_short(f, label)
+        warn_if_cut_short(f, label, frames_read)
         if total == 0:
             raise AudioError(f"{label}: audio is empty (0 samples)")
 
