@@ -152,6 +152,7 @@ NON_NEGATIVE = (lambda v: v >= 0, "must be 0 or more")
 AT_LEAST_ONE = (lambda v: v >= 1, "must be 1 or more")
 PROBABILITY = (lambda v: 0 <= v <= 1, "expected 0 to 1")
 FINITE = (lambda v: True, "")  # any finite number
+DECIBELS = (lambda v: -100 <= v <= 100, "expected -100 to 100 dB")  # 10 ** (1e9 / 20) overflowed mid-training
 
 # Every numeric field of every section: (test, what the message says is expected). Floats must also be
 # finite. List fields are tested value by value. [model] and [features] check their own (their validate()).
@@ -159,7 +160,8 @@ RANGES = {
     "data": {"max_batch_seconds": POSITIVE, "max_duration": POSITIVE, "num_workers": NON_NEGATIVE},
     "features": {"n_mfcc": AT_LEAST_ONE},
     "tokenizer": {"vocab_size": (lambda v: v >= 2, "must be 2 or more")},
-    "optim": {"lr": POSITIVE, "weight_decay": NON_NEGATIVE, "warmup_steps": NON_NEGATIVE,
+    "optim": {"lr": (lambda v: 0 < v <= 1, "expected above 0, at most 1 (larger diverge to NaN weights)"),
+              "weight_decay": NON_NEGATIVE, "warmup_steps": NON_NEGATIVE,
               "min_lr_ratio": PROBABILITY, "epochs": AT_LEAST_ONE, "max_steps": NON_NEGATIVE,
               "max_minutes": NON_NEGATIVE, "grad_clip": POSITIVE,
               "intermediate_weight": (lambda v: 0 <= v < 1, "expected 0 to below 1"),
@@ -167,12 +169,14 @@ RANGES = {
     "spec_augment": {"freq_masks": NON_NEGATIVE, "freq_width": NON_NEGATIVE, "time_masks": NON_NEGATIVE,
                      "time_width_frac": PROBABILITY, "after_epochs": NON_NEGATIVE,
                      "freq_warp": (lambda v: 0 <= v < 0.5, "expected 0 (off) to below 0.5")},
-    "augment": {"noise_prob": PROBABILITY, "snr_db": FINITE, "babble_prob": PROBABILITY,
-                "reverb_prob": PROBABILITY, "speed_prob": PROBABILITY, "speeds": POSITIVE,
-                "gain_db": FINITE, "telephone_prob": PROBABILITY, "pad_prob": PROBABILITY,
-                "pad_seconds": NON_NEGATIVE, "after_epochs": NON_NEGATIVE},
+    "augment": {"noise_prob": PROBABILITY, "snr_db": DECIBELS, "babble_prob": PROBABILITY,
+                "reverb_prob": PROBABILITY, "speed_prob": PROBABILITY,
+                "speeds": (lambda v: 0.25 <= v <= 4, "expected 0.25 to 4 (a rate factor)"),
+                "gain_db": DECIBELS, "telephone_prob": PROBABILITY, "pad_prob": PROBABILITY,
+                "pad_seconds": (lambda v: 0 <= v <= 10, "expected 0 to 10 s"), "after_epochs": NON_NEGATIVE},
     "run": {"seed": (lambda v: 0 <= v < 2**32, "expected 0 to 2**32 - 1"), "checkpoint_every": AT_LEAST_ONE,
-            "average_last": AT_LEAST_ONE, "threads": NON_NEGATIVE},
+            "average_last": AT_LEAST_ONE,
+            "threads": (lambda v: 0 <= v <= 1024, "expected 0 (torch's default) to 1024")},
 }
 PATH_FIELDS = ("data.train", "data.dev", "augment.noise_dirs", "run.out_dir", "run.init_from")
 ORDERED_PAIRS = ("snr_db", "gain_db", "pad_seconds")  # [augment] ranges [low, high]
@@ -222,6 +226,7 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
     base = path.parent
     _fill_in_start_model(raw, base, str(path))
     config = from_dict(TrainConfig, raw, str(path))
+    _check_no_empty_paths(config, str(path))
     config.data.train = [_resolve(base, p) for p in config.data.train]
     config.data.dev = [_resolve(base, p) for p in config.data.dev]
     config.augment.noise_dirs = [_resolve(base, p) for p in config.augment.noise_dirs]
@@ -230,6 +235,16 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
         config.run.init_from = _resolve(base, config.run.init_from)
     config.validate(str(path))
     return config
+
+
+def _check_no_empty_paths(config: TrainConfig, where: str) -> None:
+    """An empty path would be the config's own folder ("" joined to it): run.out_dir = "" wrote the model
+    and checkpoints beside the config."""
+    for dotted in PATH_FIELDS[:-1]:  # not run.init_from, whose "" means no start model
+        section, _, key = dotted.partition(".")
+        value = getattr(getattr(config, section), key)
+        if any(not str(v).strip() for v in (value if isinstance(value, list) else [value])):
+            raise ConfigError(f"{where}: [{section}] {key}: an empty path; give a file or folder")
 
 
 def _fill_in_start_model(raw: dict, base: Path, where: str) -> None:

@@ -58,10 +58,10 @@ class ModelConfig:
 
 # Numeric fields: (test, what is expected). Checked before anything divides by them or builds layers.
 _RANGES = {
-    "d_model": (lambda v: v >= 1, "1 or more"),
-    "n_layers": (lambda v: v >= 1, "1 or more"),
+    "d_model": (lambda v: 1 <= v <= 8192, "1 to 8192"),  # larger failed to allocate after the data was read
+    "n_layers": (lambda v: 1 <= v <= 256, "1 to 256"),
     "n_heads": (lambda v: v >= 1, "1 or more"),
-    "ff_mult": (lambda v: v >= 1, "1 or more"),
+    "ff_mult": (lambda v: 1 <= v <= 64, "1 to 64"),
     "conv_kernel": (lambda v: v >= 1, "1 or more"),
     "dropout": (lambda v: 0.0 <= v < 1.0, "0 to below 1"),  # also false for nan
     "attention_chunk": (lambda v: v >= 0, "0 (full attention) or more"),
