@@ -466,6 +466,16 @@ def test_serve_on_a_port_in_use_is_one_line_before_the_model_loads(capsys, monke
         code, _, err = run_main(capsys, "serve", "--port", port)
     assert code == 2 and err.strip().splitlines() == [
         f"vocable: error: --host 127.0.0.1 --port {port}: cannot listen there (Address already in use)"]
+    code, _, err = run_main(capsys, "serve", "--host", "")  # bound every address, saying "http://:PORT"
+    assert code == 2 and err.strip().splitlines() == [
+        "vocable: error: --host: an empty address; give one (127.0.0.1 for this machine, 0.0.0.0 for all)"]
+    code, _, err = run_main(capsys, "serve", "--host", "\u00e4" * 70, "--api-key", "k")  # IDNA: a TypeError
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot listen there" in err
+
+
+def test_an_empty_output_dir_is_refused_not_taken_as_printing(capsys):
+    code, out, err = run_main(capsys, "transcribe", str(FSDD_FIXTURES / "0_theo_0.flac"), "--output-dir", "")
+    assert code == 2 and out == "" and err.strip() == "vocable: error: --output-dir: an empty path; give a folder"
 
 
 def test_transcribe_reads_an_audio_file_piped_into_standard_input(tmp_path):

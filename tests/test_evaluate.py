@@ -247,6 +247,7 @@ def test_compare_on_the_command_line(tmp_path, capsys):
     (["evaluate"], "give a DATASET"),
     (["evaluate", "x", "--age-bands", "18,13"], "--age-bands"),
     (["evaluate", "x", "--bootstrap", "2"], "--bootstrap"),
+    (["evaluate", "x", "--bootstrap", "1000000000000"], "--bootstrap: expected 10 to 10000"),  # memory, after decoding
     (["evaluate", "/nonexistent/data.jsonl", "--model", "/nonexistent/m.vocable"], "no such model"),
     (["evaluate", "x", "--seed", "-1"], "--seed"),  # was a traceback after the whole decoding pass
     (["evaluate", "x", "--clips", "-1"], "--clips"),

@@ -24,6 +24,7 @@ from .files import (check_not_an_input, check_writable_file, check_writable_fold
 
 MAX_LISTED_ERRORS = 10  # per-file errors printed before "... and N more"
 MIN_SPEED = 0.01  # listen --speed: slower than 1/100 of real time is a hang, not a test
+MAX_BOOTSTRAP = 10_000  # evaluate --bootstrap: more change the intervals by nothing but memory (resamples × speakers)
 STDIN = "-"  # FILE that means standard input (formats.output_path names its result "stdin.<format>")
 STDIN_BLOCK = 1 << 20  # bytes copied from standard input at a time
 SIGNAL_POLL_SECONDS = 0.2  # longest wait for standard input before pending signals are handled
@@ -101,6 +102,8 @@ def add_transcribe(commands) -> None:
 def cmd_transcribe(args) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: expected 1 or more, got {args.batch_size}")
+    if args.output_dir == "":  # else it would mean "print", as if not given
+        raise ConfigError("--output-dir: an empty path; give a folder")
     if args.output_dir:
         check_output_names(args.files, args.format, args.output_dir)
     elif args.format in ("srt", "vtt", "tsv") and len(args.files) > 1:  # no file column: one file per input
@@ -439,8 +442,9 @@ def cmd_evaluate(args) -> int:
         raise ConfigError(f"--age-bands {args.age_bands!r}: expected increasing whole years, e.g. 13,18,60") from None
     if not edges or list(edges) != sorted(set(edges)) or edges[0] <= 0:
         raise ConfigError(f"--age-bands {args.age_bands!r}: expected increasing whole years, e.g. 13,18,60")
-    if args.bootstrap < 10:
-        raise ConfigError("--bootstrap: use at least 10 replicates (1000 is a good default)")
+    if not 10 <= args.bootstrap <= MAX_BOOTSTRAP:  # 10**12 ran out of memory after all the decoding
+        raise ConfigError(f"--bootstrap: expected 10 to {MAX_BOOTSTRAP} replicates (1000 is a good default), "
+                          f"got {args.bootstrap}")
     for name in ("limit", "seed", "clips"):
         if getattr(args, name) < 0:
             raise ConfigError(f"--{name}: expected a whole number >= 0, got {getattr(args, name)}")
@@ -643,6 +647,8 @@ def cmd_serve(args) -> int:
     if args.api_key is not None and not args.api_key.strip():  # --api-key "$UNSET": not a server open to all
         raise ConfigError("--api-key: empty; give the key clients must send, or leave --api-key out")
     api_key = args.api_key or os.environ.get("VOCABLE_API_KEY") or None
+    if not args.host.strip():  # "" binds every address (0.0.0.0) while saying "http://:PORT"
+        raise ConfigError("--host: an empty address; give one (127.0.0.1 for this machine, 0.0.0.0 for all)")
     if args.host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         print(f"vocable: warning: serving on {args.host} without --api-key: anyone who can reach it may use it",
               file=sys.stderr)

@@ -732,9 +732,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restarts reuse the port
     try:
         sock.bind((host, port))
-    except OSError as e:
+    except (OSError, UnicodeError, TypeError) as e:  # TypeError: a name IDNA cannot encode
         sock.close()
-        raise ConfigError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e})") from None
+        raise ConfigError(f"--host {host} --port {port}: cannot listen there ({getattr(e, 'strerror', None) or e})") from None
     return sock
 
 
