@@ -134,8 +134,11 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             loader = (device_batches.batch(b, augmenting, epoch, k) for k, b in enumerate(batches)
                       if k >= state["batch"])
         else:
+            # its own generator: drawing the workers' seed from the global one (after a resume restored it,
+            # before the stopped run saved it) shifted a resumed run's dropout masks
             loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches[state["batch"]:], collate_fn=collate,
-                                                 num_workers=config.data.num_workers)
+                                                 num_workers=config.data.num_workers,
+                                                 generator=torch.Generator().manual_seed(config.run.seed + epoch))
         bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch + 1}/{config.optim.epochs}",
                    unit="batch", disable=not (show_progress and is_main), dynamic_ncols=True)
         model.train()

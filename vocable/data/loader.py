@@ -37,18 +37,25 @@ def fill_durations(utterances: list[Utterance], show_progress: bool = True) -> l
     return bad
 
 
+def ctc_min_frames(tokens: list[int]) -> int:
+    """The fewest output frames CTC can emit `tokens` in: one each, and a blank between two equal ones
+    (with fewer the loss is infinite, zeroed by zero_infinity: the utterance would teach nothing)."""
+    return len(tokens) + sum(a == b for a, b in zip(tokens, tokens[1:]))
+
+
 def usable(utterances: list[Utterance], tokenizer: Tokenizer, max_duration: float
            ) -> tuple[list[Utterance], dict[str, list[Utterance]]]:
     """Keep utterances a CTC model can learn from; the others by reason (only reasons that occur)."""
     kept, skipped = [], {"unreadable": [], "too long": [], "empty text": [], "too short for its text": []}
     for u in utterances:
+        tokens = tokenizer.encode(u.text) if 0 < u.duration <= max_duration else []
         if u.duration <= 0:
             skipped["unreadable"].append(u)
         elif u.duration > max_duration:
             skipped["too long"].append(u)
-        elif not tokenizer.encode(u.text):
+        elif not tokens:
             skipped["empty text"].append(u)
-        elif ctc_frames(u.duration) < len(tokenizer.encode(u.text)):
+        elif ctc_frames(u.duration) < ctc_min_frames(tokens):
             skipped["too short for its text"].append(u)
         else:
             kept.append(u)

@@ -734,7 +734,8 @@ def listening_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except (OSError, UnicodeError, TypeError) as e:  # TypeError: a name IDNA cannot encode
         sock.close()
-        raise ConfigError(f"--host {host} --port {port}: cannot listen there ({getattr(e, 'strerror', None) or e})") from None
+        why = getattr(e, "strerror", None) or e
+        raise ConfigError(f"--host {host} --port {port}: cannot listen there ({why})") from None
     return sock
 
 
