@@ -100,7 +100,15 @@ def test_refuses_what_only_the_cpu_loader_does(fsdd):
         device_batches(fsdd, telephone_prob=0.5)
 
 
-def test_time_budget_stops_training_with_the_decay_complete(tmp_path):
+def test_time_budget_stops_training_with_the_decay_complete(tmp_path, monkeypatch):
+    """The run's clock is a fake one that moves 20 ms per reading (about 60 ms a step), so the number of
+    steps a 6-s budget allows does not depend on how busy the machine is."""
+    import itertools
+    import types
+
+    import vocable.train
+    ticks = itertools.count()
+    monkeypatch.setattr(vocable.train, "time", types.SimpleNamespace(perf_counter=lambda: 0.02 * next(ticks)))
     path = write_config(tmp_path, epochs=10_000)
     text = path.read_text().replace('schedule = "constant"', 'schedule = "cosine"\nmax_minutes = 0.1')
     text = text.replace("[model]", "on_device = true\n[model]")
