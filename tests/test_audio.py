@@ -446,3 +446,17 @@ def test_an_mp3_cut_short_and_an_ogg_damaged_inside_are_said(tmp_path):
     for read in (load_audio, lambda path: np.concatenate(list(stream_audio(path)))):
         with pytest.warns(AudioWarning, match=r"z.ogg: the audio stops after 1\d.\d s of the 20.0 s the file holds"):
             assert len(read(tmp_path / "z.ogg")) < 19.9 * rate
+
+
+def test_plus_and_minus_infinity_in_two_channels_is_one_error_without_numpys_warning(tmp_path):
+    """Mixing +inf and -inf gives NaN: numpy's RuntimeWarning (two lines naming its own source file) came
+    before vocable's one-line error."""
+    from vocable.vad import stream_audio
+    frames = np.zeros((16000, 2), np.float32)
+    frames[100] = (np.inf, -np.inf)
+    sf.write(tmp_path / "inf.wav", frames, 16000, subtype="FLOAT")
+    for read in (load_audio, lambda path: list(stream_audio(path))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(AudioError, match=r"inf.wav: audio contains NaN or infinite samples"):
+                read(tmp_path / "inf.wav")

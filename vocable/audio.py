@@ -484,7 +484,7 @@ def _decode(file, label: str) -> tuple[np.ndarray, int]:
     try:
         with open_audio(file, label) as f:
             notes: list[bytes] = []
-            blocks = [b.mean(axis=1) for b in read_blocks(f, DECODE_BLOCK, label, notes)]
+            blocks = [mixed_down(b) for b in read_blocks(f, DECODE_BLOCK, label, notes)]
             warn_if_damaged(notes, label)
             warn_if_cut_short(f, label, sum(map(len, blocks)))
             return (np.concatenate(blocks) if blocks else np.zeros(0, np.float32)), f.samplerate
@@ -492,6 +492,13 @@ def _decode(file, label: str) -> tuple[np.ndarray, int]:
         raise
     except Exception as e:
         raise UnreadableAudio(f"{label}: not a readable audio file ({_short(e)})") from None
+
+
+def mixed_down(frames: np.ndarray) -> np.ndarray:
+    """(n, channels) → (n,): the channels' mean. +inf beside -inf makes NaN, refused by the callers'
+    check, without numpy's RuntimeWarning lines in front of that error."""
+    with np.errstate(invalid="ignore"):
+        return frames.mean(axis=1)
 
 
 def _unreadable(file, label: str, error: Exception) -> AudioError:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import (MAX_STREAM_DURATION, SAMPLE_RATE, AudioInput, float_file_peak, load_audio, open_audio,
-                    over_scale_gain, read_blocks, warn_if_cut_short, warn_if_damaged)
+from .audio import (MAX_STREAM_DURATION, SAMPLE_RATE, AudioInput, float_file_peak, load_audio, mixed_down,
+                    open_audio, over_scale_gain, read_blocks, warn_if_cut_short, warn_if_damaged)
 from .errors import NEEDS_ONNXRUNTIME, AudioError, ConfigError
 
 SILERO_MODEL = Path(__file__).parent / "assets" / "silero_vad.onnx"
@@ -211,7 +211,7 @@ def stream_audio(source: AudioInput, block_seconds: float = READ_BLOCK_SECONDS,
             except Exception as e:  # before any audio; damage later ends the blocks with a warning
                 raise AudioError(f"{label}: audio data is corrupt ({str(e).strip()[:200]})") from None
             last = len(data) == 0
-            mono = data.mean(axis=1) * gain if len(data) else np.zeros(0, np.float32)
+            mono = mixed_down(data) * gain if len(data) else np.zeros(0, np.float32)
             if not np.all(np.isfinite(mono)):
                 raise AudioError(f"{label}: audio contains NaN or infinite samples")
             out = resampler.resample_chunk(mono, last=last) if resampler is not None else mono
