@@ -244,3 +244,17 @@ def test_bpe_vocab_size_too_small_is_a_config_error_not_a_sentencepiece_crash():
     with pytest.raises(ConfigError, match=f"use at least {letters + 2}"):
         BPETokenizer.train([text] * 20, vocab_size=letters + 1)
     assert BPETokenizer.train([text] * 20, vocab_size=letters + 2).vocab_size >= letters + 2
+
+
+def test_a_log_probability_below_float32s_range_is_read_without_numpys_warning(tmp_path):
+    """"-1e300" is -inf as float32 (the word cannot occur): numpy's "overflow encountered in cast" warning,
+    two lines naming its source, was printed in front of vocable's output."""
+    import warnings
+
+    from vocable.lm import load_lm
+    path = tmp_path / "tiny.arpa"
+    path.write_text("\\data\\\nngram 1=4\n\n\\1-grams:\n-99\t<s>\n-0.5\t</s>\n-1e300\tone\n-0.5\tzero\n\n\\end\\\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lm = load_lm(path)
+    assert lm.sentence_logprob(["zero"]) > -5 > lm.sentence_logprob(["one"])

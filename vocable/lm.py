@@ -545,10 +545,11 @@ def _parse_tab_section(section: str, n: int, index: dict, path) -> tuple | None:
     fields = "\t".join(lines).split("\t")
     first = np.concatenate([[0], np.cumsum(tabs + 1)[:-1]])  # index of each line's logp field
     try:
-        logp = np.array([fields[i] for i in first], dtype=np.float32)
-        bow = np.zeros(len(lines), dtype=np.float32)
-        has_bow = np.flatnonzero(tabs == 2)
-        bow[has_bow] = np.array([fields[i] for i in first[has_bow] + 2], dtype=np.float32)
+        with np.errstate(over="ignore"):  # "-1e300" is -inf in float32: refused by the file's checks, not warned
+            logp = np.array([fields[i] for i in first], dtype=np.float32)
+            bow = np.zeros(len(lines), dtype=np.float32)
+            has_bow = np.flatnonzero(tabs == 2)
+            bow[has_bow] = np.array([fields[i] for i in first[has_bow] + 2], dtype=np.float32)
     except ValueError:
         return None
     words = [fields[i] for i in first + 1]
