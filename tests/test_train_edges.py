@@ -479,3 +479,23 @@ def test_shards_are_a_shuffled_sample_of_the_corpus(tmp_path, monkeypatch):
     assert made == first  # the same seed, the same shards
     assert sorted(i for shard in first for i in shard) == sorted(u.id for u in utts)
     assert all(shard != [u.id for u in utts[k * 10:(k + 1) * 10]] for k, shard in enumerate(first))
+
+
+def test_a_run_whose_weights_become_nan_stops_saying_what_to_change(tmp_path, monkeypatch):
+    """A learning rate that makes the weights NaN ran to the end and wrote a model vocable.load refuses;
+    the run now stops at the step, naming [optim] lr."""
+    import vocable.train
+    from vocable.config import load_config
+    from vocable.errors import ConfigError
+    from vocable.train import train
+    from .test_train import write_config
+
+    def diverging_step(model, *args, **kwargs):
+        for p in model.parameters():
+            p.data.fill_(float("nan"))
+        return float("nan")
+    monkeypatch.setattr(vocable.train, "train_step", diverging_step)
+    with pytest.raises(ConfigError, match=r"training diverged at step 1: the weights became NaN or infinite "
+                                          r"\(loss nan\); lower \[optim\] lr"):
+        train(load_config(write_config(tmp_path)), show_progress=False)
+    assert not (tmp_path / "out" / "model.vocable").exists()

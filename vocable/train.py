@@ -148,6 +148,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
                                    state["elapsed"] / budget if budget else 0.0)
             loss = train_step(ddp_model, optimizer, config, device, precision, state["step"], epoch,
                               feats, feat_lengths, targets, target_lengths, scaler)
+            if not math.isfinite(loss):
+                check_weights_finite(model, config, state["step"] + 1, loss)
             took, fetched = time.perf_counter() - fetched, time.perf_counter()  # loading + step
             state["elapsed"] = fetched - clock_start
             speed = seconds * world_size / took
@@ -299,6 +301,16 @@ def ctc_loss(logits, out_lengths, targets, target_lengths) -> torch.Tensor:
     log_probs = torch.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T, B, V) as ctc_loss wants
     return torch.nn.functional.ctc_loss(log_probs, targets, out_lengths, target_lengths,
                                         blank=0, reduction="mean", zero_infinity=True)
+
+
+def check_weights_finite(model: torch.nn.Module, config: TrainConfig, step: int, loss: float) -> None:
+    """After a step whose loss is not finite: weights that became NaN or infinite stay so (the run would go
+    on, then write a model no one can load), so training stops here, saying which setting to change."""
+    if all(torch.isfinite(p).all() for p in model.parameters()):
+        return  # one batch's bad loss (fp16's scaler skips its step): the weights are whole
+    raise ConfigError(f"training diverged at step {step}: the weights became NaN or infinite (loss {loss}); "
+                      f"lower [optim] lr (now {config.optim.lr:g}) or raise warmup_steps "
+                      f"(now {config.optim.warmup_steps})")
 
 
 def set_learning_rate(optimizer, config: TrainConfig, step: int, total_steps: int, time_used: float) -> float:
