@@ -34,8 +34,9 @@ class Utterance:
     def to_json(self, relative_to: Path | None = None) -> str:
         audio = self.audio
         if relative_to is not None:
-            try:
-                audio = os.path.relpath(self.audio, relative_to)
+            try:  # its folder resolved, as `relative_to` is: else a symlinked folder on the way is a detour
+                folder, name = os.path.split(self.audio)
+                audio = os.path.relpath(os.path.join(os.path.realpath(folder), name), relative_to)
             except ValueError:  # another drive on Windows
                 pass
         row = {"id": self.id, "audio": audio, "text": self.text, "duration": round(self.duration, 3),
@@ -130,7 +131,7 @@ def _read_table(path: Path, required: bool = False) -> dict[str, str]:
     try:
         with open(path, encoding="utf-8-sig") as f:  # -sig: a hand-made table saved with a byte-order mark
             for number, line in enumerate(f, 1):
-                parts = line.rstrip("\n").split(maxsplit=1)
+                parts = line.strip().split(maxsplit=1)  # "u1 spk1 " is speaker spk1, as Kaldi reads it
                 if not parts:
                     continue
                 if parts[0] in table:  # Kaldi refuses this too: which of the two lines is right is anyone's guess

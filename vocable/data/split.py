@@ -94,7 +94,7 @@ def split_by_speaker(utterances: list[Utterance], dev_speakers: int | None = Non
     train = [u for s in sorted(by_speaker) if s not in dev_set for u in by_speaker[s]]
     dropped = 0
     if by_sentence:
-        dev_texts = {normalize_basic(u.text) for u in dev}
+        dev_texts = {normalize_basic(u.text) for u in dev} - {""}  # as find_leaks: no text is no sentence
         kept = [u for u in train if normalize_basic(u.text) not in dev_texts]
         dropped, train = len(train) - len(kept), kept
         if not train:
