@@ -77,6 +77,10 @@ def test_bad_input_names_the_file(tmp_path, content):
 def test_missing_and_empty_and_truncated(tmp_path):
     with pytest.raises(AudioError, match="no such audio file"):
         load_audio(tmp_path / "nope.wav")
+    if os.path.exists("/dev/null"):  # it exists: "no such audio file" misled
+        with pytest.raises(AudioError, match=r"^/dev/null: not a regular file \(a device or a pipe\) and not "
+                                             r"readable as an audio file from there; write it to a file first$"):
+            load_audio("/dev/null")
     empty = tmp_path / "empty.wav"
     sf.write(empty, np.zeros(0, dtype=np.float32), 16000)
     with pytest.raises(AudioError, match="empty"):

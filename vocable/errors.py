@@ -36,8 +36,11 @@ def file_problem(path, kind: str = "file") -> str:
         return f"an empty name, not a{'n' * (kind[0] in 'aeiou')} {kind}"
     if os.path.isdir(path):
         return f"a directory, not a{'n' * (kind[0] in 'aeiou')} {kind}"
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         return f"no such {kind}"
+    if not os.path.isfile(path):  # /dev/null, a pipe (<(cat x.flac)), a socket: "no such file" misled
+        return (f"not a regular file (a device or a pipe) and not readable as a{'n' * (kind[0] in 'aeiou')} "
+                f"{kind} from there; write it to a file first")
     try:
         with open(path, "rb"):
             return ""
