@@ -164,6 +164,8 @@ def test_parse_hotwords():
                                                                    ("new york", 3.0)]
     with pytest.raises(ConfigError, match="must be a number"):
         parse_hotwords("vocable:lots")
+    with pytest.raises(ConfigError, match=r"hotwords: 'one:': expected WORD or WORD:BOOST \(one colon, then a number"):
+        parse_hotwords("two,one:")  # a boost left out after its colon: a slip, not the default boost
 
 
 @pytest.mark.parametrize("spec", ["hello:nan", "hello:inf", "hello:-inf", "hello:1e400", "a:1,hello:NaN", "hello:1e20"])

@@ -277,8 +277,8 @@ def parse_hotwords(spec: str) -> list[tuple[str, float]]:
             if item.strip():
                 raise ConfigError(f"hotwords: empty hotword in {item.strip()!r}")
             continue
-        if ":" in text:  # "fox:3:4" would boost the words "fox three"
-            raise ConfigError(f"hotwords: {item.strip()!r}: expected WORD or WORD:BOOST (one colon)")
+        if ":" in text or (sep and not boost.strip()):  # "fox:3:4" would boost the words "fox three"
+            raise ConfigError(f"hotwords: {item.strip()!r}: expected WORD or WORD:BOOST (one colon, then a number)")
         try:
             value = float(boost) if boost.strip() else DEFAULT_HOTWORD_BOOST
         except ValueError:
