@@ -272,3 +272,15 @@ def test_a_held_out_line_is_excluded_with_and_without_a_first_word_that_may_be_a
     assert excluded_texts("goforward\tgo forward") == {"goforward go forward", "go forward"}
     assert excluded_texts("The cat is here") == {"The cat is here"}  # a plain sentence: nothing else
     assert excluded_texts("one") == {"one"} and excluded_texts("  ") == {""}
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["data", "prepare", "x.jsonl", "-o", "shards", "--jobs", "0"], "--jobs must be at least 1, got 0"),
+    (["data", "import", "folder", ".", "-o", "out.jsonl", "--jobs", "-3"], "--jobs must be at least 1, got -3"),
+    (["listen", "--input", "x.wav", "--threads", "-5", "--model", "fsdd-digits"], "threads: expected 0"),
+])
+def test_worker_and_thread_counts_below_one_are_refused(tmp_path, monkeypatch, capsys, argv, says):
+    """data prepare / import took 0 or -3 workers, and listen made -5 threads into 1, unsaid."""
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert says in capsys.readouterr().err

@@ -589,7 +589,7 @@ def cmd_listen(args) -> int:
         StreamOptions(**given).validate()  # else the model's own (meta "stream"), as served
     device = int(args.device) if args.device and args.device.isdigit() else args.device
     mic = None if args.input else Microphone(args.chunk_ms / 1000, device)  # no microphone: said before loading
-    recognizer = load(args.model, threads=max(1, args.threads))
+    recognizer = load(args.model, threads=args.threads)  # checked there (-5 became 1, unsaid)
     recognizer.decoder(decoding)  # and a missing LM before any audio
     options = default_options(recognizer, **given)
     live = sys.stdout.isatty() and not args.json

@@ -82,10 +82,15 @@ def add_synth(commands) -> None:
     p.set_defaults(func=cmd_synth)
 
 
+def check_jobs(jobs: int) -> None:
+    """--jobs: 0 or fewer workers would do nothing (or fail inside a pool), before any work."""
+    if jobs < 1:
+        raise DataError(f"--jobs must be at least 1, got {jobs}")
+
+
 def cmd_synth(args) -> int:
     from .synth import list_voices, select_voices, synthesize_corpus
-    if args.jobs < 1:
-        raise DataError(f"--jobs must be at least 1, got {args.jobs}")
+    check_jobs(args.jobs)
     voices = select_voices(list_voices(args.piper, args.language), args.voices)
     result = synthesize_corpus(args.text, args.hours, args.out, voices, args.jobs, args.seed, args.format,
                                show_progress=not args.no_progress, accent=args.accent, language=args.language)
@@ -118,6 +123,7 @@ def add_import(commands) -> None:
 def cmd_import(args) -> int:
     from .importers import import_corpus
     from .manifest import write_manifest
+    check_jobs(args.jobs)
     if os.path.isdir(args.out):  # before the import's work, not after it
         raise DataError(f"-o {args.out}: a folder; give the manifest file to write (OUT.jsonl)")
     check_writable_file(args.out, "-o")
@@ -219,6 +225,7 @@ def cmd_prepare(args) -> int:
     from ..features_np import FeatureConfig
     from .manifest import read_dataset
     from .shards import prepare_shards
+    check_jobs(args.jobs)
     if args.config:  # the features training will use: the config's, or its init_from model's
         from ..config import load_config
         features = load_config(args.config).features
