@@ -10,7 +10,7 @@ from fractions import Fraction
 
 import pytest
 
-from vocable.errors import ConfigError
+from vocable.errors import ConfigError, DataError
 from vocable.lm import NO_PROB, BuildOptions, build_lm, read_arpa, read_binary, write_arpa, write_lm
 from vocable.tokenizer import BLANK, BPETokenizer, CharTokenizer, tokenizer_from_dict
 
@@ -258,3 +258,16 @@ def test_a_log_probability_below_float32s_range_is_read_without_numpys_warning(t
         warnings.simplefilter("error")
         lm = load_lm(path)
     assert lm.sentence_logprob(["zero"]) > -5 > lm.sentence_logprob(["one"])
+
+
+@pytest.mark.parametrize("header, unigrams, says", [
+    ("ngram 1=3\nngram 2=-3\n", "-99\t<s>\n-0.5\t</s>\n-0.5\tone\n", r"ARPA header: ngram 2=-3 is a negative count"),
+    ("ngram 1=4\n", "-99\t<s>\n-0.5\t</s>\n-0.5\tone\n-0.7\tone\n", r"duplicate 1-grams \('one' is listed twice\)"),
+])
+def test_an_arpa_header_with_a_negative_count_or_a_word_twice_is_refused(tmp_path, header, unigrams, says):
+    """"ngram 2=-3" was not read as a header line, so the 2-grams were dropped, unsaid; a unigram listed twice
+    took the later line's numbers (the .lm.npz reader refuses both)."""
+    path = tmp_path / "bad.arpa"
+    path.write_text(f"\\data\\\n{header}\n\\1-grams:\n{unigrams}\n\\2-grams:\n-0.1\t<s> one\n\n\\end\\\n")
+    with pytest.raises(DataError, match=says):
+        read_arpa(path)

@@ -473,10 +473,20 @@ def write_arpa(lm: NGramLM, path: str | os.PathLike) -> None:
         f.write("\n\\end\\\n")
 
 
-_NGRAM_HEADER = re.compile(r"ngram\s+(\d+)\s*=\s*(\d+)")
+_NGRAM_HEADER = re.compile(r"ngram\s+(\d+)\s*=\s*(-?\d+)")
 
 
 @_names_the_file
+def _first_repeat(items: list) -> object:
+    """The first item listed a second time (None when none is)."""
+    seen = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    return None
+
+
 def read_arpa(path: str | os.PathLike) -> NGramLM:
     """Load an ARPA file (plain or gzip) written by any tool."""
     path = Path(path)
@@ -501,6 +511,9 @@ def read_arpa(path: str | os.PathLike) -> NGramLM:
         raise DataError(f"{path}: ARPA header lists no or non-consecutive n-gram orders")
     if sizes[1] == 0:
         raise DataError(f"{path}: ARPA header lists no unigrams")
+    if min(sizes.values()) < 0:  # unread, "ngram 2=-3" dropped the 2-gram section, unsaid
+        n = min(sizes, key=sizes.get)
+        raise DataError(f"{path}: ARPA header: ngram {n}={sizes[n]} is a negative count")
     order = max(sizes)
     sections = []
     for n in range(1, order + 1):
@@ -524,6 +537,8 @@ def read_arpa(path: str | os.PathLike) -> NGramLM:
         if n == 1:
             vocab = ids
             index = {w: i for i, w in enumerate(vocab)}
+            if len(index) < len(vocab):  # the later line would win, unsaid (the .lm.npz reader refuses them)
+                raise DataError(f"{path}: duplicate 1-grams ({_first_repeat(vocab)!r} is listed twice)")
             ids = np.arange(len(vocab), dtype=np.int32)[:, None]
         rows.append(ids)
         logps.append(logp)
