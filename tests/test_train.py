@@ -608,6 +608,9 @@ def test_audio_gone_or_damaged_is_left_out_not_fatal(tmp_path, capsys):
     assert [str(w.message) for w in caught if w.category is AudioWarning] == \
         [f"{tmp_path / clips[0].name}: not a readable audio file (Format not recognised.); left out of training"]
     assert torch.equal(tokens, torch.tensor(dataset.tokenizer.encode(train_utts[1].text)))
+    dev = SpeechDataset(train_utts, dataset.tokenizer, dataset.features, role="the dev set")
+    with pytest.warns(AudioWarning, match=r"left out of the dev set$"):  # said "of training" for dev files too
+        dev[0]
 
 
 def test_an_earlier_run_is_continued_or_left_alone(tmp_path, capsys):

@@ -354,7 +354,7 @@ class DevSet:
     """The dev utterances as feature batches, computed once (they never change between epochs)."""
 
     def __init__(self, config: TrainConfig, tokenizer: Tokenizer, dev_utts: list[Utterance]):
-        dataset = SpeechDataset(dev_utts, tokenizer, config.features)
+        dataset = SpeechDataset(dev_utts, tokenizer, config.features, role="the dev set")
         order = bucket_batches([u.duration for u in dev_utts], config.data.max_batch_seconds, 0, 0)
         self.batches = [(collate([dataset[i] for i in batch])[:2], [dev_utts[i].text for i in batch])
                         for batch in order]

@@ -88,13 +88,14 @@ class SpeechDataset(torch.utils.data.Dataset):
     """Item i → (features (T, F) float32, token ids (L,) int64, duration in seconds)."""
 
     def __init__(self, utterances: list[Utterance], tokenizer: Tokenizer, features: FeatureConfig,
-                 augment: Augmenter | None = None, seed: int = 0):
+                 augment: Augmenter | None = None, seed: int = 0, role: str = "training"):
         check_feature_config(utterances, features)
         if augment is not None and any(SHARD_KEY in u.meta for u in utterances):
             raise ConfigError("[augment]: waveform augmentation needs raw audio, but training data includes "
                               "feature shards; train on the manifest instead (SpecAugment works with both)")
         self.utterances, self.tokenizer, self.features = utterances, tokenizer, features
         self.augment, self.seed, self.epoch = augment, seed, 0
+        self.role = role  # what an unreadable file is left out of, in its warning
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -106,8 +107,8 @@ class SpeechDataset(torch.utils.data.Dataset):
             try:
                 return self._item((index + offset) % len(self.utterances))
             except AudioError as e:
-                warn(f"{e}; left out of training", AudioWarning)
-        raise DataError(f"{MAX_UNREADABLE_IN_A_ROW} training utterances in a row are unreadable (the last: "
+                warn(f"{e}; left out of {self.role}", AudioWarning)
+        raise DataError(f"{MAX_UNREADABLE_IN_A_ROW} utterances in a row of {self.role} are unreadable (the last: "
                         f"{self.utterances[(index + offset) % len(self.utterances)].audio})")
 
     def _item(self, index: int):
