@@ -464,3 +464,17 @@ def test_plus_and_minus_infinity_in_two_channels_is_one_error_without_numpys_war
             warnings.simplefilter("error")
             with pytest.raises(AudioError, match=r"inf.wav: audio contains NaN or infinite samples"):
                 read(tmp_path / "inf.wav")
+
+
+def test_a_file_whose_name_is_not_utf8_is_read(tmp_path):
+    """A name holding a byte that is not UTF-8 (an old Latin-1 "café"): Python keeps it as a surrogate escape,
+    which soundfile could not encode, so a good WAV was "not a readable audio file ('utf-8' codec...)"."""
+    from vocable.audio import audio_info
+    from vocable.vad import stream_audio
+    name = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9.wav")
+    try:
+        sf.write(os.fsencode(name), np.sin(np.arange(8000) / 5).astype(np.float32) * 0.3, 16000)
+    except OSError:
+        pytest.skip("this file system refuses such names")
+    assert len(load_audio(name)) == 8000 and audio_info(name) == (0.5, 16000)
+    assert sum(map(len, stream_audio(name))) == 8000

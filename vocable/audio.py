@@ -173,7 +173,7 @@ def open_audio(file, label: str, max_seconds: float = MAX_DURATION) -> sf.SoundF
     not audio, or its header gives no length or one over `max_seconds`. The caller closes it (`with`)."""
     try:
         with mpeg_notes_dropped():  # libsndfile tries its MP3 reader on anything it does not recognise
-            f = sf.SoundFile(file)
+            f = sf.SoundFile(encodable(file))
     except Exception as e:  # soundfile raises several types for bad files
         raise _unreadable(file, label, e) from None
     try:
@@ -191,6 +191,17 @@ def open_audio(file, label: str, max_seconds: float = MAX_DURATION) -> sf.SoundF
         f.close()
         raise _too_long(label, f.frames / f.samplerate, max_seconds)
     return f
+
+
+def encodable(file):
+    """`file` as soundfile can take it: a path whose name holds bytes that are not UTF-8 (Python keeps them
+    as surrogate escapes, which soundfile cannot encode: "'utf-8' codec can't encode...") as bytes."""
+    if isinstance(file, str):
+        try:
+            file.encode("utf-8")
+        except UnicodeEncodeError:
+            return os.fsencode(file)
+    return file
 
 
 def check_header_rate(rate: int, label: str) -> None:
@@ -269,7 +280,7 @@ def _reader_at(reader: sf.SoundFile, f: sf.SoundFile, position: int) -> sf.Sound
     if reader is not f:
         reader.close()
     try:
-        if not isinstance(f.name, (str, os.PathLike)):
+        if not isinstance(f.name, (str, bytes, os.PathLike)):
             f.name.seek(0)  # a file object: a second decoder reads it from the start
         fresh = sf.SoundFile(f.name)
         fresh.seek(position)
@@ -437,7 +448,7 @@ def ogg_ends_cleanly(file) -> bool | None:
 def _file_tail(file, size: int) -> bytes | None:
     """The last `size` bytes of a path or a seekable file object (left where it was), or None."""
     try:
-        if isinstance(file, (str, os.PathLike)):
+        if isinstance(file, (str, bytes, os.PathLike)):
             with open(file, "rb") as stream:
                 stream.seek(max(0, stream.seek(0, os.SEEK_END) - size))
                 return stream.read()
@@ -462,7 +473,7 @@ def audio_info(path: str | os.PathLike, name: str | None = None) -> tuple[float,
     `name` is what errors call it (default: the path)."""
     try:
         with mpeg_notes_dropped():
-            info = sf.info(os.fspath(path))
+            info = sf.info(encodable(os.fspath(path)))
     except Exception as e:  # soundfile raises several types for bad files
         raise _unreadable(path, name or str(path) or repr(path), e) from None
     check_header_rate(info.samplerate, name or str(path))
