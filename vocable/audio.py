@@ -315,15 +315,15 @@ def _mp3_read_whole(f: sf.SoundFile, file, label: str) -> sf.SoundFile:
     libsndfile would read only as far as it estimates from the first frame (25 s read as 4 s, unsaid),
     the same frames opened from memory behind a written length header, so all of them are read. An MP3
     whose frames end before its length header's count (a download cut short) is said to be."""
-    data = _file_tail(file, MAX_MP3_WALK_BYTES + 1)  # the whole file, or a byte more than is walked
-    walk = mpeg_walk(data) if data and len(data) <= MAX_MP3_WALK_BYTES else None
+    data, walk = _read_and_walk(file)
     missing = (walk.declared_frames - walk.frames) * walk.samples_per_frame / walk.rate if walk else 0.0
     if missing > MP3_SHORT_READ_SECONDS and len(data) - walk.end < MP3_TAIL_BYTES:  # damage inside is said
         # from libmpg123's notes as it is read
         warn(f"{label}: the MP3 is cut short (its frames hold {walk.seconds:.1f} s of the "
              f"{walk.declared_frames * walk.samples_per_frame / walk.rate:.1f} s its header declares); transcribing "
              f"what is there", AudioWarning)
-    if walk is None or walk.has_length_header or walk.seconds <= f.frames / f.samplerate + MP3_SHORT_READ_SECONDS:
+    estimated = f.frames / f.samplerate  # libsndfile's, from the first frame's bitrate where no header says
+    if walk is None or walk.has_length_header or walk.seconds <= estimated + MP3_SHORT_READ_SECONDS:
         return f
     try:
         whole = sf.SoundFile(io.BytesIO(data[:walk.start] + walk.length_header() + data[walk.start:]))
@@ -333,7 +333,7 @@ def _mp3_read_whole(f: sf.SoundFile, file, label: str) -> sf.SoundFile:
         if whole is not None:  # a decoder that ignores the header
             whole.close()
         warn(f"{label}: the MP3 holds {walk.seconds:.1f} s of audio but its decoder reads only "
-             f"{f.frames / f.samplerate:.1f} s (a variable-bitrate file without its length header); convert it "
+             f"{estimated:.1f} s (a variable-bitrate file without its length header); convert it "
              f"(e.g. with ffmpeg, to FLAC) to transcribe all of it", AudioWarning)
         return f
     f.close()
@@ -399,7 +399,8 @@ def mpeg_walk(data: bytes) -> MpegWalk | None:
             break  # no frame here: the end, a tag (ID3v1, APE) or damage
         if walk is None:
             side_info = 4 + _side_info_bytes(header)
-            tagged = data[at + side_info: at + side_info + 4] in (b"Xing", b"Info") or data[at + 36: at + 40] == b"VBRI"
+            tagged = (data[at + side_info: at + side_info + 4] in (b"Xing", b"Info")
+                      or data[at + 36: at + 40] == b"VBRI")
             walk = MpegWalk(start, header, -1 if tagged else 0, 1152 if version == 3 else 576,
                             _MPEG_RATES[version][rate_index], tagged, _xing_frames(data, at + side_info))
         at += _frame_bytes(walk.samples_per_frame, _MPEG_BITRATES[1 if version == 3 else 2][index],
@@ -420,9 +421,13 @@ def _xing_frames(data: bytes, at: int) -> int:
 def mpeg_seconds(file) -> float | None:
     """The duration of an MP3 (a path or a seekable file object) from its Layer III frame headers; None
     when it cannot be told (not Layer III, free format, larger than is walked)."""
+    return walk.seconds if (walk := _read_and_walk(file)[1]) else None
+
+
+def _read_and_walk(file) -> tuple[bytes | None, MpegWalk | None]:
+    """An MP3's bytes (a path or a seekable file object) and its frames walked; None for what cannot be."""
     data = _file_tail(file, MAX_MP3_WALK_BYTES + 1)  # the whole file, or a byte more than is walked
-    walk = mpeg_walk(data) if data and len(data) <= MAX_MP3_WALK_BYTES else None
-    return walk.seconds if walk else None
+    return data, (mpeg_walk(data) if data and len(data) <= MAX_MP3_WALK_BYTES else None)
 
 
 def ogg_ends_cleanly(file) -> bool | None:

@@ -24,7 +24,7 @@ from .files import (check_not_an_input, check_writable_file, check_writable_fold
 
 MAX_LISTED_ERRORS = 10  # per-file errors printed before "... and N more"
 MIN_SPEED = 0.01  # listen --speed: slower than 1/100 of real time is a hang, not a test
-MAX_BOOTSTRAP = 10_000  # evaluate --bootstrap: more change the intervals by nothing but memory (resamples × speakers)
+MAX_BOOTSTRAP = 10_000  # evaluate --bootstrap: more change the intervals by nothing, and take memory
 STDIN = "-"  # FILE that means standard input (formats.output_path names its result "stdin.<format>")
 STDIN_BLOCK = 1 << 20  # bytes copied from standard input at a time
 SIGNAL_POLL_SECONDS = 0.2  # longest wait for standard input before pending signals are handled

@@ -240,7 +240,9 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
 def _check_no_empty_paths(config: TrainConfig, where: str) -> None:
     """An empty path would be the config's own folder ("" joined to it): run.out_dir = "" wrote the model
     and checkpoints beside the config."""
-    for dotted in PATH_FIELDS[:-1]:  # not run.init_from, whose "" means no start model
+    for dotted in PATH_FIELDS:
+        if dotted == "run.init_from":  # "" means no start model
+            continue
         section, _, key = dotted.partition(".")
         value = getattr(getattr(config, section), key)
         if any(not str(v).strip() for v in (value if isinstance(value, list) else [value])):

@@ -560,7 +560,7 @@ def _parse_tab_section(section: str, n: int, index: dict, path) -> tuple | None:
     fields = "\t".join(lines).split("\t")
     first = np.concatenate([[0], np.cumsum(tabs + 1)[:-1]])  # index of each line's logp field
     try:
-        with np.errstate(over="ignore"):  # "-1e300" is -inf in float32: refused by the file's checks, not warned
+        with np.errstate(over="ignore"):  # "-1e300" is -inf in float32 (a word that cannot occur), not a warning
             logp = np.array([fields[i] for i in first], dtype=np.float32)
             bow = np.zeros(len(lines), dtype=np.float32)
             has_bow = np.flatnonzero(tabs == 2)
