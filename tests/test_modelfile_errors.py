@@ -66,7 +66,7 @@ def poison(value, count=1):
     (zero_ints, "model_config.d_model"),
     (setter("model_config", "n_heads", 0), "model_config.n_heads"),
     (setter("model_config", "d_model", "96"), "field 'model_config.d_model': expected int, got str '96'"),
-    (setter("model_config", "d_model", 10**9), "model_config: does not describe a model that fits"),
+    (setter("model_config", "d_model", 10**9), "model_config.d_model: expected 1 to 8192, got 1000000000"),
     (setter("model_config", "n_layers", 10**6), "model_config.n_layers"),
     (setter("model_config", "arch", "rnn"), "model_config.arch"),
     (setter("model_config", "dropout", float("nan")), "model_config.dropout"),
