@@ -1,5 +1,6 @@
 import io
 import os
+import re
 import warnings
 
 import numpy as np
@@ -119,28 +120,41 @@ def test_a_flac_cut_short_keeps_the_audio_before_the_cut(tmp_path):
     with pytest.warns(AudioWarning, match="cut.flac: the audio is damaged after"):
         blocks = np.concatenate(list(stream_audio(cut)))
     assert 8 * 16000 < len(whole) <= 10 * 16000 and len(blocks) == len(whole)
-    # Damaged in the middle, where libsndfile cannot even seek back: the blocks before the damage are kept.
-    _, middle = flac_damaged_midway(tmp_path, "middle", 40, 20000, rng)
-    with pytest.warns(AudioWarning, match="middle.flac: the audio is damaged after"):
-        assert 8 * 16000 <= len(load_audio(middle)) <= 20 * 16000
-    with pytest.warns(AudioWarning, match="middle.flac: the audio is damaged after"):
-        assert 8 * 16000 <= sum(map(len, stream_audio(middle))) <= 20 * 16000
+    # Damaged in the middle, where libsndfile cannot even seek back: the audio before the damage is kept, and
+    # a fresh decoder reads on from the next whole frame past it (it was all lost); the gap is silence.
+    good, middle = flac_damaged_midway(tmp_path, "middle", 40, 20000, rng)
+    said = r"middle.flac: the audio is damaged from (\d+\.\d) s to (\d+\.\d) s \(.*\); that part is read as silence"
+    with pytest.warns(AudioWarning, match=said) as caught:
+        kept = load_audio(middle)
+    start, end = (float(s) for s in re.search(said, str(caught[0].message)).groups())
+    assert len(kept) == 40 * 16000 and 15 < start < end < start + 2
+    reference = sf.read(good, dtype="float32")[0]
+    np.testing.assert_allclose(kept[: int(start * 16000) - 1600], reference[: int(start * 16000) - 1600], atol=1e-6)
+    np.testing.assert_allclose(kept[int(end * 16000) + 1600:], reference[int(end * 16000) + 1600:], atol=1e-6)
+    with pytest.warns(AudioWarning, match=said):  # its blocks may meet the damage a frame or two apart
+        streamed = np.concatenate(list(stream_audio(middle)))
+    assert len(streamed) == len(kept) and np.array_equal(streamed[int(end * 16000) + 8192:],
+                                                         kept[int(end * 16000) + 8192:])
 
 
 def test_a_short_flac_damaged_in_its_first_block_keeps_the_audio_before_the_damage(tmp_path):
     """Damage within the first 8 s read left libsndfile's FLAC decoder unable to seek back ("lost sync"), and
-    the whole file was refused: a fresh decoder now reads up to the damage (paths, bytes, blocks alike)."""
+    the whole file was refused: a fresh decoder now reads up to the damage, and another on past it (paths,
+    bytes, blocks alike)."""
     from vocable.vad import stream_audio
     good, path = flac_damaged_midway(tmp_path, "short", 5, 5000, np.random.default_rng(2))
     damaged = path.read_bytes()
-    with pytest.warns(AudioWarning, match="short.flac: the audio is damaged after"):
+    said = r"short.flac: the audio is damaged from (\d+\.\d) s to \d+\.\d s"
+    with pytest.warns(AudioWarning, match=said) as caught:
         kept = load_audio(path)
-    assert 1 * 16000 <= len(kept) <= 2.5 * 16000
-    np.testing.assert_allclose(kept, sf.read(good, dtype="float32")[0][: len(kept)], atol=1e-6)
-    with pytest.warns(AudioWarning, match="up.flac: the audio is damaged after"):
-        assert len(load_audio(bytes(damaged), name="up.flac")) == len(kept)
-    with pytest.warns(AudioWarning, match="short.flac: the audio is damaged after"):
-        assert sum(map(len, stream_audio(path))) == len(kept)
+    start = float(re.search(said, str(caught[0].message)).group(1))
+    assert len(kept) == 5 * 16000 and 1 <= start <= 2.5
+    before = int(start * 16000) - 1600
+    np.testing.assert_allclose(kept[:before], sf.read(good, dtype="float32")[0][:before], atol=1e-6)
+    with pytest.warns(AudioWarning, match="up.flac: the audio is damaged from"):
+        assert np.array_equal(load_audio(bytes(damaged), name="up.flac"), kept)
+    with pytest.warns(AudioWarning, match=said):
+        assert np.array_equal(np.concatenate(list(stream_audio(path))), kept)
 
 
 @pytest.mark.parametrize("subtype", ["VORBIS", "OPUS"])

@@ -31,7 +31,8 @@ MAX_DURATION = 6 * 3600.0  # seconds: longer audio decoded whole is refused rath
 MAX_STREAM_DURATION = 48 * 3600.0
 PCM16_FULL_SCALE = 32768.0  # int16 → float in [-1, 1), as libsndfile reads 16-bit files
 OVER_SCALE = 4.0  # peak beyond which samples are on another scale than [-1, 1] (integer values in a float file)
-SALVAGE_FRAMES = 4096  # frames per read when reading up to a damaged part of a file
+SALVAGE_FRAMES = 4096  # frames per read when reading up to a damaged part of a file, and per step past it
+MAX_SKIPPED_SECONDS = 10.0  # how far past damage a decoder looks for where it can read again
 DECODE_BLOCK = 1 << 17  # frames read at a time (~8 s at 16 kHz): a damaged file keeps what comes before the block
 # libsndfile's note on a WAV whose data chunk is shorter than its header declares (a recording cut off)
 CUT_SHORT = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.MULTILINE)
@@ -226,7 +227,9 @@ def read_blocks(f: sf.SoundFile, frames: int, label: str, notes: list[bytes]) ->
     """(n, channels) float32 blocks of `frames` frames, to the file's end; an MP3's damage notes go to `notes`.
     Where the decoder fails partway (a FLAC cut short fails the whole read that spans the damage), the
     audio up to the damage is read again in small pieces (by the same decoder, or a fresh one where that
-    one lost its place) and the rest left out, with a warning. A failure before any audio is raised."""
+    one lost its place); past it a fresh decoder looks for where it can read again (a FLAC's next whole
+    frame), and the part it skips is silence, so later times stay right. Either way the user is told.
+    A failure before any audio is raised."""
     position, step, reader = 0, frames, f
     try:
         while True:
@@ -242,9 +245,17 @@ def read_blocks(f: sf.SoundFile, frames: int, label: str, notes: list[bytes]) ->
                         continue
                 if position == 0:
                     raise
-                warn(f"{label}: the audio is damaged after {position / f.samplerate:.1f} s ({_short(e)}); "
-                     f"transcribing what could be decoded", AudioWarning)
-                return
+                if reader is not None and reader is not f:
+                    reader.close()
+                reader, resumed, data = _past_damage(f, position)
+                if reader is None:
+                    warn(f"{label}: the audio is damaged after {position / f.samplerate:.1f} s ({_short(e)}); "
+                         f"transcribing what could be decoded", AudioWarning)
+                    return
+                warn(f"{label}: the audio is damaged from {position / f.samplerate:.1f} s to "
+                     f"{resumed / f.samplerate:.1f} s ({_short(e)}); that part is read as silence", AudioWarning)
+                yield np.zeros((resumed - position, f.channels), np.float32)
+                position, step = resumed, frames  # and `data`, read there, goes out below
             if len(data) == 0:
                 return
             position += len(data)
@@ -269,6 +280,35 @@ def read_frames(f: sf.SoundFile, frames: int) -> np.ndarray:
     return out[:read]
 
 
+def _past_damage(f: sf.SoundFile, position: int) -> tuple[sf.SoundFile | None, int, np.ndarray | None]:
+    """(a fresh decoder of `f`'s file, the frame it reads from, what it read there) for the first place
+    after `position`, in steps of SALVAGE_FRAMES up to MAX_SKIPPED_SECONDS on, that decodes again;
+    (None, position, None) when none does."""
+    for at in range(position + SALVAGE_FRAMES, min(f.frames, position + int(MAX_SKIPPED_SECONDS * f.samplerate)),
+                    SALVAGE_FRAMES):
+        reader = _fresh_reader(f, at)
+        if reader is None:
+            continue
+        try:
+            with quiet_reads(reader):
+                return reader, at, read_frames(reader, SALVAGE_FRAMES)
+        except Exception:
+            reader.close()
+    return None, position, None
+
+
+def _fresh_reader(f: sf.SoundFile, position: int) -> sf.SoundFile | None:
+    """The file `f` reads, opened by a second decoder at frame `position`; None when that fails."""
+    try:
+        if not isinstance(f.name, (str, bytes, os.PathLike)):
+            f.name.seek(0)  # a file object: a second decoder reads it from the start
+        fresh = sf.SoundFile(f.name)
+        fresh.seek(position)
+        return fresh
+    except Exception:
+        return None
+
+
 def _reader_at(reader: sf.SoundFile, f: sf.SoundFile, position: int) -> sf.SoundFile | None:
     """`reader` moved back to frame `position`, or where its decoder cannot seek (a FLAC's "lost sync"), the
     file `f` reads opened afresh there; None when neither works."""
@@ -279,14 +319,7 @@ def _reader_at(reader: sf.SoundFile, f: sf.SoundFile, position: int) -> sf.Sound
         pass
     if reader is not f:
         reader.close()
-    try:
-        if not isinstance(f.name, (str, bytes, os.PathLike)):
-            f.name.seek(0)  # a file object: a second decoder reads it from the start
-        fresh = sf.SoundFile(f.name)
-        fresh.seek(position)
-        return fresh
-    except Exception:
-        return None
+    return _fresh_reader(f, position)
 
 
 def warn_if_cut_short(f: sf.SoundFile, label: str, frames_read: int) -> None:
