@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioError, AudioWarning, UnreadableAudio, file_problem, warn
+from .errors import AudioError, AudioWarning, EmptyAudio, UnreadableAudio, file_problem, warn
 
 SAMPLE_RATE = 16000  # Hz: every model in vocable works at this rate
 MIN_RATE, MAX_RATE = 4000, 192000  # Hz: the sample rates of arrays and streams accepted (telephone .. studio)
@@ -82,14 +82,14 @@ def load_audio(source: AudioInput, sample_rate: int = SAMPLE_RATE, source_rate: 
         audio, rate = _decode(os.fspath(source), name or str(source) or repr(source))
     label = name or (str(source) if not isinstance(source, (bytes, bytearray, np.ndarray)) else "audio")
     if audio.size == 0:
-        raise AudioError(f"{label}: audio is empty (0 samples)")
+        raise EmptyAudio(f"{label}: audio is empty (0 samples)")
     if audio.size / rate > MAX_DURATION:
         raise _too_long(label, audio.size / rate)
     if not np.all(np.isfinite(audio)):
         raise AudioError(f"{label}: audio contains NaN or infinite samples")
     audio = resample(audio * over_scale_gain(float(np.abs(audio).max()), label), rate, sample_rate)
     if audio.size == 0:  # a sample or two at 48 kHz is less than one at 16 kHz
-        raise AudioError(f"{label}: audio is empty (shorter than one sample at {sample_rate} Hz)")
+        raise EmptyAudio(f"{label}: audio is empty (shorter than one sample at {sample_rate} Hz)")
     return audio
 
 
@@ -557,7 +557,7 @@ def _unreadable(file, label: str, error: Exception) -> AudioError:
     if problem:
         return AudioError(f"{label}: {problem}")
     if _byte_size(file) == 0:  # libsndfile's "Format not recognised." says less
-        return AudioError(f"{label}: the file is empty (0 bytes)")
+        return EmptyAudio(f"{label}: the file is empty (0 bytes)")
     return UnreadableAudio(f"{label}: not a readable audio file ({_short(error)})")
 
 

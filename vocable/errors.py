@@ -12,6 +12,10 @@ class AudioError(VocableError):
     """Audio that cannot be read, is empty, or is not audio at all."""
 
 
+class EmptyAudio(AudioError):
+    """A file of 0 bytes, or audio of no samples (or less than one at the rate asked for)."""
+
+
 class UnreadableAudio(AudioError):
     """Bytes libsndfile cannot decode: not audio, or a format it lacks (video, AAC/M4A)."""
 

@@ -16,6 +16,7 @@ order is checked for at load time.
 
 from __future__ import annotations
 
+import collections
 import functools
 import gzip
 import os
@@ -234,9 +235,8 @@ def _prune_thresholds(prune: tuple[int, ...], order: int) -> list[int]:
 
 
 def _encode(sentences: Iterable[list[str]], min_count: int) -> tuple[list[str], np.ndarray, np.ndarray]:
-    from collections import Counter
     sentences = [s for s in sentences if s]
-    freq = Counter(w for s in sentences for w in s)
+    freq = collections.Counter(w for s in sentences for w in s)
     words = sorted(w for w, c in freq.items() if c >= min_count and w not in (BOS, EOS, UNK))
     vocab = [UNK, BOS, EOS] + words
     index = {w: i for i, w in enumerate(vocab)}
@@ -477,16 +477,6 @@ _NGRAM_HEADER = re.compile(r"ngram\s+(\d+)\s*=\s*(-?\d+)")
 
 
 @_names_the_file
-def _first_repeat(items: list) -> object:
-    """The first item listed a second time (None when none is)."""
-    seen = set()
-    for item in items:
-        if item in seen:
-            return item
-        seen.add(item)
-    return None
-
-
 def read_arpa(path: str | os.PathLike) -> NGramLM:
     """Load an ARPA file (plain or gzip) written by any tool."""
     path = Path(path)
@@ -538,7 +528,8 @@ def read_arpa(path: str | os.PathLike) -> NGramLM:
             vocab = ids
             index = {w: i for i, w in enumerate(vocab)}
             if len(index) < len(vocab):  # the later line would win, unsaid (the .lm.npz reader refuses them)
-                raise DataError(f"{path}: duplicate 1-grams ({_first_repeat(vocab)!r} is listed twice)")
+                twice = next(w for w, n in collections.Counter(vocab).items() if n > 1)
+                raise DataError(f"{path}: duplicate 1-grams ({twice!r} is listed twice)")
             ids = np.arange(len(vocab), dtype=np.int32)[:, None]
         rows.append(ids)
         logps.append(logp)

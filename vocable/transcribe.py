@@ -91,7 +91,8 @@ class Recognizer:
         self.device = device
         self.engine = engine or TorchEngine(loaded.model, loaded.features, device)
         # by repr(DecodingOptions), most recently used last: LM and tries are built once per options
-        self._decoders: collections.OrderedDict[str, Decoder] = collections.OrderedDict()
+        # options → (decoder, the warnings it gave when built: said again to each caller)
+        self._decoders: collections.OrderedDict[str, tuple[Decoder, tuple]] = collections.OrderedDict()
         self._decoders_lock = threading.Lock()
 
     @property
@@ -130,18 +131,18 @@ class Recognizer:
         second request with the same options gets the warning the first got)."""
         key = repr(checked(options))
         with self._decoders_lock:
-            decoder = self._decoders.get(key)
-            if decoder is not None:
+            kept = self._decoders.get(key)
+            if kept is not None:
                 self._decoders.move_to_end(key)
-        if decoder is None:
+        if kept is None:
             with held_warnings() as held:
-                decoder = Decoder(self.tokenizer, options, self.loaded.meta)  # outside the lock: may load an LM
-            decoder.build_warnings = tuple(held)
+                kept = Decoder(self.tokenizer, options, self.loaded.meta), tuple(held)  # unlocked: may load an LM
             with self._decoders_lock:
-                self._decoders[key] = decoder
+                self._decoders[key] = kept
                 while len(self._decoders) > MAX_DECODERS:  # an app with per-request hotwords makes new options
                     self._decoders.popitem(last=False)
-        for message, category in decoder.build_warnings:
+        decoder, warnings_given = kept
+        for message, category in warnings_given:
             warn(message, category)
         return decoder
 

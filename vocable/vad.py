@@ -26,7 +26,7 @@ import numpy as np
 
 from .audio import (MAX_STREAM_DURATION, SAMPLE_RATE, AudioInput, float_file_peak, load_audio, mixed_down,
                     open_audio, over_scale_gain, read_blocks, warn_if_cut_short, warn_if_damaged)
-from .errors import NEEDS_ONNXRUNTIME, AudioError, ConfigError
+from .errors import NEEDS_ONNXRUNTIME, AudioError, ConfigError, EmptyAudio
 
 SILERO_MODEL = Path(__file__).parent / "assets" / "silero_vad.onnx"
 SILERO_FRAME = 512  # samples (32 ms) per Silero decision
@@ -223,7 +223,7 @@ def stream_audio(source: AudioInput, block_seconds: float = READ_BLOCK_SECONDS,
         warn_if_damaged(damage, label)
         warn_if_cut_short(f, label, frames_read)
         if total == 0:
-            raise AudioError(f"{label}: audio is empty (0 samples)")
+            raise EmptyAudio(f"{label}: audio is empty (0 samples)")
 
 
 @dataclass

@@ -24,7 +24,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from ..audio import AUDIO_SUFFIXES, SAMPLE_RATE, audio_info, load_audio
-from ..errors import DataError, VocableError, VocableWarning, warn
+from ..errors import DataError, EmptyAudio, VocableError, VocableWarning, warn
 from ..files import written_atomically
 from ..tokenizer import NORMALIZERS, SPELLED_SYMBOLS, folded_letters, unspellable_letters
 from .manifest import Utterance, plural, read_kaldi_dir
@@ -379,8 +379,10 @@ def check_utterances(utterances: list[Utterance], report: ImportReport, normaliz
     def measure(u: Utterance) -> str:
         try:
             u.duration = audio_info(u.audio)[0]
-        except VocableError as e:
-            return "empty audio" if " is empty (0 " in str(e) else "unreadable audio"  # 0 samples, 0 bytes
+        except EmptyAudio:  # 0 bytes, 0 samples
+            return "empty audio"
+        except VocableError:
+            return "unreadable audio"
         return "" if u.duration > 0 else "empty audio"
 
     kept = []

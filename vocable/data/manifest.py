@@ -190,7 +190,7 @@ def _segments(path: Path) -> dict[str, tuple[str, list[float]]]:
             recording, start, end = fields[0], float(fields[1]), float(fields[2])
         except (IndexError, ValueError):
             raise DataError(f"{path}: {utt}: expected 'UTTERANCE RECORDING START END', got {utt} {rest!r}") from None
-        if not (0 <= start < float("inf") and (end == -1 or start < end < float("inf"))):
+        if not (0 <= start < math.inf and (end == -1 or start < end < math.inf)):
             raise DataError(f"{path}: {utt}: a segment from {start:g} s to {end:g} s")
         cuts[utt] = (recording, [start, end])
     return cuts
